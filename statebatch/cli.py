@@ -1,0 +1,118 @@
+"""Command line: ``statebatch explain`` and ``statebatch check``.
+
+    statebatch explain --shape 1000,20,1 --batch-size 200 --stateful
+    statebatch check data.npz --batch-size 32 --stateful
+    statebatch check series.csv --timesteps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ParameterError, StatebatchError
+
+
+def _shape(text: str) -> tuple:
+    try:
+        return tuple(None if p.strip().lower() in ("none", "?") else int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shape must look like 1000,20,1 (got {text!r})") from None
+
+
+def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Load X (and y, sample_weight) from .npy, .npz, .csv or .parquet.
+
+    ``.npz`` keys ``X``/``x``, ``y`` and ``sample_weight`` are used (else the first array is X);
+    ``.csv``/``.parquet`` are raw series tables ``(steps, features)``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ParameterError(f"file {str(path)!r} does not exist.", "pass the path of a .npy/.npz/.csv/.parquet file.")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return {"X": np.load(path, allow_pickle=False)}
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.keys())
+            xk = next((k for k in ("X", "x", "X_train", "x_train") if k in keys), keys[0] if keys else None)
+            if xk is None:
+                raise ParameterError(f"{path} holds no arrays.", "save X with np.savez(path, X=X, y=y).")
+            out = {"X": z[xk]}
+            for k in ("y", "Y", "y_train", "sample_weight"):
+                if k in keys:
+                    out["sample_weight" if k == "sample_weight" else "y"] = z[k]
+            return out
+    if suffix in (".csv", ".parquet", ".pq"):
+        import pandas as pd
+
+        df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+        return {"table": df}
+    raise ParameterError(f"unsupported file type {suffix!r}.", "use .npy, .npz, .csv or .parquet.")
+
+
+def _cmd_explain(args) -> int:
+    from .explain import explain
+
+    print(explain(args.shape, batch_size=args.batch_size, stateful=args.stateful))
+    return 0
+
+
+def _cmd_check(args) -> int:
+    from .validate import validate
+
+    arrays = load_arrays(args.file)
+    if "table" in arrays:
+        from .windows import make_windows
+
+        df = arrays["table"]
+        numeric = df.select_dtypes("number")
+        dropped = [c for c in df.columns if c not in numeric.columns]
+        if dropped:
+            print(f"note: non-numeric columns ignored as features: {dropped}")
+        print(f"table {args.file}: {len(df)} steps x {numeric.shape[1]} numeric feature(s)")
+        if args.timesteps is None:
+            X = numeric.to_numpy()[None]  # the whole table as one sample, for value checks
+            rep = validate(X, raise_errors=False, emit_warnings=False)
+            rep.warnings.append("pass --timesteps T to check the windows a model would see.")
+        else:
+            w = make_windows(numeric, args.timesteps, stride=args.stride)
+            rep = validate(w.X, batch_size=args.batch_size, stateful=args.stateful,
+                           shuffle=False if args.stateful else None, raise_errors=False, emit_warnings=False)
+    else:
+        rep = validate(arrays["X"], arrays.get("y"), sample_weight=arrays.get("sample_weight"),
+                       batch_size=args.batch_size, stateful=args.stateful,
+                       shuffle=False if args.stateful else None, timesteps=args.timesteps,
+                       raise_errors=False, emit_warnings=False)
+    print(rep)
+    return 0 if rep.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="statebatch", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("explain", help="explain batches, state resets and lanes for a shape")
+    p.add_argument("--shape", type=_shape, required=True, help="samples,timesteps,features e.g. 1000,20,1")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--stateful", action="store_true")
+    p.set_defaults(func=_cmd_explain)
+    c = sub.add_parser("check", help="validate a .npy/.npz/.csv/.parquet file")
+    c.add_argument("file")
+    c.add_argument("--batch-size", type=int, default=None)
+    c.add_argument("--stateful", action="store_true")
+    c.add_argument("--timesteps", type=int, default=None, help="window a table / expected timesteps")
+    c.add_argument("--stride", type=int, default=1)
+    c.set_defaults(func=_cmd_check)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except StatebatchError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,223 @@
+import tracemalloc
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import statebatch as sb
+from statebatch.errors import (DataValueError, DTypeError, LengthMismatchError, OrderError, ParameterError,
+                               ShapeError, StatebatchWarning)
+
+
+def slow_windows(series, T, stride=1, sr=1, start=0, end=None):
+    """Reference: windows by plain Python slicing."""
+    end = len(series) if end is None else end
+    out = []
+    p = start
+    while p + (T - 1) * sr < end:
+        out.append(series[p: p + (T - 1) * sr + 1: sr])
+        p += stride
+    return out
+
+
+def test_1d_series_gives_one_feature_view():
+    x = np.arange(10.0)
+    w = sb.make_windows(x, 4)
+    assert w.X.shape == (7, 4, 1)
+    assert np.shares_memory(w.X, x)
+    assert not w.X.flags.writeable
+    np.testing.assert_array_equal(w.X[3, :, 0], [3, 4, 5, 6])
+    assert w.y is None
+    (X,) = w
+    assert X is w.X
+
+
+def test_copy_flag_gives_contiguous_writeable():
+    x = np.arange(20.0).reshape(10, 2)
+    w = sb.make_windows(x, 3, copy=True)
+    assert w.X.flags.c_contiguous and w.X.flags.writeable
+    assert not np.shares_memory(w.X, x)
+
+
+def test_next_targets_many_to_one_and_horizon():
+    x = np.arange(30.0).reshape(15, 2)
+    X, y = sb.make_windows(x, 4, targets="next", horizon=2)
+    # window i covers rows i..i+3, target is row i+3+2
+    assert X.shape == (15 - 4 - 2 + 1, 4, 2)
+    for i in range(len(X)):
+        np.testing.assert_array_equal(y[i], x[i + 5])
+
+
+def test_next_targets_n_ahead_and_target_features():
+    x = np.arange(40.0).reshape(20, 2)
+    X, y = sb.make_windows(x, 5, targets="next", n_ahead=3, target_features=[1])
+    assert y.shape == (20 - 5 - 3 + 1, 3, 1)
+    np.testing.assert_array_equal(y[2, :, 0], x[7:10, 1])
+
+
+def test_return_sequences_targets_are_shifted_windows():
+    x = np.arange(12.0)
+    X, y = sb.make_windows(x, 3, targets="next", return_sequences=True)
+    assert y.shape == (9, 3, 1)
+    np.testing.assert_array_equal(X[:, :, 0] + 1, y[:, :, 0])
+
+
+def test_aligned_array_targets_last():
+    x = np.arange(10.0)
+    t = np.arange(10) * 10
+    X, y = sb.make_windows(x, 3, targets=t, align="last")
+    np.testing.assert_array_equal(y, X[:, -1, 0] * 10)
+
+
+def test_many_series_never_cross_boundaries_and_provenance():
+    a = np.arange(10.0)[:, None]
+    b = 100 + np.arange(6.0)[:, None]
+    w = sb.make_windows([a, b], 4, targets="next")
+    assert w.X.shape == (6 + 2, 4, 1)
+    for i in range(w.n_windows):
+        src = [a, b][w.series[i]]
+        np.testing.assert_array_equal(w.X[i], src[w.start[i]: w.start[i] + 4])
+        np.testing.assert_array_equal(w.y[i], src[w.start[i] + 4])
+
+
+def test_long_frame_with_id_and_time_columns_sorted():
+    rng = np.random.default_rng(0)
+    rows = []
+    for sid, n in (("a", 8), ("b", 5)):
+        for t in range(n):
+            rows.append({"id": sid, "t": t, "v": float(t + (100 if sid == "b" else 0)), "w": -float(t)})
+    df = pd.DataFrame(rows).sample(frac=1.0, random_state=1)  # scrambled
+    w = sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["v"])
+    assert w.series_ids == list(pd.unique(df["id"]))
+    assert w.feature_names == ["v", "w"]
+    for i in range(w.n_windows):
+        sid = w.series_ids[w.series[i]]
+        base = 100 if sid == "b" else 0
+        np.testing.assert_array_equal(w.X[i, :, 0], base + w.start[i] + np.arange(3))
+        assert w.y[i, 0] == base + w.start[i] + 3
+    del rng
+
+
+def test_wide_frame_with_unsorted_datetime_index_raises_order_error():
+    idx = pd.to_datetime(["2020-01-03", "2020-01-01", "2020-01-02"])
+    df = pd.DataFrame({"a": [1.0, 2.0, 3.0]}, index=idx)
+    with pytest.raises(OrderError, match="sort_index"):
+        sb.make_windows(df, 2)
+
+
+def test_duplicate_timestamps_raise():
+    idx = pd.to_datetime(["2020-01-01", "2020-01-01", "2020-01-02"])
+    with pytest.raises(OrderError, match="duplicate"):
+        sb.make_windows(pd.Series([1.0, 2, 3], index=idx), 2)
+
+
+def test_pandas_series_and_frame_share_memory_where_possible():
+    s = pd.Series(np.arange(50.0), index=pd.date_range("2020", periods=50, freq="D"))
+    w = sb.make_windows(s, 5)
+    assert w.X.shape == (46, 5, 1)
+    np.testing.assert_array_equal(w.X[10, :, 0], s.to_numpy()[10:15])
+
+
+@pytest.mark.parametrize("bad, exc, fix", [
+    (np.zeros((3, 4, 5)), ShapeError, "raw series"),
+    (np.array(["a", "b", "c"]), DTypeError, "numbers"),
+    (np.array([], dtype=float), DataValueError, "non-empty"),
+    (np.arange(3.0), DataValueError, "fewer timesteps"),
+])
+def test_bad_inputs(bad, exc, fix):
+    with pytest.raises(exc, match=fix):
+        sb.make_windows(bad, 5)
+
+
+@pytest.mark.parametrize("kw, fix", [
+    ({"timesteps": 0}, "timesteps=1"),
+    ({"timesteps": 3, "stride": 0}, "stride=1"),
+    ({"timesteps": 2.5}, "timesteps=1"),
+    ({"timesteps": 3, "start_index": 5, "end_index": 4}, "end_index > start_index"),
+    ({"timesteps": 3, "targets": "later"}, "'next'"),
+    ({"timesteps": 3, "align": "middle"}, "align='first'"),
+])
+def test_bad_parameters(kw, fix):
+    with pytest.raises(ParameterError, match=fix):
+        sb.make_windows(np.arange(20.0), **kw)
+
+
+def test_target_length_mismatch():
+    with pytest.raises(LengthMismatchError, match="trim"):
+        sb.make_windows(np.arange(10.0), 3, targets=np.arange(12))
+
+
+def test_left_out_reports_tail_and_short_series():
+    w = sb.make_windows(np.arange(10.0), 4, stride=4)  # windows at 0, 4; steps 8, 9 unused
+    assert w.left_out == [{"series": 0, "first_step": 8, "steps": 2, "reason": "tail after the last full window (stride)"}]
+    with pytest.warns(StatebatchWarning, match="shorter than one window"):
+        w2 = sb.make_windows([np.arange(10.0), np.arange(2.0)], 4)
+    assert w2.left_out[0]["series"] == 1 and w2.left_out[0]["steps"] == 2
+
+
+def test_batches_cover_every_window_once_and_are_contiguous():
+    x = np.arange(200.0).reshape(100, 2)
+    w = sb.make_windows(x, 7, targets="next")
+    for shuffle in (False, True):
+        seen = []
+        for xb, yb in w.batches(16, shuffle=shuffle, seed=3):
+            assert xb.flags.c_contiguous and len(xb) == len(yb) <= 16
+            seen.extend(xb[:, 0, 0].tolist())
+            np.testing.assert_array_equal(yb, xb[:, -1, :] + 2)  # next row = +2 per row here
+        assert sorted(seen) == sorted(w.X[:, 0, 0].tolist())
+    order1 = [b[0][0, 0, 0] for b in w.batches(16, shuffle=True, seed=3)]
+    order2 = [b[0][0, 0, 0] for b in w.batches(16, shuffle=True, seed=3)]
+    assert order1 == order2
+
+
+def test_drop_remainder_reports():
+    w = sb.make_windows(np.arange(20.0), 5)
+    with pytest.warns(StatebatchWarning, match="leaves out 0|leaves out 4"):
+        n = sum(len(b[0]) for b in w.batches(6, drop_remainder=True))
+    assert n == 12
+
+
+def test_windowing_a_large_series_allocates_no_copy():
+    x = np.ones((2_000_000, 8), dtype=np.float32)  # 64 MB
+    tracemalloc.start()
+    try:
+        w = sb.make_windows(x, 64)
+        _ = w.X
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert w.X.shape == (2_000_000 - 63, 64, 8)
+    assert peak < 1_000_000, peak  # well under one copy (64 MB); only the small start plan
+
+
+series_strategy = st.lists(st.integers(0, 40), min_size=1, max_size=4)
+
+
+@given(lengths=series_strategy, T=st.integers(1, 6), stride=st.integers(1, 4), sr=st.integers(1, 3),
+       start=st.integers(0, 5), end_cut=st.integers(0, 5), nf=st.integers(1, 3))
+def test_every_window_equals_its_source_slice(lengths, T, stride, sr, start, end_cut, nf):
+    series = [np.arange(n * nf, dtype=float).reshape(n, nf) + 1000 * k for k, n in enumerate(lengths)]
+    end = max(lengths) - end_cut if max(lengths) - end_cut > start else None
+    expected = []
+    for k, s in enumerate(series):
+        expected += [(k, win) for win in slow_windows(s, T, stride, sr, start, end if end is None else min(end, len(s)))]
+    data = series[0] if len(series) == 1 else series
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatebatchWarning)
+        if not expected:
+            with pytest.raises(DataValueError):
+                sb.make_windows(data, T, stride=stride, sampling_rate=sr, start_index=start, end_index=end)
+            return
+        w = sb.make_windows(data, T, stride=stride, sampling_rate=sr, start_index=start, end_index=end)
+    assert w.n_windows == len(expected)
+    for i, (k, win) in enumerate(expected):
+        assert w.series[i] == k
+        np.testing.assert_array_equal(w.X[i], win)
+        s = series[k]
+        np.testing.assert_array_equal(s[w.start[i]: w.start[i] + (T - 1) * sr + 1: sr], win)
+    # take() materialises the same windows
+    idx = np.arange(w.n_windows)[::-1]
+    np.testing.assert_array_equal(w.take(idx)[0], w.X[idx])

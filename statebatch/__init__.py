@@ -11,6 +11,7 @@ from .errors import (BatchSizeError, DataValueError, DTypeError, LengthMismatchE
                      OrderError, OverlappingWindowsError, ParameterError, RemainderError, ShapeError,
                      ShuffleError, StatebatchError, StatebatchWarning, StatefulLayoutError)
 from .explain import Explanation, explain
+from .stateful import Arranged, LanePlan, arrange_stateful, pack_lanes
 from .validate import ValidationReport, validate
 from .windows import Windows, make_windows, strided_windows
 
@@ -34,7 +35,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "make_windows", "Windows", "strided_windows", "validate", "ValidationReport", "explain", "Explanation",
+    "make_windows", "Windows", "strided_windows", "arrange_stateful", "Arranged", "LanePlan", "pack_lanes", "validate", "ValidationReport", "explain", "Explanation",
     "StatebatchError", "ParameterError", "ShapeError", "LengthMismatchError", "ModelMismatchError",
     "DataValueError", "DTypeError", "OrderError", "StatefulLayoutError", "BatchSizeError", "ShuffleError",
     "OverlappingWindowsError", "RemainderError", "StatebatchWarning", *_LAZY,

@@ -35,8 +35,10 @@ def iter_layers(model: Any) -> Iterator[Any]:
 
 def stateful_layers(model: Any) -> list[Any]:
     """The stateful recurrent layers of ``model`` (those with state variables)."""
+    # Bidirectional mirrors its two inner layers' states; count those inner layers only.
     return [layer for layer in iter_layers(model)
-            if getattr(layer, "stateful", False) and hasattr(layer, "states")]
+            if getattr(layer, "stateful", False) and hasattr(layer, "states")
+            and not hasattr(layer, "forward_layer")]
 
 
 def input_shape(model: Any) -> tuple | None:

@@ -158,6 +158,16 @@ class StatefulDataset(keras.utils.PyDataset):
             raise ParameterError(f"StatefulDataset needs an Arranged result, got {type(arranged).__name__}.",
                                  "build it with statebatch.arrange_stateful(...).")
         self.arranged = arranged
+        if arranged.batch_size == 1 and keras.backend.backend() == "tensorflow":
+            import warnings
+
+            from .errors import StatebatchWarning
+
+            warnings.warn(
+                "batch_size=1: Keras' PyDataset adapter gives the TensorFlow backend an unknown batch size, "
+                "which a stateful RNN with one lane rejects in fit ('enters the loop with shape (1, units)'). "
+                "Use statebatch.keras.fit_stateful, StatefulDataset.to_tf_dataset(), or arranged.fit_kwargs().",
+                StatebatchWarning, stacklevel=2)
         if materialise:
             arranged.X  # noqa: B018  materialise once, then batches are slices
         self._next = 0
@@ -190,6 +200,26 @@ class StatefulDataset(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         self._next = 0
+
+    def to_tf_dataset(self):
+        """A ``tf.data.Dataset`` of the same batches, in order, with the batch size static.
+
+        Keras' PyDataset adapter declares the batch axis as unknown; a stateful RNN with
+        ``batch_size=1`` on TensorFlow cannot be traced that way, a static batch axis can.
+        Keras never shuffles a ``tf.data.Dataset``.
+        """
+        import tensorflow as tf
+
+        first = self.arranged.batch(0)
+        signature = tuple(tf.TensorSpec(shape=a.shape, dtype=tf.as_dtype(a.dtype)) for a in first)
+
+        def batches():
+            self._next = 0
+            for k in range(len(self)):
+                yield self[k]
+
+        ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
+        return ds.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)
 
 
 def _resets_of(data: Any) -> tuple[np.ndarray, bool, int]:
@@ -334,20 +364,36 @@ def check_model(model: Any, arranged: Arranged) -> None:
              stateful=True, shuffle=False, emit_warnings=False)
 
 
-def fit_stateful(model: Any, train: Arranged, *, epochs: int = 1, validation: Arranged | None = None,
+def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int = 1,
+                 validation: Arranged | StatefulDataset | None = None,
                  callbacks: list | None = None, reset_on_epoch_begin: bool = True, **fit_kwargs):
     """``model.fit`` on arranged lanes, done right: validated first, in order, with lane resets.
 
-    Returns the ``History`` of ``model.fit``.
+    On the TensorFlow backend the batches go through :meth:`StatefulDataset.to_tf_dataset` (static
+    batch size, needed for ``batch_size=1``); elsewhere through the PyDataset. Returns ``History``.
     """
+    train_arr = train.arranged if isinstance(train, StatefulDataset) else train
+    val_arr = validation.arranged if isinstance(validation, StatefulDataset) else validation
     if fit_kwargs.get("shuffle", False):
         raise ShuffleError("shuffle=True scrambles lanes of a stateful model.", "leave shuffle out (False).")
     fit_kwargs.pop("shuffle", None)
-    check_model(model, train)
-    if validation is not None and validation.batch_size != train.batch_size:
-        raise BatchSizeError(f"validation lanes ({validation.batch_size}) differ from training lanes "
-                             f"({train.batch_size}).", "arrange both with the same batch_size.")
-    cb = LaneResetCallback(train, validation, reset_on_epoch_begin=reset_on_epoch_begin)
-    return model.fit(StatefulDataset(train), epochs=epochs, shuffle=False,
-                     validation_data=None if validation is None else StatefulDataset(validation),
+    check_model(model, train_arr)
+    if val_arr is not None and val_arr.batch_size != train_arr.batch_size:
+        raise BatchSizeError(f"validation lanes ({val_arr.batch_size}) differ from training lanes "
+                             f"({train_arr.batch_size}).", "arrange both with the same batch_size.")
+    cb = LaneResetCallback(train_arr, val_arr, reset_on_epoch_begin=reset_on_epoch_begin)
+
+    def feed(arranged):
+        if isinstance(arranged, StatefulDataset):
+            ds = arranged
+        else:
+            import warnings
+
+            with warnings.catch_warnings():  # the batch_size=1 warning: handled right here
+                warnings.simplefilter("ignore")
+                ds = StatefulDataset(arranged)
+        return ds.to_tf_dataset() if keras.backend.backend() == "tensorflow" else ds
+
+    return model.fit(feed(train), epochs=epochs, shuffle=False,
+                     validation_data=None if validation is None else feed(validation),
                      callbacks=[cb] + list(callbacks or []), **fit_kwargs)

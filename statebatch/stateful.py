@@ -350,7 +350,8 @@ class Arranged:
         """
         out = np.asarray(outputs)
         nrows = self.n_batches * self.batch_size
-        if out.shape[0] == self.n_batches and out.ndim >= 2 and out.shape[1] == self.batch_size:
+        if (out.shape[0] != nrows and out.shape[0] == self.n_batches and out.ndim >= 2
+                and out.shape[1] == self.batch_size):  # given as (n_batches, batch_size, ...)
             out = out.reshape((nrows,) + out.shape[2:])
         if out.shape[0] != nrows:
             raise LengthMismatchError(

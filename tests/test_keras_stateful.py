@@ -1,0 +1,222 @@
+"""Proof against real Keras: arranged lanes + LaneResetCallback give exactly the whole-sequence results."""
+import contextlib
+
+import keras
+import numpy as np
+import pytest
+
+import statebatch as sb
+from statebatch.errors import BatchSizeError, ModelMismatchError, ParameterError, StatefulLayoutError
+from statebatch.keras import (LaneResetCallback, StatefulDataset, WindowDataset, check_model, fit_stateful, reset_rows,
+                              stateful_layers)
+
+F = 2
+RNG = np.random.default_rng(42)
+
+
+def rnn_model(cell, stateful, batch, units=4, T=None, seq=True, head=None):
+    inp = keras.Input(batch_shape=(batch, T, F)) if stateful else keras.Input(shape=(T, F))
+    out = cell(units, return_sequences=seq, stateful=stateful)(inp)
+    if head:
+        out = keras.layers.Dense(head)(out)
+    return keras.Model(inp, out)
+
+
+def twins(cell, B, T=None, seq=True, head=None):
+    """A stateful model and a stateless one with the same weights."""
+    keras.utils.set_random_seed(0)
+    m = rnn_model(cell, True, B, T=T, seq=seq, head=head)
+    ref = rnn_model(cell, False, None, T=None, seq=seq, head=head)
+    ref.set_weights(m.get_weights())
+    return m, ref
+
+
+@pytest.mark.parametrize("cell", [keras.layers.LSTM, keras.layers.GRU], ids=["LSTM", "GRU"])
+def test_continuity_one_series_in_lanes(cell):
+    B, T = 4, 6
+    series = RNG.normal(size=(4 * 6 * 5, F)).astype("float32")
+    a = sb.arrange_stateful(series, T, B, targets=None, remainder="drop")
+    m, ref = twins(cell, B, T=T)
+    pred = m.predict(StatefulDataset(a), callbacks=[LaneResetCallback(a)], verbose=0)
+    lanes = a.batches.transpose(1, 0, 2, 3).reshape(B, -1, F)  # each lane as one sequence
+    whole = ref.predict(lanes, verbose=0)  # (B, lane_len, units), zero initial state, one call
+    by_lane = pred.reshape(a.n_batches, B, T, -1).transpose(1, 0, 2, 3).reshape(B, -1, pred.shape[-1])
+    np.testing.assert_allclose(by_lane, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", [keras.layers.LSTM, keras.layers.GRU], ids=["LSTM", "GRU"])
+def test_many_series_with_resets_equal_each_series_alone(cell):
+    B, T = 3, 5
+    lengths = [37, 12, 50, 23, 9, 31, 18]
+    series = [RNG.normal(size=(n, F)).astype("float32") for n in lengths]
+    a = sb.arrange_stateful(series, T, B, targets=None)
+    assert a.resets[1:].any()  # lanes do move on to new series mid-epoch
+    m, ref = twins(cell, B)
+    cb = LaneResetCallback(a)
+    per_series = a.unarrange(m.predict(StatefulDataset(a), callbacks=[cb], verbose=0))
+    assert cb.resets_done == int(a.resets[1:].sum())
+    for s, out in zip(series, per_series):
+        alone = ref.predict(s[None], verbose=0)[0]
+        np.testing.assert_allclose(out, alone, atol=1e-5)
+    # Without per-lane resets the series that start mid-lane inherit a stranger's state.
+    m.predict(StatefulDataset(a), verbose=0)  # warm the state
+    reset_rows(m)
+    stale = a.unarrange(m.predict(StatefulDataset(a), verbose=0))
+    starts_mid_lane = {int(a.plan.series[k, i]) for k, i in zip(*np.nonzero(a.resets[1:])) for k in [k + 1]}
+    diffs = [np.abs(stale[s] - ref.predict(series[s][None], verbose=0)[0]).max() for s in starts_mid_lane]
+    assert min(diffs) > 1e-3
+
+
+def test_seed_example_batch1_and_lanes_see_the_same_steps():
+    """The seeds' classic: stateful LSTM, batch_size=1, fit one epoch at a time, reset after each epoch
+    (Keras 3: batch_shape, epochs, layer.reset_state()). With lanes, B > 1 rows see the same steps."""
+    series = np.sin(np.arange(241) * 0.2)[:, None].astype("float32")
+    T = 8
+    seen = {}
+
+    class Recording(StatefulDataset):
+        def __getitem__(self, k):
+            batch = super().__getitem__(k)
+            self.log.append((k, batch[0].copy()))
+            return batch
+
+    for B in (1, 4):
+        a = sb.arrange_stateful(series, T, B, remainder="drop")
+        inp = keras.Input(batch_shape=(B, T, 1))
+        model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.LSTM(4, return_sequences=True, stateful=True)(inp)))
+        model.compile(optimizer="adam", loss="mse")
+        with pytest.warns(sb.StatebatchWarning) if B == 1 else contextlib.nullcontext():
+            ds = Recording(a)
+        ds.log = []
+        for _epoch in range(2):  # the seeds' loop, Keras 3 spelling
+            # fit_stateful = fit(shuffle=False) on a static-batch tf.data view of the same batches
+            hist = fit_stateful(model, ds, epochs=1, verbose=0, reset_on_epoch_begin=False)
+            for layer in stateful_layers(model):
+                layer.reset_state()
+            assert np.isfinite(hist.history["loss"][0])
+        # the batches fit consumed in the last epoch, in order
+        first = ds.log[-a.n_batches:]
+        assert [k for k, _ in first] == list(range(a.n_batches))
+        rows = np.stack([x for _, x in first])  # (n_batches, B, T, 1)
+        seen[B] = [rows[:, i].reshape(-1) for i in range(B)]  # what lane i saw, in order
+    overall = seen[1][0]
+    np.testing.assert_array_equal(overall, series[: len(overall), 0])
+    np.testing.assert_array_equal(np.concatenate(seen[4]), overall[: sum(len(s) for s in seen[4])])
+    for lane in seen[4]:  # each lane is one contiguous piece of that same sequence, in order
+        start = int(np.flatnonzero(np.isclose(overall, lane[0]))[0])
+        np.testing.assert_array_equal(lane, overall[start: start + len(lane)])
+
+
+def test_fit_with_shuffle_true_fails_with_clear_message():
+    a = sb.arrange_stateful(RNG.normal(size=(400, F)).astype("float32"), 5, 4)
+    m, _ = twins(keras.layers.LSTM, 4, T=5, head=F)
+    m.compile(optimizer="adam", loss="mse")
+    with pytest.raises(Exception) as info:
+        m.fit(StatefulDataset(a), epochs=1, callbacks=[LaneResetCallback(a)], verbose=0)  # shuffle defaults True
+    assert "ShuffleError" in str(info.value) and "shuffle=False" in str(info.value)
+    with pytest.raises(sb.ShuffleError):
+        fit_stateful(m, a, shuffle=True)
+
+
+def test_validation_state_is_kept_apart_and_continuation_respected():
+    B, T = 4, 5
+    a = sb.arrange_stateful(RNG.normal(size=(600, F)).astype("float32"), T, B)
+    train, val = a.split(0.25)
+    m, _ = twins(keras.layers.LSTM, B, T=T, head=F)
+    m.compile(optimizer="adam", loss="mse")
+    layer = stateful_layers(m)[0]
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.end_of_training = [keras.ops.convert_to_numpy(v) for v in layer.states]
+
+        def on_test_batch_begin(self, batch, logs=None):
+            if batch == 0:
+                self.val_start = [keras.ops.convert_to_numpy(v) for v in layer.states]
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.after_validation = [keras.ops.convert_to_numpy(v) for v in layer.states]
+
+    probe = Probe()
+    fit_stateful(m, train, validation=val, epochs=1, verbose=0, callbacks=[probe])
+    for s_train, s_val0, s_after in zip(probe.end_of_training, probe.val_start, probe.after_validation):
+        assert np.abs(s_train).max() > 0
+        np.testing.assert_allclose(s_val0, s_train)  # the tail continues the training lanes
+        np.testing.assert_allclose(s_after, s_train)  # validation did not leak into training state
+    # a separately arranged validation set starts from zero state
+    other = sb.arrange_stateful(RNG.normal(size=(200, F)).astype("float32"), T, B)
+    probe2 = Probe()
+    fit_stateful(m, train, validation=other, epochs=1, verbose=0, callbacks=[probe2])
+    assert all(np.abs(s).max() == 0 for s in probe2.val_start)
+    # fit with validation but a callback that does not know it: a clear error
+    with pytest.raises(ParameterError, match="validation_data=val"):
+        m.fit(StatefulDataset(train), validation_data=StatefulDataset(val), shuffle=False, verbose=0,
+              callbacks=[LaneResetCallback(train)])
+
+
+def test_reset_rows_in_nested_stacked_and_bidirectional_layers():
+    B, T = 3, 4
+    inner_in = keras.Input(batch_shape=(B, T, 6))
+    inner = keras.Model(inner_in, keras.layers.LSTM(5, stateful=True, return_sequences=True)(inner_in), name="inner")
+    inp = keras.Input(batch_shape=(B, T, F))
+    h = keras.layers.LSTM(6, stateful=True, return_sequences=True)(inp)
+    h = inner(h)
+    h = keras.layers.Bidirectional(keras.layers.GRU(3, stateful=True, return_sequences=True))(h)
+    model = keras.Model(inp, h)
+    layers = stateful_layers(model)
+    assert len(layers) == 4  # LSTM, nested LSTM, forward GRU, backward GRU
+    model.predict(RNG.normal(size=(B, T, F)).astype("float32"), batch_size=B, verbose=0)
+    before = [keras.ops.convert_to_numpy(v) for layer in layers for v in layer.states]
+    assert all(np.abs(s).max(axis=1).min() > 0 for s in before)  # every row holds state
+    reset_rows(model, [1])
+    after = [keras.ops.convert_to_numpy(v) for layer in layers for v in layer.states]
+    for b, a_ in zip(before, after):
+        assert np.all(a_[1] == 0)
+        np.testing.assert_array_equal(a_[[0, 2]], b[[0, 2]])
+
+
+def test_per_timestep_weights_ignore_padding_in_keras_loss():
+    series = [RNG.normal(size=(n, F)).astype("float32") for n in (13, 7, 22)]
+    a = sb.arrange_stateful(series, 5, 2)
+    m, _ = twins(keras.layers.LSTM, 2, T=5, head=F)
+    m.compile(optimizer="adam", loss="mse")
+    kw = a.fit_kwargs()
+    y_garbage = kw["y"].copy()
+    y_garbage[kw["sample_weight"] == 0] = 1e6  # padded targets must not count
+    cb = [LaneResetCallback(a)]
+    clean = m.evaluate(kw["x"], kw["y"], sample_weight=kw["sample_weight"], batch_size=2, verbose=0, callbacks=cb)
+    dirty = m.evaluate(kw["x"], y_garbage, sample_weight=kw["sample_weight"], batch_size=2, verbose=0, callbacks=cb)
+    assert np.isclose(clean, dirty) and clean < 1e3
+    m.fit(**kw, epochs=1, verbose=0, callbacks=[LaneResetCallback(a)])
+
+
+def test_model_checks_fail_early():
+    a = sb.arrange_stateful(RNG.normal(size=(300, F)).astype("float32"), 5, 4)
+    wrong_batch, _ = twins(keras.layers.LSTM, 8, T=5, head=F)
+    with pytest.raises(BatchSizeError, match="batch_size=8|batch_shape"):
+        check_model(wrong_batch, a)
+    wrong_t, _ = twins(keras.layers.LSTM, 4, T=7, head=F)
+    with pytest.raises(ModelMismatchError, match="timesteps=7"):
+        check_model(wrong_t, a)
+    stateless = rnn_model(keras.layers.LSTM, False, None, head=F)
+    with pytest.raises(StatefulLayoutError):
+        check_model(stateless, a)
+    with pytest.raises(ParameterError, match="workers"):
+        StatefulDataset(a, workers=2)
+
+
+def test_window_dataset_covers_windows_and_reshuffles():
+    series = np.arange(300.0, dtype="float32").reshape(150, 2)
+    w = sb.make_windows(series, 8, targets="next")
+    ds = WindowDataset(w, batch_size=32, shuffle=True, seed=1)
+    assert len(ds) == -(-w.n_windows // 32)
+    first = np.concatenate([ds[k][0][:, 0, 0] for k in range(len(ds))])
+    assert sorted(first.tolist()) == sorted(w.X[:, 0, 0].tolist())
+    ds.on_epoch_end()
+    second = np.concatenate([ds[k][0][:, 0, 0] for k in range(len(ds))])
+    assert not np.array_equal(first, second) and sorted(first) == sorted(second)
+    inp = keras.Input(shape=(8, 2))
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.LSTM(3)(inp)))
+    model.compile(optimizer="adam", loss="mse")
+    hist = model.fit(WindowDataset(w, batch_size=32, seed=0), epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"][0])

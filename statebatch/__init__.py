@@ -10,6 +10,7 @@ from __future__ import annotations
 from .errors import (BatchSizeError, DataValueError, DTypeError, LengthMismatchError, ModelMismatchError,
                      OrderError, OverlappingWindowsError, ParameterError, RemainderError, ShapeError,
                      ShuffleError, StatebatchError, StatebatchWarning, StatefulLayoutError)
+from .bucketing import Batch, Bucketing, bucket_batches, bucket_boundaries, padding_of
 from .explain import Explanation, explain
 from .stateful import Arranged, LanePlan, arrange_stateful, pack_lanes
 from .validate import ValidationReport, validate
@@ -22,6 +23,7 @@ _LAZY = {
     "plot_lanes": ("statebatch.plot", "plot_lanes"),
     "plot_buckets": ("statebatch.plot", "plot_buckets"),
     "load_co2": ("statebatch.datasets", "load_co2"),
+    "load_japanese_vowels": ("statebatch.datasets", "load_japanese_vowels"),
 }
 
 
@@ -35,6 +37,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "bucket_batches", "bucket_boundaries", "padding_of", "Bucketing", "Batch",
     "make_windows", "Windows", "strided_windows", "arrange_stateful", "Arranged", "LanePlan", "pack_lanes", "validate", "ValidationReport", "explain", "Explanation",
     "StatebatchError", "ParameterError", "ShapeError", "LengthMismatchError", "ModelMismatchError",
     "DataValueError", "DTypeError", "OrderError", "StatefulLayoutError", "BatchSizeError", "ShuffleError",

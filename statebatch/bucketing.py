@@ -144,7 +144,7 @@ class Bucketing:
 
     def __init__(self, *, base, offsets, lengths, ids, batch_size, mode, boundaries, pool_batches, shuffle, seed,
                  padding, pad_value, pad_to, targets, per_step_targets, token_budget, drop_remainder,
-                 dtype=None):
+                 max_padding=0.02):
         self._base = base
         self._offsets = offsets
         self.lengths = lengths
@@ -162,6 +162,8 @@ class Bucketing:
         self._per_step = per_step_targets
         self.token_budget = token_budget
         self.drop_remainder = drop_remainder
+        self.max_padding = max_padding
+        self._auto_pool: int | None = None
         self.epoch = 0
         self.leftover: np.ndarray = np.empty(0, dtype=np.int64)
 
@@ -201,11 +203,13 @@ class Bucketing:
         perm = rng.permutation(n) if self.shuffle else np.arange(n)
         batches: list[np.ndarray] = []
         if self.mode == "pool":
-            pool = n if not self.shuffle else max(self.pool_batches * self.batch_size, self.batch_size)
-            for lo in range(0, n, pool):
-                chunk = perm[lo: lo + pool]
-                chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-                batches += self._cut(chunk)
+            if not self.shuffle:
+                pool_batches = -(-n // self.batch_size)
+            elif self.pool_batches is not None:
+                pool_batches = self.pool_batches
+            else:
+                pool_batches = self._auto_pool_batches(perm)
+            batches = self._pooled(perm, pool_batches)
         else:
             keys = lengths if self.mode == "exact" else np.searchsorted(self.boundaries, lengths, side="right")
             order = perm[np.argsort(keys[perm], kind="stable")]  # grouped by key, random within a group
@@ -224,6 +228,24 @@ class Bucketing:
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
+
+    def _pooled(self, perm: np.ndarray, pool_batches: int) -> list[np.ndarray]:
+        pool = pool_batches * self.batch_size
+        batches: list[np.ndarray] = []
+        for lo in range(0, len(perm), pool):
+            chunk = perm[lo: lo + pool]
+            batches += self._cut(chunk[np.argsort(self.lengths[chunk], kind="stable")])
+        return batches
+
+    def _auto_pool_batches(self, perm: np.ndarray) -> int:
+        """Smallest pool (32, 64, 128... batches) whose padding is within ``max_padding``; chosen once."""
+        if self._auto_pool is None:
+            all_batches = -(-self.n_sequences // self.batch_size)
+            pool = min(32, all_batches)
+            while pool < all_batches and _plan_padding(self._pooled(perm, pool), self.lengths) > self.max_padding:
+                pool *= 2
+            self._auto_pool = min(pool, all_batches)
+        return self._auto_pool
 
     def n_batches(self, epoch: int | None = None) -> int:
         return len(self.plan(epoch))
@@ -314,6 +336,12 @@ class Bucketing:
                 f"batches={self.n_batches()}, padding={self.padding_fraction():.2%})")
 
 
+def _plan_padding(plan: list[np.ndarray], lengths: np.ndarray) -> float:
+    real = sum(int(lengths[b].sum()) for b in plan)
+    padded = sum(int(lengths[b].max()) * len(b) for b in plan)
+    return 1.0 - real / padded if padded else 0.0
+
+
 def _sorted_padding(lengths: np.ndarray, batch_size: int) -> float:
     s = np.sort(lengths)
     padded = sum(int(s[i: i + batch_size].max()) * len(s[i: i + batch_size]) for i in range(0, len(s), batch_size))
@@ -328,7 +356,8 @@ def bucket_batches(
     mode: str = "pool",
     boundaries: Sequence[int] | None = None,
     n_buckets: int | None = None,
-    pool_batches: int = 64,
+    pool_batches: int | None = None,
+    max_padding: float = 0.02,
     shuffle: bool = True,
     seed: int | None = None,
     padding: str = "post",
@@ -354,8 +383,11 @@ def bucket_batches(
     mode : "pool", "buckets" or "exact"
         See the module docstring. ``"buckets"`` uses ``boundaries`` or computes optimal ones
         (:func:`bucket_boundaries`, ``n_buckets``); ``"exact"`` never pads.
-    pool_batches : int
-        ``"pool"`` mode: batches per sorted pool. Larger pools pad less, smaller pools mix more.
+    pool_batches : int, optional
+        ``"pool"`` mode: batches per sorted pool. Larger pools pad less, smaller pools mix more. By
+        default the smallest pool (32, 64, 128... batches) whose padding is within ``max_padding``.
+    max_padding : float
+        Padding target for the automatic pool size (default 2% of the padded steps).
     shuffle, seed
         Reshuffle every epoch (membership and order), deterministically given ``seed``.
     padding : "post" or "pre"
@@ -375,7 +407,8 @@ def bucket_batches(
         ``(batch, length, features)``.
     """
     batch_size = _check_int("batch_size", batch_size, 1)
-    pool_batches = _check_int("pool_batches", pool_batches, 1)
+    if pool_batches is not None:
+        pool_batches = _check_int("pool_batches", pool_batches, 1)
     if mode not in ("pool", "buckets", "exact"):
         raise ParameterError(f"mode={mode!r} is not one of 'pool', 'buckets', 'exact'.", "pass mode='pool' (default).")
     if padding not in ("post", "pre"):
@@ -428,4 +461,4 @@ def bucket_batches(
     return Bucketing(base=base, offsets=offsets, lengths=lengths, ids=ss.ids, batch_size=batch_size, mode=mode,
                      boundaries=bnds, pool_batches=pool_batches, shuffle=shuffle, seed=seed, padding=padding,
                      pad_value=pad_value, pad_to=pad_to, targets=tarr, per_step_targets=per_step,
-                     token_budget=token_budget, drop_remainder=drop_remainder)
+                     token_budget=token_budget, drop_remainder=drop_remainder, max_padding=max_padding)

@@ -22,3 +22,42 @@ def load_co2():
     df.index = pd.to_datetime(df.pop("date"), format="%Y%m%d")
     df.index.name = "date"
     return df
+
+
+def _read_ts(path: Path):
+    """Minimal reader for the .ts format: dimensions separated by ':', the class label last."""
+    import numpy as np
+
+    sequences, labels = [], []
+    in_data = False
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.lower().startswith("@data"):
+            in_data = True
+            continue
+        if not in_data or line.startswith("@"):
+            continue
+        *dims, label = line.split(":")
+        sequences.append(np.array([[float(v) for v in d.split(",")] for d in dims], dtype=np.float32).T)
+        labels.append(label)
+    return sequences, labels
+
+
+def load_japanese_vowels():
+    """UCI Japanese Vowels: 640 sequences of 7-29 frames x 12 LPC coefficients, nine speakers.
+
+    Returns
+    -------
+    dict with ``X_train``, ``X_test`` (lists of float32 arrays ``(length, 12)``) and ``y_train``,
+    ``y_test`` (int arrays, speaker 0-8).
+    """
+    import numpy as np
+
+    out = {}
+    for split in ("train", "test"):
+        seqs, labels = _read_ts(DATA_DIR / "japanese_vowels" / f"JapaneseVowels_{split.upper()}.ts")
+        out[f"X_{split}"] = seqs
+        out[f"y_{split}"] = np.array([int(v) - 1 for v in labels], dtype=np.int64)
+    return out

@@ -33,7 +33,7 @@ from .stateful import Arranged
 from .windows import Windows
 
 __all__ = ["WindowDataset", "StatefulDataset", "LaneResetCallback", "fit_stateful", "reset_rows",
-           "stateful_layers"]
+           "stateful_layers", "check_model", "BucketDataset", "to_tf_dataset"]
 
 
 def stateful_layers(model: Any) -> list[Any]:
@@ -397,3 +397,60 @@ def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int =
     return model.fit(feed(train), epochs=epochs, shuffle=False,
                      validation_data=None if validation is None else feed(validation),
                      callbacks=[cb] + list(callbacks or []), **fit_kwargs)
+
+
+class BucketDataset(keras.utils.PyDataset):
+    """A :class:`~statebatch.bucketing.Bucketing` as a Keras ``PyDataset``: one epoch per pass,
+    re-bucketed and reshuffled in ``on_epoch_end``.
+
+    Each batch is ``(X[, y[, sample_weight]])`` padded to its longest member; use a model built with
+    ``keras.Input(shape=(None, features))`` and a ``Masking`` layer or the per-timestep weights.
+    With a token budget the batch count would change between epochs, which Keras does not allow
+    within one ``fit``; then membership stays fixed and only the batch order is reshuffled.
+    """
+
+    def __init__(self, bucketing: Any, **kwargs):
+        super().__init__(**kwargs)
+        self.bucketing = bucketing
+        self._first = bucketing.plan(bucketing.epoch)
+        self._plan = self._first
+
+    def __len__(self) -> int:
+        return len(self._plan)
+
+    def __getitem__(self, k: int):
+        if not 0 <= k < len(self._plan):
+            raise IndexError(k)
+        return self.bucketing.materialise(self._plan[k]).as_tuple()
+
+    def on_epoch_end(self) -> None:
+        b = self.bucketing
+        b.epoch += 1
+        if b.token_budget is None:
+            self._plan = b.plan(b.epoch)
+        else:
+            order = np.random.default_rng(None if b.seed is None else (b.seed, b.epoch)).permutation(len(self._first))
+            self._plan = [self._first[i] for i in order]
+
+
+def to_tf_dataset(bucketing: Any):
+    """Export a bucketing as a ``tf.data.Dataset`` of padded batches (one epoch per iteration).
+
+    ``element_spec`` is ``(X, [y, [sample_weight]])`` with X ``(None, None, features)``: batch and
+    length vary from batch to batch. Every pass over the dataset re-plans (reshuffles) the epoch.
+    """
+    import tensorflow as tf
+
+    first = bucketing.materialise(bucketing.plan(bucketing.epoch)[0]).as_tuple()
+    spec = [tf.TensorSpec(shape=(None, None) + first[0].shape[2:], dtype=tf.as_dtype(first[0].dtype))]
+    if len(first) > 1:
+        y = first[1]
+        yshape = (None, None) + y.shape[2:] if bucketing._per_step else (None,) + y.shape[1:]
+        spec.append(tf.TensorSpec(shape=yshape, dtype=tf.as_dtype(y.dtype)))
+    if len(first) > 2:
+        spec.append(tf.TensorSpec(shape=(None, None), dtype=tf.float32))
+
+    def epoch():
+        yield from iter(bucketing)
+
+    return tf.data.Dataset.from_generator(epoch, output_signature=tuple(spec))

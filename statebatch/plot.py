@@ -61,3 +61,55 @@ def plot_lanes(arranged: Any, *, ax: Any = None, max_batches: int | None = 200, 
               loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_buckets(data: Any, boundaries: Any = None, *, ax: Any = None, title: str | None = None):
+    """Step-weighted histogram of sequence lengths with bucket boundaries and the padding shaded.
+
+    Each bar is the number of real steps at that length; stacked on it (hatched) are the steps added
+    to pad those sequences to their bucket's longest member.
+
+    Parameters
+    ----------
+    data : a :class:`~statebatch.bucketing.Bucketing` or a sequence of lengths
+    boundaries : bucket boundaries (tf.data convention); taken from a bucketing in ``"buckets"`` mode,
+        else computed with :func:`~statebatch.bucket_boundaries`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    from .bucketing import bucket_boundaries, padding_of
+
+    lengths = np.asarray(getattr(data, "lengths", data))
+    if boundaries is None:
+        boundaries = getattr(data, "boundaries", None)
+        if boundaries is None:
+            boundaries = bucket_boundaries(lengths)
+    boundaries = np.asarray(boundaries, dtype=np.int64)
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 3.5))
+    else:
+        fig = ax.figure
+    values, counts = np.unique(lengths, return_counts=True)
+    bucket = np.searchsorted(boundaries, values, side="right")
+    top = np.zeros(len(boundaries) + 1, dtype=np.int64)
+    np.maximum.at(top, bucket, values)
+    real = counts * values  # steps of real data at each length
+    padded = counts * (top[bucket] - values)  # steps added to pad them to their bucket's longest member
+    ax.bar(values, real, width=1.0, color="#4c72b0", label="real steps")
+    ax.bar(values, padded, bottom=real, width=1.0, color="#dd8452", alpha=0.6, hatch="//", edgecolor="#dd8452",
+           label="padding (to bucket maximum)")
+    for x in boundaries:
+        ax.axvline(x - 0.5, color="black", linestyle="--", linewidth=1)
+    pad = padding_of(lengths, boundaries)
+    frac = pad / (lengths.sum() + pad) if len(lengths) else 0.0
+    ax.set_xlabel("sequence length")
+    ax.set_ylabel("time steps (sequences x length)")
+    ax.set_title(title or f"{len(lengths)} sequences in {len(boundaries) + 1} buckets; padding to bucket "
+                          f"maximum: {frac:.1%} of steps")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig

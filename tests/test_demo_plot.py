@@ -31,3 +31,11 @@ def test_load_co2_has_real_missing_values():
     df = sb.load_co2()
     assert df.shape == (2284, 1) and df["co2"].isna().sum() == 59
     assert df.index.is_monotonic_increasing
+
+
+def test_load_japanese_vowels():
+    d = sb.load_japanese_vowels()
+    lengths = [len(x) for x in d["X_train"] + d["X_test"]]
+    assert len(d["X_train"]) == 270 and len(d["X_test"]) == 370
+    assert min(lengths) == 7 and max(lengths) == 29 and d["X_train"][0].shape[1] == 12
+    assert sorted(set(d["y_train"].tolist())) == list(range(9))

@@ -1,0 +1,203 @@
+import itertools
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import statebatch as sb
+from statebatch.bucketing import padding_of
+from statebatch.keras import BucketDataset, to_tf_dataset
+
+
+def make_seqs(lengths, nf=2):
+    return [np.stack([1000 * k + np.arange(n) + 0.5 * f for f in range(nf)], axis=1).astype("float32")
+            for k, n in enumerate(lengths)]
+
+
+MODES = st.sampled_from(["pool", "buckets", "exact"])
+
+
+@given(lengths=st.lists(st.integers(1, 30), min_size=1, max_size=60), B=st.integers(1, 9), mode=MODES,
+       padding=st.sampled_from(["post", "pre"]), seed=st.integers(0, 3), pool=st.integers(1, 4),
+       drop=st.booleans())
+def test_every_sequence_once_content_and_mask(lengths, B, mode, padding, seed, pool, drop):
+    seqs = make_seqs(lengths)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sb.StatebatchWarning)
+        bk = sb.bucket_batches(seqs, B, mode=mode, padding=padding, seed=seed, pool_batches=pool,
+                               drop_remainder=drop, n_buckets=3 if mode == "buckets" else None)
+        for epoch in range(2):
+            seen = []
+            for batch in bk.batches(epoch):
+                X, mask, idx = batch.X, batch.mask, batch.indices
+                assert X.shape[:2] == mask.shape and X.shape[1] == batch.lengths.max()  # pad to the longest only
+                assert len(idx) <= B and (not drop or len(idx) == B)
+                for row, k in enumerate(idx):
+                    real = X[row][mask[row]]
+                    np.testing.assert_array_equal(real, seqs[k])  # unpadded content equals the source
+                    assert mask[row].sum() == lengths[k]
+                    assert np.all(X[row][~mask[row]] == 0)
+                    if padding == "post":
+                        assert mask[row, : lengths[k]].all()
+                    else:
+                        assert mask[row, X.shape[1] - lengths[k]:].all()
+                if mode == "exact":
+                    assert mask.all()  # no padding at all
+                seen.extend(idx.tolist())
+            left = bk.leftover.tolist() if drop else []
+            assert sorted(seen + left) == list(range(len(lengths)))  # none lost, none duplicated
+
+
+def brute_force_padding(lengths, k):
+    values = sorted(set(lengths))
+    best = None
+    for cut in itertools.combinations(range(1, len(values)), min(k, len(values)) - 1):
+        bounds = [values[c] for c in cut]
+        pad = padding_of(lengths, bounds)
+        best = pad if best is None else min(best, pad)
+    return best
+
+
+@given(lengths=st.lists(st.integers(1, 25), min_size=1, max_size=40), k=st.integers(1, 5))
+def test_dp_boundaries_are_optimal(lengths, k):
+    b = sb.bucket_boundaries(lengths, k)
+    assert len(b) <= k - 1 and list(b) == sorted(set(b.tolist()))
+    assert padding_of(lengths, b) == brute_force_padding(lengths, k)
+
+
+@pytest.mark.parametrize("sigma", [0.3, 0.7])
+def test_default_bucket_count_is_the_smallest_reaching_the_target(sigma):
+    rng = np.random.default_rng(0)
+    lengths = np.clip(rng.lognormal(np.log(100), sigma, 5000).astype(int), 1, 1000)
+
+    def frac(b):
+        pad = padding_of(lengths, b)
+        return pad / (lengths.sum() + pad)
+
+    b = sb.bucket_boundaries(lengths, max_padding=0.02, max_buckets=32)
+    k = len(b) + 1
+    assert frac(b) <= 0.02 or k == 32
+    if k > 1:  # one bucket fewer would not reach the target
+        assert frac(sb.bucket_boundaries(lengths, k - 1)) > 0.02
+
+
+def test_shuffle_is_deterministic_and_changes_each_epoch():
+    rng = np.random.default_rng(1)
+    seqs = make_seqs(rng.integers(1, 50, size=300).tolist())
+    a = sb.bucket_batches(seqs, 16, seed=7)
+    b = sb.bucket_batches(seqs, 16, seed=7)
+    pa, pb = a.plan(0), b.plan(0)
+    assert all(np.array_equal(x, y) for x, y in zip(pa, pb))
+    p1 = a.plan(1)
+    assert not all(np.array_equal(x, y) for x, y in zip(pa, p1))
+    # iteration advances the epoch
+    first = [t[0].shape for t in a]
+    second = [t[0].shape for t in a]
+    assert a.epoch == 2 and first != second
+
+
+def test_pool_padding_near_sorted_optimum_with_shuffling():
+    rng = np.random.default_rng(0)
+    lengths = np.clip(rng.lognormal(np.log(100), 0.7, 20000).astype(int), 1, 1000)
+    bk = sb.bucket_batches([np.zeros((n, 1), "float32") for n in lengths], 64, seed=0)
+    assert bk.padding_fraction() < 0.02
+    assert bk.explain().extra["padding_fraction"] == pytest.approx(bk.padding_fraction())
+
+
+def test_token_budget_bounds_batches():
+    rng = np.random.default_rng(2)
+    lengths = rng.integers(5, 200, size=500)
+    bk = sb.bucket_batches(make_seqs(lengths.tolist(), 1), 32, token_budget=2000, seed=0)
+    plan = bk.plan()
+    assert sorted(np.concatenate(plan).tolist()) == list(range(500))
+    for idx in plan:
+        assert len(idx) == 1 or lengths[idx].max() * len(idx) <= 2000
+
+
+def test_targets_per_sequence_and_per_step():
+    seqs = make_seqs([3, 5, 4, 7], 1)
+    y = np.array([0, 1, 2, 3])
+    bk = sb.bucket_batches(seqs, 2, targets=y, shuffle=False)
+    for batch in bk.batches():
+        np.testing.assert_array_equal(batch.y, y[batch.indices])
+        assert batch.sample_weight is None
+    per_step = [s[:, 0] * 2 for s in seqs]
+    bk = sb.bucket_batches(seqs, 2, targets=per_step, shuffle=False)
+    X, yb, w = next(iter(bk))
+    np.testing.assert_array_equal(yb[..., 0][w == 1], X[..., 0][w == 1] * 2)
+    with pytest.raises(sb.LengthMismatchError, match="one target per sequence"):
+        sb.bucket_batches(seqs, 2, targets=[1, 2])
+
+
+def test_bad_parameters():
+    seqs = make_seqs([3, 4])
+    for kw, word in [({"mode": "smart"}, "mode='pool'"), ({"padding": "middle"}, "padding='post'"),
+                     ({"mode": "buckets", "boundaries": [5, 3]}, "sorted boundaries")]:
+        with pytest.raises(sb.ParameterError, match=word.replace("(", r"\(")):
+            sb.bucket_batches(seqs, 2, **kw)
+    with pytest.raises(sb.ParameterError):
+        sb.bucket_boundaries([])
+
+
+def test_masked_model_loss_on_padded_batch_equals_one_by_one():
+    rng = np.random.default_rng(0)
+    lengths = [4, 9, 6, 2, 7, 5]
+    seqs = [rng.normal(size=(n, 3)).astype("float32") for n in lengths]
+    y = rng.normal(size=(len(seqs), 1)).astype("float32")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(shape=(None, 3))
+    h = keras.layers.Masking(mask_value=0.0)(inp)
+    model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.LSTM(4)(h)))
+    model.compile(loss="mse")
+    bk = sb.bucket_batches(seqs, 6, targets=y, shuffle=False)
+    X, yb = next(iter(bk))
+    padded_loss = model.evaluate(X, yb, batch_size=6, verbose=0)
+    one_by_one = np.mean([model.evaluate(s[None], y[i:i + 1], verbose=0) for i, s in enumerate(seqs)])
+    assert X.shape == (6, 9, 3)
+    assert padded_loss == pytest.approx(one_by_one, rel=1e-5)
+
+
+def test_keras_dataset_and_tf_export():
+    rng = np.random.default_rng(3)
+    seqs = [rng.normal(size=(n, 2)).astype("float32") for n in rng.integers(3, 20, size=90)]
+    y = rng.integers(0, 3, size=90)
+    bk = sb.bucket_batches(seqs, 16, targets=y, seed=0)
+    ds = BucketDataset(bk)
+    n0 = len(ds)
+    first = [ds[k][0].shape for k in range(n0)]
+    ds.on_epoch_end()
+    assert len(ds) == n0 and [ds[k][0].shape for k in range(n0)] != first
+    inp = keras.Input(shape=(None, 2))
+    model = keras.Model(inp, keras.layers.Dense(3, activation="softmax")(keras.layers.GRU(4)(keras.layers.Masking()(inp))))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    hist = model.fit(BucketDataset(bk), epochs=2, verbose=0)
+    assert np.isfinite(hist.history["loss"]).all()
+    tf_ds = to_tf_dataset(bk)
+    xspec, yspec = tf_ds.element_spec
+    assert tuple(xspec.shape) == (None, None, 2) and tuple(yspec.shape) == (None,)
+    seen = sum(int(x.shape[0]) for x, _ in tf_ds)
+    assert seen == 90
+    per_step = sb.bucket_batches(seqs, 16, targets=[s[:, :1] for s in seqs], seed=0)
+    assert [tuple(s.shape) for s in to_tf_dataset(per_step).element_spec] == [(None, None, 2), (None, None, 1),
+                                                                             (None, None)]
+
+
+def test_plot_buckets_and_explain(tmp_path):
+    lengths = np.random.default_rng(0).integers(7, 30, size=200)
+    fig = sb.plot_buckets(lengths, sb.bucket_boundaries(lengths, 3))
+    fig.savefig(tmp_path / "b.png")
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(fig.axes[0].lines) == 2  # two boundaries drawn
+    bk = sb.bucket_batches(make_seqs(lengths.tolist(), 1), 32, seed=0)
+    text = str(sb.explain(bk))
+    assert "batches per epoch" in text and "padding" in text
+
+
+def test_windows_as_sequences():
+    w = sb.make_windows(np.arange(40.0), 5, targets="next")
+    bk = sb.bucket_batches(w, 8, shuffle=False)
+    X, y = next(iter(bk))
+    assert X.shape == (8, 5, 1) and y.shape == (8, 1)

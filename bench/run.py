@@ -222,6 +222,61 @@ def bench_pydataset_overhead(quick):
                   per_batch_overhead_us=(mat_s - np_s) / nb * 1e6)
 
 
+def bench_bucketing(quick):
+    """One shuffled epoch of padded batches of variable-length sequences vs tf.data bucketing."""
+    import tensorflow as tf
+
+    from statebatch.bucketing import _sorted_padding
+
+    n = 10_000 if quick else 50_000
+    F, B = 16, 64
+    rng = np.random.default_rng(0)
+    lengths = np.clip(rng.lognormal(np.log(100), 0.6, n).astype(np.int64), 1, 1000)
+    seqs = [rng.standard_normal((int(k), F)).astype(np.float32) for k in lengths]
+    quantiles = np.unique(np.quantile(lengths, np.linspace(0, 1, 11)[1:-1]).astype(np.int64))
+
+    t0 = time.perf_counter()
+    bk = sb.bucket_batches(seqs, B, seed=0)
+    setup_s = time.perf_counter() - t0
+
+    def statebatch_epoch():
+        real = padded = 0
+        for X, in bk:
+            padded += X.shape[0] * X.shape[1]
+        real = int(lengths.sum())
+        return 1 - real / padded
+
+    def tf_epoch(epoch=[0]):  # noqa: B006  a new shuffle each call
+        order = np.random.default_rng(epoch[0]).permutation(n)
+        epoch[0] += 1
+
+        def gen():
+            for i in order:
+                yield seqs[i], lengths[i]
+
+        ds = tf.data.Dataset.from_generator(
+            gen, output_signature=(tf.TensorSpec((None, F), tf.float32), tf.TensorSpec((), tf.int64)))
+        ds = ds.bucket_by_sequence_length(lambda x, k: tf.cast(k, tf.int32), bucket_boundaries=quantiles.tolist(),
+                                          bucket_batch_sizes=[B] * (len(quantiles) + 1))
+        real = padded = 0
+        for X, k in ds:
+            X = X.numpy()
+            padded += X.shape[0] * X.shape[1]
+            real += int(k.numpy().sum())
+        return 1 - real / padded
+
+    sb_s, sb_pad = timeit(statebatch_epoch)
+    peer_s, tf_pad = timeit(tf_epoch, repeat=1)
+    bq = sb.bucket_batches(seqs, B, mode="buckets", boundaries=quantiles, seed=0)
+    dp = sb.bucket_batches(seqs, B, mode="buckets", n_buckets=len(quantiles) + 1, seed=0)
+    return record("bucketing", sb_s, "tf.data.Dataset.bucket_by_sequence_length (10 quantile buckets, generator)",
+                  peer_s, None, sequences=n, features=F, batch_size=B, setup_s=setup_s,
+                  pool_batches_chosen=bk._auto_pool, padding_statebatch=sb_pad, padding_tf=tf_pad,
+                  padding_sorted_no_shuffle=_sorted_padding(lengths, B),
+                  padding_statebatch_same_quantile_buckets=bq.padding_fraction(),
+                  padding_statebatch_dp_buckets=dp.padding_fraction())
+
+
 WORKLOADS = {
     "windows": bench_windows,
     "windows_shuffled": bench_windows_shuffled,
@@ -229,6 +284,7 @@ WORKLOADS = {
     "arrange_one_series": bench_arrange_one_series,
     "pack_many_series": bench_pack_many_series,
     "pydataset_overhead": bench_pydataset_overhead,
+    "bucketing": bench_bucketing,
 }
 
 

@@ -1,0 +1,309 @@
+"""scikit-learn transformers: windowing and stateful arrangement inside preprocessing pipelines.
+
+``make_pipeline(StandardScaler(), WindowTransformer(timesteps=24))`` scales then windows; fitted on the
+training rows only, it transforms later rows without leaking their statistics. Pipelines cannot
+transform ``y``: :meth:`WindowTransformer.transform_xy` (and :func:`transform_xy` for a whole
+pipeline) return windows and their targets from one plan, so they cannot get out of step.
+
+``set_output``: the output of these transformers is a 3-D numpy array, which has no pandas or polars
+form; ``set_output(transform="pandas")`` therefore leaves it unchanged (it still configures the other
+steps of a pipeline, and these transformers accept the DataFrames such steps return).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .errors import LengthMismatchError, ParameterError, ShapeError
+from .stateful import Arranged, arrange_stateful
+from .windows import make_windows
+
+__all__ = ["WindowTransformer", "StatefulTransformer", "transform_xy", "time_split", "INAPPLICABLE_CHECKS"]
+
+# scikit-learn's estimator checks assume one output row per input row, independent of the others.
+# Windowing turns n time steps into n - timesteps + 1 windows (or lanes) and depends on row order
+# by design, so these checks cannot apply; every other check passes (tests/test_sklearn.py).
+INAPPLICABLE_CHECKS = {
+    "check_transformer_general": "asserts transform returns n_samples rows; windows are fewer than steps",
+    "check_transformer_data_not_an_array": "same n_samples assertion as check_transformer_general",
+    "check_methods_sample_order_invariance": "rows are time steps: permuting them changes the windows",
+    "check_methods_subset_invariance": "a subset of rows is a shorter series with other windows "
+                                       "(a single row has none)",
+}
+
+
+def _is_frame(X: Any) -> bool:
+    return type(X).__name__ == "DataFrame" and type(X).__module__.startswith("pandas")
+
+
+class _SeriesInput:
+    """Shared input handling: wide arrays/frames via sklearn's validate_data, long frames by id."""
+
+    id_col: str | None
+    time_col: str | None
+    dtype: Any
+
+    def _check_input(self, X: Any, reset: bool):
+        if self.id_col is not None or self.time_col is not None:
+            if not _is_frame(X):
+                raise ParameterError(f"id_col/time_col need a pandas DataFrame, got {type(X).__name__}.",
+                                     "pass the long frame, or drop id_col/time_col.")
+            cols = [c for c in X.columns if c not in (self.id_col, self.time_col)]
+            if reset:
+                self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+                self.n_features_in_ = X.shape[1]
+                self._features = cols
+            else:
+                check_is_fitted(self)
+                missing = [c for c in self._features if c not in X.columns]
+                if missing:
+                    raise ShapeError(f"columns {missing} seen in fit are missing.", "pass the same columns as in fit.")
+            return X
+        Xv = validate_data(self, X, reset=reset, dtype=self.dtype, ensure_min_samples=1)
+        if reset:
+            names = getattr(self, "feature_names_in_", None)
+            self._features = list(names) if names is not None else [f"x{i}" for i in range(Xv.shape[1])]
+        return Xv
+
+    def _series_kwargs(self) -> dict:
+        if self.id_col is None and self.time_col is None:
+            return {}
+        return {"id_col": self.id_col, "time_col": self.time_col, "feature_cols": self._features, "dtype": self.dtype}
+
+    def set_output(self, *, transform: str | None = None):
+        """Accepted so that ``Pipeline.set_output`` can configure the other steps; the output of this
+        step stays a 3-D numpy array, which has no pandas/polars form."""
+        if transform not in (None, "default", "pandas", "polars"):
+            raise ParameterError(f"transform={transform!r} is not an output format.",
+                                 "pass 'default', 'pandas' or 'polars'.")
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []  # the output dtype is the `dtype` parameter
+        return tags
+
+    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
+        """Names of the last axis of the 3-D output (the features of each timestep)."""
+        check_is_fitted(self)
+        if input_features is not None:
+            input_features = list(input_features)
+            if len(input_features) != self.n_features_in_:
+                raise ShapeError(f"input_features has {len(input_features)} names for {self.n_features_in_} features.",
+                                 "pass one name per input column.")
+            if self.id_col is None and self.time_col is None:
+                return np.asarray(input_features, dtype=object)
+        return np.asarray(self._features, dtype=object)
+
+
+class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Windows ``(steps, features)`` into ``(n_windows, timesteps, features)`` (see :func:`make_windows`).
+
+    Parameters
+    ----------
+    timesteps : int
+        Window length.
+    stride, sampling_rate : int
+    horizon : int
+        Steps from a window's last row to its target (0: the last row itself; 1: the next step).
+        Windows whose target would fall past the data are not produced, so :meth:`transform` and
+        :meth:`transform_y` always agree.
+    id_col, time_col : str, optional
+        For a long DataFrame of many series (windows never cross series).
+    dtype : numpy dtype
+        Output dtype (float32 by default, what Keras uses).
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str (when fitted on a DataFrame)
+    """
+
+    def __init__(self, timesteps: int = 10, *, stride: int = 1, sampling_rate: int = 1, horizon: int = 0,
+                 id_col: str | None = None, time_col: str | None = None, dtype: Any = np.float32):
+        self.timesteps = timesteps
+        self.stride = stride
+        self.sampling_rate = sampling_rate
+        self.horizon = horizon
+        self.id_col = id_col
+        self.time_col = time_col
+        self.dtype = dtype
+
+    def fit(self, X: Any, y: Any = None) -> "WindowTransformer":
+        if isinstance(self.horizon, bool) or not isinstance(self.horizon, (int, np.integer)) or self.horizon < 0:
+            raise ParameterError(f"horizon must be an integer >= 0, got {self.horizon!r}.", "pass horizon=0 or more.")
+        self._check_input(X, reset=True)
+        return self
+
+    def _windows(self, X: Any, y: Any = None):
+        data = self._check_input(X, reset=False)
+        kw = dict(stride=self.stride, sampling_rate=self.sampling_rate, copy=False, **self._series_kwargs())
+        if self.horizon == 0:
+            targets = None if y is None else y
+            return make_windows(data, self.timesteps, targets=targets, align="last", **kw)
+        # horizon h: target = row (last + h); the same plan as targets="next"
+        if y is None:
+            return make_windows(data, self.timesteps, targets="next", horizon=self.horizon, **kw)
+        return make_windows(data, self.timesteps, targets=_shift_targets(y, self.horizon), align="last",
+                            end_index=None, **kw)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """``(n_windows, timesteps, n_features)`` float array (a contiguous copy)."""
+        check_is_fitted(self)
+        return np.ascontiguousarray(self._windows(X).X)
+
+    def transform_y(self, X: Any, y: Any) -> np.ndarray:
+        """The targets of the windows :meth:`transform` gives for ``X``: ``y[last row + horizon]``."""
+        return self.transform_xy(X, y)[1]
+
+    def transform_xy(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Windows of ``X`` and their targets from ``y`` (aligned row by row with ``X``), in one plan.
+
+        ``y`` may be an array, or for a long DataFrame a column name / list of columns.
+        """
+        check_is_fitted(self)
+        if _is_frame(X) and isinstance(y, (str, list)) and not isinstance(y, np.ndarray):
+            y = [y] if isinstance(y, str) else y
+            if self.id_col is not None:
+                w = make_windows(X, self.timesteps, stride=self.stride, sampling_rate=self.sampling_rate,
+                                 id_col=self.id_col, time_col=self.time_col, feature_cols=self._features,
+                                 target_cols=y, targets="next" if self.horizon else "aligned",
+                                 horizon=max(self.horizon, 1), align="last", dtype=self.dtype)
+                return np.ascontiguousarray(w.X), np.ascontiguousarray(w.y)
+            y = X[y].to_numpy()
+        if hasattr(y, "to_numpy"):
+            y = y.to_numpy()
+        n_rows = len(X)
+        if len(y) != n_rows:
+            raise LengthMismatchError(f"X has {n_rows} rows but y has {len(y)}.",
+                                      "pass y aligned row by row with X (before windowing).")
+        w = self._windows(X, np.asarray(y))
+        return np.ascontiguousarray(w.X), np.ascontiguousarray(w.y)
+
+
+
+def _shift_targets(y: Any, horizon: int) -> np.ndarray:
+    """Targets at row t + horizon, aligned with row t (the last ``horizon`` rows have none)."""
+    return np.asarray(y)[horizon:]
+
+
+class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Arranges series into lanes for a stateful RNN (see :func:`arrange_stateful`).
+
+    :meth:`transform` returns X ``(n_batches * batch_size, timesteps, features)`` in lane order;
+    :meth:`arrange` returns the full :class:`~statebatch.Arranged` result (targets, weights, resets,
+    ``unarrange``), which a pipeline's last step cannot pass on.
+    """
+
+    def __init__(self, timesteps: int = 10, batch_size: int = 32, *, horizon: int = 1, remainder: str = "pad",
+                 return_sequences: bool = True, id_col: str | None = None, time_col: str | None = None,
+                 dtype: Any = np.float32):
+        self.timesteps = timesteps
+        self.batch_size = batch_size
+        self.horizon = horizon
+        self.remainder = remainder
+        self.return_sequences = return_sequences
+        self.id_col = id_col
+        self.time_col = time_col
+        self.dtype = dtype
+
+    def fit(self, X: Any, y: Any = None) -> "StatefulTransformer":
+        self._check_input(X, reset=True)
+        return self
+
+    def arrange(self, X: Any, y: Any = None) -> Arranged:
+        """The :class:`~statebatch.Arranged` lanes of ``X``: targets ``"next"`` (``horizon`` ahead)
+        when ``y`` is None, else ``y`` aligned row by row with ``X``."""
+        check_is_fitted(self)
+        data = self._check_input(X, reset=False)
+        targets = "next" if y is None else (y.to_numpy() if hasattr(y, "to_numpy") else np.asarray(y))
+        return arrange_stateful(data, self.timesteps, self.batch_size, targets=targets, horizon=self.horizon,
+                                remainder=self.remainder, return_sequences=self.return_sequences,
+                                **self._series_kwargs())
+
+    def transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        data = self._check_input(X, reset=False)
+        a = arrange_stateful(data, self.timesteps, self.batch_size, targets=None, remainder=self.remainder,
+                             **self._series_kwargs())
+        return a.X
+
+    def transform_xy(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(X, y, sample_weight)`` in lane order, ready for ``fit(..., batch_size, shuffle=False)``."""
+        a = self.arrange(X, y)
+        return a.X, a.y, a.sample_weight
+
+
+def transform_xy(pipeline: Any, X: Any, y: Any):
+    """Run a fitted pipeline whose last step windows/arranges, returning aligned ``(X, y[, w])``.
+
+    The earlier steps transform X (e.g. a scaler fitted on the training rows); the last step
+    windows it and its targets together, so X and y cannot be misaligned.
+    """
+    steps = getattr(pipeline, "steps", None)
+    if steps is None:
+        return pipeline.transform_xy(X, y)
+    last = steps[-1][1]
+    if not hasattr(last, "transform_xy"):
+        raise ParameterError(f"the pipeline's last step {type(last).__name__} does not window data.",
+                             "end the pipeline with statebatch.sklearn.WindowTransformer or StatefulTransformer.")
+    Xt = pipeline[:-1].transform(X) if len(steps) > 1 else X
+    return last.transform_xy(Xt, y)
+
+
+def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0,
+               id_col: str | None = None, time_col: str | None = None):
+    """Split rows by time into train / validation / test parts (earliest rows train).
+
+    Window or arrange each part separately (fitting scalers on the training part only): then no
+    validation window overlaps a training window and no training target lies in the validation
+    period. ``gap`` leaves that many rows out between the parts (reported).
+
+    Parameters
+    ----------
+    data : array or DataFrame ``(steps, features)``, or a long DataFrame with ``id_col`` (every series is
+        split by its own time, sorted by ``time_col`` when given).
+
+    Returns
+    -------
+    (train, val, test) : the same type as ``data`` (row subsets), and a dict of rows left out by ``gap``.
+    """
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+        raise ParameterError(f"val={val} and test={test} must be fractions summing below 1.", "pass e.g. val=0.15, test=0.15.")
+    if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or gap < 0:
+        raise ParameterError(f"gap must be an integer >= 0, got {gap!r}.", "pass gap=0 or more rows.")
+
+    def cuts(n: int):
+        n_test = int(round(n * test))
+        n_val = int(round(n * val))
+        n_train = n - n_val - n_test - (gap if n_val else 0) - (gap if n_test else 0)
+        if n_train <= 0:
+            raise ParameterError(f"{n} rows are too few for this split with gap={gap}.", "use smaller val/test or gap.")
+        a = n_train
+        b = a + (gap if n_val else 0) + n_val
+        c = b + (gap if n_test else 0)
+        return slice(0, a), slice(a + (gap if n_val else 0), b), slice(c, n)
+
+    if id_col is not None:
+        if not _is_frame(data):
+            raise ParameterError("id_col needs a pandas DataFrame.", "pass the long frame.")
+        frame = data.sort_values([id_col, time_col], kind="stable") if time_col else data
+        parts: list[list[Any]] = [[], [], []]
+        left = 0
+        for _, g in frame.groupby(id_col, sort=False):
+            tr, va, te = cuts(len(g))
+            for p, sl in zip(parts, (tr, va, te)):
+                p.append(g.iloc[sl])
+            left += len(g) - sum(s.stop - s.start for s in (tr, va, te))
+        import pandas as pd
+
+        return tuple(pd.concat(p) for p in parts) + ({"rows_left_out_by_gap": left},)
+    n = len(data)
+    tr, va, te = cuts(n)
+    take = (lambda s: data.iloc[s]) if hasattr(data, "iloc") else (lambda s: data[s])
+    left = n - sum(s.stop - s.start for s in (tr, va, te))
+    return take(tr), take(va), take(te), {"rows_left_out_by_gap": left}

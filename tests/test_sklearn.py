@@ -1,0 +1,110 @@
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import check_estimator
+
+import statebatch as sb
+from statebatch.sklearn import (INAPPLICABLE_CHECKS, StatefulTransformer, WindowTransformer, time_split,
+                                transform_xy)
+
+
+@pytest.mark.parametrize("est", [WindowTransformer(timesteps=3), StatefulTransformer(timesteps=2, batch_size=2)],
+                         ids=["WindowTransformer", "StatefulTransformer"])
+def test_sklearn_estimator_checks(est):
+    """Every scikit-learn check passes except exactly the documented inapplicable ones."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(est, on_fail=None)
+    failed = {r["check_name"] for r in results if r["status"] == "failed"}
+    passed = {r["check_name"] for r in results if r["status"] == "passed"}
+    assert failed == set(INAPPLICABLE_CHECKS), failed ^ set(INAPPLICABLE_CHECKS)
+    assert len(passed) > 30
+    assert {"check_get_params_invariance", "check_set_params", "check_n_features_in",
+            "check_dont_overwrite_parameters", "check_fit_idempotent"} <= passed
+
+
+def test_contract_params_clone_and_feature_names():
+    wt = WindowTransformer(timesteps=4, stride=2)
+    assert wt.get_params()["timesteps"] == 4
+    wt.set_params(timesteps=5)
+    c = clone(wt)
+    assert c.get_params() == wt.get_params() and c is not wt
+    df = pd.DataFrame({"a": np.arange(20.0), "b": np.arange(20.0) * 2})
+    wt.fit(df)
+    assert wt.n_features_in_ == 2 and list(wt.feature_names_in_) == ["a", "b"]
+    assert list(wt.get_feature_names_out()) == ["a", "b"]
+    out = wt.transform(df)
+    assert out.shape == (8, 5, 2) and out.dtype == np.float32
+    np.testing.assert_array_equal(out[1, :, 1], np.arange(2, 7) * 2)
+    with pytest.raises(ValueError, match="features"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # sklearn: fitted with feature names
+        wt.transform(np.zeros((10, 3)))
+    # set_output leaves the 3-D array as it is
+    assert isinstance(wt.set_output(transform="pandas").transform(df), np.ndarray)
+
+
+def test_pipeline_scaler_fitted_on_train_only_and_aligned_targets():
+    rng = np.random.default_rng(0)
+    series = np.cumsum(rng.normal(size=(300, 3)), axis=0) + 50
+    target = series[:, 0]
+    train, val, test, info = time_split(series, val=0.2, test=0.2, gap=5)
+    assert (len(train), len(val), len(test), info["rows_left_out_by_gap"]) == (170, 60, 60, 10)
+    pipe = make_pipeline(StandardScaler(), WindowTransformer(timesteps=10, horizon=1))
+    pipe.fit(train)
+    np.testing.assert_allclose(pipe[0].mean_, train.mean(axis=0))  # statistics of the training rows only
+    Xv, yv = transform_xy(pipe, val, target[230:290])
+    assert Xv.shape == (60 - 10, 10, 3) and yv.shape == (50,)
+    scaled = (val - train.mean(axis=0)) / train.std(axis=0)
+    for i in (0, 17, 49):
+        np.testing.assert_allclose(Xv[i], scaled[i:i + 10], rtol=1e-5)
+        assert yv[i] == target[230 + i + 10]  # the step after the window
+    assert pipe.transform(val).shape == Xv.shape  # transform and transform_xy use the same plan
+    pandas_pipe = make_pipeline(StandardScaler(), WindowTransformer(timesteps=10)).set_output(transform="pandas")
+    frame = pd.DataFrame(train, columns=["a", "b", "c"])
+    assert isinstance(pandas_pipe.fit(frame)[0].transform(frame), pd.DataFrame)  # the scaler returns pandas
+    assert pandas_pipe.transform(frame).shape == (161, 10, 3)
+    assert list(pandas_pipe[-1].get_feature_names_out()) == ["a", "b", "c"]
+    with pytest.raises(sb.LengthMismatchError, match="aligned row by row"):
+        transform_xy(pipe, val, target[:10])
+
+
+def test_horizon_zero_targets_are_the_last_step():
+    X = np.arange(30.0).reshape(15, 2)
+    y = np.arange(15) * 10
+    Xw, yw = WindowTransformer(timesteps=4).fit(X).transform_xy(X, y)
+    np.testing.assert_array_equal(yw, (np.arange(12) + 3) * 10)
+
+
+def test_long_frame_with_id_column():
+    df = pd.DataFrame({"id": ["a"] * 10 + ["b"] * 6, "t": list(range(10)) + list(range(6)),
+                       "v": np.r_[np.arange(10.0), 100 + np.arange(6.0)], "w": 1.0})
+    wt = WindowTransformer(timesteps=3, horizon=1, id_col="id", time_col="t").fit(df)
+    assert list(wt.get_feature_names_out()) == ["v", "w"]
+    X, y = wt.transform_xy(df.sample(frac=1, random_state=0), "v")
+    assert X.shape == (7 + 3, 3, 2)
+    np.testing.assert_array_equal(y[:, 0], X[:, -1, 0] + 1)  # next value of the same series only
+    splits = time_split(df, val=0.25, test=0.25, id_col="id", time_col="t")
+    assert [len(p) for p in splits[:3]] == [5 + 3, 2 + 2, 3 + 1]
+
+
+def test_stateful_transformer_arranges():
+    X = np.arange(200.0).reshape(100, 2)
+    st = StatefulTransformer(timesteps=5, batch_size=4).fit(X)
+    Xa, ya, w = st.transform_xy(X)
+    assert Xa.shape[1:] == (5, 2) and len(Xa) % 4 == 0
+    np.testing.assert_array_equal(ya[w == 1], (Xa + 2)[w == 1])  # next step: +2 per row here
+    arranged = st.arrange(X)
+    assert isinstance(arranged, sb.Arranged) and arranged.batch_size == 4
+    assert st.transform(X).shape[0] % 4 == 0
+
+
+def test_time_split_errors():
+    with pytest.raises(sb.ParameterError):
+        time_split(np.zeros((10, 1)), val=0.6, test=0.5)
+    with pytest.raises(sb.ParameterError, match="too few"):
+        time_split(np.zeros((10, 1)), val=0.3, test=0.3, gap=3)

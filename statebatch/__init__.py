@@ -24,6 +24,7 @@ _LAZY = {
     "plot_buckets": ("statebatch.plot", "plot_buckets"),
     "load_co2": ("statebatch.datasets", "load_co2"),
     "load_japanese_vowels": ("statebatch.datasets", "load_japanese_vowels"),
+    "load_us_macro": ("statebatch.datasets", "load_us_macro"),
 }
 
 

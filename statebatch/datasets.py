@@ -61,3 +61,22 @@ def load_japanese_vowels():
         out[f"X_{split}"] = seqs
         out[f"y_{split}"] = np.array([int(v) - 1 for v in labels], dtype=np.int64)
     return out
+
+
+def load_us_macro():
+    """US quarterly macroeconomic series 1959Q1-2009Q3 (public domain; statsmodels ``macrodata``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by quarter (``PeriodIndex``), 203 rows x 12 numeric columns (``realgdp``, ``realcons``,
+        ``realinv``, ``realgovt``, ``realdpi``, ``cpi``, ``m1``, ``tbilrate``, ``unemp``, ``pop``, ``infl``,
+        ``realint``).
+    """
+    import pandas as pd
+
+    df = pd.read_csv(DATA_DIR / "us_macro_quarterly.csv")
+    df.index = pd.PeriodIndex.from_fields(year=df.pop("year").astype(int), quarter=df.pop("quarter").astype(int),
+                                          freq="Q")
+    df.index.name = "quarter"
+    return df

@@ -39,3 +39,8 @@ def test_load_japanese_vowels():
     assert len(d["X_train"]) == 270 and len(d["X_test"]) == 370
     assert min(lengths) == 7 and max(lengths) == 29 and d["X_train"][0].shape[1] == 12
     assert sorted(set(d["y_train"].tolist())) == list(range(9))
+
+
+def test_load_us_macro():
+    df = sb.load_us_macro()
+    assert df.shape == (203, 12) and str(df.index[0]) == "1959Q1" and df.index.is_monotonic_increasing

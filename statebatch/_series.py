@@ -49,25 +49,29 @@ class SeriesSet:
     def concatenated(self) -> tuple[np.ndarray, np.ndarray]:
         """One base array and the row offset of each series in it (no copy for one series)."""
         offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
-        if len(self.arrays) == 1:
-            return self.arrays[0], offsets
         if self.base is not None:
             return self.base, offsets
+        if len(self.arrays) == 1:
+            return self.arrays[0], offsets
         return np.concatenate(self.arrays, axis=0), offsets
 
     def concatenated_targets(self) -> np.ndarray | None:
         if self.targets is None:
             return None
-        if len(self.targets) == 1:
-            return self.targets[0]
         if self.target_base is not None:
             return self.target_base
+        if len(self.targets) == 1:
+            return self.targets[0]
         return np.concatenate(self.targets, axis=0)
 
 
 def _is_pandas(obj: Any, name: str) -> bool:
     mod = type(obj).__module__
     return mod.startswith("pandas") and type(obj).__name__ == name
+
+
+def _is_dask(obj: Any) -> bool:
+    return type(obj).__module__.split(".")[0] in ("dask", "dask_expr")
 
 
 def _check_numeric(arr: np.ndarray, what: str) -> None:
@@ -176,6 +180,22 @@ def as_series(
     """Turn any supported input into a :class:`SeriesSet` (see module docstring)."""
     import sys
 
+    from .store import RowStore, StoredSeries
+
+    if isinstance(data, StoredSeries):  # many series prepared out of core (statebatch.dask)
+        return data.series_set()
+    if isinstance(data, RowStore):  # one series out of core
+        if data.ndim != 2:
+            raise ShapeError(f"{what} store has shape {data.shape}; a series store is (steps, features).",
+                             "store the raw series as a 2-D array.")
+        _check_numeric(np.empty(0, dtype=data.dtype), what)
+        return _checked(SeriesSet([data], [0], base=data), what)
+    if _is_dask(data):  # prepared into a temporary sharded store by Dask tasks, then read batch by batch
+        from .dask import as_stored
+
+        prepared = as_stored(data, id_col=id_col, time_col=time_col, feature_cols=feature_cols,
+                             target_cols=target_cols, dtype=dtype)
+        return as_series(prepared, what=what)
     if "pandas" in sys.modules and _is_pandas(data, "DataFrame"):
         return _from_frame(data, id_col, time_col, feature_cols, target_cols, dtype, what)
     if id_col is not None or time_col is not None or target_cols is not None:

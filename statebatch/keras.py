@@ -33,7 +33,7 @@ from .stateful import Arranged
 from .windows import Windows
 
 __all__ = ["WindowDataset", "StatefulDataset", "LaneResetCallback", "fit_stateful", "reset_rows",
-           "stateful_layers", "check_model", "BucketDataset", "to_tf_dataset"]
+           "stateful_layers", "check_model", "BucketDataset", "to_tf_dataset", "ShardDataset"]
 
 
 def stateful_layers(model: Any) -> list[Any]:
@@ -223,12 +223,47 @@ class StatefulDataset(keras.utils.PyDataset):
 
 
 def _resets_of(data: Any) -> tuple[np.ndarray, bool, int]:
-    if isinstance(data, StatefulDataset):
-        data = data.arranged
-    if isinstance(data, Arranged):
-        return data.resets, data.continues, data.batch_size
+    if isinstance(data, (StatefulDataset, ShardDataset)):
+        data = data.arranged if isinstance(data, StatefulDataset) else data.shards
+    if getattr(data, "resets", None) is not None and hasattr(data, "batch_size"):  # Arranged, BatchShards
+        return data.resets, bool(getattr(data, "continues", False)), int(data.batch_size)
     raise ParameterError(f"expected an Arranged result or a StatefulDataset, got {type(data).__name__}.",
                          "pass what statebatch.arrange_stateful returned (or its StatefulDataset).")
+
+
+class ShardDataset(keras.utils.PyDataset):
+    """Batches written by :func:`statebatch.store.write_batches`, read back one at a time, in order.
+
+    For arranged lanes, out-of-order requests raise :class:`~statebatch.errors.ShuffleError` as in
+    :class:`StatefulDataset` (pass ``shuffle=False``); windows may be shuffled by ``fit``.
+    """
+
+    def __init__(self, shards: Any, **kwargs):
+        from .store import BatchShards
+
+        super().__init__(**kwargs)
+        self.shards = shards if isinstance(shards, BatchShards) else BatchShards(shards)
+        self._ordered = self.shards.resets is not None
+        self._next = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self.shards.batch_size
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def __getitem__(self, k: int):
+        if self._ordered:
+            if k != 0 and k != self._next:
+                self._next = 0
+                raise ShuffleError(f"stateful batches were requested out of order (batch {k}).",
+                                   "pass shuffle=False to model.fit.")
+            self._next = k + 1
+        return self.shards[k]
+
+    def on_epoch_end(self) -> None:
+        self._next = 0
 
 
 class LaneResetCallback(keras.callbacks.Callback):

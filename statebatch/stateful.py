@@ -530,6 +530,7 @@ def arrange_stateful(
             "use fewer timesteps or longer series.")
 
     view4d = yview4d = None
+    in_memory = isinstance(base, np.ndarray)  # a store is read batch by batch, never reshaped whole
     if len(ss.arrays) == 1:
         c = int(chunks[0])
         if remainder != "pad":
@@ -550,6 +551,7 @@ def arrange_stateful(
             usable = np.array([c * timesteps])
             n = c * timesteps
             f = base.shape[1]
+        if remainder != "pad" and in_memory:
             view4d = base[:n].reshape(batch_size, q, timesteps, f).swapaxes(0, 1)
             if target_mode == "next" and return_sequences:
                 yb = ybase[yshift:yshift + n]

@@ -32,6 +32,10 @@ def strided_windows(base: np.ndarray, length: int, step: int = 1) -> np.ndarray:
     ndarray, shape ``(max(rows - (length - 1) * step, 0), length, *trailing)``
         Window ``i`` is ``base[i : i + (length - 1) * step + 1 : step]``; no data is copied.
     """
+    if not isinstance(base, np.ndarray) and hasattr(base, "take_chunks"):  # an out-of-core store
+        from .store import StoreWindows
+
+        return StoreWindows(base, length, step)
     n = max(base.shape[0] - (length - 1) * step, 0)
     s0 = base.strides[0]
     return np.lib.stride_tricks.as_strided(

@@ -1,0 +1,218 @@
+"""Data larger than memory: prepare Dask collections into sharded stores, as Dask tasks.
+
+    import dask.dataframe as dd
+    from statebatch.dask import prepare
+    stored = prepare(dd.read_parquet("sensors/*.parquet"), "prepared/", id_col="sensor", time_col="t")
+    arranged = statebatch.arrange_stateful(stored, timesteps=100, batch_size=64)   # plan from lengths
+    model.fit(StatefulDataset(arranged), shuffle=False, callbacks=[LaneResetCallback(arranged)])
+
+Per-series preparation (sorting by time, validation, scaling) runs as one Dask task per partition
+(after a shuffle that puts every series in one partition) and writes one ``.npy`` shard per task;
+the result is a :class:`~statebatch.store.StoredSeries` whose plans need only the series lengths and
+whose batches are read from the shards with bounded memory. With a ``dask.distributed`` client the
+tasks run on the cluster's workers; the shards must then live on storage every worker and the
+training process can reach (a shared file system).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import dask
+import dask.array as da
+import numpy as np
+
+from .errors import DataValueError, OrderError, ParameterError
+from .store import Segment, ShardedStore, StoredSeries
+
+__all__ = ["prepare", "feature_stats"]
+
+
+def _out_dir(out_dir: str | os.PathLike | None):
+    if out_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="statebatch-")
+        return Path(tmp.name), tmp
+    path = Path(out_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path, None
+
+
+def feature_stats(data: Any, *, feature_cols: Sequence[str] | None = None, id_col: str | None = None,
+                  time_col: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation computed as Dask tasks (NaN ignored).
+
+    Compute them on the training part only (e.g. ``data[:n_train]``) and pass ``scale=(mean, std)``
+    to :func:`prepare` for every part.
+    """
+    if isinstance(data, da.Array):
+        arr = data if data.ndim == 2 else data[:, None]
+        mean, std = dask.compute(da.nanmean(arr, axis=0), da.nanstd(arr, axis=0))
+        return np.asarray(mean), np.asarray(std)
+    cols = _feature_cols(data, feature_cols, id_col, time_col)
+    mean, std = dask.compute(data[cols].mean(), data[cols].std(ddof=0))
+    return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+
+
+def _feature_cols(ddf, feature_cols, id_col, time_col, target_cols=None):
+    if feature_cols is not None:
+        return list(feature_cols)
+    return [c for c in ddf.columns if c not in (id_col, time_col)]
+
+
+def _scaled(values: np.ndarray, scale) -> np.ndarray:
+    if scale is None:
+        return values
+    mean, std = (np.asarray(s, dtype=values.dtype) for s in scale)
+    return (values - mean) / np.where(std == 0, 1, std)
+
+
+def _write_block(block: np.ndarray, path: str, dtype: str, scale) -> dict:
+    values = _scaled(np.ascontiguousarray(block, dtype=dtype), scale)
+    bad = int((~np.isfinite(values)).sum()) if np.issubdtype(values.dtype, np.floating) else 0
+    np.save(path, values)
+    return {"path": path, "rows": len(values), "non_finite": bad}
+
+
+def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str | None, cols: list,
+                     tcols: list | None, dtype: str, scale) -> dict:
+    """One Dask task: sort the partition's series by time, validate, write feature/target shards."""
+    import pandas as pd
+
+    if len(pdf) == 0:
+        return {"meta": pd.DataFrame({"id": [], "start": [], "stop": []}), "non_finite": 0, "path": None,
+                "tpath": None}
+    if time_col is not None:
+        pdf = pdf.sort_values([id_col, time_col], kind="stable")
+        ids, t = pdf[id_col].to_numpy(), pdf[time_col].to_numpy()
+        dup = (ids[1:] == ids[:-1]) & (t[1:] == t[:-1])
+        if dup.any():
+            raise OrderError(f"duplicate ({id_col}, {time_col}) pairs, e.g. series {ids[1:][dup][0]!r}.",
+                             "aggregate or drop duplicates before preparing.")
+    else:
+        pdf = pdf.sort_values(id_col, kind="stable")  # keep row order within each series
+    values = np.ascontiguousarray(_scaled(pdf[cols].to_numpy(dtype=dtype), scale))  # pandas gives Fortran order
+    bad = int((~np.isfinite(values)).sum())
+    path = str(Path(out_dir) / f"part-{index:05d}.npy")
+    np.save(path, values)
+    tpath = None
+    if tcols:
+        tpath = str(Path(out_dir) / f"targets-{index:05d}.npy")
+        np.save(tpath, np.ascontiguousarray(pdf[tcols].to_numpy(dtype=dtype)))
+    ids = pdf[id_col].to_numpy()
+    change = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    stops = np.concatenate([change, [len(ids)]])
+    meta = pd.DataFrame({"id": ids[starts], "start": starts, "stop": stops})
+    return {"meta": meta, "non_finite": bad, "path": path, "tpath": tpath}
+
+
+def prepare(
+    data: Any,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    id_col: str | None = None,
+    time_col: str | None = None,
+    feature_cols: Sequence[str] | None = None,
+    target_cols: Sequence[str] | None = None,
+    dtype: Any = "float32",
+    scale: Any = None,
+    allow_non_finite: bool = False,
+):
+    """Prepare a Dask collection as sharded ``.npy`` files, one Dask task per block/partition.
+
+    Parameters
+    ----------
+    data : dask.array ``(steps,)``/``(steps, features)`` (one series), or a long dask.dataframe with
+        ``id_col`` (many series; e.g. ``dd.read_parquet(...)``, read through pyarrow).
+    out_dir : directory for the shards; a temporary directory (removed with the result) by default.
+    id_col, time_col, feature_cols, target_cols : as for pandas input. Series are sorted by
+        ``time_col`` inside their task and ordered by id in the result.
+    dtype : dtype of the shards (float32 by default, what Keras uses).
+    scale : ``(mean, std)`` per feature applied while writing (see :func:`feature_stats`), or
+        ``"standard"`` to compute them from all of ``data`` first.
+    allow_non_finite : bool
+        Raise :class:`~statebatch.errors.DataValueError` on NaN/inf (default) or only report them
+        in ``info``.
+
+    Returns
+    -------
+    ShardedStore (one series) or StoredSeries (many series); both are accepted by ``make_windows``,
+    ``arrange_stateful`` and ``bucket_batches``.
+    """
+    path, tmp = _out_dir(out_dir)
+    dtype = np.dtype(dtype).name
+    if isinstance(scale, str):
+        if scale != "standard":
+            raise ParameterError(f"scale={scale!r} is not understood.", "pass 'standard' or (mean, std).")
+        scale = feature_stats(data, feature_cols=feature_cols, id_col=id_col, time_col=time_col)
+    if isinstance(data, da.Array):
+        if id_col is not None or time_col is not None:
+            raise ParameterError("id_col/time_col apply to a dask DataFrame, not a dask array.",
+                                 "drop them, or pass a long dask.dataframe.")
+        arr = data if data.ndim == 2 else data[:, None]
+        if arr.ndim != 2:
+            raise ParameterError(f"a dask array series must be (steps,) or (steps, features), got {data.shape}.",
+                                 "reshape it to (steps, features).")
+        arr = arr.rechunk({1: -1})  # whole rows in every block
+        blocks = arr.to_delayed().ravel()
+        tasks = [dask.delayed(_write_block)(b, str(path / f"block-{i:05d}.npy"), dtype, scale)
+                 for i, b in enumerate(blocks)]
+        results = dask.compute(*tasks)
+        _check_finite(sum(r["non_finite"] for r in results), allow_non_finite)
+        store = ShardedStore([r["path"] for r in results if r["rows"]])
+        store.info = {"non_finite": sum(r["non_finite"] for r in results), "shards": len(results),
+                      "scale": None if scale is None else tuple(np.asarray(s).tolist() for s in scale)}
+        store._tmpdir = tmp  # keep a temporary directory alive as long as the store
+        return store
+
+    if not hasattr(data, "to_delayed") or not hasattr(data, "columns"):
+        raise ParameterError(f"prepare takes a dask array or dask DataFrame, got {type(data).__name__}.",
+                             "wrap in-memory data with dask.array.from_array / dask.dataframe.from_pandas, or pass "
+                             "it to statebatch directly.")
+    if id_col is None:
+        raise ParameterError("a dask DataFrame needs id_col (the series id column).",
+                             "pass id_col=...; for one wide series use data.to_dask_array(lengths=True).")
+    cols = _feature_cols(data, feature_cols, id_col, time_col)
+    tcols = list(target_cols) if target_cols is not None else None
+    keep = [id_col] + ([time_col] if time_col else []) + cols + [c for c in (tcols or []) if c not in cols]
+    ddf = data[keep].shuffle(on=id_col)  # every series in one partition
+    tasks = [dask.delayed(_write_partition)(part, i, str(path), id_col, time_col, cols, tcols, dtype, scale)
+             for i, part in enumerate(ddf.to_delayed())]
+    results = [r for r in dask.compute(*tasks) if r["path"] is not None]
+    non_finite = sum(r["non_finite"] for r in results)
+    _check_finite(non_finite, allow_non_finite)
+    import pandas as pd
+
+    meta = pd.concat([r["meta"].assign(path=r["path"], tpath=r["tpath"]) for r in results], ignore_index=True)
+    if meta["id"].duplicated().any():  # cannot happen after a shuffle on id_col; guards a broken backend
+        raise DataValueError("a series id appeared in two partitions.", "check the id column's dtype.")
+    meta = meta.sort_values("id", kind="stable").reset_index(drop=True)
+    store = ShardedStore([Segment(p, int(a), int(b)) for p, a, b in zip(meta["path"], meta["start"], meta["stop"])])
+    tstore = None
+    if tcols:
+        tstore = ShardedStore([Segment(p, int(a), int(b)) for p, a, b in zip(meta["tpath"], meta["start"], meta["stop"])])
+    lengths = (meta["stop"] - meta["start"]).to_numpy(dtype=np.int64)
+    stored = StoredSeries(store=store, ids=meta["id"].tolist(), lengths=lengths, feature_names=[str(c) for c in cols],
+                          target_store=tstore, target_names=None if tcols is None else [str(c) for c in tcols],
+                          info={"non_finite": non_finite, "partitions": len(results), "rows": int(lengths.sum()),
+                                "scale": None if scale is None else tuple(np.asarray(s).tolist() for s in scale)})
+    store._tmpdir = tmp
+    return stored
+
+
+def _check_finite(count: int, allow: bool) -> None:
+    if count and not allow:
+        raise DataValueError(
+            f"the data holds {count} NaN/inf value(s).",
+            "fill or interpolate them per series before preparing (e.g. ddf.groupby(id).apply(interpolate)), or "
+            "pass allow_non_finite=True and drop the affected windows later.")
+
+
+def as_stored(data: Any, *, id_col=None, time_col=None, feature_cols=None, target_cols=None, dtype=None):
+    """Prepare a Dask collection into a temporary store (what ``make_windows`` & co. do with Dask input)."""
+    return prepare(data, None, id_col=id_col, time_col=time_col, feature_cols=feature_cols, target_cols=target_cols,
+                   dtype=dtype or "float32")
+

@@ -1,0 +1,145 @@
+"""Out-of-core path on a real dask.distributed LocalCluster: results equal the in-memory path exactly."""
+import tracemalloc
+
+import dask.array as da
+import dask.dataframe as dd
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+from distributed import Client, LocalCluster
+
+import statebatch as sb
+from statebatch.dask import feature_stats, prepare
+from statebatch.keras import LaneResetCallback, ShardDataset, StatefulDataset
+from statebatch.store import BatchShards, NpyStore, ShardedStore, StoredSeries, write_batches, write_npy
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                           host="127.0.0.1")
+    with Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+def long_frame(n_series=25, seed=0):
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(3, 80, size=n_series)
+    df = pd.DataFrame({
+        "id": np.repeat([f"s{i:03d}" for i in range(n_series)], lens),
+        "t": np.concatenate([np.arange(n) for n in lens]),
+        "a": rng.normal(size=lens.sum()).astype("float32"),
+        "b": rng.normal(size=lens.sum()).astype("float32"),
+    })
+    return df
+
+
+def assert_batches_equal(x, y):
+    assert len(x) == len(y)
+    for p, q in zip(x, y):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_dask_array_windows_and_lanes_equal_in_memory(client, tmp_path):
+    assert len(client.scheduler_info()["workers"]) == 2
+    x = np.random.default_rng(1).normal(size=(20_011, 4)).astype("float32")
+    d = da.from_array(x, chunks=(3_000, 2))  # blocks split columns too: prepare rechunks whole rows
+    store = prepare(d, tmp_path / "series")
+    assert isinstance(store, ShardedStore) and store.shape == x.shape and len(store.segments) == 7
+    np.testing.assert_array_equal(store.read(2_990, 3_010), x[2_990:3_010])  # across a shard boundary
+    w_mem, w_ooc = sb.make_windows(x, 32, stride=3, targets="next"), sb.make_windows(store, 32, stride=3, targets="next")
+    assert w_mem.n_windows == w_ooc.n_windows
+    for idx in (np.arange(64), np.array([6000, 3, 999]), slice(100, 164)):
+        assert_batches_equal(w_mem.take(idx), w_ooc.take(idx))
+    a_mem, a_ooc = sb.arrange_stateful(x, 50, 16), sb.arrange_stateful(d, 50, 16)  # a dask array directly
+    assert a_mem.n_batches == a_ooc.n_batches
+    for k in range(a_mem.n_batches):
+        assert_batches_equal(a_mem.batch(k), a_ooc.batch(k))
+
+
+@pytest.mark.parametrize("source", ["from_pandas", "parquet"])
+def test_long_dask_frame_equals_pandas(client, tmp_path, source):
+    df = long_frame()
+    scrambled = df.sample(frac=1.0, random_state=3)
+    if source == "parquet":
+        scrambled.to_parquet(tmp_path / "long.parquet", row_group_size=200)
+        ddf = dd.read_parquet(tmp_path / "long.parquet")  # read through pyarrow
+    else:
+        ddf = dd.from_pandas(scrambled, npartitions=5)
+    stored = prepare(ddf, tmp_path / "prepared", id_col="id", time_col="t", target_cols=["a"])
+    assert isinstance(stored, StoredSeries) and stored.ids == sorted(df["id"].unique())
+    assert stored.info["rows"] == len(df) and stored.info["non_finite"] == 0
+    kw = dict(id_col="id", time_col="t")
+    # arrangement
+    a_mem, a_ooc = sb.arrange_stateful(df, 7, 4, **kw), sb.arrange_stateful(stored, 7, 4)
+    assert a_mem.series_ids == a_ooc.series_ids
+    for k in range(a_mem.n_batches):
+        assert_batches_equal(a_mem.batch(k), a_ooc.batch(k))
+    # windows with target columns
+    w_mem = sb.make_windows(df, 5, target_cols=["a"], **kw)
+    w_ooc = sb.make_windows(stored, 5, target_cols=["a"])
+    assert_batches_equal(w_mem.take(np.arange(w_mem.n_windows)), w_ooc.take(np.arange(w_ooc.n_windows)))
+    # bucketing
+    b_mem, b_ooc = sb.bucket_batches(df, 6, seed=2, **kw), sb.bucket_batches(stored, 6, seed=2)
+    for x, y in zip(b_mem.batches(0), b_ooc.batches(0)):
+        np.testing.assert_array_equal(x.X, y.X)
+        np.testing.assert_array_equal(x.indices, y.indices)
+
+
+def test_validation_and_scaling_run_as_tasks(client, tmp_path):
+    df = long_frame(seed=4)
+    ddf = dd.from_pandas(df, npartitions=3)
+    mean, std = feature_stats(ddf, id_col="id", time_col="t")
+    np.testing.assert_allclose(mean, df[["a", "b"]].mean().to_numpy(), rtol=1e-5)
+    np.testing.assert_allclose(std, df[["a", "b"]].std(ddof=0).to_numpy(), rtol=1e-5)
+    stored = prepare(ddf, tmp_path / "scaled", id_col="id", time_col="t", scale=(mean, std))
+    scaled = df.copy()
+    scaled[["a", "b"]] = ((df[["a", "b"]] - mean) / std).astype("float32")
+    a_mem, a_ooc = sb.arrange_stateful(scaled, 5, 3, id_col="id", time_col="t"), sb.arrange_stateful(stored, 5, 3)
+    np.testing.assert_allclose(a_mem.X, a_ooc.X, rtol=1e-5, atol=1e-6)
+
+    dup = pd.concat([df, df.iloc[:1]])
+    with pytest.raises(sb.OrderError, match="duplicate"):
+        prepare(dd.from_pandas(dup, npartitions=2), tmp_path / "dup", id_col="id", time_col="t")
+    nan = df.copy()
+    nan.loc[5, "a"] = np.nan
+    with pytest.raises(sb.DataValueError, match="NaN"):
+        prepare(dd.from_pandas(nan, npartitions=2), tmp_path / "nan", id_col="id", time_col="t")
+    with pytest.raises(sb.ParameterError, match="id_col"):
+        prepare(ddf, tmp_path / "noid")
+
+
+def test_keras_reads_lanes_from_the_store_and_from_batch_shards(client, tmp_path):
+    x = np.random.default_rng(5).normal(size=(6_000, 2)).astype("float32")
+    store = prepare(da.from_array(x, chunks=1_000), tmp_path / "s")
+    a_mem, a_ooc = sb.arrange_stateful(x, 25, 4, targets=None), sb.arrange_stateful(store, 25, 4, targets=None)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(batch_shape=(4, 25, 2))
+    model = keras.Model(inp, keras.layers.LSTM(3, return_sequences=True, stateful=True)(inp))
+    p_mem = model.predict(StatefulDataset(a_mem), callbacks=[LaneResetCallback(a_mem)], verbose=0)
+    p_ooc = model.predict(StatefulDataset(a_ooc), callbacks=[LaneResetCallback(a_ooc)], verbose=0)
+    np.testing.assert_array_equal(p_mem, p_ooc)
+    shards = write_batches(a_ooc, tmp_path / "batches", batches_per_shard=7)
+    assert isinstance(shards, BatchShards) and len(shards) == a_ooc.n_batches
+    for k in (0, 6, 7, len(shards) - 1):
+        assert_batches_equal(shards[k], a_mem.batch(k))
+    p_shards = model.predict(ShardDataset(shards), callbacks=[LaneResetCallback(shards)], verbose=0)
+    np.testing.assert_array_equal(p_mem, p_shards)
+
+
+def test_reading_batches_keeps_memory_bounded(tmp_path):
+    rows, f = 1_000_000, 16  # 64 MB on disk
+    store = write_npy(tmp_path / "big.npy", (np.full((100_000, f), i, np.float32) for i in range(10)), (rows, f),
+                      np.float32)
+    arranged = sb.arrange_stateful(store, 100, 32, targets=None)
+    tracemalloc.start()
+    total = 0.0
+    for k in range(arranged.n_batches):
+        (xb,) = arranged.batch(k)
+        total += float(xb[0, 0, 0])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 2_000_000, peak  # a few batches, not the 64 MB series
+    assert isinstance(NpyStore(tmp_path / "big.npy")[5], np.ndarray)

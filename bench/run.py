@@ -277,6 +277,25 @@ def bench_bucketing(quick):
                   padding_statebatch_dp_buckets=dp.padding_fraction())
 
 
+def bench_out_of_core(quick):
+    """bench/ooc.py in its own process: prepare (Dask tasks) + one epoch of lanes from disk, peak RSS."""
+    import subprocess
+    import tempfile
+
+    gb = 1 if quick else 12
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "ooc.json"
+        subprocess.run([sys.executable, str(Path(__file__).with_name("ooc.py")), "--gb", str(gb), "--json", str(out)],
+                       check=True, stdout=subprocess.DEVNULL)
+        r = json.loads(out.read_text())
+    return record("out_of_core", r["epoch_s"], f"in-memory path ({r['in_memory_bytes'] / 2**30:.0f} GB) GB/s",
+                  None, None, series_gb=r["series_bytes"] / 2**30, prepare_s=r["prepare_s"],
+                  epoch_gb_per_s=r["epoch_gb_per_s"], in_memory_gb_per_s=r["in_memory_gb_per_s"],
+                  ooc_same_size_gb_per_s=r["ooc_same_size_gb_per_s"],
+                  throughput_vs_in_memory=r["epoch_gb_per_s"] / r["in_memory_gb_per_s"],
+                  peak_rss_gb=r["peak_rss_bytes_ooc_phase"] / 2**30, batches=r["batches"])
+
+
 WORKLOADS = {
     "windows": bench_windows,
     "windows_shuffled": bench_windows_shuffled,
@@ -285,6 +304,7 @@ WORKLOADS = {
     "pack_many_series": bench_pack_many_series,
     "pydataset_overhead": bench_pydataset_overhead,
     "bucketing": bench_bucketing,
+    "out_of_core": bench_out_of_core,
 }
 
 

@@ -204,7 +204,29 @@ class Arranged:
         start = np.where(s >= 0, self._offsets[np.maximum(s, 0)] + p.step[k0:k1].reshape(-1), 0)
         return start, p.valid[k0:k1].reshape(-1)
 
-    def _gather(self, base: np.ndarray, start: np.ndarray, valid: np.ndarray, shift: int) -> np.ndarray:
+    def _gather_store(self, base: Any, start: np.ndarray, valid: np.ndarray, shift: int, key: str) -> np.ndarray:
+        """One batch from an out-of-core store: every lane reads ahead ``READAHEAD`` chunks at once,
+        because the next batch continues each lane where this one ends."""
+        t = self.timesteps
+        cache = self._cache.setdefault("lanes-" + key, {})
+        out = np.full((len(start), t) + base.shape[1:], self.pad_value, dtype=base.dtype)
+        n = len(base)
+        for lane, (s, v) in enumerate(zip(start + shift, valid)):
+            if v == 0:
+                continue
+            lo, block = cache.get(lane, (-1, None))
+            if not (block is not None and lo <= s and s + v <= lo + len(block)):
+                lo = int(s)
+                block = base.read(lo, min(n, lo + self.READAHEAD * t))
+                cache[lane] = (lo, block)
+            out[lane, :v] = block[s - lo: s - lo + v]
+        return out
+
+    READAHEAD = 16  # chunks per lane read at once from a store (64 lanes x 16 x T rows in memory)
+
+    def _gather(self, base: np.ndarray, start: np.ndarray, valid: np.ndarray, shift: int, key: str = "x") -> np.ndarray:
+        if not isinstance(base, np.ndarray) and len(start) == self.batch_size:
+            return self._gather_store(base, start, valid, shift, key)
         t = self.timesteps
         chunks = strided_windows(base, t)  # (rows - t + 1, t, ...) view
         start = start + shift
@@ -237,7 +259,7 @@ class Arranged:
             return np.ascontiguousarray(self._yview4d[k0:k1]).reshape((-1,) + self._yview4d.shape[2:])
         start, valid = self._rows(k0, k1)
         if self.return_sequences:
-            return self._gather(self._ybase, start, valid, self._yshift)
+            return self._gather(self._ybase, start, valid, self._yshift, key="y")
         last = start + np.maximum(valid, 1) - 1 + self._yshift
         y = self._ybase[np.minimum(last, len(self._ybase) - 1)]
         y[valid == 0] = self.pad_value

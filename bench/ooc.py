@@ -68,7 +68,7 @@ def main(argv=None):
         x = np.random.default_rng(0).standard_normal((mem_steps, F), dtype=np.float32)
         mem_arranged = sb.arrange_stateful(x, T, B, targets=None)
         mem_s, mem_bytes = epoch(mem_arranged)
-        ooc_small = sb.arrange_stateful(sb.dask.prepare(da.from_array(x, chunks=(block, F)), work / "small"), T, B,
+        ooc_small = sb.arrange_stateful(prepare(da.from_array(x, chunks=(block, F)), work / "small"), T, B,
                                         targets=None)
         ooc_small_s, _ = epoch(ooc_small)
         result = {
@@ -89,6 +89,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    import statebatch.dask  # noqa: F401  (sb.dask used above)
-
     main()

@@ -55,6 +55,14 @@ class SeriesSet:
             return self.arrays[0], offsets
         return np.concatenate(self.arrays, axis=0), offsets
 
+    def next_value_base(self, base: Any, target_cols: Any, target_features: Any) -> Any:
+        """Where ``targets="next"`` reads from: the target columns, chosen features, or the data."""
+        if target_cols is not None:
+            return self.concatenated_targets()
+        if target_features is not None:
+            return base[:, list(target_features)]  # a copy of the target columns only
+        return base
+
     def concatenated_targets(self) -> np.ndarray | None:
         if self.targets is None:
             return None
@@ -74,19 +82,26 @@ def _is_dask(obj: Any) -> bool:
     return type(obj).__module__.split(".")[0] in ("dask", "dask_expr")
 
 
-def _check_numeric(arr: np.ndarray, what: str) -> None:
+def dtype_error(arr: np.ndarray, what: str) -> DTypeError | None:
+    """The error for an array a network cannot use (object/ragged, strings), else ``None``."""
     if arr.dtype == object:
-        raise DTypeError(
-            f"{what} has dtype object (shape {arr.shape}); this usually means ragged lists or "
-            "mixed types, which a network cannot use.",
-            "pass a numeric array; for sequences of different lengths pass a list of arrays "
-            "(one per series) instead of one nested list.",
+        return DTypeError(
+            f"{what} has dtype object (shape {arr.shape}): ragged rows or mixed types, which a network cannot use.",
+            "build a numeric array; for sequences of different lengths pass a list of arrays (one per series) "
+            "and pad or bucket them (statebatch.bucket_batches) instead of nesting lists.",
         )
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise DTypeError(
+        return DTypeError(
             f"{what} has non-numeric dtype {arr.dtype} (shape {arr.shape}).",
-            "convert it to numbers first, e.g. encode categories as integers or one-hot columns.",
+            "encode text/categories as numbers (integers, one-hot columns) first.",
         )
+    return None
+
+
+def _check_numeric(arr: np.ndarray, what: str) -> None:
+    problem = dtype_error(arr, what)
+    if problem:
+        raise problem
 
 
 def _as_2d(arr: np.ndarray, what: str) -> np.ndarray:

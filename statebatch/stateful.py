@@ -499,12 +499,7 @@ def arrange_stateful(
     ybase, yshift, target_mode = None, 0, None
     if isinstance(targets, str) and targets == "next":
         target_mode = "next"
-        if target_cols is not None:
-            ybase = ss.concatenated_targets()
-        elif target_features is not None:
-            ybase = base[:, list(target_features)]
-        else:
-            ybase = base
+        ybase = ss.next_value_base(base, target_cols, target_features)
         yshift = horizon
         usable = np.maximum(lengths - horizon, 0)
     elif targets is None:

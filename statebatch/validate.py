@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _introspect
+from ._series import dtype_error
 from .errors import (BatchSizeError, DataValueError, DTypeError, LengthMismatchError, ModelMismatchError,
                      OverlappingWindowsError, ParameterError, ShapeError, ShuffleError, StatebatchError,
                      StatebatchWarning, StatefulLayoutError)
@@ -83,21 +84,6 @@ def _as_array(obj: Any, name: str) -> np.ndarray:
             "pad them to one length (statebatch bucketing, or keras.utils.pad_sequences(..., "
             "dtype='float32')) or window each series with statebatch.make_windows(list_of_series, ...).",
         ) from None
-
-
-def _check_dtype(arr: np.ndarray, name: str) -> DTypeError | None:
-    if arr.dtype == object:
-        return DTypeError(
-            f"{name} has dtype object (shape {arr.shape}): ragged rows or mixed types.",
-            "build a numeric array; for sequences of different lengths pad or bucket them "
-            "(statebatch bucketing) instead of nesting lists.",
-        )
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        return DTypeError(
-            f"{name} has non-numeric dtype {arr.dtype} (shape {arr.shape}).",
-            "encode text/categories as numbers (integers, one-hot) before training.",
-        )
-    return None
 
 
 def _finite_error(arr: np.ndarray, name: str) -> DataValueError | None:
@@ -218,7 +204,7 @@ def validate(
         X, y = X.X, (X.y if y is None else y)
 
     Xa = _as_array(X, "X")
-    problem = _check_dtype(Xa, "X")
+    problem = dtype_error(Xa, "X")
     if problem:
         err(problem)
         return _finish(rep, raise_errors, emit_warnings)
@@ -281,7 +267,7 @@ def validate(
     ya = None
     if y is not None:
         ya = _as_array(y, "y")
-        problem = _check_dtype(ya, "y")
+        problem = dtype_error(ya, "y")
         if problem:
             err(problem)
             ya = None

@@ -334,12 +334,7 @@ def make_windows(
     ybase, yoffset, ylength, ystep, extra = None, 0, None, 1, 0
     n_targets_per_series: list[int | None] = [None] * len(ss.arrays)
     if isinstance(targets, str) and targets == "next":
-        if target_cols is not None:
-            ybase = ss.concatenated_targets()
-        elif target_features is not None:
-            ybase = base[:, list(target_features)]  # a copy of the target columns only
-        else:
-            ybase = base
+        ybase = ss.next_value_base(base, target_cols, target_features)
         if return_sequences:
             yoffset, ylength, ystep, extra = horizon, timesteps, sampling_rate, horizon
         else:

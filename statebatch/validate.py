@@ -374,6 +374,20 @@ def validate(
             err(BatchSizeError("the stateful model has no fixed batch size.",
                                "build it with keras.Input(batch_shape=(B, T, F))."))
 
+    # Masks: cuDNN (TF on GPU) accepts only right-padded masks without fully masked rows.
+    if model is not None and rank_wanted == 3:
+        for layer in _introspect.iter_layers(model):
+            if type(layer).__name__ == "Masking":
+                masked = np.all(Xa == getattr(layer, "mask_value", 0.0), axis=-1)  # (n, T)
+                full = int(masked.all(axis=1).sum())
+                left = int((masked[:, :-1] & ~masked[:, 1:]).any(axis=1).sum())
+                if full or left:
+                    warn(f"the model masks steps equal to {layer.mask_value}: {full} sample(s) are fully masked "
+                         f"(e.g. idle stateful lanes) and {left} have masked steps before real ones. On GPU, cuDNN "
+                         "rejects both. Weight padding out instead (statebatch's default: per-timestep sample "
+                         "weights) or pad at the end (padding='post') and drop empty rows.")
+                break
+
     # Suspicious but legal.
     if rank_wanted == 3 and Xa.shape[1] == 1:
         warn("X has a single timestep: the recurrent layer sees no sequence. If each sample should be a "

@@ -144,3 +144,17 @@ def test_continuous_lanes_are_not_flagged_as_overlap():
     series = np.sin(np.arange(4000) * 0.37)[:, None].astype("float32")
     arranged = sb.arrange_stateful(series, 10, 4, targets=None)
     assert sb.validate(arranged.X, stateful=True, batch_size=4, shuffle=False, emit_warnings=False).ok
+
+
+def test_masking_model_warns_about_rows_cudnn_rejects():
+    inp = keras.Input(batch_shape=(2, 4, 1))
+    h = keras.layers.Masking(mask_value=0.0)(inp)
+    model = keras.Model(inp, keras.layers.LSTM(2, stateful=True, return_sequences=True)(h))
+    arranged = sb.arrange_stateful([np.arange(1.0, 14.0), np.arange(1.0, 5.0)], 4, 2, targets=None)
+    assert (arranged.plan.valid == 0).any()  # an idle lane: a fully padded row
+    rep = sb.validate(arranged.X, model=model, shuffle=False, raise_errors=False, emit_warnings=False)
+    assert any("cuDNN" in w and "fully masked" in w for w in rep.warnings), rep.warnings
+    left = np.ones((2, 4, 1))
+    left[0, :2] = 0
+    rep = sb.validate(left, model=model, shuffle=False, raise_errors=False, emit_warnings=False)
+    assert any("1 have masked steps before real ones" in w for w in rep.warnings), rep.warnings

@@ -296,6 +296,17 @@ def bench_out_of_core(quick):
                   peak_rss_gb=r["peak_rss_bytes_ooc_phase"] / 2**30, batches=r["batches"])
 
 
+def bench_plan_from_lengths(quick):
+    """The lane plan of ~1 billion steps in 1M series (100k series with --quick), from lengths alone."""
+    n = 100_000 if quick else 1_000_000
+    lengths = np.clip(np.random.default_rng(0).lognormal(np.log(700), 0.8, n).astype(np.int64), 10, 20_000)
+    plan_s, plan = timeit(lambda: sb.plan_lanes(lengths, 100, 256, horizon=1), repeat=1)
+    plan_bytes = sum(getattr(plan, k).nbytes for k in ("series", "step", "valid", "resets"))
+    return record("plan_from_lengths", plan_s, None, None, None, series=n, steps=int(lengths.sum()),
+                  batches=plan.n_batches, plan_bytes=plan_bytes,
+                  data_bytes_float32_8_features=int(lengths.sum()) * 32)
+
+
 WORKLOADS = {
     "windows": bench_windows,
     "windows_shuffled": bench_windows_shuffled,
@@ -305,6 +316,7 @@ WORKLOADS = {
     "pydataset_overhead": bench_pydataset_overhead,
     "bucketing": bench_bucketing,
     "out_of_core": bench_out_of_core,
+    "plan_from_lengths": bench_plan_from_lengths,
 }
 
 

@@ -12,7 +12,7 @@ from .errors import (BatchSizeError, DataValueError, DTypeError, LengthMismatchE
                      ShuffleError, StatebatchError, StatebatchWarning, StatefulLayoutError)
 from .bucketing import Batch, Bucketing, bucket_batches, bucket_boundaries, padding_of
 from .explain import Explanation, explain
-from .stateful import Arranged, LanePlan, arrange_stateful, pack_lanes
+from .stateful import Arranged, LanePlan, arrange_stateful, pack_lanes, plan_lanes
 from .validate import ValidationReport, validate
 from .windows import Windows, make_windows, strided_windows
 
@@ -39,7 +39,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "bucket_batches", "bucket_boundaries", "padding_of", "Bucketing", "Batch",
-    "make_windows", "Windows", "strided_windows", "arrange_stateful", "Arranged", "LanePlan", "pack_lanes", "validate", "ValidationReport", "explain", "Explanation",
+    "make_windows", "Windows", "strided_windows", "arrange_stateful", "Arranged", "LanePlan", "pack_lanes", "plan_lanes", "validate", "ValidationReport", "explain", "Explanation",
     "StatebatchError", "ParameterError", "ShapeError", "LengthMismatchError", "ModelMismatchError",
     "DataValueError", "DTypeError", "OrderError", "StatefulLayoutError", "BatchSizeError", "ShuffleError",
     "OverlappingWindowsError", "RemainderError", "StatebatchWarning", *_LAZY,

@@ -93,23 +93,57 @@ def pack_lanes(chunks: Sequence[int], batch_size: int) -> list[list[int]]:
 
 def _packed_lane_plan(usable: np.ndarray, chunks: np.ndarray, timesteps: int, batch_size: int) -> LanePlan:
     lanes = pack_lanes(chunks, batch_size)
-    loads = [int(chunks[lane].sum()) if lane else 0 for lane in lanes]
-    nb = max(loads) if loads else 0
+    seq = np.concatenate([np.asarray(lane, dtype=np.int64) for lane in lanes])  # series, lane by lane
+    lane_of = np.repeat(np.arange(batch_size), [len(lane) for lane in lanes])
+    c = chunks[seq].astype(np.int64)
+    ends = np.cumsum(c)
+    starts = ends - c  # exclusive cumulative chunk count over all lanes
+    first_in_lane = np.searchsorted(lane_of, np.arange(batch_size))  # position of each lane's first series
+    lane_offset = starts[np.minimum(first_in_lane, len(starts) - 1)]
+    start_batch = starts - lane_offset[lane_of]  # the batch where each series starts in its lane
+    loads = np.bincount(lane_of, weights=c, minlength=batch_size).astype(np.int64)
+    nb = int(loads.max()) if len(loads) else 0
+    # one entry per chunk: which series, which lane, which batch, which chunk of the series
+    total = int(c.sum())
+    chunk_series = np.repeat(seq, c)
+    chunk_lane = np.repeat(lane_of, c)
+    j = np.arange(total, dtype=np.int64) - np.repeat(starts, c)
+    chunk_batch = np.repeat(start_batch, c) + j
     series = np.full((nb, batch_size), -1, dtype=np.int64)
     step = np.zeros((nb, batch_size), dtype=np.int64)
     valid = np.zeros((nb, batch_size), dtype=np.int64)
     resets = np.zeros((nb, batch_size), dtype=bool)
-    for i, lane in enumerate(lanes):
-        k = 0
-        for s in lane:
-            c = int(chunks[s])
-            st = np.arange(c, dtype=np.int64) * timesteps
-            series[k:k + c, i] = s
-            step[k:k + c, i] = st
-            valid[k:k + c, i] = np.minimum(timesteps, usable[s] - st)
-            resets[k, i] = True
-            k += c
+    series[chunk_batch, chunk_lane] = chunk_series
+    step[chunk_batch, chunk_lane] = j * timesteps
+    valid[chunk_batch, chunk_lane] = np.minimum(timesteps, usable[chunk_series] - j * timesteps)
+    resets[start_batch, lane_of] = True
     return LanePlan(series, step, valid, resets)
+
+
+def plan_lanes(lengths: Sequence[int], timesteps: int, batch_size: int, *, horizon: int = 0,
+               remainder: str = "pad") -> LanePlan:
+    """The lane plan of many series from their lengths alone (no data needed).
+
+    This is what :func:`arrange_stateful` computes before it reads anything: for a million series
+    it is a few small integer arrays, whatever their total size.
+
+    Parameters
+    ----------
+    lengths : steps per series
+    timesteps, batch_size : chunk length and number of lanes
+    horizon : steps held back at the end of each series for next-step targets (``targets="next"``
+        uses ``horizon`` >= 1; 0 for no targets)
+    remainder : "pad" (a series' last partial chunk is kept, padded) or "drop"
+    """
+    timesteps = _check_int("timesteps", timesteps, 1)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    if remainder not in ("pad", "drop"):
+        raise ParameterError(f"remainder={remainder!r} must be 'pad' or 'drop' for a plan.", "pass remainder='pad'.")
+    usable = np.maximum(np.asarray(lengths, dtype=np.int64) - horizon, 0)
+    chunks = -(-usable // timesteps) if remainder == "pad" else usable // timesteps
+    if remainder == "drop":
+        usable = chunks * timesteps
+    return _packed_lane_plan(usable, chunks, timesteps, batch_size)
 
 
 class Arranged:

@@ -195,3 +195,14 @@ def test_batch_and_provenance():
     with pytest.raises(ParameterError):
         a.batch(99)
     assert "Arranged(" in repr(a)
+
+
+def test_plan_lanes_from_lengths_alone_matches_arrangement():
+    rng = np.random.default_rng(4)
+    series = [rng.normal(size=(n, 1)) for n in rng.integers(1, 90, size=40)]
+    a = sb.arrange_stateful(series, 6, 5)
+    plan = sb.plan_lanes([len(s) for s in series], 6, 5, horizon=1)
+    for name in ("series", "step", "valid", "resets"):
+        np.testing.assert_array_equal(getattr(plan, name), getattr(a.plan, name))
+    d = sb.arrange_stateful(series, 6, 5, targets=None, remainder="drop")
+    np.testing.assert_array_equal(sb.plan_lanes([len(s) for s in series], 6, 5, remainder="drop").valid, d.plan.valid)

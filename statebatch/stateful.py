@@ -448,10 +448,12 @@ class Arranged:
             f"{self.n_batches} batches per epoch of {b} lanes x {t} timesteps x {self.n_features} feature(s); "
             f"model: keras.Input(batch_shape=({b}, {t}, {self.n_features})), fit(..., shuffle=False).",
             f"{b} parallel states, one per lane: row i of batch k+1 continues row i of batch k.",
-            f"{n_series} series in {b} lanes; lanes start new series {resets_mid} time(s) after the first batch: "
-            "the lane's state must be zeroed there (statebatch.keras.LaneResetCallback does it).",
-            f"padding: {self.padding_fraction:.2%} of steps ({idle} idle lane slots), all with sample weight 0; "
-            f"lower bound {self.lower_bound_batches} batches.",
+            (f"1 series split into {b} contiguous lanes; no lane starts a new series mid-epoch, so state is reset "
+             "only at the start of each epoch (statebatch.keras.LaneResetCallback)." if n_series == 1 else
+             f"{n_series} series in {b} lanes; lanes move on to a new series {resets_mid} time(s) after the first "
+             "batch, and that lane's state must be zeroed there (statebatch.keras.LaneResetCallback does it)."),
+            f"padding: {self.padding_fraction:.2%} of steps ({idle} idle lane slots); padded steps carry sample "
+            f"weight 0. {self.n_batches} batches (lower bound {self.lower_bound_batches}).",
         ]
         if self.left_out:
             lost = sum(d["steps"] for d in self.left_out)

@@ -196,8 +196,16 @@ def validate(
 
     if hasattr(X, "sample_weight") and hasattr(X, "resets"):  # an Arranged result
         arranged = X
-        X, y = arranged.X, arranged.y if y is None else y
-        sample_weight = arranged.sample_weight if sample_weight is None else sample_weight
+        if isinstance(arranged._base, np.ndarray):
+            X, y = arranged.X, arranged.y if y is None else y
+            sample_weight = arranged.sample_weight if sample_weight is None else sample_weight
+        else:  # out of core: reading everything to validate it would defeat the purpose
+            first = arranged.batch(0)
+            X = first[0]
+            y = (first[1] if len(first) > 1 else None) if y is None else y
+            sample_weight = (first[2] if len(first) > 2 else None) if sample_weight is None else sample_weight
+            rep.warnings.append("out-of-core arrangement: checked its first batch (values were checked while "
+                                "preparing the store).")
         batch_size = arranged.batch_size if batch_size is None else batch_size
         stateful = True if stateful is None else stateful
     elif hasattr(X, "take") and hasattr(X, "series_ids"):  # Windows

@@ -143,4 +143,9 @@ def test_reading_batches_keeps_memory_bounded(tmp_path):
     tracemalloc.stop()
     readahead = 32 * arranged.READAHEAD * 100 * f * 4  # per-lane read-ahead buffers: 3.3 MB
     assert peak < readahead + 2_000_000, peak  # the read-ahead and a few batches, not the 64 MB series
+    tracemalloc.start()
+    rep = sb.validate(arranged, shuffle=False, emit_warnings=False)  # checks one batch, reads no more
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert rep.ok and "first batch" in rep.warnings[0] and peak < 2 * readahead + 2_000_000  # old + new read-ahead
     assert isinstance(NpyStore(tmp_path / "big.npy")[5], np.ndarray)

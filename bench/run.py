@@ -45,70 +45,45 @@ def record(workload, sb_s, peer, peer_s, floor_s=None, **extra):
 
 
 # --------------------------------------------------------------------------- workloads
-def bench_windows(quick):
+def _windows_epoch(quick, shuffle):
+    """One epoch of windows (1M steps x 8, T=64, batch 256), every batch a contiguous array."""
     steps = 200_000 if quick else 1_000_000
     F, T, B = 8, 64, 256
     data = np.random.default_rng(0).standard_normal((steps, F)).astype(np.float32)
 
     def statebatch_epoch():
         w = sb.make_windows(data, T)
-        total = 0.0
-        for (xb,) in w.batches(B):
-            total += xb[0, 0, 0]  # touch: every batch is a contiguous array
-        return w.n_windows
+        return sum(len(xb) for (xb,) in w.batches(B, shuffle=shuffle, seed=1))
 
-    def floor_epoch():
+    def floor_epoch():  # the plainest numpy: a sliding_window_view sliced (or gathered) and copied per batch
         view = np.lib.stride_tricks.sliding_window_view(data, T, axis=0).transpose(0, 2, 1)
-        n = 0
-        for lo in range(0, len(view), B):
-            xb = np.ascontiguousarray(view[lo: lo + B])
-            n += len(xb)
-        return n
-
-    def keras_epoch():
-        import keras
-
-        ds = keras.utils.timeseries_dataset_from_array(data, None, sequence_length=T, batch_size=B)
-        n = 0
-        for xb in ds:
-            n += len(np.asarray(xb))
-        return n
-
-    sb_s, n_sb = timeit(statebatch_epoch)
-    floor_s, n_floor = timeit(floor_epoch)
-    peer_s, n_peer = timeit(keras_epoch, repeat=1)
-    assert n_sb == n_floor == n_peer, (n_sb, n_floor, n_peer)
-    return record("windows", sb_s, "keras.utils.timeseries_dataset_from_array", peer_s, floor_s,
-                  windows=n_sb, steps=steps, features=F, timesteps=T, batch_size=B)
-
-
-def bench_windows_shuffled(quick):
-    steps = 200_000 if quick else 1_000_000
-    F, T, B = 8, 64, 256
-    data = np.random.default_rng(0).standard_normal((steps, F)).astype(np.float32)
-
-    def statebatch_epoch():
-        w = sb.make_windows(data, T)
-        return sum(len(xb) for (xb,) in w.batches(B, shuffle=True, seed=1))
-
-    def floor_epoch():
-        view = np.lib.stride_tricks.sliding_window_view(data, T, axis=0).transpose(0, 2, 1)
+        if not shuffle:
+            return sum(len(np.ascontiguousarray(view[lo: lo + B])) for lo in range(0, len(view), B))
         order = np.random.default_rng(1).permutation(len(view))
         return sum(len(view[order[lo: lo + B]]) for lo in range(0, len(view), B))
 
     def keras_epoch():
         import keras
 
-        ds = keras.utils.timeseries_dataset_from_array(data, None, sequence_length=T, batch_size=B, shuffle=True,
+        ds = keras.utils.timeseries_dataset_from_array(data, None, sequence_length=T, batch_size=B, shuffle=shuffle,
                                                        seed=1)
         return sum(len(np.asarray(xb)) for xb in ds)
 
-    sb_s, n1 = timeit(statebatch_epoch)
-    floor_s, n2 = timeit(floor_epoch)
-    peer_s, n3 = timeit(keras_epoch, repeat=1)
-    assert n1 == n2 == n3
-    return record("windows_shuffled", sb_s, "keras.utils.timeseries_dataset_from_array(shuffle=True)", peer_s,
-                  floor_s, windows=n1, steps=steps)
+    sb_s, n_sb = timeit(statebatch_epoch)
+    floor_s, n_floor = timeit(floor_epoch)
+    peer_s, n_peer = timeit(keras_epoch, repeat=1)
+    assert n_sb == n_floor == n_peer, (n_sb, n_floor, n_peer)
+    return record("windows_shuffled" if shuffle else "windows",
+                  sb_s, f"keras.utils.timeseries_dataset_from_array(shuffle={shuffle})", peer_s, floor_s,
+                  windows=n_sb, steps=steps, features=F, timesteps=T, batch_size=B)
+
+
+def bench_windows(quick):
+    return _windows_epoch(quick, shuffle=False)
+
+
+def bench_windows_shuffled(quick):
+    return _windows_epoch(quick, shuffle=True)
 
 
 def bench_windows_memory(quick):

@@ -217,8 +217,8 @@ class Bucketing:
                 if not self.shuffle:
                     group = group[np.argsort(lengths[group], kind="stable")]
                 batches += self._cut(group)
-        full = [b for b in batches if self.token_budget is not None or len(b) == self.batch_size]
         if self.drop_remainder and self.token_budget is None:
+            full = [b for b in batches if len(b) == self.batch_size]
             left = [b for b in batches if len(b) < self.batch_size]
             self.leftover = np.concatenate(left) if left else np.empty(0, dtype=np.int64)
             if len(self.leftover):
@@ -255,11 +255,7 @@ class Bucketing:
         """Pad and gather the sequences ``idx`` into one :class:`Batch`."""
         idx = np.asarray(idx, dtype=np.int64)
         lens = self.lengths[idx]
-        longest = int(lens.max()) if len(lens) else 0
-        if self.pad_to == "bucket" and self.mode == "buckets" and len(lens):
-            b = int(np.searchsorted(self.boundaries, longest, side="right"))
-            if b < len(self.boundaries):
-                longest = int(self.boundaries[b]) - 1
+        longest = self._padded_length(int(lens.max())) if len(lens) else 0
         steps = np.arange(longest)
         if self.padding == "post":
             mask = steps[None, :] < lens[:, None]
@@ -292,19 +288,17 @@ class Bucketing:
             yield b.as_tuple()
 
     # -- reporting
+    def _padded_length(self, longest: int) -> int:
+        """Length a batch whose longest member is ``longest`` is padded to."""
+        if self.pad_to == "bucket" and self.mode == "buckets":
+            b = int(np.searchsorted(self.boundaries, longest, side="right"))
+            if b < len(self.boundaries):
+                return int(self.boundaries[b]) - 1
+        return longest
+
     def padding_fraction(self, epoch: int | None = None) -> float:
         """Padded steps / all steps of the epoch's padded batches."""
-        plan = self.plan(epoch)
-        real = padded = 0
-        for idx in plan:
-            lens = self.lengths[idx]
-            longest = int(lens.max())
-            if self.pad_to == "bucket" and self.mode == "buckets":
-                b = int(np.searchsorted(self.boundaries, longest, side="right"))
-                longest = int(self.boundaries[b]) - 1 if b < len(self.boundaries) else longest
-            real += int(lens.sum())
-            padded += longest * len(idx)
-        return 1.0 - real / padded if padded else 0.0
+        return _plan_padding(self.plan(epoch), self.lengths, self._padded_length)
 
     def _explain(self):
         from .explain import Explanation
@@ -336,9 +330,9 @@ class Bucketing:
                 f"batches={self.n_batches()}, padding={self.padding_fraction():.2%})")
 
 
-def _plan_padding(plan: list[np.ndarray], lengths: np.ndarray) -> float:
+def _plan_padding(plan: list[np.ndarray], lengths: np.ndarray, padded_length=lambda longest: longest) -> float:
     real = sum(int(lengths[b].sum()) for b in plan)
-    padded = sum(int(lengths[b].max()) * len(b) for b in plan)
+    padded = sum(padded_length(int(lengths[b].max())) * len(b) for b in plan)
     return 1.0 - real / padded if padded else 0.0
 
 

@@ -117,7 +117,7 @@ def prepare(
     time_col: str | None = None,
     feature_cols: Sequence[str] | None = None,
     target_cols: Sequence[str] | None = None,
-    dtype: Any = "float32",
+    dtype: Any = None,
     scale: Any = None,
     allow_non_finite: bool = False,
 ):
@@ -130,7 +130,8 @@ def prepare(
     out_dir : directory for the shards; a temporary directory (removed with the result) by default.
     id_col, time_col, feature_cols, target_cols : as for pandas input. Series are sorted by
         ``time_col`` inside their task and ordered by id in the result.
-    dtype : dtype of the shards (float32 by default, what Keras uses).
+    dtype : dtype of the shards (default: the data's own dtype; for a frame, the common type of the
+        feature columns).
     scale : ``(mean, std)`` per feature applied while writing (see :func:`feature_stats`), or
         ``"standard"`` to compute them from all of ``data`` first.
     allow_non_finite : bool
@@ -143,6 +144,15 @@ def prepare(
     ``arrange_stateful`` and ``bucket_batches``.
     """
     path, tmp = _out_dir(out_dir)
+    if dtype is None:
+        if isinstance(data, da.Array):
+            dtype = data.dtype
+        elif hasattr(data, "dtypes"):
+            cols = _feature_cols(data, feature_cols, id_col, time_col)
+            dtype = np.result_type(*[np.dtype(str(data[c].dtype)) if str(data[c].dtype) in np.sctypeDict else np.float64
+                                     for c in cols])
+        else:
+            dtype = np.float32
     dtype = np.dtype(dtype).name
     if isinstance(scale, str):
         if scale != "standard":
@@ -214,5 +224,5 @@ def _check_finite(count: int, allow: bool) -> None:
 def as_stored(data: Any, *, id_col=None, time_col=None, feature_cols=None, target_cols=None, dtype=None):
     """Prepare a Dask collection into a temporary store (what ``make_windows`` & co. do with Dask input)."""
     return prepare(data, None, id_col=id_col, time_col=time_col, feature_cols=feature_cols, target_cols=target_cols,
-                   dtype=dtype or "float32")
+                   dtype=dtype)
 

@@ -67,3 +67,7 @@ class RemainderError(StatefulLayoutError):
 
 class StatebatchWarning(UserWarning):
     """Something legal but suspicious; collected in reports and emitted as a warning."""
+
+
+class StoreError(StatebatchError, ValueError):
+    """An out-of-core store is missing, truncated, changed since it was written, or unreadable."""

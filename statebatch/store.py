@@ -1,139 +1,108 @@
-"""Out-of-core row stores: the data behind a plan, read batch by batch with bounded memory.
+"""Out-of-core row sources: ``.npy`` files read with positioned reads, batch by batch.
 
-A store looks like a 2-D array ``(rows, features)`` to the planners (``len``, ``shape``, ``dtype``)
-but reads only the rows a batch needs, with positioned reads (``os.pread``) from ``.npy`` files. A
-memory map would do the same with less code, but every page it touches stays in the process's
-resident set; positioned reads keep resident memory to the batch being built.
+A store is a :class:`~statebatch.source.RowSource` ``(rows, features)`` that reads only the rows a
+batch needs, with positioned reads (``os.preadv``) from ``.npy`` files. A memory map would do the same
+with less code, but every page it touches stays in the process's resident set; positioned reads keep
+resident memory to the batch being built.
 
 :class:`ShardedStore` lays many ``.npy`` shards (or row ranges of them) end to end as one virtual
-array, e.g. series prepared by Dask workers (:mod:`statebatch.dask`).
+array, e.g. series prepared by Dask workers (:mod:`statebatch.dask`); :class:`StoredSeries` adds the
+series lengths and ids. :func:`write_batches` materialises prepared batches once as batch shards.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ParameterError
+from ._args import check_int
+from .errors import ParameterError, StatebatchWarning, StoreError
+from .source import RowSource
 
 
 def _npy_header(path: Path) -> tuple[tuple, np.dtype, int]:
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        if fortran:
-            raise ParameterError(f"{path} is stored in Fortran order.", "save it C-contiguous (np.save(np.ascontiguousarray(a))).")
-        return tuple(shape), np.dtype(dtype), f.tell()
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            offset = f.tell()
+    except FileNotFoundError:
+        raise StoreError(f"shard {str(path)!r} does not exist.",
+                         "prepare the store again (statebatch.dask.prepare) or restore the missing file.") from None
+    except IsADirectoryError:
+        raise StoreError(f"{str(path)!r} is a directory, not a .npy file.", "pass the path of a .npy file.") from None
+    except (ValueError, OSError, EOFError) as exc:  # numpy raises ValueError for a bad magic string
+        raise StoreError(f"{str(path)!r} is not a readable .npy file ({exc}).",
+                         "pass a file written by np.save or statebatch, or prepare the store again.") from None
+    if fortran:
+        raise StoreError(f"{path} is stored in Fortran order.", "save it C-contiguous (np.save(np.ascontiguousarray(a))).")
+    if np.dtype(dtype).hasobject:
+        raise StoreError(f"{path} holds Python objects (dtype {dtype}); a store reads raw numbers only.",
+                         "save a numeric array.")
+    return tuple(shape), np.dtype(dtype), offset
 
 
-class RowStore:
-    """Base class: array-like row access on top of ``read(start, stop)``."""
+class NpyStore(RowSource):
+    """Rows of an ``.npy`` file, read on demand with ``os.preadv`` (no memory map).
 
-    shape: tuple
-    dtype: np.dtype
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def __len__(self) -> int:
-        return int(self.shape[0])
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape)) * self.dtype.itemsize
-
-    def read(self, start: int, stop: int) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def take_chunks(self, starts: Sequence[int], length: int, step: int = 1) -> np.ndarray:
-        """``(len(starts), length, *trailing)``: rows ``s, s+step, ..., s+(length-1)*step`` for each start."""
-        starts = np.asarray(starts, dtype=np.int64)
-        span = (length - 1) * step + 1
-        out = np.empty((len(starts), length) + self.shape[1:], dtype=self.dtype)
-        for i, s in enumerate(starts):
-            block = self.read(int(s), int(s) + span)
-            out[i] = block[::step]
-        return out
-
-    def take_rows(self, rows: Sequence[int]) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows),) + self.shape[1:], dtype=self.dtype)
-        if len(rows) == 0:
-            return out
-        order = np.argsort(rows, kind="stable")
-        r = rows[order]
-        # one read per run of consecutive rows
-        breaks = np.flatnonzero(np.diff(r) != 1) + 1
-        pos = 0
-        for run in np.split(r, breaks):
-            block = self.read(int(run[0]), int(run[-1]) + 1)
-            out[order[pos: pos + len(run)]] = block
-            pos += len(run)
-        return out
-
-    def take_ranges(self, starts: Sequence[int], lengths: Sequence[int]) -> np.ndarray:
-        """Rows ``[s, s + n)`` for each pair, concatenated in order."""
-        parts = [self.read(int(s), int(s) + int(n)) for s, n in zip(starts, lengths)]
-        if not parts:
-            return np.empty((0,) + self.shape[1:], dtype=self.dtype)
-        return np.concatenate(parts)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if isinstance(key, (int, np.integer)):
-            k = int(key) + (len(self) if key < 0 else 0)
-            return self.read(k, k + 1)[0]
-        if isinstance(key, slice):
-            start, stop, step = key.indices(len(self))
-            if step == 1:
-                return self.read(start, max(start, stop))
-            return self.take_rows(np.arange(start, stop, step))
-        if isinstance(key, tuple):
-            raise ParameterError("stores support row indexing only (no column selection).",
-                                 "prepare the target columns as their own store, or select columns before storing.")
-        return self.take_rows(np.asarray(key).reshape(-1)).reshape(np.shape(key) + self.shape[1:])
-
-    def to_numpy(self) -> np.ndarray:
-        return self.read(0, len(self))
-
-
-class NpyStore(RowStore):
-    """Rows of a 2-D ``.npy`` file, read on demand with ``os.pread`` (no memory map)."""
+    The file's size is checked against its header when opened: a truncated file is refused with its
+    name, never read as garbage.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.shape, self.dtype, self._offset = _npy_header(self.path)
         if len(self.shape) < 1:
-            raise ParameterError(f"{self.path} holds a scalar.", "store a 2-D array (rows, features).")
+            raise StoreError(f"{self.path} holds a scalar.", "store a 2-D array (rows, features).")
         self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        expected = self._offset + self.shape[0] * self._row_bytes
+        size = self.path.stat().st_size
+        if size != expected:
+            raise StoreError(f"{self.path} has {size} bytes but its header promises {expected} "
+                             f"({self.shape[0]} rows of {self._row_bytes} bytes): the file is truncated or was changed.",
+                             "prepare the store again, or restore the file from its source.")
         self._fd: int | None = None
 
     def _file(self) -> int:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except OSError as exc:
+                raise StoreError(f"cannot open {self.path}: {exc.strerror}.",
+                                 "check that the file exists and is readable.") from None
         return self._fd
 
-    def read(self, start: int, stop: int) -> np.ndarray:
-        n = len(self)
-        if not 0 <= start <= stop <= n:
-            raise IndexError(f"rows [{start}, {stop}) outside 0..{n} of {self.path}")
+    def read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        """Read rows ``[start, stop)`` straight into the C-contiguous array ``out`` (no extra copy)."""
+        self._check_range(start, stop)
         nbytes = (stop - start) * self._row_bytes
-        buf = bytearray(nbytes)
-        view = memoryview(buf)
+        view = memoryview(out).cast("B")
+        if len(view) != nbytes:
+            raise ParameterError(f"out has {len(view)} bytes for {nbytes}.", "pass an array of the rows' size.")
         got = 0
         while got < nbytes:
-            k = os.preadv(self._file(), [view[got:]], self._offset + start * self._row_bytes + got)
+            try:
+                k = os.preadv(self._file(), [view[got:]], self._offset + start * self._row_bytes + got)
+            except OSError as exc:
+                raise StoreError(f"reading {self.path} failed: {exc.strerror}.", "check the file and the disk.") from None
             if k <= 0:
-                raise OSError(f"short read from {self.path}")
+                raise StoreError(f"{self.path} ended after {got} of {nbytes} bytes (rows {start}..{stop}): the file "
+                                 "was truncated after the store was opened.",
+                                 "prepare the store again, or restore the file from its source.")
             got += k
-        return np.frombuffer(buf, dtype=self.dtype).reshape((stop - start,) + self.shape[1:])
+        return out
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        out = np.empty((stop - start,) + tuple(self.shape[1:]), dtype=self.dtype)
+        return self.read_into(start, stop, out)
 
     def __getstate__(self):  # file descriptors do not travel to other processes
         state = self.__dict__.copy()
@@ -160,7 +129,7 @@ class Segment:
     stop: int
 
 
-class ShardedStore(RowStore):
+class ShardedStore(RowSource):
     """Row ranges of ``.npy`` shards laid end to end as one virtual ``(rows, features)`` array."""
 
     def __init__(self, segments: Sequence[Segment | str | os.PathLike]):
@@ -179,10 +148,14 @@ class ShardedStore(RowStore):
         for s in segs:
             st = self._store(s.path)
             if st.shape[1:] != first.shape[1:] or st.dtype != first.dtype:
-                raise ParameterError(f"shard {s.path} has shape {st.shape}/{st.dtype}, unlike {first.shape}/{first.dtype}.",
-                                     "write every shard with the same columns and dtype.")
+                raise StoreError(f"shard {s.path} has shape {st.shape}/{st.dtype}, unlike {first.shape}/{first.dtype}.",
+                                 "write every shard with the same columns and dtype.")
+            if not 0 <= s.start <= s.stop <= st.shape[0]:
+                raise StoreError(f"segment rows {s.start}..{s.stop} lie outside shard {s.path} ({st.shape[0]} rows).",
+                                 "prepare the store again.")
         self.bounds = np.concatenate([[0], np.cumsum([s.stop - s.start for s in segs])]).astype(np.int64)
-        self.shape = (int(self.bounds[-1]),) + first.shape[1:]
+        self.shape = (int(self.bounds[-1]),) + tuple(first.shape[1:])
+        self.info: dict = {}
 
     def _store(self, path: str) -> NpyStore:
         if path not in self._stores:
@@ -190,23 +163,23 @@ class ShardedStore(RowStore):
         return self._stores[path]
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        if not 0 <= start <= stop <= len(self):
-            raise IndexError(f"rows [{start}, {stop}) outside 0..{len(self)}")
-        first = int(np.searchsorted(self.bounds, start, side="right")) - 1
-        parts = []
-        pos, k = start, max(first, 0)
+        self._check_range(start, stop)
+        out = np.empty((stop - start,) + tuple(self.shape[1:]), dtype=self.dtype)
+        return self.read_into(start, stop, out)
+
+    def read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
+        """Read rows ``[start, stop)`` straight into ``out`` (C-contiguous), across shards."""
+        self._check_range(start, stop)
+        k = max(int(np.searchsorted(self.bounds, start, side="right")) - 1, 0)
+        pos = start
         while pos < stop:
             seg = self.segments[k]
-            lo = pos - self.bounds[k]
-            hi = min(stop, self.bounds[k + 1]) - self.bounds[k]
-            parts.append(self._store(seg.path).read(seg.start + int(lo), seg.start + int(hi)))
-            pos = int(self.bounds[k]) + int(hi)
+            lo = pos - int(self.bounds[k])
+            hi = min(stop, int(self.bounds[k + 1])) - int(self.bounds[k])
+            self._store(seg.path).read_into(seg.start + lo, seg.start + hi, out[pos - start: pos - start + hi - lo])
+            pos = int(self.bounds[k]) + hi
             k += 1
-        if len(parts) == 1:
-            return parts[0]
-        if not parts:
-            return np.empty((0,) + self.shape[1:], dtype=self.dtype)
-        return np.concatenate(parts)
+        return out
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -217,28 +190,42 @@ class ShardedStore(RowStore):
         return f"ShardedStore({len(self.segments)} segments, shape={self.shape}, dtype={self.dtype})"
 
 
-class StoreWindows:
-    """Window "view" of a store: ``view[idx]`` reads windows ``(n, length, features)`` on demand."""
+@dataclass
+class StoredSeries:
+    """Many series stored out of core, laid end to end in ``store`` in the order of ``ids``.
 
-    def __init__(self, store: RowStore, length: int, step: int = 1):
-        self.store, self.length, self.step = store, length, step
-        n = max(len(store) - (length - 1) * step, 0)
-        self.shape = (n, length) + store.shape[1:]
-        self.dtype = store.dtype
+    Pass it wherever statebatch takes many series (``make_windows``, ``arrange_stateful``,
+    ``bucket_batches``): plans are computed from ``lengths`` alone, and batches read from the store.
 
-    def __len__(self) -> int:
-        return self.shape[0]
+    Attributes
+    ----------
+    store : RowSource ``(total_steps, features)``
+    ids : list of series ids
+    lengths : ndarray of int, steps per series
+    feature_names : list of str, optional
+    target_store : RowSource, optional (``target_cols`` prepared alongside)
+    info : dict, facts gathered while preparing (rows, non-finite counts, feature statistics)
+    """
 
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if isinstance(key, slice):
-            start, stop, step = key.indices(self.shape[0])
-            key = np.arange(start, stop, step)
-        idx = np.asarray(key, dtype=np.int64)
-        return self.store.take_chunks(idx.reshape(-1), self.length, self.step).reshape(idx.shape + self.shape[1:])
+    store: RowSource
+    ids: list
+    lengths: np.ndarray
+    feature_names: list | None = None
+    target_store: RowSource | None = None
+    target_names: list | None = None
+    info: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        self.lengths = np.asarray(self.lengths, dtype=np.int64)
+        if len(self.ids) != len(self.lengths):
+            raise ParameterError(f"{len(self.ids)} ids for {len(self.lengths)} series lengths.", "pass one id per series.")
+        if int(self.lengths.sum()) != len(self.store):
+            raise StoreError(f"the series lengths add up to {int(self.lengths.sum())} rows but the store holds "
+                             f"{len(self.store)}.", "prepare the store again.")
 
-def is_store(obj: Any) -> bool:
-    return isinstance(obj, RowStore)
+    def __repr__(self) -> str:
+        return (f"StoredSeries({len(self.ids)} series, {int(np.sum(self.lengths))} steps x {self.store.shape[1]} "
+                f"features, {self.store!r})")
 
 
 def write_npy(path: str | os.PathLike, blocks, shape: tuple, dtype: Any) -> NpyStore:
@@ -258,75 +245,30 @@ def write_npy(path: str | os.PathLike, blocks, shape: tuple, dtype: Any) -> NpyS
     return NpyStore(path)
 
 
-class _Span:
-    """Length and width of one stored series (what the planners need to know about it)."""
-
-    def __init__(self, n: int, width: int):
-        self.shape = (int(n), int(width))
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-
-@dataclass
-class StoredSeries:
-    """Many series stored out of core, laid end to end in ``store`` in the order of ``ids``.
-
-    Pass it wherever statebatch takes many series (``make_windows``, ``arrange_stateful``,
-    ``bucket_batches``): plans are computed from ``lengths`` alone, and batches read from the store.
-
-    Attributes
-    ----------
-    store : RowStore ``(total_steps, features)``
-    ids : list of series ids
-    lengths : ndarray of int, steps per series
-    feature_names : list of str, optional
-    target_store : RowStore, optional (``target_cols`` prepared alongside)
-    info : dict, facts gathered while preparing (rows, non-finite counts, feature statistics)
-    """
-
-    store: RowStore
-    ids: list
-    lengths: np.ndarray
-    feature_names: list | None = None
-    target_store: RowStore | None = None
-    target_names: list | None = None
-    info: dict | None = None
-
-    def series_set(self):
-        from ._series import SeriesSet
-
-        width = self.store.shape[1]
-        spans = [_Span(n, width) for n in self.lengths]
-        targets = None
-        if self.target_store is not None:
-            targets = [_Span(n, self.target_store.shape[1]) for n in self.lengths]
-        return SeriesSet(spans, list(self.ids), feature_names=self.feature_names, targets=targets,
-                         target_names=self.target_names, base=self.store, target_base=self.target_store)
-
-    def __repr__(self) -> str:
-        return (f"StoredSeries({len(self.ids)} series, {int(np.sum(self.lengths))} steps x {self.store.shape[1]} "
-                f"features, {self.store!r})")
-
-
 class BatchShards:
     """Batches written by :func:`write_batches`, read back one batch at a time.
 
-    ``shards[k]`` is batch ``k`` as a tuple ``(X[, y[, sample_weight]])``; for arranged lanes the
-    ``resets``, ``batch_size`` and ``continues`` of the arrangement are kept, so
+    Follows the batch part of the result protocol: ``n_batches``, ``batch(k)``, ``batch_size``,
+    and for arranged lanes ``resets`` and ``continues``, so
     :class:`statebatch.keras.LaneResetCallback` works on them as on the arrangement itself.
     """
 
     def __init__(self, path: str | os.PathLike):
-        import json
-
         self.path = Path(path)
-        meta = json.loads((self.path / "manifest.json").read_text())
+        manifest = self.path / "manifest.json"
+        try:
+            meta = json.loads(manifest.read_text())
+        except FileNotFoundError:
+            raise StoreError(f"{manifest} does not exist: {self.path} holds no batches written by statebatch.",
+                             "write them with statebatch.store.write_batches(result, dir).") from None
+        except (ValueError, OSError) as exc:
+            raise StoreError(f"{manifest} cannot be read ({exc}).", "write the batches again.") from None
         self.n_batches = int(meta["n_batches"])
         self.per_shard = int(meta["batches_per_shard"])
         self.names = list(meta["names"])
         self.batch_size = int(meta["batch_size"])
         self.continues = bool(meta.get("continues", False))
+        self.epoch = 0
         self.resets = np.load(self.path / "resets.npy") if (self.path / "resets.npy").exists() else None
         self._stores: dict[tuple[str, int], NpyStore] = {}
 
@@ -339,26 +281,33 @@ class BatchShards:
             self._stores[key] = NpyStore(self.path / f"{name}-{shard:05d}.npy")
         return self._stores[key]
 
-    def __getitem__(self, k: int) -> tuple:
+    def batch(self, k: int, epoch: int | None = None) -> tuple:
+        k = check_int("k", k)
         if not 0 <= k < self.n_batches:
-            raise IndexError(k)
+            raise ParameterError(f"batch {k} is outside 0..{self.n_batches - 1}.", "pass a valid batch index.")
         shard, row = divmod(k, self.per_shard)
         return tuple(self._store(name, shard).read(row, row + 1)[0] for name in self.names)
+
+    def __getitem__(self, k: int) -> tuple:
+        return self.batch(k)
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_stores"] = {}
         return state
 
+    def __repr__(self) -> str:
+        return f"BatchShards({str(self.path)!r}, batches={self.n_batches}, batch_size={self.batch_size})"
 
-def write_batches(source: Any, out_dir: str | os.PathLike, *, batch_size: int | None = None,
-                  batches_per_shard: int = 64) -> BatchShards:
-    """Materialise prepared batches once into ``.npy`` shards (bounded memory), for fast re-reading.
+
+def write_batches(result: Any, out_dir: str | os.PathLike, *, batches_per_shard: int = 64) -> BatchShards:
+    """Materialise the batches of one epoch of a result once into ``.npy`` shards (bounded memory).
 
     Parameters
     ----------
-    source : Arranged (its batches in lane order, with resets) or Windows (``batch_size`` required;
-        the last, smaller batch is written only when it is full-sized, else reported)
+    result : a statebatch result (``Windows``, ``Arranged``; anything with ``n_batches``, ``batch(k)``
+        and ``batch_size``). Every batch must have the same shape, so windows need
+        ``remainder="drop"`` when the last batch would be smaller (it is refused otherwise).
     out_dir : directory (created)
     batches_per_shard : batches stacked in one shard file
 
@@ -366,37 +315,36 @@ def write_batches(source: Any, out_dir: str | os.PathLike, *, batch_size: int | 
     -------
     BatchShards
     """
-    import json
     import warnings
 
-    from .errors import StatebatchWarning
-
+    batches_per_shard = check_int("batches_per_shard", batches_per_shard, 1)
+    for attr in ("n_batches", "batch", "batch_size"):
+        if not hasattr(result, attr):
+            raise ParameterError(f"cannot write batches of {type(result).__name__} (it has no {attr!r}).",
+                                 "pass a statebatch result such as make_windows(...) or arrange_stateful(...).")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if hasattr(source, "resets") and hasattr(source, "batch"):  # Arranged
-        n, get, bsize = source.n_batches, source.batch, source.batch_size
-        np.save(out / "resets.npy", source.resets)
-        continues = bool(source.continues)
-    elif hasattr(source, "take") and hasattr(source, "series_ids"):  # Windows
-        if not batch_size:
-            raise ParameterError("writing windows needs batch_size.", "pass batch_size=...")
-        n = source.n_windows // batch_size
-        if source.n_windows % batch_size:
-            warnings.warn(f"write_batches: the last {source.n_windows % batch_size} windows do not fill a batch of "
-                          f"{batch_size} and are not written.", StatebatchWarning, stacklevel=2)
-        bsize, continues = batch_size, False
-
-        def get(k):
-            return source.take(slice(k * batch_size, (k + 1) * batch_size))
-    else:
-        raise ParameterError(f"cannot write batches of {type(source).__name__}.", "pass an Arranged or Windows result.")
+    n = int(result.n_batches)
+    resets = getattr(result, "resets", None)
+    if resets is not None:
+        np.save(out / "resets.npy", np.asarray(resets))
     names = None
+    first_shapes = None
     for shard, lo in enumerate(range(0, n, batches_per_shard)):
-        batches = [get(k) for k in range(lo, min(lo + batches_per_shard, n))]
+        batches = [result.batch(k) for k in range(lo, min(lo + batches_per_shard, n))]
+        shapes = [tuple(a.shape for a in b) for b in batches]
+        first_shapes = first_shapes or shapes[0]
+        if any(s != first_shapes for s in shapes):
+            raise ParameterError(
+                "the batches have different shapes, which one stacked shard cannot hold (e.g. the last batch of "
+                "windows is smaller).", "build the windows with remainder='drop' (reported in left_out).")
         names = ["X", "y", "sample_weight"][: len(batches[0])]
         for j, name in enumerate(names):
             np.save(out / f"{name}-{shard:05d}.npy", np.stack([b[j] for b in batches]))
-    (out / "manifest.json").write_text(json.dumps({"n_batches": n, "batches_per_shard": batches_per_shard,
-                                                   "names": names or ["X"], "batch_size": bsize,
-                                                   "continues": continues}))
+    if getattr(result, "left_out", None):
+        warnings.warn(f"write_batches: the result leaves out {len(result.left_out)} part(s) of the data "
+                      "(see its left_out).", StatebatchWarning, stacklevel=2)
+    (out / "manifest.json").write_text(json.dumps({
+        "n_batches": n, "batches_per_shard": batches_per_shard, "names": names or ["X"],
+        "batch_size": int(result.batch_size), "continues": bool(getattr(result, "continues", False))}))
     return BatchShards(out)

@@ -1,0 +1,112 @@
+"""Argument checks shared by every public function (the lowest layer: imports only ``errors``).
+
+Each helper returns the normalised value or raises :class:`~statebatch.errors.ParameterError` whose
+message names the argument, the value received and what to pass instead.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Iterable
+
+import numpy as np
+
+from .errors import ParameterError
+
+# Sizes beyond which an allocation would certainly fail on any real machine: refused up front with
+# the size in words instead of a MemoryError half way through.
+MAX_ELEMENTS = 2**40
+
+
+def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (not a bool, not a float) within ``[minimum, maximum]``."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        hint = f"{name}={minimum}" if minimum is not None else f"an integer {name}"
+        raise ParameterError(f"{name} must be an integer, got {value!r} ({type(value).__name__}).",
+                             f"pass {hint}" + (" or more." if minimum is not None else "."))
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ParameterError(f"{name} must be >= {minimum}, got {value}.", f"pass {name}={minimum} or more.")
+    if maximum is not None and value > maximum:
+        raise ParameterError(f"{name} must be <= {maximum}, got {value}.", f"pass {name}={maximum} or less.")
+    return value
+
+
+def check_optional_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int | None:
+    return None if value is None else check_int(name, value, minimum, maximum)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise ParameterError(f"{name} must be True or False, got {value!r} ({type(value).__name__}).",
+                         f"pass {name}=True or {name}=False.")
+
+
+def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
+    choices = tuple(choices)
+    if isinstance(value, str) and value in choices:
+        return value
+    if not isinstance(value, str) and any(value is c for c in choices):
+        return value
+    shown = ", ".join(repr(c) for c in choices)
+    raise ParameterError(f"{name}={value!r} is not one of {shown}.", f"pass {name}={choices[0]!r} (or another of {shown}).")
+
+
+def check_fraction(name: str, value: Any, *, low: float = 0.0, high: float = 1.0, inclusive: bool = False) -> float:
+    """A real number strictly inside ``(low, high)`` (or ``[low, high]`` when ``inclusive``)."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise ParameterError(f"{name} must be a number, got {value!r} ({type(value).__name__}).",
+                             f"pass e.g. {name}=0.2.")
+    value = float(value)
+    ok = (low <= value <= high) if inclusive else (low < value < high)
+    if not ok or not np.isfinite(value):
+        bounds = f"[{low}, {high}]" if inclusive else f"({low}, {high})"
+        raise ParameterError(f"{name} must lie in {bounds}, got {value}.", f"pass e.g. {name}=0.2.")
+    return value
+
+
+def check_seed(name: str, seed: Any) -> int | None:
+    """``None`` or a non-negative integer seed."""
+    if seed is None:
+        return None
+    return check_int(name, seed, 0)
+
+
+def resolve_seed(seed: Any) -> int:
+    """A concrete seed: the given one, or fresh entropy drawn once (so a result stays reproducible)."""
+    seed = check_seed("seed", seed)
+    if seed is None:
+        return int(np.random.SeedSequence().entropy % (2**63))
+    return seed
+
+
+def rng_for(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
+    """The generator of one epoch: a pure function of ``(seed, epoch, stream)``."""
+    return np.random.default_rng((int(seed), int(epoch), int(stream)))
+
+
+def check_size(what: str, shape: tuple, itemsize: int = 8) -> None:
+    """Refuse allocations that cannot succeed, naming the size, before they are attempted."""
+    n = 1
+    for d in shape:
+        n *= max(int(d), 0)
+    if n > MAX_ELEMENTS:
+        raise ParameterError(
+            f"{what} would need {n:,} values ({n * itemsize / 2**40:,.0f} TiB) for shape {tuple(shape)}.",
+            "use a smaller batch_size or timesteps, or check that the parameters are what you meant.")
+
+
+def plural(n: int, word: str, plural_form: str | None = None) -> str:
+    """``"1 batch"``, ``"2 batches"``: counts in messages read right at every edge."""
+    if n == 1:
+        return f"1 {word}"
+    return f"{n} {plural_form or _plural(word)}"
+
+
+def _plural(word: str) -> str:
+    if word.endswith(("s", "x", "ch", "sh")):
+        return word + "es"
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"

@@ -1,0 +1,212 @@
+"""Materialise batches: a plan's row indices, read from a row source into contiguous arrays.
+
+Three access patterns, each with a fast path per kind of source:
+
+- windows (:func:`gather_windows`): ``n`` windows of ``length`` rows ``step`` apart. In memory: one
+  gather from a read-only strided view (numpy stride tricks), no other copy.
+- chunks (:func:`gather_chunks`): lane chunks, the last one of a series padded. In memory: one gather
+  of whole chunks plus a masked fill of the partial ones; many in-memory arrays: one copy per chunk;
+  out of core: a :class:`LaneReader` reads ahead along each lane.
+- padded sequences (:func:`gather_padded`): bucketed batches padded to one length.
+
+Every array returned here is new (never a view of the caller's data) unless documented otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .source import ConcatSource, RowSource, readonly
+
+
+def strided_windows(base: np.ndarray, length: int, step: int = 1) -> np.ndarray:
+    """Read-only view of every window of ``length`` rows, ``step`` apart, along axis 0.
+
+    Parameters
+    ----------
+    base : ndarray, shape ``(rows, *trailing)``
+    length : int
+        Rows per window.
+    step : int
+        Distance between the rows of one window (``sampling_rate``).
+
+    Returns
+    -------
+    ndarray, shape ``(max(rows - (length - 1) * step, 0), length, *trailing)``
+        Window ``i`` is ``base[i : i + (length - 1) * step + 1 : step]``; no data is copied.
+    """
+    base = np.asarray(base)
+    n = max(base.shape[0] - (length - 1) * step, 0)
+    s0 = base.strides[0]
+    return np.lib.stride_tricks.as_strided(base, shape=(n, length) + base.shape[1:],
+                                           strides=(s0, step * s0) + base.strides[1:], writeable=False)
+
+
+def _in_memory(source: RowSource) -> np.ndarray | None:
+    arr = source.array
+    if arr is None and isinstance(source, ConcatSource) and source.in_memory:
+        arr = source.concatenated()
+    return arr
+
+
+def gather_windows(source: RowSource, starts: np.ndarray, length: int, step: int = 1) -> np.ndarray:
+    """Windows ``(len(starts), length, *row)``: rows ``s, s+step, ..., s+(length-1)*step`` for each start."""
+    starts = np.asarray(starts, dtype=np.int64)
+    arr = _in_memory(source)
+    if arr is not None:
+        return strided_windows(arr, length, step)[starts]
+    span = (length - 1) * step + 1
+    out = np.empty((len(starts), length) + tuple(source.shape[1:]), dtype=source.dtype)
+    if not len(starts):
+        return out
+    lo, hi = int(starts.min()), int(starts.max()) + span
+    if hi - lo <= 4 * len(starts) * span:  # one covering read, then a strided gather
+        block = source.read(lo, hi)
+        return strided_windows(block, length, step)[starts - lo]
+    for i, s in enumerate(starts.tolist()):
+        out[i] = source.read(s, s + span)[::step]
+    return out
+
+
+def gather_rows(source: RowSource, rows: np.ndarray) -> np.ndarray:
+    """Rows by index (a new array)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    arr = _in_memory(source)
+    if arr is not None:
+        return arr[rows]
+    return source.take(rows)
+
+
+def gather_chunks(source: RowSource, starts: np.ndarray, valid: np.ndarray, length: int, pad_value: Any = 0,
+                  *, reader: "LaneReader | None" = None) -> np.ndarray:
+    """Chunks ``(n, length, *row)``: rows ``[s, s + v)`` of each (start, valid) pair, padded after ``v``.
+
+    Chunks with ``v == 0`` are all padding. ``reader`` (out-of-core sources) reads ahead per lane.
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    valid = np.asarray(valid, dtype=np.int64)
+    n = len(starts)
+    row = tuple(source.shape[1:])
+    if reader is not None and source.array is None:
+        return reader.read(starts, valid, length, pad_value)
+    arr = source.array
+    if arr is None and isinstance(source, ConcatSource):
+        out = np.empty((n, length) + row, dtype=source.dtype)
+        out[...] = pad_value
+        piece = np.searchsorted(source.offsets, starts, side="right") - 1
+        for i in np.flatnonzero(valid):
+            p = int(piece[i])
+            lo = int(starts[i] - source.offsets[p])
+            out[i, : valid[i]] = source.pieces[p][lo: lo + valid[i]]
+        return out
+    if arr is None:
+        out = np.empty((n, length) + row, dtype=source.dtype)
+        out[...] = pad_value
+        for i in np.flatnonzero(valid):
+            out[i, : valid[i]] = source.read(int(starts[i]), int(starts[i] + valid[i]))
+        return out
+    full = valid == length
+    chunks = strided_windows(arr, length)
+    if len(chunks):
+        out = chunks[np.where(full, starts, 0)]  # one gather of whole chunks
+    else:  # fewer rows than one chunk: everything is partial
+        out = np.empty((n, length) + row, dtype=arr.dtype)
+    partial = np.flatnonzero(~full)
+    if len(partial):
+        steps = np.arange(length)
+        rows = np.minimum(starts[partial, None] + steps, len(arr) - 1)
+        mask = steps[None, :] < valid[partial, None]
+        fill = arr[rows]
+        pad = np.asarray(pad_value, dtype=out.dtype)
+        mask = mask.reshape(mask.shape + (1,) * (fill.ndim - 2))
+        out[partial] = np.where(mask, fill, pad)
+    return out
+
+
+def fill_lane_epoch(source: ConcatSource, out: np.ndarray, series: np.ndarray, start_batch: np.ndarray,
+                    lane: np.ndarray, first_step: np.ndarray, usable: np.ndarray, offsets: np.ndarray,
+                    shift: int = 0) -> None:
+    """Copy whole series straight into an epoch array ``out`` ``(n_batches, B, T, *row)`` (pre-padded).
+
+    One or two block copies per series: the fast path for many in-memory series, which never
+    concatenates them first.
+    """
+    t = out.shape[2]
+    for s, b0, i, f, u in zip(series.tolist(), start_batch.tolist(), lane.tolist(), first_step.tolist(), usable.tolist()):
+        if u <= 0:
+            continue
+        p = int(np.searchsorted(source.offsets, offsets[s], side="right")) - 1
+        lo = int(offsets[s] - source.offsets[p]) + f + shift
+        data = source.pieces[p][lo: lo + u]
+        full, tail = divmod(u, t)
+        if full:
+            out[b0: b0 + full, i] = data[: full * t].reshape((full, t) + data.shape[1:])
+        if tail:
+            out[b0 + full, i, :tail] = data[full * t:]
+
+
+def gather_padded(source: RowSource, offsets: np.ndarray, idx: np.ndarray, lengths: np.ndarray, padded_length: int,
+                  padding: str, pad_value: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences ``idx`` padded to ``padded_length``: ``(X (n, L, *row), mask (n, L))``."""
+    idx = np.asarray(idx, dtype=np.int64)
+    lens = lengths[idx]
+    steps = np.arange(padded_length)
+    if padding == "post":
+        mask = steps[None, :] < lens[:, None]
+        src = steps[None, :]
+    else:
+        shift = (padded_length - lens)[:, None]
+        mask = steps[None, :] >= shift
+        src = steps[None, :] - shift
+    X = np.empty((len(idx), padded_length) + tuple(source.shape[1:]), dtype=source.dtype)
+    X[...] = pad_value
+    arr = source.array
+    if arr is not None:
+        rows = offsets[idx][:, None] + src
+        X[mask] = arr[rows[mask]]
+    elif isinstance(source, ConcatSource):
+        for j, (s, n) in enumerate(zip(idx.tolist(), lens.tolist())):
+            p = int(np.searchsorted(source.offsets, offsets[s], side="right")) - 1
+            lo = int(offsets[s] - source.offsets[p])
+            X[j][mask[j]] = source.pieces[p][lo: lo + n]
+    else:
+        for j, (s, n) in enumerate(zip(idx.tolist(), lens.tolist())):
+            X[j][mask[j]] = source.read(int(offsets[s]), int(offsets[s]) + n)
+    return X, mask
+
+
+class LaneReader:
+    """Per-lane read-ahead for out-of-core sources.
+
+    The next batch continues each lane where this one ends, so every lane reads ``readahead`` chunks
+    at once (straight into its buffer when the source supports ``read_into``) and serves the next
+    batches from memory. Resident memory: ``lanes x readahead x timesteps x row`` values.
+    """
+
+    def __init__(self, source: RowSource, readahead: int = 16):
+        self.source = source
+        self.readahead = readahead
+        self._blocks: dict[int, tuple[int, np.ndarray]] = {}
+
+    def read(self, starts: np.ndarray, valid: np.ndarray, length: int, pad_value: Any) -> np.ndarray:
+        src = self.source
+        out = np.empty((len(starts), length) + tuple(src.shape[1:]), dtype=src.dtype)
+        out[...] = pad_value
+        n = len(src)
+        for lane, (s, v) in enumerate(zip(starts.tolist(), valid.tolist())):
+            if v == 0:
+                continue
+            lo, block = self._blocks.get(lane, (-1, None))
+            if block is None or not (lo <= s and s + v <= lo + len(block)):
+                lo = s
+                block = src.read(lo, min(n, lo + max(self.readahead * length, v)))
+                self._blocks[lane] = (lo, block)
+            out[lane, :v] = block[s - lo: s - lo + v]
+        return out
+
+
+def as_readonly_if_shared(arr: np.ndarray) -> np.ndarray:
+    """Arrays that may share memory with user data are returned read-only."""
+    return arr if arr.flags.owndata else readonly(arr)

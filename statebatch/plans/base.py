@@ -1,0 +1,54 @@
+"""What every plan shares: the record of data left out, and input checks on lengths."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import ParameterError
+
+
+class LeftOut(NamedTuple):
+    """Steps of one series that a plan puts in no batch (or, for bucketing, a whole sequence).
+
+    Attributes
+    ----------
+    series : the series (in a plan: its position; in a result: its id)
+    first_step : first step left out, within the series
+    steps : how many steps are left out from there (for gaps between windows: in total)
+    reason : why, in words
+    """
+
+    series: Any
+    first_step: int
+    steps: int
+    reason: str
+
+
+def check_lengths(lengths: Any, what: str = "lengths") -> np.ndarray:
+    """A 1-D array of non-negative integer lengths."""
+    try:
+        arr = np.asarray(lengths)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{what} must be a sequence of integers.", f"pass one length per series, e.g. {what}=[120, 80].") from None
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ParameterError(f"{what} must be a non-empty 1-D sequence of integers, got shape {arr.shape}.",
+                             f"pass one length per series, e.g. {what}=[120, 80].")
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or
+                                 (np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr))
+                                  and np.all(arr == np.round(arr)))):
+        raise ParameterError(f"{what} must hold integers, got dtype {arr.dtype}.", "pass whole step counts.")
+    arr = arr.astype(np.int64)
+    if (arr < 0).any():
+        bad = np.flatnonzero(arr < 0)
+        raise ParameterError(f"{what} holds negative values (positions {bad[:5].tolist()}: {arr[bad[:5]].tolist()}).",
+                             "a length counts steps: pass values >= 0.")
+    return arr
+
+
+def named(left_out: tuple[LeftOut, ...], ids: list) -> list[LeftOut]:
+    """Replace series positions by series ids (what results report)."""
+    return [lo._replace(series=ids[lo.series]) for lo in left_out]

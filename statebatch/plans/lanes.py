@@ -1,0 +1,415 @@
+"""The lane plan: which steps of which series sit in each row (lane) of each batch, per epoch.
+
+A stateful RNN with batch size ``B`` keeps ``B`` parallel states: row ``i`` of batch ``k+1``
+continues row ``i`` of batch ``k``. A *lane* is that row followed through the epoch. One series is cut
+into ``B`` contiguous lanes of (nearly) equal length; many series are packed into lanes one after
+another, and a lane's state is reset where it moves on to its next series.
+
+:func:`plan_lanes` computes the plan from the series lengths alone: a few small integer arrays,
+whatever the data's size. It is pure: the same arguments (seed and epoch included) give the same
+plan, and computing one changes nothing.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .._args import check_bool, check_choice, check_int, check_seed, plural, rng_for
+from ..errors import ParameterError, RemainderError, ShapeError
+from .base import LeftOut, check_lengths
+
+REMAINDERS = ("pad", "drop", "error")
+
+
+@dataclass(frozen=True, eq=False)
+class LanePlan:
+    """Where every chunk goes in one epoch. Arrays have shape ``(n_batches, batch_size)``.
+
+    Attributes
+    ----------
+    series : int64
+        Position of the series in lane ``i`` at batch ``k``; ``-1`` for an idle (fully padded) slot.
+    step : int64
+        First step (within that series) of the chunk.
+    valid : int64
+        Real steps in the chunk (the batch's length for a full chunk, fewer for a series' last chunk).
+    resets : bool
+        Lane ``i`` starts a new series at batch ``k``: its state must be zeroed before the batch.
+    timesteps : int
+        Chunk length (the longest batch when ``batch_steps`` varies).
+    batch_steps : int64 ``(n_batches,)`` or None
+        The length of each batch when it varies from batch to batch (``jitter``); ``None`` means every
+        batch has ``timesteps`` steps.
+    epoch : int
+    left_out : tuple of LeftOut
+        Steps no chunk holds (series positions, not ids).
+    """
+
+    series: np.ndarray
+    step: np.ndarray
+    valid: np.ndarray
+    resets: np.ndarray
+    timesteps: int
+    batch_steps: np.ndarray | None = None
+    epoch: int = 0
+    left_out: tuple = field(default=())
+
+    @property
+    def n_batches(self) -> int:
+        return int(self.series.shape[0])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.series.shape[1])
+
+    def batch_length(self, k: int) -> int:
+        """Time steps of batch ``k``."""
+        return self.timesteps if self.batch_steps is None else int(self.batch_steps[k])
+
+    @property
+    def steps_per_batch(self) -> np.ndarray:
+        """``(n_batches,)`` time steps of every batch."""
+        if self.batch_steps is None:
+            return np.full(self.n_batches, self.timesteps, dtype=np.int64)
+        return self.batch_steps
+
+    @property
+    def padding_fraction(self) -> float:
+        """Padded steps (idle slots and the ends of last chunks) / all steps of the epoch."""
+        total = int(self.steps_per_batch.sum()) * self.batch_size
+        return float(1.0 - self.valid.sum() / total) if total else 0.0
+
+    @property
+    def lower_bound_batches(self) -> int:
+        """Fewest batches any packing of these chunks could need: ``ceil(chunks / batch_size)``."""
+        chunks = int((self.valid > 0).sum())
+        return -(-chunks // self.batch_size)
+
+    @property
+    def ends(self) -> np.ndarray:
+        """``(n_batches, batch_size)`` bool: the slot holds the last chunk of its series."""
+        s = self.series
+        nxt = np.vstack([s[1:], np.full((1, self.batch_size), -2)])
+        nreset = np.vstack([self.resets[1:], np.ones((1, self.batch_size), dtype=bool)])
+        return (s >= 0) & ((nxt != s) | nreset)
+
+    def subset(self, k0: int, k1: int) -> "LanePlan":
+        """Batches ``k0..k1-1`` (a contiguous part of the epoch)."""
+        bs = None if self.batch_steps is None else self.batch_steps[k0:k1]
+        return LanePlan(self.series[k0:k1], self.step[k0:k1], self.valid[k0:k1], self.resets[k0:k1].copy(),
+                        self.timesteps, bs, self.epoch, ())
+
+    def __repr__(self) -> str:
+        return (f"LanePlan({self.n_batches} batches x {self.batch_size} lanes, timesteps={self.timesteps}"
+                f"{', varying' if self.batch_steps is not None else ''}, epoch={self.epoch}, "
+                f"resets={int(self.resets.sum())}, padding={self.padding_fraction:.2%}, "
+                f"left_out={len(self.left_out)})")
+
+
+# --------------------------------------------------------------------------- packing
+def pack_lanes(chunks: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Assign series (by chunk count) to lanes, longest first to the least-loaded lane (LPT).
+
+    Returns the series positions of each lane in the order they run. The number of batches is the
+    largest lane load, at most 4/3 of the optimum and close to ``ceil(sum(chunks) / batch_size)``
+    when there are many series. Series with no chunk are in no lane.
+    """
+    chunks = check_lengths(chunks, "chunks")
+    batch_size = check_int("batch_size", batch_size, 1)
+    order = np.argsort(-chunks, kind="stable")
+    order = order[chunks[order] > 0]
+    lanes: list[list[int]] = [[] for _ in range(batch_size)]
+    if len(order) <= batch_size:  # one series per lane: no heap needed
+        for lane, s in enumerate(order):
+            lanes[lane].append(int(s))
+        return lanes
+    heap = [(0, lane) for lane in range(batch_size)]
+    for s, c in zip(order.tolist(), chunks[order].tolist()):
+        load, lane = heapq.heappop(heap)
+        lanes[lane].append(s)
+        heapq.heappush(heap, (load + c, lane))
+    return lanes
+
+
+def _random_pack(chunks: np.ndarray, batch_size: int, capacity: int, rng: np.random.Generator) -> list[list[int]] | None:
+    """Series into lanes in a random order without exceeding ``capacity`` chunks per lane, or None.
+
+    Series longer than a quarter of the capacity go first (longest first, to random feasible lanes),
+    then the rest in random order, each to a random lane with room; within a lane the order is random.
+    """
+    items = np.flatnonzero(chunks > 0)
+    big = items[chunks[items] * 4 > capacity]
+    small = items[chunks[items] * 4 <= capacity]
+    big = big[np.argsort(-chunks[big], kind="stable")]
+    order = np.concatenate([big, rng.permutation(small)])
+    room = np.full(batch_size, capacity, dtype=np.int64)
+    lane_of = np.empty(len(order), dtype=np.int64)
+    draws = rng.random(len(order))
+    for j, (s, u) in enumerate(zip(order.tolist(), draws.tolist())):
+        c = int(chunks[s])
+        feasible = np.flatnonzero(room >= c)
+        if not len(feasible):
+            return None
+        lane = int(feasible[int(u * len(feasible))])
+        room[lane] -= c
+        lane_of[j] = lane
+    lanes: list[list[int]] = [[] for _ in range(batch_size)]
+    for lane in range(batch_size):
+        members = order[lane_of == lane]
+        lanes[lane] = rng.permutation(members).tolist()
+    return lanes
+
+
+def _plan_from_lanes(lanes: list[list[int]], usable: np.ndarray, chunks: np.ndarray, timesteps: int,
+                     batch_size: int, n_batches: int | None = None) -> tuple[np.ndarray, ...]:
+    """The plan arrays of series packed into lanes (each lane runs its series back to back)."""
+    seq = np.concatenate([np.asarray(lane, dtype=np.int64) for lane in lanes] or [np.empty(0, np.int64)])
+    lane_of = np.repeat(np.arange(batch_size), [len(lane) for lane in lanes])
+    c = chunks[seq].astype(np.int64)
+    ends = np.cumsum(c)
+    starts = ends - c  # chunks before each series, over all lanes
+    first_in_lane = np.searchsorted(lane_of, np.arange(batch_size))
+    lane_offset = starts[np.minimum(first_in_lane, max(len(starts) - 1, 0))] if len(starts) else np.zeros(batch_size, np.int64)
+    start_batch = starts - lane_offset[lane_of]  # the batch where each series starts in its lane
+    loads = np.bincount(lane_of, weights=c, minlength=batch_size).astype(np.int64)
+    nb = int(loads.max()) if len(loads) else 0
+    if n_batches is not None:
+        nb = max(nb, n_batches)
+    total = int(c.sum())
+    chunk_series = np.repeat(seq, c)
+    chunk_lane = np.repeat(lane_of, c)
+    j = np.arange(total, dtype=np.int64) - np.repeat(starts, c)
+    chunk_batch = np.repeat(start_batch, c) + j
+    series = np.full((nb, batch_size), -1, dtype=np.int64)
+    step = np.zeros((nb, batch_size), dtype=np.int64)
+    valid = np.zeros((nb, batch_size), dtype=np.int64)
+    resets = np.zeros((nb, batch_size), dtype=bool)
+    series[chunk_batch, chunk_lane] = chunk_series
+    step[chunk_batch, chunk_lane] = j * timesteps
+    valid[chunk_batch, chunk_lane] = np.minimum(timesteps, usable[chunk_series] - j * timesteps)
+    resets[start_batch, lane_of] = True
+    return series, step, valid, resets
+
+
+def _balanced(usable: int, timesteps: int, batch_size: int, chunks: int) -> tuple[np.ndarray, ...]:
+    """One series cut into ``batch_size`` contiguous lanes whose lengths differ by at most a chunk."""
+    q, r = divmod(chunks, batch_size)
+    per_lane = np.full(batch_size, q, dtype=np.int64)
+    per_lane[:r] += 1
+    first_chunk = np.concatenate([[0], np.cumsum(per_lane)[:-1]])
+    nb = int(per_lane.max()) if chunks else 0
+    k = np.arange(nb)[:, None]
+    present = k < per_lane[None, :]
+    step = (first_chunk[None, :] + k) * timesteps
+    valid = np.where(present, np.clip(usable - step, 0, timesteps), 0)
+    series = np.where(present & (valid > 0), 0, -1)
+    resets = np.zeros((nb, batch_size), dtype=bool)
+    if nb:
+        resets[0] = per_lane > 0
+    return (series.astype(np.int64), np.where(series >= 0, step, 0).astype(np.int64), valid.astype(np.int64), resets)
+
+
+def _jittered(usable: np.ndarray, order: list[int], timesteps: int, jitter: int, batch_size: int,
+              one_series: bool, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Plan with a random length per batch in ``[timesteps - jitter, timesteps]`` (AWD-LSTM style)."""
+    shortest = timesteps - jitter
+    total = int(usable.sum())
+    longest = int(usable.max()) if len(usable) else 0
+    cap = total // (batch_size * shortest) + longest // shortest + 4  # enough batches for any packing
+    lengths = timesteps - rng.integers(0, jitter + 1, size=cap)
+    cum = np.concatenate([[0], np.cumsum(lengths)])  # cum[k]: steps before batch k
+    if one_series:
+        n = int(usable[0])
+        piece = -(-n // batch_size)
+        a = np.arange(batch_size, dtype=np.int64) * piece  # lane i: steps [a_i, b_i)
+        b = np.minimum(a + piece, n)
+        n_b = int(np.searchsorted(cum, piece, side="left"))
+        lo = a[None, :] + cum[:n_b, None]
+        valid = np.clip(np.minimum(lengths[:n_b, None], b[None, :] - lo), 0, None)
+        series = np.where(valid > 0, 0, -1).astype(np.int64)
+        step = np.where(valid > 0, lo, 0).astype(np.int64)
+        resets = np.zeros((n_b, batch_size), dtype=bool)
+        if n_b:
+            resets[0] = b > a
+        return series, step, valid.astype(np.int64), resets, lengths[:n_b].astype(np.int64)
+    heap = [(0, lane) for lane in range(batch_size)]
+    slots: list[tuple[int, int, int]] = []  # (series, lane, start batch): a series starts at a batch boundary
+    ends = []
+    for s in order:
+        n = int(usable[s])
+        if n <= 0:
+            continue
+        b0, lane = heapq.heappop(heap)
+        b1 = int(np.searchsorted(cum, cum[b0] + n, side="left"))  # first batch boundary at or after the end
+        slots.append((s, lane, b0))
+        ends.append(b1)
+        heapq.heappush(heap, (b1, lane))
+    n_b = max(ends) if ends else 0
+    series = np.full((n_b, batch_size), -1, dtype=np.int64)
+    step = np.zeros((n_b, batch_size), dtype=np.int64)
+    valid = np.zeros((n_b, batch_size), dtype=np.int64)
+    resets = np.zeros((n_b, batch_size), dtype=bool)
+    for (s, lane, b0), b1 in zip(slots, ends):
+        ks = np.arange(b0, b1)
+        st = cum[ks] - cum[b0]
+        series[ks, lane] = s
+        step[ks, lane] = st
+        valid[ks, lane] = np.minimum(lengths[ks], int(usable[s]) - st)
+        resets[b0, lane] = True
+    return series, step, valid, resets, lengths[:n_b].astype(np.int64)
+
+
+# --------------------------------------------------------------------------- the planner
+def plan_lanes(
+    lengths: Sequence[int],
+    timesteps: int,
+    batch_size: int,
+    *,
+    targets: Any = "next",
+    horizon: int = 1,
+    remainder: str = "pad",
+    shuffle: bool = False,
+    seed: int | None = None,
+    epoch: int = 0,
+    jitter: int = 0,
+) -> LanePlan:
+    """The lane plan of one epoch, from the series lengths alone (no data needed).
+
+    This is exactly the plan :func:`~statebatch.arrange_stateful` uses for the same arguments; for a
+    million series it is a few small integer arrays, whatever the data's size.
+
+    Parameters
+    ----------
+    lengths : sequence of int
+        Steps per series. One length: the series is cut into ``batch_size`` contiguous lanes. Several:
+        series are packed into lanes one after another (a lane resets where its next series starts).
+    timesteps : int
+        Chunk length (steps per row of a batch).
+    batch_size : int
+        Lanes (the model's fixed batch size).
+    targets : "next", None or "aligned"
+        ``"next"``: the last ``horizon`` steps of every series are targets only, never inputs.
+        ``None`` / ``"aligned"``: every step is an input.
+    horizon : int
+        Steps ahead of next-step targets (>= 1).
+    remainder : "pad", "drop" or "error"
+        A series' last partial chunk (and, for one series, chunks beyond equal lanes): padded with
+        weight 0, left out (reported in ``left_out``), or refused (:class:`RemainderError`).
+    shuffle : bool
+        Many series: pack them into lanes in a new random order every epoch (the number of batches
+        stays that of the deterministic packing). Needs ``seed``.
+    seed, epoch : int
+        The plan of epoch ``epoch`` is a pure function of ``seed`` and ``epoch``.
+    jitter : int
+        0 (default): every batch has ``timesteps`` steps. ``j > 0``: each batch's length is drawn from
+        ``[timesteps - j, timesteps]`` every epoch, so chunk boundaries fall on different steps from
+        epoch to epoch (AWD-LSTM varies its BPTT length for the same reason). The model needs a free
+        time axis: ``keras.Input(batch_shape=(B, None, F))``. Needs ``seed`` and ``remainder="pad"``.
+
+    Returns
+    -------
+    LanePlan
+    """
+    lengths = check_lengths(lengths)
+    timesteps = check_int("timesteps", timesteps, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    remainder = check_choice("remainder", remainder, REMAINDERS)
+    shuffle = check_bool("shuffle", shuffle)
+    seed = check_seed("seed", seed)
+    epoch = check_int("epoch", epoch, 0)
+    jitter = check_int("jitter", jitter, 0, timesteps - 1)
+    if targets is not None and not (isinstance(targets, str) and targets in ("next", "aligned")):
+        raise ParameterError(f"targets={targets!r} is not understood by the planner.",
+                             "pass targets='next' (last horizon steps are targets only), None or 'aligned'.")
+    horizon = check_int("horizon", horizon, 1)
+    if (shuffle or jitter) and seed is None:
+        raise ParameterError("a shuffled or jittered plan needs a seed to be a pure function of its arguments.",
+                             "pass seed=0 (or any integer); results from arrange_stateful draw one for you.")
+    if jitter and remainder != "pad":
+        raise ParameterError(f"jitter={jitter} varies the chunk length, so there is no fixed chunk to drop or refuse "
+                             f"(remainder={remainder!r}).", "use remainder='pad' with jitter.")
+    held = horizon if targets == "next" else 0
+    usable = np.maximum(lengths - held, 0)
+    left: list[LeftOut] = [LeftOut(int(k), 0, int(lengths[k]),
+                                   f"too short for a target {plural(held, 'step')} ahead")
+                           for k in np.flatnonzero((usable == 0) & (lengths > 0))]
+    one_series = len(lengths) == 1
+    rng = rng_for(seed, epoch) if seed is not None else None
+
+    if jitter:
+        order = (rng.permutation(len(usable)) if shuffle else np.argsort(-usable, kind="stable")).tolist()
+        series, step, valid, resets, batch_steps = _jittered(usable, order, timesteps, jitter, batch_size,
+                                                             one_series, rng_for(seed, epoch, 1))
+        if not series.size:
+            raise _nothing_fits(lengths, timesteps, held)
+        return LanePlan(series, step, valid, resets, timesteps, batch_steps, epoch, tuple(left))
+
+    if remainder == "pad":
+        chunks = -(-usable // timesteps)
+    else:
+        chunks = usable // timesteps
+        tail = usable - chunks * timesteps
+        if remainder == "error" and tail.any():
+            bad = np.flatnonzero(tail)
+            raise RemainderError(
+                f"{plural(len(bad), 'series', 'series')} do not divide into chunks of {timesteps} steps (series at "
+                f"positions {bad[:5].tolist()} leave {tail[bad[:5]].tolist()} step(s) over).",
+                "use remainder='pad' (padded steps get sample weight 0) or remainder='drop' (reported in left_out).")
+        left += [LeftOut(int(k), int(chunks[k] * timesteps), int(tail[k]),
+                         f"remainder='drop': the last partial chunk (chunks of {timesteps} steps)")
+                 for k in np.flatnonzero(tail)]
+        usable = chunks * timesteps
+    if chunks.sum() == 0:
+        raise _nothing_fits(lengths, timesteps, held)
+
+    if one_series:
+        c = int(chunks[0])
+        if remainder != "pad":
+            q = c // batch_size
+            if q == 0:
+                raise ShapeError(
+                    f"only {plural(c, 'chunk')} of {timesteps} steps for {batch_size} lanes: the series is too short "
+                    "to give every lane one chunk.",
+                    "use fewer lanes (batch_size) or shorter timesteps, or remainder='pad' (idle lanes get weight 0).")
+            if c % batch_size:
+                if remainder == "error":
+                    raise RemainderError(
+                        f"{c} chunks do not divide into {batch_size} equal lanes ({c % batch_size} chunk(s) over).",
+                        "use remainder='pad' or 'drop', or a batch_size that divides the chunk count.")
+                lost = (c - q * batch_size) * timesteps
+                left.append(LeftOut(0, int(q * batch_size * timesteps), int(lost),
+                                    f"remainder='{remainder}': chunks beyond {batch_size} equal lanes"))
+            c = q * batch_size
+            usable = np.array([c * timesteps], dtype=np.int64)
+        arrays = _balanced(int(usable[0]), timesteps, batch_size, c)
+    elif shuffle:
+        capacity = _makespan(chunks, batch_size)
+        lanes = None
+        for attempt in range(4):
+            lanes = _random_pack(chunks, batch_size, capacity, rng_for(seed, epoch, 2 + attempt))
+            if lanes is not None:
+                break
+        if lanes is None:  # always feasible: the deterministic lanes, in a random order within and across lanes
+            det = pack_lanes(chunks, batch_size)
+            r = rng_for(seed, epoch, 9)
+            lanes = [r.permutation(det[i]).tolist() for i in r.permutation(batch_size)]
+        arrays = _plan_from_lanes(lanes, usable, chunks, timesteps, batch_size, capacity)
+    else:
+        arrays = _plan_from_lanes(pack_lanes(chunks, batch_size), usable, chunks, timesteps, batch_size)
+    return LanePlan(*arrays, timesteps=timesteps, batch_steps=None, epoch=epoch, left_out=tuple(left))
+
+
+def _makespan(chunks: np.ndarray, batch_size: int) -> int:
+    lanes = pack_lanes(chunks, batch_size)
+    return max((int(chunks[lane].sum()) for lane in lanes if lane), default=0)
+
+
+def _nothing_fits(lengths: np.ndarray, timesteps: int, held: int) -> ShapeError:
+    return ShapeError(
+        f"no chunk of {timesteps} steps fits: series lengths {lengths[:10].tolist()}"
+        f"{'...' if len(lengths) > 10 else ''}" + (f" (minus {held} target step(s) each)" if held else "") + ".",
+        "use fewer timesteps or longer series.")

@@ -1,0 +1,232 @@
+"""The window plan: which windows exist, and in which order and batches an epoch visits them.
+
+A window is ``timesteps`` rows, ``sampling_rate`` apart, starting ``stride`` steps after the previous
+window of the same series; windows never cross a series boundary. The plan keeps, per series, where
+its windows start and how many there are, so a million windows of one series cost nothing until a
+batch asks for its start rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .._args import check_bool, check_choice, check_int, check_seed, plural, rng_for
+from ..errors import DataValueError, ParameterError
+from .base import LeftOut, check_lengths
+
+REMAINDERS = ("keep", "drop")
+
+
+@dataclass(frozen=True, eq=False)
+class WindowPlan:
+    """The windows of every series and one epoch's batches.
+
+    Attributes
+    ----------
+    offsets : int64 ``(n_series + 1,)``
+        First row of each series in the row source.
+    first : int
+        Start of the first window within each series (``start_index``).
+    counts : int64 ``(n_series,)``
+        Windows per series.
+    stride : int
+        Steps between the starts of consecutive windows of one series.
+    span : int
+        Rows a window's inputs cover: ``(timesteps - 1) * sampling_rate + 1``.
+    batch_size : int
+    order : int64 ``(n_windows,)`` or None
+        The epoch's visiting order of window indices (``None``: natural order).
+    remainder : "keep" or "drop"
+        Whether a last, smaller batch is kept or its windows left out this epoch.
+    epoch : int
+    left_out : tuple of LeftOut
+    """
+
+    offsets: np.ndarray
+    first: int
+    counts: np.ndarray
+    stride: int
+    span: int
+    batch_size: int
+    order: np.ndarray | None = None
+    remainder: str = "keep"
+    epoch: int = 0
+    left_out: tuple = field(default=())
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.counts.sum())
+
+    @property
+    def n_batches(self) -> int:
+        n, b = self.n_windows, self.batch_size
+        return n // b if self.remainder == "drop" else -(-n // b)
+
+    @property
+    def padding_fraction(self) -> float:
+        return 0.0
+
+    def _cum(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+
+    def starts(self, idx: np.ndarray | slice | None = None) -> np.ndarray:
+        """Absolute start rows (in the row source) of the windows ``idx`` (all windows when None)."""
+        if idx is None:
+            idx = np.arange(self.n_windows, dtype=np.int64)
+        elif isinstance(idx, slice):
+            idx = np.arange(*idx.indices(self.n_windows), dtype=np.int64)
+        idx = np.asarray(idx, dtype=np.int64)
+        if len(self.counts) == 1:
+            return int(self.offsets[0]) + self.first + idx * self.stride
+        cum = self._cum()
+        s = np.searchsorted(cum, idx, side="right") - 1
+        return self.offsets[s] + self.first + (idx - cum[s]) * self.stride
+
+    def series_of(self, idx: np.ndarray) -> np.ndarray:
+        """Series position of each window ``idx``."""
+        idx = np.asarray(idx, dtype=np.int64)
+        if len(self.counts) == 1:
+            return np.zeros(idx.shape, dtype=np.int64)
+        return np.searchsorted(self._cum(), idx, side="right") - 1
+
+    def batch_indices(self, k: int) -> np.ndarray | slice:
+        """Window indices of batch ``k`` (a slice in natural order)."""
+        lo, hi = k * self.batch_size, min((k + 1) * self.batch_size, self.n_windows)
+        return slice(lo, hi) if self.order is None else self.order[lo:hi]
+
+    def __repr__(self) -> str:
+        return (f"WindowPlan({self.n_windows} windows in {len(self.counts)} series, {self.n_batches} batches of "
+                f"{self.batch_size}, stride={self.stride}, span={self.span}, "
+                f"{'shuffled' if self.order is not None else 'in order'}, epoch={self.epoch}, "
+                f"left_out={len(self.left_out)})")
+
+
+def window_counts(lengths: np.ndarray, span: int, target_steps: int, stride: int, start_index: int,
+                  end_index: int | None, max_starts: np.ndarray | None = None) -> np.ndarray:
+    """Windows per series: starts ``start_index, +stride, ...`` whose inputs and targets fit."""
+    end = lengths if end_index is None else np.minimum(end_index, lengths)
+    last = end - span - target_steps  # last allowed start, inclusive
+    if max_starts is not None:
+        last = np.minimum(last, max_starts)
+    return np.where(last >= start_index, (last - start_index) // stride + 1, 0).astype(np.int64)
+
+
+def plan_windows(
+    lengths: Sequence[int],
+    timesteps: int,
+    *,
+    stride: int = 1,
+    sampling_rate: int = 1,
+    start_index: int = 0,
+    end_index: int | None = None,
+    target_steps: int = 0,
+    max_starts: Sequence[int] | None = None,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int | None = None,
+    epoch: int = 0,
+    remainder: str = "keep",
+) -> WindowPlan:
+    """The window plan of one epoch, from the series lengths alone.
+
+    Parameters
+    ----------
+    lengths : sequence of int
+        Steps per series.
+    timesteps, stride, sampling_rate : int
+        Window length, steps between window starts, steps between rows inside a window.
+    start_index, end_index : int
+        Only steps ``start_index <= t < end_index`` of each series are used (inputs and targets).
+    target_steps : int
+        Steps after a window's inputs that its targets need (``horizon + n_ahead - 1`` for next-value
+        targets; 0 otherwise).
+    max_starts : sequence of int, optional
+        Per series, the last start a window may have (e.g. fewer target rows than data rows).
+    batch_size : int
+    shuffle, seed, epoch
+        Visit the windows in a random order drawn from ``(seed, epoch)``.
+    remainder : "keep" or "drop"
+        Keep a last, smaller batch, or leave its windows out of this epoch (reported).
+
+    Returns
+    -------
+    WindowPlan
+    """
+    lengths = check_lengths(lengths)
+    timesteps = check_int("timesteps", timesteps, 1)
+    stride = check_int("stride", stride, 1)
+    sampling_rate = check_int("sampling_rate", sampling_rate, 1)
+    start_index = check_int("start_index", start_index, 0)
+    if end_index is not None:
+        end_index = check_int("end_index", end_index, 1)
+        if end_index <= start_index:
+            raise ParameterError(f"end_index={end_index} must be greater than start_index={start_index}.",
+                                 "pass end_index > start_index (end_index is exclusive).")
+    target_steps = check_int("target_steps", target_steps, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    shuffle = check_bool("shuffle", shuffle)
+    seed = check_seed("seed", seed)
+    epoch = check_int("epoch", epoch, 0)
+    remainder = check_choice("remainder", remainder, REMAINDERS)
+    if shuffle and seed is None:
+        raise ParameterError("a shuffled plan needs a seed to be a pure function of its arguments.",
+                             "pass seed=0 (or any integer); make_windows draws one for you.")
+    span = (timesteps - 1) * sampling_rate + 1
+    ms = None if max_starts is None else np.asarray(max_starts, dtype=np.int64)
+    counts = window_counts(lengths, span, target_steps, stride, start_index, end_index, ms)
+    if not counts.any():
+        raise DataValueError(
+            f"no window fits: every series is shorter than timesteps={timesteps} (x sampling_rate={sampling_rate}) "
+            f"plus the target steps ({target_steps}) from start_index={start_index}; lengths: "
+            f"{lengths[:10].tolist()}{'...' if len(lengths) > 10 else ''}.",
+            "use fewer timesteps, a smaller horizon, or longer series.")
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    left = _left_out(lengths, counts, span, target_steps, stride, start_index, end_index)
+    order = rng_for(seed, epoch).permutation(int(counts.sum())) if shuffle else None
+    plan = WindowPlan(offsets, start_index, counts, stride, span, batch_size, order, remainder, epoch, tuple(left))
+    n = plan.n_windows
+    if remainder == "drop" and n % batch_size:
+        if n < batch_size:
+            raise DataValueError(f"only {plural(n, 'window')} for batch_size={batch_size}: remainder='drop' would leave "
+                                 "every window out.", "use a smaller batch_size or remainder='keep'.")
+        dropped = np.arange(n - n % batch_size, n) if order is None else order[n - n % batch_size:]
+        s = plan.series_of(dropped)
+        st = plan.starts(dropped) - offsets[s]
+        extra = tuple(LeftOut(int(a), int(b), span + target_steps,
+                              f"remainder='drop': this window is in no batch of epoch {epoch}")
+                      for a, b in zip(s.tolist(), st.tolist()))
+        plan = WindowPlan(offsets, start_index, counts, stride, span, batch_size, order, remainder, epoch,
+                          tuple(left) + extra)
+    return plan
+
+
+def _left_out(lengths, counts, span, target_steps, stride, start_index, end_index) -> list[LeftOut]:
+    """Steps no window (nor its target) uses, per series."""
+    out: list[LeftOut] = []
+    used_len = span + target_steps
+    for k in range(len(lengths)):
+        n, c = int(lengths[k]), int(counts[k])
+        if n == 0:
+            continue
+        end = n if end_index is None else min(end_index, n)
+        if start_index > 0:
+            out.append(LeftOut(k, 0, min(start_index, n), "before start_index"))
+        if end < n:
+            out.append(LeftOut(k, end, n - end, "at or after end_index"))
+        if c == 0:
+            if end > start_index:
+                out.append(LeftOut(k, start_index, end - start_index,
+                                   f"shorter than one window ({span} steps) plus targets ({target_steps})"))
+            continue
+        if stride > used_len and c > 1:
+            gap = stride - used_len
+            out.append(LeftOut(k, start_index + used_len, gap * (c - 1),
+                               f"between windows: stride {stride} > window plus targets ({used_len} steps), "
+                               f"{gap} step(s) after each of the first {c - 1} windows"))
+        used_end = start_index + (c - 1) * stride + used_len  # exclusive
+        if used_end < end:
+            out.append(LeftOut(k, used_end, end - used_end, "tail after the last full window"))
+    return out

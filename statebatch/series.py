@@ -1,0 +1,481 @@
+"""Input normalisation: every supported input becomes a :class:`SeriesSet`.
+
+A ``SeriesSet`` is a row source ``(total_steps, features)`` holding every series end to end, the row
+offset of each series, their ids, feature names and (optionally) target columns aligned row by row.
+Planners need only its ``lengths``; materialisers read from its ``source``.
+
+Accepted inputs: 1-D / 2-D numpy arrays and memmaps (zero-copy), pandas Series and wide DataFrames
+(time order checked), lists of arrays (many series, never concatenated), long DataFrames with a
+series-id column (and a time column to sort by), row sources (statebatch stores, Zarr arrays through
+:mod:`statebatch.zarr`), :class:`~statebatch.store.StoredSeries`, and Dask collections (prepared into a
+temporary store by :mod:`statebatch.dask`). The dtype the user gave is kept on every path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import DataValueError, DTypeError, OrderError, ParameterError, ShapeError
+from .source import ArraySource, ColumnSource, ConcatSource, RowSource, as_source, is_source
+from .store import StoredSeries
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesSet:
+    """Series ready for planning.
+
+    Attributes
+    ----------
+    source : RowSource ``(total_steps, features)``
+        Every series end to end, in the order of ``ids``.
+    offsets : ndarray of int64 ``(n_series + 1,)``
+        Series ``i`` is rows ``offsets[i]:offsets[i+1]`` of ``source``.
+    ids : list
+        Series identifiers (list position, or the id column's values).
+    feature_names : list of str, optional
+    targets : RowSource, optional
+        Target columns aligned row by row with ``source`` (``target_cols`` of a frame).
+    index : list of arrays, optional
+        The time stamps of each series, when the input had them.
+    """
+
+    source: RowSource
+    offsets: np.ndarray
+    ids: list
+    feature_names: list[str] | None = None
+    targets: RowSource | None = None
+    target_names: list[str] | None = None
+    index: list[Any] | None = field(default=None, repr=False)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def n_series(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.source.shape[1])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.source.dtype
+
+    def series(self, i: int) -> np.ndarray:
+        """The rows of series ``i`` ``(steps, features)`` (a read-only view for in-memory data)."""
+        return self.source.read(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def next_value_source(self, target_features: Sequence[int] | None = None) -> RowSource:
+        """Where next-step targets are read: the target columns, some features, or the data itself."""
+        if self.targets is not None:
+            if target_features is not None:
+                raise ParameterError("target_features selects features of the data, but target_cols were given too.",
+                                     "pass either target_cols (frame columns) or target_features (positions).")
+            return self.targets
+        if target_features is not None:
+            if isinstance(target_features, (str, bytes)) or not hasattr(target_features, "__iter__"):
+                raise ParameterError(f"target_features must be a list of feature positions, got {target_features!r}.",
+                                     "pass e.g. target_features=[0].")
+            cols = list(target_features)
+            if isinstance(self.source, ConcatSource):  # keep the per-series fast path: copy those columns only
+                nf = self.n_features
+                if not all(isinstance(c, (int, np.integer)) and -nf <= c < nf for c in cols):
+                    raise ParameterError(f"target_features {cols} do not exist: the data has {nf} feature(s).",
+                                         f"pass feature positions between 0 and {nf - 1}.")
+                return ConcatSource([np.ascontiguousarray(p[:, cols]) for p in self.source.pieces])
+            return ColumnSource(self.source, cols)
+        return self.source
+
+
+# --------------------------------------------------------------------------- type tests (no imports)
+def _is_pandas(obj: Any, name: str) -> bool:
+    mod = type(obj).__module__
+    return mod.startswith("pandas") and type(obj).__name__ == name
+
+
+def _module_root(obj: Any) -> str:
+    return type(obj).__module__.split(".")[0]
+
+
+def _is_dask(obj: Any) -> bool:
+    return _module_root(obj) in ("dask", "dask_expr")
+
+
+def _is_zarr(obj: Any) -> bool:
+    return _module_root(obj) == "zarr"
+
+
+# --------------------------------------------------------------------------- dtype checks
+def dtype_error(arr: np.ndarray, what: str) -> DTypeError | None:
+    """The error for an array a network cannot use (object/ragged, strings, complex...), else ``None``."""
+    if arr.dtype == object:
+        return DTypeError(
+            f"{what} has dtype object (shape {arr.shape}): ragged rows or mixed types, which a network cannot use.",
+            "build a numeric array; for sequences of different lengths pass a list of arrays (one per series) "
+            "and pad or bucket them (statebatch.bucket_batches) instead of nesting lists.",
+        )
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        return DTypeError(f"{what} has complex dtype {arr.dtype}; recurrent layers take real numbers.",
+                          "split it into real and imaginary features: np.stack([x.real, x.imag], axis=-1).")
+    if np.issubdtype(arr.dtype, np.datetime64) or np.issubdtype(arr.dtype, np.timedelta64):
+        return DTypeError(f"{what} has dtype {arr.dtype} (times, not values).",
+                          "use the times to order the data (time_col=...) and pass numeric feature columns; "
+                          "convert durations to numbers first, e.g. td / np.timedelta64(1, 's').")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        return DTypeError(
+            f"{what} has non-numeric dtype {arr.dtype} (shape {arr.shape}).",
+            "encode text/categories as numbers (integers, one-hot columns) first.",
+        )
+    return None
+
+
+def _check_numeric(arr: np.ndarray, what: str) -> None:
+    problem = dtype_error(arr, what)
+    if problem:
+        raise problem
+
+
+def _as_2d(arr: np.ndarray, what: str) -> np.ndarray:
+    if arr.ndim == 1:
+        return arr.reshape(-1, 1)  # a view: one feature
+    if arr.ndim == 2:
+        return arr
+    if arr.ndim == 0:
+        raise ShapeError(
+            f"{what} is a scalar; a series needs at least one time step.",
+            "pass a 1-D array (steps,) or a 2-D array (steps, features).",
+        )
+    raise ShapeError(
+        f"{what} has {arr.ndim} dimensions, shape {arr.shape}; a raw series is (steps,) or "
+        "(steps, features).",
+        "pass the raw series, not windows: if this is already [samples, timesteps, features], "
+        "feed it to the model directly (or use statebatch.validate on it); for many series pass "
+        "a list of 2-D arrays.",
+    )
+
+
+def _array(obj: Any, what: str, dtype: Any = None) -> np.ndarray:
+    if isinstance(obj, np.ndarray):
+        arr = obj
+    else:
+        try:
+            arr = np.asarray(obj)
+        except (ValueError, TypeError) as exc:  # ragged nested lists
+            raise DTypeError(
+                f"{what} could not be turned into one array ({exc}).",
+                "for series of different lengths pass a list of numpy arrays, one per series.",
+            ) from None
+    _check_numeric(arr, what)
+    if dtype is not None:
+        arr = _cast(arr, dtype, what)
+    return arr
+
+
+def _cast(arr: np.ndarray, dtype: Any, what: str) -> np.ndarray:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ParameterError(f"dtype={dtype!r} is not a numpy dtype.", "pass e.g. dtype='float32'.") from None
+    _check_numeric(np.empty(0, dtype=dt), f"dtype={dtype!r}")
+    return arr.astype(dt, copy=False)
+
+
+# --------------------------------------------------------------------------- frames
+def _check_time_index(index: Any, what: str) -> None:
+    """A pandas index that carries time must be strictly increasing."""
+    import pandas as pd
+
+    if isinstance(index, pd.RangeIndex):
+        return
+    if not (isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex, pd.PeriodIndex))
+            or np.issubdtype(index.dtype, np.number)):
+        return  # a label index carries no time order we can check
+    if index.has_duplicates:
+        dup = index[index.duplicated()][:3].tolist()
+        raise OrderError(
+            f"{what} has duplicate time stamps in its index (e.g. {dup}).",
+            "aggregate or drop duplicates first, e.g. df.groupby(level=0).mean().",
+        )
+    if not index.is_monotonic_increasing:
+        raise OrderError(
+            f"{what} has an index that is not sorted in time; windows would mix past and future.",
+            "sort it first: df = df.sort_index().",
+        )
+
+
+def _frame_columns(df: Any, cols: Sequence[str] | None, exclude: Sequence[str], what: str):
+    if cols is None:
+        cols = [c for c in df.columns if c not in exclude]
+    else:
+        if isinstance(cols, str):
+            cols = [cols]
+        cols = list(cols)
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise ParameterError(
+                f"columns {missing} are not in {what} (columns: {list(df.columns)}).",
+                "pass existing column names.",
+            )
+    bad = [c for c in cols if not _numeric_column(df[c])]
+    if bad:
+        raise DTypeError(
+            f"{what} has non-numeric columns {bad} (dtypes {[str(df[c].dtype) for c in bad]}).",
+            "drop them with feature_cols=[...] or encode them as numbers first.",
+        )
+    if not cols:
+        raise DataValueError(f"{what} has no feature columns.", "pass feature_cols=[...].")
+    return cols
+
+
+def _numeric_column(col: Any) -> bool:
+    try:
+        dt = np.dtype(col.dtype)
+    except TypeError:  # pandas extension dtypes: nullable Int64/Float64, pyarrow numbers
+        kind = getattr(col.dtype, "kind", "O")
+        return kind in "iufb"
+    return np.issubdtype(dt, np.number) or dt == bool
+
+
+def _frame_values(df: Any, cols: list, what: str, dtype: Any) -> np.ndarray:
+    """The numeric values of some frame columns (extension dtypes included), one array."""
+    sub = df[cols]
+    try:
+        values = sub.to_numpy()
+    except (TypeError, ValueError) as exc:
+        raise DTypeError(f"{what} columns {cols} cannot be read as numbers ({exc}).", "convert them to float first.") from None
+    if values.dtype == object:  # nullable / pyarrow columns with missing values come back as objects
+        try:
+            values = sub.astype("float64").to_numpy()
+        except (TypeError, ValueError) as exc:
+            raise DTypeError(f"{what} columns {cols} cannot be read as numbers ({exc}).",
+                             "convert them to float first.") from None
+    return _array(values, what, dtype)
+
+
+def _from_frame(df, id_col, time_col, feature_cols, target_cols, dtype, what) -> SeriesSet:
+    for c, name in ((id_col, "id_col"), (time_col, "time_col")):
+        if c is not None and c not in df.columns:
+            raise ParameterError(
+                f"{name}={c!r} is not a column of {what} (columns: {list(df.columns)}).",
+                f"pass the name of the column that holds the {'series id' if name == 'id_col' else 'time'}.",
+            )
+    exclude = [c for c in (id_col, time_col) if c is not None]
+    cols = _frame_columns(df, feature_cols, exclude, what)
+    tcols = _frame_columns(df, target_cols, exclude, what) if target_cols is not None else None
+    names = [str(c) for c in cols]
+    tnames = None if tcols is None else [str(c) for c in tcols]
+
+    if id_col is None:
+        if time_col is not None:
+            t = df[time_col]
+            if t.duplicated().any():
+                raise OrderError(f"{what}[{time_col!r}] has duplicate time stamps.", "aggregate or drop duplicates first.")
+            if not t.is_monotonic_increasing:
+                df = df.sort_values(time_col, kind="stable")  # targets are columns: they move with the rows
+        else:
+            _check_time_index(df.index, what)
+        arr = _as_2d(_frame_values(df, cols, what, dtype), what)
+        targets = None if tcols is None else ArraySource(_as_2d(_frame_values(df, tcols, what, dtype), what))
+        return _checked(SeriesSet(ArraySource(arr), np.array([0, len(arr)], dtype=np.int64), [0],
+                                  feature_names=names, targets=targets, target_names=tnames,
+                                  index=[df[time_col].to_numpy() if time_col else df.index]), what)
+
+    import pandas as pd
+
+    codes, uniques = pd.factorize(df[id_col], sort=False)
+    if (codes < 0).any():
+        raise DataValueError(f"{what}[{id_col!r}] has missing series ids.", "fill or drop those rows.")
+    if time_col is not None:
+        tvals = df[time_col].to_numpy()
+        order = np.lexsort((tvals, codes))  # by series, then time; stable
+        st, sc = tvals[order], codes[order]
+        same = sc[1:] == sc[:-1]
+        if np.any(same & (st[1:] == st[:-1])):
+            raise OrderError(f"{what} has duplicate ({id_col}, {time_col}) pairs.", "aggregate or drop duplicates first.")
+    else:
+        order = np.argsort(codes, kind="stable")  # keep row order within each series
+        if not isinstance(df.index, pd.RangeIndex):
+            idx = df.index.to_numpy()[order]
+            sc = codes[order]
+            if np.issubdtype(idx.dtype, np.number) or np.issubdtype(idx.dtype, np.datetime64):
+                if np.any((sc[1:] == sc[:-1]) & (idx[1:] <= idx[:-1])):
+                    raise OrderError(f"{what}'s index is not increasing within each series.",
+                                     f"pass time_col=... or sort by [{id_col!r}, time] first.")
+    values = _frame_values(df, cols, what, dtype)[order]  # one copy, sorted by series
+    counts = np.bincount(codes, minlength=len(uniques))
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    targets = None
+    if tcols is not None:
+        targets = ArraySource(_frame_values(df, tcols, what, dtype)[order])
+    tindex = None
+    if time_col is not None:
+        tindex = np.split(df[time_col].to_numpy()[order], offsets[1:-1])
+    return _checked(SeriesSet(ArraySource(values), offsets, list(uniques), feature_names=names, targets=targets,
+                              target_names=tnames, index=tindex), what)
+
+
+# --------------------------------------------------------------------------- entry point
+def as_series(
+    data: Any,
+    *,
+    id_col: str | None = None,
+    time_col: str | None = None,
+    feature_cols: Sequence[str] | None = None,
+    target_cols: Sequence[str] | None = None,
+    dtype: Any = None,
+    what: str = "data",
+) -> SeriesSet:
+    """Turn any supported input into a :class:`SeriesSet` (see the module docstring)."""
+    import sys
+
+    frame_args = id_col is not None or time_col is not None or target_cols is not None or feature_cols is not None
+    if isinstance(data, SeriesSet):
+        return data
+    if isinstance(data, StoredSeries):  # many series prepared out of core (statebatch.dask)
+        if target_cols is not None:  # naming the prepared target columns again is fine
+            wanted = [str(c) for c in ([target_cols] if isinstance(target_cols, str) else target_cols)]
+            if data.target_store is None or wanted != list(data.target_names or []):
+                raise ParameterError(f"target_cols={wanted} but the stored series were prepared with target columns "
+                                     f"{data.target_names}.", "prepare them with these target_cols, or drop target_cols.")
+        _no_frame_args(id_col is not None or time_col is not None or feature_cols is not None, data, what)
+        _check_numeric(np.empty(0, dtype=data.store.dtype), what)
+        offsets = np.concatenate([[0], np.cumsum(data.lengths)]).astype(np.int64)
+        return _checked(SeriesSet(data.store, offsets, list(data.ids), feature_names=data.feature_names,
+                                  targets=data.target_store, target_names=data.target_names), what)
+    if _is_dask(data):  # prepared into a temporary sharded store by Dask tasks, read batch by batch
+        from .dask import as_stored
+
+        prepared = as_stored(data, id_col=id_col, time_col=time_col, feature_cols=feature_cols,
+                             target_cols=target_cols, dtype=dtype)
+        return as_series(prepared, what=what)
+    if _is_zarr(data):
+        from .zarr import ZarrSource
+
+        data = ZarrSource(data)
+    if is_source(data):  # one series out of core (a store, a Zarr array, a protocol object)
+        _no_frame_args(frame_args, data, what)
+        src = as_source(data)
+        if src.ndim == 1:
+            raise ShapeError(f"{what} is a 1-D row source {src.shape}; a series source is (steps, features).",
+                             "store the series as a 2-D array (steps, 1).")
+        if src.ndim != 2:
+            raise ShapeError(f"{what} has shape {src.shape}; a series source is (steps, features).",
+                             "store the raw series as a 2-D array.")
+        _check_numeric(np.empty(0, dtype=src.dtype), what)
+        if dtype is not None and np.dtype(dtype) != src.dtype:
+            raise ParameterError(f"dtype={dtype!r} cannot convert an out-of-core source ({src.dtype}) without reading it.",
+                                 "store the data in the dtype you want, or leave dtype out.")
+        return _checked(SeriesSet(src, np.array([0, len(src)], dtype=np.int64), [0]), what)
+    if "pandas" in sys.modules and _is_pandas(data, "DataFrame"):
+        return _from_frame(data, id_col, time_col, feature_cols, target_cols, dtype, what)
+    if frame_args:
+        raise ParameterError(
+            f"id_col/time_col/feature_cols/target_cols only apply to a DataFrame, got {type(data).__name__}.",
+            "pass a DataFrame, or drop those arguments.",
+        )
+    if "pandas" in sys.modules and _is_pandas(data, "Series"):
+        _check_time_index(data.index, what)
+        arr = _as_2d(_frame_values(data.to_frame(), [data.name if data.name is not None else 0], what, dtype), what)
+        name = data.name if data.name is not None else 0
+        return _checked(SeriesSet(ArraySource(arr), np.array([0, len(arr)], dtype=np.int64), [name],
+                                  feature_names=[str(data.name)] if data.name is not None else None,
+                                  index=[data.index]), what)
+    if isinstance(data, (list, tuple)) and data and all(_is_series_like(a) for a in data):
+        return _from_list(data, dtype, what)
+    arr = _as_2d(_array(data, what, dtype), what)
+    return _checked(SeriesSet(ArraySource(arr), np.array([0, len(arr)], dtype=np.int64), [0]), what)
+
+
+def _no_frame_args(frame_args: bool, data: Any, what: str) -> None:
+    if frame_args:
+        raise ParameterError(f"id_col/time_col/feature_cols/target_cols do not apply to {type(data).__name__} "
+                             f"({what} is already prepared).", "drop those arguments.")
+
+
+def _is_series_like(a: Any) -> bool:
+    return (isinstance(a, np.ndarray) or _is_pandas(a, "DataFrame") or _is_pandas(a, "Series") or _is_zarr(a)
+            or isinstance(a, RowSource)
+            or (isinstance(a, (list, tuple)) and len(a) > 0 and isinstance(a[0], (list, tuple, np.ndarray))))
+
+
+def _from_list(data: Sequence[Any], dtype: Any, what: str) -> SeriesSet:
+    arrays, feature_names = [], None
+    for i, a in enumerate(data):
+        name = f"{what}[{i}]"
+        if _is_pandas(a, "DataFrame") or _is_pandas(a, "Series"):
+            part = as_series(a, dtype=dtype, what=name)
+            arr = part.source.array
+            feature_names = feature_names or part.feature_names
+        elif _is_zarr(a) or isinstance(a, RowSource):  # out of core: read piece by piece
+            arr = as_series(a, dtype=dtype, what=name).source
+        else:
+            arr = _as_2d(_array(a, name, dtype), name)
+        arrays.append(arr)
+    nf = {a.shape[1] for a in arrays}
+    if len(nf) > 1:
+        raise ShapeError(f"the series in {what} have different feature counts {sorted(nf)}.",
+                         "give every series the same columns (features), in the same order.")
+    dts = {np.dtype(a.dtype) for a in arrays}
+    if len(dts) > 1:  # one source needs one dtype: the common type of all series
+        if not all(isinstance(a, np.ndarray) for a in arrays):
+            raise DTypeError(f"the series in {what} have different dtypes {sorted(map(str, dts))} and some are out of "
+                             "core, so they cannot be converted on the fly.", "store every series with one dtype.")
+        common = np.result_type(*dts)
+        arrays = [a.astype(common, copy=False) for a in arrays]
+    offsets = np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
+    return _checked(SeriesSet(ConcatSource(arrays), offsets, list(range(len(arrays))), feature_names=feature_names), what)
+
+
+def _checked(s: SeriesSet, what: str) -> SeriesSet:
+    if s.n_series == 0 or int(s.offsets[-1]) == 0:
+        raise DataValueError(f"{what} is empty (no time steps).", "pass at least one non-empty series.")
+    if s.n_features == 0:
+        raise DataValueError(f"{what} has no features (shape {s.source.shape}).", "pass at least one feature column.")
+    return s
+
+
+def aligned_targets(targets: Any, ss: SeriesSet, what: str = "targets") -> list[np.ndarray]:
+    """Target arrays given alongside the data: one numeric array per series (same dtype and columns).
+
+    Lengths are checked by the caller (Keras-style windows allow fewer targets than steps).
+    """
+    from .errors import LengthMismatchError
+
+    many = ss.n_series > 1
+    if many:
+        if not isinstance(targets, (list, tuple)) or len(targets) != ss.n_series:
+            raise LengthMismatchError(
+                f"data has {ss.n_series} series, so targets must be a list of {ss.n_series} arrays "
+                f"(got {type(targets).__name__}{'' if not hasattr(targets, '__len__') else f' of length {len(targets)}'}).",
+                "pass one target array per series, aligned row by row with it.")
+        tl = [_target_array(t, f"{what}[{i}]") for i, t in enumerate(targets)]
+    else:
+        tl = [_target_array(targets, what)]
+    ndims = {t.shape[1:] for t in tl}
+    if len(ndims) > 1:
+        raise ShapeError(f"{what} have different shapes per step {sorted(ndims)}.", "give every target array the same columns.")
+    dts = {t.dtype for t in tl}
+    if len(dts) > 1:
+        common = np.result_type(*dts)
+        tl = [t.astype(common, copy=False) for t in tl]
+    return tl
+
+
+def source_of(arrays: list[np.ndarray]) -> RowSource:
+    """One row source over per-series arrays (no copy)."""
+    return ArraySource(arrays[0]) if len(arrays) == 1 else ConcatSource(arrays)
+
+
+def _target_array(t: Any, what: str) -> np.ndarray:
+    if _is_pandas(t, "Series") or _is_pandas(t, "DataFrame"):
+        frame = t.to_frame() if _is_pandas(t, "Series") else t
+        return _frame_values(frame, list(frame.columns), what, None).reshape((len(frame),) + ((frame.shape[1],) if _is_pandas(t, "DataFrame") else ()))
+    arr = _array(t, what)
+    if arr.ndim == 0:
+        raise ShapeError(f"{what} is a scalar.", "pass one target per time step.")
+    return arr

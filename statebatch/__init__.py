@@ -1,24 +1,30 @@
 """statebatch: correct, fast, validated batches for recurrent networks, above all stateful ones.
 
-The public API is small and light: importing statebatch imports numpy only. Keras, matplotlib and
-scikit-learn are imported by the modules that use them (``statebatch.keras``, ``statebatch.plot``,
-``statebatch.sklearn``).
+The public API is small and light: importing statebatch imports numpy only. Keras, PyTorch,
+matplotlib, scikit-learn, Dask and Zarr are imported by the modules that use them
+(``statebatch.keras``, ``statebatch.torch``, ``statebatch.plot``, ``statebatch.sklearn``,
+``statebatch.dask``, ``statebatch.zarr``). ``docs/design.md`` maps the layers.
 """
 
 from __future__ import annotations
 
+from .bucketing import Batch, Bucketing, bucket_batches, bucket_boundaries, padding_of
 from .errors import (BatchSizeError, DataValueError, DTypeError, LengthMismatchError, ModelMismatchError,
                      OrderError, OverlappingWindowsError, ParameterError, RemainderError, ShapeError,
-                     ShuffleError, StatebatchError, StatebatchWarning, StatefulLayoutError)
-from .bucketing import Batch, Bucketing, bucket_batches, bucket_boundaries, padding_of
-from .explain import Explanation, explain
-from .stateful import Arranged, LanePlan, arrange_stateful, pack_lanes, plan_lanes
+                     ShuffleError, StatebatchError, StatebatchWarning, StatefulLayoutError, StoreError)
+from .explain import explain
+from .plans.buckets import BucketPlan, plan_buckets, retention
+from .plans.lanes import LanePlan, pack_lanes, plan_lanes
+from .plans.windows import WindowPlan, plan_windows
+from .result import Explanation, LeftOut
+from .source import ArraySource, ConcatSource, RowSource, as_source
+from .stateful import Arranged, arrange_stateful
 from .validate import ValidationReport, validate
 from .windows import Windows, make_windows, strided_windows
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-# Lazily imported so that `import statebatch` stays light (matplotlib is heavy).
+# Lazily imported so that `import statebatch` stays light (matplotlib and pandas are heavy).
 _LAZY = {
     "plot_lanes": ("statebatch.plot", "plot_lanes"),
     "plot_buckets": ("statebatch.plot", "plot_buckets"),
@@ -38,9 +44,17 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "bucket_batches", "bucket_boundaries", "padding_of", "Bucketing", "Batch",
-    "make_windows", "Windows", "strided_windows", "arrange_stateful", "Arranged", "LanePlan", "pack_lanes", "plan_lanes", "validate", "ValidationReport", "explain", "Explanation",
+    # results and the functions that build them
+    "make_windows", "Windows", "arrange_stateful", "Arranged", "bucket_batches", "Bucketing", "Batch",
+    # plans (pure, from lengths alone)
+    "plan_windows", "WindowPlan", "plan_lanes", "LanePlan", "pack_lanes", "plan_buckets", "BucketPlan", "retention",
+    "bucket_boundaries", "padding_of",
+    # row sources
+    "RowSource", "ArraySource", "ConcatSource", "as_source", "strided_windows",
+    # checking and explaining
+    "validate", "ValidationReport", "explain", "Explanation", "LeftOut",
+    # errors
     "StatebatchError", "ParameterError", "ShapeError", "LengthMismatchError", "ModelMismatchError",
     "DataValueError", "DTypeError", "OrderError", "StatefulLayoutError", "BatchSizeError", "ShuffleError",
-    "OverlappingWindowsError", "RemainderError", "StatebatchWarning", *_LAZY,
+    "OverlappingWindowsError", "RemainderError", "StoreError", "StatebatchWarning", *_LAZY,
 ]

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     # next week's level = this week's level + predicted change, so level errors equal change errors
     rmse = float(np.sqrt(np.mean((pred[..., 0][w] - test.y[..., 0][w]) ** 2))) * float(std)
     persistence = float(np.sqrt(np.mean((0 - (test.y[..., 0][w] * std + mean)) ** 2)))
-    seasonal = test.unarrange(pred)[0][:, 0] * std + mean
+    seasonal = test.unbatch(pred)[0][:, 0] * std + mean
     print(f"held-out last {len(change) - n_train} weeks: next-week RMSE {rmse:.3f} ppm (stateful LSTM) vs "
           f"{persistence:.3f} ppm (persistence: next week = this week)")
     print(f"predicted weekly changes for the first held-out weeks (ppm): {np.round(seasonal[:6], 3).tolist()}")

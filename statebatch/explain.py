@@ -7,64 +7,14 @@ resets and padding they hold).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .errors import ParameterError
+from .result import Batched, Explanation
 
-
-@dataclass
-class Explanation:
-    """The answer of :func:`explain`; ``print(explanation)`` gives it in words.
-
-    Attributes
-    ----------
-    shape : ``(samples, timesteps, features)``; ``timesteps`` may be ``None`` (variable)
-    n_batches : batches per epoch (steps per epoch)
-    last_batch_size : size of the last batch (``batch_size`` when it divides evenly)
-    parallel_states : recurrent states kept side by side (one per row of a batch)
-    resets_per_epoch : how often Keras itself zeroes the state in one epoch
-    lines : the explanation, one sentence per item
-    """
-
-    shape: tuple
-    batch_size: int
-    stateful: bool
-    n_batches: int
-    last_batch_size: int
-    parallel_states: int
-    resets_per_epoch: int
-    lines: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def continues(self, sample: int) -> int | None:
-        """Index of the sample whose final state is the initial state of ``sample`` (or ``None``).
-
-        Stateful: sample ``k*B + i`` continues sample ``(k-1)*B + i`` (same row, previous batch).
-        Stateless: every sample starts from zero state.
-        """
-        n = self.shape[0]
-        if not 0 <= sample < n:
-            raise ParameterError(f"sample {sample} is outside 0..{n - 1}.", "pass a valid sample index.")
-        if not self.stateful or sample < self.batch_size:
-            return None
-        return sample - self.batch_size
-
-    def __str__(self) -> str:
-        out = [f"statebatch explain: X {self._fmt_shape()}, batch_size={self.batch_size}, "
-               f"stateful={self.stateful}"]
-        out += [f"  - {line}" for line in self.lines]
-        out += [f"  ! {p}" for p in self.problems]
-        return "\n".join(out)
-
-    def _fmt_shape(self) -> str:
-        return "(" + ", ".join("None" if d is None else str(d) for d in self.shape) + ")"
-
-    def _repr_pretty_(self, p, cycle):  # IPython
-        p.text(str(self))
+__all__ = ["explain", "Explanation"]
 
 
 def _shape_of(obj: Any) -> tuple:
@@ -103,15 +53,12 @@ def explain(obj: Any, batch_size: int | None = None, stateful: bool = False, *,
     statebatch explain: X (1000, 20, 1), batch_size=200, stateful=True
       - 5 batches per epoch ...
     """
-    if hasattr(obj, "_explain"):  # statebatch results explain themselves
-        result = obj._explain()
+    if isinstance(obj, Batched):  # statebatch results explain themselves
+        result = obj.explain()
         if verbose:
             print(result)
         return result
-    if hasattr(obj, "take") and hasattr(obj, "series_ids"):  # Windows
-        shape = obj.shape
-    else:
-        shape = _shape_of(obj)
+    shape = _shape_of(obj)
     if batch_size is None:
         batch_size = 32
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:

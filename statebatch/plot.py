@@ -27,7 +27,7 @@ def plot_lanes(arranged: Any, *, ax: Any = None, max_batches: int | None = 200, 
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    plan = arranged.plan
+    plan = arranged.plan()
     series = plan.series[:max_batches, :max_lanes].T  # lanes as rows
     valid = plan.valid[:max_batches, :max_lanes].T
     resets = plan.resets[:max_batches, :max_lanes].T

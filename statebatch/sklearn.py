@@ -196,7 +196,7 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wr
 
     :meth:`transform` returns X ``(n_batches * batch_size, timesteps, features)`` in lane order;
     :meth:`arrange` returns the full :class:`~statebatch.Arranged` result (targets, weights, resets,
-    ``unarrange``), which a pipeline's last step cannot pass on.
+    ``unbatch``), which a pipeline's last step cannot pass on.
     """
 
     def __init__(self, timesteps: int = 10, batch_size: int = 32, *, horizon: int = 1, remainder: str = "pad",

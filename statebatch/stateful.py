@@ -1,357 +1,292 @@
 """Stateful arrangement: series into *lanes* so that row i of batch k+1 continues row i of batch k.
 
 A stateful Keras RNN keeps ``batch_size`` parallel states; the state of row ``i`` at the end of
-batch ``k`` is the initial state of row ``i`` in batch ``k+1``. :func:`arrange_stateful` computes a
-small integer **plan** (which series and step range sits in each lane at each batch, where lanes
-must reset), then materialises X, y and sample weights with one gather of whole chunks.
+batch ``k`` is the initial state of row ``i`` in batch ``k+1``. :func:`arrange_stateful` is "plan,
+then bind a row source": :func:`~statebatch.plans.lanes.plan_lanes` decides from the series lengths
+which series and steps sit in each lane at each batch and where lanes reset (per epoch, when
+shuffled or jittered); :class:`Arranged` materialises X, y and sample weights batch by batch.
 """
 
 from __future__ import annotations
 
-import heapq
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from ._series import as_series
-from .errors import LengthMismatchError, ParameterError, RemainderError, ShapeError
-from .windows import _check_int, strided_windows
+from ._args import check_bool, check_choice, check_fraction, check_int, check_size, plural, resolve_seed
+from .errors import LengthMismatchError, ParameterError, ShapeError
+from .materialise import LaneReader, fill_lane_epoch, gather_chunks, gather_rows
+from .plans.base import LeftOut, named
+from .plans.lanes import REMAINDERS, LanePlan, plan_lanes
+from .result import Batched, Explanation
+from .series import SeriesSet, aligned_targets, as_series, source_of
+from .source import ConcatSource, RowSource, readonly
+
+__all__ = ["Arranged", "arrange_stateful"]
 
 
-@dataclass(frozen=True)
-class LanePlan:
-    """Where every chunk goes. All arrays have shape ``(n_batches, batch_size)``.
-
-    Attributes
-    ----------
-    series : int
-        Index of the series in lane ``i`` at batch ``k``; ``-1`` for an idle (fully padded) slot.
-    step : int
-        First step (within that series) of the chunk.
-    valid : int
-        Real steps in the chunk (``timesteps`` for a full chunk, fewer for a series' last chunk).
-    resets : bool
-        Lane ``i`` starts a new series at batch ``k``: its state must be zeroed before the batch.
-    """
-
-    series: np.ndarray
-    step: np.ndarray
-    valid: np.ndarray
-    resets: np.ndarray
-
-    @property
-    def n_batches(self) -> int:
-        return int(self.series.shape[0])
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.series.shape[1])
-
-    def subset(self, k0: int, k1: int) -> "LanePlan":
-        return LanePlan(self.series[k0:k1], self.step[k0:k1], self.valid[k0:k1], self.resets[k0:k1].copy())
-
-
-def _balanced_lane_plan(usable: int, timesteps: int, batch_size: int, chunks: int) -> LanePlan:
-    """One series cut into ``batch_size`` contiguous lanes whose lengths differ by at most a chunk."""
-    q, r = divmod(chunks, batch_size)
-    per_lane = np.full(batch_size, q, dtype=np.int64)
-    per_lane[:r] += 1
-    first_chunk = np.concatenate([[0], np.cumsum(per_lane)[:-1]])
-    nb = int(per_lane.max()) if chunks else 0
-    k = np.arange(nb)[:, None]
-    present = k < per_lane[None, :]
-    step = (first_chunk[None, :] + k) * timesteps
-    valid = np.where(present, np.clip(usable - step, 0, timesteps), 0)
-    series = np.where(present & (valid > 0), 0, -1)
-    resets = np.zeros((nb, batch_size), dtype=bool)
-    if nb:
-        resets[0] = per_lane > 0
-    return LanePlan(series.astype(np.int64), np.where(series >= 0, step, 0).astype(np.int64),
-                    valid.astype(np.int64), resets)
-
-
-def pack_lanes(chunks: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Assign series (by chunk count) to lanes, longest first to the least-loaded lane (LPT).
-
-    Returns the series indices of each lane in the order they run. The number of batches is the
-    largest lane load, at most 4/3 of the optimum and close to ``ceil(sum(chunks) / batch_size)``
-    when there are many series.
-    """
-    chunks = np.asarray(chunks, dtype=np.int64)
-    order = np.argsort(-chunks, kind="stable")
-    heap = [(0, lane) for lane in range(batch_size)]
-    lanes: list[list[int]] = [[] for _ in range(batch_size)]
-    for s in order:
-        if chunks[s] <= 0:
-            continue
-        load, lane = heapq.heappop(heap)
-        lanes[lane].append(int(s))
-        heapq.heappush(heap, (load + int(chunks[s]), lane))
-    return lanes
-
-
-def _packed_lane_plan(usable: np.ndarray, chunks: np.ndarray, timesteps: int, batch_size: int) -> LanePlan:
-    lanes = pack_lanes(chunks, batch_size)
-    seq = np.concatenate([np.asarray(lane, dtype=np.int64) for lane in lanes])  # series, lane by lane
-    lane_of = np.repeat(np.arange(batch_size), [len(lane) for lane in lanes])
-    c = chunks[seq].astype(np.int64)
-    ends = np.cumsum(c)
-    starts = ends - c  # exclusive cumulative chunk count over all lanes
-    first_in_lane = np.searchsorted(lane_of, np.arange(batch_size))  # position of each lane's first series
-    lane_offset = starts[np.minimum(first_in_lane, len(starts) - 1)]
-    start_batch = starts - lane_offset[lane_of]  # the batch where each series starts in its lane
-    loads = np.bincount(lane_of, weights=c, minlength=batch_size).astype(np.int64)
-    nb = int(loads.max()) if len(loads) else 0
-    # one entry per chunk: which series, which lane, which batch, which chunk of the series
-    total = int(c.sum())
-    chunk_series = np.repeat(seq, c)
-    chunk_lane = np.repeat(lane_of, c)
-    j = np.arange(total, dtype=np.int64) - np.repeat(starts, c)
-    chunk_batch = np.repeat(start_batch, c) + j
-    series = np.full((nb, batch_size), -1, dtype=np.int64)
-    step = np.zeros((nb, batch_size), dtype=np.int64)
-    valid = np.zeros((nb, batch_size), dtype=np.int64)
-    resets = np.zeros((nb, batch_size), dtype=bool)
-    series[chunk_batch, chunk_lane] = chunk_series
-    step[chunk_batch, chunk_lane] = j * timesteps
-    valid[chunk_batch, chunk_lane] = np.minimum(timesteps, usable[chunk_series] - j * timesteps)
-    resets[start_batch, lane_of] = True
-    return LanePlan(series, step, valid, resets)
-
-
-def plan_lanes(lengths: Sequence[int], timesteps: int, batch_size: int, *, horizon: int = 0,
-               remainder: str = "pad") -> LanePlan:
-    """The lane plan of many series from their lengths alone (no data needed).
-
-    This is what :func:`arrange_stateful` computes before it reads anything: for a million series
-    it is a few small integer arrays, whatever their total size.
-
-    Parameters
-    ----------
-    lengths : steps per series
-    timesteps, batch_size : chunk length and number of lanes
-    horizon : steps held back at the end of each series for next-step targets (``targets="next"``
-        uses ``horizon`` >= 1; 0 for no targets)
-    remainder : "pad" (a series' last partial chunk is kept, padded) or "drop"
-    """
-    timesteps = _check_int("timesteps", timesteps, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    if remainder not in ("pad", "drop"):
-        raise ParameterError(f"remainder={remainder!r} must be 'pad' or 'drop' for a plan.", "pass remainder='pad'.")
-    usable = np.maximum(np.asarray(lengths, dtype=np.int64) - horizon, 0)
-    chunks = -(-usable // timesteps) if remainder == "pad" else usable // timesteps
-    if remainder == "drop":
-        usable = chunks * timesteps
-    return _packed_lane_plan(usable, chunks, timesteps, batch_size)
-
-
-class Arranged:
+class Arranged(Batched):
     """Series arranged in lanes for a stateful model; see :func:`arrange_stateful`.
+
+    Follows the result protocol (:mod:`statebatch.result`). Batch ``k`` is ``(X, y, sample_weight)``
+    (``(X,)`` without targets) with ``batch_size`` rows; row ``i`` continues row ``i`` of batch
+    ``k - 1`` unless ``resets[k, i]``.
 
     Attributes
     ----------
     X : ndarray ``(n_batches * batch_size, timesteps, features)``
-        Rows ``k*B .. k*B+B-1`` are batch ``k``; row ``k*B+i`` continues row ``(k-1)*B+i``.
-        Feed with ``model.fit(**arranged.fit_kwargs())`` (``shuffle=False``).
+        The current epoch in batch order (for ``model.fit(**arranged.fit_kwargs())``).
     y : ndarray or None
         ``(n, timesteps, target_features)`` with ``return_sequences``, else ``(n, target_features)``.
     sample_weight : ndarray
         ``(n, timesteps)`` with ``return_sequences`` (0 on padded steps), else ``(n,)`` (0 for a chunk
         that holds padding).
     resets : ndarray of bool ``(n_batches, batch_size)``
-        Lanes that start a new series at each batch.
-    plan : LanePlan
-        Series, first step and real-step count of every (batch, lane) slot.
-    padding_fraction : float
-        Padded steps / all steps.
-    left_out : list of dict
-        Steps not arranged (``remainder="drop"``, or series too short), per series.
+        Lanes that start a new series at each batch of the current epoch.
     """
 
-    def __init__(self, *, base, offsets, ybase, yshift, plan, timesteps, return_sequences, horizon,
-                 pad_value, series_ids, series_lengths, usable, left_out, feature_names=None,
-                 continues=False, first_batch=0, target_mode=None, view4d=None, yview4d=None):
-        self._base = base
-        self._offsets = offsets
-        self._ybase = ybase
-        self._yshift = yshift  # target row = input row + yshift (seq) / chunk's last valid row + yshift
-        self.plan = plan
+    def __init__(self, ss: SeriesSet, *, timesteps: int, batch_size: int, target_mode: str | None,
+                 ysource: RowSource | None, yshift: int, horizon: int, return_sequences: bool, remainder: str,
+                 pad_value: float, shuffle: bool, seed: int, jitter: int, continues: bool = False,
+                 fixed_plan: LanePlan | None = None, first_batch: int = 0):
+        self._ss = ss
         self.timesteps = timesteps
-        self.return_sequences = return_sequences
+        self.batch_size = batch_size
+        self.target_mode = target_mode
+        self._ysource = ysource
+        self._yshift = yshift
         self.horizon = horizon
+        self.return_sequences = return_sequences
+        self.remainder = remainder
         self.pad_value = pad_value
-        self.series_ids = list(series_ids)
-        self.series_lengths = np.asarray(series_lengths)
-        self._usable = np.asarray(usable)
-        self.left_out = left_out
-        self.feature_names = feature_names
+        self.shuffle = shuffle
+        self.seed = seed
+        self.jitter = jitter
         self.continues = continues  # True for a validation tail that continues training lanes
         self.first_batch = first_batch
-        self.target_mode = target_mode
-        self._view4d = view4d
-        self._yview4d = yview4d
-        self._cache: dict[str, Any] = {}
+        self._fixed = fixed_plan
+        self.series_ids = list(ss.ids)
+        self.feature_names = ss.feature_names
+        self.series_lengths = ss.lengths
+        self.epoch = 0
+        self._readers: dict[str, LaneReader] = {}
+        self._cache: dict[tuple, Any] = {}
+        self.plan(0)  # plan now: errors surface here, not at the first batch
+
+    # ---------------------------------------------------------------- plan
+    def _make_plan(self, epoch: int) -> LanePlan:
+        if self._fixed is not None:
+            return self._fixed
+        return plan_lanes(self._ss.lengths, self.timesteps, self.batch_size,
+                          targets="next" if self.target_mode == "next" else None, horizon=self.horizon,
+                          remainder=self.remainder, shuffle=self.shuffle, seed=self.seed, epoch=epoch,
+                          jitter=self.jitter)
+
+    @property
+    def varies(self) -> bool:
+        """Whether plans differ from epoch to epoch (shuffled packing or jittered chunk lengths)."""
+        return self._fixed is None and (self.jitter > 0 or (self.shuffle and self._ss.n_series > 1))
 
     # ---------------------------------------------------------------- sizes
     @property
-    def batch_size(self) -> int:
-        return self.plan.batch_size
-
-    @property
-    def n_batches(self) -> int:
-        return self.plan.n_batches
-
-    @property
     def n_features(self) -> int:
-        return int(self._base.shape[1])
+        return self._ss.n_features
+
+    @property
+    def n_series(self) -> int:
+        return self._ss.n_series
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return (self.n_batches * self.batch_size, self.timesteps, self.n_features)
 
     @property
-    def batch_shape(self) -> tuple[int, int, int]:
-        """For ``keras.Input(batch_shape=arranged.batch_shape)``."""
-        return (self.batch_size, self.timesteps, self.n_features)
+    def batch_shape(self) -> tuple:
+        """For ``keras.Input(batch_shape=arranged.batch_shape)`` (time axis ``None`` when it varies)."""
+        return (self.batch_size, None if self.jitter else self.timesteps, self.n_features)
+
+    @property
+    def has_targets(self) -> bool:
+        return self._ysource is not None
 
     @property
     def resets(self) -> np.ndarray:
-        return self.plan.resets
-
-    @property
-    def padding_fraction(self) -> float:
-        total = self.plan.valid.size * self.timesteps
-        return float(1.0 - self.plan.valid.sum() / total) if total else 0.0
+        return self.plan().resets
 
     @property
     def lower_bound_batches(self) -> int:
-        """Fewest batches any lane packing could need: ``ceil(total_chunks / batch_size)``."""
-        chunks = int((self.plan.valid > 0).sum())
-        return -(-chunks // self.batch_size)
+        return self.plan().lower_bound_batches
+
+    @property
+    def left_out(self) -> list[LeftOut]:
+        """Steps in no batch this epoch, and (many-to-one) steps whose targets carry weight 0."""
+        plan = self.plan()
+        out = named(plan.left_out, self.series_ids)
+        if self.has_targets and not self.return_sequences:
+            lens = plan.steps_per_batch[:, None]
+            part = (plan.valid > 0) & (plan.valid < lens)
+            for k, i in zip(*np.nonzero(part)):
+                s = int(plan.series[k, i])
+                out.append(LeftOut(self.series_ids[s], int(plan.step[k, i]), int(plan.valid[k, i]),
+                                   "many-to-one: a series' last partial chunk has no full-length output, so its "
+                                   "target carries weight 0 (use return_sequences=True or remainder='drop')"))
+        return out
 
     # ---------------------------------------------------------------- materialise
-    def _rows(self, k0: int, k1: int):
-        """Absolute start row in the base, validity, for batches k0..k1 flattened to (rows,)."""
-        p = self.plan
-        s = p.series[k0:k1].reshape(-1)
-        start = np.where(s >= 0, self._offsets[np.maximum(s, 0)] + p.step[k0:k1].reshape(-1), 0)
-        return start, p.valid[k0:k1].reshape(-1)
+    def _rows(self, plan: LanePlan, k: int) -> tuple[np.ndarray, np.ndarray]:
+        s = plan.series[k]
+        start = np.where(s >= 0, self._ss.offsets[np.maximum(s, 0)] + plan.step[k], 0)
+        return start, plan.valid[k]
 
-    def _gather_store(self, base: Any, start: np.ndarray, valid: np.ndarray, shift: int, key: str) -> np.ndarray:
-        """One batch from an out-of-core store: every lane reads ahead ``READAHEAD`` chunks at once,
-        because the next batch continues each lane where this one ends."""
-        t = self.timesteps
-        cache = self._cache.setdefault("lanes-" + key, {})
-        out = np.full((len(start), t) + base.shape[1:], self.pad_value, dtype=base.dtype)
-        n = len(base)
-        for lane, (s, v) in enumerate(zip(start + shift, valid)):
-            if v == 0:
-                continue
-            lo, block = cache.get(lane, (-1, None))
-            if not (block is not None and lo <= s and s + v <= lo + len(block)):
-                lo = int(s)
-                block = base.read(lo, min(n, lo + self.READAHEAD * t))
-                cache[lane] = (lo, block)
-            out[lane, :v] = block[s - lo: s - lo + v]
-        return out
-
-    READAHEAD = 16  # chunks per lane read at once from a store (64 lanes x 16 x T rows in memory)
-
-    def _gather(self, base: np.ndarray, start: np.ndarray, valid: np.ndarray, shift: int, key: str = "x") -> np.ndarray:
-        if not isinstance(base, np.ndarray) and len(start) == self.batch_size:
-            return self._gather_store(base, start, valid, shift, key)
-        t = self.timesteps
-        chunks = strided_windows(base, t)  # (rows - t + 1, t, ...) view
-        start = start + shift
-        full = valid == t
-        if len(chunks):
-            out = chunks[np.where(full, start, 0)]  # one gather of whole chunks
-        else:  # fewer rows than one chunk: everything is partial
-            out = np.empty((len(start), t) + base.shape[1:], dtype=base.dtype)
-        partial = np.flatnonzero(~full)
-        if len(partial):
-            steps = np.arange(t)
-            rows = np.minimum(start[partial, None] + steps, len(base) - 1)
-            mask = steps[None, :] < valid[partial, None]
-            fill = base[rows]
-            pad = np.asarray(self.pad_value, dtype=out.dtype)
-            mask = mask.reshape(mask.shape + (1,) * (fill.ndim - 2))
-            out[partial] = np.where(mask, fill, pad)
-        return out
-
-    def _materialise_x(self, k0: int, k1: int) -> np.ndarray:
-        if self._view4d is not None:
-            return np.ascontiguousarray(self._view4d[k0:k1]).reshape((-1,) + self._view4d.shape[2:])
-        start, valid = self._rows(k0, k1)
-        return self._gather(self._base, start, valid, 0)
-
-    def _materialise_y(self, k0: int, k1: int) -> np.ndarray | None:
-        if self._ybase is None:
+    def _reader(self, key: str, source: RowSource) -> LaneReader | None:
+        if source.array is not None or (isinstance(source, ConcatSource) and source.in_memory):
             return None
-        if self._yview4d is not None:
-            return np.ascontiguousarray(self._yview4d[k0:k1]).reshape((-1,) + self._yview4d.shape[2:])
-        start, valid = self._rows(k0, k1)
-        if self.return_sequences:
-            return self._gather(self._ybase, start, valid, self._yshift, key="y")
-        last = start + np.maximum(valid, 1) - 1 + self._yshift
-        y = self._ybase[np.minimum(last, len(self._ybase) - 1)]
-        y[valid == 0] = self.pad_value
-        return y
+        if key not in self._readers:
+            self._readers[key] = LaneReader(source)
+        return self._readers[key]
 
-    def _weights(self, k0: int, k1: int) -> np.ndarray:
-        valid = self.plan.valid[k0:k1].reshape(-1)
+    def _batch_arrays(self, plan: LanePlan, k: int) -> tuple[np.ndarray, ...]:
+        length = plan.batch_length(k)
+        start, valid = self._rows(plan, k)
+        X = gather_chunks(self._ss.source, start, valid, length, self.pad_value, reader=self._reader("x", self._ss.source))
+        if self._ysource is None:
+            return (X,)
         if self.return_sequences:
-            return (np.arange(self.timesteps)[None, :] < valid[:, None]).astype(np.float32)
-        return (valid == self.timesteps).astype(np.float32)
+            y = gather_chunks(self._ysource, start + self._yshift, valid, length, self.pad_value,
+                              reader=self._reader("y", self._ysource))
+            w = (np.arange(length)[None, :] < valid[:, None]).astype(np.float32)
+        else:
+            last = np.where(valid > 0, start + valid - 1 + self._yshift, 0)
+            y = gather_rows(self._ysource, last)
+            y[valid == 0] = self.pad_value
+            w = (valid == length).astype(np.float32)
+        return X, y, w
+
+    def batch(self, k: int, epoch: int | None = None) -> tuple[np.ndarray, ...]:
+        """Batch ``k`` of ``epoch`` (default: the current one): ``(X, y, sample_weight)`` or ``(X,)``."""
+        plan = self.plan(epoch)
+        k = self._check_k(k, plan.n_batches)
+        key = ("epoch", plan.epoch if self._fixed is None else -1)
+        if key in self._cache:
+            arrays = self._cache[key]
+            b = self.batch_size
+            return tuple(np.ascontiguousarray(a[k * b:(k + 1) * b]) for a in arrays)
+        return self._batch_arrays(plan, k)
+
+    def _epoch_arrays(self) -> tuple[np.ndarray, ...]:
+        plan = self.plan()
+        key = ("epoch", plan.epoch if self._fixed is None else -1)
+        if key not in self._cache:
+            if plan.batch_steps is not None:
+                raise ShapeError(
+                    f"jitter={self.jitter}: batches have different lengths this epoch, so they do not stack into "
+                    "one X array.", "feed the batches one by one: statebatch.keras.StatefulDataset(arranged) or "
+                    "arranged.batches().")
+            check_size("the epoch's X", (plan.n_batches, plan.batch_size, plan.timesteps, self.n_features))
+            self._cache.clear()
+            self._cache[key] = tuple(readonly(a) for a in self._materialise_epoch(plan))
+        return self._cache[key]
+
+    def _materialise_epoch(self, plan: LanePlan) -> tuple[np.ndarray, ...]:
+        src, t, b = self._ss.source, plan.timesteps, plan.batch_size
+        if isinstance(src, ConcatSource) and src.in_memory and src.array is None:
+            X = self._fill_epoch(src, plan, 0)
+            if self._ysource is None:
+                return (X,)
+            if (self.return_sequences and isinstance(self._ysource, ConcatSource) and self._ysource.in_memory
+                    and self._ysource.array is None):
+                y = self._fill_epoch(self._ysource, plan, self._yshift)
+                w = (np.arange(t)[None, :] < plan.valid.reshape(-1)[:, None]).astype(np.float32)
+                return X, y, w
+            return (X,) + self._targets_epoch(plan)
+        if src.array is None:  # out of core: batch by batch through the lane readers
+            parts = [self._batch_arrays(plan, k) for k in range(plan.n_batches)]
+            return tuple(np.concatenate([p[j] for p in parts]) for j in range(len(parts[0])))
+        s = plan.series.reshape(-1)
+        start = np.where(s >= 0, self._ss.offsets[np.maximum(s, 0)] + plan.step.reshape(-1), 0)
+        valid = plan.valid.reshape(-1)
+        X = gather_chunks(src, start, valid, t, self.pad_value)
+        if self._ysource is None:
+            return (X,)
+        return (X,) + self._targets_epoch(plan)
+
+    def _fill_epoch(self, src: ConcatSource, plan: LanePlan, shift: int) -> np.ndarray:
+        out = np.empty((plan.n_batches, plan.batch_size, plan.timesteps) + tuple(src.shape[1:]), dtype=src.dtype)
+        out[...] = self.pad_value
+        first = plan.resets & (plan.series >= 0)
+        kk, ii = np.nonzero(first)
+        series = plan.series[kk, ii]
+        usable = self._usable()
+        fill_lane_epoch(src, out, series, kk, ii, plan.step[kk, ii], usable[series], self._ss.offsets, shift)
+        return out.reshape((-1,) + out.shape[2:])
+
+    def _usable(self) -> np.ndarray:
+        """Steps of each series that are inputs (lengths minus held-back target steps, minus drops)."""
+        plan = self.plan()
+        used = np.zeros(self._ss.n_series, dtype=np.int64)
+        np.add.at(used, np.maximum(plan.series.reshape(-1), 0), np.where(plan.series.reshape(-1) >= 0,
+                                                                         plan.valid.reshape(-1), 0))
+        return used
+
+    def _targets_epoch(self, plan: LanePlan) -> tuple[np.ndarray, np.ndarray]:
+        t = plan.timesteps
+        s = plan.series.reshape(-1)
+        start = np.where(s >= 0, self._ss.offsets[np.maximum(s, 0)] + plan.step.reshape(-1), 0)
+        valid = plan.valid.reshape(-1)
+        if self.return_sequences:
+            y = gather_chunks(self._ysource, start + self._yshift, valid, t, self.pad_value,
+                              reader=self._reader("y", self._ysource))
+            w = (np.arange(t)[None, :] < valid[:, None]).astype(np.float32)
+        else:
+            last = np.where(valid > 0, start + valid - 1 + self._yshift, 0)
+            y = gather_rows(self._ysource, last)
+            y[valid == 0] = self.pad_value
+            w = (valid == t).astype(np.float32)
+        return y, w
 
     @property
     def X(self) -> np.ndarray:
-        if "X" not in self._cache:
-            self._cache["X"] = self._materialise_x(0, self.n_batches)
-        return self._cache["X"]
+        return self._epoch_arrays()[0]
 
     @property
     def y(self) -> np.ndarray | None:
-        if "y" not in self._cache:
-            self._cache["y"] = self._materialise_y(0, self.n_batches)
-        return self._cache["y"]
+        return self._epoch_arrays()[1] if self.has_targets else None
 
     @property
     def sample_weight(self) -> np.ndarray:
-        if "w" not in self._cache:
-            self._cache["w"] = self._weights(0, self.n_batches)
-        return self._cache["w"]
+        """Weights of the current epoch (1 real step, 0 padding), also without targets."""
+        if self.has_targets:
+            return self._epoch_arrays()[2]
+        plan = self.plan()
+        valid = plan.valid.reshape(-1)
+        if self.return_sequences:
+            return (np.arange(plan.timesteps)[None, :] < valid[:, None]).astype(np.float32)
+        return (valid == plan.timesteps).astype(np.float32)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The current epoch as ``(X, y, sample_weight)`` (``(X,)`` without targets), batch after batch."""
+        return self._epoch_arrays()
 
     @property
-    def batches(self) -> np.ndarray:
-        """X as ``(n_batches, batch_size, timesteps, features)``; a zero-copy view where possible."""
-        if self._view4d is not None:
-            return self._view4d
-        return self.X.reshape((self.n_batches, self.batch_size) + self.X.shape[1:])
-
-    def batch(self, k: int) -> tuple[np.ndarray, ...]:
-        """Batch ``k`` as ``(X, y, sample_weight)`` (``(X,)`` without targets), materialised alone."""
-        if not 0 <= k < self.n_batches:
-            raise ParameterError(f"batch {k} is outside 0..{self.n_batches - 1}.", "pass a valid batch index.")
-        if "X" in self._cache:
-            sl = slice(k * self.batch_size, (k + 1) * self.batch_size)
-            x = self.X[sl]
-            y = None if self._ybase is None else self.y[sl]
-            w = self.sample_weight[sl]
-        else:
-            x, y, w = self._materialise_x(k, k + 1), self._materialise_y(k, k + 1), self._weights(k, k + 1)
-        return (x,) if y is None else (x, y, w)
+    def batch_view(self) -> np.ndarray:
+        """X as ``(n_batches, batch_size, timesteps, features)``; a zero-copy read-only view of the
+        series for one in-memory series with ``remainder="drop"`` (lane ``i`` is a contiguous piece)."""
+        plan = self.plan()
+        arr = self._ss.source.array
+        if (self._ss.n_series == 1 and arr is not None and self.remainder != "pad" and plan.batch_steps is None
+                and self._fixed is None):
+            n = plan.n_batches * plan.batch_size * plan.timesteps
+            q = plan.n_batches
+            view = arr[:n].reshape((plan.batch_size, q, plan.timesteps) + arr.shape[1:]).swapaxes(0, 1)
+            return readonly(view)
+        return self.X.reshape((plan.n_batches, plan.batch_size) + self.X.shape[1:])
 
     def fit_kwargs(self) -> dict[str, Any]:
-        """``model.fit(**arranged.fit_kwargs(), epochs=...)``: x, y, sample_weight, batch_size, shuffle=False."""
+        """Keyword arguments for ``model.fit`` / ``evaluate`` on the current epoch's arrays."""
         kw: dict[str, Any] = {"x": self.X, "batch_size": self.batch_size, "shuffle": False}
-        if self._ybase is not None:
+        if self.has_targets:
             kw.update(y=self.y, sample_weight=self.sample_weight)
         return kw
-
-    def __iter__(self):
-        return iter((self.X,) if self._ybase is None else (self.X, self.y))
 
     # ---------------------------------------------------------------- splitting / the way back
     def split(self, validation: float = 0.2) -> tuple["Arranged", "Arranged"]:
@@ -360,115 +295,134 @@ class Arranged:
         The validation part continues the training lanes (``continues=True``), so a stateful model
         can validate from the state it reached at the end of the training batches.
         """
-        if not 0 < validation < 1:
-            raise ParameterError(f"validation must be a fraction in (0, 1), got {validation}.",
-                                 "pass e.g. validation=0.2.")
-        n_val = max(1, int(np.ceil(self.n_batches * validation)))
-        if n_val >= self.n_batches:
-            raise ParameterError(f"only {self.n_batches} batches: cannot hold {n_val} back for validation.",
+        validation = check_fraction("validation", validation)
+        if self.varies:
+            raise ParameterError("split keeps one fixed plan, but this arrangement re-plans every epoch "
+                                 "(shuffle/jitter).", "arrange the validation series separately, with shuffle=False.")
+        plan = self.plan()
+        n_val = max(1, int(np.ceil(plan.n_batches * validation)))
+        if n_val >= plan.n_batches:
+            raise ParameterError(f"only {plural(plan.n_batches, 'batch')}: cannot hold {n_val} back for validation.",
                                  "use a smaller validation fraction or smaller timesteps/batch_size.")
-        cut = self.n_batches - n_val
-        return self._subset(0, cut, continues=self.continues), self._subset(cut, self.n_batches, continues=True)
+        cut = plan.n_batches - n_val
+        return self._subset(plan, 0, cut, self.continues), self._subset(plan, cut, plan.n_batches, True)
 
-    def _subset(self, k0: int, k1: int, continues: bool) -> "Arranged":
-        new = Arranged(base=self._base, offsets=self._offsets, ybase=self._ybase, yshift=self._yshift,
-                       plan=self.plan.subset(k0, k1), timesteps=self.timesteps,
-                       return_sequences=self.return_sequences, horizon=self.horizon, pad_value=self.pad_value,
-                       series_ids=self.series_ids, series_lengths=self.series_lengths, usable=self._usable,
-                       left_out=self.left_out, feature_names=self.feature_names, continues=continues,
-                       first_batch=self.first_batch + k0, target_mode=self.target_mode,
-                       view4d=None if self._view4d is None else self._view4d[k0:k1],
-                       yview4d=None if self._yview4d is None else self._yview4d[k0:k1])
-        return new
+    def _subset(self, plan: LanePlan, k0: int, k1: int, continues: bool) -> "Arranged":
+        return Arranged(self._ss, timesteps=self.timesteps, batch_size=self.batch_size, target_mode=self.target_mode,
+                        ysource=self._ysource, yshift=self._yshift, horizon=self.horizon,
+                        return_sequences=self.return_sequences, remainder=self.remainder, pad_value=self.pad_value,
+                        shuffle=False, seed=self.seed, jitter=0, continues=continues,
+                        fixed_plan=plan.subset(k0, k1), first_batch=self.first_batch + k0)
 
-    def provenance(self, batch: int, lane: int) -> dict[str, Any]:
+    def provenance(self, batch: int, lane: int, epoch: int | None = None) -> dict[str, Any]:
         """Which series and steps sit in ``lane`` at ``batch``."""
-        s = int(self.plan.series[batch, lane])
+        plan = self.plan(epoch)
+        batch = self._check_k(batch, plan.n_batches)
+        lane = check_int("lane", lane)
+        if not 0 <= lane < plan.batch_size:
+            raise ParameterError(f"lane {lane} is outside 0..{plan.batch_size - 1}.", "pass a lane index below batch_size.")
+        s = int(plan.series[batch, lane])
+        length = plan.batch_length(batch)
         if s < 0:
-            return {"series": None, "steps": None, "padding": self.timesteps, "reset": False}
-        st = int(self.plan.step[batch, lane])
-        v = int(self.plan.valid[batch, lane])
-        return {"series": self.series_ids[s], "steps": (st, st + v), "padding": self.timesteps - v,
-                "reset": bool(self.plan.resets[batch, lane])}
+            return {"series": None, "steps": None, "padding": length, "reset": False}
+        st, v = int(plan.step[batch, lane]), int(plan.valid[batch, lane])
+        return {"series": self.series_ids[s], "steps": (st, st + v), "padding": length - v,
+                "reset": bool(plan.resets[batch, lane])}
 
-    def unarrange(self, outputs: Any, *, as_dict: bool = False):
-        """Map model outputs in arranged order back to each series, dropping padding.
+    def unbatch(self, outputs: Any, *, as_dict: bool = False, epoch: int | None = None):
+        """Map model outputs in batch order back to each series, dropping padding.
 
         Parameters
         ----------
-        outputs : array ``(n_batches * batch_size, timesteps, ...)`` (``return_sequences``) or
-            ``(n_batches * batch_size, ...)`` (one output per chunk), e.g. ``model.predict(...)``.
+        outputs : array ``(n_batches * batch_size, timesteps, ...)`` (sequence outputs) or
+            ``(n_batches * batch_size, ...)`` (one output per chunk), e.g. ``model.predict(...)``; also
+            ``(n_batches, batch_size, ...)`` or a list of per-batch arrays (needed when batch lengths vary).
 
         Returns
         -------
         list (or dict keyed by series id) of arrays: per series ``(steps_arranged, ...)`` for sequence
         outputs (row ``t`` is the output at input step ``t``), or ``(chunks, ...)`` per chunk.
         """
-        out = np.asarray(outputs)
-        nrows = self.n_batches * self.batch_size
-        if (out.shape[0] != nrows and out.shape[0] == self.n_batches and out.ndim >= 2
-                and out.shape[1] == self.batch_size):  # given as (n_batches, batch_size, ...)
-            out = out.reshape((nrows,) + out.shape[2:])
-        if out.shape[0] != nrows:
-            raise LengthMismatchError(
-                f"outputs have {out.shape[0]} rows but the arrangement has {nrows} "
-                f"({self.n_batches} batches x {self.batch_size} lanes).",
-                "pass the outputs of model.predict on exactly these batches, in order.")
-        s = self.plan.series.reshape(-1)
-        st = self.plan.step.reshape(-1)
-        v = self.plan.valid.reshape(-1)
-        n_series = len(self.series_ids)
-        seq = out.ndim >= 2 and out.shape[1] == self.timesteps and self.return_sequences
-        if seq:
-            t = np.arange(self.timesteps)
-            mask = (t[None, :] < v[:, None]) & (s[:, None] >= 0)
-            vals = out[mask]  # (n_valid, ...)
-            sid = np.broadcast_to(s[:, None], mask.shape)[mask]
-            step = (st[:, None] + t[None, :])[mask]
+        plan = self.plan(epoch)
+        nb, b = plan.n_batches, plan.batch_size
+        if isinstance(outputs, (list, tuple)) and len(outputs) == nb and all(hasattr(o, "shape") for o in outputs):
+            per_batch = [np.asarray(o) for o in outputs]
         else:
-            keep = (s >= 0) & (v > 0)
-            vals, sid, step = out[keep], s[keep], st[keep]
-        order = np.lexsort((step, sid))
-        vals, sid = vals[order], sid[order]
-        counts = np.bincount(sid, minlength=n_series)
-        parts = np.split(vals, np.cumsum(counts)[:-1])
+            if outputs is None:
+                raise ParameterError("outputs is None.", "pass the model's predictions on these batches.")
+            out = np.asarray(outputs)
+            if out.ndim >= 2 and out.shape[:2] == (nb, b) and out.shape[0] * out.shape[1] != out.shape[0]:
+                out = out.reshape((nb * b,) + out.shape[2:])
+            if out.ndim == 0 or out.shape[0] != nb * b:
+                raise LengthMismatchError(
+                    f"outputs have {0 if out.ndim == 0 else out.shape[0]} rows but the arrangement has {nb * b} "
+                    f"({plural(nb, 'batch')} x {plural(b, 'lane')}).",
+                    "pass the outputs of model.predict on exactly these batches, in order.")
+            per_batch = [out[k * b:(k + 1) * b] for k in range(nb)]
+        for k, o in enumerate(per_batch):
+            if o.ndim == 0 or o.shape[0] != b:
+                raise LengthMismatchError(f"outputs of batch {k} have {0 if o.ndim == 0 else o.shape[0]} rows for "
+                                          f"{plural(b, 'lane')}.", "pass one output row per lane.")
+        seq = self.return_sequences and all(o.ndim >= 2 and o.shape[1] == plan.batch_length(k)
+                                            for k, o in enumerate(per_batch))
+        vals, sid, step = [], [], []
+        for k, o in enumerate(per_batch):
+            s, st, v = plan.series[k], plan.step[k], plan.valid[k]
+            if seq:
+                t = np.arange(o.shape[1])
+                mask = (t[None, :] < v[:, None]) & (s[:, None] >= 0)
+                vals.append(o[mask])
+                sid.append(np.broadcast_to(s[:, None], mask.shape)[mask])
+                step.append((st[:, None] + t[None, :])[mask])
+            else:
+                keep = (s >= 0) & (v > 0)
+                vals.append(o[keep])
+                sid.append(s[keep])
+                step.append(st[keep])
+        vals_a, sid_a, step_a = np.concatenate(vals), np.concatenate(sid), np.concatenate(step)
+        order = np.lexsort((step_a, sid_a))
+        vals_a, sid_a = vals_a[order], sid_a[order]
+        counts = np.bincount(sid_a, minlength=self.n_series)
+        parts = np.split(vals_a, np.cumsum(counts)[:-1])
         if as_dict:
-            return {self.series_ids[i]: parts[i] for i in range(n_series)}
+            return {self.series_ids[i]: parts[i] for i in range(self.n_series)}
         return parts
 
     # ---------------------------------------------------------------- reporting
-    def _explain(self):
-        from .explain import Explanation
-
-        p, b, t = self.plan, self.batch_size, self.timesteps
-        n_series = len(self.series_ids)
+    def explain(self) -> Explanation:
+        p, b, t = self.plan(), self.batch_size, self.timesteps
+        n_series = self.n_series
         resets_mid = int(p.resets[1:].sum())
         idle = int((p.valid == 0).sum())
+        tshape = "None (varies)" if self.jitter else t
         lines = [
-            f"{self.n_batches} batches per epoch of {b} lanes x {t} timesteps x {self.n_features} feature(s); "
-            f"model: keras.Input(batch_shape=({b}, {t}, {self.n_features})), fit(..., shuffle=False).",
-            f"{b} parallel states, one per lane: row i of batch k+1 continues row i of batch k.",
-            (f"1 series split into {b} contiguous lanes; no lane starts a new series mid-epoch, so state is reset "
-             "only at the start of each epoch (statebatch.keras.LaneResetCallback)." if n_series == 1 else
-             f"{n_series} series in {b} lanes; lanes move on to a new series {resets_mid} time(s) after the first "
-             "batch, and that lane's state must be zeroed there (statebatch.keras.LaneResetCallback does it)."),
-            f"padding: {self.padding_fraction:.2%} of steps ({idle} idle lane slots); padded steps carry sample "
-            f"weight 0. {self.n_batches} batches (lower bound {self.lower_bound_batches}).",
+            f"stateful=True with {plural(b, 'lane')}: row i of batch k+1 continues row i of batch k, so each lane "
+            f"carries one state through the epoch; state is zeroed at the start of every epoch"
+            + (f" and where a lane moves on to a new series ({plural(resets_mid, 'time')} after the first batch)"
+               if resets_mid else "") + " (statebatch.keras.LaneResetCallback does both).",
+            f"{plural(p.n_batches, 'batch')} per epoch of {plural(b, 'lane')} x {tshape} timesteps x "
+            f"{self.n_features} feature(s); model: keras.Input(batch_shape=({b}, {'None' if self.jitter else t}, "
+            f"{self.n_features})), fit(..., shuffle=False).",
+            ("1 series split into " + plural(b, "contiguous lane") + "." if n_series == 1 else
+             f"{plural(n_series, 'series', 'series')} packed into {plural(b, 'lane')}"
+             + ("; repacked in a new order every epoch." if self.shuffle else ".")),
+            f"padding: {p.padding_fraction:.2%} of steps ({plural(idle, 'idle lane slot')}); padded steps carry sample "
+            f"weight 0. {plural(p.n_batches, 'batch')} (lower bound {p.lower_bound_batches}).",
         ]
-        if self.left_out:
-            lost = sum(d["steps"] for d in self.left_out)
-            lines.append(f"left out: {lost} steps in {len(self.left_out)} place(s); see .left_out.")
-        return Explanation(shape=self.shape, batch_size=b, stateful=True, n_batches=self.n_batches,
+        left = self.left_out
+        if left:
+            lost = sum(lo.steps for lo in left)
+            lines.append(f"left out: {plural(lost, 'step')} in {plural(len(left), 'place')}; see .left_out.")
+        return Explanation(shape=self.shape, batch_size=b, stateful=True, n_batches=p.n_batches,
                            last_batch_size=b, parallel_states=b, resets_per_epoch=1 + resets_mid, lines=lines,
-                           extra={"padding_fraction": self.padding_fraction, "n_series": n_series})
-
-    def explain(self):
-        return self._explain()
+                           extra={"padding_fraction": p.padding_fraction, "n_series": n_series}, layout="lanes")
 
     def __repr__(self) -> str:
-        return (f"Arranged(X={self.shape}, batches={self.n_batches}, lanes={self.batch_size}, "
-                f"series={len(self.series_ids)}, padding={self.padding_fraction:.2%}, "
-                f"resets={int(self.plan.resets.sum())}, left_out_steps={sum(d['steps'] for d in self.left_out)})")
+        p = self.plan()
+        return (f"Arranged(X={self.shape}, batches={p.n_batches}, lanes={self.batch_size}, series={self.n_series}, "
+                f"padding={p.padding_fraction:.2%}, resets={int(p.resets.sum())}, epoch={self.epoch}"
+                f"{', shuffled' if self.shuffle else ''}{f', jitter={self.jitter}' if self.jitter else ''}, "
+                f"left_out_steps={sum(lo.steps for lo in self.left_out)})")
 
 
 def arrange_stateful(
@@ -482,18 +436,21 @@ def arrange_stateful(
     remainder: str = "pad",
     pad_value: float = 0.0,
     target_features: Sequence[int] | None = None,
+    shuffle: bool = False,
+    seed: int | None = None,
+    jitter: int = 0,
     id_col: str | None = None,
     time_col: str | None = None,
     feature_cols: Sequence[str] | None = None,
     target_cols: Sequence[str] | None = None,
     dtype: Any = None,
 ) -> Arranged:
-    """Arrange series into lanes for a stateful RNN.
+    """Arrange series into lanes for a stateful RNN: plan from the lengths, then bind the data.
 
     Parameters
     ----------
     data : one series (any input :func:`~statebatch.make_windows` accepts) or many (a list of
-        arrays, or a long DataFrame with ``id_col``).
+        arrays, a long DataFrame with ``id_col``, stored series).
         One series is split into ``batch_size`` contiguous lanes; many series are packed into lanes
         (longest first to the least-loaded lane), and a lane's state is reset where it moves on to
         its next series (``resets``).
@@ -509,6 +466,12 @@ def arrange_stateful(
         What to do with a series' last partial chunk and idle lane slots: pad them (sample weight 0),
         drop the partial chunks (reported in ``left_out``), or raise :class:`RemainderError`.
     pad_value : float
+    shuffle : bool
+        Many series: repack them into lanes in a new order every epoch (``seed``; drawn once when None).
+        The number of batches stays the same every epoch.
+    jitter : int
+        Vary each batch's length in ``[timesteps - jitter, timesteps]`` every epoch, so chunk boundaries
+        fall on different steps (needs ``keras.Input(batch_shape=(B, None, F))``).
 
     Returns
     -------
@@ -516,108 +479,62 @@ def arrange_stateful(
 
     Notes
     -----
-    One series with ``remainder="drop"`` is a zero-copy view ``(n_batches, batch_size, timesteps,
-    features)`` (``Arranged.batches``); ``Arranged.X`` is one copy in batch order. Otherwise X is one
-    gather of whole chunks.
+    One in-memory series with ``remainder="drop"`` gives a zero-copy view ``(n_batches, batch_size,
+    timesteps, features)`` (``Arranged.batch_view``). Many in-memory series are copied straight from
+    each array into the batches, never concatenated first.
     """
-    timesteps = _check_int("timesteps", timesteps, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    horizon = _check_int("horizon", horizon, 1)
-    if remainder not in ("pad", "drop", "error"):
-        raise ParameterError(f"remainder={remainder!r} is not one of 'pad', 'drop', 'error'.",
-                             "pass remainder='pad' (default, weight 0), 'drop' (reported) or 'error'.")
-    ss = as_series(data, id_col=id_col, time_col=time_col, feature_cols=feature_cols,
-                   target_cols=target_cols, dtype=dtype)
-    base, offsets = ss.concatenated()
-    lengths = ss.lengths
+    timesteps = check_int("timesteps", timesteps, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
+    horizon = check_int("horizon", horizon, 1)
+    remainder = check_choice("remainder", remainder, REMAINDERS)
+    return_sequences = check_bool("return_sequences", return_sequences)
+    shuffle = check_bool("shuffle", shuffle)
+    jitter = check_int("jitter", jitter, 0, timesteps - 1)
+    seed = resolve_seed(seed)
+    if isinstance(pad_value, bool) or not isinstance(pad_value, (int, float, np.integer, np.floating)):
+        raise ParameterError(f"pad_value must be a number, got {pad_value!r}.", "pass e.g. pad_value=0.0.")
+    if target_cols is not None and isinstance(targets, str) and targets == "next":
+        pass  # the target columns' next values
+    ss = as_series(data, id_col=id_col, time_col=time_col, feature_cols=feature_cols, target_cols=target_cols,
+                   dtype=dtype)
+    pad_value = _pad_for(pad_value, ss.dtype)
 
-    # Targets: a base array and the row shift from an input row to its target row.
-    ybase, yshift, target_mode = None, 0, None
+    ysource, yshift, target_mode = None, 0, None
     if isinstance(targets, str) and targets == "next":
         target_mode = "next"
-        ybase = ss.next_value_base(base, target_cols, target_features)
+        ysource = ss.next_value_source(target_features)
         yshift = horizon
-        usable = np.maximum(lengths - horizon, 0)
     elif targets is None:
-        usable = lengths.copy()
+        if target_features is not None:
+            raise ParameterError("target_features has no meaning with targets=None.", "drop target_features.")
     elif isinstance(targets, str):
         raise ParameterError(f"targets={targets!r} is not understood.",
                              "pass 'next', None, or target arrays aligned with the series.")
     else:
+        if horizon != 1:
+            raise ParameterError(f"horizon={horizon} applies to targets='next'; aligned target arrays give the target "
+                                 "of each step themselves.", "shift the target arrays yourself, or use targets='next'.")
         target_mode = "aligned"
-        tl = [np.asarray(targets)] if len(ss.arrays) == 1 and not isinstance(targets, (list, tuple)) else \
-            [np.asarray(t) for t in targets]
-        if len(tl) != len(ss.arrays) or any(len(t) != len(a) for t, a in zip(tl, ss.arrays)):
+        tl = aligned_targets(targets, ss)
+        if any(len(t) != n for t, n in zip(tl, ss.lengths)):
             raise LengthMismatchError(
                 f"targets must be aligned row by row with the series: got lengths {[len(t) for t in tl][:5]} "
-                f"for series of lengths {lengths[:5].tolist()}.",
+                f"for series of lengths {ss.lengths[:5].tolist()}.",
                 "pass one target array per series, each as long as its series.")
-        ybase = tl[0] if len(tl) == 1 else np.concatenate(tl)
-        if ybase.ndim == 1:
-            ybase = ybase[:, None]
-        usable = lengths.copy()
+        tl = [t[:, None] if t.ndim == 1 else t for t in tl]
+        ysource = source_of(tl)
+    return Arranged(ss, timesteps=timesteps, batch_size=batch_size, target_mode=target_mode, ysource=ysource,
+                    yshift=yshift, horizon=horizon, return_sequences=return_sequences, remainder=remainder,
+                    pad_value=pad_value, shuffle=shuffle, seed=seed, jitter=jitter)
 
-    left_out: list[dict] = []
-    for k in np.flatnonzero(usable == 0):
-        left_out.append({"series": ss.ids[k], "first_step": 0, "steps": int(lengths[k]),
-                         "reason": f"too short for a target {horizon} step(s) ahead"})
-    if remainder == "pad":
-        chunks = -(-usable // timesteps)
-    else:
-        chunks = usable // timesteps
-        tail = usable - chunks * timesteps
-        if remainder == "error" and tail.any():
-            bad = np.flatnonzero(tail)
-            raise RemainderError(
-                f"{len(bad)} series do not divide into chunks of {timesteps} steps (series "
-                f"{[ss.ids[i] for i in bad[:5]]} leave {tail[bad[:5]].tolist()} step(s)).",
-                "use remainder='pad' (padded steps get sample weight 0) or remainder='drop' (reported).")
-        for k in np.flatnonzero(tail):
-            left_out.append({"series": ss.ids[k], "first_step": int(chunks[k] * timesteps), "steps": int(tail[k]),
-                             "reason": f"remainder='drop': last partial chunk of {timesteps} steps"})
-        usable = chunks * timesteps
-    if chunks.sum() == 0:
-        raise ShapeError(
-            f"no chunk of {timesteps} steps fits: series lengths {lengths[:10].tolist()} "
-            f"(minus horizon {horizon if target_mode == 'next' else 0}).",
-            "use fewer timesteps or longer series.")
 
-    view4d = yview4d = None
-    in_memory = isinstance(base, np.ndarray)  # a store is read batch by batch, never reshaped whole
-    if len(ss.arrays) == 1:
-        c = int(chunks[0])
-        if remainder != "pad":
-            q = c // batch_size
-            if remainder == "error" and c % batch_size:
-                raise RemainderError(
-                    f"{c} chunks do not divide into {batch_size} lanes ({c % batch_size} chunk(s) over).",
-                    "use remainder='pad' or 'drop', or choose a batch_size that divides the chunk count.")
-            if q == 0:
-                raise ShapeError(f"only {c} chunk(s) of {timesteps} steps for {batch_size} lanes.",
-                                 "use fewer lanes (batch_size) or shorter timesteps, or remainder='pad'.")
-            if c % batch_size:
-                lost = (c - q * batch_size) * timesteps
-                left_out.append({"series": ss.ids[0], "first_step": int(q * batch_size * timesteps),
-                                 "steps": int(lost), "reason": f"remainder='{remainder}': chunks beyond "
-                                 f"{batch_size} equal lanes"})
-            c = q * batch_size
-            usable = np.array([c * timesteps])
-            n = c * timesteps
-            f = base.shape[1]
-        if remainder != "pad" and in_memory:
-            view4d = base[:n].reshape(batch_size, q, timesteps, f).swapaxes(0, 1)
-            if target_mode == "next" and return_sequences:
-                yb = ybase[yshift:yshift + n]
-                yview4d = yb.reshape(batch_size, q, timesteps, yb.shape[1]).swapaxes(0, 1)
-            elif target_mode == "aligned" and return_sequences:
-                yb = ybase[:n]
-                yview4d = yb.reshape((batch_size, q, timesteps) + yb.shape[1:]).swapaxes(0, 1)
-            view4d.flags.writeable = False
-        plan = _balanced_lane_plan(int(usable[0]), timesteps, batch_size, c)
-    else:
-        plan = _packed_lane_plan(usable, chunks, timesteps, batch_size)
-    return Arranged(base=base, offsets=offsets, ybase=ybase, yshift=yshift if target_mode == "next" else 0,
-                    plan=plan, timesteps=timesteps, return_sequences=return_sequences, horizon=horizon,
-                    pad_value=pad_value, series_ids=ss.ids, series_lengths=lengths, usable=usable,
-                    left_out=left_out, feature_names=ss.feature_names, target_mode=target_mode,
-                    view4d=view4d, yview4d=yview4d)
+def _pad_for(pad_value: Any, dtype: np.dtype) -> Any:
+    """``pad_value`` in the data's dtype; refused when it cannot be represented (NaN in integers...)."""
+    if np.issubdtype(dtype, np.integer) or dtype == bool:
+        if not np.isfinite(pad_value) or float(pad_value) != int(pad_value):
+            raise ParameterError(f"pad_value={pad_value!r} cannot be stored in the data's dtype {dtype}.",
+                                 "pass an integer pad_value, or convert the data with dtype='float32'.")
+        info = np.iinfo(dtype) if dtype != bool else None
+        if info is not None and not info.min <= int(pad_value) <= info.max:
+            raise ParameterError(f"pad_value={pad_value!r} is outside the range of {dtype}.", "pass a value in range.")
+    return pad_value

@@ -1,241 +1,279 @@
 """Windowing: raw series into ``[samples, timesteps, features]``.
 
-Design: a *plan* (the absolute start row of every window in one base array) is computed from the
-series lengths alone; the data is then exposed through a read-only strided view of the base, so a
-window is never copied until a batch is materialised (one fancy-indexing gather per batch).
+Plan, then materialise: :func:`~statebatch.plans.windows.plan_windows` decides from the series
+lengths which windows exist and how an epoch visits them; the data is exposed through a read-only
+strided view of the row source, so a window is never copied until a batch is materialised (one
+gather per batch).
 """
 
 from __future__ import annotations
 
-import warnings
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from ._series import SeriesSet, as_series
-from .errors import DataValueError, LengthMismatchError, ParameterError, ShapeError, StatebatchWarning
+from ._args import check_bool, check_choice, check_int, plural, resolve_seed
+from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchWarning
+from .materialise import gather_rows, gather_windows, strided_windows
+from .plans.windows import REMAINDERS, WindowPlan, plan_windows
+from .result import Batched, Explanation
+from .series import SeriesSet, aligned_targets, as_series, source_of
+from .source import RowSource, readonly
+
+__all__ = ["Windows", "make_windows", "strided_windows"]
 
 
-def strided_windows(base: np.ndarray, length: int, step: int = 1) -> np.ndarray:
-    """Read-only view of every window of ``length`` rows, ``step`` apart, along axis 0.
+class Windows(Batched):
+    """Windows over one or many series, with their provenance, batched per epoch.
 
-    Parameters
-    ----------
-    base : ndarray, shape ``(rows, *trailing)``
-    length : int
-        Rows per window.
-    step : int
-        Distance between the rows of one window (``sampling_rate``).
-
-    Returns
-    -------
-    ndarray, shape ``(max(rows - (length - 1) * step, 0), length, *trailing)``
-        Window ``i`` is ``base[i : i + (length - 1) * step + 1 : step]``; no data is copied.
-    """
-    if not isinstance(base, np.ndarray) and hasattr(base, "take_chunks"):  # an out-of-core store
-        from .store import StoreWindows
-
-        return StoreWindows(base, length, step)
-    n = max(base.shape[0] - (length - 1) * step, 0)
-    s0 = base.strides[0]
-    return np.lib.stride_tricks.as_strided(
-        base, shape=(n, length) + base.shape[1:], strides=(s0, step * s0) + base.strides[1:],
-        writeable=False,
-    )
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ParameterError(f"{name} must be an integer, got {value!r}.", f"pass {name}={minimum} or more.")
-    if value < minimum:
-        raise ParameterError(f"{name} must be >= {minimum}, got {value}.", f"pass {name}={minimum} or more.")
-    return int(value)
-
-
-class Windows:
-    """Windows over one or many series, with their provenance.
-
-    Unpacks as ``X, y`` when targets exist (``X, = windows`` otherwise).
+    Follows the result protocol (:mod:`statebatch.result`): ``plan()``, ``n_batches``, ``batch(k)``,
+    ``batches()``, ``left_out``, ``padding_fraction`` (always 0), ``explain()``, ``unbatch()``.
 
     Attributes
     ----------
     X : ndarray, shape ``(n_windows, timesteps, features)``
-        A read-only zero-copy view when the windows of a single series are evenly spaced;
-        otherwise (many series) gathered once on first access. ``copy=True`` gives a contiguous,
-        writeable array.
+        All windows in natural order. A read-only zero-copy view for evenly spaced windows of one
+        in-memory series; otherwise gathered once on first access (``copy=True``: contiguous and
+        writeable).
     y : ndarray or None
         ``(n_windows, *target_shape)`` many-to-one, ``(n_windows, n_ahead, target_features)`` for
         ``n_ahead > 1``, or ``(n_windows, timesteps, *target_shape)`` with ``return_sequences``.
     series, start : ndarray of int, shape ``(n_windows,)``
         Provenance: the series each window came from (position in ``series_ids``) and its first
         step within that series.
-    starts : ndarray of int, shape ``(n_windows,)``
-        The plan: each window's start row in the base array (computed on demand for one series).
-    left_out : list of dict
-        Steps of each series that no window (nor target) uses, e.g. a tail shorter than a stride.
     """
 
-    def __init__(self, *, xbase, starts, timesteps, sampling_rate, stride, offsets, ids,
-                 ybase=None, yoffset=0, ylength=None, ystep=1, regular=None, copy=False,
-                 feature_names=None, left_out=None):
-        self._xview = strided_windows(xbase, timesteps, sampling_rate)
-        # The plan: absolute start rows of the windows in the base array. For evenly spaced windows
-        # of one series only (first, stride, n) is kept, so the plan costs nothing for long series.
-        self._starts = starts
-        self._regular = regular  # (first, stride, n) when starts form an arithmetic progression
-        self._offsets = offsets  # first row of each series in the base array
+    def __init__(self, ss: SeriesSet, *, timesteps: int, stride: int, sampling_rate: int, start_index: int,
+                 end_index: int | None, ysource: RowSource | None, yoffset: int, ylength: int | None, ystep: int,
+                 target_steps: int, max_starts: np.ndarray | None, batch_size: int, shuffle: bool, seed: int,
+                 remainder: str, copy: bool):
+        self._ss = ss
         self.timesteps = timesteps
-        self.sampling_rate = sampling_rate
         self.stride = stride
-        self.series_ids = ids
-        self.feature_names = feature_names
-        self.left_out = left_out or []
-        self._copy = copy
-        self._ybase = ybase
+        self.sampling_rate = sampling_rate
+        self.start_index = start_index
+        self.end_index = end_index
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.remainder = remainder
+        self.series_ids = list(ss.ids)
+        self.feature_names = ss.feature_names
+        self._ysource = ysource
         self._yoffset = yoffset
         self._ylength = ylength
-        self._yview = None if ybase is None or ylength is None else strided_windows(ybase, ylength, ystep)
+        self._ystep = ystep
+        self._target_steps = target_steps
+        self._max_starts = max_starts
+        self._copy = copy
         self._X = None
         self._y = None
+        self.epoch = 0
+        self._base = self._make_plan(0, shuffle=False)  # raises when no window fits
+
+    # ---------------------------------------------------------------- plan
+    def _make_plan(self, epoch: int, shuffle: bool | None = None) -> WindowPlan:
+        return plan_windows(self._ss.lengths, self.timesteps, stride=self.stride, sampling_rate=self.sampling_rate,
+                            start_index=self.start_index, end_index=self.end_index, target_steps=self._target_steps,
+                            max_starts=self._max_starts, batch_size=self.batch_size,
+                            shuffle=self.shuffle if shuffle is None else shuffle, seed=self.seed, epoch=epoch,
+                            remainder=self.remainder)
+
+    # ---------------------------------------------------------------- sizes and provenance
+    @property
+    def n_windows(self) -> int:
+        return self._base.n_windows
+
+    @property
+    def n_features(self) -> int:
+        return self._ss.n_features
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.n_windows, self.timesteps, self.n_features)
+
+    @property
+    def has_targets(self) -> bool:
+        return self._ysource is not None
 
     @property
     def starts(self) -> np.ndarray:
-        """Absolute start row of every window in the (concatenated) base array: the plan."""
-        if self._starts is None:
-            first, step, n = self._regular
-            return np.arange(first, first + n * step, step, dtype=np.int64)
-        return self._starts
+        """Absolute start row of every window in the row source (natural order)."""
+        return self._base.starts()
 
     @property
     def series(self) -> np.ndarray:
         """Position in ``series_ids`` of the series each window came from, ``(n_windows,)``."""
-        return np.searchsorted(self._offsets, self.starts, side="right") - 1
+        return self._base.series_of(np.arange(self.n_windows))
 
     @property
     def start(self) -> np.ndarray:
         """First step of each window within its series, ``(n_windows,)``."""
-        starts = self.starts
-        return starts - self._offsets[np.searchsorted(self._offsets, starts, side="right") - 1]
+        return self.starts - self._ss.offsets[self.series]
 
-    # ---------------------------------------------------------------- sizes
-    @property
-    def n_windows(self) -> int:
-        return int(self._regular[2] if self._starts is None else len(self._starts))
+    def provenance(self, i: int) -> dict[str, Any]:
+        """Which series and steps window ``i`` (natural order) holds, and where its target is."""
+        i = check_int("window index", i)
+        if not 0 <= i < self.n_windows:
+            raise ParameterError(f"window {i} is outside 0..{self.n_windows - 1}.", "pass a valid window index.")
+        s = int(self._base.series_of(np.array([i]))[0])
+        st = int(self._base.starts(np.array([i]))[0] - self._ss.offsets[s])
+        span = (self.timesteps - 1) * self.sampling_rate + 1
+        return {"series": self.series_ids[s], "steps": (st, st + span), "sampling_rate": self.sampling_rate}
 
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.n_windows,) + self._xview.shape[1:]
+    # ---------------------------------------------------------------- materialising
+    def _window_indices(self, idx: Any) -> np.ndarray:
+        n = self.n_windows
+        if isinstance(idx, slice):
+            return np.arange(*idx.indices(n), dtype=np.int64)
+        arr = np.asarray(idx)
+        if arr.dtype == bool:
+            if arr.shape != (n,):
+                raise ParameterError(f"a boolean window mask needs shape ({n},), got {arr.shape}.", "pass one flag per window.")
+            return np.flatnonzero(arr)
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise ParameterError(f"window indices must be integers, got dtype {arr.dtype}.", "pass integer indices.")
+        arr = arr.astype(np.int64).reshape(-1)
+        if arr.size and (arr.min() < -n or arr.max() >= n):
+            bad = arr[(arr < -n) | (arr >= n)][:5].tolist()
+            raise ParameterError(f"window indices {bad} are outside 0..{n - 1} ({n} windows).",
+                                 "pass indices between 0 and n_windows - 1.")
+        return arr % n if arr.size else arr
 
-    @property
-    def n_features(self) -> int:
-        return int(self._xview.shape[2])
+    def take(self, idx: Any) -> tuple[np.ndarray, ...]:
+        """Windows ``idx`` (natural order) as new contiguous arrays: ``(X,)`` or ``(X, y)``.
 
-    @property
-    def has_targets(self) -> bool:
-        return self._ybase is not None
+        ``idx`` is a slice (any step), integer indices (negative ones count from the end) or a
+        boolean mask over the windows. One gather from the strided view; nothing else is copied.
+        """
+        rows = self._base.starts(self._window_indices(idx))
+        xb = gather_windows(self._ss.source, rows, self.timesteps, self.sampling_rate)
+        if self._ysource is None:
+            return (xb,)
+        return xb, self._targets_at(rows)
 
-    # ---------------------------------------------------------------- data
+    def _targets_at(self, rows: np.ndarray) -> np.ndarray:
+        yrows = rows + self._yoffset
+        if self._ylength is None:
+            return gather_rows(self._ysource, yrows)
+        return gather_windows(self._ysource, yrows, self._ylength, self._ystep)
+
+    def batch(self, k: int, epoch: int | None = None) -> tuple[np.ndarray, ...]:
+        """Batch ``k`` of ``epoch`` (default: the current one): ``(X,)`` or ``(X, y)``, new arrays."""
+        plan = self.plan(epoch)
+        k = self._check_k(k, plan.n_batches)
+        return self.take(plan.batch_indices(k))
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """All windows in natural order: ``(X,)`` or ``(X, y)`` (for ``model.fit(X, y)``)."""
+        return (self.X,) if self._ysource is None else (self.X, self.y)
+
+    def _regular(self) -> bool:
+        return self._ss.n_series == 1 and self._ss.source.array is not None
+
     @property
     def X(self) -> np.ndarray:
         if self._X is None:
-            if self._starts is None:
-                first, step, n = self._regular
-                x = self._xview[first: first + (n - 1) * step + 1: step]
+            if self._regular():
+                first, n = self.start_index, self.n_windows
+                view = strided_windows(self._ss.source.array, self.timesteps, self.sampling_rate)
+                x = view[first: first + (n - 1) * self.stride + 1: self.stride]
             else:
-                x = self._xview[self._starts]  # gather: many series cannot share one view
-                x.flags.writeable = self._copy
-            self._X = np.ascontiguousarray(x) if self._copy else x
+                x = readonly(gather_windows(self._ss.source, self.starts, self.timesteps, self.sampling_rate))
+            self._X = np.ascontiguousarray(x).copy() if self._copy else x
         return self._X
 
     @property
     def y(self) -> np.ndarray | None:
-        if self._ybase is None:
+        if self._ysource is None:
             return None
         if self._y is None:
-            src = self._ybase if self._yview is None else self._yview
-            if self._starts is None:
-                first, step, n = self._regular
-                f = first + self._yoffset
-                y = src[f: f + (n - 1) * step + 1: step]
-                if self._yview is None and not self._copy:
-                    y = y.view()
-                    y.flags.writeable = False
+            if self._regular() and self._ysource.array is not None:
+                first, n, st = self.start_index + self._yoffset, self.n_windows, self.stride
+                src = self._ysource.array
+                if self._ylength is not None:
+                    src = strided_windows(src, self._ylength, self._ystep)
+                y = readonly(src[first: first + (n - 1) * st + 1: st])
             else:
-                y = src[self._starts + self._yoffset]
-            self._y = np.ascontiguousarray(y) if self._copy else y
+                y = readonly(self._targets_at(self.starts))
+            self._y = np.ascontiguousarray(y).copy() if self._copy else y
         return self._y
 
-    def take(self, idx: np.ndarray | slice) -> tuple[np.ndarray, ...]:
-        """Materialise the windows ``idx`` as contiguous arrays: ``(X_batch,)`` or ``(X_batch, y_batch)``.
-
-        This is the per-batch primitive: one gather from the strided view, no other copy.
-        """
-        if isinstance(idx, slice) and self._starts is None:
-            first, step, _ = self._regular
-            lo, hi, _ = idx.indices(self.n_windows)
-            rows = slice(first + lo * step, first + (hi - 1) * step + 1, step) if hi > lo else slice(0, 0)
-            xb = np.ascontiguousarray(self._xview[rows])
-            if self._ybase is None:
-                return (xb,)
-            ysrc = self._ybase if self._yview is None else self._yview
-            yrows = slice(rows.start + self._yoffset, rows.stop + self._yoffset, step) if hi > lo else slice(0, 0)
-            return xb, np.ascontiguousarray(ysrc[yrows])
-        if self._starts is None:
-            first, step, _ = self._regular
-            rows = first + np.asarray(idx, dtype=np.int64) * step
-        else:
-            rows = self._starts[idx]
-        xb = self._xview[rows]
-        if self._ybase is None:
-            return (xb,)
-        ysrc = self._ybase if self._yview is None else self._yview
-        return xb, ysrc[rows + self._yoffset]
-
-    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int | None = None,
-                drop_remainder: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
-        """Yield contiguous batches ``(X_batch[, y_batch])`` for one epoch.
+    # ---------------------------------------------------------------- the way back
+    def unbatch(self, outputs: Any, epoch: int | None = None) -> np.ndarray:
+        """Outputs of the epoch's batches (in batch order) back in natural window order.
 
         Parameters
         ----------
-        batch_size : int
-        shuffle : bool
-            Visit windows in a random order drawn from ``seed`` (deterministic for a given seed).
-        drop_remainder : bool
-            Skip the last, smaller batch. The number of windows skipped is in the warning emitted.
-        """
-        batch_size = _check_int("batch_size", batch_size, 1)
-        n = self.n_windows
-        order = np.random.default_rng(seed).permutation(n) if shuffle else None
-        stop = n - n % batch_size if drop_remainder else n
-        if drop_remainder and n % batch_size:
-            warnings.warn(f"drop_remainder=True leaves out {n % batch_size} of {n} windows this epoch.",
-                          StatebatchWarning, stacklevel=2)
-        for lo in range(0, stop, batch_size):
-            hi = min(lo + batch_size, n)
-            yield self.take(slice(lo, hi) if order is None else order[lo:hi])
+        outputs : array ``(rows, ...)`` (e.g. ``model.predict`` over the batches) or a list of per-batch
+            arrays.
 
-    def __iter__(self):
-        return iter((self.X,) if self._ybase is None else (self.X, self.y))
+        Returns
+        -------
+        ndarray ``(n_windows, ...)``: row ``i`` is the output for window ``i``; windows in no batch of
+        the epoch (``remainder="drop"``) hold NaN.
+        """
+        plan = self.plan(epoch)
+        out = _stack_outputs(outputs)
+        order = np.concatenate([self._window_indices(plan.batch_indices(k)) for k in range(plan.n_batches)] or
+                               [np.empty(0, np.int64)])
+        if len(out) != len(order):
+            raise LengthMismatchError(
+                f"outputs have {len(out)} rows but the epoch's batches hold {len(order)} windows.",
+                "pass the outputs of model.predict on exactly these batches, in order.")
+        res = np.full((self.n_windows,) + out.shape[1:], np.nan,
+                      dtype=np.result_type(out.dtype, np.float32) if len(order) < self.n_windows else out.dtype)
+        res[order] = out
+        return res
+
+    # ---------------------------------------------------------------- reporting
+    def explain(self) -> Explanation:
+        plan = self.plan()
+        n, b = self.n_windows, self.batch_size
+        last = n - (plan.n_batches - 1) * b if self.remainder == "keep" else b
+        lines = [
+            f"stateless use: every window starts from zero state; no state passes from one window to another, "
+            f"inside a batch or across batches ({plural(plan.n_batches, 'batch')} per epoch of up to {b}).",
+            f"{plural(n, 'window')} of {self.timesteps} steps x {self.n_features} feature(s) from "
+            f"{plural(self._ss.n_series, 'series', 'series')}, stride {self.stride}"
+            + (f", sampling_rate {self.sampling_rate}" if self.sampling_rate > 1 else "") + "; windows never cross series.",
+            "sliding windows suit stateful=False models; for a stateful model arrange the series in lanes "
+            "(statebatch.arrange_stateful).",
+        ]
+        if self.left_out:
+            lost = sum(lo.steps for lo in self.left_out)
+            lines.append(f"left out: {plural(lost, 'step')} in {plural(len(self.left_out), 'place')}; see .left_out.")
+        return Explanation(shape=self.shape, batch_size=b, stateful=False, n_batches=plan.n_batches,
+                           last_batch_size=last, parallel_states=b, resets_per_epoch=plan.n_batches, lines=lines,
+                           layout="windows")
 
     def __repr__(self) -> str:
-        yshape = None if self._ybase is None else (self.n_windows,) + (
-            self._ybase.shape[1:] if self._yview is None else self._yview.shape[1:])
-        lo = sum(d["steps"] for d in self.left_out)
-        return (f"Windows(X={self.shape}, y={yshape}, series={len(self.series_ids)}, "
-                f"timesteps={self.timesteps}, stride={self.stride}, sampling_rate={self.sampling_rate}, "
-                f"left_out_steps={lo})")
+        yshape = None
+        if self._ysource is not None:
+            tail = tuple(self._ysource.shape[1:])
+            yshape = (self.n_windows,) + (((self._ylength,) + tail) if self._ylength else tail)
+        lo = sum(d.steps for d in self.left_out)
+        return (f"Windows(X={self.shape}, y={yshape}, series={len(self.series_ids)}, timesteps={self.timesteps}, "
+                f"stride={self.stride}, sampling_rate={self.sampling_rate}, batches={self.n_batches} of "
+                f"{self.batch_size}, shuffle={self.shuffle}, left_out_steps={lo})")
 
 
-def _series_window_count(n: int, span: int, extra: int, stride: int, start_index: int,
-                         end_index: int | None, n_targets: int | None) -> int:
-    """Number of windows (starting at ``start_index``, ``stride`` apart) that fit one series."""
-    end = n if end_index is None else min(end_index, n)
-    last_start = end - span - extra  # inclusive
-    if n_targets is not None:  # Keras: at most len(targets) windows, each with targets[start]
-        last_start = min(last_start, n_targets - 1)
-    if last_start < start_index:
-        return 0
-    return (last_start - start_index) // stride + 1
+def _stack_outputs(outputs: Any) -> np.ndarray:
+    if isinstance(outputs, (list, tuple)) and outputs and all(hasattr(o, "shape") for o in outputs):
+        try:
+            return np.concatenate([np.asarray(o) for o in outputs])
+        except ValueError as exc:
+            raise ShapeError(f"per-batch outputs cannot be joined ({exc}).",
+                             "pass outputs with the same shape after the batch axis.") from None
+    if outputs is None:
+        raise ParameterError("outputs is None.", "pass the model's predictions (an array, or a list of per-batch arrays).")
+    try:
+        out = np.asarray(outputs)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(f"outputs cannot be read as an array ({exc}).", "pass an array of predictions.") from None
+    if out.ndim == 0:
+        raise ShapeError("outputs is a scalar.", "pass one output row per sample.")
+    return out
 
 
 def make_windows(
@@ -257,14 +295,19 @@ def make_windows(
     feature_cols: Sequence[str] | None = None,
     target_cols: Sequence[str] | None = None,
     dtype: Any = None,
+    batch_size: int = 32,
+    shuffle: bool = False,
+    seed: int | None = None,
+    remainder: str = "keep",
     copy: bool = False,
 ) -> Windows:
     """Cut series into windows ``[samples, timesteps, features]`` that never cross a series boundary.
 
     Parameters
     ----------
-    data : array ``(steps,)`` / ``(steps, features)``, pandas Series/DataFrame, list of arrays, or
-        a long DataFrame with ``id_col`` (and ``time_col`` to sort by).
+    data : array ``(steps,)`` / ``(steps, features)``, pandas Series/DataFrame, list of arrays, a long
+        DataFrame with ``id_col`` (and ``time_col`` to sort by), a row source (store, Zarr) or a Dask
+        collection.
     timesteps : int
         Window length (Keras ``sequence_length``).
     stride : int
@@ -281,13 +324,17 @@ def make_windows(
         (``align="last"``); with ``return_sequences`` the targets of every row of the window.
         ``"aligned"`` uses ``target_cols`` of a DataFrame as such an array.
     horizon, n_ahead : int
-        For ``targets="next"``.
+        For ``targets="next"``: steps ahead (>= 1) and consecutive values predicted.
     target_features : sequence of int, optional
         For ``targets="next"``: which features of the data are targets (default all).
     id_col, time_col, feature_cols, target_cols : str, optional
         For DataFrames. ``target_cols`` alone means ``targets="next"`` on those columns.
     dtype : optional
-        Convert the data (this copies it).
+        Convert the data (this copies it). By default the data's own dtype is kept.
+    batch_size, shuffle, seed, remainder
+        How :meth:`Windows.batches` (and ``WindowDataset``) batch an epoch: ``batch_size`` windows per
+        batch, visited in a new random order every epoch when ``shuffle`` (from ``seed``; drawn once
+        when None), the last smaller batch kept (``"keep"``) or left out (``"drop"``, reported).
     copy : bool
         Return contiguous, writeable ``X``/``y`` instead of read-only views.
 
@@ -303,19 +350,24 @@ def make_windows(
     sequence_stride=stride, sampling_rate=sampling_rate, start_index=..., end_index=...)``
     concatenated (tested). For many series, start/end apply to each series.
     """
-    timesteps = _check_int("timesteps", timesteps, 1)
-    stride = _check_int("stride", stride, 1)
-    sampling_rate = _check_int("sampling_rate", sampling_rate, 1)
-    horizon = _check_int("horizon", horizon, 1)
-    n_ahead = _check_int("n_ahead", n_ahead, 1)
-    start_index = 0 if start_index is None else _check_int("start_index", start_index, 0)
+    timesteps = check_int("timesteps", timesteps, 1)
+    stride = check_int("stride", stride, 1)
+    sampling_rate = check_int("sampling_rate", sampling_rate, 1)
+    horizon = check_int("horizon", horizon, 1)
+    n_ahead = check_int("n_ahead", n_ahead, 1)
+    start_index = 0 if start_index is None else check_int("start_index", start_index, 0)
     if end_index is not None:
-        end_index = _check_int("end_index", end_index, 1)
+        end_index = check_int("end_index", end_index, 1)
         if end_index <= start_index:
             raise ParameterError(f"end_index={end_index} must be greater than start_index={start_index}.",
                                  "pass end_index > start_index (end_index is exclusive).")
-    if align not in ("first", "last"):
-        raise ParameterError(f"align must be 'first' or 'last', got {align!r}.", "pass align='first' (Keras) or 'last'.")
+    align = check_choice("align", align, ("first", "last"))
+    return_sequences = check_bool("return_sequences", return_sequences)
+    batch_size = check_int("batch_size", batch_size, 1)
+    shuffle = check_bool("shuffle", shuffle)
+    remainder = check_choice("remainder", remainder, REMAINDERS)
+    copy = check_bool("copy", copy)
+    seed = resolve_seed(seed)
     if target_cols is not None and targets is None:
         targets = "next"
     if isinstance(targets, str) and targets not in ("next", "aligned"):
@@ -324,17 +376,25 @@ def make_windows(
     if isinstance(targets, str) and targets == "aligned" and target_cols is None:
         raise ParameterError("targets='aligned' needs target_cols=[...] of a DataFrame.",
                              "name the target columns, or pass the target array itself.")
+    if n_ahead > 1 and (return_sequences or not (isinstance(targets, str) and targets == "next")):
+        raise ParameterError(f"n_ahead={n_ahead} applies to next-value targets without return_sequences.",
+                             "use targets='next' with return_sequences=False, or leave n_ahead=1.")
+    if target_features is not None and not (isinstance(targets, str) and targets == "next"):
+        raise ParameterError("target_features selects which features are next-value targets; it has no meaning with "
+                             f"targets={'an array' if not isinstance(targets, str) and targets is not None else repr(targets)}.",
+                             "use targets='next', or drop target_features.")
+    if horizon != 1 and not (isinstance(targets, str) and targets == "next"):
+        raise ParameterError(f"horizon={horizon} applies to targets='next' only; array targets are aligned with the "
+                             "window's first or last step (align=...).",
+                             "shift the target array yourself (targets[h:]) or use targets='next'.")
 
-    ss: SeriesSet = as_series(data, id_col=id_col, time_col=time_col, feature_cols=feature_cols,
-                              target_cols=target_cols, dtype=dtype)
-    base, offsets = ss.concatenated()
+    ss = as_series(data, id_col=id_col, time_col=time_col, feature_cols=feature_cols, target_cols=target_cols,
+                   dtype=dtype)
     span = (timesteps - 1) * sampling_rate + 1
 
-    # Where the targets come from, and their offset from a window's start row.
-    ybase, yoffset, ylength, ystep, extra = None, 0, None, 1, 0
-    n_targets_per_series: list[int | None] = [None] * len(ss.arrays)
+    ysource, yoffset, ylength, ystep, extra, max_starts = None, 0, None, 1, 0, None
     if isinstance(targets, str) and targets == "next":
-        ybase = ss.next_value_base(base, target_cols, target_features)
+        ysource = ss.next_value_source(target_features)
         if return_sequences:
             yoffset, ylength, ystep, extra = horizon, timesteps, sampling_rate, horizon
         else:
@@ -343,84 +403,40 @@ def make_windows(
             if n_ahead > 1:
                 ylength = n_ahead
     elif targets is not None:
-        if isinstance(targets, str):  # "aligned"
-            tlist = ss.targets
+        if isinstance(targets, str):  # "aligned": the target columns of the frame
+            tlist = [ss.targets.read(int(a), int(b)) for a, b in zip(ss.offsets[:-1], ss.offsets[1:])]
         else:
-            tlist = _target_arrays(targets, ss)
-        n_targets_per_series = [len(t) for t in tlist]
-        ybase = tlist[0] if len(tlist) == 1 else np.concatenate(tlist, axis=0)
+            tlist = aligned_targets(targets, ss)
+        for i, (t, n) in enumerate(zip(tlist, ss.lengths)):
+            if len(t) > n:
+                raise LengthMismatchError(
+                    f"targets{f'[{i}]' if ss.n_series > 1 else ''} has {len(t)} rows but the series has {n} steps.",
+                    "targets are aligned row by row with the data: trim them to the data's length.")
+        short = [len(t) for t in tlist]
+        if any(s < n for s, n in zip(short, ss.lengths)):
+            # Keras: at most len(targets) windows, each with targets[start] (targets shorter than data).
+            if ss.n_series > 1 and (return_sequences or align == "last"):
+                raise LengthMismatchError("with many series, aligned targets must have one row per step of each series.",
+                                          "pass target arrays as long as their series.")
+            tlist = [np.concatenate([t, np.zeros((n - len(t),) + t.shape[1:], t.dtype)]) if len(t) < n else t
+                     for t, n in zip(tlist, ss.lengths)]
+            if return_sequences or align == "last":
+                max_starts = np.array([s - span for s in short], dtype=np.int64)
+            else:
+                max_starts = np.array([s - 1 for s in short], dtype=np.int64)
+        ysource = source_of(tlist)
         if return_sequences:
             ylength, ystep = timesteps, sampling_rate
-            n_targets_per_series = [None if len(t) >= len(a) else len(t) - span + 1
-                                    for t, a in zip(tlist, ss.arrays)]
         elif align == "last":
             yoffset = span - 1
-            n_targets_per_series = [None if len(t) >= len(a) else len(t) - span + 1
-                                    for t, a in zip(tlist, ss.arrays)]
+    w = Windows(ss, timesteps=timesteps, stride=stride, sampling_rate=sampling_rate, start_index=start_index,
+                end_index=end_index, ysource=ysource, yoffset=yoffset, ylength=ylength, ystep=ystep, target_steps=extra,
+                max_starts=max_starts, batch_size=batch_size, shuffle=shuffle, seed=seed, remainder=remainder, copy=copy)
+    short = [lo for lo in w.left_out if lo.reason.startswith("shorter")]
+    if short:
+        import warnings
 
-    counts, left_out = [], []
-    for k, arr in enumerate(ss.arrays):
-        n = len(arr)
-        count = _series_window_count(n, span, extra, stride, start_index, end_index, n_targets_per_series[k])
-        counts.append(count)
-        end = n if end_index is None else min(end_index, n)
-        if count == 0:
-            if n > 0:
-                left_out.append({"series": ss.ids[k], "first_step": start_index, "steps": max(end - start_index, 0),
-                                 "reason": f"shorter than one window ({span} steps) plus targets ({extra})"})
-            continue
-        used_end = start_index + (count - 1) * stride + span + extra  # exclusive
-        if used_end < end:
-            left_out.append({"series": ss.ids[k], "first_step": used_end, "steps": end - used_end,
-                             "reason": "tail after the last full window (stride)"})
-    if not any(counts):
-        raise DataValueError(
-            f"no window fits: every series is shorter than timesteps={timesteps} "
-            f"(x sampling_rate={sampling_rate}) plus the target steps ({extra}); lengths: "
-            f"{ss.lengths[:10].tolist()}.",
-            "use fewer timesteps, a smaller horizon, or longer series.",
-        )
-    dropped_series = [d for d in left_out if d["reason"].startswith("shorter")]
-    if dropped_series:
-        warnings.warn(
-            f"{len(dropped_series)} series are shorter than one window and give no window "
-            f"(ids {[d['series'] for d in dropped_series[:5]]}...); see Windows.left_out.",
-            StatebatchWarning, stacklevel=2)
-    regular = starts = None
-    if len(ss.arrays) == 1:
-        regular = (start_index, stride, counts[0])
-    else:
-        # int32 halves the plan where the base allows it
-        itype = np.int32 if len(base) < 2**31 else np.int64
-        starts = np.concatenate([np.arange(start_index, start_index + c * stride, stride, dtype=itype) + offsets[k]
-                                 for k, c in enumerate(counts) if c]).astype(itype, copy=False)
-    return Windows(xbase=base, starts=starts, timesteps=timesteps, sampling_rate=sampling_rate, stride=stride,
-                   offsets=offsets, ids=ss.ids, ybase=ybase, yoffset=yoffset, ylength=ylength, ystep=ystep,
-                   regular=regular, copy=copy, feature_names=ss.feature_names, left_out=left_out)
-
-
-def _target_arrays(targets: Any, ss: SeriesSet) -> list[np.ndarray]:
-    """Target arrays aligned with each series (one array per series)."""
-    many = len(ss.arrays) > 1
-    if many:
-        if not isinstance(targets, (list, tuple)) or len(targets) != len(ss.arrays):
-            raise LengthMismatchError(
-                f"data has {len(ss.arrays)} series, so targets must be a list of {len(ss.arrays)} arrays "
-                f"(got {type(targets).__name__}).",
-                "pass one target array per series, aligned row by row with it.",
-            )
-        tl = [np.asarray(t) for t in targets]
-    else:
-        t = targets.to_numpy() if hasattr(targets, "to_numpy") else np.asarray(targets)
-        tl = [t]
-    for i, (t, a) in enumerate(zip(tl, ss.arrays)):
-        if t.ndim == 0:
-            raise ShapeError(f"targets[{i}] is a scalar.", "pass one target per time step.")
-        if t.dtype == object:
-            raise ShapeError(f"targets[{i}] has dtype object (ragged?).", "pass a numeric array.")
-        if len(t) > len(a):
-            raise LengthMismatchError(
-                f"targets{'[%d]' % i if many else ''} has {len(t)} rows but the series has {len(a)} steps.",
-                "targets are aligned row by row with the data: trim them to the data's length.",
-            )
-    return tl
+        warnings.warn(f"{plural(len(short), 'series', 'series')} are shorter than one window and give no window "
+                      f"(ids {[lo.series for lo in short[:5]]}{'...' if len(short) > 5 else ''}); see Windows.left_out.",
+                      StatebatchWarning, stacklevel=2)
+    return w

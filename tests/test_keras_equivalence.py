@@ -55,7 +55,7 @@ def test_next_step_recipe_matches_keras_shifted_targets():
     data = np.arange(50, dtype="float32")[:, None]
     T = 6
     kX, ky = keras_windows(data[:-T], data[T:], sequence_length=T)
-    X, y = sb.make_windows(data, T, targets="next")
+    X, y = sb.make_windows(data, T, targets="next").arrays()
     assert len(kX) == 50 - 2 * T + 1 and len(X) == 50 - T
     np.testing.assert_array_equal(X[: len(kX)], kX)
     np.testing.assert_array_equal(y[: len(ky)], ky)

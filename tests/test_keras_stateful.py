@@ -38,7 +38,7 @@ def test_continuity_one_series_in_lanes(cell):
     a = sb.arrange_stateful(series, T, B, targets=None, remainder="drop")
     m, ref = twins(cell, B, T=T)
     pred = m.predict(StatefulDataset(a), callbacks=[LaneResetCallback(a)], verbose=0)
-    lanes = a.batches.transpose(1, 0, 2, 3).reshape(B, -1, F)  # each lane as one sequence
+    lanes = a.batch_view.transpose(1, 0, 2, 3).reshape(B, -1, F)  # each lane as one sequence
     whole = ref.predict(lanes, verbose=0)  # (B, lane_len, units), zero initial state, one call
     by_lane = pred.reshape(a.n_batches, B, T, -1).transpose(1, 0, 2, 3).reshape(B, -1, pred.shape[-1])
     np.testing.assert_allclose(by_lane, whole, atol=1e-5)
@@ -53,7 +53,7 @@ def test_many_series_with_resets_equal_each_series_alone(cell):
     assert a.resets[1:].any()  # lanes do move on to new series mid-epoch
     m, ref = twins(cell, B)
     cb = LaneResetCallback(a)
-    per_series = a.unarrange(m.predict(StatefulDataset(a), callbacks=[cb], verbose=0))
+    per_series = a.unbatch(m.predict(StatefulDataset(a), callbacks=[cb], verbose=0))
     assert cb.resets_done == int(a.resets[1:].sum())
     for s, out in zip(series, per_series):
         alone = ref.predict(s[None], verbose=0)[0]
@@ -61,8 +61,8 @@ def test_many_series_with_resets_equal_each_series_alone(cell):
     # Without per-lane resets the series that start mid-lane inherit a stranger's state.
     m.predict(StatefulDataset(a), verbose=0)  # warm the state
     reset_rows(m)
-    stale = a.unarrange(m.predict(StatefulDataset(a), verbose=0))
-    starts_mid_lane = {int(a.plan.series[k, i]) for k, i in zip(*np.nonzero(a.resets[1:])) for k in [k + 1]}
+    stale = a.unbatch(m.predict(StatefulDataset(a), verbose=0))
+    starts_mid_lane = {int(a.plan().series[k, i]) for k, i in zip(*np.nonzero(a.resets[1:])) for k in [k + 1]}
     diffs = [np.abs(stale[s] - ref.predict(series[s][None], verbose=0)[0]).max() for s in starts_mid_lane]
     assert min(diffs) > 1e-3
 
@@ -201,14 +201,14 @@ def test_model_checks_fail_early():
     stateless = rnn_model(keras.layers.LSTM, False, None, head=F)
     with pytest.raises(StatefulLayoutError):
         check_model(stateless, a)
-    with pytest.raises(ParameterError, match="workers"):
-        StatefulDataset(a, workers=2)
+    with pytest.raises(ParameterError, match="use_multiprocessing"):
+        StatefulDataset(a, workers=2, use_multiprocessing=True)
 
 
 def test_window_dataset_covers_windows_and_reshuffles():
     series = np.arange(300.0, dtype="float32").reshape(150, 2)
-    w = sb.make_windows(series, 8, targets="next")
-    ds = WindowDataset(w, batch_size=32, shuffle=True, seed=1)
+    w = sb.make_windows(series, 8, targets="next", batch_size=32, shuffle=True, seed=1)
+    ds = WindowDataset(w)
     assert len(ds) == -(-w.n_windows // 32)
     first = np.concatenate([ds[k][0][:, 0, 0] for k in range(len(ds))])
     assert sorted(first.tolist()) == sorted(w.X[:, 0, 0].tolist())
@@ -218,5 +218,5 @@ def test_window_dataset_covers_windows_and_reshuffles():
     inp = keras.Input(shape=(8, 2))
     model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.LSTM(3)(inp)))
     model.compile(optimizer="adam", loss="mse")
-    hist = model.fit(WindowDataset(w, batch_size=32, seed=0), epochs=1, verbose=0)
+    hist = model.fit(WindowDataset(w), epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])

@@ -1,4 +1,6 @@
 """Plan and materialisation properties of the stateful arranger (no Keras needed)."""
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,10 +18,10 @@ def make_series(lengths, nf=2):
 
 def check_plan(a, series, T, horizon_used):
     """The invariants every arrangement must satisfy."""
-    p = a.plan
+    p = a.plan()
     nb, B = p.series.shape
     usable = [max(len(s) - horizon_used, 0) for s in series]
-    # 1. every real timestep appears exactly once
+    # 1. every input step appears exactly once, or is reported in left_out
     seen = {}
     for k in range(nb):
         for i in range(B):
@@ -28,9 +30,11 @@ def check_plan(a, series, T, horizon_used):
                 assert p.valid[k, i] == 0
                 continue
             for t in range(p.step[k, i], p.step[k, i] + p.valid[k, i]):
-                seen[(s, t)] = seen.get((s, t), 0) + 1
+                seen[(int(s), int(t))] = seen.get((int(s), int(t)), 0) + 1
+    reported = {(lo.series, t) for lo in p.left_out for t in range(lo.first_step, lo.first_step + lo.steps)}
     expected = {(s, t) for s, u in enumerate(usable) for t in range(u)}
-    assert set(seen) == expected and all(c == 1 for c in seen.values())
+    assert set(seen) | (reported & expected) == expected and all(c == 1 for c in seen.values())
+    assert not set(seen) & reported
     # 2. row i of batch k+1 starts where row i of batch k ended, except at recorded resets
     for k in range(1, nb):
         for i in range(B):
@@ -66,7 +70,7 @@ def test_many_series_plan_invariants(lengths, T, B):
     check_plan(a, series, T, horizon_used=1)
     # targets: the next value of the same series, step by step
     y = a.y.reshape(a.n_batches, B, T, -1)
-    p = a.plan
+    p = a.plan()
     for k in range(a.n_batches):
         for i in range(B):
             s, st0, v = p.series[k, i], p.step[k, i], p.valid[k, i]
@@ -91,11 +95,11 @@ def test_single_series_lanes_are_contiguous(n, T, B, targets):
         assert n - h < 1
         return
     check_plan(a, series, T, horizon_used=h)
-    lane_len = a.plan.valid.sum(axis=0)
-    lane_chunks = (a.plan.valid > 0).sum(axis=0)
+    lane_len = a.plan().valid.sum(axis=0)
+    lane_chunks = (a.plan().valid > 0).sum(axis=0)
     assert lane_chunks.max() - lane_chunks.min() <= 1  # balanced within one chunk
     # lanes are consecutive pieces of the series: lane i+1 starts where lane i ends
-    starts = a.plan.step[0]
+    starts = a.plan().step[0]
     for i in range(B - 1):
         if lane_len[i + 1]:
             assert starts[i + 1] == starts[i] + lane_len[i]
@@ -104,12 +108,12 @@ def test_single_series_lanes_are_contiguous(n, T, B, targets):
 def test_one_series_drop_is_a_zero_copy_view_and_reports():
     x = np.arange(1003.0 * 2).reshape(1003, 2)
     a = sb.arrange_stateful(x, 10, 4, targets=None, remainder="drop")
-    assert np.shares_memory(a.batches, x) and not a.batches.flags.writeable
-    assert a.batches.shape == (25, 4, 10, 2)
-    assert sum(d["steps"] for d in a.left_out) == 3
-    np.testing.assert_array_equal(a.X, a.batches.reshape(100, 10, 2))
+    assert np.shares_memory(a.batch_view, x) and not a.batch_view.flags.writeable
+    assert a.batch_view.shape == (25, 4, 10, 2)
+    assert sum(d.steps for d in a.left_out) == 3
+    np.testing.assert_array_equal(a.X, a.batch_view.reshape(100, 10, 2))
     # row i of batch k+1 continues row i of batch k
-    np.testing.assert_array_equal(a.batches[1, :, 0], a.batches[0, :, -1] + 2)
+    np.testing.assert_array_equal(a.batch_view[1, :, 0], a.batch_view[0, :, -1] + 2)
 
 
 def test_remainder_policies():
@@ -117,13 +121,13 @@ def test_remainder_policies():
     with pytest.raises(RemainderError, match="remainder='pad'"):
         sb.arrange_stateful(x, 10, 2, remainder="error")
     d = sb.arrange_stateful(x, 10, 2, remainder="drop")
-    assert {r["reason"].split(":")[0] for r in d.left_out} == {"remainder='drop'"}
-    assert sum(r["steps"] for r in d.left_out) + d.plan.valid.sum() == 104  # 105 minus the horizon
+    assert {r.reason.split(":")[0] for r in d.left_out} == {"remainder='drop'"}
+    assert sum(r.steps for r in d.left_out) + d.plan().valid.sum() == 104  # 105 minus the horizon
     with pytest.raises(ParameterError, match="remainder"):
         sb.arrange_stateful(x, 10, 2, remainder="truncate")
     many = [np.arange(23.0), np.arange(31.0)]
     d = sb.arrange_stateful(many, 5, 2, remainder="drop", targets=None)
-    assert [(r["series"], r["steps"]) for r in d.left_out] == [(0, 3), (1, 1)]
+    assert [(r.series, r.steps) for r in d.left_out] == [(0, 3), (1, 1)]
 
 
 def test_many_to_one_targets_and_weights():
@@ -133,7 +137,7 @@ def test_many_to_one_targets_and_weights():
     assert y.shape == (len(X), 1) and w.shape == (len(X),)
     full = np.flatnonzero(w == 1)
     np.testing.assert_array_equal(y[full, 0], X[full, -1, 0] + 1)
-    assert np.all(w[a.plan.valid.reshape(-1) < 5] == 0)
+    assert np.all(w[a.plan().valid.reshape(-1) < 5] == 0)
 
 
 def test_aligned_target_arrays_and_length_check():
@@ -150,7 +154,7 @@ def test_long_frame_with_ids():
     df = pd.DataFrame({"id": ["a"] * 12 + ["b"] * 7, "t": list(range(12)) + list(range(7)),
                        "v": np.r_[np.arange(12.0), 50 + np.arange(7.0)]}).sample(frac=1, random_state=0)
     a = sb.arrange_stateful(df, 3, 2, id_col="id", time_col="t", targets=None)
-    out = a.unarrange(a.X, as_dict=True)
+    out = a.unbatch(a.X, as_dict=True)
     np.testing.assert_array_equal(out["a"][:, 0], np.arange(12.0))
     np.testing.assert_array_equal(out["b"][:, 0], 50 + np.arange(7.0))
 
@@ -159,11 +163,11 @@ def test_long_frame_with_ids():
 def test_unarrange_roundtrip(lengths, T, B):
     series = make_series(lengths, nf=1)
     a = sb.arrange_stateful(series if len(series) > 1 else series[0], T, B)
-    back = a.unarrange(a.X)
+    back = a.unbatch(a.X)
     for s, b in zip(series, back):
         np.testing.assert_array_equal(b, s[:-1])  # every input step except the last (it is only a target)
-    per_chunk = a.unarrange(a.X[:, -1, :])  # one output per chunk
-    assert sum(len(p) for p in per_chunk) == int((a.plan.valid > 0).sum())
+    per_chunk = a.unbatch(a.X[:, -1, :])  # one output per chunk
+    assert sum(len(p) for p in per_chunk) == int((a.plan().valid > 0).sum())
 
 
 def test_split_keeps_lanes_continuous():
@@ -197,12 +201,96 @@ def test_batch_and_provenance():
     assert "Arranged(" in repr(a)
 
 
-def test_plan_lanes_from_lengths_alone_matches_arrangement():
-    rng = np.random.default_rng(4)
-    series = [rng.normal(size=(n, 1)) for n in rng.integers(1, 90, size=40)]
-    a = sb.arrange_stateful(series, 6, 5)
-    plan = sb.plan_lanes([len(s) for s in series], 6, 5, horizon=1)
+@given(lengths=st.lists(st.integers(0, 70), min_size=1, max_size=9), T=st.integers(1, 7), B=st.integers(1, 5),
+       remainder=st.sampled_from(["pad", "drop", "error"]), targets=st.sampled_from(["next", None]),
+       shuffle=st.booleans(), jitter=st.integers(0, 3), seed=st.integers(0, 5), epoch=st.integers(0, 3))
+def test_plan_lanes_is_the_plan_arrange_stateful_uses(lengths, T, B, remainder, targets, shuffle, jitter, seed, epoch):
+    """One source of plans: plan_lanes(lengths) equals the arrangement's plan, for one series and many,
+    every remainder mode, shuffled and jittered epochs; and computing a plan is pure."""
+    jitter = min(jitter, T - 1) if remainder == "pad" else 0
+    series = make_series(lengths, nf=1)
+    data = series if len(series) > 1 else series[0]
+    kw = dict(targets=targets, remainder=remainder, shuffle=shuffle, seed=seed, jitter=jitter)
+    try:
+        a = sb.arrange_stateful(data, T, B, **kw)
+    except (ShapeError, RemainderError, sb.DataValueError) as exc:
+        with pytest.raises((ShapeError, RemainderError) if isinstance(exc, sb.DataValueError) else type(exc)):
+            sb.plan_lanes(lengths, T, B, **kw)
+        return
+    a.set_epoch(epoch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # computing a plan warns about nothing
+        p1 = sb.plan_lanes(lengths, T, B, epoch=epoch, **kw)
+        p2 = sb.plan_lanes(lengths, T, B, epoch=epoch, **kw)
     for name in ("series", "step", "valid", "resets"):
-        np.testing.assert_array_equal(getattr(plan, name), getattr(a.plan, name))
-    d = sb.arrange_stateful(series, 6, 5, targets=None, remainder="drop")
-    np.testing.assert_array_equal(sb.plan_lanes([len(s) for s in series], 6, 5, remainder="drop").valid, d.plan.valid)
+        np.testing.assert_array_equal(getattr(p1, name), getattr(a.plan(), name))
+        np.testing.assert_array_equal(getattr(p1, name), getattr(p2, name))  # same inputs, same plan
+    assert p1.left_out == p2.left_out == a.plan().left_out
+    if len(series) > 1 and not jitter:
+        assert p1.n_batches == a.plan(0).n_batches  # repacking keeps the batch count
+    if not jitter:
+        check_plan(a, series, T, horizon_used=1 if targets == "next" else 0)
+
+
+def test_plan_lanes_one_series_is_split_into_lanes():
+    plan = sb.plan_lanes([1000], 10, 4, targets=None)
+    a = sb.arrange_stateful(np.arange(1000.0), 10, 4, targets=None)
+    assert plan.n_batches == a.n_batches == 25 and (plan.series >= 0).all()
+    np.testing.assert_array_equal(plan.step[0], [0, 250, 500, 750])
+
+
+@given(lengths=st.lists(st.integers(1, 40), min_size=2, max_size=12), T=st.integers(1, 5), B=st.integers(1, 4),
+       seed=st.integers(0, 9))
+def test_shuffled_epochs_repack_and_keep_every_step_once(lengths, T, B, seed):
+    series = make_series(lengths)
+    a = sb.arrange_stateful(series, T, B, targets=None, shuffle=True, seed=seed)
+    n0 = a.n_batches
+    orders = set()
+    for epoch in range(3):
+        a.set_epoch(epoch)
+        assert a.n_batches == n0
+        check_plan(a, series, T, horizon_used=0)
+        orders.add(tuple(a.plan().series[a.plan().resets].tolist()))
+    if len(lengths) >= 6 and B >= 2:
+        assert len(orders) > 1  # the packing changes between epochs
+
+
+@given(n=st.integers(20, 300), T=st.integers(2, 9), B=st.integers(1, 4), jitter=st.integers(1, 8),
+       seed=st.integers(0, 9))
+def test_jitter_moves_chunk_boundaries_and_keeps_lanes_continuous(n, T, B, jitter, seed):
+    jitter = min(jitter, T - 1)
+    series = make_series([n, n // 2 + 3])
+    a = sb.arrange_stateful(series, T, B, targets=None, jitter=jitter, seed=seed)
+    edges = []
+    for epoch in range(4):
+        a.set_epoch(epoch)
+        p = a.plan()
+        assert p.batch_steps is not None and (p.batch_steps >= T - jitter).all() and (p.batch_steps <= T).all()
+        seen = np.zeros(n, dtype=int)
+        for k in range(p.n_batches):
+            X = a.batch(k)[0]
+            assert X.shape[1] == p.batch_steps[k]
+            for i in range(B):
+                s, st0, v = p.series[k, i], p.step[k, i], p.valid[k, i]
+                if v:
+                    np.testing.assert_array_equal(X[i, :v], series[s][st0: st0 + v])
+                    if s == 0:
+                        seen[st0: st0 + v] += 1
+                if k and not p.resets[k, i] and s >= 0:  # a lane continues where it stopped
+                    assert p.series[k - 1, i] == s and p.step[k - 1, i] + p.valid[k - 1, i] == st0
+        assert (seen == 1).all()
+        edges.append(tuple(sorted(p.step[p.series == 0].tolist())))
+    if n > 4 * T:
+        assert len(set(edges)) > 1  # boundaries fall on different steps in different epochs
+
+
+def test_plans_are_pure_and_seeded():
+    with pytest.raises(ParameterError, match="seed"):
+        sb.plan_lanes([10, 20], 3, 2, shuffle=True)
+    p = sb.plan_lanes([10, 20, 30, 5], 3, 2, shuffle=True, seed=1, epoch=2)
+    q = sb.plan_lanes([10, 20, 30, 5], 3, 2, shuffle=True, seed=1, epoch=2)
+    np.testing.assert_array_equal(p.series, q.series)
+    a = sb.arrange_stateful([np.arange(10.0), np.arange(20.0)], 3, 2, shuffle=True)  # seed drawn once
+    np.testing.assert_array_equal(a.plan(3).series, a.plan(3).series)
+    r1, r2 = repr(a), repr(a)
+    assert r1 == r2

@@ -151,7 +151,7 @@ def test_masking_model_warns_about_rows_cudnn_rejects():
     h = keras.layers.Masking(mask_value=0.0)(inp)
     model = keras.Model(inp, keras.layers.LSTM(2, stateful=True, return_sequences=True)(h))
     arranged = sb.arrange_stateful([np.arange(1.0, 14.0), np.arange(1.0, 5.0)], 4, 2, targets=None)
-    assert (arranged.plan.valid == 0).any()  # an idle lane: a fully padded row
+    assert (arranged.plan().valid == 0).any()  # an idle lane: a fully padded row
     rep = sb.validate(arranged.X, model=model, shuffle=False, raise_errors=False, emit_warnings=False)
     assert any("cuDNN" in w and "fully masked" in w for w in rep.warnings), rep.warnings
     left = np.ones((2, 4, 1))

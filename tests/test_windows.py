@@ -31,7 +31,7 @@ def test_1d_series_gives_one_feature_view():
     assert not w.X.flags.writeable
     np.testing.assert_array_equal(w.X[3, :, 0], [3, 4, 5, 6])
     assert w.y is None
-    (X,) = w
+    (X,) = w.arrays()
     assert X is w.X
 
 
@@ -44,7 +44,7 @@ def test_copy_flag_gives_contiguous_writeable():
 
 def test_next_targets_many_to_one_and_horizon():
     x = np.arange(30.0).reshape(15, 2)
-    X, y = sb.make_windows(x, 4, targets="next", horizon=2)
+    X, y = sb.make_windows(x, 4, targets="next", horizon=2).arrays()
     # window i covers rows i..i+3, target is row i+3+2
     assert X.shape == (15 - 4 - 2 + 1, 4, 2)
     for i in range(len(X)):
@@ -53,14 +53,14 @@ def test_next_targets_many_to_one_and_horizon():
 
 def test_next_targets_n_ahead_and_target_features():
     x = np.arange(40.0).reshape(20, 2)
-    X, y = sb.make_windows(x, 5, targets="next", n_ahead=3, target_features=[1])
+    X, y = sb.make_windows(x, 5, targets="next", n_ahead=3, target_features=[1]).arrays()
     assert y.shape == (20 - 5 - 3 + 1, 3, 1)
     np.testing.assert_array_equal(y[2, :, 0], x[7:10, 1])
 
 
 def test_return_sequences_targets_are_shifted_windows():
     x = np.arange(12.0)
-    X, y = sb.make_windows(x, 3, targets="next", return_sequences=True)
+    X, y = sb.make_windows(x, 3, targets="next", return_sequences=True).arrays()
     assert y.shape == (9, 3, 1)
     np.testing.assert_array_equal(X[:, :, 0] + 1, y[:, :, 0])
 
@@ -68,7 +68,7 @@ def test_return_sequences_targets_are_shifted_windows():
 def test_aligned_array_targets_last():
     x = np.arange(10.0)
     t = np.arange(10) * 10
-    X, y = sb.make_windows(x, 3, targets=t, align="last")
+    X, y = sb.make_windows(x, 3, targets=t, align="last").arrays()
     np.testing.assert_array_equal(y, X[:, -1, 0] * 10)
 
 
@@ -152,32 +152,34 @@ def test_target_length_mismatch():
 
 def test_left_out_reports_tail_and_short_series():
     w = sb.make_windows(np.arange(10.0), 4, stride=4)  # windows at 0, 4; steps 8, 9 unused
-    assert w.left_out == [{"series": 0, "first_step": 8, "steps": 2, "reason": "tail after the last full window (stride)"}]
+    assert w.left_out == [sb.LeftOut(0, 8, 2, "tail after the last full window")]
     with pytest.warns(StatebatchWarning, match="shorter than one window"):
         w2 = sb.make_windows([np.arange(10.0), np.arange(2.0)], 4)
-    assert w2.left_out[0]["series"] == 1 and w2.left_out[0]["steps"] == 2
+    assert w2.left_out[0].series == 1 and w2.left_out[0].steps == 2
 
 
 def test_batches_cover_every_window_once_and_are_contiguous():
     x = np.arange(200.0).reshape(100, 2)
-    w = sb.make_windows(x, 7, targets="next")
     for shuffle in (False, True):
+        w = sb.make_windows(x, 7, targets="next", batch_size=16, shuffle=shuffle, seed=3)
         seen = []
-        for xb, yb in w.batches(16, shuffle=shuffle, seed=3):
+        for xb, yb in w.batches():
             assert xb.flags.c_contiguous and len(xb) == len(yb) <= 16
             seen.extend(xb[:, 0, 0].tolist())
             np.testing.assert_array_equal(yb, xb[:, -1, :] + 2)  # next row = +2 per row here
         assert sorted(seen) == sorted(w.X[:, 0, 0].tolist())
-    order1 = [b[0][0, 0, 0] for b in w.batches(16, shuffle=True, seed=3)]
-    order2 = [b[0][0, 0, 0] for b in w.batches(16, shuffle=True, seed=3)]
-    assert order1 == order2
+    order1 = [b[0][0, 0, 0] for b in w.batches(0)]
+    order2 = [b[0][0, 0, 0] for b in w.batches(0)]
+    order3 = [b[0][0, 0, 0] for b in w.batches(1)]
+    assert order1 == order2 and order1 != order3  # a pure function of (seed, epoch)
 
 
 def test_drop_remainder_reports():
-    w = sb.make_windows(np.arange(20.0), 5)
-    with pytest.warns(StatebatchWarning, match="leaves out 0|leaves out 4"):
-        n = sum(len(b[0]) for b in w.batches(6, drop_remainder=True))
-    assert n == 12
+    w = sb.make_windows(np.arange(20.0), 5, batch_size=6, remainder="drop")
+    n = sum(len(b[0]) for b in w.batches())
+    assert n == 12 and w.n_batches == 2
+    dropped = [lo for lo in w.left_out if lo.reason.startswith("remainder='drop'")]
+    assert [lo.first_step for lo in dropped] == [12, 13, 14, 15]
 
 
 def test_windowing_a_large_series_allocates_no_copy():

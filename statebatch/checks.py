@@ -1,0 +1,345 @@
+"""Small named checks, in scikit-learn's ``check_*`` style; :func:`statebatch.validate` composes them.
+
+Each check raises a :class:`~statebatch.errors.StatebatchError` whose message says what is wrong, the
+shapes involved and (after ``Fix:``) what to do; checks for suspicious-but-legal things return
+warning strings instead. Every check can be called on its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _introspect
+from .errors import (BatchSizeError, DataValueError, DTypeError, LengthMismatchError, ModelMismatchError,
+                     OverlappingWindowsError, ParameterError, ShapeError, ShuffleError, StatefulLayoutError)
+from .series import dtype_error
+
+
+def check_array(obj: Any, name: str = "X") -> np.ndarray:
+    """``obj`` as a numeric ndarray (pandas, tensors and nested lists accepted); ragged input refused."""
+    if hasattr(obj, "to_numpy") and type(obj).__module__.startswith("pandas"):
+        if type(obj).__name__ == "DataFrame" and name == "X":
+            raise ShapeError(
+                f"X is a pandas DataFrame of shape {obj.shape}: a 2-D table (steps, features), not "
+                "[samples, timesteps, features].",
+                "cut it into windows first: statebatch.make_windows(df, timesteps=...).")
+        obj = obj.to_numpy()
+    if isinstance(obj, np.ndarray):
+        arr = obj
+    elif hasattr(obj, "numpy") and hasattr(obj, "shape") and hasattr(obj, "dtype"):  # tf / torch tensors
+        arr = np.asarray(obj.detach().cpu() if hasattr(obj, "detach") else obj)
+    else:
+        try:
+            arr = np.asarray(obj)
+        except (ValueError, TypeError):
+            lens = sorted({len(r) for r in obj if hasattr(r, "__len__")})[:5] if hasattr(obj, "__iter__") else []
+            raise DTypeError(
+                f"{name} is ragged: its rows have different lengths {lens} and cannot form one array.",
+                "pad them to one length (statebatch bucketing, or keras.utils.pad_sequences(..., "
+                "dtype='float32')) or window each series with statebatch.make_windows(list_of_series, ...).",
+            ) from None
+    problem = dtype_error(arr, name)
+    if problem:
+        raise problem
+    return arr
+
+
+def check_rank(X: np.ndarray, rank: int = 3, model_shape: tuple | None = None) -> None:
+    """X has the rank a recurrent layer needs (3: ``[samples, timesteps, features]``)."""
+    if X.ndim == rank:
+        return
+    shape = X.shape
+    if rank != 3:
+        raise ShapeError(f"X has shape {shape} but the model's input is {model_shape} (rank {rank}).",
+                         "reshape X to the model's input rank.")
+    if X.ndim == 1:
+        raise ShapeError(
+            f"X is 1-D {shape}; a recurrent layer needs 3-D [samples, timesteps, features].",
+            f"if X is one series of {shape[0]} steps, cut it into windows: statebatch.make_windows(X, "
+            f"timesteps=T) (or arrange_stateful for a stateful model); if each value is its own sample, "
+            f"X.reshape({shape[0]}, 1, 1).")
+    if X.ndim == 2:
+        raise ShapeError(
+            f"X is 2-D {shape}; a recurrent layer needs 3-D [samples, timesteps, features].",
+            f"if each row is one sample of {shape[1]} timesteps of a single feature, use X[..., None] "
+            f"(shape {shape + (1,)}); if X is one series of {shape[0]} steps x {shape[1]} features, cut it "
+            "into windows with statebatch.make_windows(X, timesteps=T).")
+    if X.ndim == 4:
+        raise ShapeError(
+            f"X is 4-D {shape}; a recurrent layer needs 3-D [samples, timesteps, features].",
+            f"flatten the per-step features: X.reshape({shape[0]}, {shape[1]}, {shape[2] * shape[3]}), "
+            "or use ConvLSTM2D / TimeDistributed for image sequences.")
+    raise ShapeError(f"X has {X.ndim} dimensions {shape}; a recurrent layer needs 3-D "
+                     "[samples, timesteps, features].", "reshape X to (samples, timesteps, features).")
+
+
+def check_not_empty(X: np.ndarray) -> None:
+    if X.shape[0] == 0 or 0 in X.shape[1:]:
+        raise DataValueError(f"X is empty: shape {X.shape}.",
+                             "pass at least one sample with at least one time step and one feature.")
+
+
+def check_finite(arr: np.ndarray, name: str = "X") -> None:
+    """No NaN or inf (the loss becomes NaN at the first batch that holds one)."""
+    if not np.issubdtype(arr.dtype, np.floating):
+        return
+    bad = ~np.isfinite(arr)
+    if not bad.any():
+        return
+    n_nan = int(np.isnan(arr).sum())
+    n_inf = int(bad.sum()) - n_nan
+    where = tuple(int(i) for i in np.argwhere(bad)[0])
+    raise DataValueError(
+        f"{name} holds {n_nan} NaN and {n_inf} inf value(s) (first at index {where}); the loss becomes NaN at "
+        "the first batch that contains one.",
+        "fill or interpolate missing values in the raw series before windowing (e.g. pd.Series.interpolate(), "
+        "or mask them with a pad value and a Masking layer), or drop those samples: "
+        "keep = np.isfinite(X).all(axis=(1, 2)).")
+
+
+def check_timesteps(X: np.ndarray, expected: int | None, model_shape: tuple | None = None) -> None:
+    if expected is None or X.ndim != 3 or X.shape[1] == expected:
+        return
+    shown = model_shape or (None, expected, None)
+    raise ModelMismatchError(
+        f"X has {X.shape[1]} timesteps (shape {X.shape}) but the model expects {expected} (input shape {shown}). "
+        "Keras 3 may accept this without any error.",
+        f"window the series with timesteps={expected} (statebatch.make_windows(series, {expected})), or build the "
+        f"model with keras.Input(shape=(None, {X.shape[2]})) to accept any length.")
+
+
+def check_features(X: np.ndarray, expected: int | None, model_shape: tuple | None = None) -> None:
+    if expected is None or X.shape[-1] == expected:
+        return
+    shown = model_shape or (None, X.shape[1] if X.ndim > 1 else None, expected)
+    hint = ""
+    if X.ndim == 3 and X.shape[1] == expected:
+        hint = (f" The sizes look swapped: X may be channels-first (samples, features, timesteps); "
+                f"use X.transpose(0, 2, 1).")
+    raise ModelMismatchError(
+        f"X has {X.shape[-1]} features (shape {X.shape}) but the model expects {expected} (input shape {shown})."
+        + hint,
+        "give X the model's feature columns (X[..., cols]), or build the model with "
+        f"keras.Input(shape=({X.shape[1] if X.ndim > 1 else '...'}, {X.shape[-1]})).")
+
+
+def check_targets(X: np.ndarray, y: Any, model_output: tuple | None = None) -> np.ndarray:
+    """y has one entry per sample, finite values and a shape the model's output can match."""
+    ya = check_array(y, "y")
+    n = X.shape[0]
+    if ya.ndim == 0 or len(ya) != n:
+        raise LengthMismatchError(
+            f"X has {n} samples but y has {0 if ya.ndim == 0 else len(ya)} (X {X.shape}, y {ya.shape}).",
+            "give exactly one target per sample; make_windows(..., targets=...) builds aligned X and y.")
+    check_finite(ya, "y")
+    if model_output is not None:
+        out_rank = len(model_output)
+        if ya.ndim > out_rank:
+            raise ModelMismatchError(
+                f"y has shape {ya.shape} (one target per timestep) but the model outputs {model_output}.",
+                "set return_sequences=True on the last recurrent layer (and wrap the head in TimeDistributed if "
+                "needed), or use one target per sample.")
+        if (ya.ndim == out_rank and model_output[-1] is not None and ya.shape[-1] != model_output[-1]
+                and not (np.issubdtype(ya.dtype, np.integer) and ya.shape[-1] == 1)):
+            raise ModelMismatchError(
+                f"y has {ya.shape[-1]} value(s) per target (shape {ya.shape}) but the model outputs "
+                f"{model_output[-1]} (output shape {model_output}).",
+                f"end the model with a layer of {ya.shape[-1]} unit(s) (e.g. Dense({ya.shape[-1]})), or select the "
+                "target columns you meant (target_features=... / target_cols=...).")
+        if out_rank == 3 and ya.ndim == 2 and not np.issubdtype(ya.dtype, np.integer):
+            raise ModelMismatchError(
+                f"the model returns sequences {model_output} but y has one target per sample {ya.shape}; Keras would "
+                "broadcast them against every timestep.",
+                "set return_sequences=False on the last recurrent layer, or give per-timestep targets "
+                "(make_windows(..., return_sequences=True)).")
+    return ya
+
+
+def check_sample_weight(X: np.ndarray, sample_weight: Any) -> np.ndarray:
+    sw = check_array(sample_weight, "sample_weight")
+    n = X.shape[0]
+    if sw.ndim == 0 or len(sw) != n:
+        raise LengthMismatchError(
+            f"X has {n} samples but sample_weight has {0 if sw.ndim == 0 else len(sw)} entries "
+            f"(sample_weight {sw.shape}).", "give one weight per sample (or per sample and timestep).")
+    if sw.ndim > 2 or (sw.ndim == 2 and X.ndim == 3 and sw.shape[1] != X.shape[1]):
+        raise ShapeError(f"sample_weight has shape {sw.shape}; expected ({n},) or ({n}, {X.shape[1]}).",
+                         "use one weight per sample, or per sample and timestep for sequence outputs.")
+    if (~np.isfinite(sw.astype(float)) | (sw < 0)).any():
+        raise DataValueError("sample_weight has negative, NaN or inf entries.",
+                             "weights must be finite and >= 0 (0 ignores a sample/timestep).")
+    return sw
+
+
+def check_batch_size(batch_size: Any) -> int | None:
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r}.",
+                             "pass batch_size=32 or another positive integer.")
+    return int(batch_size)
+
+
+def check_model_batch(batch_size: int | None, model_batch: int | None, X: np.ndarray,
+                      model_shape: tuple | None) -> tuple[int | None, list[str]]:
+    """The batch size to use, given the model's fixed one; a mismatch is refused."""
+    if model_batch is None:
+        return batch_size, []
+    if batch_size is None:
+        return model_batch, [f"the model has a fixed batch size {model_batch}: pass batch_size={model_batch} to "
+                             "fit/predict (their default is 32)."]
+    if batch_size != model_batch:
+        raise BatchSizeError(
+            f"batch_size={batch_size} but the model was built with a fixed batch size of {model_batch} "
+            f"(input shape {model_shape}).",
+            f"pass batch_size={model_batch}, or rebuild the model with keras.Input(batch_shape=({batch_size}, "
+            f"{X.shape[1] if X.ndim > 1 else '...'}, {X.shape[-1]})).")
+    return batch_size, []
+
+
+def check_replicas(batch_size: int | None, num_replicas: int | None) -> None:
+    if num_replicas is None or batch_size is None or batch_size % num_replicas == 0:
+        return
+    raise BatchSizeError(
+        f"batch_size={batch_size} does not split evenly over {num_replicas} replicas.",
+        f"use a batch size divisible by {num_replicas}; each replica then keeps {batch_size // num_replicas} "
+        "consecutive lanes (rows stay in place).")
+
+
+def check_stateful_flag(stateful: bool | None, stateful_layers: list) -> bool:
+    """The ``stateful`` given agrees with the model's layers; returns the effective value."""
+    if stateful is None:
+        return bool(stateful_layers)
+    if stateful and not stateful_layers:
+        raise StatefulLayoutError("stateful=True was given but the model has no stateful recurrent layer.",
+                                  "build the RNN layers with stateful=True, or validate with stateful=False.")
+    if not stateful and stateful_layers:
+        raise StatefulLayoutError(
+            f"stateful=False was given but the model has stateful layers {[layer.name for layer in stateful_layers]}.",
+            "validate with stateful=True (or leave stateful unset to take it from the model).")
+    return bool(stateful)
+
+
+def check_stateful_batch(n: int, batch_size: int | None, model_fixed: bool | None = None) -> None:
+    """A stateful model needs a fixed batch size that divides the sample count."""
+    if batch_size is None:
+        raise BatchSizeError("a stateful model needs a fixed batch size, and none was given.",
+                             "pass batch_size=B here and build the model with keras.Input(batch_shape=(B, T, F)).")
+    if model_fixed is False:
+        raise BatchSizeError("the stateful model has no fixed batch size.", "build it with keras.Input(batch_shape=(B, T, F)).")
+    if n % batch_size:
+        k = n // batch_size
+        raise BatchSizeError(
+            f"{n} samples do not divide into batches of {batch_size}: the last batch would hold {n % batch_size}. "
+            f"Keras 3 fails only at the end of the epoch with 'Incompatible shapes: [{n % batch_size},...] vs. "
+            f"[{batch_size},...]'.",
+            f"arrange the series with statebatch.arrange_stateful(series, timesteps, batch_size={batch_size}) (pads "
+            f"the remainder with weight 0), or keep X[:{k * batch_size}].")
+
+
+def check_shuffle(shuffle: Any, stateful: bool) -> list[str]:
+    """Shuffling scrambles which sample continues which in a stateful model."""
+    if not stateful:
+        return []
+    if shuffle is True or shuffle == "batch":
+        raise ShuffleError(
+            f"shuffle={shuffle!r} with a stateful model scrambles which sample continues which (row i of batch k+1 "
+            "must continue row i of batch k).", "pass shuffle=False to model.fit (its default is True).")
+    if shuffle is None:
+        return ["model.fit shuffles by default: pass shuffle=False for a stateful model."]
+    return []
+
+
+def _overlap_shift(a: np.ndarray, b: np.ndarray) -> int | None:
+    """The shift s (0 < s < T) with ``b[:T-s] == a[s:]``, i.e. b is a shifted copy of a."""
+    t = len(a)
+    cand = np.flatnonzero((a == b[0]).reshape(t, -1).all(axis=1))
+    for s in cand:
+        if 0 < s < t and np.array_equal(b[: t - s], a[s:]):
+            return int(s)
+    return None
+
+
+def find_overlap(X: np.ndarray, batch_size: int, max_pairs: int = 64, seed: int = 0) -> dict | None:
+    """Evidence that row i of batch k+1 is a shifted copy of row i of batch k (overlapping windows)."""
+    n = X.shape[0]
+    n_batches = n // batch_size
+    if n_batches < 2 or X.ndim != 3 or X.shape[1] < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    ks = rng.integers(0, n_batches - 1, size=max_pairs)
+    ii = rng.integers(0, batch_size, size=max_pairs)
+    checked = hits = 0
+    shifts: list[int] = []
+    example = None
+    for k, i in zip(ks, ii):
+        a, b = X[k * batch_size + i], X[(k + 1) * batch_size + i]
+        if np.all(a == a[0]):  # a constant window proves nothing
+            continue
+        checked += 1
+        s = _overlap_shift(a, b)
+        if s is not None:
+            hits += 1
+            shifts.append(s)
+            if example is None:
+                example = (int(k), int(i), s)
+    if checked and hits / checked >= 0.5:
+        return {"shift": int(np.bincount(shifts).argmax()), "pairs_checked": checked, "pairs_overlapping": hits,
+                "example": example}
+    return None
+
+
+def check_layout(X: np.ndarray, batch_size: int) -> list[str]:
+    """Stateful data must be arranged in lanes; overlapping sliding windows are refused."""
+    if X.ndim != 3:
+        return []
+    overlap = find_overlap(X, batch_size)
+    if overlap:
+        k, i, s = overlap["example"]
+        raise OverlappingWindowsError(
+            f"X looks like overlapping sliding windows: row {i} of batch {k + 1} is row {i} of batch {k} shifted by "
+            f"{s} step(s) ({overlap['pairs_overlapping']} of {overlap['pairs_checked']} sampled pairs). A stateful "
+            "model carries the state of row i into row i of the next batch, so it would see those steps twice, out "
+            "of order.",
+            "use statebatch.arrange_stateful(series, timesteps, batch_size) to cut the series into non-overlapping "
+            "lanes, or use stateful=False with sliding windows.")
+    return []
+
+
+def check_masking(X: np.ndarray, model: Any) -> list[str]:
+    """cuDNN (TF on GPU) accepts only right-padded masks without fully masked rows."""
+    if model is None or X.ndim != 3:
+        return []
+    for layer in _introspect.iter_layers(model):
+        if type(layer).__name__ == "Masking":
+            masked = np.all(X == getattr(layer, "mask_value", 0.0), axis=-1)  # (n, T)
+            full = int(masked.all(axis=1).sum())
+            left = int((masked[:, :-1] & ~masked[:, 1:]).any(axis=1).sum())
+            if full or left:
+                return [f"the model masks steps equal to {layer.mask_value}: {full} sample(s) are fully masked (e.g. "
+                        f"idle stateful lanes) and {left} have masked steps before real ones. On GPU, cuDNN rejects "
+                        "both. Weight padding out instead (statebatch's default: per-timestep sample weights) or pad "
+                        "at the end (padding='post') and drop empty rows."]
+            return []
+    return []
+
+
+def check_suspicious(X: np.ndarray, stateful: bool, batch_size: int | None) -> list[str]:
+    """Legal but suspicious: one timestep, float64, unscaled values, fewer samples than a batch."""
+    out = []
+    if X.ndim == 3 and X.shape[1] == 1:
+        out.append("X has a single timestep: the recurrent layer sees no sequence. If each sample should be a "
+                   "sequence, window the series with statebatch.make_windows(series, timesteps).")
+    if X.dtype == np.float64:
+        out.append("X is float64; Keras computes in float32 and converts each batch. Pass X.astype('float32') to "
+                   "halve memory and conversion time.")
+    if np.issubdtype(X.dtype, np.floating) and X.size and np.isfinite(X).all():
+        scale = float(np.abs(X).max())
+        if scale > 1e3:
+            out.append(f"X reaches magnitude {scale:.3g}; unscaled inputs saturate LSTM gates. Standardise features "
+                       "(e.g. sklearn StandardScaler fitted on the training part).")
+    if not stateful and batch_size is not None and X.shape[0] < batch_size:
+        out.append(f"only {X.shape[0]} samples for batch_size={batch_size}: one small batch per epoch.")
+    return out

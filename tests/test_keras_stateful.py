@@ -67,6 +67,59 @@ def test_many_series_with_resets_equal_each_series_alone(cell):
     assert min(diffs) > 1e-3
 
 
+@pytest.mark.parametrize("cell", [keras.layers.LSTM, keras.layers.GRU], ids=["LSTM", "GRU"])
+def test_every_epoch_of_shuffled_jittered_lanes_equals_each_series_alone(cell):
+    """Epoch-aware plans: repacked lanes and moving chunk edges, driven by the dataset and callback the
+    way fit drives them; in every epoch each series' outputs equal the series run alone."""
+    B, T = 3, 6
+    lengths = [37, 12, 50, 23, 9, 31, 18, 26]
+    series = [RNG.normal(size=(n, F)).astype("float32") for n in lengths]
+    a = sb.arrange_stateful(series, T, B, targets=None, shuffle=True, seed=3, jitter=2)
+    m, ref = twins(cell, B)  # time axis None: jittered batches have 4..6 steps
+    alone = [ref.predict(s[None], verbose=0)[0] for s in series]
+    cb = LaneResetCallback(a)
+    cb.set_model(m)
+    cb.on_train_begin()
+    ds = StatefulDataset(a)
+    packings, edges = set(), set()
+    for epoch in range(3):
+        cb.on_epoch_begin(epoch)  # what fit calls: the dataset now serves this epoch's plan
+        assert a.epoch == epoch and len(ds) == a.n_batches
+        outs = []
+        for k in range(len(ds)):
+            cb.on_train_batch_begin(k)
+            outs.append(np.asarray(m(ds[k][0])))
+        plan = a.plan(epoch)
+        packings.add(plan.series.tobytes())
+        edges.add(tuple(o.shape[1] for o in outs))
+        for s, (out, want) in enumerate(zip(a.unbatch(outs), alone)):
+            np.testing.assert_allclose(out, want, atol=1e-5, err_msg=f"epoch {epoch}, series {s}")
+    cb.on_train_end()
+    assert len(packings) == 3 and len(edges) > 1  # the epochs really differ
+
+
+def test_fit_follows_each_epochs_plan():
+    lengths = [40, 17, 33, 25, 12, 29]
+    series = [RNG.normal(size=(n, F)).astype("float32") for n in lengths]
+    a = sb.arrange_stateful(series, 5, 2, targets="next", shuffle=True, seed=0, jitter=1)
+    inp = keras.Input(batch_shape=(2, None, F))
+    out = keras.layers.Dense(F)(keras.layers.LSTM(4, return_sequences=True, stateful=True)(inp))
+    model = keras.Model(inp, out)
+    model.compile(optimizer="adam", loss="mse")
+
+    class Seen(keras.callbacks.Callback):
+        log = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 0:  # after LaneResetCallback.on_epoch_begin has set the epoch
+                self.log.append((len(self.log), a.epoch, a.plan().series.tobytes()))
+
+    hist = model.fit(StatefulDataset(a), epochs=3, shuffle=False, verbose=0, callbacks=[LaneResetCallback(a), Seen()])
+    assert [ae for _, ae, _ in Seen.log] == [0, 1, 2]
+    assert len({packing for _, _, packing in Seen.log}) == 3  # each epoch trained on its own packing
+    assert all(np.isfinite(hist.history["loss"]))
+
+
 def test_seed_example_batch1_and_lanes_see_the_same_steps():
     """The seeds' classic: stateful LSTM, batch_size=1, fit one epoch at a time, reset after each epoch
     (Keras 3: batch_shape, epochs, layer.reset_state()). With lanes, B > 1 rows see the same steps."""

@@ -213,47 +213,109 @@ def _balanced(usable: int, timesteps: int, batch_size: int, chunks: int) -> tupl
     return (series.astype(np.int64), np.where(series >= 0, step, 0).astype(np.int64), valid.astype(np.int64), resets)
 
 
-def _jittered(usable: np.ndarray, order: list[int], timesteps: int, jitter: int, batch_size: int,
-              one_series: bool, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """Plan with a random length per batch in ``[timesteps - jitter, timesteps]`` (AWD-LSTM style)."""
-    shortest = timesteps - jitter
-    total = int(usable.sum())
-    longest = int(usable.max()) if len(usable) else 0
-    cap = total // (batch_size * shortest) + longest // shortest + 4  # enough batches for any packing
-    lengths = timesteps - rng.integers(0, jitter + 1, size=cap)
-    cum = np.concatenate([[0], np.cumsum(lengths)])  # cum[k]: steps before batch k
+def _jittered(usable: np.ndarray, timesteps: int, jitter: int, batch_size: int, one_series: bool,
+              seed: int, epoch: int, shuffle: bool) -> tuple[np.ndarray, ...]:
+    """Plan with a random length per batch in ``[timesteps - jitter, timesteps]`` (AWD-LSTM style).
+
+    The number of batches is the same in every epoch, because Keras reads a dataset's length once per
+    ``fit``. One series: the count that batches of the mean length ``timesteps - jitter / 2`` need;
+    the random lengths are nudged (within the range) until they cover each lane in exactly that many
+    batches. Many series: a bound that holds for every draw (see below); an epoch that needs fewer
+    batches ends with idle ones (every lane padding, sample weight 0, counted in ``padding_fraction``).
+    """
+    shortest, mean = timesteps - jitter, timesteps - jitter // 2
+    rng = rng_for(seed, epoch, 1)
     if one_series:
         n = int(usable[0])
         piece = -(-n // batch_size)
-        a = np.arange(batch_size, dtype=np.int64) * piece  # lane i: steps [a_i, b_i)
-        b = np.minimum(a + piece, n)
-        n_b = int(np.searchsorted(cum, piece, side="left"))
-        lo = a[None, :] + cum[:n_b, None]
-        valid = np.clip(np.minimum(lengths[:n_b, None], b[None, :] - lo), 0, None)
-        series = np.where(valid > 0, 0, -1).astype(np.int64)
-        step = np.where(valid > 0, lo, 0).astype(np.int64)
-        resets = np.zeros((n_b, batch_size), dtype=bool)
-        if n_b:
-            resets[0] = b > a
-        return series, step, valid.astype(np.int64), resets, lengths[:n_b].astype(np.int64)
-    heap = [(0, lane) for lane in range(batch_size)]
-    slots: list[tuple[int, int, int]] = []  # (series, lane, start batch): a series starts at a batch boundary
-    ends = []
-    for s in order:
-        n = int(usable[s])
-        if n <= 0:
-            continue
-        b0, lane = heapq.heappop(heap)
-        b1 = int(np.searchsorted(cum, cum[b0] + n, side="left"))  # first batch boundary at or after the end
-        slots.append((s, lane, b0))
-        ends.append(b1)
-        heapq.heappush(heap, (b1, lane))
-    n_b = max(ends) if ends else 0
+        nb = -(-2 * piece // (2 * timesteps - jitter))  # batches of the mean length T - jitter/2
+        lengths = timesteps - rng.integers(0, jitter + 1, size=nb)
+        # Cover the lane (sum >= piece) and use every batch (the first nb - 1 sum to < piece): add or
+        # remove single steps at random places that have room, all at once.
+        short = piece - int(lengths.sum())
+        if short > 0:
+            slots = np.repeat(np.arange(nb), timesteps - lengths)
+            np.add.at(lengths, rng.choice(slots, size=short, replace=False), 1)
+        excess = int(lengths[:-1].sum()) - piece + 1
+        if excess > 0:
+            slots = np.repeat(np.arange(nb - 1), lengths[:-1] - shortest)
+            np.add.at(lengths, rng.choice(slots, size=excess, replace=False), -1)
+        return _one_series_jittered(n, piece, lengths, batch_size)
+    # Many series: lengths come in pairs (x, 2T - jitter - x) in random order, so after any number of
+    # batches the steps covered differ from batches x (T - jitter/2) by at most jitter/2. A series of n
+    # steps therefore needs at most ceil((n + jitter) / (T - jitter/2)) batches whatever the draw;
+    # lanes are packed in those units, which fixes the batch count (epochs needing fewer batches end
+    # with idle ones).
+    units = -(-(2 * usable + 2 * jitter) // (2 * timesteps - jitter))
+    lanes, capacity = _assign_lanes(units, batch_size, shuffle, seed, epoch)
+    return _top_up(_pack_jittered(usable, lanes, _paired_lengths(capacity, timesteps, jitter, rng), batch_size),
+                   capacity, mean)
+
+
+def _paired_lengths(n: int, timesteps: int, jitter: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` batch lengths in ``[timesteps - jitter, timesteps]``, random, whose running sum stays within
+    ``jitter / 2`` of ``k x (timesteps - jitter / 2)``: pairs ``(x, 2 timesteps - jitter - x)``."""
+    half = rng.integers(0, jitter + 1, size=(n + 1) // 2)
+    pairs = np.stack([timesteps - half, timesteps - jitter + half], axis=1)
+    swap = rng.random(len(pairs)) < 0.5
+    pairs[swap] = pairs[swap][:, ::-1]
+    return pairs.reshape(-1)[:n].astype(np.int64)
+
+
+def _assign_lanes(chunks: np.ndarray, batch_size: int, shuffle: bool, seed: int | None,
+                  epoch: int) -> tuple[list[list[int]], int]:
+    """Series into lanes: longest-first (fixed), or a random packing per epoch within the same
+    number of chunks per lane, so the batch count never changes between epochs."""
+    fixed = pack_lanes(chunks, batch_size)
+    capacity = max((int(chunks[lane].sum()) for lane in fixed if lane), default=0)
+    if not shuffle:
+        return fixed, capacity
+    for attempt in range(4):
+        lanes = _random_pack(chunks, batch_size, capacity, rng_for(seed, epoch, 2 + attempt))
+        if lanes is not None:
+            return lanes, capacity
+    # always feasible: the fixed lanes, in a random order within and across lanes
+    r = rng_for(seed, epoch, 9)
+    return [r.permutation(fixed[i]).tolist() for i in r.permutation(batch_size)], capacity
+
+
+def _one_series_jittered(n: int, piece: int, lengths: np.ndarray, batch_size: int) -> tuple[np.ndarray, ...]:
+    cum = np.concatenate([[0], np.cumsum(lengths)])  # cum[k]: steps before batch k
+    a = np.arange(batch_size, dtype=np.int64) * piece  # lane i: steps [a_i, b_i)
+    b = np.minimum(a + piece, n)
+    n_b = len(lengths)
+    lo = a[None, :] + cum[:n_b, None]
+    valid = np.clip(np.minimum(lengths[:, None], b[None, :] - lo), 0, None)
+    series = np.where(valid > 0, 0, -1).astype(np.int64)
+    step = np.where(valid > 0, lo, 0).astype(np.int64)
+    resets = np.zeros((n_b, batch_size), dtype=bool)
+    resets[0] = b > a
+    return series, step, valid.astype(np.int64), resets, lengths.astype(np.int64)
+
+
+def _pack_jittered(usable: np.ndarray, lanes: list[list[int]], lengths: np.ndarray,
+                   batch_size: int) -> tuple[np.ndarray, ...] | None:
+    """Each lane runs its series back to back, each series starting at a batch boundary, on batches of
+    the given lengths; None when the lanes need more batches than there are lengths."""
+    cum = np.concatenate([[0], np.cumsum(lengths)])
+    slots: list[tuple[int, int, int, int]] = []  # (series, lane, first batch, end batch)
+    for lane, members in enumerate(lanes):
+        b0 = 0
+        for s in members:
+            n = int(usable[s])
+            if n <= 0:
+                continue
+            b1 = int(np.searchsorted(cum, cum[b0] + n, side="left"))  # first boundary at or after the end
+            if b1 >= len(cum):
+                return None
+            slots.append((s, lane, b0, b1))
+            b0 = b1
+    n_b = max((b1 for *_, b1 in slots), default=0)
     series = np.full((n_b, batch_size), -1, dtype=np.int64)
     step = np.zeros((n_b, batch_size), dtype=np.int64)
     valid = np.zeros((n_b, batch_size), dtype=np.int64)
     resets = np.zeros((n_b, batch_size), dtype=bool)
-    for (s, lane, b0), b1 in zip(slots, ends):
+    for s, lane, b0, b1 in slots:
         ks = np.arange(b0, b1)
         st = cum[ks] - cum[b0]
         series[ks, lane] = s
@@ -261,6 +323,18 @@ def _jittered(usable: np.ndarray, order: list[int], timesteps: int, jitter: int,
         valid[ks, lane] = np.minimum(lengths[ks], int(usable[s]) - st)
         resets[b0, lane] = True
     return series, step, valid, resets, lengths[:n_b].astype(np.int64)
+
+
+def _top_up(arrays: tuple[np.ndarray, ...], nb: int, length: int) -> tuple[np.ndarray, ...]:
+    """Append idle batches (every lane padding, weight 0) up to ``nb`` batches."""
+    series, step, valid, resets, batch_steps = arrays
+    extra = nb - series.shape[0]
+    if extra <= 0:
+        return arrays
+    b = series.shape[1]
+    return (np.vstack([series, np.full((extra, b), -1, np.int64)]), np.vstack([step, np.zeros((extra, b), np.int64)]),
+            np.vstack([valid, np.zeros((extra, b), np.int64)]), np.vstack([resets, np.zeros((extra, b), bool)]),
+            np.concatenate([batch_steps, np.full(extra, length, np.int64)]))
 
 
 # --------------------------------------------------------------------------- the planner
@@ -341,9 +415,8 @@ def plan_lanes(
     rng = rng_for(seed, epoch) if seed is not None else None
 
     if jitter:
-        order = (rng.permutation(len(usable)) if shuffle else np.argsort(-usable, kind="stable")).tolist()
-        series, step, valid, resets, batch_steps = _jittered(usable, order, timesteps, jitter, batch_size,
-                                                             one_series, rng_for(seed, epoch, 1))
+        series, step, valid, resets, batch_steps = _jittered(usable, timesteps, jitter, batch_size, one_series,
+                                                             seed, epoch, shuffle)
         if not series.size:
             raise _nothing_fits(lengths, timesteps, held)
         return LanePlan(series, step, valid, resets, timesteps, batch_steps, epoch, tuple(left))
@@ -387,25 +460,11 @@ def plan_lanes(
             usable = np.array([c * timesteps], dtype=np.int64)
         arrays = _balanced(int(usable[0]), timesteps, batch_size, c)
     elif shuffle:
-        capacity = _makespan(chunks, batch_size)
-        lanes = None
-        for attempt in range(4):
-            lanes = _random_pack(chunks, batch_size, capacity, rng_for(seed, epoch, 2 + attempt))
-            if lanes is not None:
-                break
-        if lanes is None:  # always feasible: the deterministic lanes, in a random order within and across lanes
-            det = pack_lanes(chunks, batch_size)
-            r = rng_for(seed, epoch, 9)
-            lanes = [r.permutation(det[i]).tolist() for i in r.permutation(batch_size)]
+        lanes, capacity = _assign_lanes(chunks, batch_size, True, seed, epoch)
         arrays = _plan_from_lanes(lanes, usable, chunks, timesteps, batch_size, capacity)
     else:
         arrays = _plan_from_lanes(pack_lanes(chunks, batch_size), usable, chunks, timesteps, batch_size)
     return LanePlan(*arrays, timesteps=timesteps, batch_steps=None, epoch=epoch, left_out=tuple(left))
-
-
-def _makespan(chunks: np.ndarray, batch_size: int) -> int:
-    lanes = pack_lanes(chunks, batch_size)
-    return max((int(chunks[lane].sum()) for lane in lanes if lane), default=0)
 
 
 def _nothing_fits(lengths: np.ndarray, timesteps: int, held: int) -> ShapeError:

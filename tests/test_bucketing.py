@@ -4,7 +4,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import statebatch as sb
@@ -281,3 +281,35 @@ def test_windows_as_sequences():
     bk = sb.bucket_batches(w, 8, shuffle=False)
     X, y = next(iter(bk))
     assert X.shape == (8, 5, 1) and y.shape == (8, 1)
+
+
+def _least_padding(lengths, k):
+    """Brute-force DP over sorted distinct lengths (independent of statebatch): least padding with at
+    most k buckets, each padded to its longest member."""
+    v, cnt = np.unique(lengths, return_counts=True)
+    m = len(v)
+
+    def cost(a, j):
+        return sum(int(v[j] - v[t]) * int(cnt[t]) for t in range(a, j + 1))
+
+    best = [cost(0, j) for j in range(m)]
+    result = best[-1]
+    for _ in range(2, k + 1):
+        best = [min([best[i] + cost(i + 1, j) for i in range(j)], default=float("inf")) for j in range(m)]
+        result = min(result, best[-1])
+    return result
+
+
+@given(lengths=st.lists(st.integers(1, 60), min_size=1, max_size=40), k=st.integers(1, 9))
+@settings(max_examples=150, deadline=None)
+def test_bucket_boundaries_are_optimal(lengths, k):
+    b = sb.bucket_boundaries(lengths, k)
+    assert len(b) <= k - 1 and (np.diff(b) > 0).all()
+    assert sb.padding_of(lengths, b) == _least_padding(lengths, k)
+
+
+def test_bucket_boundaries_refuse_unbounded_requests():
+    with pytest.raises(sb.ParameterError, match="n_buckets"):
+        sb.bucket_boundaries([1, 2, 3], n_buckets=10**6)
+    with pytest.raises(sb.ParameterError, match="max_padding"):
+        sb.bucket_boundaries([1, 2, 3], max_padding=2)

@@ -69,17 +69,40 @@ class BucketPlan:
 
 
 # --------------------------------------------------------------------------- boundaries
-def _padding_cost_table(vmax: np.ndarray, counts: np.ndarray, sums: np.ndarray) -> np.ndarray:
-    """cost[i, j] = padding when length groups i..j share one bucket padded to vmax[j]."""
-    c = np.concatenate([[0.0], np.cumsum(counts)])
-    s = np.concatenate([[0.0], np.cumsum(sums)])
-    i = np.arange(len(vmax))[:, None]
-    j = np.arange(len(vmax))[None, :]
-    cost = vmax[None, :] * (c[j + 1] - c[i]) - (s[j + 1] - s[i])
-    return np.where(j >= i, cost, np.inf)
+_MAX_GROUPS = 4096  # distinct lengths beyond this are merged into equal-count groups first
 
 
-_MAX_GROUPS = 2048  # the DP table is groups x groups floats
+def _layer(prev: np.ndarray, k: int, vmax: np.ndarray, c: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One layer of the bucket DP: ``cur[j] = min_i prev[i] + cost(i + 1, j)`` for ``k`` buckets.
+
+    ``cost(a, j)`` (padding of groups ``a..j`` in one bucket) satisfies the quadrangle inequality, so
+    the best split ``i`` is non-decreasing in ``j``: divide and conquer over ``j``, all subproblems of
+    one recursion level at once in numpy. O(m log m) per layer instead of O(m^2).
+    """
+    m = len(vmax)
+    cur = np.full(m, np.inf)
+    arg = np.zeros(m, dtype=np.int64)
+    # tasks: j in [jlo, jhi], best split in [olo, ohi]
+    jlo, jhi = np.array([k - 1]), np.array([m - 1])
+    olo, ohi = np.array([k - 2]), np.array([m - 2])
+    while len(jlo):
+        mid = (jlo + jhi) // 2
+        lo, hi = olo, np.minimum(ohi, mid - 1)
+        n = hi - lo + 1
+        task = np.repeat(np.arange(len(mid)), n)
+        i = lo[task] + (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))
+        j = mid[task]
+        val = prev[i] + vmax[j] * (c[j + 1] - c[i + 1]) - (s[j + 1] - s[i + 1])
+        starts = np.cumsum(n) - n
+        best_val = np.minimum.reduceat(val, starts)
+        hit = np.flatnonzero(val <= best_val[task])
+        first = hit[np.unique(task[hit], return_index=True)[1]]  # leftmost minimum per task
+        best = i[first]
+        cur[mid], arg[mid] = best_val, best
+        left, right = jlo <= mid - 1, mid + 1 <= jhi
+        jlo, jhi, olo, ohi = (np.concatenate([jlo[left], mid[right] + 1]), np.concatenate([mid[left] - 1, jhi[right]]),
+                              np.concatenate([olo[left], best[right]]), np.concatenate([best[left], ohi[right]]))
+    return cur, arg
 
 
 def bucket_boundaries(lengths: Sequence[int], n_buckets: int | None = None, *, max_padding: float = 0.02,
@@ -88,13 +111,15 @@ def bucket_boundaries(lengths: Sequence[int], n_buckets: int | None = None, *, m
 
     Each bucket is padded to its longest member. Boundaries follow tf.data's convention: bucket ``j``
     holds lengths in ``[b[j-1], b[j])``, so ``n_buckets`` buckets have ``n_buckets - 1`` boundaries.
+    Exact for up to 4,096 distinct lengths (beyond, neighbouring lengths are merged into equal-count
+    groups first); O(n_buckets x m log m) for m distinct lengths.
 
     Parameters
     ----------
     lengths : sequence of int
     n_buckets : int, optional
-        Number of buckets. By default the smallest number (at most ``max_buckets``) whose padding is
-        at most ``max_padding`` of the padded steps.
+        Number of buckets (at most 4,096). By default the smallest number (at most ``max_buckets``)
+        whose padding is at most ``max_padding`` of the padded steps.
 
     Returns
     -------
@@ -102,37 +127,34 @@ def bucket_boundaries(lengths: Sequence[int], n_buckets: int | None = None, *, m
     """
     lengths = check_lengths(lengths)
     if n_buckets is not None:
-        check_int("n_buckets", n_buckets, 1)
-    check_int("max_buckets", max_buckets, 1)
+        check_int("n_buckets", n_buckets, 1, _MAX_GROUPS)
+    check_int("max_buckets", max_buckets, 1, _MAX_GROUPS)
+    max_padding = check_fraction("max_padding", max_padding, low=0.0, high=1.0, inclusive=True)
     values, counts = np.unique(lengths, return_counts=True)
     sums = values * counts
     if len(values) > _MAX_GROUPS:  # merge neighbouring lengths into equal-count groups
         edges = np.unique(np.searchsorted(np.cumsum(counts), np.linspace(0, counts.sum(), _MAX_GROUPS + 1)[1:-1]))
-        groups = np.split(np.arange(len(values)), edges + 1)
-        groups = [g for g in groups if len(g)]
+        groups = [g for g in np.split(np.arange(len(values)), edges + 1) if len(g)]
         values = np.array([values[g[-1]] for g in groups])
         counts, sums = np.array([counts[g].sum() for g in groups]), np.array([sums[g].sum() for g in groups])
     m = len(values)
     k_max = min(m, n_buckets if n_buckets is not None else max_buckets)
-    cost = _padding_cost_table(values.astype(float), counts.astype(float), sums.astype(float))
+    vmax = values.astype(float)
+    c = np.concatenate([[0.0], np.cumsum(counts, dtype=float)])
+    s = np.concatenate([[0.0], np.cumsum(sums, dtype=float)])
+    dp = vmax * c[1:] - s[1:]  # one bucket holding groups 0..j
     total = float(lengths.sum())
-    dp = cost[0].copy()
-    starts: list[np.ndarray] = [np.zeros(m, dtype=np.int64)]
-    best_k = 1
+    args: list[np.ndarray] = []
     for k in range(2, k_max + 1):
         if n_buckets is None and dp[-1] <= max_padding * (total + dp[-1]):
             break
-        cand = dp[:-1, None] + cost[1:, :]
-        i_best = np.argmin(cand, axis=0)
-        dp = np.where(np.arange(m) >= k - 1, cand[i_best, np.arange(m)], np.inf)
-        starts.append(i_best + 1)
-        best_k = k
+        dp, arg = _layer(dp, k, vmax, c, s)
+        args.append(arg)
     ends, j = [], m - 1
-    for k in range(best_k, 1, -1):
+    for arg in reversed(args):  # walk the splits back from the last group
+        j = int(arg[j])
         ends.append(j)
-        j = int(starts[k - 1][j]) - 1
-    ends.append(j)
-    return np.array(sorted(int(values[e]) + 1 for e in ends[1:]), dtype=np.int64)
+    return np.array(sorted(int(values[e]) + 1 for e in ends), dtype=np.int64)
 
 
 def padding_of(lengths: Sequence[int], boundaries: Sequence[int]) -> int:

@@ -1,0 +1,66 @@
+"""Every array statebatch returns that shares memory with the user's data is read-only: writing to it
+fails instead of silently rewriting the user's series."""
+
+import numpy as np
+import pytest
+
+import statebatch as sb
+from statebatch.keras import StatefulDataset, WindowDataset
+from statebatch.sklearn import WindowTransformer
+
+
+def _arrays(obj):
+    if isinstance(obj, np.ndarray):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for item in obj:
+            yield from _arrays(item)
+
+
+def _returned(x, y):
+    w = sb.make_windows(x, 5, targets=y, batch_size=8, shuffle=False)
+    yield "Windows.X/y", (w.X, w.y)
+    yield "Windows.arrays()", w.arrays()
+    yield "Windows.batch(0)", w.batch(0)
+    yield "Windows.take(slice)", w.take(slice(0, 10))
+    yield "Windows.take(ints)", w.take([1, 2])
+    yield "iter(Windows)", next(iter(w))
+    yield "WindowDataset[0]", WindowDataset(w)[0]
+    nxt = sb.make_windows(x, 5, targets="next", batch_size=8)
+    yield "Windows next X/y", (nxt.X, nxt.y, nxt.batch(0))
+    for T, B, remainder in ((5, 1, "drop"), (5, 4, "drop"), (5, 1, "pad"), (10, 2, "pad")):
+        for targets in ("next", y):
+            a = sb.arrange_stateful(x, T, B, targets=targets, remainder=remainder)
+            yield f"Arranged {T},{B},{remainder}", (a.X, a.y, a.batch_view, a.batch(0), a.sample_weight)
+    yield "StatefulDataset[0]", StatefulDataset(sb.arrange_stateful(x, 5, 2, targets="next", remainder="drop"))[0]
+    bk = sb.bucket_batches([x[:10], x[10:30], x[30:33]], 2, seed=0)
+    yield "Bucketing.batch(0)", bk.batch(0)
+    yield "WindowTransformer", WindowTransformer(5).fit_transform(x)
+    yield "strided_windows", sb.strided_windows(x, 5)
+
+
+def test_shared_arrays_are_read_only():
+    x = np.arange(200.0).reshape(100, 2)
+    y = np.arange(100.0)
+    before_x, before_y = x.copy(), y.copy()
+    shared = 0
+    for name, out in _returned(x, y):
+        for arr in _arrays(out):
+            if np.shares_memory(arr, x) or np.shares_memory(arr, y):
+                shared += 1
+                assert not arr.flags.writeable, name
+                with pytest.raises(ValueError, match="read-only"):
+                    arr[...] = -1
+                with pytest.raises(ValueError, match="read-only"):
+                    arr -= 50
+    assert shared >= 10  # the zero-copy paths really are exercised
+    np.testing.assert_array_equal(x, before_x)
+    np.testing.assert_array_equal(y, before_y)
+
+
+def test_copies_are_writeable_and_independent():
+    x = np.arange(200.0).reshape(100, 2)
+    w = sb.make_windows(x, 5, copy=True)
+    assert w.X.flags.writeable and not np.shares_memory(w.X, x)
+    w.X[...] = 0
+    assert x[1, 0] == 2.0

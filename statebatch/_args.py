@@ -7,15 +7,23 @@ message names the argument, the value received and what to pass instead.
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any, Iterable
 
 import numpy as np
 
 from .errors import ParameterError
 
-# Sizes beyond which an allocation would certainly fail on any real machine: refused up front with
-# the size in words instead of a MemoryError half way through.
-MAX_ELEMENTS = 2**40
+# Allocations larger than this machine's physical memory cannot succeed: they are refused up front
+# with the size in words instead of a MemoryError (or the kernel's OOM killer) half way through.
+def _memory_limit() -> int:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # not POSIX: a generous fixed bound
+        return 2**40
+
+
+MEMORY_LIMIT = _memory_limit()
 
 
 def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
@@ -87,14 +95,16 @@ def rng_for(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
 
 
 def check_size(what: str, shape: tuple, itemsize: int = 8) -> None:
-    """Refuse allocations that cannot succeed, naming the size, before they are attempted."""
+    """Refuse an allocation larger than this machine's memory, naming its size, before it is tried."""
     n = 1
     for d in shape:
         n *= max(int(d), 0)
-    if n > MAX_ELEMENTS:
+    if n * itemsize > MEMORY_LIMIT:
         raise ParameterError(
-            f"{what} would need {n:,} values ({n * itemsize / 2**40:,.0f} TiB) for shape {tuple(shape)}.",
-            "use a smaller batch_size or timesteps, or check that the parameters are what you meant.")
+            f"{what} would need {n * itemsize / 2**30:,.1f} GiB for shape {tuple(int(d) for d in shape)}, more than "
+            f"this machine's {MEMORY_LIMIT / 2**30:,.0f} GiB of memory.",
+            "use a smaller batch_size or timesteps, check that the parameters are what you meant, or read batches "
+            "lazily (iterate the result, or use a Keras dataset) instead of materialising the whole epoch.")
 
 
 def plural(n: int, word: str, plural_form: str | None = None) -> str:

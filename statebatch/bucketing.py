@@ -20,7 +20,7 @@ from .plans.base import LeftOut, named
 from .plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, bucket_boundaries, padding_of, plan_buckets,
                             sorted_padding)
 from .result import Batched, Explanation
-from .series import SeriesSet, aligned_targets, as_series, source_of
+from .series import SeriesSet, aligned_targets, as_series, check_finite_series, source_of
 from .source import ArraySource, RowSource
 from .windows import Windows
 
@@ -170,7 +170,7 @@ class Bucketing(Batched):
 
     def batch(self, k: int, epoch: int | None = None) -> tuple:
         """Batch ``k`` of ``epoch`` (default: the current one) as ``(X[, y[, sample_weight]])``."""
-        plan = self.plan(epoch)
+        plan = self._serve(epoch)
         k = self._check_k(k, plan.n_batches)
         return self.materialise(plan.batches[k], int(plan.padded_lengths[k])).as_tuple()
 
@@ -190,13 +190,13 @@ class Bucketing(Batched):
         sequence (padding removed; ``None`` for sequences in no batch). For one output per sequence:
         an array ``(n_sequences, ...)`` (NaN for sequences in no batch).
         """
-        plan = self.plan(epoch)
+        plan = self._outputs_plan(epoch)
         if not isinstance(outputs, (list, tuple)) or len(outputs) != plan.n_batches:
             got = f"a list of {len(outputs)}" if isinstance(outputs, (list, tuple)) else type(outputs).__name__
             raise LengthMismatchError(
                 f"outputs must be a list with one array per batch ({plan.n_batches} this epoch), got {got}.",
-                "collect model.predict_on_batch(X) for each batch of the epoch, in order "
-                "(statebatch.keras.predict_batches does it).")
+                "collect model.predict_on_batch(X) for each batch of the epoch, in order: "
+                "[model.predict_on_batch(b[0]) for b in bucketing.batches()].")
         outs = [np.asarray(o) for o in outputs]
         for k, (o, idx) in enumerate(zip(outs, plan.batches)):
             if o.ndim == 0 or o.shape[0] != len(idx):
@@ -271,6 +271,7 @@ def bucket_batches(
     time_col: str | None = None,
     feature_cols: Sequence[str] | None = None,
     dtype: Any = None,
+    allow_nan: bool = False,
 ) -> Bucketing:
     """Group variable-length sequences into batches of similar length.
 
@@ -306,6 +307,9 @@ def bucket_batches(
     remainder : "keep" or "drop"
         Keep batches smaller than ``batch_size`` or leave their sequences out of the epoch (reported
         in ``left_out``; they rotate, so no sequence is left out two epochs in a row).
+    allow_nan : bool
+        NaN/inf in in-memory data or targets raise :class:`~statebatch.errors.DataValueError` by
+        default (they turn into a NaN loss); ``True`` accepts them (e.g. for a model that masks them).
 
     Returns
     -------
@@ -362,6 +366,7 @@ def bucket_batches(
                              "pass a list of arrays (one per sequence) or a long DataFrame with id_col.")
         if (ss.lengths == 0).any():
             raise ParameterError(f"{int((ss.lengths == 0).sum())} sequences are empty.", "drop empty sequences first.")
+        check_finite_series(ss, "sequences", check_bool("allow_nan", allow_nan))
         seqs = _SeriesSequences(ss)
         ids = list(ss.ids)
     lengths = seqs.lengths

@@ -79,7 +79,8 @@ def _cmd_check(args) -> int:
             rep = validate(X, raise_errors=False, emit_warnings=False)
             rep.warnings.append("pass --timesteps T to check the windows a model would see.")
         else:
-            w = make_windows(numeric, args.timesteps, stride=args.stride)
+            # allow_nan: the report below lists NaN/inf with the rest, rather than stopping at them
+            w = make_windows(numeric, args.timesteps, stride=args.stride, allow_nan=True)
             rep = validate(w.X, batch_size=args.batch_size, stateful=args.stateful,
                            shuffle=False if args.stateful else None, raise_errors=False, emit_warnings=False)
     else:

@@ -2,7 +2,7 @@
 
     python -m statebatch.demo [--epochs N] [--plot lanes.png]
 
-1. validate the raw windows (the record has missing weeks: caught before training), fix them;
+1. window the raw record (it has missing weeks: refused before training), fix them;
 2. explain what Keras will do with the shapes, stateless and stateful;
 3. show the classic mistake (sliding windows into a stateful model) caught by the validator;
 4. arrange the series into lanes, split a continuous validation tail, train a stateful LSTM with
@@ -34,10 +34,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"== Mauna Loa weekly CO2: {n} weeks {df.index[0].date()} .. {df.index[-1].date()}, "
           f"{int(df['co2'].isna().sum())} missing")
 
-    print("\n== 1. validate yearly windows of the raw record")
-    rep = sb.validate(sb.make_windows(df, 52).X, raise_errors=False, emit_warnings=False)
-    print(rep)
-    series = df["co2"].interpolate("time")  # the fix the validator suggests
+    print("\n== 1. window the raw record (yearly windows)")
+    try:
+        sb.make_windows(df, 52)
+    except sb.DataValueError as err:  # missing weeks are refused before any training
+        print(f"DataValueError: {err}")
+    series = df["co2"].interpolate("time")  # the fix the error suggests
     # Model the weekly change (stationary) rather than the level (which leaves the training range).
     change = series.diff().iloc[1:]
     n_train = int(0.8 * len(change))

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ParameterError
+
 
 def plot_lanes(arranged: Any, *, ax: Any = None, max_batches: int | None = 200, max_lanes: int | None = 64,
                title: str | None = None):
@@ -22,6 +24,11 @@ def plot_lanes(arranged: Any, *, ax: Any = None, max_batches: int | None = 200, 
     -------
     matplotlib.figure.Figure
     """
+    from .stateful import Arranged
+
+    if not isinstance(arranged, Arranged):
+        raise ParameterError(f"plot_lanes draws an arrangement, got {type(arranged).__name__}.",
+                             "pass the result of statebatch.arrange_stateful(...).")
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.lines import Line2D

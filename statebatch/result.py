@@ -14,7 +14,8 @@ One vocabulary for all three (``docs/design.md`` lists it):
 ``left_out``                  list of :class:`LeftOut`: data in no batch this epoch, with reasons
 ``padding_fraction``          padded steps / all steps this epoch
 ``explain()``                 :class:`Explanation` in words
-``unbatch(outputs)``          model outputs in batch order back to the original order
+``unbatch(outputs)``          model outputs in batch order back to the original order (by default
+                              with the plan of the epoch whose batches were served last)
 ============================  ===================================================================
 """
 
@@ -110,6 +111,20 @@ class Batched:
                 cache.pop(next(iter(cache)))
             cache[epoch] = self._make_plan(epoch)
         return cache[epoch]
+
+    def _serve(self, epoch: int | None):
+        """The plan whose batches are being handed out; remembered so that :meth:`unbatch` maps model
+        outputs back with the plan that produced their inputs (Keras datasets and ``for batch in
+        result`` move on to the next epoch as soon as an epoch is consumed)."""
+        plan = self.plan(epoch)
+        self._served = plan.epoch
+        return plan
+
+    def _outputs_plan(self, epoch: int | None):
+        """The plan outputs belong to: ``epoch``, else the epoch batches were last served from."""
+        if epoch is None:
+            epoch = self.__dict__.get("_served", self.epoch)
+        return self.plan(epoch)
 
     @property
     def n_batches(self) -> int:

@@ -40,6 +40,11 @@ class SeriesSet:
         Target columns aligned row by row with ``source`` (``target_cols`` of a frame).
     index : list of arrays, optional
         The time stamps of each series, when the input had them.
+    row_order : int64 array ``(total_steps,)``, optional
+        For a long frame that was reordered (sorted by time or grouped by id): the input row of each
+        row of ``source``. Row-aligned targets given separately are reordered with it.
+    frame_index : pandas Index, optional
+        The input frame's index (to check that a target Series belongs to the same rows).
     """
 
     source: RowSource
@@ -49,6 +54,8 @@ class SeriesSet:
     targets: RowSource | None = None
     target_names: list[str] | None = None
     index: list[Any] | None = field(default=None, repr=False)
+    row_order: np.ndarray | None = field(default=None, repr=False)
+    frame_index: Any = field(default=None, repr=False)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -270,20 +277,26 @@ def _from_frame(df, id_col, time_col, feature_cols, target_cols, dtype, what) ->
     names = [str(c) for c in cols]
     tnames = None if tcols is None else [str(c) for c in tcols]
 
+    frame_index = df.index
     if id_col is None:
+        row_order = None
         if time_col is not None:
-            t = df[time_col]
-            if t.duplicated().any():
+            t = _time_values(df, time_col, what)
+            row_order = np.argsort(t, kind="stable")
+            if np.any(t[row_order][1:] == t[row_order][:-1]):
                 raise OrderError(f"{what}[{time_col!r}] has duplicate time stamps.", "aggregate or drop duplicates first.")
-            if not t.is_monotonic_increasing:
-                df = df.sort_values(time_col, kind="stable")  # targets are columns: they move with the rows
+            if np.all(row_order == np.arange(len(t))):
+                row_order = None
+            else:  # target columns move with the rows; targets given separately follow row_order
+                df = df.iloc[row_order]
         else:
             _check_time_index(df.index, what)
         arr = _as_2d(_frame_values(df, cols, what, dtype), what)
         targets = None if tcols is None else ArraySource(_as_2d(_frame_values(df, tcols, what, dtype), what))
         return _checked(SeriesSet(ArraySource(arr), np.array([0, len(arr)], dtype=np.int64), [0],
                                   feature_names=names, targets=targets, target_names=tnames,
-                                  index=[df[time_col].to_numpy() if time_col else df.index]), what)
+                                  index=[df[time_col].to_numpy() if time_col else df.index], row_order=row_order,
+                                  frame_index=frame_index), what)
 
     import pandas as pd
 
@@ -291,7 +304,7 @@ def _from_frame(df, id_col, time_col, feature_cols, target_cols, dtype, what) ->
     if (codes < 0).any():
         raise DataValueError(f"{what}[{id_col!r}] has missing series ids.", "fill or drop those rows.")
     if time_col is not None:
-        tvals = df[time_col].to_numpy()
+        tvals = _time_values(df, time_col, what)
         order = np.lexsort((tvals, codes))  # by series, then time; stable
         st, sc = tvals[order], codes[order]
         same = sc[1:] == sc[:-1]
@@ -315,8 +328,28 @@ def _from_frame(df, id_col, time_col, feature_cols, target_cols, dtype, what) ->
     tindex = None
     if time_col is not None:
         tindex = np.split(df[time_col].to_numpy()[order], offsets[1:-1])
+    identity = bool(np.all(order == np.arange(len(order))))
     return _checked(SeriesSet(ArraySource(values), offsets, list(uniques), feature_names=names, targets=targets,
-                              target_names=tnames, index=tindex), what)
+                              target_names=tnames, index=tindex, row_order=None if identity else order,
+                              frame_index=frame_index), what)
+
+
+def _time_values(df, time_col: str, what: str) -> np.ndarray:
+    """The time column as sortable values: numbers or datetimes, none missing (text is refused)."""
+    t = df[time_col]
+    kind = getattr(t.dtype, "kind", "O")
+    if kind not in "iufmM":
+        raise DTypeError(
+            f"{what}[{time_col!r}] holds {t.dtype} values, which would sort as text (\"1/12/2020\" before "
+            f"\"1/2/2020\").", f"parse it first: df[{time_col!r}] = pd.to_datetime(df[{time_col!r}], format=...).")
+    if t.isna().any():
+        bad = np.flatnonzero(t.isna().to_numpy())
+        raise DataValueError(f"{what}[{time_col!r}] has {len(bad)} missing time stamps (rows {bad[:5].tolist()}), which "
+                             "cannot be placed in time.", "drop those rows or fill their times first.")
+    values = t.to_numpy()
+    if getattr(values.dtype, "tz", None) is not None or kind == "M" and values.dtype == object:
+        values = t.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
+    return values
 
 
 # --------------------------------------------------------------------------- entry point
@@ -439,6 +472,45 @@ def _checked(s: SeriesSet, what: str) -> SeriesSet:
     return s
 
 
+_FINITE_BLOCK = 1 << 16  # values checked at a time: bounded extra memory (no copy of a large series)
+
+
+def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = False) -> None:
+    """Refuse NaN/inf in in-memory series (vectorised, block by block), naming where the first one is.
+
+    Out-of-core sources are not read here (that would read the whole store up front).
+    """
+    if allow_nan:
+        return
+    src = ss.source
+    if src.dtype.kind not in "fc":
+        return
+    if src.array is not None:
+        pieces, starts = [src.array], [0]
+    elif isinstance(src, ConcatSource) and src.in_memory:  # many in-memory series: each piece, no concatenation
+        pieces, starts = list(src.pieces), src.offsets[:-1].tolist()
+    else:
+        return
+    first, count = None, 0
+    for arr, start in zip(pieces, starts):
+        rows_per_block = max(1, _FINITE_BLOCK // max(1, int(np.prod(arr.shape[1:]))))
+        for lo in range(0, len(arr), rows_per_block):
+            bad = ~np.isfinite(arr[lo: lo + rows_per_block])
+            if bad.any():
+                rows = np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))
+                count += int(bad.sum())
+                if first is None:
+                    first = start + lo + int(rows[0])
+    if first is None:
+        return
+    k = int(np.searchsorted(ss.offsets, first, side="right") - 1)
+    where = f"series {ss.ids[k]!r} step {first - int(ss.offsets[k])}" if ss.n_series > 1 else f"step {first}"
+    raise DataValueError(
+        f"{what} has {count} NaN/inf value(s), the first at {where}; a recurrent network turns them into a NaN loss.",
+        "fill or drop them first (e.g. df.interpolate() or df.dropna()), or pass allow_nan=True if the model handles "
+        "them (e.g. a masking layer).")
+
+
 def aligned_targets(targets: Any, ss: SeriesSet, what: str = "targets") -> list[np.ndarray]:
     """Target arrays given alongside the data: one numeric array per series (same dtype and columns).
 
@@ -446,7 +518,19 @@ def aligned_targets(targets: Any, ss: SeriesSet, what: str = "targets") -> list[
     """
     from .errors import LengthMismatchError
 
+    if ss.row_order is not None and not isinstance(targets, (list, tuple)):
+        return _reordered_targets(targets, ss, what)
     many = ss.n_series > 1
+    if ss.row_order is not None:
+        raise LengthMismatchError(
+            f"the data was reordered (sorted by time, or grouped by series id), so a list of per-series {what} "
+            "cannot be matched to the rows.",
+            f"pass {what} as a column of the frame (target_cols=[...]) or as one array/Series aligned with the frame's rows.")
+    if not many and isinstance(targets, (list, tuple)) and len(targets) and all(
+            np.ndim(t) >= 1 for t in targets) and len(targets) != len(ss.source):
+        raise LengthMismatchError(
+            f"data is one series of {len(ss.source)} steps, but {what} is a list of {len(targets)} arrays.",
+            f"pass one {what} array aligned with the series ({what}=a), or the data as a list of series.")
     if many:
         if not isinstance(targets, (list, tuple)) or len(targets) != ss.n_series:
             raise LengthMismatchError(
@@ -464,6 +548,23 @@ def aligned_targets(targets: Any, ss: SeriesSet, what: str = "targets") -> list[
         common = np.result_type(*dts)
         tl = [t.astype(common, copy=False) for t in tl]
     return tl
+
+
+def _reordered_targets(targets: Any, ss: SeriesSet, what: str) -> list[np.ndarray]:
+    """Row-aligned targets of a reordered long frame, put in the frame's new row order, split per series."""
+    from .errors import LengthMismatchError
+
+    n = len(ss.row_order)
+    if _is_pandas(targets, "Series") or _is_pandas(targets, "DataFrame"):
+        if ss.frame_index is not None and not targets.index.equals(ss.frame_index):
+            raise LengthMismatchError(f"{what}' index is not the data frame's index, so its rows cannot be matched.",
+                                      f"pass {what} taken from the same frame (e.g. df['y']), or a column via target_cols.")
+    arr = _target_array(targets, what)
+    if len(arr) != n:
+        raise LengthMismatchError(f"{what} has {len(arr)} rows but the data frame has {n}.",
+                                  f"pass one {what} row per data row (or a column via target_cols).")
+    arr = arr[ss.row_order]
+    return [arr[ss.offsets[i]: ss.offsets[i + 1]] for i in range(ss.n_series)]
 
 
 def source_of(arrays: list[np.ndarray]) -> RowSource:

@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .errors import LengthMismatchError, ParameterError, ShapeError
+from .errors import DataValueError, LengthMismatchError, ParameterError, ShapeError
 from .stateful import Arranged, arrange_stateful
 from .windows import make_windows
 
@@ -270,7 +270,9 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
 
     Returns
     -------
-    (train, val, test) : the same type as ``data`` (row subsets), and a dict of rows left out by ``gap``.
+    (train, val, test, left_out) : three row subsets of the same type as ``data``, and a dict
+        ``{"rows_left_out_by_gap": n}``. With ``time_col`` (and no ``id_col``) the rows are ordered by
+        that column first, so the earliest rows train whatever the input order.
     """
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise ParameterError(f"val={val} and test={test} must be fractions summing below 1.", "pass e.g. val=0.15, test=0.15.")
@@ -302,6 +304,15 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
         import pandas as pd
 
         return tuple(pd.concat(p) for p in parts) + ({"rows_left_out_by_gap": left},)
+    if time_col is not None:
+        if not _is_frame(data):
+            raise ParameterError("time_col needs a pandas DataFrame.", "pass the frame, or drop time_col for rows in time order.")
+        if time_col not in data.columns:
+            raise ParameterError(f"time_col={time_col!r} is not a column (columns: {list(data.columns)}).",
+                                 "pass the name of the column that holds the time.")
+        if data[time_col].isna().any():
+            raise DataValueError(f"data[{time_col!r}] has missing time stamps.", "drop those rows or fill their times first.")
+        data = data.sort_values(time_col, kind="stable")  # earliest rows train, whatever the row order
     n = len(data)
     tr, va, te = cuts(n)
     take = (lambda s: data.iloc[s]) if hasattr(data, "iloc") else (lambda s: data[s])

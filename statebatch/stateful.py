@@ -19,7 +19,7 @@ from .materialise import LaneReader, fill_lane_epoch, gather_chunks, gather_rows
 from .plans.base import LeftOut, named
 from .plans.lanes import REMAINDERS, LanePlan, plan_lanes
 from .result import Batched, Explanation
-from .series import SeriesSet, aligned_targets, as_series, source_of
+from .series import SeriesSet, aligned_targets, as_series, check_finite_series, source_of
 from .source import ConcatSource, RowSource, readonly
 
 __all__ = ["Arranged", "arrange_stateful"]
@@ -164,7 +164,7 @@ class Arranged(Batched):
 
     def batch(self, k: int, epoch: int | None = None) -> tuple[np.ndarray, ...]:
         """Batch ``k`` of ``epoch`` (default: the current one): ``(X, y, sample_weight)`` or ``(X,)``."""
-        plan = self.plan(epoch)
+        plan = self._serve(epoch)
         k = self._check_k(k, plan.n_batches)
         key = ("epoch", plan.epoch if self._fixed is None else -1)
         if key in self._cache:
@@ -343,7 +343,7 @@ class Arranged(Batched):
         list (or dict keyed by series id) of arrays: per series ``(steps_arranged, ...)`` for sequence
         outputs (row ``t`` is the output at input step ``t``), or ``(chunks, ...)`` per chunk.
         """
-        plan = self.plan(epoch)
+        plan = self._outputs_plan(epoch)
         nb, b = plan.n_batches, plan.batch_size
         if isinstance(outputs, (list, tuple)) and len(outputs) == nb and all(hasattr(o, "shape") for o in outputs):
             per_batch = [np.asarray(o) for o in outputs]
@@ -444,6 +444,7 @@ def arrange_stateful(
     feature_cols: Sequence[str] | None = None,
     target_cols: Sequence[str] | None = None,
     dtype: Any = None,
+    allow_nan: bool = False,
 ) -> Arranged:
     """Arrange series into lanes for a stateful RNN: plan from the lengths, then bind the data.
 
@@ -472,6 +473,9 @@ def arrange_stateful(
     jitter : int
         Vary each batch's length in ``[timesteps - jitter, timesteps]`` every epoch, so chunk boundaries
         fall on different steps (needs ``keras.Input(batch_shape=(B, None, F))``).
+    allow_nan : bool
+        NaN/inf in in-memory data or targets raise :class:`~statebatch.errors.DataValueError` by
+        default (they turn into a NaN loss); ``True`` accepts them (e.g. for a model that masks them).
 
     Returns
     -------
@@ -497,6 +501,8 @@ def arrange_stateful(
         pass  # the target columns' next values
     ss = as_series(data, id_col=id_col, time_col=time_col, feature_cols=feature_cols, target_cols=target_cols,
                    dtype=dtype)
+    allow_nan = check_bool("allow_nan", allow_nan)
+    check_finite_series(ss, allow_nan=allow_nan)
     pad_value = _pad_for(pad_value, ss.dtype)
 
     ysource, yshift, target_mode = None, 0, None
@@ -523,6 +529,7 @@ def arrange_stateful(
                 "pass one target array per series, each as long as its series.")
         tl = [t[:, None] if t.ndim == 1 else t for t in tl]
         ysource = source_of(tl)
+        check_finite_series(SeriesSet(ysource, ss.offsets, ss.ids), "targets", allow_nan)
     return Arranged(ss, timesteps=timesteps, batch_size=batch_size, target_mode=target_mode, ysource=ysource,
                     yshift=yshift, horizon=horizon, return_sequences=return_sequences, remainder=remainder,
                     pad_value=pad_value, shuffle=shuffle, seed=seed, jitter=jitter)

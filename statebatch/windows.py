@@ -17,7 +17,7 @@ from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchW
 from .materialise import gather_rows, gather_windows, strided_windows
 from .plans.windows import REMAINDERS, WindowPlan, plan_windows
 from .result import Batched, Explanation
-from .series import SeriesSet, aligned_targets, as_series, source_of
+from .series import SeriesSet, aligned_targets, as_series, check_finite_series, source_of
 from .source import RowSource, readonly
 
 __all__ = ["Windows", "make_windows", "strided_windows"]
@@ -160,7 +160,7 @@ class Windows(Batched):
 
     def batch(self, k: int, epoch: int | None = None) -> tuple[np.ndarray, ...]:
         """Batch ``k`` of ``epoch`` (default: the current one): ``(X,)`` or ``(X, y)``, new arrays."""
-        plan = self.plan(epoch)
+        plan = self._serve(epoch)
         k = self._check_k(k, plan.n_batches)
         return self.take(plan.batch_indices(k))
 
@@ -213,7 +213,7 @@ class Windows(Batched):
         ndarray ``(n_windows, ...)``: row ``i`` is the output for window ``i``; windows in no batch of
         the epoch (``remainder="drop"``) hold NaN.
         """
-        plan = self.plan(epoch)
+        plan = self._outputs_plan(epoch)
         out = _stack_outputs(outputs)
         order = np.concatenate([self._window_indices(plan.batch_indices(k)) for k in range(plan.n_batches)] or
                                [np.empty(0, np.int64)])
@@ -295,6 +295,7 @@ def make_windows(
     feature_cols: Sequence[str] | None = None,
     target_cols: Sequence[str] | None = None,
     dtype: Any = None,
+    allow_nan: bool = False,
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int | None = None,
@@ -337,6 +338,9 @@ def make_windows(
         when None), the last smaller batch kept (``"keep"``) or left out (``"drop"``, reported).
     copy : bool
         Return contiguous, writeable ``X``/``y`` instead of read-only views.
+    allow_nan : bool
+        NaN/inf in in-memory data or targets raise :class:`~statebatch.errors.DataValueError` by
+        default (they turn into a NaN loss); ``True`` accepts them (e.g. for a model that masks them).
 
     Returns
     -------
@@ -390,6 +394,8 @@ def make_windows(
 
     ss = as_series(data, id_col=id_col, time_col=time_col, feature_cols=feature_cols, target_cols=target_cols,
                    dtype=dtype)
+    allow_nan = check_bool("allow_nan", allow_nan)
+    check_finite_series(ss, allow_nan=allow_nan)
     span = (timesteps - 1) * sampling_rate + 1
 
     ysource, yoffset, ylength, ystep, extra, max_starts = None, 0, None, 1, 0, None
@@ -413,6 +419,9 @@ def make_windows(
                     f"targets{f'[{i}]' if ss.n_series > 1 else ''} has {len(t)} rows but the series has {n} steps.",
                     "targets are aligned row by row with the data: trim them to the data's length.")
         short = [len(t) for t in tlist]
+        if not allow_nan:
+            check_finite_series(SeriesSet(source_of(tlist), np.concatenate([[0], np.cumsum(short)]).astype(np.int64),
+                                          ss.ids), "targets")
         if any(s < n for s, n in zip(short, ss.lengths)):
             # Keras: at most len(targets) windows, each with targets[start] (targets shorter than data).
             if ss.n_series > 1 and (return_sequences or align == "last"):

@@ -273,3 +273,25 @@ def test_window_dataset_covers_windows_and_reshuffles():
     model.compile(optimizer="adam", loss="mse")
     hist = model.fit(WindowDataset(w), epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
+
+
+def test_unbatch_after_predict_uses_the_epoch_predict_consumed():
+    """predict on a dataset moves the result to its next epoch; unbatch still maps the outputs with the
+    plan that produced the inputs (shuffled lanes, shuffled windows)."""
+    lengths = [23, 9, 31, 18, 26]
+    series = [RNG.normal(size=(n, F)).astype("float32") for n in lengths]
+    a = sb.arrange_stateful(series, 5, 2, targets=None, shuffle=True, seed=0)
+    m, ref = twins(keras.layers.GRU, 2)
+    out = a.unbatch(m.predict(StatefulDataset(a), callbacks=[LaneResetCallback(a)], verbose=0))
+    assert a.epoch == 1  # predict consumed epoch 0
+    for s, o in zip(series, out):
+        np.testing.assert_allclose(o, ref.predict(s[None], verbose=0)[0], atol=1e-5)
+    x = np.arange(60.0, dtype="float32")[:, None]
+    w = sb.make_windows(x, 4, batch_size=8, shuffle=True, seed=1)
+    inp = keras.Input(shape=(4, 1))
+    first_step = keras.Model(inp, keras.layers.Lambda(lambda t: t[:, 0, :])(inp))  # identity on the window start
+    starts = w.unbatch(first_step.predict(WindowDataset(w), verbose=0))
+    np.testing.assert_array_equal(starts[:, 0], np.arange(len(starts)))
+    for _ in w:  # iterating an epoch by hand: same rule
+        pass
+    np.testing.assert_array_equal(w.unbatch([b[0][:, 0] for b in w.batches(w.epoch - 1)])[:, 0], np.arange(len(starts)))

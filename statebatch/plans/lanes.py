@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._args import check_bool, check_choice, check_int, check_seed, plural, rng_for
+from .._args import check_bool, check_choice, check_int, check_seed, check_size, plural, rng_for
 from ..errors import ParameterError, RemainderError, ShapeError
 from .base import LeftOut, check_lengths
 
@@ -412,6 +412,8 @@ def plan_lanes(
                                    f"too short for a target {plural(held, 'step')} ahead")
                            for k in np.flatnonzero((usable == 0) & (lengths > 0))]
     one_series = len(lengths) == 1
+    # The plan holds four (batches, lanes) arrays: refuse a lane count no machine could plan.
+    check_size("the lane plan", (max(-(-int(usable.sum()) // (batch_size * timesteps)), 1), batch_size), 32)
     rng = rng_for(seed, epoch) if seed is not None else None
 
     if jitter:

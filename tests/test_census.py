@@ -1,0 +1,136 @@
+"""A census of bad and edge inputs: each gets a statebatch error naming the fix, or a correct result.
+
+Each case is (name, call, expected) where expected is a statebatch error class (raised, and a
+ValueError/TypeError subclass with a "Fix:" line) or a function checking the correct result.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import statebatch as sb
+from statebatch.errors import (DataValueError, DTypeError, LengthMismatchError, OrderError, ParameterError,
+                               ShapeError, StatebatchError)
+from statebatch.sklearn import time_split
+
+x = np.arange(20.0)
+unordered = pd.DataFrame({"t": [3, 1, 2, 0, 4, 5], "v": [30.0, 10, 20, 0, 40, 50]})
+long_frame = pd.DataFrame({"id": [1, 0, 1, 0], "t": [1, 1, 0, 0], "v": [11.0, 1, 10, 0]})
+
+
+def _windows_follow_time(w):
+    np.testing.assert_array_equal(w.X[:, :, 0], [[0, 10], [10, 20], [20, 30], [30, 40], [40, 50]])
+    np.testing.assert_array_equal(w.y, [0, 1000, 2000, 3000, 4000])  # target of each window's first row
+
+
+def _lanes_follow_time(a):
+    np.testing.assert_array_equal(a.X[..., 0].ravel(), [0, 10, 20, 30, 40, 50])
+    np.testing.assert_array_equal(a.y.ravel(), [0, 1000, 2000, 3000, 4000, 5000])
+
+
+def _long_frame_targets(w):
+    np.testing.assert_array_equal(w.X[:, 0, 0], [10, 11, 0, 1])
+    np.testing.assert_array_equal(w.y, [10, 11, 0, 1])
+
+
+def _split_by_time(parts):
+    assert [p["t"].tolist() for p in parts[:3]] == [[0, 1], [2, 3], [4, 5]]
+
+
+CASES = [
+    # missing values: refused by default, accepted on request
+    ("nan in windows", lambda: sb.make_windows(np.array([1, 2, np.nan, 4, 5.0]), 2), DataValueError),
+    ("inf in lanes", lambda: sb.arrange_stateful(np.array([1, 2, np.inf, 4, 5.0]), 2, 1), DataValueError),
+    ("nan in sequences", lambda: sb.bucket_batches([np.ones(3), np.array([1, np.nan])], 2), DataValueError),
+    ("nan in targets", lambda: sb.make_windows(x, 2, targets=np.r_[x[:-1], np.nan]), DataValueError),
+    ("nan in lane targets", lambda: sb.arrange_stateful(x, 2, 1, targets=np.r_[np.nan, x[1:]]), DataValueError),
+    ("nan allowed", lambda: sb.make_windows(np.array([1, 2, np.nan, 4, 5.0]), 2, allow_nan=True),
+     lambda w: np.isnan(w.X).sum() == 2),
+    ("allow_nan not a bool", lambda: sb.make_windows(x, 2, allow_nan="yes"), ParameterError),
+    ("co2 raw record", lambda: sb.make_windows(sb.load_co2(), 52), DataValueError),
+    # time order: targets follow the rows when a frame is sorted
+    ("time_col with Series targets",
+     lambda: sb.make_windows(unordered, 2, time_col="t", targets=unordered.v * 100, feature_cols=["v"]),
+     _windows_follow_time),
+    ("time_col with array targets",
+     lambda: sb.make_windows(unordered, 2, time_col="t", targets=(unordered.v * 100).to_numpy(), feature_cols=["v"]),
+     _windows_follow_time),
+    ("time_col lanes with targets",
+     lambda: sb.arrange_stateful(unordered, 2, 1, time_col="t", targets=(unordered.v * 100).to_numpy(),
+                                 feature_cols=["v"]), _lanes_follow_time),
+    ("id_col + time_col with targets",
+     lambda: sb.make_windows(long_frame, 1, id_col="id", time_col="t", targets=long_frame.v, feature_cols=["v"]),
+     _long_frame_targets),
+    ("targets of another frame", lambda: sb.make_windows(unordered, 2, time_col="t",
+                                                          targets=pd.Series(range(6), index=range(10, 16))),
+     LengthMismatchError),
+    ("per-series target list on a reordered frame",
+     lambda: sb.make_windows(long_frame, 1, id_col="id", time_col="t", targets=[np.zeros(2), np.zeros(2)]),
+     LengthMismatchError),
+    ("text dates", lambda: sb.make_windows(pd.DataFrame({"t": ["1/12/2020", "1/2/2020", "1/3/2020"], "v": [1.0, 2, 3]}),
+                                           2, time_col="t"), DTypeError),
+    ("missing time stamps", lambda: sb.make_windows(
+        pd.DataFrame({"t": pd.to_datetime(["2020-01-01", None, "2020-01-03"]), "v": [1.0, 2, 3]}), 2, time_col="t"),
+     DataValueError),
+    ("duplicate time stamps", lambda: sb.make_windows(pd.DataFrame({"t": [1, 1, 2], "v": [1.0, 2, 3]}), 2, time_col="t"),
+     OrderError),
+    ("tz-aware times sort in time", lambda: sb.make_windows(
+        pd.DataFrame({"t": pd.date_range("2020", periods=4, tz="Europe/Paris")[::-1], "v": [1.0, 2, 3, 4]}), 2,
+        time_col="t"), lambda w: w.X[0, :, 0].tolist() == [4.0, 3.0]),
+    ("time_split sorts by time_col", lambda: time_split(unordered, val=0.34, test=0.34, time_col="t"), _split_by_time),
+    ("time_split time_col on an array", lambda: time_split(np.zeros(10), time_col="t"), ParameterError),
+    # dtypes
+    ("nullable Int64", lambda: sb.make_windows(pd.DataFrame({"a": pd.array([1, 2, 3, 4], dtype="Int64")}), 2),
+     lambda w: w.X.dtype == np.int64),
+    ("pyarrow doubles", lambda: sb.make_windows(pd.DataFrame({"a": pd.Series([1.0, 2, 3, 4], dtype="double[pyarrow]")}),
+                                                2), lambda w: w.X.dtype == np.float64),
+    ("category column", lambda: sb.make_windows(pd.DataFrame({"a": pd.Categorical(["a", "b", "a", "b"])}), 2),
+     DTypeError),
+    ("complex", lambda: sb.make_windows(np.arange(10) + 1j, 2), DTypeError),
+    ("timedelta", lambda: sb.make_windows(np.arange(10).astype("m8[s]"), 2), DTypeError),
+    # ambiguous shapes and lookups
+    ("target list for one series", lambda: sb.make_windows(x, 2, targets=[x, x]), LengthMismatchError),
+    ("one 2-D array to bucket", lambda: sb.bucket_batches(np.zeros((100, 20))), ShapeError),
+    ("take out of range", lambda: sb.make_windows(x, 2).take([100]), ParameterError),
+    ("provenance out of range", lambda: sb.make_windows(x, 2).provenance(99), ParameterError),
+    ("take with a step", lambda: sb.make_windows(x, 2).take(slice(0, 10, 2)),
+     lambda out: np.array_equal(out[0][:, 0, 0], [0, 2, 4, 6, 8])),
+    ("take reversed", lambda: sb.make_windows(x, 2).take(slice(None, None, -1)),
+     lambda out: out[0][0, 0, 0] == 18),
+    ("negative lengths", lambda: sb.pack_lanes([3, -2, 1], 2), ParameterError),
+    ("negative horizon", lambda: sb.plan_lanes([10], 2, 1, horizon=-3), ParameterError),
+    ("split fraction as text", lambda: sb.arrange_stateful(x, 2, 2).split("0.2"), ParameterError),
+    ("unbatch None", lambda: sb.arrange_stateful(x, 2, 2).unbatch(None), ParameterError),
+    ("plot_lanes of an array", lambda: sb.plot_lanes(np.zeros(3)), ParameterError),
+    # options honoured or refused
+    ("token budget below one sequence", lambda: sb.bucket_batches([np.zeros((5, 1)), np.zeros((50, 1))], 2,
+                                                                  token_budget=10, seed=0), ParameterError),
+    ("token budget with drop", lambda: sb.bucket_batches([np.zeros((5, 1)), np.zeros((50, 1))], 2, token_budget=100,
+                                                         remainder="drop", seed=0), ParameterError),
+    ("nan padding of integers", lambda: sb.arrange_stateful(np.arange(11), 3, 2, pad_value=np.nan), ParameterError),
+    ("n_ahead with return_sequences", lambda: sb.make_windows(x, 3, targets="next", n_ahead=2, return_sequences=True),
+     ParameterError),
+    ("horizon with array targets", lambda: sb.make_windows(x, 3, targets=x, horizon=2), ParameterError),
+    ("stride gaps reported", lambda: sb.make_windows(x, 2, stride=5),
+     lambda w: sum(lo.steps for lo in w.left_out) == 20 - 2 * len(w.X)),
+    # sizes said up front
+    ("a billion lanes", lambda: sb.arrange_stateful(x, 2, 10**9), ParameterError),
+    ("a billion timesteps", lambda: sb.make_windows(x, 10**9), DataValueError),
+    ("a million buckets", lambda: sb.bucket_boundaries([1, 2, 3], n_buckets=10**6), ParameterError),
+]
+
+
+@pytest.mark.parametrize("name,call,expected", CASES, ids=[c[0] for c in CASES])
+def test_census(name, call, expected):
+    if isinstance(expected, type) and issubclass(expected, StatebatchError):
+        with pytest.raises(expected) as info:
+            call()
+        assert isinstance(info.value, (ValueError, TypeError))
+        assert "Fix:" in str(info.value)
+    else:
+        result = call()
+        assert expected(result) in (None, True)
+
+
+def test_census_is_large_enough_to_matter():
+    assert len(CASES) >= 40

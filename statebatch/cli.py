@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .errors import ParameterError, StatebatchError
+from .errors import DataValueError, DTypeError, ParameterError, StatebatchError
 
 
 def _shape(text: str) -> tuple:
@@ -32,7 +33,25 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise ParameterError(f"file {str(path)!r} does not exist.", "pass the path of a .npy/.npz/.csv/.parquet file.")
+    if path.is_dir():
+        raise ParameterError(f"{str(path)!r} is a directory.", "pass the path of one .npy/.npz/.csv/.parquet file.")
     suffix = path.suffix.lower()
+    if suffix not in (".npy", ".npz", ".csv", ".parquet", ".pq"):
+        raise ParameterError(f"unsupported file type {suffix!r}.", "use .npy, .npz, .csv or .parquet.")
+    try:
+        return _read(path, suffix)
+    except StatebatchError:
+        raise
+    except Exception as exc:  # numpy, pandas, pyarrow and the OS each raise their own errors for bad files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "allow_pickle" in reason or "Object arrays" in reason:
+            raise DTypeError(f"{path} holds Python objects (a pickled array), which statebatch does not load.",
+                             "save numeric arrays: np.save(path, X.astype('float32')).") from None
+        raise DataValueError(f"{path} cannot be read as {suffix[1:]} ({type(exc).__name__}: {reason}).",
+                             "check that the file is complete and of the type its name says.") from None
+
+
+def _read(path: Path, suffix: str) -> dict[str, Any]:
     if suffix == ".npy":
         return {"X": np.load(path, allow_pickle=False)}
     if suffix == ".npz":
@@ -46,12 +65,12 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
                 if k in keys:
                     out["sample_weight" if k == "sample_weight" else "y"] = z[k]
             return out
-    if suffix in (".csv", ".parquet", ".pq"):
-        import pandas as pd
+    import pandas as pd
 
-        df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-        return {"table": df}
-    raise ParameterError(f"unsupported file type {suffix!r}.", "use .npy, .npz, .csv or .parquet.")
+    df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    if df.empty:
+        raise DataValueError(f"{path} holds no rows.", "pass a table with one row per time step.")
+    return {"table": df}
 
 
 def _cmd_explain(args) -> int:
@@ -73,6 +92,9 @@ def _cmd_check(args) -> int:
         dropped = [c for c in df.columns if c not in numeric.columns]
         if dropped:
             print(f"note: non-numeric columns ignored as features: {dropped}")
+        if numeric.shape[1] == 0:
+            raise DTypeError(f"{args.file} has no numeric columns (columns: {list(df.columns)[:10]}).",
+                             "convert the feature columns to numbers (dates go in the row order, not the features).")
         print(f"table {args.file}: {len(df)} steps x {numeric.shape[1]} numeric feature(s)")
         if args.timesteps is None:
             X = numeric.to_numpy()[None]  # the whole table as one sample, for value checks
@@ -113,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     except StatebatchError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - the CLI answers in one line whatever went wrong
+        print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (please report this)",
+              file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":  # pragma: no cover

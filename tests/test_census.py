@@ -134,3 +134,30 @@ def test_census(name, call, expected):
 
 def test_census_is_large_enough_to_matter():
     assert len(CASES) >= 40
+
+
+def _cli_files(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "ok.npy", np.zeros((10, 5, 1)))
+    (tmp_path / "trunc.npy").write_bytes((tmp_path / "ok.npy").read_bytes()[:150])
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "header_only.csv").write_text("a,b\n")
+    (tmp_path / "text.csv").write_text("a,b\nx,y\nz,w\n")
+    (tmp_path / "bad.parquet").write_text("nope")
+    (tmp_path / "bad.npz").write_text("nope")
+    (tmp_path / "dir.npy").mkdir()
+    (tmp_path / "data.txt").write_text("1,2")
+
+
+CLI_CASES = ["obj.npy", "trunc.npy", "empty.csv", "header_only.csv", "text.csv", "bad.parquet", "bad.npz", "dir.npy",
+             "missing.npy", "data.txt"]
+
+
+@pytest.mark.parametrize("name", CLI_CASES)
+def test_cli_bad_files_give_one_error_and_exit_2(tmp_path, capsys, name):
+    from statebatch.cli import main
+
+    _cli_files(tmp_path)
+    assert main(["check", str(tmp_path / name), "--timesteps", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("error: ") and err[1].lstrip().startswith("Fix: ") and len(err) == 2

@@ -82,7 +82,7 @@ def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str |
     import pandas as pd
 
     if len(pdf) == 0:
-        return {"meta": pd.DataFrame({"id": [], "start": [], "stop": []}), "non_finite": 0, "path": None,
+        return {"meta": pd.DataFrame({"id": [], "start": [], "stop": [], "first_row": []}), "non_finite": 0, "path": None,
                 "tpath": None}
     if time_col is not None:
         pdf = pdf.sort_values([id_col, time_col], kind="stable")
@@ -92,7 +92,7 @@ def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str |
             raise OrderError(f"duplicate ({id_col}, {time_col}) pairs, e.g. series {ids[1:][dup][0]!r}.",
                              "aggregate or drop duplicates before preparing.")
     else:
-        pdf = pdf.sort_values(id_col, kind="stable")  # keep row order within each series
+        pdf = pdf.sort_values([id_col, _ROW], kind="stable")  # the frame's row order within each series
     values = np.ascontiguousarray(_scaled(pdf[cols].to_numpy(dtype=dtype), scale))  # pandas gives Fortran order
     bad = int((~np.isfinite(values)).sum())
     path = str(Path(out_dir) / f"part-{index:05d}.npy")
@@ -105,7 +105,8 @@ def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str |
     change = np.flatnonzero(ids[1:] != ids[:-1]) + 1
     starts = np.concatenate([[0], change])
     stops = np.concatenate([change, [len(ids)]])
-    meta = pd.DataFrame({"id": ids[starts], "start": starts, "stop": stops})
+    first_row = np.minimum.reduceat(pdf[_ROW].to_numpy(), starts)
+    meta = pd.DataFrame({"id": ids[starts], "start": starts, "stop": stops, "first_row": first_row})
     return {"meta": meta, "non_finite": bad, "path": path, "tpath": tpath}
 
 
@@ -129,7 +130,8 @@ def prepare(
         ``id_col`` (many series; e.g. ``dd.read_parquet(...)``, read through pyarrow).
     out_dir : directory for the shards; a temporary directory (removed with the result) by default.
     id_col, time_col, feature_cols, target_cols : as for pandas input. Series are sorted by
-        ``time_col`` inside their task and ordered by id in the result.
+        ``time_col`` inside their task (else kept in the frame's row order) and ordered by first
+        appearance in the result, as for pandas input.
     dtype : dtype of the shards (default: the data's own dtype; for a frame, the common type of the
         feature columns).
     scale : ``(mean, std)`` per feature applied while writing (see :func:`feature_stats`), or
@@ -186,8 +188,11 @@ def prepare(
         raise ParameterError("a dask DataFrame needs id_col (the series id column).",
                              "pass id_col=...; for one wide series use data.to_dask_array(lengths=True).")
     cols = _feature_cols(data, feature_cols, id_col, time_col)
+    # Shuffling by id scrambles rows: number them first, so that each series keeps the frame's row order
+    # without time_col, and series come out in order of first appearance, as pandas gives them.
+    data = _numbered(data)
     tcols = list(target_cols) if target_cols is not None else None
-    keep = [id_col] + ([time_col] if time_col else []) + cols + [c for c in (tcols or []) if c not in cols]
+    keep = [id_col, _ROW] + ([time_col] if time_col else []) + cols + [c for c in (tcols or []) if c not in cols]
     ddf = data[keep].shuffle(on=id_col)  # every series in one partition
     tasks = [dask.delayed(_write_partition)(part, i, str(path), id_col, time_col, cols, tcols, dtype, scale)
              for i, part in enumerate(ddf.to_delayed())]
@@ -199,7 +204,7 @@ def prepare(
     meta = pd.concat([r["meta"].assign(path=r["path"], tpath=r["tpath"]) for r in results], ignore_index=True)
     if meta["id"].duplicated().any():  # cannot happen after a shuffle on id_col; guards a broken backend
         raise DataValueError("a series id appeared in two partitions.", "check the id column's dtype.")
-    meta = meta.sort_values("id", kind="stable").reset_index(drop=True)
+    meta = meta.sort_values("first_row", kind="stable").reset_index(drop=True)  # order of first appearance
     store = ShardedStore([Segment(p, int(a), int(b)) for p, a, b in zip(meta["path"], meta["start"], meta["stop"])])
     tstore = None
     if tcols:
@@ -219,6 +224,22 @@ def _check_finite(count: int, allow: bool) -> None:
             f"the data holds {count} NaN/inf value(s).",
             "fill or interpolate them per series before preparing (e.g. ddf.groupby(id).apply(interpolate)), or "
             "pass allow_non_finite=True and drop the affected windows later.")
+
+
+_ROW = "__statebatch_row__"
+
+
+def _numbered(ddf):
+    """The frame with a column of global row numbers (partition order, then row order)."""
+    sizes = np.asarray(ddf.map_partitions(len).compute(), dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+
+    def number(part, partition_info=None):
+        first = int(starts[partition_info["number"]]) if partition_info else 0
+        return part.assign(**{_ROW: np.arange(first, first + len(part), dtype=np.int64)})
+
+    meta = ddf._meta.assign(**{_ROW: np.array([], dtype=np.int64)})
+    return ddf.map_partitions(number, meta=meta)
 
 
 def as_stored(data: Any, *, id_col=None, time_col=None, feature_cols=None, target_cols=None, dtype=None):

@@ -7,6 +7,8 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from distributed import Client, LocalCluster
 
 import statebatch as sb
@@ -153,3 +155,20 @@ def test_reading_batches_keeps_memory_bounded(tmp_path):
     tracemalloc.stop()
     assert rep.ok and "first batch" in rep.warnings[0] and peak < 2 * readahead + 2_000_000  # old + new read-ahead
     assert isinstance(NpyStore(tmp_path / "big.npy")[5], np.ndarray)
+
+
+@given(seed=st.integers(0, 10**6), nparts=st.integers(1, 7), with_time=st.booleans())
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_dask_equals_pandas_for_any_partitioning_and_row_order(seed, nparts, with_time):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 120))
+    df = pd.DataFrame({"id": rng.integers(0, 4, n), "t": rng.permutation(n), "v": rng.normal(size=n),
+                       "y": rng.normal(size=n)})
+    time_col = "t" if with_time else None
+    a = sb.make_windows(df, 2, id_col="id", time_col=time_col, feature_cols=["v"], target_cols=["y"],
+                        targets="aligned")
+    b = sb.make_windows(dd.from_pandas(df, npartitions=nparts), 2, id_col="id", time_col=time_col, feature_cols=["v"],
+                        target_cols=["y"], targets="aligned")
+    assert a.series_ids == b.series_ids
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.y, b.y)

@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import statebatch as sb
@@ -223,3 +223,19 @@ def test_every_window_equals_its_source_slice(lengths, T, stride, sr, start, end
     # take() materialises the same windows
     idx = np.arange(w.n_windows)[::-1]
     np.testing.assert_array_equal(w.take(idx)[0], w.X[idx])
+
+
+@given(seed=st.integers(0, 10**6))
+@settings(max_examples=40, deadline=None)
+def test_targets_stay_aligned_under_any_row_order_of_a_long_frame(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(6, 60))
+    ids = rng.integers(0, 3, n)
+    t = rng.permutation(n)
+    # the target of each row is a function of (id, time), so alignment is checkable from the windows
+    df = pd.DataFrame({"id": ids, "t": t, "v": ids * 1000.0 + t, "y": ids * 1000.0 + t + 0.5})
+    shuffled = df.sample(frac=1.0, random_state=seed % 2**32)
+    for targets in (shuffled["y"], shuffled["y"].to_numpy()):
+        w = sb.make_windows(shuffled, 2, id_col="id", time_col="t", feature_cols=["v"], targets=targets)
+        assert (np.diff(w.X[:, :, 0], axis=1) > 0).all()  # forward in time inside every window
+        np.testing.assert_array_equal(w.y, w.X[:, 0, 0] + 0.5)  # the target of the window's first row

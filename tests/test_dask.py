@@ -71,24 +71,25 @@ def test_long_dask_frame_equals_pandas(client, tmp_path, source):
     else:
         ddf = dd.from_pandas(scrambled, npartitions=5)
     stored = prepare(ddf, tmp_path / "prepared", id_col="id", time_col="t", target_cols=["a"])
-    assert isinstance(stored, StoredSeries) and stored.ids == list(pd.unique(scrambled["id"]))  # as pandas lists them
+    frame = ddf.compute()  # the rows in the Dask frame's order (from_pandas sorts by index)
+    assert isinstance(stored, StoredSeries) and stored.ids == list(pd.unique(frame["id"]))  # as pandas lists them
     assert stored.info["rows"] == len(df) and stored.info["non_finite"] == 0
     kw = dict(id_col="id", time_col="t")
     # arrangement
     # stored target columns are the next-value targets, as target_cols are for a frame
-    a_mem, a_ooc = sb.arrange_stateful(df, 7, 4, target_cols=["a"], **kw), sb.arrange_stateful(stored, 7, 4)
+    a_mem, a_ooc = sb.arrange_stateful(frame, 7, 4, target_cols=["a"], **kw), sb.arrange_stateful(stored, 7, 4)
     assert a_mem.series_ids == a_ooc.series_ids
     for k in range(a_mem.n_batches):
         assert_batches_equal(a_mem.batch(k), a_ooc.batch(k))
     # windows with target columns
     with pytest.warns(sb.StatebatchWarning, match="shorter than one window"):  # the same short series, both ways
-        w_mem = sb.make_windows(df, 5, target_cols=["a"], **kw)
+        w_mem = sb.make_windows(frame, 5, target_cols=["a"], **kw)
     with pytest.warns(sb.StatebatchWarning, match="shorter than one window"):
         w_ooc = sb.make_windows(stored, 5, target_cols=["a"])
     assert w_mem.left_out == w_ooc.left_out
     assert_batches_equal(w_mem.take(np.arange(w_mem.n_windows)), w_ooc.take(np.arange(w_ooc.n_windows)))
     # bucketing
-    b_mem, b_ooc = sb.bucket_batches(df, 6, seed=2, **kw), sb.bucket_batches(stored, 6, seed=2)
+    b_mem, b_ooc = sb.bucket_batches(frame, 6, seed=2, **kw), sb.bucket_batches(stored, 6, seed=2)
     for x, y in zip(b_mem.batch_objects(0), b_ooc.batch_objects(0)):
         np.testing.assert_array_equal(x.X, y.X)
         np.testing.assert_array_equal(x.indices, y.indices)

@@ -20,7 +20,7 @@ from .plans.base import LeftOut, named
 from .plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, bucket_boundaries, padding_of, plan_buckets,
                             sorted_padding)
 from .result import Batched, Explanation
-from .series import SeriesSet, aligned_targets, as_series, check_finite_series, source_of
+from .series import GAPS, SeriesSet, aligned_targets, apply_gaps, as_series, check_finite_series, source_of
 from .source import ArraySource, RowSource
 from .windows import Windows
 
@@ -272,6 +272,7 @@ def bucket_batches(
     feature_cols: Sequence[str] | None = None,
     dtype: Any = None,
     allow_nan: bool = False,
+    gaps: str = "error",
 ) -> Bucketing:
     """Group variable-length sequences into batches of similar length.
 
@@ -310,6 +311,10 @@ def bucket_batches(
     allow_nan : bool
         NaN/inf in in-memory data or targets raise :class:`~statebatch.errors.DataValueError` by
         default (they turn into a NaN loss); ``True`` accepts them (e.g. for a model that masks them).
+    gaps : "error", "split" or "accept"
+        Holes in the time stamps of a frame's time column or DatetimeIndex (a step missing from the
+        regular frequency): refused by default, ``"split"`` cuts the series there (pieces get ids
+        ``(id, piece)``, with a warning), ``"accept"`` runs windows and lanes across them.
 
     Returns
     -------
@@ -366,6 +371,7 @@ def bucket_batches(
                              "pass a list of arrays (one per sequence) or a long DataFrame with id_col.")
         if (ss.lengths == 0).any():
             raise ParameterError(f"{int((ss.lengths == 0).sum())} sequences are empty.", "drop empty sequences first.")
+        ss = apply_gaps(ss, check_choice("gaps", gaps, GAPS), "sequences")
         check_finite_series(ss, "sequences", check_bool("allow_nan", allow_nan))
         seqs = _SeriesSequences(ss)
         ids = list(ss.ids)

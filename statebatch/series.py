@@ -464,6 +464,93 @@ def _from_list(data: Sequence[Any], dtype: Any, what: str) -> SeriesSet:
     return _checked(SeriesSet(ConcatSource(arrays), offsets, list(range(len(arrays))), feature_names=feature_names), what)
 
 
+GAPS = ("error", "split", "accept")
+
+
+def _time_steps(index: Any) -> np.ndarray | None:
+    """Times of one series as int64 (ns for datetimes), or None when the index carries no time."""
+    import pandas as pd
+
+    if index is None or isinstance(index, pd.RangeIndex):
+        return None
+    if isinstance(index, pd.PeriodIndex):
+        return index.asi8
+    values = np.asarray(index)
+    if np.issubdtype(values.dtype, np.datetime64) or np.issubdtype(values.dtype, np.timedelta64):
+        return values.astype("datetime64[ns]" if values.dtype.kind == "M" else "timedelta64[ns]").view(np.int64)
+    if np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating):
+        return values.astype(np.float64)
+    return None
+
+
+def find_gaps(index: Any) -> tuple[np.ndarray, Any]:
+    """Where a series' time stamps jump: positions ``i`` with a hole between steps ``i - 1`` and ``i``.
+
+    The regular step is the index's ``freq`` (or the frequency pandas infers, e.g. business days),
+    else the most common difference; without a known frequency a jump of more than 1.5 regular steps
+    is a hole (monthly data, whose months differ by a few days, has none).
+    """
+    import pandas as pd
+
+    t = _time_steps(index)
+    if t is None or len(t) < 3:
+        return np.empty(0, dtype=np.int64), None
+    freq = getattr(index, "freq", None)
+    if freq is None and isinstance(index, pd.DatetimeIndex) or (freq is None and np.asarray(index).dtype.kind == "M"):
+        try:
+            freq = pd.infer_freq(pd.DatetimeIndex(index))
+        except (TypeError, ValueError):
+            freq = None
+    if freq is not None and isinstance(index, pd.DatetimeIndex) or (freq is not None and np.asarray(index).dtype.kind == "M"):
+        expected = pd.DatetimeIndex(index)[:-1] + pd.tseries.frequencies.to_offset(freq)
+        return np.flatnonzero(np.asarray(pd.DatetimeIndex(index)[1:]) != np.asarray(expected)) + 1, freq
+    diffs = np.diff(t)
+    values, counts = np.unique(diffs, return_counts=True)
+    step = values[np.argmax(counts)]
+    shown = pd.Timedelta(int(step)) if np.asarray(index).dtype.kind in "mM" else step
+    return np.flatnonzero(diffs > 1.5 * step) + 1, shown
+
+
+def apply_gaps(ss: SeriesSet, gaps: str, what: str = "data") -> SeriesSet:
+    """Refuse (``"error"``), split at (``"split"``) or accept (``"accept"``) holes in the time stamps."""
+    import warnings
+
+    from .errors import StatebatchWarning
+
+    if gaps == "accept" or ss.index is None:
+        return ss
+    found = [(i, find_gaps(idx)) for i, idx in enumerate(ss.index)]
+    found = [(i, pos, step) for i, (pos, step) in found if len(pos)]
+    if not found:
+        return ss
+    n_gaps = sum(len(pos) for _, pos, _ in found)
+    i, pos, step = found[0]
+    idx = ss.index[i]
+    before, after = np.asarray(idx)[pos[0] - 1], np.asarray(idx)[pos[0]]
+    if gaps == "error":
+        raise DataValueError(
+            f"{what} has {n_gaps} hole(s) in its time stamps (in {len(found)} series), the first in series "
+            f"{ss.ids[i]!r} between {before} and {after} (regular step {step}); windows and lanes would run across it "
+            "as if the steps were consecutive.",
+            "fill the missing steps (e.g. df.resample(freq).interpolate()), or pass gaps='split' to cut the series at "
+            "its holes (each piece becomes a series), or gaps='accept' if the holes are expected.")
+    # split: every piece becomes a series with id (id, piece number)
+    cuts = {i: pos for i, pos, _ in found}
+    offsets, ids, index = [0], [], []
+    for k in range(ss.n_series):
+        lo, hi = int(ss.offsets[k]), int(ss.offsets[k + 1])
+        bounds = [0] + [int(p) for p in cuts.get(k, [])] + [hi - lo]
+        for piece, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            offsets.append(lo + b)
+            ids.append(ss.ids[k] if k not in cuts else (ss.ids[k], piece))
+            index.append(ss.index[k][a:b])
+    warnings.warn(f"{what}: split {len(found)} series at {n_gaps} hole(s) in their time stamps (gaps='split'); the "
+                  "pieces have ids (id, piece).", StatebatchWarning, stacklevel=3)
+    return SeriesSet(ss.source, np.asarray(offsets, dtype=np.int64), ids, feature_names=ss.feature_names,
+                     targets=ss.targets, target_names=ss.target_names, index=index, row_order=ss.row_order,
+                     frame_index=ss.frame_index)
+
+
 def _checked(s: SeriesSet, what: str) -> SeriesSet:
     if s.n_series == 0 or int(s.offsets[-1]) == 0:
         raise DataValueError(f"{what} is empty (no time steps).", "pass at least one non-empty series.")

@@ -19,7 +19,7 @@ from .materialise import LaneReader, fill_lane_epoch, gather_chunks, gather_rows
 from .plans.base import LeftOut, named
 from .plans.lanes import REMAINDERS, LanePlan, plan_lanes
 from .result import Batched, Explanation
-from .series import SeriesSet, aligned_targets, as_series, check_finite_series, source_of
+from .series import GAPS, SeriesSet, aligned_targets, apply_gaps, as_series, check_finite_series, source_of
 from .source import ConcatSource, RowSource, readonly
 
 __all__ = ["Arranged", "arrange_stateful"]
@@ -445,6 +445,7 @@ def arrange_stateful(
     target_cols: Sequence[str] | None = None,
     dtype: Any = None,
     allow_nan: bool = False,
+    gaps: str = "error",
 ) -> Arranged:
     """Arrange series into lanes for a stateful RNN: plan from the lengths, then bind the data.
 
@@ -476,6 +477,10 @@ def arrange_stateful(
     allow_nan : bool
         NaN/inf in in-memory data or targets raise :class:`~statebatch.errors.DataValueError` by
         default (they turn into a NaN loss); ``True`` accepts them (e.g. for a model that masks them).
+    gaps : "error", "split" or "accept"
+        Holes in the time stamps of a frame's time column or DatetimeIndex (a step missing from the
+        regular frequency): refused by default, ``"split"`` cuts the series there (pieces get ids
+        ``(id, piece)``, with a warning), ``"accept"`` runs windows and lanes across them.
 
     Returns
     -------
@@ -501,6 +506,7 @@ def arrange_stateful(
         pass  # the target columns' next values
     ss = as_series(data, id_col=id_col, time_col=time_col, feature_cols=feature_cols, target_cols=target_cols,
                    dtype=dtype)
+    ss = apply_gaps(ss, check_choice("gaps", gaps, GAPS))
     allow_nan = check_bool("allow_nan", allow_nan)
     check_finite_series(ss, allow_nan=allow_nan)
     pad_value = _pad_for(pad_value, ss.dtype)

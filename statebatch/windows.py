@@ -17,7 +17,7 @@ from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchW
 from .materialise import gather_rows, gather_windows, strided_windows
 from .plans.windows import REMAINDERS, WindowPlan, plan_windows
 from .result import Batched, Explanation
-from .series import SeriesSet, aligned_targets, as_series, check_finite_series, source_of
+from .series import GAPS, SeriesSet, aligned_targets, apply_gaps, as_series, check_finite_series, source_of
 from .source import RowSource, readonly
 
 __all__ = ["Windows", "make_windows", "strided_windows"]
@@ -296,6 +296,7 @@ def make_windows(
     target_cols: Sequence[str] | None = None,
     dtype: Any = None,
     allow_nan: bool = False,
+    gaps: str = "error",
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int | None = None,
@@ -341,6 +342,10 @@ def make_windows(
     allow_nan : bool
         NaN/inf in in-memory data or targets raise :class:`~statebatch.errors.DataValueError` by
         default (they turn into a NaN loss); ``True`` accepts them (e.g. for a model that masks them).
+    gaps : "error", "split" or "accept"
+        Holes in the time stamps of a frame's time column or DatetimeIndex (a step missing from the
+        regular frequency): refused by default, ``"split"`` cuts the series there (pieces get ids
+        ``(id, piece)``, with a warning), ``"accept"`` runs windows and lanes across them.
 
     Returns
     -------
@@ -394,6 +399,7 @@ def make_windows(
 
     ss = as_series(data, id_col=id_col, time_col=time_col, feature_cols=feature_cols, target_cols=target_cols,
                    dtype=dtype)
+    ss = apply_gaps(ss, check_choice("gaps", gaps, GAPS))
     allow_nan = check_bool("allow_nan", allow_nan)
     check_finite_series(ss, allow_nan=allow_nan)
     span = (timesteps - 1) * sampling_rate + 1

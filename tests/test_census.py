@@ -18,6 +18,10 @@ unordered = pd.DataFrame({"t": [3, 1, 2, 0, 4, 5], "v": [30.0, 10, 20, 0, 40, 50
 long_frame = pd.DataFrame({"id": [1, 0, 1, 0], "t": [1, 1, 0, 0], "v": [11.0, 1, 10, 0]})
 
 
+_holed = pd.DataFrame({"v": np.arange(14.0)}, index=pd.date_range("2020-01-01", periods=20, freq="D").delete(range(5, 11)))
+_long_holed = pd.DataFrame({"id": [0] * 5 + [1] * 5, "t": [0, 1, 2, 5, 6, 0, 1, 2, 3, 4], "v": np.arange(10.0)})
+
+
 def _windows_follow_time(w):
     np.testing.assert_array_equal(w.X[:, :, 0], [[0, 10], [10, 20], [20, 30], [30, 40], [40, 50]])
     np.testing.assert_array_equal(w.y, [0, 1000, 2000, 3000, 4000])  # target of each window's first row
@@ -79,6 +83,22 @@ CASES = [
         time_col="t"), lambda w: w.X[0, :, 0].tolist() == [4.0, 3.0]),
     ("time_split sorts by time_col", lambda: time_split(unordered, val=0.34, test=0.34, time_col="t"), _split_by_time),
     ("time_split time_col on an array", lambda: time_split(np.zeros(10), time_col="t"), ParameterError),
+    # holes in the time stamps: refused, split or accepted
+    ("daily index with a 6-day hole", lambda: sb.make_windows(_holed, 3), DataValueError),
+    ("hole split", lambda: sb.make_windows(_holed, 3, gaps="split"),
+     lambda w: w.series_ids == [(0, 0), (0, 1)] and len(w.X) == 10),
+    ("hole accepted", lambda: sb.make_windows(_holed, 3, gaps="accept"), lambda w: len(w.X) == 12),
+    ("long frame hole", lambda: sb.arrange_stateful(_long_holed, 2, 1, id_col="id", time_col="t"), DataValueError),
+    ("long frame hole split", lambda: sb.arrange_stateful(_long_holed, 2, 2, id_col="id", time_col="t", gaps="split"),
+     lambda a: a.series_ids == [(0, 0), (0, 1), 1]),
+    ("business days are regular", lambda: sb.make_windows(pd.DataFrame({"v": np.arange(30.0)},
+                                                                        index=pd.bdate_range("2020-01-01", periods=30)), 3),
+     lambda w: len(w.X) == 28),
+    ("month ends are regular", lambda: sb.make_windows(pd.DataFrame({"v": np.arange(24.0)},
+                                                                     index=pd.date_range("2020-01-31", periods=24,
+                                                                                         freq="ME")), 3),
+     lambda w: len(w.X) == 22),
+    ("gaps option checked", lambda: sb.make_windows(_holed, 3, gaps="ignore"), ParameterError),
     # dtypes
     ("nullable Int64", lambda: sb.make_windows(pd.DataFrame({"a": pd.array([1, 2, 3, 4], dtype="Int64")}), 2),
      lambda w: w.X.dtype == np.int64),

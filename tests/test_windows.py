@@ -236,6 +236,6 @@ def test_targets_stay_aligned_under_any_row_order_of_a_long_frame(seed):
     df = pd.DataFrame({"id": ids, "t": t, "v": ids * 1000.0 + t, "y": ids * 1000.0 + t + 0.5})
     shuffled = df.sample(frac=1.0, random_state=seed % 2**32)
     for targets in (shuffled["y"], shuffled["y"].to_numpy()):
-        w = sb.make_windows(shuffled, 2, id_col="id", time_col="t", feature_cols=["v"], targets=targets)
+        w = sb.make_windows(shuffled, 2, id_col="id", time_col="t", feature_cols=["v"], targets=targets, gaps="accept")
         assert (np.diff(w.X[:, :, 0], axis=1) > 0).all()  # forward in time inside every window
         np.testing.assert_array_equal(w.y, w.X[:, 0, 0] + 0.5)  # the target of the window's first row

@@ -26,7 +26,7 @@ import dask.array as da
 import numpy as np
 
 from .errors import DataValueError, OrderError, ParameterError
-from .store import Segment, ShardedStore, StoredSeries
+from .store import Segment, ShardedStore, StoredSeries, shard_record, write_manifest
 
 __all__ = ["prepare", "feature_stats"]
 
@@ -73,7 +73,7 @@ def _write_block(block: np.ndarray, path: str, dtype: str, scale) -> dict:
     values = _scaled(np.ascontiguousarray(block, dtype=dtype), scale)
     bad = int((~np.isfinite(values)).sum()) if np.issubdtype(values.dtype, np.floating) else 0
     np.save(path, values)
-    return {"path": path, "rows": len(values), "non_finite": bad}
+    return {"path": path, "rows": len(values), "non_finite": bad, "records": [shard_record(path, values)]}
 
 
 def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str | None, cols: list,
@@ -97,17 +97,20 @@ def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str |
     bad = int((~np.isfinite(values)).sum())
     path = str(Path(out_dir) / f"part-{index:05d}.npy")
     np.save(path, values)
+    records = [shard_record(path, values)]
     tpath = None
     if tcols:
         tpath = str(Path(out_dir) / f"targets-{index:05d}.npy")
-        np.save(tpath, np.ascontiguousarray(pdf[tcols].to_numpy(dtype=dtype)))
+        tvalues = np.ascontiguousarray(pdf[tcols].to_numpy(dtype=dtype))
+        np.save(tpath, tvalues)
+        records.append(shard_record(tpath, tvalues))
     ids = pdf[id_col].to_numpy()
     change = np.flatnonzero(ids[1:] != ids[:-1]) + 1
     starts = np.concatenate([[0], change])
     stops = np.concatenate([change, [len(ids)]])
     first_row = np.minimum.reduceat(pdf[_ROW].to_numpy(), starts)
     meta = pd.DataFrame({"id": ids[starts], "start": starts, "stop": stops, "first_row": first_row})
-    return {"meta": meta, "non_finite": bad, "path": path, "tpath": tpath}
+    return {"meta": meta, "non_finite": bad, "path": path, "tpath": tpath, "records": records}
 
 
 def prepare(
@@ -174,9 +177,11 @@ def prepare(
                  for i, b in enumerate(blocks)]
         results = dask.compute(*tasks)
         _check_finite(sum(r["non_finite"] for r in results), allow_non_finite)
-        store = ShardedStore([r["path"] for r in results if r["rows"]])
+        records = {r["path"]: r["records"][0] for r in results if r["rows"]}
+        store = ShardedStore(list(records), records)
         store.info = {"non_finite": sum(r["non_finite"] for r in results), "shards": len(results),
                       "scale": None if scale is None else tuple(np.asarray(s).tolist() for s in scale)}
+        write_manifest(path, list(records.values()), kind="array", info=store.info)
         store._tmpdir = tmp  # keep a temporary directory alive as long as the store
         return store
 
@@ -205,15 +210,24 @@ def prepare(
     if meta["id"].duplicated().any():  # cannot happen after a shuffle on id_col; guards a broken backend
         raise DataValueError("a series id appeared in two partitions.", "check the id column's dtype.")
     meta = meta.sort_values("first_row", kind="stable").reset_index(drop=True)  # order of first appearance
-    store = ShardedStore([Segment(p, int(a), int(b)) for p, a, b in zip(meta["path"], meta["start"], meta["stop"])])
+    records = {str(Path(r["path"]).parent / rec["file"]): rec for r in results for rec in r["records"]}
+    store = ShardedStore([Segment(p, int(a), int(b)) for p, a, b in zip(meta["path"], meta["start"], meta["stop"])],
+                         records)
     tstore = None
     if tcols:
-        tstore = ShardedStore([Segment(p, int(a), int(b)) for p, a, b in zip(meta["tpath"], meta["start"], meta["stop"])])
+        tstore = ShardedStore([Segment(p, int(a), int(b)) for p, a, b in zip(meta["tpath"], meta["start"], meta["stop"])],
+                              records)
     lengths = (meta["stop"] - meta["start"]).to_numpy(dtype=np.int64)
     stored = StoredSeries(store=store, ids=meta["id"].tolist(), lengths=lengths, feature_names=[str(c) for c in cols],
                           target_store=tstore, target_names=None if tcols is None else [str(c) for c in tcols],
                           info={"non_finite": non_finite, "partitions": len(results), "rows": int(lengths.sum()),
                                 "scale": None if scale is None else tuple(np.asarray(s).tolist() for s in scale)})
+    write_manifest(path, list(records.values()), kind="series", ids=meta["id"].tolist(), lengths=lengths.tolist(),
+                   segments=[[Path(p).name, int(a), int(b)] for p, a, b in zip(meta["path"], meta["start"], meta["stop"])],
+                   target_segments=None if not tcols else [[Path(p).name, int(a), int(b)] for p, a, b in
+                                                           zip(meta["tpath"], meta["start"], meta["stop"])],
+                   feature_names=[str(c) for c in cols], target_names=None if tcols is None else [str(c) for c in tcols],
+                   info=stored.info)
     store._tmpdir = tmp
     return stored
 

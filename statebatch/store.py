@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -50,6 +51,28 @@ def _npy_header(path: Path) -> tuple[tuple, np.dtype, int]:
     return tuple(shape), np.dtype(dtype), offset
 
 
+MANIFEST = "manifest.json"
+
+
+def shard_record(path: str | os.PathLike, values: np.ndarray) -> dict:
+    """What a manifest records of a shard just written: shape, dtype, size, time and a CRC-32 of the data."""
+    st = Path(path).stat()
+    return {"file": Path(path).name, "shape": [int(d) for d in values.shape], "dtype": values.dtype.str,
+            "bytes": int(st.st_size), "mtime_ns": int(st.st_mtime_ns),
+            "crc32": zlib.crc32(memoryview(np.ascontiguousarray(values)).cast("B"))}
+
+
+def _check_record(path: Path, shape: tuple, dtype: np.dtype, rec: dict) -> None:
+    fix = "prepare the store again (statebatch.dask.prepare), or restore the shard from a backup."
+    if list(shape) != list(rec["shape"]) or dtype != np.dtype(rec["dtype"]):
+        raise StoreError(f"shard {path} now holds {tuple(shape)} {dtype}, but the manifest recorded "
+                         f"{tuple(rec['shape'])} {np.dtype(rec['dtype'])}: it was rewritten after it was prepared.", fix)
+    st = path.stat()
+    if st.st_size != rec["bytes"] or st.st_mtime_ns != rec["mtime_ns"]:
+        raise StoreError(f"shard {path} was modified after it was prepared (size or modification time differ from "
+                         "the manifest); its rows may not be the prepared ones.", fix)
+
+
 class NpyStore(RowSource):
     """Rows of an ``.npy`` file, read on demand with ``os.preadv`` (no memory map).
 
@@ -57,9 +80,12 @@ class NpyStore(RowSource):
     name, never read as garbage.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, expect: dict | None = None):
         self.path = Path(path)
         self.shape, self.dtype, self._offset = _npy_header(self.path)
+        self._expect = expect
+        if expect is not None:
+            _check_record(self.path, self.shape, self.dtype, expect)
         if len(self.shape) < 1:
             raise StoreError(f"{self.path} holds a scalar.", "store a 2-D array (rows, features).")
         self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
@@ -83,6 +109,9 @@ class NpyStore(RowSource):
     def read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
         """Read rows ``[start, stop)`` straight into the C-contiguous array ``out`` (no extra copy)."""
         self._check_range(start, stop)
+        if self._expect is not None and os.fstat(self._file()).st_mtime_ns != self._expect["mtime_ns"]:
+            raise StoreError(f"shard {self.path} was modified while in use (after it was prepared).",
+                             "prepare the store again (statebatch.dask.prepare), or restore the shard.")
         nbytes = (stop - start) * self._row_bytes
         view = memoryview(out).cast("B")
         if len(view) != nbytes:
@@ -132,7 +161,8 @@ class Segment:
 class ShardedStore(RowSource):
     """Row ranges of ``.npy`` shards laid end to end as one virtual ``(rows, features)`` array."""
 
-    def __init__(self, segments: Sequence[Segment | str | os.PathLike]):
+    def __init__(self, segments: Sequence[Segment | str | os.PathLike], records: dict[str, dict] | None = None):
+        self._records = records or {}  # path -> manifest record: checked when each shard is opened
         segs = []
         for s in segments:
             if not isinstance(s, Segment):
@@ -159,8 +189,19 @@ class ShardedStore(RowSource):
 
     def _store(self, path: str) -> NpyStore:
         if path not in self._stores:
-            self._stores[path] = NpyStore(path)
+            self._stores[path] = NpyStore(path, self._records.get(path))
         return self._stores[path]
+
+    def verify(self) -> None:
+        """Read every shard once and compare its CRC-32 with the manifest (content changed in place)."""
+        for path, rec in self._records.items():
+            st = self._store(path)
+            crc, block = 0, max(1, (64 << 20) // max(st._row_bytes, 1))
+            for lo in range(0, st.shape[0], block):
+                crc = zlib.crc32(memoryview(st.read(lo, min(lo + block, st.shape[0]))).cast("B"), crc)
+            if crc != rec["crc32"]:
+                raise StoreError(f"shard {path} does not hold the data that was prepared (checksum differs).",
+                                 "prepare the store again (statebatch.dask.prepare), or restore the shard.")
 
     def read(self, start: int, stop: int) -> np.ndarray:
         self._check_range(start, stop)
@@ -226,6 +267,45 @@ class StoredSeries:
     def __repr__(self) -> str:
         return (f"StoredSeries({len(self.ids)} series, {int(np.sum(self.lengths))} steps x {self.store.shape[1]} "
                 f"features, {self.store!r})")
+
+
+def write_manifest(out_dir: str | os.PathLike, shards: list[dict], **facts: Any) -> None:
+    """Write ``manifest.json``: every shard's record and the facts needed to reopen the store."""
+    Path(out_dir, MANIFEST).write_text(json.dumps({"version": 1, "shards": shards, **facts}, default=_plain))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    return str(value)
+
+
+def open_prepared(out_dir: str | os.PathLike) -> "StoredSeries | ShardedStore":
+    """Reopen a directory written by :func:`statebatch.dask.prepare`, checking every shard against
+    its manifest (a changed, truncated or missing shard is named, with the fix)."""
+    path = Path(out_dir)
+    try:
+        meta = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError:
+        raise StoreError(f"{path} has no {MANIFEST}: it was not written by statebatch.dask.prepare (or is incomplete).",
+                         "prepare the data again into this directory.") from None
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{path / MANIFEST} cannot be read ({exc}).", "prepare the data again.") from None
+    records = {str(path / r["file"]): r for r in meta["shards"]}
+    if meta.get("kind") == "array":
+        store = ShardedStore(list(records), records)
+        store.info = meta.get("info", {})
+        return store
+    segs = [Segment(str(path / f), int(a), int(b)) for f, a, b in meta["segments"]]
+    store = ShardedStore(segs, records)
+    tstore = None
+    if meta.get("target_segments"):
+        tstore = ShardedStore([Segment(str(path / f), int(a), int(b)) for f, a, b in meta["target_segments"]], records)
+    return StoredSeries(store=store, ids=meta["ids"], lengths=np.asarray(meta["lengths"], dtype=np.int64),
+                        feature_names=meta.get("feature_names"), target_store=tstore,
+                        target_names=meta.get("target_names"), info=meta.get("info", {}))
 
 
 def write_npy(path: str | os.PathLike, blocks, shape: tuple, dtype: Any) -> NpyStore:

@@ -173,3 +173,41 @@ def test_dask_equals_pandas_for_any_partitioning_and_row_order(seed, nparts, wit
     assert a.series_ids == b.series_ids
     np.testing.assert_array_equal(a.X, b.X)
     np.testing.assert_array_equal(a.y, b.y)
+
+
+def test_prepared_store_has_a_manifest_that_reading_verifies(tmp_path):
+    import os
+
+    from statebatch.errors import StoreError
+    from statebatch.store import open_prepared
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"id": rng.integers(0, 4, 300), "v": rng.normal(size=300).astype("float32")})
+    out = tmp_path / "prep"
+    stored = prepare(dd.from_pandas(df, npartitions=3), out, id_col="id")
+    again = open_prepared(out)
+    assert again.ids == stored.ids
+    np.testing.assert_array_equal(sb.make_windows(again, 3).X, sb.make_windows(stored, 3).X)
+    again.store.verify()
+    shard = sorted(out.glob("part-*.npy"))[0]
+    original = np.load(shard)
+    stat = shard.stat()
+    # same shape and dtype, other rows, modification time put back: only the checksum can tell
+    np.save(shard, original[::-1].copy())
+    os.utime(shard, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(StoreError, match="checksum"):
+        open_prepared(out).store.verify()
+    np.save(shard, original.astype("float64"))  # rewritten with another dtype
+    with pytest.raises(StoreError, match=str(shard.name)):
+        open_prepared(out)
+    with pytest.raises(StoreError, match="modified while in use"):  # the open store notices too
+        sb.make_windows(stored, 3, batch_size=8).batch(0)
+    shard.write_bytes(shard.read_bytes()[:200])  # truncated
+    with pytest.raises(StoreError, match=str(shard.name)):
+        open_prepared(out)
+    shard.unlink()  # missing
+    with pytest.raises(StoreError, match="does not exist"):
+        open_prepared(out)
+    (out / "manifest.json").unlink()
+    with pytest.raises(StoreError, match="manifest"):
+        open_prepared(out)

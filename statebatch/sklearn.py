@@ -151,10 +151,18 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
         return make_windows(data, self.timesteps, targets=_shift_targets(y, self.horizon), align="last",
                             end_index=None, **kw)
 
-    def transform(self, X: Any) -> np.ndarray:
-        """``(n_windows, timesteps, n_features)`` float array (a contiguous copy)."""
+    def left_out(self, X: Any) -> list:
+        """What :meth:`transform` leaves out of ``X`` (steps in no window), with the reasons."""
         check_is_fitted(self)
-        return np.ascontiguousarray(self._windows(X).X)
+        return list(self._windows(X).left_out)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """``(n_windows, timesteps, n_features)`` float array (a contiguous copy).
+
+        Steps no window uses are announced with a :class:`~statebatch.errors.StatebatchWarning`;
+        :meth:`left_out` lists them."""
+        check_is_fitted(self)
+        return np.ascontiguousarray(_report(self, self._windows(X)).X)
 
     def transform_y(self, X: Any, y: Any) -> np.ndarray:
         """The targets of the windows :meth:`transform` gives for ``X``: ``y[last row + horizon]``."""
@@ -225,17 +233,42 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wr
                                 remainder=self.remainder, return_sequences=self.return_sequences,
                                 **self._series_kwargs())
 
+    def left_out(self, X: Any) -> list:
+        """What :meth:`transform` leaves out of ``X`` (steps in no lane), with the reasons."""
+        check_is_fitted(self)
+        data = self._check_input(X, reset=False)
+        return list(arrange_stateful(data, self.timesteps, self.batch_size, targets=None, remainder=self.remainder,
+                                     **self._series_kwargs()).left_out)
+
     def transform(self, X: Any) -> np.ndarray:
+        """The arranged lanes of ``X`` ``(n_batches * batch_size, timesteps, n_features)``; steps left
+        out are announced with a warning (see :meth:`left_out`)."""
         check_is_fitted(self)
         data = self._check_input(X, reset=False)
         a = arrange_stateful(data, self.timesteps, self.batch_size, targets=None, remainder=self.remainder,
                              **self._series_kwargs())
-        return a.X
+        return _report(self, a).X
 
     def transform_xy(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(X, y, sample_weight)`` in lane order, ready for ``fit(..., batch_size, shuffle=False)``."""
-        a = self.arrange(X, y)
+        a = _report(self, self.arrange(X, y))
         return a.X, a.y, a.sample_weight
+
+
+def _report(transformer: Any, result: Any) -> Any:
+    """Keep what a transform leaves out visible inside a pipeline: a warning naming it (the estimator
+    itself must not change in transform; ``transformer.left_out(X)`` lists the steps)."""
+    import warnings
+
+    from .errors import StatebatchWarning
+
+    left = list(result.left_out)
+    if left:
+        steps = sum(lo.steps for lo in left)
+        warnings.warn(f"{type(transformer).__name__}: {steps} step(s) in {len(left)} place(s) are in no window or lane "
+                      f"(first: series {left[0].series!r}, {left[0].reason}); .left_out(X) lists them.",
+                      StatebatchWarning, stacklevel=3)
+    return result
 
 
 def transform_xy(pipeline: Any, X: Any, y: Any):

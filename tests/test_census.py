@@ -22,6 +22,17 @@ _holed = pd.DataFrame({"v": np.arange(14.0)}, index=pd.date_range("2020-01-01", 
 _long_holed = pd.DataFrame({"id": [0] * 5 + [1] * 5, "t": [0, 1, 2, 5, 6, 0, 1, 2, 3, 4], "v": np.arange(10.0)})
 
 
+def _fitted_stateful():
+    from statebatch.sklearn import StatefulTransformer
+
+    return StatefulTransformer(5, 2, remainder="drop").fit(np.arange(23.0)[:, None])
+
+
+def test_transformer_warns_about_left_out_steps():
+    with pytest.warns(sb.StatebatchWarning, match="left_out"):
+        _fitted_stateful().transform(np.arange(23.0)[:, None])
+
+
 def _windows_follow_time(w):
     np.testing.assert_array_equal(w.X[:, :, 0], [[0, 10], [10, 20], [20, 30], [30, 40], [40, 50]])
     np.testing.assert_array_equal(w.y, [0, 1000, 2000, 3000, 4000])  # target of each window's first row
@@ -133,6 +144,10 @@ CASES = [
     ("horizon with array targets", lambda: sb.make_windows(x, 3, targets=x, horizon=2), ParameterError),
     ("stride gaps reported", lambda: sb.make_windows(x, 2, stride=5),
      lambda w: sum(lo.steps for lo in w.left_out) == 20 - 2 * len(w.X)),
+    ("target steps of dropped steps reported", lambda: sb.arrange_stateful(np.arange(23.0), 5, 2, remainder="drop"),
+     lambda a: sorted((lo.first_step, lo.steps) for lo in a.left_out) == [(20, 2), (22, 1)]),
+    ("transformer left_out listed", lambda: _fitted_stateful().left_out(np.arange(23.0)[:, None]),
+     lambda left: sum(lo.steps for lo in left) == 3),
     # sizes said up front
     ("a billion lanes", lambda: sb.arrange_stateful(x, 2, 10**9), ParameterError),
     ("a billion timesteps", lambda: sb.make_windows(x, 10**9), DataValueError),

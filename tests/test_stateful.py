@@ -297,3 +297,27 @@ def test_plans_are_pure_and_seeded():
     np.testing.assert_array_equal(a.plan(3).series, a.plan(3).series)
     r1, r2 = repr(a), repr(a)
     assert r1 == r2
+
+
+@given(lengths=st.lists(st.integers(1, 60), min_size=1, max_size=6), T=st.integers(1, 7), B=st.integers(1, 4),
+       horizon=st.integers(1, 3), remainder=st.sampled_from(["pad", "drop"]))
+def test_every_step_is_an_input_a_target_of_one_or_reported(lengths, T, B, horizon, remainder):
+    try:
+        p = sb.plan_lanes(lengths, T, B, targets="next", horizon=horizon, remainder=remainder)
+    except (sb.ShapeError, sb.RemainderError):
+        return  # nothing fits: refused with a statebatch error
+    seen = [np.zeros(n, dtype=int) for n in lengths]
+    for k in range(p.n_batches):
+        for i in range(B):
+            s, a, v = int(p.series[k, i]), int(p.step[k, i]), int(p.valid[k, i])
+            if s >= 0 and v:
+                seen[s][a: a + v] += 1  # as inputs
+    for lo in p.left_out:
+        seen[lo.series][lo.first_step: lo.first_step + lo.steps] += 1
+    for s, n in enumerate(lengths):
+        inputs_end = int(np.flatnonzero(seen[s])[-1]) + 1 if seen[s].any() else 0
+        # the last `horizon` steps are targets of the inputs before them when those are used
+        tail = np.zeros(n, dtype=int)
+        tail[max(n - horizon, 0):] = 1
+        covered = seen[s] + (tail * (seen[s] == 0))
+        assert (covered == 1).all(), (s, seen[s].tolist(), inputs_end)

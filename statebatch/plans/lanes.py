@@ -466,7 +466,23 @@ def plan_lanes(
         arrays = _plan_from_lanes(lanes, usable, chunks, timesteps, batch_size, capacity)
     else:
         arrays = _plan_from_lanes(pack_lanes(chunks, batch_size), usable, chunks, timesteps, batch_size)
+    if held and remainder != "pad":
+        left += _orphan_targets(arrays, lengths, held)
     return LanePlan(*arrays, timesteps=timesteps, batch_steps=None, epoch=epoch, left_out=tuple(left))
+
+
+def _orphan_targets(arrays: tuple, lengths: np.ndarray, held: int) -> list[LeftOut]:
+    """The last ``held`` steps of a series are only targets; when the steps they follow were left out,
+    they sit nowhere either: report them too."""
+    series, step, valid = arrays[0], arrays[1], arrays[2]
+    used = series >= 0
+    ends = np.zeros(len(lengths), dtype=np.int64)
+    np.maximum.at(ends, series[used], (step + valid)[used])
+    out = []
+    for k in np.flatnonzero((lengths > held) & (ends < lengths - held)):
+        out.append(LeftOut(int(k), int(lengths[k] - held), held,
+                           f"{plural(held, 'target step')} of left-out steps (targets {held} ahead)"))
+    return out
 
 
 def _nothing_fits(lengths: np.ndarray, timesteps: int, held: int) -> ShapeError:

@@ -420,7 +420,23 @@ def as_series(
                                   index=[data.index]), what)
     if isinstance(data, (list, tuple)) and data and all(_is_series_like(a) for a in data):
         return _from_list(data, dtype, what)
+    if isinstance(data, (list, tuple)) and len(data) > 1 and all(isinstance(a, (list, tuple)) for a in data):
+        # [[1, 2, 3, 4], [5, 6, 7, 8]]: two series of 4 steps, or one series of 2 steps x 4 features?
+        shape = np.shape(data) if len({len(a) for a in data}) == 1 else None
+        raise ShapeError(
+            f"{what} is a list of {len(data)} Python lists{f' (shape {shape})' if shape else ''}: it could be "
+            f"{len(data)} series, or one series of {len(data)} steps with one value per feature.",
+            f"say which: [np.asarray(s) for s in {what}] for {len(data)} series, or np.asarray({what}) for one series "
+            "of (steps, features).")
     arr = _as_2d(_array(data, what, dtype), what)
+    if arr.ndim == 2 and arr.shape[1] > arr.shape[0] > 0 and arr.shape[1] >= 16:
+        import warnings
+
+        from .errors import StatebatchWarning
+
+        warnings.warn(f"{what} has {arr.shape[0]} steps and {arr.shape[1]} features: rows are steps, columns are "
+                      f"features. If each row is a series (or a feature) over {arr.shape[1]} steps, pass "
+                      f"{what}.T (one series) or list({what}) (one series per row).", StatebatchWarning, stacklevel=3)
     return _checked(SeriesSet(ArraySource(arr), np.array([0, len(arr)], dtype=np.int64), [0]), what)
 
 

@@ -28,6 +28,11 @@ def _fitted_stateful():
     return StatefulTransformer(5, 2, remainder="drop").fit(np.arange(23.0)[:, None])
 
 
+def test_likely_transposed_array_warns():
+    with pytest.warns(sb.StatebatchWarning, match="500 features"):
+        sb.make_windows(np.random.default_rng(0).random((3, 500)), 2)
+
+
 def test_transformer_warns_about_left_out_steps():
     with pytest.warns(sb.StatebatchWarning, match="left_out"):
         _fitted_stateful().transform(np.arange(23.0)[:, None])
@@ -121,6 +126,8 @@ CASES = [
     ("timedelta", lambda: sb.make_windows(np.arange(10).astype("m8[s]"), 2), DTypeError),
     # ambiguous shapes and lookups
     ("target list for one series", lambda: sb.make_windows(x, 2, targets=[x, x]), LengthMismatchError),
+    ("list of Python lists", lambda: sb.make_windows([[1, 2, 3, 4], [5, 6, 7, 8]], 2), ShapeError),
+    ("ragged list of Python lists", lambda: sb.arrange_stateful([[1, 2], [3, 4, 5]], 1, 1), ShapeError),
     ("one 2-D array to bucket", lambda: sb.bucket_batches(np.zeros((100, 20))), ShapeError),
     ("take out of range", lambda: sb.make_windows(x, 2).take([100]), ParameterError),
     ("provenance out of range", lambda: sb.make_windows(x, 2).provenance(99), ParameterError),

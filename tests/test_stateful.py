@@ -122,7 +122,8 @@ def test_remainder_policies():
         sb.arrange_stateful(x, 10, 2, remainder="error")
     d = sb.arrange_stateful(x, 10, 2, remainder="drop")
     assert {r.reason.split(":")[0] for r in d.left_out} == {"remainder='drop'"}
-    assert sum(r.steps for r in d.left_out) + d.plan().valid.sum() == 104  # 105 minus the horizon
+    # every step is an input or reported (the final step, the target of a dropped step, included)
+    assert sum(r.steps for r in d.left_out) + d.plan().valid.sum() == 105
     with pytest.raises(ParameterError, match="remainder"):
         sb.arrange_stateful(x, 10, 2, remainder="truncate")
     many = [np.arange(23.0), np.arange(31.0)]

@@ -467,11 +467,11 @@ def plan_lanes(
     else:
         arrays = _plan_from_lanes(pack_lanes(chunks, batch_size), usable, chunks, timesteps, batch_size)
     if held and remainder != "pad":
-        left += _orphan_targets(arrays, lengths, held)
+        left += _orphan_targets(arrays, lengths, held, remainder)
     return LanePlan(*arrays, timesteps=timesteps, batch_steps=None, epoch=epoch, left_out=tuple(left))
 
 
-def _orphan_targets(arrays: tuple, lengths: np.ndarray, held: int) -> list[LeftOut]:
+def _orphan_targets(arrays: tuple, lengths: np.ndarray, held: int, remainder: str) -> list[LeftOut]:
     """The last ``held`` steps of a series are only targets; when the steps they follow were left out,
     they sit nowhere either: report them too."""
     series, step, valid = arrays[0], arrays[1], arrays[2]
@@ -481,7 +481,8 @@ def _orphan_targets(arrays: tuple, lengths: np.ndarray, held: int) -> list[LeftO
     out = []
     for k in np.flatnonzero((lengths > held) & (ends < lengths - held)):
         out.append(LeftOut(int(k), int(lengths[k] - held), held,
-                           f"{plural(held, 'target step')} of left-out steps (targets {held} ahead)"))
+                           f"remainder='{remainder}': {plural(held, 'step')} that only the left-out steps "
+                           f"had as target ({held} ahead)"))
     return out
 
 

@@ -20,7 +20,8 @@ from .plans.base import LeftOut, named
 from .plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, bucket_boundaries, padding_of, plan_buckets,
                             sorted_padding)
 from .result import Batched, Explanation
-from .series import GAPS, SeriesSet, aligned_targets, apply_gaps, as_series, check_finite_series, source_of
+from .series import (GAPS, SeriesSet, aligned_targets, apply_gaps, as_series, check_finite_series, in_memory,
+                     source_of)
 from .source import ArraySource, RowSource
 from .windows import Windows
 
@@ -172,7 +173,7 @@ class Bucketing(Batched):
         """Batch ``k`` of ``epoch`` (default: the current one) as ``(X[, y[, sample_weight]])``."""
         plan = self._serve(epoch)
         k = self._check_k(k, plan.n_batches)
-        return self.materialise(plan.batches[k], int(plan.padded_lengths[k])).as_tuple()
+        return self._finite(self.materialise(plan.batches[k], int(plan.padded_lengths[k])).as_tuple(), k)
 
     def batch_objects(self, epoch: int | None = None) -> Iterator[Batch]:
         """One epoch of :class:`Batch` objects (with mask, indices and lengths)."""
@@ -360,9 +361,9 @@ def bucket_batches(
                 "list(arr[..., None]) for one feature per step.")
         if isinstance(sequences, tuple):
             sequences = list(sequences)
-        if isinstance(sequences, list) and sequences and not all(
-                isinstance(s, np.ndarray) or type(s).__module__.startswith("pandas") for s in sequences):
-            sequences = [np.asarray(s) for s in sequences]
+        if isinstance(sequences, list) and sequences:  # plain lists become arrays; row sources stay lazy
+            sequences = [s if (isinstance(s, (np.ndarray, RowSource)) or type(s).__module__.startswith(("pandas", "zarr")))
+                         else np.asarray(s) for s in sequences]
         ss = as_series(sequences, id_col=id_col, time_col=time_col, feature_cols=feature_cols, dtype=dtype,
                        what="sequences")
         if ss.n_series == 1 and not (isinstance(sequences, list) or id_col is not None
@@ -372,7 +373,8 @@ def bucket_batches(
         if (ss.lengths == 0).any():
             raise ParameterError(f"{int((ss.lengths == 0).sum())} sequences are empty.", "drop empty sequences first.")
         ss = apply_gaps(ss, check_choice("gaps", gaps, GAPS), "sequences")
-        check_finite_series(ss, "sequences", check_bool("allow_nan", allow_nan))
+        allow_nan = check_bool("allow_nan", allow_nan)
+        check_finite_series(ss, "sequences", allow_nan)
         seqs = _SeriesSequences(ss)
         ids = list(ss.ids)
     lengths = seqs.lengths
@@ -421,10 +423,13 @@ def bucket_batches(
     elif boundaries is not None or n_buckets is not None:
         raise ParameterError(f"boundaries/n_buckets apply to mode='buckets', not mode={mode!r}.",
                              "pass mode='buckets', or drop boundaries/n_buckets.")
-    return Bucketing(seqs, ids=ids, batch_size=batch_size, mode=mode, bin_width=bin_width, boundaries=bnds,
-                     pool_batches=pool_batches, shuffle=shuffle, seed=seed, padding=padding, pad_value=pad_value,
-                     pad_to=pad_to, token_budget=token_budget, remainder=remainder, targets=tarr,
-                     target_source=tsource, target_offsets=toffsets, return_sequences=return_sequences)
+    bk = Bucketing(seqs, ids=ids, batch_size=batch_size, mode=mode, bin_width=bin_width, boundaries=bnds,
+                   pool_batches=pool_batches, shuffle=shuffle, seed=seed, padding=padding, pad_value=pad_value,
+                   pad_to=pad_to, token_budget=token_budget, remainder=remainder, targets=tarr,
+                   target_source=tsource, target_offsets=toffsets, return_sequences=return_sequences)
+    # Windows were checked when they were made; stored sequences are checked batch by batch as read
+    bk._check_batches = isinstance(seqs, _SeriesSequences) and not allow_nan and not in_memory(seqs.ss.source)
+    return bk
 
 
 def _no_frame_args(*args) -> None:

@@ -24,8 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+import numpy as np
+
 from ._args import check_int
-from .errors import ParameterError
+from .errors import DataValueError, ParameterError
 from .plans.base import LeftOut, named
 
 __all__ = ["LeftOut", "Explanation", "Batched"]
@@ -111,6 +113,20 @@ class Batched:
                 cache.pop(next(iter(cache)))
             cache[epoch] = self._make_plan(epoch)
         return cache[epoch]
+
+    # Out-of-core data is not read up front, so NaN/inf are looked for in each batch as it is read.
+    _check_batches: bool = False
+
+    def _finite(self, arrays: tuple, k: int) -> tuple:
+        if self._check_batches:
+            for name, a in zip(("X", "y"), arrays[:2]):
+                if a.dtype.kind in "fc" and not np.isfinite(a).all():
+                    raise DataValueError(
+                        f"batch {k} holds NaN/inf in {name}, read from out-of-core data (checked batch by batch as it "
+                        "is read; in-memory data is checked up front).",
+                        "fill or drop them when preparing the store (statebatch.dask.prepare refuses them by default), "
+                        "or pass allow_nan=True.")
+        return arrays
 
     def _serve(self, epoch: int | None):
         """The plan whose batches are being handed out; remembered so that :meth:`unbatch` maps model

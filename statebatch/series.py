@@ -578,6 +578,11 @@ def _checked(s: SeriesSet, what: str) -> SeriesSet:
 _FINITE_BLOCK = 1 << 16  # values checked at a time: bounded extra memory (no copy of a large series)
 
 
+def in_memory(source: RowSource) -> bool:
+    """Whether the rows are in memory (checked up front) rather than read lazily."""
+    return source.array is not None or (isinstance(source, ConcatSource) and source.in_memory)
+
+
 def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = False) -> None:
     """Refuse NaN/inf in in-memory series (vectorised, block by block), naming where the first one is.
 

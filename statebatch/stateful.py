@@ -19,7 +19,8 @@ from .materialise import LaneReader, fill_lane_epoch, gather_chunks, gather_rows
 from .plans.base import LeftOut, named
 from .plans.lanes import REMAINDERS, LanePlan, plan_lanes
 from .result import Batched, Explanation
-from .series import GAPS, SeriesSet, aligned_targets, apply_gaps, as_series, check_finite_series, source_of
+from .series import (GAPS, SeriesSet, aligned_targets, apply_gaps, as_series, check_finite_series, in_memory,
+                     source_of)
 from .source import ConcatSource, RowSource, readonly
 
 __all__ = ["Arranged", "arrange_stateful"]
@@ -171,7 +172,7 @@ class Arranged(Batched):
             arrays = self._cache[key]
             b = self.batch_size
             return tuple(np.ascontiguousarray(a[k * b:(k + 1) * b]) for a in arrays)
-        return self._batch_arrays(plan, k)
+        return self._finite(self._batch_arrays(plan, k), k)
 
     def _epoch_arrays(self) -> tuple[np.ndarray, ...]:
         plan = self.plan()
@@ -184,7 +185,7 @@ class Arranged(Batched):
                     "arranged.batches().")
             check_size("the epoch's X", (plan.n_batches, plan.batch_size, plan.timesteps, self.n_features))
             self._cache.clear()
-            self._cache[key] = tuple(readonly(a) for a in self._materialise_epoch(plan))
+            self._cache[key] = tuple(readonly(a) for a in self._finite(self._materialise_epoch(plan), -1))
         return self._cache[key]
 
     def _materialise_epoch(self, plan: LanePlan) -> tuple[np.ndarray, ...]:
@@ -536,9 +537,11 @@ def arrange_stateful(
         tl = [t[:, None] if t.ndim == 1 else t for t in tl]
         ysource = source_of(tl)
         check_finite_series(SeriesSet(ysource, ss.offsets, ss.ids), "targets", allow_nan)
-    return Arranged(ss, timesteps=timesteps, batch_size=batch_size, target_mode=target_mode, ysource=ysource,
-                    yshift=yshift, horizon=horizon, return_sequences=return_sequences, remainder=remainder,
-                    pad_value=pad_value, shuffle=shuffle, seed=seed, jitter=jitter)
+    arranged = Arranged(ss, timesteps=timesteps, batch_size=batch_size, target_mode=target_mode, ysource=ysource,
+                        yshift=yshift, horizon=horizon, return_sequences=return_sequences, remainder=remainder,
+                        pad_value=pad_value, shuffle=shuffle, seed=seed, jitter=jitter)
+    arranged._check_batches = not allow_nan and not in_memory(ss.source)
+    return arranged
 
 
 def _pad_for(pad_value: Any, dtype: np.dtype) -> Any:

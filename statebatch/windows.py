@@ -17,7 +17,8 @@ from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchW
 from .materialise import gather_rows, gather_windows, strided_windows
 from .plans.windows import REMAINDERS, WindowPlan, plan_windows
 from .result import Batched, Explanation
-from .series import GAPS, SeriesSet, aligned_targets, apply_gaps, as_series, check_finite_series, source_of
+from .series import (GAPS, SeriesSet, aligned_targets, apply_gaps, as_series, check_finite_series, in_memory,
+                     source_of)
 from .source import RowSource, readonly
 
 __all__ = ["Windows", "make_windows", "strided_windows"]
@@ -162,7 +163,7 @@ class Windows(Batched):
         """Batch ``k`` of ``epoch`` (default: the current one): ``(X,)`` or ``(X, y)``, new arrays."""
         plan = self._serve(epoch)
         k = self._check_k(k, plan.n_batches)
-        return self.take(plan.batch_indices(k))
+        return self._finite(self.take(plan.batch_indices(k)), k)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """All windows in natural order: ``(X,)`` or ``(X, y)`` (for ``model.fit(X, y)``)."""
@@ -447,6 +448,7 @@ def make_windows(
     w = Windows(ss, timesteps=timesteps, stride=stride, sampling_rate=sampling_rate, start_index=start_index,
                 end_index=end_index, ysource=ysource, yoffset=yoffset, ylength=ylength, ystep=ystep, target_steps=extra,
                 max_starts=max_starts, batch_size=batch_size, shuffle=shuffle, seed=seed, remainder=remainder, copy=copy)
+    w._check_batches = not allow_nan and not in_memory(ss.source)
     short = [lo for lo in w.left_out if lo.reason.startswith("shorter")]
     if short:
         import warnings

@@ -203,3 +203,29 @@ def test_cli_bad_files_give_one_error_and_exit_2(tmp_path, capsys, name):
     assert main(["check", str(tmp_path / name), "--timesteps", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("error: ") and err[1].lstrip().startswith("Fix: ") and len(err) == 2
+
+
+def test_out_of_core_batches_are_checked_for_nan_as_they_are_read(tmp_path):
+    import zarr
+
+    from statebatch.store import write_npy
+
+    x = np.arange(200.0).reshape(100, 2)
+    x[57, 1] = np.nan
+    store = write_npy(tmp_path / "x.npy", [x], x.shape, x.dtype)
+    z = zarr.create_array(store=str(tmp_path / "x.zarr"), shape=x.shape, chunks=(30, 2), dtype="float64")
+    z[:] = x
+    for source in (store, z):
+        w = sb.make_windows(source, 5, batch_size=10)  # nothing read yet: accepted
+        refused = []
+        for k in range(w.n_batches):
+            try:
+                w.batch(k)
+            except DataValueError:
+                refused.append(k)
+        assert refused == [5]  # windows 50..59 hold row 57; only that batch
+        with pytest.raises(DataValueError, match="NaN"):
+            sb.arrange_stateful(source, 5, 2).X
+        with pytest.raises(DataValueError, match="NaN"):
+            sb.bucket_batches([source, source], 2, seed=0).batch(0)
+        assert np.isnan(sb.make_windows(source, 5, batch_size=10, allow_nan=True).batch(5)[0]).any()

@@ -9,7 +9,7 @@ matplotlib, scikit-learn, Dask and Zarr are imported by the modules that use the
 from __future__ import annotations
 
 from .bucketing import Batch, Bucketing, bucket_batches, bucket_boundaries, padding_of
-from .errors import (BatchSizeError, DataValueError, DTypeError, LengthMismatchError, ModelMismatchError,
+from .errors import (BatchIndexError, BatchSizeError, DataValueError, DTypeError, LengthMismatchError, ModelMismatchError,
                      OrderError, OverlappingWindowsError, ParameterError, RemainderError, ShapeError,
                      ShuffleError, StatebatchError, StatebatchWarning, StatefulLayoutError, StoreError)
 from .explain import explain
@@ -54,7 +54,7 @@ __all__ = [
     # checking and explaining
     "validate", "ValidationReport", "explain", "Explanation", "LeftOut",
     # errors
-    "StatebatchError", "ParameterError", "ShapeError", "LengthMismatchError", "ModelMismatchError",
+    "StatebatchError", "ParameterError", "BatchIndexError", "ShapeError", "LengthMismatchError", "ModelMismatchError",
     "DataValueError", "DTypeError", "OrderError", "StatefulLayoutError", "BatchSizeError", "ShuffleError",
     "OverlappingWindowsError", "RemainderError", "StoreError", "StatebatchWarning", *_LAZY,
 ]

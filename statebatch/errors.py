@@ -21,6 +21,10 @@ class ParameterError(StatebatchError, ValueError):
     """A statebatch function was called with an invalid parameter value."""
 
 
+class BatchIndexError(ParameterError, IndexError):
+    """A batch index outside the epoch (also an ``IndexError``, which ends Python's sequence iteration)."""
+
+
 class ShapeError(StatebatchError, ValueError):
     """An array has the wrong rank or shape (e.g. 2-D X for an RNN)."""
 

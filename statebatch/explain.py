@@ -25,6 +25,8 @@ def _shape_of(obj: Any) -> tuple:
     else:
         raise ParameterError(f"explain needs an array or a shape tuple, got {type(obj).__name__}.",
                              "pass X, or a shape such as (1000, 20, 1).")
+    if any(d is not None and d < 0 for d in shape):
+        raise ParameterError(f"explain got negative dimensions in shape {shape}.", "pass sizes >= 0, e.g. (1000, 20, 1).")
     if len(shape) != 3 or shape[0] is None:
         raise ParameterError(
             f"explain needs (samples, timesteps, features) with a known sample count, got {shape}.",
@@ -58,6 +60,8 @@ def explain(obj: Any, batch_size: int | None = None, stateful: bool = False, *,
         if verbose:
             print(result)
         return result
+    if not isinstance(stateful, (bool, np.bool_)):
+        raise ParameterError(f"stateful must be True or False, got {stateful!r}.", "pass stateful=True or stateful=False.")
     shape = _shape_of(obj)
     if batch_size is None:
         batch_size = 32

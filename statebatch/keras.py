@@ -34,7 +34,7 @@ import numpy as np
 from . import _introspect
 from ._args import check_int
 from .bucketing import Bucketing
-from .errors import BatchSizeError, ModelMismatchError, ParameterError, ShuffleError, StatebatchWarning, StatefulLayoutError
+from .errors import BatchIndexError, BatchSizeError, ModelMismatchError, ParameterError, ShuffleError, StatebatchWarning, StatefulLayoutError
 from .result import Batched
 from .schedule import InOrderGuard, LaneSchedule, ValidationSchedule, resets_of
 from .stateful import Arranged
@@ -97,7 +97,11 @@ def reset_rows(model_or_layers: Any, rows: Any = None) -> None:
     model_or_layers : keras.Model or list of layers
     rows : bool mask ``(batch_size,)`` or integer indices of the lanes to reset.
     """
-    KerasState(model_or_layers).zero(None if rows is None else np.asarray(rows))
+    state = KerasState(model_or_layers)
+    if not state.variables:
+        raise ModelMismatchError(f"{type(model_or_layers).__name__} has no stateful recurrent layer whose state could be "
+                                 "reset.", "pass a Keras model (or layers) built with stateful=True recurrent layers.")
+    state.zero(None if rows is None else np.asarray(rows))
 
 
 # --------------------------------------------------------------------------- datasets
@@ -130,7 +134,8 @@ class Dataset(keras.utils.PyDataset):
 
     def __getitem__(self, k: int):
         if not 0 <= k < self._n:
-            raise IndexError(k)
+            raise BatchIndexError(f"batch {k} is outside 0..{self._n - 1} ({self._n} batches per epoch).",
+                                  "ask for batches 0 .. len(dataset) - 1.")
         if self._guard is not None:
             self._guard.check(k)
         return self.result.batch(k)

@@ -16,9 +16,11 @@ from typing import Any, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.exceptions import NotFittedError as _SklearnNotFitted
+from sklearn.utils.validation import check_is_fitted as _check_is_fitted
+from sklearn.utils.validation import validate_data
 
-from .errors import DataValueError, LengthMismatchError, ParameterError, ShapeError
+from .errors import DataValueError, DTypeError, LengthMismatchError, ParameterError, ShapeError, StatebatchError
 from .stateful import Arranged, arrange_stateful
 from .windows import make_windows
 
@@ -48,6 +50,8 @@ class _SeriesInput:
     dtype: Any
 
     def _check_input(self, X: Any, reset: bool):
+        if reset:
+            _check_params(self)
         if self.id_col is not None or self.time_col is not None:
             if not _is_frame(X):
                 raise ParameterError(f"id_col/time_col need a pandas DataFrame, got {type(X).__name__}.",
@@ -63,7 +67,15 @@ class _SeriesInput:
                 if missing:
                     raise ShapeError(f"columns {missing} seen in fit are missing.", "pass the same columns as in fit.")
             return X
-        Xv = validate_data(self, X, reset=reset, dtype=self.dtype, ensure_min_samples=1)
+        try:
+            Xv = validate_data(self, X, reset=reset, dtype=self.dtype, ensure_min_samples=1)
+        except StatebatchError:
+            raise
+        except TypeError as exc:  # scikit-learn's own checks, re-raised as statebatch errors of the same kind
+            raise DTypeError(str(exc), "pass X as numbers (a numeric array or DataFrame).") from None
+        except ValueError as exc:  # feature count, rank, NaN, empty: the message is scikit-learn's
+            raise ShapeError(str(exc), "pass X as a 2-D array (steps, features) with the features it was fitted "
+                             "on.") from None
         if reset:
             names = getattr(self, "feature_names_in_", None)
             self._features = list(names) if names is not None else [f"x{i}" for i in range(Xv.shape[1])]
@@ -271,6 +283,33 @@ def _report(transformer: Any, result: Any) -> Any:
     return result
 
 
+class NotFittedError(StatebatchError, _SklearnNotFitted):
+    """The transformer is used before ``fit`` (scikit-learn's NotFittedError, and a statebatch error)."""
+
+
+def check_is_fitted(estimator: Any) -> None:
+    try:
+        _check_is_fitted(estimator)
+    except _SklearnNotFitted:
+        raise NotFittedError(f"this {type(estimator).__name__} is not fitted yet.",
+                             "call fit(X) (or fit_transform) before transform.") from None
+
+
+def _check_params(est: Any) -> None:
+    """Constructor parameters are checked in fit (scikit-learn's convention), with statebatch errors."""
+    from ._args import check_choice as _choice
+    from ._args import check_int as _int
+
+    _int("timesteps", est.timesteps, 1)
+    if hasattr(est, "batch_size"):
+        _int("batch_size", est.batch_size, 1)
+        _choice("remainder", est.remainder, ("pad", "drop", "error"))
+    if hasattr(est, "stride"):
+        _int("stride", est.stride, 1)
+        _int("sampling_rate", est.sampling_rate, 1)
+    _int("horizon", est.horizon, 0 if not hasattr(est, "batch_size") else 1)
+
+
 def transform_xy(pipeline: Any, X: Any, y: Any):
     """Run a fitted pipeline whose last step windows/arranges, returning aligned ``(X, y[, w])``.
 
@@ -279,6 +318,9 @@ def transform_xy(pipeline: Any, X: Any, y: Any):
     """
     steps = getattr(pipeline, "steps", None)
     if steps is None:
+        if not hasattr(pipeline, "transform_xy"):
+            raise ParameterError(f"transform_xy needs a fitted pipeline or statebatch transformer, got "
+                                 f"{type(pipeline).__name__}.", "pass make_pipeline(..., WindowTransformer(...)).fit(X).")
         return pipeline.transform_xy(X, y)
     last = steps[-1][1]
     if not hasattr(last, "transform_xy"):

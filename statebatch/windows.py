@@ -134,6 +134,8 @@ class Windows(Batched):
             return np.flatnonzero(arr)
         if arr.size and not np.issubdtype(arr.dtype, np.integer):
             raise ParameterError(f"window indices must be integers, got dtype {arr.dtype}.", "pass integer indices.")
+        if arr.ndim > 1:
+            raise ParameterError(f"window indices must be 1-D, got shape {arr.shape}.", "pass a flat list of indices.")
         arr = arr.astype(np.int64).reshape(-1)
         if arr.size and (arr.min() < -n or arr.max() >= n):
             bad = arr[(arr < -n) | (arr >= n)][:5].tolist()

@@ -160,7 +160,10 @@ def bucket_boundaries(lengths: Sequence[int], n_buckets: int | None = None, *, m
 def padding_of(lengths: Sequence[int], boundaries: Sequence[int]) -> int:
     """Padded steps when each bucket (tf.data convention) is padded to its longest member."""
     lengths = check_lengths(lengths)
-    bounds = np.asarray(boundaries, dtype=np.int64).reshape(-1)
+    bounds = check_lengths(boundaries, "boundaries") if np.size(boundaries) else np.empty(0, np.int64)
+    if len(bounds) > 1 and (np.diff(bounds) <= 0).any():
+        raise ParameterError(f"boundaries must be strictly increasing, got {bounds.tolist()}.",
+                             "pass sorted boundaries, e.g. statebatch.bucket_boundaries(lengths, 8).")
     bucket = np.searchsorted(bounds, lengths, side="right")
     longest = np.zeros(len(bounds) + 1, dtype=np.int64)
     np.maximum.at(longest, bucket, lengths)
@@ -408,6 +411,9 @@ def retention(a: BucketPlan, b: BucketPlan) -> float:
     -------
     float in [0, 1]
     """
+    if not (isinstance(a, BucketPlan) and isinstance(b, BucketPlan)):
+        raise ParameterError(f"retention compares two BucketPlans, got {type(a).__name__} and {type(b).__name__}.",
+                             "pass two epochs' plans: retention(bucketing.plan(0), bucketing.plan(1)).")
     n = len(a.lengths)
     if len(b.lengths) != n:
         raise ParameterError(f"the plans cover different sequences ({n} and {len(b.lengths)}).",

@@ -134,12 +134,13 @@ def fill_lane_epoch(source: ConcatSource, out: np.ndarray, series: np.ndarray, s
     concatenates them first.
     """
     t = out.shape[2]
-    for s, b0, i, f, u in zip(series.tolist(), start_batch.tolist(), lane.tolist(), first_step.tolist(), usable.tolist()):
+    piece = np.searchsorted(source.offsets, offsets[series], side="right") - 1  # once, not per series
+    first = offsets[series] - source.offsets[piece] + first_step + shift
+    pieces = source.pieces
+    for p, b0, i, lo, u in zip(piece.tolist(), start_batch.tolist(), lane.tolist(), first.tolist(), usable.tolist()):
         if u <= 0:
             continue
-        p = int(np.searchsorted(source.offsets, offsets[s], side="right")) - 1
-        lo = int(offsets[s] - source.offsets[p]) + f + shift
-        data = source.pieces[p][lo: lo + u]
+        data = pieces[p][lo: lo + u]
         full, tail = divmod(u, t)
         if full:
             out[b0: b0 + full, i] = data[: full * t].reshape((full, t) + data.shape[1:])
@@ -180,30 +181,54 @@ def gather_padded(source: RowSource, offsets: np.ndarray, idx: np.ndarray, lengt
 class LaneReader:
     """Per-lane read-ahead for out-of-core sources.
 
-    The next batch continues each lane where this one ends, so every lane reads ``readahead`` chunks
-    at once (straight into its buffer when the source supports ``read_into``) and serves the next
-    batches from memory. Resident memory: ``lanes x readahead x timesteps x row`` values.
+    The next batch continues each lane where this one ends, so every lane reads ``readahead``
+    chunks at once into its row of one preallocated buffer ``(lanes, readahead x timesteps, *row)``
+    (straight into it when the source supports ``read_into``) and serves the next batches from
+    memory. A batch is one vectorised copy out of the buffer (a slice when all lanes sit at the same
+    offset, one gather otherwise), never a Python loop over the lanes. Resident memory:
+    ``lanes x readahead x timesteps x row`` values.
     """
 
     def __init__(self, source: RowSource, readahead: int = 16):
         self.source = source
         self.readahead = readahead
-        self._blocks: dict[int, tuple[int, np.ndarray]] = {}
+        self._buf: np.ndarray | None = None  # (lanes, capacity, *row)
+        self._lo = self._hi = np.zeros(0, dtype=np.int64)  # rows [lo, hi) of each lane are buffered
 
     def read(self, starts: np.ndarray, valid: np.ndarray, length: int, pad_value: Any) -> np.ndarray:
         src = self.source
-        out = np.empty((len(starts), length) + tuple(src.shape[1:]), dtype=src.dtype)
-        out[...] = pad_value
-        n = len(src)
-        for lane, (s, v) in enumerate(zip(starts.tolist(), valid.tolist())):
-            if v == 0:
-                continue
-            lo, block = self._blocks.get(lane, (-1, None))
-            if block is None or not (lo <= s and s + v <= lo + len(block)):
-                lo = s
-                block = src.read(lo, min(n, lo + max(self.readahead * length, v)))
-                self._blocks[lane] = (lo, block)
-            out[lane, :v] = block[s - lo: s - lo + v]
+        starts = np.asarray(starts, dtype=np.int64)
+        valid = np.asarray(valid, dtype=np.int64)
+        lanes = len(starts)
+        if self._buf is None or self._buf.shape[0] != lanes or self._buf.shape[1] < length:
+            cap = max(self.readahead * length, length)
+            self._buf = np.empty((lanes, cap) + tuple(src.shape[1:]), dtype=src.dtype)
+            self._lo = np.zeros(lanes, dtype=np.int64)
+            self._hi = np.zeros(lanes, dtype=np.int64)
+        buf, lo, hi = self._buf, self._lo, self._hi
+        cap = buf.shape[1]
+        need = valid > 0
+        miss = need & ((starts < lo) | (starts + valid > hi))
+        if miss.any():
+            n = len(src)
+            read_into = getattr(src, "read_into", None)
+            for lane in np.flatnonzero(miss).tolist():
+                s = int(starts[lane])
+                e = min(n, s + cap)
+                if read_into is not None:
+                    read_into(s, e, buf[lane, : e - s])
+                else:
+                    buf[lane, : e - s] = src.read(s, e)
+                lo[lane], hi[lane] = s, e
+        rel = np.where(need, starts - lo, 0)
+        if need.all() and (valid == length).all() and (rel == rel[0]).all():
+            r = int(rel[0])
+            return buf[:, r: r + length].copy()  # lanes in lockstep: one block copy
+        steps = np.arange(length)
+        out = buf[np.arange(lanes)[:, None], np.minimum(rel[:, None] + steps, cap - 1)]  # a new array
+        pad = steps[None, :] >= valid[:, None]
+        if pad.any():
+            out[pad] = pad_value
         return out
 
 

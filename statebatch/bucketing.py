@@ -104,7 +104,7 @@ class Bucketing(Batched):
                  return_sequences):
         self._seqs = seqs
         self.lengths = seqs.lengths
-        self.series_ids = list(ids)
+        self.series_ids = ids if isinstance(ids, range) else list(ids)
         self.batch_size = batch_size
         self.mode = mode
         self.bin_width = bin_width
@@ -343,7 +343,7 @@ def bucket_batches(
         if dtype is not None:
             raise ParameterError("dtype cannot convert windows.", "pass dtype to make_windows instead.")
         seqs: Any = _WindowSequences(w)
-        ids = list(range(w.n_windows))
+        ids = range(w.n_windows)  # window positions: a range, not 8 bytes + a Python int each
         if targets is None and w.has_targets:
             targets = w.y
             if w.y.ndim >= 2 and w.y.shape[1] == w.timesteps and w._ylength == w.timesteps:

@@ -13,6 +13,7 @@ temporary store by :mod:`statebatch.dask`). The dtype the user gave is kept on e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -141,10 +142,16 @@ def dtype_error(arr: np.ndarray, what: str) -> DTypeError | None:
     return None
 
 
+_NUMERIC_DTYPES: set = set()  # dtypes already found usable: many series of one dtype are checked once
+
+
 def _check_numeric(arr: np.ndarray, what: str) -> None:
+    if arr.dtype in _NUMERIC_DTYPES:
+        return
     problem = dtype_error(arr, what)
     if problem:
         raise problem
+    _NUMERIC_DTYPES.add(arr.dtype)
 
 
 def _as_2d(arr: np.ndarray, what: str) -> np.ndarray:
@@ -601,7 +608,12 @@ def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = Fal
         return
     first, count = None, 0
     for arr, start in zip(pieces, starts):
-        rows_per_block = max(1, _FINITE_BLOCK // max(1, int(np.prod(arr.shape[1:]))))
+        if arr.size <= _FINITE_BLOCK:  # the common case for many series: one call, no temporary index
+            if np.isfinite(arr).all():
+                continue
+            rows_per_block = len(arr)
+        else:
+            rows_per_block = max(1, _FINITE_BLOCK // max(1, math.prod(arr.shape[1:])))
         for lo in range(0, len(arr), rows_per_block):
             bad = ~np.isfinite(arr[lo: lo + rows_per_block])
             if bad.any():

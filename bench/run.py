@@ -1,6 +1,7 @@
 """statebatch benchmarks: side by side with the peer, in one run. Prints a table, writes JSON.
 
     python bench/run.py [--quick] [--only windows,arrange_one_series,...] [--out bench/results/latest.json]
+                        [--ooc-gb 12]
 
 Every record: workload, statebatch_s, peer, peer_s, ratio (= peer_s / statebatch_s, higher is better
 for statebatch), floor_s (the plainest numpy doing the same work) and extra figures.
@@ -38,6 +39,13 @@ def timeit(fn, repeat=3):
     return best, out
 
 
+def _no_nan_scan(fn) -> dict:
+    """``{"allow_nan": True}`` where ``fn`` takes it (skips the up-front NaN/inf scan of the data), else ``{}``."""
+    import inspect
+
+    return {"allow_nan": True} if "allow_nan" in inspect.signature(fn).parameters else {}
+
+
 def record(workload, sb_s, peer, peer_s, floor_s=None, **extra):
     return {"workload": workload, "statebatch_s": sb_s, "peer": peer, "peer_s": peer_s,
             "ratio": (peer_s / sb_s) if (peer_s and sb_s) else None, "floor_s": floor_s,
@@ -52,8 +60,8 @@ def _windows_epoch(quick, shuffle):
     data = np.random.default_rng(0).standard_normal((steps, F)).astype(np.float32)
 
     def statebatch_epoch():
-        w = sb.make_windows(data, T)
-        return sum(len(xb) for (xb,) in w.batches(B, shuffle=shuffle, seed=1))
+        w = sb.make_windows(data, T, batch_size=B, shuffle=shuffle, seed=1)
+        return sum(len(xb) for (xb,) in w)  # iterating a Windows gives one epoch of (X,) batches
 
     def floor_epoch():  # the plainest numpy: a sliding_window_view sliced (or gathered) and copied per batch
         view = np.lib.stride_tricks.sliding_window_view(data, T, axis=0).transpose(0, 2, 1)
@@ -69,13 +77,20 @@ def _windows_epoch(quick, shuffle):
                                                        seed=1)
         return sum(len(np.asarray(xb)) for xb in ds)
 
+    built = sb.make_windows(data, T, batch_size=B, shuffle=shuffle, seed=1)
+
+    def epoch_only():  # iterating windows built once (a later epoch of training)
+        return sum(len(xb) for (xb,) in built)
+
     sb_s, n_sb = timeit(statebatch_epoch)
+    epoch_only_s, _ = timeit(epoch_only)
     floor_s, n_floor = timeit(floor_epoch)
     peer_s, n_peer = timeit(keras_epoch, repeat=1)
     assert n_sb == n_floor == n_peer, (n_sb, n_floor, n_peer)
     return record("windows_shuffled" if shuffle else "windows",
                   sb_s, f"keras.utils.timeseries_dataset_from_array(shuffle={shuffle})", peer_s, floor_s,
-                  windows=n_sb, steps=steps, features=F, timesteps=T, batch_size=B)
+                  windows=n_sb, steps=steps, features=F, timesteps=T, batch_size=B,
+                  epoch_only_s=epoch_only_s, epoch_only_vs_floor=epoch_only_s / floor_s)
 
 
 def bench_windows(quick):
@@ -117,7 +132,7 @@ def bench_arrange_one_series(quick):
         return data.copy()
 
     def arrange_view():
-        return sb.arrange_stateful(data, T, B, targets=None, remainder="drop").batches
+        return sb.arrange_stateful(data, T, B, targets=None, remainder="drop").batch_view
 
     sb_s, X = timeit(arrange)
     peer_s, _ = timeit(memcpy)
@@ -130,6 +145,11 @@ def bench_arrange_one_series(quick):
 
 
 def bench_pack_many_series(quick):
+    """10,000 series (2,000 with --quick) packed into 64 lanes: one epoch's X materialised vs one np.concatenate.
+
+    ``arranged.X`` builds every batch of the epoch in one ``(n_batches * lanes, T, F)`` array (whole
+    series copied straight into their lanes); it is the call that truly materialises the epoch.
+    """
     n_series = 2_000 if quick else 10_000
     rng = np.random.default_rng(0)
     lengths = np.clip(rng.lognormal(np.log(300), 0.8, n_series).astype(int), 20, 5000)
@@ -138,19 +158,35 @@ def bench_pack_many_series(quick):
 
     def arrange():
         a = sb.arrange_stateful(series, T, B, targets=None)
-        a.X  # noqa: B018  materialise
+        a.X  # noqa: B018  materialise the epoch
         return a
 
     def concat():
         return np.concatenate(series)
 
+    def iterate_batches():  # the same epoch batch by batch (what a PyDataset serves without .X)
+        a = sb.arrange_stateful(series, T, B, targets=None)
+        return sum(xb.nbytes for (xb,) in a.batches())
+
+    def arrange_no_scan():  # the same without the up-front NaN/inf scan of every series (allow_nan=True)
+        a = sb.arrange_stateful(series, T, B, targets=None, **_no_nan_scan(sb.arrange_stateful))
+        a.X  # noqa: B018
+        return a
+
     sb_s, a = timeit(arrange)
-    floor_s, _ = timeit(concat)
-    plan_s, _ = timeit(lambda: sb.arrange_stateful(series, T, B, targets=None).plan)
+    floor_s, cat = timeit(concat)
+    no_scan_s, _ = timeit(arrange_no_scan)
+    plan_s, _ = timeit(lambda: sb.arrange_stateful(series, T, B, targets=None))  # plans at construction
+    iter_s, iter_bytes = timeit(iterate_batches, repeat=1)
+    assert iter_bytes == a.X.nbytes
+    plan = a.plan()
     bound = a.lower_bound_batches
-    chunks = int((a.plan.valid > 0).sum())
+    chunks = int((plan.valid > 0).sum())
     return record("pack_many_series", sb_s, "np.concatenate of all series (one copy)", floor_s, floor_s,
                   series=n_series, steps=int(lengths.sum()), timesteps=T, lanes=B, plan_only_s=plan_s,
+                  materialise_vs_concatenate=sb_s / floor_s, target_max_vs_concatenate=2.0,
+                  without_nan_scan_s=no_scan_s, without_nan_scan_vs_concatenate=no_scan_s / floor_s,
+                  x_bytes=a.X.nbytes, concatenated_bytes=cat.nbytes, iterate_batches_s=iter_s,
                   batches=a.n_batches, lower_bound_batches=bound, excess_over_bound=a.n_batches / bound - 1,
                   padding_fraction=a.padding_fraction,
                   padding_fraction_at_bound=1 - lengths.sum() / (bound * B * T), chunks=chunks)
@@ -189,10 +225,12 @@ def bench_pydataset_overhead(quick):
         return len(ds_lazy)
 
     np_s, nb = timeit(numpy_slices)
-    mat_s, _ = timeit(dataset_materialised)
+    mat_s, _ = timeit(dataset_materialised)  # best of 3: the first epoch, served from the materialised X
+    later_s, _ = timeit(dataset_materialised, repeat=1)  # a later epoch of the same (unshuffled) arrangement
     lazy_s, _ = timeit(dataset_lazy)
     return record("pydataset_overhead", mat_s, "slicing numpy arrays", np_s, np_s, batches=nb,
                   per_batch_us_dataset=mat_s / nb * 1e6, per_batch_us_numpy=np_s / nb * 1e6,
+                  per_batch_us_dataset_later_epoch=later_s / nb * 1e6,
                   per_batch_us_dataset_lazy_gather=lazy_s / nb * 1e6,
                   per_batch_overhead_us=(mat_s - np_s) / nb * 1e6)
 
@@ -201,7 +239,7 @@ def bench_bucketing(quick):
     """One shuffled epoch of padded batches of variable-length sequences vs tf.data bucketing."""
     import tensorflow as tf
 
-    from statebatch.bucketing import _sorted_padding
+    from statebatch.plans.buckets import sorted_padding
 
     n = 10_000 if quick else 50_000
     F, B = 16, 64
@@ -246,10 +284,97 @@ def bench_bucketing(quick):
     dp = sb.bucket_batches(seqs, B, mode="buckets", n_buckets=len(quantiles) + 1, seed=0)
     return record("bucketing", sb_s, "tf.data.Dataset.bucket_by_sequence_length (10 quantile buckets, generator)",
                   peer_s, None, sequences=n, features=F, batch_size=B, setup_s=setup_s,
-                  pool_batches_chosen=bk._auto_pool, padding_statebatch=sb_pad, padding_tf=tf_pad,
-                  padding_sorted_no_shuffle=_sorted_padding(lengths, B),
-                  padding_statebatch_same_quantile_buckets=bq.padding_fraction(),
-                  padding_statebatch_dp_buckets=dp.padding_fraction())
+                  mode=bk.mode, bin_width=bk.bin_width, padding_statebatch=sb_pad, padding_tf=tf_pad,
+                  padding_sorted_no_shuffle=sorted_padding(lengths, B),
+                  padding_statebatch_same_quantile_buckets=bq.padding_fraction,
+                  padding_statebatch_dp_buckets=dp.padding_fraction)
+
+
+def bench_bucket_windows_memory(quick):
+    """Bucketing windows (100k steps x 8 = 3.2 MB, T=64, batch 256): peak traced memory vs the largest batch.
+
+    The windows of a series overlap, so copying them would take T times the series (204 MB here);
+    bucketing them must gather batch by batch from the strided view instead. tracemalloc traces
+    numpy's buffers as well as Python objects.
+    """
+    steps = 25_000 if quick else 100_000
+    F, T, B = 8, 64, 256
+    series = np.random.default_rng(0).standard_normal((steps, F)).astype(np.float32)
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    t0 = time.perf_counter()
+    w = sb.make_windows(series, T, targets="next")
+    bk = sb.bucket_batches(w, B, seed=0)
+    retained, build_peak = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    largest = n_batches = 0
+    for batch in bk:  # one epoch
+        largest = max(largest, sum(a.nbytes for a in batch))
+        n_batches += 1
+        del batch
+    _, epoch_peak = tracemalloc.get_traced_memory()
+    elapsed = time.perf_counter() - t0
+    tracemalloc.stop()
+    peak = max(build_peak, epoch_peak) - base
+    windows_bytes = w.n_windows * T * F * series.itemsize
+    return record("bucket_windows_memory", elapsed, "largest batch (bytes)", None, None,
+                  series_bytes=series.nbytes, windows_bytes_if_copied=windows_bytes, windows=w.n_windows,
+                  batch_size=B, batches=n_batches, largest_batch_bytes=largest, peak_added_bytes=peak,
+                  peak_vs_largest_batch=peak / largest, target_max_vs_largest_batch=2.0,
+                  build_peak_bytes=build_peak - base, retained_after_build_bytes=retained - base,
+                  epoch_peak_above_retained_bytes=epoch_peak - retained,
+                  epoch_peak_above_retained_vs_largest_batch=(epoch_peak - retained) / largest,
+                  peak_vs_windows_copied=peak / windows_bytes)
+
+
+def _reference_plan(lengths, batch_size, seed, epoch, jitter=0.02):
+    """Reference scheme: one global sort of the lengths jittered by +-2%, cut into batches, batch order shuffled."""
+    rng = np.random.default_rng([seed, epoch, 12345])
+    keys = lengths * (1 + rng.uniform(-jitter, jitter, len(lengths)))
+    order = np.argsort(keys, kind="stable")
+    batches = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [batches[i] for i in rng.permutation(len(batches))]
+    padded = np.array([int(lengths[b].max()) for b in batches], dtype=np.int64)
+    return sb.BucketPlan(tuple(batches), padded, lengths, epoch)
+
+
+def bench_bucket_mixing(quick):
+    """Padding vs mixing of bucketing schemes: 3,000 lognormal lengths (median 60, sigma 0.55), batch 32.
+
+    Mean padding fraction over 11 epochs x 3 seeds, and mean retention (sb.retention: the fraction of a
+    sequence's batch-mates that are again its batch-mates next epoch; lower = better mixing) over the
+    consecutive-epoch pairs. statebatch_s / peer_s: time to plan one epoch (default vs reference).
+    """
+    from statebatch.plans.buckets import DEFAULT_BIN_WIDTH, sorted_padding
+
+    lengths = np.maximum(1, np.round(np.random.default_rng(0).lognormal(np.log(60), 0.55, 3000))).astype(int)
+    B, epochs, seeds = 32, 11, (0, 1, 2)
+    schemes = {
+        "default": lambda s, e: sb.plan_buckets(lengths, B, seed=s, epoch=e),
+        "bin_width_0": lambda s, e: sb.plan_buckets(lengths, B, seed=s, epoch=e, bin_width=0),
+        "jittered_sort_2pct": lambda s, e: _reference_plan(lengths, B, s, e),
+        "pool_50": lambda s, e: sb.plan_buckets(lengths, B, seed=s, epoch=e, mode="pool", pool_batches=50),
+    }
+    out, times = {}, {}
+    for name, make in schemes.items():
+        pads, rets = [], []
+        t0 = time.perf_counter()
+        for seed in seeds:
+            plans = [make(seed, e) for e in range(epochs)]
+            pads += [p.padding_fraction for p in plans]
+            rets += [sb.retention(a, b) for a, b in zip(plans[:-1], plans[1:])]
+        times[name] = (time.perf_counter() - t0) / (epochs * len(seeds))
+        out[name] = {"padding": float(np.mean(pads)), "retention": float(np.mean(rets))}
+    flat = {f"{k}_{name}": v[k] for name, v in out.items() for k in ("padding", "retention")}
+    return record("bucket_mixing", times["default"], "2%-jittered global sort (reference, in the bench)",
+                  times["jittered_sort_2pct"], None, sequences=len(lengths), batch_size=B, epochs=epochs,
+                  seeds=len(seeds), default_bin_width=DEFAULT_BIN_WIDTH,
+                  padding_sorted_no_shuffle=sorted_padding(lengths, B), **flat,
+                  table=[{"scheme": name, **v, "plan_s": times[name]} for name, v in out.items()])
+
+
+OOC_GB = None  # --ooc-gb: size of the out-of-core series (default 12 GB, 1 GB with --quick)
 
 
 def bench_out_of_core(quick):
@@ -257,18 +382,22 @@ def bench_out_of_core(quick):
     import subprocess
     import tempfile
 
-    gb = 1 if quick else 12
+    gb = OOC_GB if OOC_GB is not None else (1 if quick else 12)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ooc.json"
         subprocess.run([sys.executable, str(Path(__file__).with_name("ooc.py")), "--gb", str(gb), "--json", str(out)],
                        check=True, stdout=subprocess.DEVNULL)
         r = json.loads(out.read_text())
     return record("out_of_core", r["epoch_s"], f"in-memory path ({r['in_memory_bytes'] / 2**30:.0f} GB) GB/s",
-                  None, None, series_gb=r["series_bytes"] / 2**30, prepare_s=r["prepare_s"],
-                  epoch_gb_per_s=r["epoch_gb_per_s"], in_memory_gb_per_s=r["in_memory_gb_per_s"],
-                  ooc_same_size_gb_per_s=r["ooc_same_size_gb_per_s"],
-                  throughput_vs_in_memory=r["epoch_gb_per_s"] / r["in_memory_gb_per_s"],
-                  peak_rss_gb=r["peak_rss_bytes_ooc_phase"] / 2**30, batches=r["batches"])
+                  None, None, series_gb=r["series_bytes"] / 2**30, prepare_s=r["prepare_s"], plan_s=r["plan_s"],
+                  plan_mb=r["plan_bytes"] / 2**20, epoch_gb_per_s=r["epoch_gb_per_s"],
+                  in_memory_gb_per_s=r["in_memory_gb_per_s"], ooc_same_size_gb_per_s=r["ooc_same_size_gb_per_s"],
+                  throughput_vs_in_memory=r["throughput_vs_in_memory"],
+                  same_size_throughput_vs_in_memory=r["same_size_throughput_vs_in_memory"],
+                  target_min_throughput_vs_in_memory=0.5,
+                  peak_rss_gb=r["peak_rss_bytes_ooc_phase"] / 2**30, target_max_peak_rss_gb=1.0,
+                  peak_rss_gb_prepare=r["peak_rss_bytes_prepare"] / 2**30, rss_method=r["rss_method"],
+                  batches=r["batches"])
 
 
 def bench_plan_from_lengths(quick):
@@ -290,6 +419,8 @@ WORKLOADS = {
     "pack_many_series": bench_pack_many_series,
     "pydataset_overhead": bench_pydataset_overhead,
     "bucketing": bench_bucketing,
+    "bucket_windows_memory": bench_bucket_windows_memory,
+    "bucket_mixing": bench_bucket_mixing,
     "out_of_core": bench_out_of_core,
     "plan_from_lengths": bench_plan_from_lengths,
 }
@@ -308,7 +439,10 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="smaller sizes (CI-friendly)")
     parser.add_argument("--only", default=None, help="comma-separated workloads")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "latest.json"))
+    parser.add_argument("--ooc-gb", type=float, default=None, help="out-of-core series size (default 12; 1 with --quick)")
     args = parser.parse_args(argv)
+    global OOC_GB
+    OOC_GB = args.ooc_gb
     names = list(WORKLOADS) if not args.only else args.only.split(",")
     records = []
     for name in names:
@@ -324,8 +458,16 @@ def main(argv=None):
         print(" | ".join(f"{fmt(r.get(c)):>20}" for c in cols))
     print()
     for r in records:
-        extra = {k: v for k, v in r.items() if k not in cols and k != "quick"}
+        extra = {k: v for k, v in r.items() if k not in cols and k not in ("quick", "table")}
         print(f"{r['workload']}: " + ", ".join(f"{k}={fmt(v)}" for k, v in extra.items()))
+    for r in records:
+        if r.get("table"):
+            keys = list(r["table"][0])
+            print(f"\n{r['workload']}:")
+            print(" | ".join(f"{k:>20}" for k in keys))
+            print("-" * (23 * len(keys)))
+            for row in r["table"]:
+                print(" | ".join(f"{fmt(row[k]):>20}" for k in keys))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),

@@ -313,3 +313,31 @@ def test_bucket_boundaries_refuse_unbounded_requests():
         sb.bucket_boundaries([1, 2, 3], n_buckets=10**6)
     with pytest.raises(sb.ParameterError, match="max_padding"):
         sb.bucket_boundaries([1, 2, 3], max_padding=2)
+
+
+@given(lengths=st.lists(st.integers(1, 50), min_size=2, max_size=80), batch_size=st.integers(1, 9),
+       mode=st.sampled_from(["sort", "pool", "exact", "buckets"]), seed=st.integers(0, 99))
+@settings(max_examples=60, deadline=None)
+def test_remainder_drop_sees_every_sequence_within_two_epochs(lengths, batch_size, mode, seed):
+    lengths = np.asarray(lengths)
+    kw = {"boundaries": [10, 25]} if mode == "buckets" else {}
+    try:
+        plans = [sb.plan_buckets(lengths, batch_size, mode=mode, seed=seed, epoch=e, remainder="drop", **kw)
+                 for e in range(4)]
+    except sb.ParameterError:
+        return  # no group fills a batch: refused, not silently empty
+    keys = lengths if mode == "exact" else (np.searchsorted([10, 25], lengths, side="right") if mode == "buckets"
+                                            else np.zeros(len(lengths), int))
+    # sequences whose group can fill a batch are in a batch in at least one of any two consecutive epochs
+    fills = np.isin(keys, [k for k in np.unique(keys) if (keys == k).sum() >= batch_size])
+    for a, b in zip(plans, plans[1:]):
+        seen = np.zeros(len(lengths), bool)
+        for p in (a, b):
+            for members in p.batches:
+                seen[members] = True
+        assert seen[fills].all()
+    for p in plans:  # and each epoch accounts for every sequence exactly once
+        members = np.concatenate(p.batches) if p.batches else np.empty(0, int)
+        left = np.array([lo.series for lo in p.left_out], dtype=int)
+        assert sorted(np.concatenate([members, left]).tolist()) == list(range(len(lengths)))
+        assert all(len(m) == batch_size for m in p.batches)

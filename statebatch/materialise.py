@@ -56,7 +56,13 @@ def gather_windows(source: RowSource, starts: np.ndarray, length: int, step: int
     starts = np.asarray(starts, dtype=np.int64)
     arr = _in_memory(source)
     if arr is not None:
-        return strided_windows(arr, length, step)[starts]
+        view = strided_windows(arr, length, step)
+        if len(starts) > 1:
+            d = int(starts[1] - starts[0])
+            if d > 0 and int(starts[-1] - starts[0]) == d * (len(starts) - 1) and (np.diff(starts) == d).all():
+                # evenly spaced (natural order, any stride): a strided slice and one contiguous copy
+                return np.ascontiguousarray(view[int(starts[0]): int(starts[-1]) + 1: d])
+        return view[starts]
     span = (length - 1) * step + 1
     out = np.empty((len(starts), length) + tuple(source.shape[1:]), dtype=source.dtype)
     if not len(starts):

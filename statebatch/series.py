@@ -613,6 +613,11 @@ def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = Fal
                 continue
             rows_per_block = len(arr)
         else:
+            # A finite sum means no NaN/inf: one pass without a temporary (NaN and inf propagate; an
+            # overflow to inf of finite values only sends the block to the exact scan below).
+            with np.errstate(all="ignore"):
+                if arr.flags.c_contiguous and math.isfinite(float(np.add.reduce(arr.reshape(-1)))):
+                    continue
             rows_per_block = max(1, _FINITE_BLOCK // max(1, math.prod(arr.shape[1:])))
         for lo in range(0, len(arr), rows_per_block):
             bad = ~np.isfinite(arr[lo: lo + rows_per_block])

@@ -167,16 +167,21 @@ class Arranged(Batched):
         """Batch ``k`` of ``epoch`` (default: the current one): ``(X, y, sample_weight)`` or ``(X,)``."""
         plan = self._serve(epoch)
         k = self._check_k(k, plan.n_batches)
-        key = ("epoch", plan.epoch if self._fixed is None else -1)
+        key = self._cache_key(plan)
         if key in self._cache:
             arrays = self._cache[key]
             b = self.batch_size
             return tuple(np.ascontiguousarray(a[k * b:(k + 1) * b]) for a in arrays)
         return self._finite(self._batch_arrays(plan, k), k)
 
+    def _cache_key(self, plan: LanePlan) -> tuple:
+        # Only shuffled or jittered plans differ between epochs; the others are materialised once.
+        varies = self._fixed is None and (self.shuffle or self.jitter)
+        return ("epoch", plan.epoch if varies else -1)
+
     def _epoch_arrays(self) -> tuple[np.ndarray, ...]:
         plan = self.plan()
-        key = ("epoch", plan.epoch if self._fixed is None else -1)
+        key = self._cache_key(plan)
         if key not in self._cache:
             if plan.batch_steps is not None:
                 raise ShapeError(

@@ -165,7 +165,12 @@ class Windows(Batched):
         """Batch ``k`` of ``epoch`` (default: the current one): ``(X,)`` or ``(X, y)``, new arrays."""
         plan = self._serve(epoch)
         k = self._check_k(k, plan.n_batches)
-        return self._finite(self.take(plan.batch_indices(k)), k)
+        idx = plan.batch_indices(k)
+        if isinstance(idx, slice) and self._regular() and not self._copy:
+            # natural order, one in-memory series: a slice of the strided view, copied once
+            xb = np.ascontiguousarray(self.X[idx])
+            return (xb,) if self._ysource is None else (xb, np.ascontiguousarray(self.y[idx]))
+        return self._finite(self.take(idx), k)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """All windows in natural order: ``(X,)`` or ``(X, y)`` (for ``model.fit(X, y)``)."""

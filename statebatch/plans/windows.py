@@ -58,7 +58,11 @@ class WindowPlan:
 
     @property
     def n_windows(self) -> int:
-        return int(self.counts.sum())
+        n = self.__dict__.get("_n_windows")
+        if n is None:  # asked for on every batch: computed once (the plan is immutable)
+            n = int(self.counts.sum())
+            object.__setattr__(self, "_n_windows", n)
+        return n
 
     @property
     def n_batches(self) -> int:

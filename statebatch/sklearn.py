@@ -186,15 +186,28 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
         ``y`` may be an array, or for a long DataFrame a column name / list of columns.
         """
         check_is_fitted(self)
+        if _is_frame(X) and (self.id_col is not None or self.time_col is not None):
+            # The frame is reordered (by series, by time): y travels with it as target columns, so
+            # that the target of a window is read in time order, never in the input's row order.
+            if isinstance(y, (str, list)) and not isinstance(y, np.ndarray):
+                frame, cols = X, ([y] if isinstance(y, str) else list(y))
+            else:
+                if hasattr(y, "index") and not y.index.equals(X.index):
+                    raise LengthMismatchError("y's index is not X's index, so its rows cannot be matched.",
+                                              "pass y taken from the same frame (e.g. df['y']).")
+                values = y.to_numpy() if hasattr(y, "to_numpy") else np.asarray(y)
+                if len(values) != len(X):
+                    raise LengthMismatchError(f"X has {len(X)} rows but y has {len(values)}.",
+                                              "pass y aligned row by row with X (before windowing).")
+                frame = X.assign(__statebatch_target__=values if values.ndim == 1 else list(values))
+                cols = ["__statebatch_target__"]
+            w = make_windows(frame, self.timesteps, stride=self.stride, sampling_rate=self.sampling_rate,
+                             id_col=self.id_col, time_col=self.time_col, feature_cols=self._features,
+                             target_cols=cols, targets="next" if self.horizon else "aligned",
+                             horizon=max(self.horizon, 1), align="last", dtype=self.dtype)
+            return np.ascontiguousarray(w.X), np.ascontiguousarray(w.y)
         if _is_frame(X) and isinstance(y, (str, list)) and not isinstance(y, np.ndarray):
-            y = [y] if isinstance(y, str) else y
-            if self.id_col is not None:
-                w = make_windows(X, self.timesteps, stride=self.stride, sampling_rate=self.sampling_rate,
-                                 id_col=self.id_col, time_col=self.time_col, feature_cols=self._features,
-                                 target_cols=y, targets="next" if self.horizon else "aligned",
-                                 horizon=max(self.horizon, 1), align="last", dtype=self.dtype)
-                return np.ascontiguousarray(w.X), np.ascontiguousarray(w.y)
-            y = X[y].to_numpy()
+            y = X[[y] if isinstance(y, str) else y].to_numpy()
         if hasattr(y, "to_numpy"):
             y = y.to_numpy()
         n_rows = len(X)

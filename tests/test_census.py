@@ -22,6 +22,12 @@ _holed = pd.DataFrame({"v": np.arange(14.0)}, index=pd.date_range("2020-01-01", 
 _long_holed = pd.DataFrame({"id": [0] * 5 + [1] * 5, "t": [0, 1, 2, 5, 6, 0, 1, 2, 3, 4], "v": np.arange(10.0)})
 
 
+def _wt_xy(horizon, y):
+    from statebatch.sklearn import WindowTransformer
+
+    return WindowTransformer(2, horizon=horizon, time_col="t").fit(unordered).transform_xy(unordered, y)
+
+
 def _fitted_stateful():
     from statebatch.sklearn import StatefulTransformer
 
@@ -97,6 +103,13 @@ CASES = [
     ("tz-aware times sort in time", lambda: sb.make_windows(
         pd.DataFrame({"t": pd.date_range("2020", periods=4, tz="Europe/Paris")[::-1], "v": [1.0, 2, 3, 4]}), 2,
         time_col="t"), lambda w: w.X[0, :, 0].tolist() == [4.0, 3.0]),
+    ("WindowTransformer targets follow time", lambda: _wt_xy(1, unordered.v * 100),
+     lambda r: r[0][:, :, 0].tolist() == [[0, 10], [10, 20], [20, 30], [30, 40]] and r[1].ravel().tolist() == [
+         2000, 3000, 4000, 5000]),
+    ("WindowTransformer array targets follow time", lambda: _wt_xy(2, (unordered.v * 100).to_numpy()),
+     lambda r: r[1].ravel().tolist() == [3000, 4000, 5000]),
+    ("WindowTransformer y of another frame", lambda: _wt_xy(1, pd.Series(range(6), index=range(10, 16))),
+     LengthMismatchError),
     ("time_split sorts by time_col", lambda: time_split(unordered, val=0.34, test=0.34, time_col="t"), _split_by_time),
     ("time_split time_col on an array", lambda: time_split(np.zeros(10), time_col="t"), ParameterError),
     # holes in the time stamps: refused, split or accepted

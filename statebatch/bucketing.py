@@ -365,7 +365,7 @@ def bucket_batches(
             sequences = [s if (isinstance(s, (np.ndarray, RowSource)) or type(s).__module__.startswith(("pandas", "zarr")))
                          else np.asarray(s) for s in sequences]
         ss = as_series(sequences, id_col=id_col, time_col=time_col, feature_cols=feature_cols, dtype=dtype,
-                       what="sequences")
+                       what="sequences", gaps=check_choice("gaps", gaps, GAPS))
         if ss.n_series == 1 and not (isinstance(sequences, list) or id_col is not None
                                      or type(sequences).__name__ == "StoredSeries"):
             raise ShapeError(f"sequences is a single series {ss.source.shape}; bucketing needs many sequences.",

@@ -25,8 +25,10 @@ import dask
 import dask.array as da
 import numpy as np
 
+from ._args import check_choice
 from .errors import DataValueError, OrderError, ParameterError
 from .store import Segment, ShardedStore, StoredSeries, shard_record, write_manifest
+from .timeindex import find_gaps
 
 __all__ = ["prepare", "feature_stats"]
 
@@ -77,7 +79,7 @@ def _write_block(block: np.ndarray, path: str, dtype: str, scale) -> dict:
 
 
 def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str | None, cols: list,
-                     tcols: list | None, dtype: str, scale) -> dict:
+                     tcols: list | None, dtype: str, scale, gaps: str = "error") -> dict:
     """One Dask task: sort the partition's series by time, validate, write feature/target shards."""
     import pandas as pd
 
@@ -109,6 +111,23 @@ def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str |
     starts = np.concatenate([[0], change])
     stops = np.concatenate([change, [len(ids)]])
     first_row = np.minimum.reduceat(pdf[_ROW].to_numpy(), starts)
+    sid = ids[starts].tolist()  # Python scalars, as pandas input gives
+    if time_col is not None and gaps != "accept":  # holes in each series' time stamps
+        times = pdf[time_col].to_numpy()
+        rows = []
+        for k, (a, b) in enumerate(zip(starts.tolist(), stops.tolist())):
+            holes, step = find_gaps(times[a:b])
+            if len(holes) and gaps == "error":
+                h = int(holes[0])
+                raise DataValueError(
+                    f"series {sid[k]!r} has {len(holes)} hole(s) in its time stamps, the first between "
+                    f"{times[a + h - 1]} and {times[a + h]} (regular step {step}).",
+                    "fill the missing steps, or pass gaps='split' (each piece becomes a series) or gaps='accept'.")
+            cuts = [a] + [a + int(h) for h in holes] + [b]
+            rows += [((sid[k], j) if len(holes) else sid[k], lo, hi, first_row[k])
+                     for j, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:]))]
+        meta = pd.DataFrame(rows, columns=["id", "start", "stop", "first_row"])
+        return {"meta": meta, "non_finite": bad, "path": path, "tpath": tpath, "records": records}
     meta = pd.DataFrame({"id": ids[starts], "start": starts, "stop": stops, "first_row": first_row})
     return {"meta": meta, "non_finite": bad, "path": path, "tpath": tpath, "records": records}
 
@@ -124,6 +143,7 @@ def prepare(
     dtype: Any = None,
     scale: Any = None,
     allow_non_finite: bool = False,
+    gaps: str = "error",
 ):
     """Prepare a Dask collection as sharded ``.npy`` files, one Dask task per block/partition.
 
@@ -142,6 +162,10 @@ def prepare(
     allow_non_finite : bool
         Raise :class:`~statebatch.errors.DataValueError` on NaN/inf (default) or only report them
         in ``info``.
+    gaps : "error", "split" or "accept"
+        Holes in a series' ``time_col`` stamps (steps missing from its regular frequency): refused
+        by default, ``"split"`` cuts the series there (pieces get ids ``(id, piece)``), ``"accept"``
+        keeps them, as for pandas input.
 
     Returns
     -------
@@ -199,7 +223,8 @@ def prepare(
     tcols = list(target_cols) if target_cols is not None else None
     keep = [id_col, _ROW] + ([time_col] if time_col else []) + cols + [c for c in (tcols or []) if c not in cols]
     ddf = data[keep].shuffle(on=id_col)  # every series in one partition
-    tasks = [dask.delayed(_write_partition)(part, i, str(path), id_col, time_col, cols, tcols, dtype, scale)
+    gaps = check_choice("gaps", gaps, ("error", "split", "accept"))
+    tasks = [dask.delayed(_write_partition)(part, i, str(path), id_col, time_col, cols, tcols, dtype, scale, gaps)
              for i, part in enumerate(ddf.to_delayed())]
     results = [r for r in dask.compute(*tasks) if r["path"] is not None]
     non_finite = sum(r["non_finite"] for r in results)
@@ -256,8 +281,9 @@ def _numbered(ddf):
     return ddf.map_partitions(number, meta=meta)
 
 
-def as_stored(data: Any, *, id_col=None, time_col=None, feature_cols=None, target_cols=None, dtype=None):
+def as_stored(data: Any, *, id_col=None, time_col=None, feature_cols=None, target_cols=None, dtype=None,
+              gaps: str = "error"):
     """Prepare a Dask collection into a temporary store (what ``make_windows`` & co. do with Dask input)."""
     return prepare(data, None, id_col=id_col, time_col=time_col, feature_cols=feature_cols, target_cols=target_cols,
-                   dtype=dtype)
+                   dtype=dtype, gaps=gaps)
 

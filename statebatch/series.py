@@ -22,6 +22,7 @@ import numpy as np
 from .errors import DataValueError, DTypeError, OrderError, ParameterError, ShapeError
 from .source import ArraySource, ColumnSource, ConcatSource, RowSource, as_source, is_source
 from .store import StoredSeries
+from .timeindex import find_gaps
 
 
 @dataclass(frozen=True, eq=False)
@@ -369,6 +370,7 @@ def as_series(
     target_cols: Sequence[str] | None = None,
     dtype: Any = None,
     what: str = "data",
+    gaps: str = "error",
 ) -> SeriesSet:
     """Turn any supported input into a :class:`SeriesSet` (see the module docstring)."""
     import sys
@@ -390,7 +392,7 @@ def as_series(
     if _is_dask(data):  # prepared into a temporary sharded store by Dask tasks, read batch by batch
         from .dask import as_stored
 
-        prepared = as_stored(data, id_col=id_col, time_col=time_col, feature_cols=feature_cols,
+        prepared = as_stored(data, gaps=gaps, id_col=id_col, time_col=time_col, feature_cols=feature_cols,
                              target_cols=target_cols, dtype=dtype)
         return as_series(prepared, what=what)
     if _is_zarr(data):
@@ -488,50 +490,6 @@ def _from_list(data: Sequence[Any], dtype: Any, what: str) -> SeriesSet:
 
 
 GAPS = ("error", "split", "accept")
-
-
-def _time_steps(index: Any) -> np.ndarray | None:
-    """Times of one series as int64 (ns for datetimes), or None when the index carries no time."""
-    import pandas as pd
-
-    if index is None or isinstance(index, pd.RangeIndex):
-        return None
-    if isinstance(index, pd.PeriodIndex):
-        return index.asi8
-    values = np.asarray(index)
-    if np.issubdtype(values.dtype, np.datetime64) or np.issubdtype(values.dtype, np.timedelta64):
-        return values.astype("datetime64[ns]" if values.dtype.kind == "M" else "timedelta64[ns]").view(np.int64)
-    if np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating):
-        return values.astype(np.float64)
-    return None
-
-
-def find_gaps(index: Any) -> tuple[np.ndarray, Any]:
-    """Where a series' time stamps jump: positions ``i`` with a hole between steps ``i - 1`` and ``i``.
-
-    The regular step is the index's ``freq`` (or the frequency pandas infers, e.g. business days),
-    else the most common difference; without a known frequency a jump of more than 1.5 regular steps
-    is a hole (monthly data, whose months differ by a few days, has none).
-    """
-    import pandas as pd
-
-    t = _time_steps(index)
-    if t is None or len(t) < 3:
-        return np.empty(0, dtype=np.int64), None
-    freq = getattr(index, "freq", None)
-    if freq is None and isinstance(index, pd.DatetimeIndex) or (freq is None and np.asarray(index).dtype.kind == "M"):
-        try:
-            freq = pd.infer_freq(pd.DatetimeIndex(index))
-        except (TypeError, ValueError):
-            freq = None
-    if freq is not None and isinstance(index, pd.DatetimeIndex) or (freq is not None and np.asarray(index).dtype.kind == "M"):
-        expected = pd.DatetimeIndex(index)[:-1] + pd.tseries.frequencies.to_offset(freq)
-        return np.flatnonzero(np.asarray(pd.DatetimeIndex(index)[1:]) != np.asarray(expected)) + 1, freq
-    diffs = np.diff(t)
-    values, counts = np.unique(diffs, return_counts=True)
-    step = values[np.argmax(counts)]
-    shown = pd.Timedelta(int(step)) if np.asarray(index).dtype.kind in "mM" else step
-    return np.flatnonzero(diffs > 1.5 * step) + 1, shown
 
 
 def apply_gaps(ss: SeriesSet, gaps: str, what: str = "data") -> SeriesSet:

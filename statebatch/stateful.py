@@ -511,7 +511,7 @@ def arrange_stateful(
     if target_cols is not None and isinstance(targets, str) and targets == "next":
         pass  # the target columns' next values
     ss = as_series(data, id_col=id_col, time_col=time_col, feature_cols=feature_cols, target_cols=target_cols,
-                   dtype=dtype)
+                   dtype=dtype, gaps=check_choice("gaps", gaps, GAPS))
     ss = apply_gaps(ss, check_choice("gaps", gaps, GAPS))
     allow_nan = check_bool("allow_nan", allow_nan)
     check_finite_series(ss, allow_nan=allow_nan)

@@ -406,7 +406,7 @@ def make_windows(
                              "shift the target array yourself (targets[h:]) or use targets='next'.")
 
     ss = as_series(data, id_col=id_col, time_col=time_col, feature_cols=feature_cols, target_cols=target_cols,
-                   dtype=dtype)
+                   dtype=dtype, gaps=check_choice("gaps", gaps, GAPS))
     ss = apply_gaps(ss, check_choice("gaps", gaps, GAPS))
     allow_nan = check_bool("allow_nan", allow_nan)
     check_finite_series(ss, allow_nan=allow_nan)

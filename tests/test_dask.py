@@ -1,3 +1,4 @@
+import warnings
 """Out-of-core path on a real dask.distributed LocalCluster: results equal the in-memory path exactly."""
 import tracemalloc
 
@@ -169,7 +170,7 @@ def test_dask_equals_pandas_for_any_partitioning_and_row_order(seed, nparts, wit
     a = sb.make_windows(df, 2, id_col="id", time_col=time_col, feature_cols=["v"], target_cols=["y"],
                         targets="aligned", gaps="accept")  # times are a random subset per series
     b = sb.make_windows(dd.from_pandas(df, npartitions=nparts), 2, id_col="id", time_col=time_col, feature_cols=["v"],
-                        target_cols=["y"], targets="aligned")
+                        target_cols=["y"], targets="aligned", gaps="accept")
     assert a.series_ids == b.series_ids
     np.testing.assert_array_equal(a.X, b.X)
     np.testing.assert_array_equal(a.y, b.y)
@@ -211,3 +212,19 @@ def test_prepared_store_has_a_manifest_that_reading_verifies(tmp_path):
     (out / "manifest.json").unlink()
     with pytest.raises(StoreError, match="manifest"):
         open_prepared(out)
+
+
+@pytest.mark.parametrize("gaps", ["error", "split", "accept"])
+def test_dask_holes_in_time_stamps_are_treated_like_pandas(gaps):
+    df = pd.DataFrame({"id": [0] * 5 + [1] * 5, "t": [0, 1, 2, 5, 6, 0, 1, 2, 3, 4], "v": np.arange(10.0)})
+    results = []
+    for src in (df, dd.from_pandas(df, npartitions=2)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", sb.StatebatchWarning)
+                w = sb.make_windows(src, 2, id_col="id", time_col="t", gaps=gaps)
+            results.append((w.series_ids, w.X.tolist()))
+        except sb.DataValueError as err:
+            results.append(("refused", "hole" in str(err)))
+    assert results[0] == results[1]
+    assert (results[0][0] == "refused") == (gaps == "error")

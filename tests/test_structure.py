@@ -17,7 +17,7 @@ PACKAGE = pathlib.Path(sb.__file__).parent
 LAYERS = {
     "errors": 0, "_introspect": 0, "datasets": 0,
     "_args": 1,
-    "source": 2, "plans": 2, "plans.base": 2,
+    "source": 2, "plans": 2, "plans.base": 2, "timeindex": 2,
     "plans.windows": 3, "plans.lanes": 3, "plans.buckets": 3, "store": 3,
     "zarr": 4, "materialise": 4, "dask": 4,
     "series": 5,

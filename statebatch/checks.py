@@ -291,10 +291,52 @@ def find_overlap(X: np.ndarray, batch_size: int, max_pairs: int = 64, seed: int 
     return None
 
 
+def find_sliding(X: np.ndarray, batch_size: int, max_pairs: int = 64, seed: int = 0) -> dict | None:
+    """Evidence that consecutive samples of one batch are windows a few steps apart (sliding windows in
+    natural order), which row i of batch k vs row i of batch k+1 cannot show once ``batch_size x
+    stride >= timesteps``. Correct lanes never share steps between rows of one batch."""
+    n = X.shape[0]
+    if batch_size < 2 or X.ndim != 3 or X.shape[1] < 2 or n < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    js = rng.integers(0, n - 1, size=max_pairs)
+    js = js[js % batch_size != batch_size - 1]  # both samples in the same batch
+    checked = hits = 0
+    shifts: list[int] = []
+    example = None
+    for j in js.tolist():
+        a, b = X[j], X[j + 1]
+        if np.all(a == a[0]):
+            continue
+        checked += 1
+        s = _overlap_shift(a, b)
+        if s is not None:
+            hits += 1
+            shifts.append(s)
+            if example is None:
+                example = (j // batch_size, j % batch_size, s)
+    if checked >= 4 and hits / checked >= 0.5:
+        return {"shift": int(np.bincount(shifts).argmax()), "pairs_checked": checked, "pairs_overlapping": hits,
+                "example": example}
+    return None
+
+
 def check_layout(X: np.ndarray, batch_size: int) -> list[str]:
     """Stateful data must be arranged in lanes; overlapping sliding windows are refused."""
     if X.ndim != 3:
         return []
+    sliding = find_sliding(X, batch_size)
+    if sliding:
+        k, i, s = sliding["example"]
+        t = X.shape[1]
+        raise OverlappingWindowsError(
+            f"X looks like sliding windows in natural order: rows {i} and {i + 1} of batch {k} are windows {s} step(s) "
+            f"apart ({sliding['pairs_overlapping']} of {sliding['pairs_checked']} sampled pairs of neighbouring rows). "
+            f"A stateful model carries row i of one batch into row i of the next, which starts {batch_size * s} steps "
+            f"later: it {'skips' if batch_size * s > t else 'repeats'} {abs(batch_size * s - t)} step(s) at every batch "
+            "boundary, in every lane.",
+            "use statebatch.arrange_stateful(series, timesteps, batch_size) to cut the series into non-overlapping "
+            "lanes, or use stateful=False with sliding windows.")
     overlap = find_overlap(X, batch_size)
     if overlap:
         k, i, s = overlap["example"]

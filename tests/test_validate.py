@@ -158,3 +158,22 @@ def test_masking_model_warns_about_rows_cudnn_rejects():
     left[0, :2] = 0
     rep = sb.validate(left, model=model, shuffle=False, raise_errors=False, emit_warnings=False)
     assert any("1 have masked steps before real ones" in w for w in rep.warnings), rep.warnings
+
+
+_SERIES = np.cumsum(np.random.default_rng(7).normal(size=20_000)).astype("float32")
+
+
+@pytest.mark.parametrize("B", [2, 4, 8, 16, 64])
+@pytest.mark.parametrize("T", [3, 10, 50])
+def test_sliding_windows_caught_for_any_batch_size_and_lanes_never_flagged(B, T):
+    for stride in sorted({1, 2, T - 1} - {0}):
+        if stride >= T:
+            continue
+        X = sb.make_windows(_SERIES, T, stride=stride).X
+        X = X[: len(X) // B * B]
+        with pytest.raises(OverlappingWindowsError, match="sliding windows|overlapping"):
+            sb.validate(X, batch_size=B, stateful=True, shuffle=False)
+    lanes = sb.arrange_stateful(_SERIES, T, B, targets=None, remainder="drop")
+    assert sb.validate(lanes.X, batch_size=B, stateful=True, shuffle=False).ok
+    independent = np.random.default_rng(B * T).normal(size=(B * 8, T, 2)).astype("float32")
+    assert sb.validate(independent, batch_size=B, stateful=True, shuffle=False).ok

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._args import plural
 from .errors import ParameterError
 from .result import Batched, Explanation
 
@@ -72,41 +73,51 @@ def explain(obj: Any, batch_size: int | None = None, stateful: bool = False, *,
     n_batches = -(-n // b)
     last = n - (n_batches - 1) * b if n else 0
     lines, problems = [], []
-    lines.append(
-        f"{n_batches} batches per epoch ({n} samples / batch_size {b}"
-        + (f"; the last batch holds {last}" if last != b else "") + f"): fit shows {n_batches}/{n_batches} "
-        "steps.")
-    lines.append(
-        f"each sample is {'a variable number of' if t is None else t} timesteps of {f} feature(s); "
-        f"the model's input is keras.Input(shape=({t}, {f})) and its batch axis stays None until fit "
-        f"chooses batch_size={b}." if not stateful else
-        f"each sample is {t} timesteps of {f} feature(s); a stateful model needs the batch size fixed "
-        f"in the model: keras.Input(batch_shape=({b}, {t}, {f})).")
+    batches = (f"{plural(n_batches, 'batch')} per epoch ({plural(n, 'sample')} / batch_size {b}"
+               + (f"; the last batch holds {last}" if last != b else "") + f"): fit shows {n_batches}/{n_batches} "
+               "steps.")
     if not stateful:
+        # The answer to "when is state reset?" comes first.
         lines.append(
-            f"stateful=False: the {b} samples of a batch run in parallel as independent sequences, each "
-            f"from zero state, and their states are dropped after the batch: {n_batches} resets per epoch, "
-            f"one per batch. In effect all {n} samples are separate sequences; no state passes from one "
-            "sample to another, inside a batch or across batches.")
-        lines.append(f"{b} parallel states exist during a batch, one per sample (states are never shared "
-                     "between the samples of a batch).")
+            "stateful=False: every sample starts from zero state; no state passes from one sample to another, "
+            f"inside a batch or across batches. The {plural(min(b, n), 'sample')} of a batch run side by side as "
+            "independent sequences and their states are dropped after the batch.")
+        lines.append(batches)
+        lines.append(
+            f"each sample is {'a variable number of' if t is None else t} timesteps of {f} feature(s); the model's "
+            f"input is keras.Input(shape=({t}, {f})) and its batch axis stays None until fit chooses "
+            f"batch_size={b}.")
         resets = n_batches
     else:
+        if n_batches > 1:
+            lines.append(
+                "stateful=True: Keras never resets the state by itself; row i of batch k+1 continues row i of batch "
+                f"k: sample {b} continues sample 0, sample {b + 1} continues sample 1, ... (not the last sample of "
+                "the previous batch). State persists across batches and epochs until you reset it "
+                "(layer.reset_state(), or statebatch.keras.LaneResetCallback).")
+        else:
+            lines.append(
+                "stateful=True: Keras never resets the state by itself. There is one batch per epoch, so within an "
+                "epoch no sample continues another; each row's state carries into the same row of the next epoch "
+                "unless you reset it (layer.reset_state(), or statebatch.keras.LaneResetCallback).")
+        lines.append(batches)
         lines.append(
-            f"stateful=True: {b} parallel states, one per row. Keras never resets them by itself; "
-            "they persist across batches and epochs until you reset them (layer.reset_state(), or "
-            "statebatch.keras.LaneResetCallback per epoch/lane).")
-        lines.append(
-            f"sample i of batch k+1 continues sample i of batch k: sample {b} continues sample 0, "
-            f"sample {b + 1} continues sample 1, ... (not the last sample of the previous batch). Each "
-            f"row is a lane of {n_batches} chunks: {n_batches * t if t else '?'} steps of one stream.")
+            f"each sample is {t} timesteps of {f} feature(s); a stateful model needs the batch size fixed in the "
+            f"model: keras.Input(batch_shape=({b}, {t}, {f})), which keeps {plural(b, 'parallel state')}, one per "
+            f"row. Each row is a lane of {plural(n_batches, 'chunk')}"
+            + (f": {n_batches * t} steps of one stream." if t else "."))
         lines.append("pass shuffle=False to fit; shuffling would break which sample continues which.")
         resets = 0
-        if n % b:
+        if n < b:
             problems.append(
-                f"{n} samples do not divide by batch_size {b}: Keras 3 fails at the last batch with "
-                f"'Incompatible shapes: [{n % b},...] vs. [{b},...]'. Use statebatch.arrange_stateful, "
-                f"or keep the first {n - n % b} samples.")
+                f"batch_size {b} is larger than the {plural(n, 'sample')}: a stateful model needs full batches "
+                f"(Keras 3 fails with 'Incompatible shapes: [{n},...] vs. [{b},...]'). Use batch_size <= {n}, or "
+                "statebatch.arrange_stateful(series, timesteps, batch_size) to cut the series into that many lanes.")
+        elif n % b:
+            problems.append(
+                f"{plural(n, 'sample')} do not divide by batch_size {b}: Keras 3 fails at the last batch with "
+                f"'Incompatible shapes: [{n % b},...] vs. [{b},...]'. Use statebatch.arrange_stateful, or keep the "
+                f"first {n - n % b} samples.")
     expl = Explanation(shape=shape, batch_size=b, stateful=bool(stateful), n_batches=n_batches,
                        last_batch_size=last, parallel_states=b, resets_per_epoch=resets, lines=lines,
                        problems=problems)

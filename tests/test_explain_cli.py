@@ -10,19 +10,31 @@ from statebatch.cli import main
 
 
 def test_explain_stateless_seed_question():
-    """The seed question: (1000, 20, 1), batch_size=200 -> 5 batches, 5 resets per epoch."""
+    """The seed question: (1000, 20, 1), batch_size=200: does Keras reset state after each sequence or
+    each batch? The first sentence answers it: every sample starts from zero state."""
     e = sb.explain((1000, 20, 1), batch_size=200, stateful=False)
-    assert e.n_batches == 5 and e.resets_per_epoch == 5 and e.parallel_states == 200
+    assert e.n_batches == 5 and e.parallel_states == 200
     assert e.continues(250) is None
+    assert e.lines[0].startswith("stateful=False: every sample starts from zero state; no state passes from one "
+                                 "sample to another, inside a batch or across batches")
+    assert "5 batches per epoch" in str(e)
+
+
+def test_explain_edges_read_right():
+    e = sb.explain((10, 20, 1), batch_size=2000, stateful=True)
     text = str(e)
-    assert "5 batches per epoch" in text and "5 resets per epoch" in text
+    assert "1 batch per epoch" in text and "1 chunk" in text and "first 0" not in text
+    assert "sample 2000 continues" not in text and "larger than the 10 samples" in e.problems[0]
+    one = str(sb.explain((1, 20, 1), batch_size=1, stateful=True))
+    assert "1 sample /" in one and "1 parallel state," in one and "1 batches" not in one
 
 
 def test_explain_stateful_continuation():
     e = sb.explain(np.zeros((1000, 20, 1)), batch_size=200, stateful=True)
     assert e.n_batches == 5 and e.resets_per_epoch == 0 and e.parallel_states == 200
     assert e.continues(200) == 0 and e.continues(401) == 201 and e.continues(199) is None
-    assert "sample i of batch k+1 continues sample i of batch k" in str(e)
+    assert e.lines[0].startswith("stateful=True: Keras never resets the state by itself; row i of batch k+1 "
+                                 "continues row i of batch k")
     assert not e.problems
 
 

@@ -32,7 +32,7 @@ import keras
 import numpy as np
 
 from . import _introspect
-from ._args import check_int
+from ._args import check_choice, check_int
 from .bucketing import Bucketing
 from .errors import BatchIndexError, BatchSizeError, ModelMismatchError, ParameterError, ShuffleError, StatebatchWarning, StatefulLayoutError
 from .result import Batched
@@ -178,10 +178,13 @@ class StatefulDataset(Dataset):
     :class:`~statebatch.errors.ShuffleError` instead of training on scrambled lanes.
     """
 
-    def __init__(self, arranged: Arranged, **kwargs):
+    def __init__(self, arranged: Arranged, *, resets: str = "callback", **kwargs):
         if not isinstance(arranged, Arranged):
             raise ParameterError(f"StatefulDataset needs an Arranged result, got {type(arranged).__name__}.",
                                  "build it with statebatch.arrange_stateful(...).")
+        # "callback": a LaneResetCallback must be active when a batch starts new series in some lanes,
+        # or the state of one series would leak into the next; "manual": the caller resets them.
+        self.resets_by = check_choice("resets", resets, ("callback", "manual"))
         super().__init__(arranged, **kwargs)
         if arranged.batch_size == 1 and keras.backend.backend() == "tensorflow":
             warnings.warn(
@@ -193,6 +196,18 @@ class StatefulDataset(Dataset):
     @property
     def arranged(self) -> Arranged:
         return self.result
+
+    def __getitem__(self, k: int):
+        out = super().__getitem__(k)
+        if (self.resets_by == "callback" and k > 0 and self.result.__dict__.get("_resetting") is None
+                and np.asarray(self.result.resets[k]).any()):
+            lanes = np.flatnonzero(self.result.resets[k])[:5].tolist()
+            raise StatefulLayoutError(
+                f"batch {k} starts new series in lanes {lanes}, but no LaneResetCallback is resetting them: the state "
+                "of the previous series in those lanes would flow into the new ones.",
+                "pass callbacks=[statebatch.keras.LaneResetCallback(arranged)] to fit/predict/evaluate (or use "
+                "statebatch.keras.fit_stateful); StatefulDataset(arranged, resets='manual') if you reset them yourself.")
+        return out
 
     @property
     def batch_size(self) -> int:
@@ -336,13 +351,32 @@ class LaneResetCallback(keras.callbacks.Callback):
         self._state = state
         return state
 
+    def _check_steps(self, what: str) -> None:
+        steps = (self.params or {}).get("steps")
+        n = self.train.n_batches()
+        if steps is not None and int(steps) != n:
+            raise ParameterError(
+                f"{what} runs {steps} steps per epoch but the arrangement this LaneResetCallback resets has {n} "
+                "batches: its resets would fall on the wrong batches.",
+                "give the callback the arrangement the dataset serves, and leave steps_per_epoch / steps unset (one "
+                "epoch is every batch of the arrangement).")
+
+    def _resetting(self, on: bool) -> None:
+        """Tell the datasets of these arrangements that their resets are taken care of."""
+        for result in (self.train.result, getattr(getattr(self.validation, "lanes", None), "result", None)):
+            if result is not None and hasattr(result, "__dict__"):
+                result.__dict__["_resetting"] = self if on else None
+
     # -- fit
     def on_train_begin(self, logs=None):
+        self._check_steps("fit")
         self._in_fit = True
         self._find_state()
+        self._resetting(True)
 
     def on_train_end(self, logs=None):
         self._in_fit = False
+        self._resetting(False)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.train.epoch_begin(self._state, epoch)
@@ -354,6 +388,9 @@ class LaneResetCallback(keras.callbacks.Callback):
     def on_test_begin(self, logs=None):
         if self._state is None:
             self._find_state()
+        if not self._in_fit:
+            self._check_steps("evaluate")
+            self._resetting(True)
         if self._in_fit:
             if self.validation is None:
                 raise ParameterError(
@@ -373,10 +410,17 @@ class LaneResetCallback(keras.callbacks.Callback):
     def on_test_end(self, logs=None):
         if self._in_fit and self.validation is not None:
             self.validation.end(self._state)
+        if not self._in_fit:
+            self._resetting(False)
 
     # -- predict
     def on_predict_begin(self, logs=None):
+        self._check_steps("predict")
         self._find_state().zero(None)
+        self._resetting(True)
+
+    def on_predict_end(self, logs=None):
+        self._resetting(False)
 
     def on_predict_batch_begin(self, batch, logs=None):
         self.train.batch_begin(self._state, batch)

@@ -58,10 +58,18 @@ def test_many_series_with_resets_equal_each_series_alone(cell):
     for s, out in zip(series, per_series):
         alone = ref.predict(s[None], verbose=0)[0]
         np.testing.assert_allclose(out, alone, atol=1e-5)
-    # Without per-lane resets the series that start mid-lane inherit a stranger's state.
-    m.predict(StatefulDataset(a), verbose=0)  # warm the state
+    # Without per-lane resets the series that start mid-lane would inherit a stranger's state: refused...
+    # (on TensorFlow the error arrives wrapped by tf.data, message first; see the README's Keras notes)
+    with pytest.raises(Exception, match="StatefulLayoutError: batch .* starts new series .* no LaneResetCallback"):
+        m.predict(StatefulDataset(a), verbose=0)
+    with pytest.raises(StatefulLayoutError, match="LaneResetCallback"):  # the dataset itself, without tf.data
+        ds = StatefulDataset(a)
+        for k in range(len(ds)):
+            ds[k]
+    # ... and, when the caller says they reset lanes themselves but does not, the leak is real:
+    m.predict(StatefulDataset(a, resets="manual"), verbose=0)  # warm the state
     reset_rows(m)
-    stale = a.unbatch(m.predict(StatefulDataset(a), verbose=0))
+    stale = a.unbatch(m.predict(StatefulDataset(a, resets="manual"), verbose=0))
     starts_mid_lane = {int(a.plan().series[k, i]) for k, i in zip(*np.nonzero(a.resets[1:])) for k in [k + 1]}
     diffs = [np.abs(stale[s] - ref.predict(series[s][None], verbose=0)[0]).max() for s in starts_mid_lane]
     assert min(diffs) > 1e-3
@@ -295,3 +303,22 @@ def test_unbatch_after_predict_uses_the_epoch_predict_consumed():
     for _ in w:  # iterating an epoch by hand: same rule
         pass
     np.testing.assert_array_equal(w.unbatch([b[0][:, 0] for b in w.batches(w.epoch - 1)])[:, 0], np.arange(len(starts)))
+
+
+def test_callback_refuses_another_arrangement_and_short_epochs():
+    series = [RNG.normal(size=(n, F)).astype("float32") for n in (30, 12, 25, 18)]
+    a = sb.arrange_stateful(series, 5, 2, targets="next")
+    other = sb.arrange_stateful(series[:3], 5, 2, targets="next")
+    assert other.n_batches != a.n_batches
+    inp = keras.Input(batch_shape=(2, 5, F))
+    model = keras.Model(inp, keras.layers.Dense(F)(keras.layers.GRU(3, return_sequences=True, stateful=True)(inp)))
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ParameterError, match="steps per epoch"):
+        model.fit(StatefulDataset(other), callbacks=[LaneResetCallback(a)], shuffle=False, verbose=0)
+    with pytest.raises(ParameterError, match="steps_per_epoch"):
+        model.fit(StatefulDataset(a), callbacks=[LaneResetCallback(a)], shuffle=False, verbose=0,
+                  steps_per_epoch=a.n_batches - 1)
+    with pytest.raises(ParameterError, match="steps per epoch"):
+        model.predict(StatefulDataset(other), callbacks=[LaneResetCallback(a)], verbose=0)
+    hist = model.fit(StatefulDataset(a), callbacks=[LaneResetCallback(a)], shuffle=False, verbose=0, epochs=2)
+    assert len(hist.history["loss"]) == 2

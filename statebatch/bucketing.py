@@ -14,7 +14,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ._args import check_bool, check_choice, check_fraction, check_int, check_optional_int, plural, resolve_seed
-from .errors import LengthMismatchError, ParameterError, ShapeError
+from .errors import DataValueError, LengthMismatchError, ParameterError, ShapeError
 from .materialise import gather_padded
 from .plans.base import LeftOut, named
 from .plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, bucket_boundaries, padding_of, plan_buckets,
@@ -336,6 +336,9 @@ def bucket_batches(
     seed = resolve_seed(seed)
     if isinstance(pad_value, bool) or not isinstance(pad_value, (int, float, np.integer, np.floating)):
         raise ParameterError(f"pad_value must be a number, got {pad_value!r}.", "pass e.g. pad_value=0.0.")
+    if not np.isfinite(pad_value):
+        raise ParameterError(f"pad_value={pad_value!r} is not finite: padded steps are masked, but a NaN or inf input "
+                             "still turns the layer's output (and the loss) into NaN.", "pass a finite pad_value, e.g. 0.0.")
 
     if isinstance(sequences, Windows):  # each window one sequence: gathered from the strided view
         w = sequences
@@ -414,6 +417,13 @@ def bucket_batches(
                 raise LengthMismatchError(
                     f"{len(lengths)} sequences but {0 if tarr.ndim == 0 else len(tarr)} targets.",
                     "give one target per sequence, or return_sequences=True with a list of per-step target arrays.")
+    if not check_bool("allow_nan", allow_nan):
+        if tarr is not None and tarr.dtype.kind in "fc" and not np.isfinite(tarr).all():
+            raise DataValueError(f"targets hold {int((~np.isfinite(tarr)).sum())} NaN/inf value(s) (first at sequence "
+                                 f"{int(np.flatnonzero(~np.isfinite(tarr).reshape(len(tarr), -1).any(axis=1))[0])}).",
+                                 "fill or drop them, or pass allow_nan=True.")
+        if tsource is not None:
+            check_finite_series(SeriesSet(tsource, toffsets, ids), "targets")
     bnds = None
     if mode == "buckets":
         if boundaries is None:

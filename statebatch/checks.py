@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import _introspect
+from ._args import check_int
 from .errors import (BatchSizeError, DataValueError, DTypeError, LengthMismatchError, ModelMismatchError,
                      OverlappingWindowsError, ParameterError, ShapeError, ShuffleError, StatefulLayoutError)
 from .series import dtype_error
@@ -200,6 +201,8 @@ def check_model_batch(batch_size: int | None, model_batch: int | None, X: np.nda
 
 
 def check_replicas(batch_size: int | None, num_replicas: int | None) -> None:
+    if num_replicas is not None:
+        num_replicas = check_int("num_replicas", num_replicas, 1)
     if num_replicas is None or batch_size is None or batch_size % num_replicas == 0:
         return
     raise BatchSizeError(
@@ -241,6 +244,9 @@ def check_stateful_batch(n: int, batch_size: int | None, model_fixed: bool | Non
 
 def check_shuffle(shuffle: Any, stateful: bool) -> list[str]:
     """Shuffling scrambles which sample continues which in a stateful model."""
+    if shuffle is not None and not isinstance(shuffle, (bool, np.bool_)) and shuffle != "batch":
+        raise ParameterError(f"shuffle={shuffle!r} is not what model.fit takes.",
+                             "pass shuffle=True, False or 'batch' (the value you will give fit), or leave it out.")
     if not stateful:
         return []
     if shuffle is True or shuffle == "batch":

@@ -17,6 +17,16 @@ import numpy as np
 from .errors import DataValueError, DTypeError, ParameterError, StatebatchError
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def _shape(text: str) -> tuple:
     try:
         return tuple(None if p.strip().lower() in ("none", "?") else int(p) for p in text.split(","))
@@ -53,6 +63,10 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 def _read(path: Path, suffix: str) -> dict[str, Any]:
     if suffix == ".npy":
+        with open(path, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                raise DataValueError(f"{path} is not a .npy file (it does not start with numpy's magic bytes; "
+                                     "compressed, or another format?).", "save it with np.save(path, X).")
         return {"X": np.load(path, allow_pickle=False)}
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as z:
@@ -119,15 +133,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("explain", help="explain batches, state resets and lanes for a shape")
     p.add_argument("--shape", type=_shape, required=True, help="samples,timesteps,features e.g. 1000,20,1")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=_positive, default=32)
     p.add_argument("--stateful", action="store_true")
     p.set_defaults(func=_cmd_explain)
     c = sub.add_parser("check", help="validate a .npy/.npz/.csv/.parquet file")
     c.add_argument("file")
-    c.add_argument("--batch-size", type=int, default=None)
+    c.add_argument("--batch-size", type=_positive, default=None)
     c.add_argument("--stateful", action="store_true")
-    c.add_argument("--timesteps", type=int, default=None, help="window a table / expected timesteps")
-    c.add_argument("--stride", type=int, default=1)
+    c.add_argument("--timesteps", type=_positive, default=None, help="window a table / expected timesteps")
+    c.add_argument("--stride", type=_positive, default=1)
     c.set_defaults(func=_cmd_check)
     args = parser.parse_args(argv)
     try:

@@ -26,7 +26,7 @@ import dask.array as da
 import numpy as np
 
 from ._args import check_choice
-from .errors import DataValueError, OrderError, ParameterError
+from .errors import DataValueError, DTypeError, OrderError, ParameterError, ShapeError, StoreError
 from .store import Segment, ShardedStore, StoredSeries, shard_record, write_manifest
 from .timeindex import find_gaps
 
@@ -38,7 +38,12 @@ def _out_dir(out_dir: str | os.PathLike | None):
         tmp = tempfile.TemporaryDirectory(prefix="statebatch-")
         return Path(tmp.name), tmp
     path = Path(out_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"out_dir {str(path)!r} is a file, not a directory.", "pass a directory path (new or existing).")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create out_dir {str(path)!r}: {exc.strerror}.", "pass a writable directory.") from None
     return path, None
 
 
@@ -58,10 +63,36 @@ def feature_stats(data: Any, *, feature_cols: Sequence[str] | None = None, id_co
     return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
 
 
+def _numeric_dtype(dtype: Any) -> bool:
+    try:
+        return np.issubdtype(np.dtype(dtype), np.number) or np.dtype(dtype) == bool
+    except TypeError:  # pandas extension dtypes (nullable, pyarrow)
+        return getattr(dtype, "kind", "O") in "iufb"
+
+
 def _feature_cols(ddf, feature_cols, id_col, time_col, target_cols=None):
     if feature_cols is not None:
         return list(feature_cols)
     return [c for c in ddf.columns if c not in (id_col, time_col)]
+
+
+def _check_scale(scale: Any, n_features: int) -> Any:
+    """``(mean, std)`` with one value per feature (or scalars); never broadcast into more features."""
+    if scale is None:
+        return None
+    try:
+        mean, std = scale
+        mean, std = np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ParameterError("scale must be 'standard' or a pair (mean, std).",
+                             "pass scale='standard' or scale=feature_stats(...).") from None
+    for name, v in (("mean", mean), ("std", std)):
+        if v.ndim > 1 or (v.ndim == 1 and len(v) != n_features):
+            raise ShapeError(f"scale's {name} has shape {v.shape} for {n_features} feature(s).",
+                             "pass one mean and one std per feature (or scalars).")
+        if not np.isfinite(v).all():
+            raise DataValueError(f"scale's {name} holds NaN/inf.", "compute it from finite training data.")
+    return mean, std
 
 
 def _scaled(values: np.ndarray, scale) -> np.ndarray:
@@ -172,6 +203,27 @@ def prepare(
     ShardedStore (one series) or StoredSeries (many series); both are accepted by ``make_windows``,
     ``arrange_stateful`` and ``bucket_batches``.
     """
+    if dtype is not None:
+        try:
+            np.dtype(dtype)
+        except TypeError:
+            raise ParameterError(f"dtype={dtype!r} is not a numpy dtype.", "pass e.g. dtype='float32'.") from None
+    if hasattr(data, "columns") and not isinstance(data, da.Array):
+        for name, col in (("id_col", id_col), ("time_col", time_col)):
+            if col is not None and col not in data.columns:
+                raise ParameterError(f"{name}={col!r} is not a column (columns: {list(data.columns)}).",
+                                     "pass an existing column name.")
+        missing = [c for c in (feature_cols or []) + list(target_cols or []) if c not in data.columns]
+        if missing:
+            raise ParameterError(f"columns {missing} are not in the frame (columns: {list(data.columns)}).",
+                                 "pass existing column names.")
+        bad = [c for c in _feature_cols(data, feature_cols, id_col, time_col) + list(target_cols or [])
+               if not _numeric_dtype(data[c].dtype)] if id_col is not None else []  # no id_col: refused below
+        if bad:
+            raise DTypeError(f"the frame has non-numeric columns {bad} (dtypes {[str(data[c].dtype) for c in bad]}).",
+                             "select numeric feature_cols=[...] or encode those columns as numbers first.")
+    if isinstance(data, da.Array) and 0 in data.shape:
+        raise DataValueError(f"the dask array is empty (shape {data.shape}).", "pass at least one step.")
     path, tmp = _out_dir(out_dir)
     if dtype is None:
         if isinstance(data, da.Array):
@@ -187,6 +239,9 @@ def prepare(
         if scale != "standard":
             raise ParameterError(f"scale={scale!r} is not understood.", "pass 'standard' or (mean, std).")
         scale = feature_stats(data, feature_cols=feature_cols, id_col=id_col, time_col=time_col)
+    n_features = (data.shape[1] if data.ndim == 2 else 1) if isinstance(data, da.Array) else len(
+        _feature_cols(data, feature_cols, id_col, time_col))
+    scale = _check_scale(scale, n_features)
     if isinstance(data, da.Array):
         if id_col is not None or time_col is not None:
             raise ParameterError("id_col/time_col apply to a dask DataFrame, not a dask array.",
@@ -227,6 +282,8 @@ def prepare(
     tasks = [dask.delayed(_write_partition)(part, i, str(path), id_col, time_col, cols, tcols, dtype, scale, gaps)
              for i, part in enumerate(ddf.to_delayed())]
     results = [r for r in dask.compute(*tasks) if r["path"] is not None]
+    if not results:
+        raise DataValueError("the dask frame has no rows.", "pass a frame with at least one row.")
     non_finite = sum(r["non_finite"] for r in results)
     _check_finite(non_finite, allow_non_finite)
     import pandas as pd

@@ -69,6 +69,9 @@ class KerasState:
                 v.assign(np.zeros_like(value))
                 continue
             rows = np.asarray(rows)
+            if rows.size and rows.dtype != bool and not np.issubdtype(rows.dtype, np.integer):
+                raise ParameterError(f"rows must be lane indices (integers) or a boolean mask, got dtype {rows.dtype}.",
+                                     "pass e.g. rows=[0, 3] or a mask with one flag per lane.")
             if rows.dtype != bool:
                 idx = rows.astype(np.int64)
                 if idx.size and (idx.min() < 0 or idx.max() >= value.shape[0]):
@@ -132,10 +135,15 @@ class Dataset(keras.utils.PyDataset):
     def __len__(self) -> int:
         return self._n
 
-    def __getitem__(self, k: int):
+    def _index(self, k: Any) -> int:
+        k = check_int("batch index", k)
         if not 0 <= k < self._n:
             raise BatchIndexError(f"batch {k} is outside 0..{self._n - 1} ({self._n} batches per epoch).",
                                   "ask for batches 0 .. len(dataset) - 1.")
+        return k
+
+    def __getitem__(self, k: int):
+        k = self._index(k)
         if self._guard is not None:
             self._guard.check(k)
         return self.result.batch(k)
@@ -241,8 +249,7 @@ class BucketDataset(Dataset):
         return self.result
 
     def __getitem__(self, k: int):
-        if not 0 <= k < self._n:
-            raise IndexError(k)
+        k = self._index(k)
         b = self.result
         if b.token_budget is None:
             return b.batch(k)
@@ -459,6 +466,7 @@ def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int =
     On the TensorFlow backend the batches go through :func:`to_tf_dataset` (static batch size,
     needed for ``batch_size=1``); elsewhere through the PyDataset. Returns ``History``.
     """
+    epochs = check_int("epochs", epochs, 1)
     train_arr = train.arranged if isinstance(train, StatefulDataset) else train
     val_arr = validation.arranged if isinstance(validation, StatefulDataset) else validation
     if not isinstance(train_arr, Arranged):

@@ -91,6 +91,9 @@ class SeriesSet:
                 raise ParameterError(f"target_features must be a list of feature positions, got {target_features!r}.",
                                      "pass e.g. target_features=[0].")
             cols = list(target_features)
+            if any(isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) for c in cols):
+                raise ParameterError(f"target_features must be feature positions (integers), got {cols}.",
+                                     "pass e.g. target_features=[0] (not booleans).")
             if isinstance(self.source, ConcatSource):  # keep the per-series fast path: copy those columns only
                 nf = self.n_features
                 if not all(isinstance(c, (int, np.integer)) and -nf <= c < nf for c in cols):
@@ -224,6 +227,10 @@ def _check_time_index(index: Any, what: str) -> None:
 
 
 def _frame_columns(df: Any, cols: Sequence[str] | None, exclude: Sequence[str], what: str):
+    if df.columns.has_duplicates:
+        dup = list(dict.fromkeys(df.columns[df.columns.duplicated()]))[:5]
+        raise ShapeError(f"{what} has duplicate column names {dup}: a column name must say which values it means.",
+                         "rename them (df.columns = [...]) or drop the duplicates first.")
     if cols is None:
         cols = [c for c in df.columns if c not in exclude]
     else:
@@ -273,6 +280,13 @@ def _frame_values(df: Any, cols: list, what: str, dtype: Any) -> np.ndarray:
 
 
 def _from_frame(df, id_col, time_col, feature_cols, target_cols, dtype, what) -> SeriesSet:
+    import pandas as pd
+
+    if isinstance(df.index, pd.MultiIndex):
+        raise ShapeError(
+            f"{what} has a MultiIndex {list(df.index.names)}: statebatch does not guess which level is the series "
+            "and which the time.",
+            "move the levels into columns and name them: df.reset_index(), then id_col=... and time_col=....")
     for c, name in ((id_col, "id_col"), (time_col, "time_col")):
         if c is not None and c not in df.columns:
             raise ParameterError(
@@ -555,6 +569,8 @@ def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = Fal
     """
     if allow_nan:
         return
+    if ss.targets is not None and what != "target columns":  # target columns of a frame: checked the same way
+        check_finite_series(SeriesSet(ss.targets, ss.offsets, ss.ids), "target columns")
     src = ss.source
     if src.dtype.kind not in "fc":
         return

@@ -321,6 +321,10 @@ def _check_params(est: Any) -> None:
         _int("stride", est.stride, 1)
         _int("sampling_rate", est.sampling_rate, 1)
     _int("horizon", est.horizon, 0 if not hasattr(est, "batch_size") else 1)
+    try:
+        np.dtype(est.dtype)
+    except TypeError:
+        raise ParameterError(f"dtype={est.dtype!r} is not a numpy dtype.", "pass e.g. dtype='float32'.") from None
 
 
 def transform_xy(pipeline: Any, X: Any, y: Any):
@@ -362,6 +366,15 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
         ``{"rows_left_out_by_gap": n}``. With ``time_col`` (and no ``id_col``) the rows are ordered by
         that column first, so the earliest rows train whatever the input order.
     """
+    from ._args import check_fraction
+    from .series import _check_time_index
+
+    val = check_fraction("val", val, low=0.0, high=1.0, inclusive=True)
+    test = check_fraction("test", test, low=0.0, high=1.0, inclusive=True)
+    for name, col in (("id_col", id_col), ("time_col", time_col)):
+        if col is not None and _is_frame(data) and col not in data.columns:
+            raise ParameterError(f"{name}={col!r} is not a column (columns: {list(data.columns)}).",
+                                 f"pass the name of the column that holds the {'series id' if name == 'id_col' else 'time'}.")
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise ParameterError(f"val={val} and test={test} must be fractions summing below 1.", "pass e.g. val=0.15, test=0.15.")
     if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or gap < 0:
@@ -381,6 +394,11 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
     if id_col is not None:
         if not _is_frame(data):
             raise ParameterError("id_col needs a pandas DataFrame.", "pass the long frame.")
+        if data[id_col].isna().any():
+            raise DataValueError(f"data[{id_col!r}] has {int(data[id_col].isna().sum())} missing series ids.",
+                                 "fill or drop those rows first.")
+        if time_col is not None and data[time_col].isna().any():
+            raise DataValueError(f"data[{time_col!r}] has missing time stamps.", "drop those rows or fill their times first.")
         frame = data.sort_values([id_col, time_col], kind="stable") if time_col else data
         parts: list[list[Any]] = [[], [], []]
         left = 0
@@ -401,6 +419,8 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
         if data[time_col].isna().any():
             raise DataValueError(f"data[{time_col!r}] has missing time stamps.", "drop those rows or fill their times first.")
         data = data.sort_values(time_col, kind="stable")  # earliest rows train, whatever the row order
+    elif _is_frame(data) or hasattr(data, "index"):
+        _check_time_index(data.index, "data")  # rows in time order: an unsorted time index is refused
     n = len(data)
     tr, va, te = cuts(n)
     take = (lambda s: data.iloc[s]) if hasattr(data, "iloc") else (lambda s: data[s])

@@ -550,7 +550,11 @@ def arrange_stateful(
 
 
 def _pad_for(pad_value: Any, dtype: np.dtype) -> Any:
-    """``pad_value`` in the data's dtype; refused when it cannot be represented (NaN in integers...)."""
+    """``pad_value`` in the data's dtype; refused when it cannot be represented (NaN in integers...) or is
+    not finite (a NaN or inf step times its sample weight 0 is still NaN in the loss)."""
+    if not np.isfinite(pad_value):
+        raise ParameterError(f"pad_value={pad_value!r} is not finite: padded steps carry sample weight 0, but NaN x 0 "
+                             "is NaN, so the loss would be NaN.", "pass a finite pad_value, e.g. 0.0.")
     if np.issubdtype(dtype, np.integer) or dtype == bool:
         if not np.isfinite(pad_value) or float(pad_value) != int(pad_value):
             raise ParameterError(f"pad_value={pad_value!r} cannot be stored in the data's dtype {dtype}.",

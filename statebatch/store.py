@@ -293,12 +293,26 @@ def open_prepared(out_dir: str | os.PathLike) -> "StoredSeries | ShardedStore":
                          "prepare the data again into this directory.") from None
     except (OSError, ValueError) as exc:
         raise StoreError(f"{path / MANIFEST} cannot be read ({exc}).", "prepare the data again.") from None
+    try:
+        return _from_manifest(path, meta)
+    except StoreError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StoreError(f"{path / MANIFEST} is malformed ({type(exc).__name__}: {exc}).",
+                         "prepare the data again into this directory.") from None
+
+
+def _from_manifest(path: Path, meta: dict) -> "StoredSeries | ShardedStore":
     records = {str(path / r["file"]): r for r in meta["shards"]}
     if meta.get("kind") == "array":
         store = ShardedStore(list(records), records)
         store.info = meta.get("info", {})
         return store
     segs = [Segment(str(path / f), int(a), int(b)) for f, a, b in meta["segments"]]
+    lengths = [int(n) for n in meta["lengths"]]
+    if len(lengths) != len(segs) or any(s.stop - s.start != n for s, n in zip(segs, lengths)):
+        raise StoreError(f"{path / MANIFEST} lists series lengths that do not match its segments, so series would run "
+                         "into each other.", "prepare the data again into this directory.")
     store = ShardedStore(segs, records)
     tstore = None
     if meta.get("target_segments"):

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import _introspect, checks
-from .errors import StatebatchError, StatebatchWarning
+from .errors import ParameterError, StatebatchError, StatebatchWarning
 from .result import Batched
 from .source import ConcatSource
 
@@ -133,6 +133,9 @@ def validate(
 
     m_shape = m_out = m_batch = None
     m_stateful: list[Any] = []
+    if model is not None and not (hasattr(model, "layers") or hasattr(model, "get_config")):
+        raise ParameterError(f"model must be a Keras model (or layer), got {type(model).__name__}.",
+                             "pass the keras.Model you will train, or leave model out.")
     if model is not None:
         m_shape = _introspect.input_shape(model)
         m_out = _introspect.output_shape(model)

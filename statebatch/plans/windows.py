@@ -160,6 +160,11 @@ def plan_windows(
     WindowPlan
     """
     lengths = check_lengths(lengths)
+    if max_starts is not None:
+        max_starts = check_lengths(max_starts, "max_starts")
+        if len(max_starts) != len(lengths):
+            raise ParameterError(f"max_starts has {len(max_starts)} entries for {len(lengths)} series.",
+                                 "pass one maximum start per series.")
     timesteps = check_int("timesteps", timesteps, 1)
     stride = check_int("stride", stride, 1)
     sampling_rate = check_int("sampling_rate", sampling_rate, 1)

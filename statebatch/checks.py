@@ -268,20 +268,14 @@ def _overlap_shift(a: np.ndarray, b: np.ndarray) -> int | None:
     return None
 
 
-def find_overlap(X: np.ndarray, batch_size: int, max_pairs: int = 64, seed: int = 0) -> dict | None:
-    """Evidence that row i of batch k+1 is a shifted copy of row i of batch k (overlapping windows)."""
-    n = X.shape[0]
-    n_batches = n // batch_size
-    if n_batches < 2 or X.ndim != 3 or X.shape[1] < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    ks = rng.integers(0, n_batches - 1, size=max_pairs)
-    ii = rng.integers(0, batch_size, size=max_pairs)
+def _shift_evidence(X: np.ndarray, pairs: list[tuple[int, int]], batch_size: int, min_checked: int) -> dict | None:
+    """How many sampled row pairs ``(j, j2)`` are shifted copies (row j2 is row j moved by s steps);
+    evidence when at least half of the non-constant pairs are. ``example`` is (batch, row, shift) of j."""
     checked = hits = 0
     shifts: list[int] = []
     example = None
-    for k, i in zip(ks, ii):
-        a, b = X[k * batch_size + i], X[(k + 1) * batch_size + i]
+    for j, j2 in pairs:
+        a, b = X[j], X[j2]
         if np.all(a == a[0]):  # a constant window proves nothing
             continue
         checked += 1
@@ -290,41 +284,32 @@ def find_overlap(X: np.ndarray, batch_size: int, max_pairs: int = 64, seed: int 
             hits += 1
             shifts.append(s)
             if example is None:
-                example = (int(k), int(i), s)
-    if checked and hits / checked >= 0.5:
+                example = (j // batch_size, j % batch_size, s)
+    if checked >= min_checked and hits / checked >= 0.5:
         return {"shift": int(np.bincount(shifts).argmax()), "pairs_checked": checked, "pairs_overlapping": hits,
                 "example": example}
     return None
+
+
+def find_overlap(X: np.ndarray, batch_size: int, max_pairs: int = 64, seed: int = 0) -> dict | None:
+    """Evidence that row i of batch k+1 is a shifted copy of row i of batch k (overlapping windows)."""
+    n_batches = X.shape[0] // batch_size
+    if n_batches < 2 or X.ndim != 3 or X.shape[1] < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    js = rng.integers(0, n_batches - 1, size=max_pairs) * batch_size + rng.integers(0, batch_size, size=max_pairs)
+    return _shift_evidence(X, [(j, j + batch_size) for j in js.tolist()], batch_size, 1)
 
 
 def find_sliding(X: np.ndarray, batch_size: int, max_pairs: int = 64, seed: int = 0) -> dict | None:
     """Evidence that consecutive samples of one batch are windows a few steps apart (sliding windows in
     natural order), which row i of batch k vs row i of batch k+1 cannot show once ``batch_size x
     stride >= timesteps``. Correct lanes never share steps between rows of one batch."""
-    n = X.shape[0]
-    if batch_size < 2 or X.ndim != 3 or X.shape[1] < 2 or n < 2:
+    if batch_size < 2 or X.ndim != 3 or X.shape[1] < 2 or X.shape[0] < 2:
         return None
-    rng = np.random.default_rng(seed)
-    js = rng.integers(0, n - 1, size=max_pairs)
+    js = np.random.default_rng(seed).integers(0, X.shape[0] - 1, size=max_pairs)
     js = js[js % batch_size != batch_size - 1]  # both samples in the same batch
-    checked = hits = 0
-    shifts: list[int] = []
-    example = None
-    for j in js.tolist():
-        a, b = X[j], X[j + 1]
-        if np.all(a == a[0]):
-            continue
-        checked += 1
-        s = _overlap_shift(a, b)
-        if s is not None:
-            hits += 1
-            shifts.append(s)
-            if example is None:
-                example = (j // batch_size, j % batch_size, s)
-    if checked >= 4 and hits / checked >= 0.5:
-        return {"shift": int(np.bincount(shifts).argmax()), "pairs_checked": checked, "pairs_overlapping": hits,
-                "example": example}
-    return None
+    return _shift_evidence(X, [(j, j + 1) for j in js.tolist()], batch_size, 4)
 
 
 def check_layout(X: np.ndarray, batch_size: int) -> list[str]:

@@ -74,7 +74,7 @@ class _WindowSequences:
 
     def __init__(self, w: Windows):
         self.w = w
-        self.lengths = np.full(w.n_windows, w.timesteps, dtype=np.int64)
+        self.lengths = np.broadcast_to(np.int64(w.timesteps), (w.n_windows,))  # read-only, no memory per window
         self.n_features = w.n_features
 
     def read(self, idx, padded_length, padding, pad_value):

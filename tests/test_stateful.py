@@ -264,7 +264,7 @@ def test_jitter_moves_chunk_boundaries_and_keeps_lanes_continuous(n, T, B, jitte
     series = make_series([n, n // 2 + 3, 7, n // 3 + 1] if many else [n])
     a = sb.arrange_stateful(series, T, B, targets=None, jitter=jitter, seed=seed, shuffle=many)
     edges, counts = [], set()
-    for epoch in range(4):
+    for epoch in range(12):
         a.set_epoch(epoch)
         p = a.plan()
         counts.add(p.n_batches)
@@ -284,7 +284,7 @@ def test_jitter_moves_chunk_boundaries_and_keeps_lanes_continuous(n, T, B, jitte
         assert (seen == 1).all()
         edges.append(tuple(sorted(p.step[p.series == 0].tolist())))
     assert len(counts) == 1  # Keras reads the batch count once per fit: it never changes
-    if n > 4 * T:
+    if n > 8 * T:  # (random lengths: with two choices per batch, 12 equal epochs has probability 2**-11)
         assert len(set(edges)) > 1  # boundaries fall on different steps in different epochs
 
 

@@ -41,7 +41,9 @@ def check_lengths(lengths: Any, what: str = "lengths") -> np.ndarray:
                                  (np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr))
                                   and np.all(arr == np.round(arr)))):
         raise ParameterError(f"{what} must hold integers, got dtype {arr.dtype}.", "pass whole step counts.")
-    arr = arr.astype(np.int64)
+    # A read-only int64 array (e.g. the broadcast lengths of equal-length windows) is used as it is:
+    # nobody can change it under the plan, and copying it would cost memory per sequence.
+    arr = arr if (arr.dtype == np.int64 and not arr.flags.writeable) else arr.astype(np.int64)
     if (arr < 0).any():
         bad = np.flatnonzero(arr < 0)
         raise ParameterError(f"{what} holds negative values (positions {bad[:5].tolist()}: {arr[bad[:5]].tolist()}).",

@@ -222,6 +222,11 @@ def _shifted_bins(idx: np.ndarray, lengths: np.ndarray, batch_size: int, bin_wid
     order = idx[shuffled[np.argsort(bins[shuffled], kind="stable")]]  # by bin, random within a bin
     if token_budget is not None:
         return _cut(order, lengths, batch_size, token_budget)
+    return _cut_moving(order, batch_size, rng, move_cuts)
+
+
+def _cut_moving(order: np.ndarray, batch_size: int, rng: np.random.Generator, move_cuts: bool) -> list[np.ndarray]:
+    """Cut into batches of ``batch_size``, the cut points moved by a random amount that keeps the count."""
     m = len(order)
     r = m % batch_size
     first = int(rng.integers(r, batch_size + 1)) if (move_cuts and r and m > batch_size) else batch_size
@@ -351,14 +356,22 @@ def plan_buckets(
     if pad_to == "bucket":
         at = np.searchsorted(bnds, longest, side="right")
         longest = np.where(at < len(bnds), bnds[np.minimum(at, len(bnds) - 1)] - 1, longest)
-    return BucketPlan(tuple(np.asarray(b, dtype=np.int64) for b in batches), longest, lengths, epoch, left)
+    return BucketPlan(tuple(b if b.dtype.kind == "i" else np.asarray(b, dtype=np.int64) for b in map(np.asarray, batches)),
+                      longest, lengths, epoch, left)
 
 
 def _batches(lengths, batch_size, mode, bin_width, bnds, pool_batches, rng, seed, epoch, token_budget, drop):
     """(batches, left out) of one epoch; ``rng`` is None for the fixed shortest-first order."""
     n = len(lengths)
+    none = np.empty(0, dtype=np.int64)
+    if (rng is not None and mode == "sort" and not drop and token_budget is None and n
+            and lengths[0] == lengths.min() == lengths.max()):
+        # Equal lengths (e.g. windows): length bins are moot, a batch is a random draw. One int32
+        # permutation, and the batches are views of it: no per-sequence bookkeeping beyond 4 bytes.
+        order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+        rng.shuffle(order)
+        return _cut_moving(order, batch_size, rng, move_cuts=True), none
     everyone = np.arange(n, dtype=np.int64)
-    none = everyone[:0]
     if mode in ("sort", "pool"):
         if rng is None:  # fixed order: sorted; dropping leaves out the longest partial batch
             batches = _cut(np.argsort(lengths, kind="stable"), lengths, batch_size, token_budget)

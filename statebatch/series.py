@@ -476,6 +476,10 @@ def _is_series_like(a: Any) -> bool:
 
 
 def _from_list(data: Sequence[Any], dtype: Any, what: str) -> SeriesSet:
+    fast = _plain_arrays(data) if dtype is None else None
+    if fast is not None:
+        return _checked(SeriesSet(ConcatSource(fast), np.concatenate([[0], np.cumsum([len(a) for a in fast])]).astype(
+            np.int64), list(range(len(fast)))), what)
     arrays, feature_names = [], None
     for i, a in enumerate(data):
         name = f"{what}[{i}]"
@@ -501,6 +505,25 @@ def _from_list(data: Sequence[Any], dtype: Any, what: str) -> SeriesSet:
         arrays = [a.astype(common, copy=False) for a in arrays]
     offsets = np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
     return _checked(SeriesSet(ConcatSource(arrays), offsets, list(range(len(arrays))), feature_names=feature_names), what)
+
+
+def _plain_arrays(data: Sequence[Any]) -> list[np.ndarray] | None:
+    """Many numpy arrays of one numeric dtype and rank 1 or 2 (the common case for many series):
+    checked once for the whole list instead of once per series; None for anything else."""
+    if not all(type(a) is np.ndarray for a in data):
+        return None
+    dtypes = {a.dtype for a in data}
+    ranks = {a.ndim for a in data}
+    if len(dtypes) != 1 or not ranks <= {1, 2} or len(ranks) != 1:
+        return None
+    dt = next(iter(dtypes))
+    if dt.kind not in "iuf" or dt.hasobject:
+        return None
+    if ranks == {1}:
+        return [a[:, None] for a in data]
+    if len({a.shape[1] for a in data}) != 1:
+        return None
+    return list(data)
 
 
 GAPS = ("error", "split", "accept")

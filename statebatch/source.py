@@ -149,7 +149,8 @@ class ConcatSource(RowSource):
         if not pieces:
             raise ParameterError("ConcatSource needs at least one array.", "pass a non-empty list of arrays.")
         tail, dtype = tuple(pieces[0].shape[1:]), np.dtype(pieces[0].dtype)
-        for i, p in enumerate(pieces):
+        uniform = {(tuple(p.shape[1:]), p.dtype) for p in pieces} == {(tail, dtype)}
+        for i, p in enumerate([] if uniform else pieces):  # find the odd one out only when there is one
             if tuple(p.shape[1:]) != tail:
                 raise ShapeError(f"piece {i} has shape {tuple(p.shape)}, unlike {tuple(pieces[0].shape)} (trailing axes "
                                  "differ).", "give every series the same number of features.")

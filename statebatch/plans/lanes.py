@@ -224,6 +224,9 @@ def _jittered(usable: np.ndarray, timesteps: int, jitter: int, batch_size: int, 
     batches ends with idle ones (every lane padding, sample weight 0, counted in ``padding_fraction``).
     """
     shortest, mean = timesteps - jitter, timesteps - jitter // 2
+    if int(usable.sum()) == 0:  # nothing to plan: the caller refuses it with the reason
+        empty = np.zeros((0, batch_size), dtype=np.int64)
+        return empty, empty.copy(), empty.copy(), empty.astype(bool), np.zeros(0, dtype=np.int64)
     rng = rng_for(seed, epoch, 1)
     if one_series:
         n = int(usable[0])

@@ -640,8 +640,8 @@ def aligned_targets(targets: Any, ss: SeriesSet, what: str = "targets") -> list[
     """
     from .errors import LengthMismatchError
 
-    if ss.row_order is not None and not isinstance(targets, (list, tuple)):
-        return _reordered_targets(targets, ss, what)
+    if (ss.row_order is not None or ss.frame_index is not None) and not isinstance(targets, (list, tuple)):
+        return _reordered_targets(targets, ss, what)  # a frame's rows, whether or not they were reordered
     many = ss.n_series > 1
     if ss.row_order is not None:
         raise LengthMismatchError(
@@ -676,16 +676,19 @@ def _reordered_targets(targets: Any, ss: SeriesSet, what: str) -> list[np.ndarra
     """Row-aligned targets of a reordered long frame, put in the frame's new row order, split per series."""
     from .errors import LengthMismatchError
 
-    n = len(ss.row_order)
+    n = int(ss.offsets[-1])
     if _is_pandas(targets, "Series") or _is_pandas(targets, "DataFrame"):
         if ss.frame_index is not None and not targets.index.equals(ss.frame_index):
             raise LengthMismatchError(f"{what}' index is not the data frame's index, so its rows cannot be matched.",
                                       f"pass {what} taken from the same frame (e.g. df['y']), or a column via target_cols.")
     arr = _target_array(targets, what)
+    if ss.row_order is None and ss.n_series == 1 and len(arr) < n:
+        return [arr]  # one series in its own order: fewer targets than steps, as Keras allows
     if len(arr) != n:
         raise LengthMismatchError(f"{what} has {len(arr)} rows but the data frame has {n}.",
                                   f"pass one {what} row per data row (or a column via target_cols).")
-    arr = arr[ss.row_order]
+    if ss.row_order is not None:
+        arr = arr[ss.row_order]
     return [arr[ss.offsets[i]: ss.offsets[i + 1]] for i in range(ss.n_series)]
 
 

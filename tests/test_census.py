@@ -87,6 +87,10 @@ CASES = [
     ("id_col + time_col with targets",
      lambda: sb.make_windows(long_frame, 1, id_col="id", time_col="t", targets=long_frame.v, feature_cols=["v"]),
      _long_frame_targets),
+    ("sorted long frame with a target Series", lambda: sb.make_windows(
+        pd.DataFrame({"id": [0, 0, 1, 1], "t": [0, 1, 0, 1], "v": [0.0, 1, 2, 3]}), 1, id_col="id", time_col="t",
+        feature_cols=["v"], targets=pd.Series([0.5, 1.5, 2.5, 3.5]), gaps="accept"),
+     lambda w: w.y.ravel().tolist() == [0.5, 1.5, 2.5, 3.5]),
     ("targets of another frame", lambda: sb.make_windows(unordered, 2, time_col="t",
                                                           targets=pd.Series(range(6), index=range(10, 16))),
      LengthMismatchError),

@@ -59,13 +59,15 @@ def plot_lanes(arranged: Any, *, ax: Any = None, max_batches: int | None = 200, 
     ax.scatter(rk - 0.5, ri, marker="|", s=120, color="black", linewidths=2, zorder=3)
     ax.set_xlabel("batch (k)")
     ax.set_ylabel("lane = row i of every batch")
+    steps = plan.batch_steps
+    size = f"{t} steps" if steps is None else f"{int(steps.min())}-{int(steps.max())} steps (jitter)"
     ax.set_title(title or (f"{len(arranged.series_ids)} series in {arranged.batch_size} lanes x "
-                           f"{arranged.n_batches} batches of {t} steps, padding {arranged.padding_fraction:.1%}"))
+                           f"{arranged.n_batches} batches of {size}, padding {arranged.padding_fraction:.1%}"))
     ax.legend(handles=[Line2D([], [], marker="|", linestyle="none", color="black", markersize=10,
                               markeredgewidth=2, label="reset (new series)"),
                        Patch(facecolor="#eeeeee", label="idle lane (weight 0)"),
                        Patch(facecolor="white", hatch="////", edgecolor="#999999", label="padded steps")],
-              loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, frameon=False, fontsize=8)
+              loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 

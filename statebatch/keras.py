@@ -288,8 +288,10 @@ class ShardDataset(keras.utils.PyDataset):
         return len(self.shards)
 
     def __getitem__(self, k: int):
+        k = check_int("batch index", k)
         if not 0 <= k < len(self.shards):
-            raise IndexError(k)
+            raise BatchIndexError(f"batch {k} is outside 0..{len(self.shards) - 1} ({len(self.shards)} batches).",
+                                  "ask for batches 0 .. len(dataset) - 1.")
         if self._guard is not None:
             self._guard.check(k)
         return self.shards.batch(k)

@@ -419,7 +419,7 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
         if data[time_col].isna().any():
             raise DataValueError(f"data[{time_col!r}] has missing time stamps.", "drop those rows or fill their times first.")
         data = data.sort_values(time_col, kind="stable")  # earliest rows train, whatever the row order
-    elif _is_frame(data) or hasattr(data, "index"):
+    elif _is_frame(data) or type(data).__name__ == "Series" and type(data).__module__.startswith("pandas"):
         _check_time_index(data.index, "data")  # rows in time order: an unsorted time index is refused
     n = len(data)
     tr, va, te = cuts(n)

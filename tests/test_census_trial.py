@@ -96,6 +96,8 @@ CASES = [
     ("pad_value NaN on floats", lambda: sb.arrange_stateful(np.arange(11.0), 3, 2, pad_value=np.nan), ParameterError),
     ("pad_value inf in bucketing", lambda: sb.bucket_batches([np.zeros((n, 1)) for n in (3, 4)], 2, pad_value=np.inf),
      ParameterError),
+    ("time_split of a list (split by position)", lambda: _split_sizes(time_split(list(range(20)), val=0.2, test=0.2)),
+     None),
     ("transformer dtype junk", lambda: WindowTransformer(2, dtype="junk").fit(np.zeros((10, 1))), ParameterError),
 ]
 
@@ -112,8 +114,15 @@ def _stateful_model():
     return _MODEL[0]
 
 
+def _split_sizes(parts):
+    assert [len(p) for p in parts[:3]] == [12, 4, 4] and parts[0][0] == 0
+
+
 @pytest.mark.parametrize("name,call,expected", CASES, ids=[c[0] for c in CASES])
 def test_census_trial(name, call, expected):
+    if expected is None:  # a correct result, checked inside the call
+        call()
+        return
     with pytest.raises(expected) as info:
         call()
     assert isinstance(info.value, StatebatchError) and isinstance(info.value, (ValueError, TypeError))

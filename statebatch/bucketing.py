@@ -20,8 +20,8 @@ from .plans.base import LeftOut, named
 from .plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, bucket_boundaries, padding_of, plan_buckets,
                             sorted_padding)
 from .result import Batched, Explanation
-from .series import (GAPS, SeriesSet, aligned_targets, apply_gaps, as_series, check_finite_series, in_memory,
-                     source_of)
+from .series import (GAPS, INPUT_CHECKS_DOC, SeriesSet, aligned_targets, apply_gaps, as_series,
+                     check_finite_series, in_memory, source_of)
 from .source import ArraySource, RowSource
 from .windows import Windows
 
@@ -309,13 +309,7 @@ def bucket_batches(
     remainder : "keep" or "drop"
         Keep batches smaller than ``batch_size`` or leave their sequences out of the epoch (reported
         in ``left_out``; they rotate, so no sequence is left out two epochs in a row).
-    allow_nan : bool
-        NaN/inf in in-memory data or targets raise :class:`~statebatch.errors.DataValueError` by
-        default (they turn into a NaN loss); ``True`` accepts them (e.g. for a model that masks them).
-    gaps : "error", "split" or "accept"
-        Holes in the time stamps of a frame's time column or DatetimeIndex (a step missing from the
-        regular frequency): refused by default, ``"split"`` cuts the series there (pieces get ids
-        ``(id, piece)``, with a warning), ``"accept"`` runs windows and lanes across them.
+    %(input_checks)s
 
     Returns
     -------
@@ -445,3 +439,6 @@ def bucket_batches(
 def _no_frame_args(*args) -> None:
     if any(a is not None for a in args):
         raise ParameterError("id_col/time_col/feature_cols do not apply to windows.", "drop them.")
+
+
+bucket_batches.__doc__ = bucket_batches.__doc__.replace("    %(input_checks)s\n", INPUT_CHECKS_DOC)

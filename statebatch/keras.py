@@ -108,6 +108,15 @@ def reset_rows(model_or_layers: Any, rows: Any = None) -> None:
 
 
 # --------------------------------------------------------------------------- datasets
+def _batch_index(k: Any, n: int) -> int:
+    """A batch index of a dataset with ``n`` batches (a statebatch error that is also an IndexError)."""
+    k = check_int("batch index", k)
+    if not 0 <= k < n:
+        raise BatchIndexError(f"batch {k} is outside 0..{n - 1} ({n} batches per epoch).",
+                              "ask for batches 0 .. len(dataset) - 1.")
+    return k
+
+
 class Dataset(keras.utils.PyDataset):
     """Any statebatch result as a Keras ``PyDataset``: ``len`` = batches per epoch, item ``k`` =
     ``result.batch(k)``, and the result moves to its next epoch (reshuffled or re-planned) in
@@ -136,11 +145,7 @@ class Dataset(keras.utils.PyDataset):
         return self._n
 
     def _index(self, k: Any) -> int:
-        k = check_int("batch index", k)
-        if not 0 <= k < self._n:
-            raise BatchIndexError(f"batch {k} is outside 0..{self._n - 1} ({self._n} batches per epoch).",
-                                  "ask for batches 0 .. len(dataset) - 1.")
-        return k
+        return _batch_index(k, self._n)
 
     def __getitem__(self, k: int):
         k = self._index(k)
@@ -288,10 +293,7 @@ class ShardDataset(keras.utils.PyDataset):
         return len(self.shards)
 
     def __getitem__(self, k: int):
-        k = check_int("batch index", k)
-        if not 0 <= k < len(self.shards):
-            raise BatchIndexError(f"batch {k} is outside 0..{len(self.shards) - 1} ({len(self.shards)} batches).",
-                                  "ask for batches 0 .. len(dataset) - 1.")
+        k = _batch_index(k, len(self.shards))
         if self._guard is not None:
             self._guard.check(k)
         return self.shards.batch(k)

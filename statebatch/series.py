@@ -528,6 +528,17 @@ def _plain_arrays(data: Sequence[Any]) -> list[np.ndarray] | None:
 
 GAPS = ("error", "split", "accept")
 
+#: The parameters ``allow_nan`` and ``gaps``, documented once for every function that takes them.
+INPUT_CHECKS_DOC = """\
+    allow_nan : bool
+        NaN/inf in in-memory data or targets raise :class:`~statebatch.errors.DataValueError` by
+        default (they turn into a NaN loss); ``True`` accepts them (e.g. for a model that masks them).
+    gaps : "error", "split" or "accept"
+        Holes in the time stamps of a frame's time column or DatetimeIndex (a step missing from the
+        regular frequency): refused by default, ``"split"`` cuts the series there (pieces get ids
+        ``(id, piece)``, with a warning), ``"accept"`` runs windows and lanes across them.
+"""
+
 
 def apply_gaps(ss: SeriesSet, gaps: str, what: str = "data") -> SeriesSet:
     """Refuse (``"error"``), split at (``"split"``) or accept (``"accept"``) holes in the time stamps."""

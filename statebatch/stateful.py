@@ -19,8 +19,8 @@ from .materialise import LaneReader, fill_lane_epoch, gather_chunks, gather_rows
 from .plans.base import LeftOut, named
 from .plans.lanes import REMAINDERS, LanePlan, plan_lanes
 from .result import Batched, Explanation
-from .series import (GAPS, SeriesSet, aligned_targets, apply_gaps, as_series, check_finite_series, in_memory,
-                     source_of)
+from .series import (GAPS, INPUT_CHECKS_DOC, SeriesSet, aligned_targets, apply_gaps, as_series,
+                     check_finite_series, in_memory, source_of)
 from .source import ConcatSource, RowSource, readonly
 
 __all__ = ["Arranged", "arrange_stateful"]
@@ -152,6 +152,12 @@ class Arranged(Batched):
         X = gather_chunks(self._ss.source, start, valid, length, self.pad_value, reader=self._reader("x", self._ss.source))
         if self._ysource is None:
             return (X,)
+        return (X,) + self._targets_at(start, valid, length)
+
+    def _targets_at(self, start: np.ndarray, valid: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Targets and sample weights of chunks starting at source rows ``start`` with ``valid`` steps:
+        per step (``return_sequences``, padded steps weight 0) or of each chunk's last step (a
+        partial chunk weight 0)."""
         if self.return_sequences:
             y = gather_chunks(self._ysource, start + self._yshift, valid, length, self.pad_value,
                               reader=self._reader("y", self._ysource))
@@ -161,7 +167,7 @@ class Arranged(Batched):
             y = gather_rows(self._ysource, last)
             y[valid == 0] = self.pad_value
             w = (valid == length).astype(np.float32)
-        return X, y, w
+        return y, w
 
     def batch(self, k: int, epoch: int | None = None) -> tuple[np.ndarray, ...]:
         """Batch ``k`` of ``epoch`` (default: the current one): ``(X, y, sample_weight)`` or ``(X,)``."""
@@ -238,17 +244,7 @@ class Arranged(Batched):
         t = plan.timesteps
         s = plan.series.reshape(-1)
         start = np.where(s >= 0, self._ss.offsets[np.maximum(s, 0)] + plan.step.reshape(-1), 0)
-        valid = plan.valid.reshape(-1)
-        if self.return_sequences:
-            y = gather_chunks(self._ysource, start + self._yshift, valid, t, self.pad_value,
-                              reader=self._reader("y", self._ysource))
-            w = (np.arange(t)[None, :] < valid[:, None]).astype(np.float32)
-        else:
-            last = np.where(valid > 0, start + valid - 1 + self._yshift, 0)
-            y = gather_rows(self._ysource, last)
-            y[valid == 0] = self.pad_value
-            w = (valid == t).astype(np.float32)
-        return y, w
+        return self._targets_at(start, plan.valid.reshape(-1), t)
 
     @property
     def X(self) -> np.ndarray:
@@ -480,13 +476,7 @@ def arrange_stateful(
     jitter : int
         Vary each batch's length in ``[timesteps - jitter, timesteps]`` every epoch, so chunk boundaries
         fall on different steps (needs ``keras.Input(batch_shape=(B, None, F))``).
-    allow_nan : bool
-        NaN/inf in in-memory data or targets raise :class:`~statebatch.errors.DataValueError` by
-        default (they turn into a NaN loss); ``True`` accepts them (e.g. for a model that masks them).
-    gaps : "error", "split" or "accept"
-        Holes in the time stamps of a frame's time column or DatetimeIndex (a step missing from the
-        regular frequency): refused by default, ``"split"`` cuts the series there (pieces get ids
-        ``(id, piece)``, with a warning), ``"accept"`` runs windows and lanes across them.
+    %(input_checks)s
 
     Returns
     -------
@@ -563,3 +553,6 @@ def _pad_for(pad_value: Any, dtype: np.dtype) -> Any:
         if info is not None and not info.min <= int(pad_value) <= info.max:
             raise ParameterError(f"pad_value={pad_value!r} is outside the range of {dtype}.", "pass a value in range.")
     return pad_value
+
+
+arrange_stateful.__doc__ = arrange_stateful.__doc__.replace("    %(input_checks)s\n", INPUT_CHECKS_DOC)

@@ -17,8 +17,8 @@ from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchW
 from .materialise import gather_rows, gather_windows, strided_windows
 from .plans.windows import REMAINDERS, WindowPlan, plan_windows
 from .result import Batched, Explanation
-from .series import (GAPS, SeriesSet, aligned_targets, apply_gaps, as_series, check_finite_series, in_memory,
-                     source_of)
+from .series import (GAPS, INPUT_CHECKS_DOC, SeriesSet, aligned_targets, apply_gaps, as_series,
+                     check_finite_series, in_memory, source_of)
 from .source import RowSource, readonly
 
 __all__ = ["Windows", "make_windows", "strided_windows"]
@@ -347,13 +347,7 @@ def make_windows(
         when None), the last smaller batch kept (``"keep"``) or left out (``"drop"``, reported).
     copy : bool
         Return contiguous, writeable ``X``/``y`` instead of read-only views.
-    allow_nan : bool
-        NaN/inf in in-memory data or targets raise :class:`~statebatch.errors.DataValueError` by
-        default (they turn into a NaN loss); ``True`` accepts them (e.g. for a model that masks them).
-    gaps : "error", "split" or "accept"
-        Holes in the time stamps of a frame's time column or DatetimeIndex (a step missing from the
-        regular frequency): refused by default, ``"split"`` cuts the series there (pieces get ids
-        ``(id, piece)``, with a warning), ``"accept"`` runs windows and lanes across them.
+    %(input_checks)s
 
     Returns
     -------
@@ -464,3 +458,6 @@ def make_windows(
                       f"(ids {[lo.series for lo in short[:5]]}{'...' if len(short) > 5 else ''}); see Windows.left_out.",
                       StatebatchWarning, stacklevel=2)
     return w
+
+
+make_windows.__doc__ = make_windows.__doc__.replace("    %(input_checks)s\n", INPUT_CHECKS_DOC)

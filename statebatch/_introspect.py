@@ -77,3 +77,33 @@ def state_variables(layer: Any) -> list[Any]:
     """The state variables of a stateful RNN layer (h, and c for an LSTM)."""
     states = getattr(layer, "states", None) or []
     return [v for v in states if v is not None and hasattr(v, "assign")]
+
+
+def backend_warnings(stateful: list[Any]) -> list[str]:
+    """What a plain Keras ``fit``/``evaluate``/``predict`` would get wrong with these stateful layers
+    on the current backend (KERAS_FACTS.md, "Backends"); empty where statebatch tracks their state.
+
+    Reads the backend from the already imported keras module: a model exists, so keras is loaded.
+    """
+    import sys
+
+    keras = sys.modules.get("keras")
+    if not stateful or keras is None:
+        return []
+    backend = keras.backend.backend()
+    untracked = [layer.name for layer in stateful if not getattr(layer, "_statebatch_tracked", False)]
+    if not untracked:
+        return []
+    fix = ("train and predict through statebatch (statebatch.keras.fit_stateful, or callbacks=[LaneResetCallback(...)]) "
+           "or wrap the Keras calls in `with statebatch.keras.stateful_scope(model):`.")
+    if backend == "jax":
+        return [f"JAX backend: Keras' fit/evaluate/predict do not carry the state of stateful layers {untracked} from "
+                "batch to batch (their state variables are not among model.non_trainable_variables), so a plain "
+                "model.fit trains a stateless model without any error. To carry it, " + fix]
+    if backend == "torch":
+        cudnn = [layer.name for layer in stateful if getattr(layer, "use_cudnn", None) is not False
+                 and not getattr(layer, "_statebatch_tracked", False)]
+        if cudnn:
+            return [f"torch backend: fitting stateful layers {cudnn} fails in plain Keras with 'one of the variables "
+                    "needed for gradient computation has been modified by an inplace operation'. To avoid it, " + fix]
+    return []

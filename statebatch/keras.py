@@ -25,8 +25,10 @@ replicas (``validate(..., num_replicas=R)`` checks it).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
 import keras
 import numpy as np
@@ -34,14 +36,136 @@ import numpy as np
 from . import _introspect
 from ._args import check_choice, check_int
 from .bucketing import Bucketing
-from .errors import BatchIndexError, BatchSizeError, ModelMismatchError, ParameterError, ShuffleError, StatebatchWarning, StatefulLayoutError
+from .errors import (BatchIndexError, BatchSizeError, ModelMismatchError, ParameterError, ShuffleError, StatebatchError,
+                     StatebatchWarning, StatefulLayoutError)
 from .result import Batched
 from .schedule import InOrderGuard, LaneSchedule, ValidationSchedule, resets_of
 from .stateful import Arranged
 from .windows import Windows
 
 __all__ = ["Dataset", "WindowDataset", "StatefulDataset", "BucketDataset", "ShardDataset", "LaneResetCallback",
-           "KerasState", "fit_stateful", "reset_rows", "stateful_layers", "check_model", "to_tf_dataset"]
+           "KerasState", "fit_stateful", "reset_rows", "stateful_layers", "check_model", "to_tf_dataset",
+           "stateful_scope", "track_state", "untrack_state", "state_is_tracked"]
+
+
+# --------------------------------------------------------------------------- backends
+# Two Keras 3 backends lose or break recurrent state inside fit/evaluate/predict (KERAS_FACTS.md,
+# "Backends"); statebatch repairs both for the duration of its own calls (`stateful_scope`):
+#
+# - JAX: the trainer threads only `model.non_trainable_variables` through its jitted steps, and a
+#   stateful RNN's state variables are not among them, so every batch starts from zero state. We
+#   track them as non-trainable variables of their layer while statebatch drives the model, and untrack
+#   them afterwards so saved weight files keep the layout of a plain model. Inside a loop the trainer
+#   holds the live values; `jax_state_sync()` writes them back before we read or assign state.
+# - torch: the layer assigns its new state with an in-place `copy_` into the tensor autograd saved for
+#   the backward pass ("modified by an inplace operation"). We make the state variables' assignment
+#   rebind a fresh tensor instead; the fast fused loop stays in use (2.7x faster than use_cudnn=False).
+_TRACKED = "_statebatch_tracked"
+
+
+def _backend() -> str:
+    return keras.backend.backend()
+
+
+def _sync(model: Any) -> None:
+    """JAX: write the trainer's in-flight variable values back into the model's variables (no-op elsewhere)."""
+    sync = getattr(model, "jax_state_sync", None)
+    if sync is not None and _backend() == "jax":
+        sync()
+
+
+def _rebind_assign(variable: Any) -> bool:
+    import types
+
+    import torch
+
+    if getattr(variable, _TRACKED, False):
+        return False
+    if not hasattr(variable, "_direct_assign"):  # another Keras: fall back to the generic loop
+        return False
+
+    def _direct_assign(self, value):
+        with torch.no_grad():
+            self._value = torch.as_tensor(value, dtype=self._value.dtype).detach().clone().to(self._value.device)
+
+    variable._direct_assign = types.MethodType(_direct_assign, variable)
+    setattr(variable, _TRACKED, True)
+    return True
+
+
+def track_state(model: Any) -> list[Any]:
+    """Make ``model``'s recurrent state carry from batch to batch inside ``fit``/``evaluate``/``predict``
+    on the current Keras backend; returns what was changed (pass it to :func:`untrack_state`).
+
+    TensorFlow needs nothing. JAX: the state variables become tracked non-trainable variables of their
+    layers, so the JAX trainer threads them. torch: state assignment stops modifying tensors that
+    autograd saved (the "inplace operation" error when fitting a stateful LSTM/GRU). Prefer
+    :func:`stateful_scope`, which undoes the JAX part afterwards.
+    """
+    backend = _backend()
+    changed: list[Any] = []
+    if backend == "jax":
+        _sync(model)
+        for layer in stateful_layers(model):
+            tracker = getattr(layer, "_tracker", None)
+            if tracker is None:
+                continue
+            for v in _introspect.state_variables(layer):
+                if tracker.is_in_store("non_trainable_variables", v):
+                    continue
+                locked = tracker.locked
+                tracker.unlock()
+                try:
+                    layer._track_variable(v)
+                finally:
+                    if locked:
+                        tracker.lock()
+                setattr(layer, _TRACKED, True)
+                changed.append((layer, v))
+    elif backend == "torch":
+        for layer in stateful_layers(model):
+            variables = _introspect.state_variables(layer)
+            changed.extend((layer, None) for v in variables if _rebind_assign(v))
+            if not all(getattr(v, _TRACKED, False) for v in variables):
+                layer.use_cudnn = False  # no private hook in this Keras: the generic loop is safe
+            setattr(layer, _TRACKED, True)
+    return changed
+
+
+def untrack_state(model: Any, changed: list[Any]) -> None:
+    """Undo the JAX part of :func:`track_state` (the torch repair is harmless and stays)."""
+    if _backend() != "jax":
+        return
+    _sync(model)
+    for layer, v in reversed(changed):
+        if v is not None and layer._tracker.is_in_store("non_trainable_variables", v):
+            layer._untrack_variable(v)
+            layer.__dict__.pop(_TRACKED, None)
+
+
+def state_is_tracked(model: Any) -> bool:
+    """Whether every stateful layer of ``model`` carries state inside Keras loops on this backend."""
+    if _backend() not in ("jax", "torch"):
+        return True
+    return all(getattr(layer, _TRACKED, False) for layer in stateful_layers(model))
+
+
+@contextlib.contextmanager
+def stateful_scope(model: Any) -> Iterator[Any]:
+    """Within this block, Keras' ``fit``/``evaluate``/``predict`` carry ``model``'s recurrent state
+    from batch to batch on every backend (see :func:`track_state`).
+
+    statebatch's :class:`LaneResetCallback` and :func:`fit_stateful` do this themselves; use the block
+    for plain Keras calls on a stateful model (e.g. ``model.predict(X, batch_size=B, shuffle=False)``)::
+
+        with statebatch.keras.stateful_scope(model):
+            model.fit(X, y, batch_size=B, shuffle=False)
+    """
+    changed = track_state(model)
+    try:
+        yield model
+    finally:
+        untrack_state(model, changed)
 
 
 # --------------------------------------------------------------------------- state
@@ -51,9 +175,14 @@ def stateful_layers(model: Any) -> list[Any]:
 
 
 class KerasState:
-    """The recurrent state of a Keras model (or a list of its stateful layers) as a state handle."""
+    """The recurrent state of a Keras model (or a list of its stateful layers) as a state handle.
+
+    Reads and writes go through the variables' values (``keras.ops`` cannot take a JAX Variable),
+    after the JAX trainer's in-flight values were written back (:func:`_sync`).
+    """
 
     def __init__(self, model_or_layers: Any):
+        self.model = None if isinstance(model_or_layers, (list, tuple)) else model_or_layers
         self.layers = (list(model_or_layers) if isinstance(model_or_layers, (list, tuple))
                        else stateful_layers(model_or_layers))
         self.variables = [v for layer in self.layers for v in _introspect.state_variables(layer)]
@@ -62,9 +191,13 @@ class KerasState:
     def batch_size(self) -> int | None:
         return int(self.variables[0].shape[0]) if self.variables else None
 
+    def _values(self) -> list[np.ndarray]:
+        if self.model is not None:
+            _sync(self.model)
+        return [np.array(keras.ops.convert_to_numpy(v.value)) for v in self.variables]
+
     def zero(self, rows: np.ndarray | None = None) -> None:
-        for v in self.variables:
-            value = keras.ops.convert_to_numpy(v.value)
+        for v, value in zip(self.variables, self._values()):
             if rows is None:
                 v.assign(np.zeros_like(value))
                 continue
@@ -85,9 +218,11 @@ class KerasState:
             v.assign(value)
 
     def snapshot(self) -> list[np.ndarray]:
-        return [np.array(keras.ops.convert_to_numpy(v.value)) for v in self.variables]
+        return self._values()
 
     def restore(self, snapshot: list[np.ndarray]) -> None:
+        if self.model is not None:
+            _sync(self.model)
         for v, value in zip(self.variables, snapshot):
             v.assign(value)
 
@@ -108,6 +243,39 @@ def reset_rows(model_or_layers: Any, rows: Any = None) -> None:
 
 
 # --------------------------------------------------------------------------- datasets
+# On TensorFlow, Keras runs a dataset's __getitem__ inside tf.data, which re-raises any exception as an
+# InvalidArgumentError ("Graph execution error ... PyFunc") with the original message inside. The
+# datasets record the statebatch error they raise, so that statebatch's own entry points
+# (fit_stateful, predict) can raise the original instead.
+_LAST_ERROR: list[StatebatchError | None] = [None]
+
+
+def _recorded(getitem):
+    @functools.wraps(getitem)
+    def wrapper(self, k):
+        try:
+            return getitem(self, k)
+        except StatebatchError as exc:
+            _LAST_ERROR[0] = exc
+            raise
+    return wrapper
+
+
+@contextlib.contextmanager
+def _original_errors() -> Iterator[None]:
+    """Re-raise a statebatch error that a Keras loop wrapped (see ``_LAST_ERROR``)."""
+    _LAST_ERROR[0] = None
+    try:
+        yield
+    except StatebatchError:
+        raise
+    except Exception as exc:
+        recorded, _LAST_ERROR[0] = _LAST_ERROR[0], None
+        if recorded is not None:
+            raise recorded from exc
+        raise
+
+
 def _batch_index(k: Any, n: int) -> int:
     """A batch index of a dataset with ``n`` batches (a statebatch error that is also an IndexError)."""
     k = check_int("batch index", k)
@@ -147,6 +315,7 @@ class Dataset(keras.utils.PyDataset):
     def _index(self, k: Any) -> int:
         return _batch_index(k, self._n)
 
+    @_recorded
     def __getitem__(self, k: int):
         k = self._index(k)
         if self._guard is not None:
@@ -210,6 +379,7 @@ class StatefulDataset(Dataset):
     def arranged(self) -> Arranged:
         return self.result
 
+    @_recorded
     def __getitem__(self, k: int):
         out = super().__getitem__(k)
         if (self.resets_by == "callback" and k > 0 and self.result.__dict__.get("_resetting") is None
@@ -253,6 +423,7 @@ class BucketDataset(Dataset):
     def bucketing(self) -> Bucketing:
         return self.result
 
+    @_recorded
     def __getitem__(self, k: int):
         k = self._index(k)
         b = self.result
@@ -292,6 +463,7 @@ class ShardDataset(keras.utils.PyDataset):
     def __len__(self) -> int:
         return len(self.shards)
 
+    @_recorded
     def __getitem__(self, k: int):
         k = _batch_index(k, len(self.shards))
         if self._guard is not None:
@@ -336,10 +508,20 @@ class LaneResetCallback(keras.callbacks.Callback):
         self.reset_on_epoch_begin = reset_on_epoch_begin
         self._state: KerasState | None = None
         self._in_fit = False
+        self._tracked: list[list] = []  # what each running fit/evaluate/predict made track_state change
 
     @property
     def resets_done(self) -> int:
         return self.train.resets_done
+
+    def _begin(self) -> KerasState:
+        """Start of fit/evaluate/predict: carry state on this backend, and find it."""
+        self._tracked.append(track_state(self.model))
+        return self._find_state()
+
+    def _end(self) -> None:
+        if self._tracked:
+            untrack_state(self.model, self._tracked.pop())
 
     def _find_state(self) -> KerasState:
         state = KerasState(self.model)
@@ -382,12 +564,13 @@ class LaneResetCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self._check_steps("fit")
         self._in_fit = True
-        self._find_state()
+        self._begin()
         self._resetting(True)
 
     def on_train_end(self, logs=None):
         self._in_fit = False
         self._resetting(False)
+        self._end()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.train.epoch_begin(self._state, epoch)
@@ -397,10 +580,9 @@ class LaneResetCallback(keras.callbacks.Callback):
 
     # -- evaluate (also validation inside fit)
     def on_test_begin(self, logs=None):
-        if self._state is None:
-            self._find_state()
         if not self._in_fit:
             self._check_steps("evaluate")
+            self._begin()
             self._resetting(True)
         if self._in_fit:
             if self.validation is None:
@@ -423,15 +605,17 @@ class LaneResetCallback(keras.callbacks.Callback):
             self.validation.end(self._state)
         if not self._in_fit:
             self._resetting(False)
+            self._end()
 
     # -- predict
     def on_predict_begin(self, logs=None):
         self._check_steps("predict")
-        self._find_state().zero(None)
+        self._begin().zero(None)
         self._resetting(True)
 
     def on_predict_end(self, logs=None):
         self._resetting(False)
+        self._end()
 
     def on_predict_batch_begin(self, batch, logs=None):
         self.train.batch_begin(self._state, batch)
@@ -494,9 +678,10 @@ def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int =
             warnings.simplefilter("ignore")
             return StatefulDataset(arranged)
 
-    return model.fit(feed(train), epochs=epochs, shuffle=False,
-                     validation_data=None if validation is None else feed(validation),
-                     callbacks=[cb] + list(callbacks or []), **fit_kwargs)
+    with _original_errors():
+        return model.fit(feed(train), epochs=epochs, shuffle=False,
+                         validation_data=None if validation is None else feed(validation),
+                         callbacks=[cb] + list(callbacks or []), **fit_kwargs)
 
 
 def to_tf_dataset(data: Any):
@@ -530,6 +715,13 @@ def to_tf_dataset(data: Any):
     guard = InOrderGuard() if dataset is None and isinstance(result, Arranged) else None
 
     def batches():
+        try:
+            yield from _batches()
+        except StatebatchError as exc:
+            _LAST_ERROR[0] = exc
+            raise
+
+    def _batches():
         if dataset is not None:  # the dataset serves (and guards) its batches, then moves to its next epoch
             for k in range(len(dataset)):
                 yield dataset[k]

@@ -182,6 +182,7 @@ def validate(
             run(checks.check_layout, Xa, bs)
     run(checks.check_shuffle, shuffle, stateful)
     run(checks.check_masking, Xa, model)
+    rep.warnings.extend(_introspect.backend_warnings(m_stateful))
     rep.warnings.extend(checks.check_suspicious(Xa, stateful, bs))
     return _finish(rep, raise_errors, emit_warnings)
 

@@ -8,7 +8,11 @@ import pytest
 import statebatch as sb
 from statebatch.errors import BatchSizeError, ModelMismatchError, ParameterError, StatefulLayoutError
 from statebatch.keras import (LaneResetCallback, StatefulDataset, WindowDataset, check_model, fit_stateful, reset_rows,
-                              stateful_layers)
+                              stateful_layers, stateful_scope)
+
+from _backend import after_error_in_loop, raises_in_keras_loop, warns_on_tensorflow
+
+pytestmark = pytest.mark.backend
 
 F = 2
 RNG = np.random.default_rng(42)
@@ -60,8 +64,9 @@ def test_many_series_with_resets_equal_each_series_alone(cell):
         np.testing.assert_allclose(out, alone, atol=1e-5)
     # Without per-lane resets the series that start mid-lane would inherit a stranger's state: refused...
     # (on TensorFlow the error arrives wrapped by tf.data, message first; see the README's Keras notes)
-    with pytest.raises(Exception, match="StatefulLayoutError: batch .* starts new series .* no LaneResetCallback"):
+    with raises_in_keras_loop(StatefulLayoutError, "batch .* starts new series .* no LaneResetCallback"):
         m.predict(StatefulDataset(a), verbose=0)
+    after_error_in_loop(m)
     with pytest.raises(StatefulLayoutError, match="LaneResetCallback"):  # the dataset itself, without tf.data
         ds = StatefulDataset(a)
         for k in range(len(ds)):
@@ -96,7 +101,7 @@ def test_every_epoch_of_shuffled_jittered_lanes_equals_each_series_alone(cell):
         outs = []
         for k in range(len(ds)):
             cb.on_train_batch_begin(k)
-            outs.append(np.asarray(m(ds[k][0])))
+            outs.append(keras.ops.convert_to_numpy(m(ds[k][0])))
         plan = a.plan(epoch)
         packings.add(plan.series.tobytes())
         edges.add(tuple(o.shape[1] for o in outs))
@@ -146,7 +151,7 @@ def test_seed_example_batch1_and_lanes_see_the_same_steps():
         inp = keras.Input(batch_shape=(B, T, 1))
         model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.LSTM(4, return_sequences=True, stateful=True)(inp)))
         model.compile(optimizer="adam", loss="mse")
-        with pytest.warns(sb.StatebatchWarning) if B == 1 else contextlib.nullcontext():
+        with warns_on_tensorflow(sb.StatebatchWarning) if B == 1 else contextlib.nullcontext():
             ds = Recording(a)
         ds.log = []
         for _epoch in range(2):  # the seeds' loop, Keras 3 spelling
@@ -172,9 +177,8 @@ def test_fit_with_shuffle_true_fails_with_clear_message():
     a = sb.arrange_stateful(RNG.normal(size=(400, F)).astype("float32"), 5, 4)
     m, _ = twins(keras.layers.LSTM, 4, T=5, head=F)
     m.compile(optimizer="adam", loss="mse")
-    with pytest.raises(Exception) as info:
+    with raises_in_keras_loop(sb.ShuffleError, "stateful batches were requested out of order(.|\n)*shuffle=False"):
         m.fit(StatefulDataset(a), epochs=1, callbacks=[LaneResetCallback(a)], verbose=0)  # shuffle defaults True
-    assert "ShuffleError" in str(info.value) and "shuffle=False" in str(info.value)
     with pytest.raises(sb.ShuffleError):
         fit_stateful(m, a, shuffle=True)
 
@@ -188,15 +192,19 @@ def test_validation_state_is_kept_apart_and_continuation_respected():
     layer = stateful_layers(m)[0]
 
     class Probe(keras.callbacks.Callback):
+        # self.model first: on JAX it writes the trainer's live values back into the variables
+        def states(self):
+            return self.model and [keras.ops.convert_to_numpy(v.value) for v in layer.states]
+
         def on_train_batch_end(self, batch, logs=None):
-            self.end_of_training = [keras.ops.convert_to_numpy(v) for v in layer.states]
+            self.end_of_training = self.states()
 
         def on_test_batch_begin(self, batch, logs=None):
             if batch == 0:
-                self.val_start = [keras.ops.convert_to_numpy(v) for v in layer.states]
+                self.val_start = self.states()
 
         def on_epoch_end(self, epoch, logs=None):
-            self.after_validation = [keras.ops.convert_to_numpy(v) for v in layer.states]
+            self.after_validation = self.states()
 
     probe = Probe()
     fit_stateful(m, train, validation=val, epochs=1, verbose=0, callbacks=[probe])
@@ -226,7 +234,8 @@ def test_reset_rows_in_nested_stacked_and_bidirectional_layers():
     model = keras.Model(inp, h)
     layers = stateful_layers(model)
     assert len(layers) == 4  # LSTM, nested LSTM, forward GRU, backward GRU
-    model.predict(RNG.normal(size=(B, T, F)).astype("float32"), batch_size=B, verbose=0)
+    with stateful_scope(model):  # plain Keras predict keeps no state on JAX without it
+        model.predict(RNG.normal(size=(B, T, F)).astype("float32"), batch_size=B, verbose=0)
     before = [keras.ops.convert_to_numpy(v) for layer in layers for v in layer.states]
     assert all(np.abs(s).max(axis=1).min() > 0 for s in before)  # every row holds state
     reset_rows(model, [1])
@@ -322,3 +331,54 @@ def test_callback_refuses_another_arrangement_and_short_epochs():
         model.predict(StatefulDataset(other), callbacks=[LaneResetCallback(a)], verbose=0)
     hist = model.fit(StatefulDataset(a), callbacks=[LaneResetCallback(a)], shuffle=False, verbose=0, epochs=2)
     assert len(hist.history["loss"]) == 2
+
+
+def stacked_twins(B):
+    """A stateful two-layer model (LSTM inside a nested model, then a GRU) and its stateless twin."""
+    def build(stateful):
+        batch_shape = (B, None, F) if stateful else (None, None, F)
+        inner_in = keras.Input(batch_shape=batch_shape)
+        inner = keras.Model(inner_in, keras.layers.LSTM(5, stateful=stateful, return_sequences=True)(inner_in))
+        inp = keras.Input(batch_shape=batch_shape)
+        h = keras.layers.GRU(4, stateful=stateful, return_sequences=True)(inner(inp))
+        return keras.Model(inp, keras.layers.Dense(F)(h))
+
+    keras.utils.set_random_seed(1)
+    m, ref = build(True), build(False)
+    ref.set_weights(m.get_weights())
+    return m, ref
+
+
+def test_fit_per_batch_training_loss_equals_each_series_alone():
+    """Training itself carries state (on JAX plain Keras does not): with a zero learning rate, the loss of
+    every training batch equals the loss of the same weights run over each whole series from zero state."""
+    B, T = 3, 5
+    lengths = [31, 12, 44, 23, 9, 27, 18]
+    series = [RNG.normal(size=(n, F)).astype("float32") for n in lengths]
+    a = sb.arrange_stateful(series, T, B, targets="next")
+    m, ref = stacked_twins(B)
+    m.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="mse")
+    # the expected batches: each series' stateless outputs, laid out in lanes exactly as its inputs are
+    alone = [keras.ops.convert_to_numpy(ref(s[None, :-1]))[0] for s in series]
+    expected_pred = sb.arrange_stateful(alone, T, B, targets=None)
+    assert expected_pred.n_batches == a.n_batches
+    want = []
+    for k in range(a.n_batches):
+        _, y, w = a.batch(k)
+        err = ((expected_pred.batch(k)[0] - y) ** 2).mean(axis=-1)  # mse per step, like Keras
+        want.append(float((err * w).sum() / w.size))  # Keras' default reduction: sum over batch size
+
+    class PerBatch(keras.callbacks.Callback):
+        running = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.running.append(float(logs["loss"]))
+
+    rec = PerBatch()
+    fit_stateful(m, a, epochs=2, verbose=0, callbacks=[rec])
+    running = np.asarray(rec.running).reshape(2, a.n_batches)
+    k = np.arange(a.n_batches)
+    got = running * (k + 1) - np.concatenate([[0.0], running[0, :-1] * k[1:]])[None, :]  # running mean -> per batch
+    got[1] = running[1] * (k + 1) - np.concatenate([[0.0], running[1, :-1] * k[1:]])
+    np.testing.assert_allclose(got[0], want, rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(got[1], want, rtol=2e-4, atol=1e-6)  # epoch 2 starts from zero state again

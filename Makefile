@@ -1,21 +1,47 @@
-# Both entry points create their own virtual environment (.venv) from pyproject.toml.
+# Both entry points create their own virtual environments from pyproject.toml.
+#   .venv        TensorFlow backend + every optional dependency: the whole suite
+#   .venv-jax    JAX backend:   the tests marked `backend` (stateful Keras proofs, datasets, callbacks)
+#   .venv-torch  torch backend: the same tests
 PY ?= python3
+TORCH := torch==2.13.0
+PIP := -m pip install --quiet --disable-pip-version-check
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+JAX_STAMP := .venv-jax/.installed
+TORCH_STAMP := .venv-torch/.installed
 
-.PHONY: demo test bench bench-quick clean
+.PHONY: demo test test-main test-jax test-torch bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python $(PIP) -e '.[dev]' '$(TORCH)'
 	touch $(STAMP)
+
+$(JAX_STAMP): pyproject.toml
+	$(PY) -m venv .venv-jax
+	.venv-jax/bin/python $(PIP) -e '.[jax,test]'
+	touch $(JAX_STAMP)
+
+$(TORCH_STAMP): pyproject.toml
+	$(PY) -m venv .venv-torch
+	.venv-torch/bin/python $(PIP) '$(TORCH)'
+	.venv-torch/bin/python $(PIP) -e '.[torch,test]'
+	touch $(TORCH_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m statebatch.demo
 
-test: $(STAMP)
+test: test-main test-jax test-torch
+
+test-main: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+test-jax: $(JAX_STAMP)
+	KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -q -m backend
+
+test-torch: $(TORCH_STAMP)
+	KERAS_BACKEND=torch .venv-torch/bin/python -m pytest -q -m backend
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
@@ -24,4 +50,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis bench/results
+	rm -rf $(VENV) .venv-jax .venv-torch .pytest_cache .hypothesis bench/results

@@ -36,7 +36,7 @@ import numpy as np
 from . import _introspect
 from ._args import check_choice, check_int
 from .bucketing import Bucketing
-from .errors import (BatchIndexError, BatchSizeError, ModelMismatchError, ParameterError, ShuffleError, StatebatchError,
+from .errors import (BatchIndexError, BatchSizeError, LengthMismatchError, ModelMismatchError, ParameterError, ShuffleError, StatebatchError,
                      StatebatchWarning, StatefulLayoutError)
 from .result import Batched
 from .schedule import InOrderGuard, LaneSchedule, ValidationSchedule, resets_of
@@ -45,7 +45,7 @@ from .windows import Windows
 
 __all__ = ["Dataset", "WindowDataset", "StatefulDataset", "BucketDataset", "ShardDataset", "LaneResetCallback",
            "KerasState", "fit_stateful", "reset_rows", "stateful_layers", "check_model", "to_tf_dataset",
-           "stateful_scope", "track_state", "untrack_state", "state_is_tracked"]
+           "stateful_scope", "track_state", "untrack_state", "state_is_tracked", "predict"]
 
 
 # --------------------------------------------------------------------------- backends
@@ -401,12 +401,42 @@ class StatefulDataset(Dataset):
         return self.result.resets
 
 
+def _spec_safe_order(sizes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """A batch order whose first two batches differ in every dimension that varies at all.
+
+    Keras' PyDataset adapter on TensorFlow infers the element spec from batches 0 and 1 only (whatever
+    order ``fit`` later draws): a size both share becomes static, and any later batch of another size
+    fails ("generator yielded an element of shape (64, 75, 1) where (None, 50, 1) was expected").
+    Such a pair always exists (if every pair shared a size or a length, one of them would be constant).
+    The other batches keep their order.
+    """
+    n = len(sizes)
+    order = np.arange(n)
+    varies = [v for v in (sizes, lengths) if n and (v != v[0]).any()]
+    if n < 3 or not varies:
+        return order
+    for a in range(n):
+        ok = np.ones(n, bool)
+        for v in varies:
+            ok &= v != v[a]
+        hits = np.flatnonzero(ok)
+        if hits.size:
+            b = int(hits[0])
+            rest = order[(order != a) & (order != b)]
+            return np.concatenate([[a, b], rest])
+    return order  # unreachable (see above)
+
+
 class BucketDataset(Dataset):
     """A :class:`~statebatch.Bucketing` as a Keras ``PyDataset``: one epoch per pass, re-bucketed and
     reshuffled in ``on_epoch_end``.
 
     Each batch is ``(X[, y[, sample_weight]])`` padded to its longest member; use a model built with
     ``keras.Input(shape=(None, features))`` and a ``Masking`` layer or the per-timestep weights.
+    Item ``k`` is batch ``order[k]`` of the epoch's plan: the first two items differ in length (and in
+    size, where sizes vary), because Keras on TensorFlow derives the shapes it accepts from them. For
+    per-step predictions (which Keras cannot concatenate across lengths on JAX and torch) use
+    :func:`predict`, which returns them per sequence in the original order.
     With a token budget the batch count would change between epochs, which Keras does not allow
     within one ``fit``; then membership stays that of the first epoch and only the order changes.
     """
@@ -417,28 +447,54 @@ class BucketDataset(Dataset):
                                  "build it with statebatch.bucket_batches(...).")
         super().__init__(bucketing, **kwargs)
         self._first = bucketing.plan()
-        self._order = np.arange(self._first.n_batches)
+        self._shuffle_budget = np.arange(self._first.n_batches)
+        self._plan_order()
 
     @property
     def bucketing(self) -> Bucketing:
         return self.result
 
+    def _plan(self):
+        return self._first if self.result.token_budget is not None else self.result.plan()
+
+    def _plan_order(self) -> None:
+        plan = self._plan()
+        base = self._shuffle_budget if self.result.token_budget is not None else np.arange(plan.n_batches)
+        sizes = np.array([len(plan.batches[j]) for j in base])
+        lengths = np.asarray(plan.padded_lengths)[base]
+        self.order = base[_spec_safe_order(sizes, lengths)]
+        self._n = len(self.order)
+
     @_recorded
     def __getitem__(self, k: int):
         k = self._index(k)
+        j = int(self.order[k])
         b = self.result
+        self._served = (self.order, self._first.epoch if b.token_budget is not None else b.epoch)
         if b.token_budget is None:
-            return b.batch(k)
-        j = int(self._order[k])
+            return b.batch(j)
         return b.materialise(self._first.batches[j], int(self._first.padded_lengths[j])).as_tuple()
+
+    def unbatch(self, outputs: Any):
+        """Outputs of this epoch's items (a list, one array per item, in item order) per sequence, in
+        the original order: see :meth:`statebatch.Bucketing.unbatch`."""
+        order, epoch = getattr(self, "_served", (self.order, self.result.epoch))  # the epoch last served
+        if not isinstance(outputs, (list, tuple)) or len(outputs) != len(order):
+            got = f"a list of {len(outputs)}" if isinstance(outputs, (list, tuple)) else type(outputs).__name__
+            raise LengthMismatchError(f"outputs must be a list with one array per item ({len(order)}), got {got}.",
+                                      "collect model.predict_on_batch(dataset[k][0]) for k in range(len(dataset)), "
+                                      "or use statebatch.keras.predict(model, dataset).")
+        in_plan = [None] * len(outputs)
+        for k, j in enumerate(order):
+            in_plan[int(j)] = outputs[k]
+        return self.result.unbatch(in_plan, epoch=epoch)
 
     def on_epoch_end(self) -> None:
         b = self.result
         b.set_epoch(b.epoch + 1)
         if b.token_budget is not None:
-            self._order = np.random.default_rng((b.seed, b.epoch, 7)).permutation(self._first.n_batches)
-        else:
-            self._n = b.n_batches
+            self._shuffle_budget = np.random.default_rng((b.seed, b.epoch, 7)).permutation(self._first.n_batches)
+        self._plan_order()
 
 
 class ShardDataset(keras.utils.PyDataset):
@@ -682,6 +738,41 @@ def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int =
         return model.fit(feed(train), epochs=epochs, shuffle=False,
                          validation_data=None if validation is None else feed(validation),
                          callbacks=[cb] + list(callbacks or []), **fit_kwargs)
+
+
+def predict(model: Any, data: Any, *, callbacks: list | None = None, verbose: int = 0) -> Any:
+    """Predictions in the original order, on every backend: per window, per sequence or per series.
+
+    Parameters
+    ----------
+    model : keras.Model
+    data : Windows, Bucketing or Arranged (or their datasets)
+
+    Returns
+    -------
+    Windows: ndarray ``(n_windows, ...)`` (:meth:`Windows.unbatch`). Bucketing: a list of
+    ``(length_i, ...)`` arrays for per-step outputs, else ``(n_sequences, ...)``
+    (:meth:`Bucketing.unbatch`); batches run one by one, so outputs of different lengths never need
+    concatenating (Keras' ``predict`` cannot on JAX and torch). Arranged: a list with one
+    ``(length_i, ...)`` array per series, run with :class:`LaneResetCallback` (:meth:`Arranged.unbatch`).
+    """
+    result = data.result if isinstance(data, Dataset) else data
+    if isinstance(result, Arranged):
+        ds = data if isinstance(data, StatefulDataset) else StatefulDataset(result, resets="callback")
+        with _original_errors():
+            out = model.predict(ds, callbacks=[LaneResetCallback(result)] + list(callbacks or []), verbose=verbose)
+        return result.unbatch(out)
+    if isinstance(result, Bucketing):
+        ds = data if isinstance(data, BucketDataset) else BucketDataset(result)
+        return ds.unbatch([np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(ds[k][0])))
+                           for k in range(len(ds))])
+    if isinstance(result, Windows):
+        epoch = result.epoch
+        outs = [np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(result.batch(k, epoch)[0])))
+                for k in range(result.plan(epoch).n_batches)]
+        return result.unbatch(outs, epoch=epoch)
+    raise ParameterError(f"predict needs a statebatch result or dataset, got {type(data).__name__}.",
+                         "pass make_windows(...), bucket_batches(...) or arrange_stateful(...).")
 
 
 def to_tf_dataset(data: Any):

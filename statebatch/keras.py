@@ -45,7 +45,7 @@ from .windows import Windows
 
 __all__ = ["Dataset", "WindowDataset", "StatefulDataset", "BucketDataset", "ShardDataset", "LaneResetCallback",
            "KerasState", "fit_stateful", "reset_rows", "stateful_layers", "check_model", "to_tf_dataset",
-           "stateful_scope", "track_state", "untrack_state", "state_is_tracked", "predict"]
+           "stateful_scope", "track_state", "untrack_state", "state_is_tracked", "predict", "use_real_step_loss"]
 
 
 # --------------------------------------------------------------------------- backends
@@ -622,6 +622,18 @@ class LaneResetCallback(keras.callbacks.Callback):
         self._in_fit = True
         self._begin()
         self._resetting(True)
+        self._warn_diluted_loss()
+
+    def _warn_diluted_loss(self) -> None:
+        compiled = getattr(self.model, "_compile_loss", None)
+        reductions = {getattr(e.loss, "reduction", None) for e in (getattr(compiled, "_flat_losses", None) or [])}
+        results = [self.train.result] + ([self.validation.lanes.result] if self.validation is not None else [])
+        padding = max(float(getattr(r, "padding_fraction", 0.0)) for r in results)
+        if padding > 0 and reductions - {REAL_STEP_REDUCTION, None}:
+            warnings.warn(f"{padding:.1%} of the steps are padding (sample weight 0), and the model's loss divides by "
+                          "all steps, so reported losses are diluted by the padding: call "
+                          "statebatch.keras.use_real_step_loss(model) before fit (fit_stateful does), or compile with "
+                          "reduction='mean_with_sample_weight'.", StatebatchWarning, stacklevel=2)
 
     def on_train_end(self, logs=None):
         self._in_fit = False
@@ -677,6 +689,41 @@ class LaneResetCallback(keras.callbacks.Callback):
         self.train.batch_begin(self._state, batch)
 
 
+# --------------------------------------------------------------------------- losses over real steps
+REAL_STEP_REDUCTION = "mean_with_sample_weight"
+
+
+def use_real_step_loss(model: Any) -> int:
+    """Make a compiled model's loss a mean over real (non-padded) steps; returns the losses changed.
+
+    statebatch pads (idle lanes, series ends, buckets) with sample weight 0. Keras' default reduction
+    (``"sum_over_batch_size"``) divides by every step, padding included, so a reported loss is the
+    true mean times (1 - padding fraction) and the gradient shrinks with it. ``"mean_with_sample_weight"``
+    divides each batch's loss by the sum of its weights: the mean over its real steps. (The epoch figure
+    Keras prints is then the mean of these batch means; for the exact mean over all real steps of an
+    epoch add ``weighted_metrics=["mse"]`` (or your metric) to ``compile``: weighted metrics accumulate
+    sums and weights.) Same as compiling with ``loss=keras.losses.MeanSquaredError(reduction=
+    "mean_with_sample_weight")``, for a model compiled already; :func:`fit_stateful` calls it.
+    """
+    compiled = getattr(model, "_compile_loss", None)
+    if compiled is None:
+        raise ParameterError("the model is not compiled with a loss.", "call model.compile(optimizer=..., loss=...) first.")
+    if not compiled.built:
+        outputs = model.outputs
+        y = outputs[0] if len(outputs) == 1 else outputs
+        compiled.build(y, y)
+    changed = 0
+    for entry in compiled._flat_losses:
+        loss = entry.loss
+        if loss is not None and getattr(loss, "reduction", None) != REAL_STEP_REDUCTION:
+            loss.reduction = REAL_STEP_REDUCTION
+            changed += 1
+    if changed:  # traced train/test steps captured the old reduction
+        model.train_function = None
+        model.test_function = None
+    return changed
+
+
 # --------------------------------------------------------------------------- fitting
 def check_model(model: Any, arranged: Arranged) -> None:
     """Fail early when ``model`` cannot run ``arranged`` statefully (batch size, timesteps, features)."""
@@ -704,8 +751,11 @@ def check_model(model: Any, arranged: Arranged) -> None:
 
 def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int = 1,
                  validation: Arranged | StatefulDataset | None = None,
-                 callbacks: list | None = None, reset_on_epoch_begin: bool = True, **fit_kwargs):
-    """``model.fit`` on arranged lanes, done right: validated first, in order, with lane resets.
+                 callbacks: list | None = None, reset_on_epoch_begin: bool = True, real_step_loss: bool = True,
+                 **fit_kwargs):
+    """``model.fit`` on arranged lanes, done right: validated first, in order, with lane resets, and
+    (``real_step_loss``) losses that are means over real steps, not diluted by padding
+    (:func:`use_real_step_loss`; this changes the compiled model's loss reduction).
 
     On the TensorFlow backend the batches go through :func:`to_tf_dataset` (static batch size,
     needed for ``batch_size=1``); elsewhere through the PyDataset. Returns ``History``.
@@ -724,6 +774,8 @@ def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int =
         raise BatchSizeError(f"validation lanes ({val_arr.batch_size}) differ from training lanes "
                              f"({train_arr.batch_size}).", "arrange both with the same batch_size.")
     cb = LaneResetCallback(train_arr, val_arr, reset_on_epoch_begin=reset_on_epoch_begin)
+    if real_step_loss:  # where no weight is 0 this changes nothing: the sum of the weights is the step count
+        use_real_step_loss(model)
 
     def feed(arranged):
         if keras.backend.backend() == "tensorflow":
@@ -782,9 +834,16 @@ def to_tf_dataset(data: Any):
     :class:`~statebatch.Bucketing` (or their datasets). The element spec keeps every size that is
     the same in all batches static (a stateful model's batch size above all) and leaves the others
     ``None`` (a bucket's length, the last smaller batch). Each pass re-plans the next epoch; the
-    cardinality is known and batches are prefetched. Needs TensorFlow.
+    cardinality is known and batches are prefetched. With ``steps_per_epoch`` (windows and buckets),
+    pass ``to_tf_dataset(result).repeat()``: every pass is a fresh epoch, so no epoch runs out of data.
+    Needs TensorFlow (a statebatch error says so where it is not installed).
     """
-    import tensorflow as tf
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise ParameterError("to_tf_dataset needs TensorFlow, which is not installed.",
+                             "feed Keras the statebatch dataset instead (StatefulDataset, WindowDataset, BucketDataset), "
+                             "or pip install 'statebatch[tensorflow]'.") from exc
 
     result = data.result if isinstance(data, Dataset) else data
     if not isinstance(result, Batched):

@@ -341,3 +341,23 @@ def test_remainder_drop_sees_every_sequence_within_two_epochs(lengths, batch_siz
         left = np.array([lo.series for lo in p.left_out], dtype=int)
         assert sorted(np.concatenate([members, left]).tolist()) == list(range(len(lengths)))
         assert all(len(m) == batch_size for m in p.batches)
+
+
+def test_tf_export_has_known_cardinality_and_repeats_for_steps_per_epoch():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(5)
+    seqs = [rng.normal(size=(n, 2)).astype("float32") for n in rng.integers(3, 30, size=100)]
+    bk = sb.bucket_batches(seqs, 16, targets=rng.normal(size=(100, 1)).astype("float32"), seed=0)
+    ds = to_tf_dataset(bk)
+    assert int(ds.cardinality()) == bk.n_batches
+    # steps_per_epoch across epochs: .repeat() re-plans (reshuffles) on every pass and never runs dry
+    inp = keras.Input(shape=(None, 2))
+    model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.GRU(3)(inp)))
+    model.compile(optimizer="adam", loss="mse")
+    steps = bk.n_batches - 2
+    hist = model.fit(ds.repeat(), steps_per_epoch=steps, epochs=4, verbose=0)
+    assert len(hist.history["loss"]) == 4 and np.isfinite(hist.history["loss"]).all()
+    seen = [int(x.shape[0]) for x, _ in ds.repeat().take(2 * bk.n_batches)]
+    assert sum(seen[:bk.n_batches]) == sum(seen[bk.n_batches:]) == 100  # every sequence once per pass
+    assert isinstance(ds.element_spec[0], tf.TensorSpec)

@@ -257,7 +257,17 @@ def test_per_timestep_weights_ignore_padding_in_keras_loss():
     clean = m.evaluate(kw["x"], kw["y"], sample_weight=kw["sample_weight"], batch_size=2, verbose=0, callbacks=cb)
     dirty = m.evaluate(kw["x"], y_garbage, sample_weight=kw["sample_weight"], batch_size=2, verbose=0, callbacks=cb)
     assert np.isclose(clean, dirty) and clean < 1e3
-    m.fit(**kw, epochs=1, verbose=0, callbacks=[LaneResetCallback(a)])
+    with pytest.warns(sb.StatebatchWarning, match="padding .* diluted"):  # Keras' default reduction
+        m.fit(**kw, epochs=1, verbose=0, callbacks=[LaneResetCallback(a)])
+    # the mean over real steps: what use_real_step_loss switches to, checked against numpy
+    assert sb.keras.use_real_step_loss(m) == 1
+    pred = keras.ops.convert_to_numpy(m.predict(kw["x"], batch_size=2, verbose=0, callbacks=[LaneResetCallback(a)]))
+    w = kw["sample_weight"]
+    per_step = ((pred - kw["y"]) ** 2).mean(axis=-1)
+    batch_means = [(per_step[i:i + 2] * w[i:i + 2]).sum() / w[i:i + 2].sum() for i in range(0, len(w), 2)]
+    got = m.evaluate(kw["x"], kw["y"], sample_weight=w, batch_size=2, verbose=0, callbacks=cb)
+    np.testing.assert_allclose(got, np.mean(batch_means), rtol=1e-4)
+    assert got > clean * 1.1  # the diluted figure was lower (22% padding)
 
 
 def test_model_checks_fail_early():
@@ -351,7 +361,8 @@ def stacked_twins(B):
 
 def test_fit_per_batch_training_loss_equals_each_series_alone():
     """Training itself carries state (on JAX plain Keras does not): with a zero learning rate, the loss of
-    every training batch equals the loss of the same weights run over each whole series from zero state."""
+    every training batch equals the loss of the same weights run over each whole series from zero state,
+    averaged over real steps only (padding is a third of the steps here; Keras' default would dilute it)."""
     B, T = 3, 5
     lengths = [31, 12, 44, 23, 9, 27, 18]
     series = [RNG.normal(size=(n, F)).astype("float32") for n in lengths]
@@ -361,12 +372,12 @@ def test_fit_per_batch_training_loss_equals_each_series_alone():
     # the expected batches: each series' stateless outputs, laid out in lanes exactly as its inputs are
     alone = [keras.ops.convert_to_numpy(ref(s[None, :-1]))[0] for s in series]
     expected_pred = sb.arrange_stateful(alone, T, B, targets=None)
-    assert expected_pred.n_batches == a.n_batches
+    assert expected_pred.n_batches == a.n_batches and a.padding_fraction > 0.1
     want = []
     for k in range(a.n_batches):
         _, y, w = a.batch(k)
         err = ((expected_pred.batch(k)[0] - y) ** 2).mean(axis=-1)  # mse per step, like Keras
-        want.append(float((err * w).sum() / w.size))  # Keras' default reduction: sum over batch size
+        want.append(float((err * w).sum() / w.sum()))  # the mean over real steps (fit_stateful's reduction)
 
     class PerBatch(keras.callbacks.Callback):
         running = []

@@ -121,7 +121,10 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
         Window length.
     stride, sampling_rate : int
     horizon : int
-        Steps from a window's last row to its target (0: the last row itself; 1: the next step).
+        Steps from a window's last row to its target: 1 (the default) is the next step, the same
+        convention as :func:`~statebatch.make_windows` and :class:`StatefulTransformer`. 0 (the
+        window's own last row) is allowed for a ``y`` that is not one of the inputs (e.g. a label
+        observed with the last step); before statebatch 0.2 it was the default.
         Windows whose target would fall past the data are not produced, so :meth:`transform` and
         :meth:`transform_y` always agree.
     id_col, time_col : str, optional
@@ -135,7 +138,7 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
     feature_names_in_ : ndarray of str (when fitted on a DataFrame)
     """
 
-    def __init__(self, timesteps: int = 10, *, stride: int = 1, sampling_rate: int = 1, horizon: int = 0,
+    def __init__(self, timesteps: int = 10, *, stride: int = 1, sampling_rate: int = 1, horizon: int = 1,
                  id_col: str | None = None, time_col: str | None = None, dtype: Any = np.float32):
         self.timesteps = timesteps
         self.stride = stride
@@ -189,18 +192,7 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
         if _is_frame(X) and (self.id_col is not None or self.time_col is not None):
             # The frame is reordered (by series, by time): y travels with it as target columns, so
             # that the target of a window is read in time order, never in the input's row order.
-            if isinstance(y, (str, list)) and not isinstance(y, np.ndarray):
-                frame, cols = X, ([y] if isinstance(y, str) else list(y))
-            else:
-                if hasattr(y, "index") and not y.index.equals(X.index):
-                    raise LengthMismatchError("y's index is not X's index, so its rows cannot be matched.",
-                                              "pass y taken from the same frame (e.g. df['y']).")
-                values = y.to_numpy() if hasattr(y, "to_numpy") else np.asarray(y)
-                if len(values) != len(X):
-                    raise LengthMismatchError(f"X has {len(X)} rows but y has {len(values)}.",
-                                              "pass y aligned row by row with X (before windowing).")
-                frame = X.assign(__statebatch_target__=values if values.ndim == 1 else list(values))
-                cols = ["__statebatch_target__"]
+            frame, cols = _with_target_columns(X, y)
             w = make_windows(frame, self.timesteps, stride=self.stride, sampling_rate=self.sampling_rate,
                              id_col=self.id_col, time_col=self.time_col, feature_cols=self._features,
                              target_cols=cols, targets="next" if self.horizon else "aligned",
@@ -217,6 +209,21 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
         w = self._windows(X, np.asarray(y))
         return np.ascontiguousarray(w.X), np.ascontiguousarray(w.y)
 
+
+
+def _with_target_columns(X: Any, y: Any) -> tuple[Any, list]:
+    """A long frame and the names of its target columns: ``y`` names columns of ``X``, or is row-aligned
+    with ``X`` and travels with it as a column (so it is reordered with the frame, never misaligned)."""
+    if isinstance(y, (str, list)) and not isinstance(y, np.ndarray):
+        return X, ([y] if isinstance(y, str) else list(y))
+    if hasattr(y, "index") and not y.index.equals(X.index):
+        raise LengthMismatchError("y's index is not X's index, so its rows cannot be matched.",
+                                  "pass y taken from the same frame (e.g. df['y']).")
+    values = y.to_numpy() if hasattr(y, "to_numpy") else np.asarray(y)
+    if len(values) != len(X):
+        raise LengthMismatchError(f"X has {len(X)} rows but y has {len(values)}.",
+                                  "pass y aligned row by row with X (before windowing).")
+    return X.assign(__statebatch_target__=values if values.ndim == 1 else list(values)), ["__statebatch_target__"]
 
 
 def _shift_targets(y: Any, horizon: int) -> np.ndarray:
@@ -249,30 +256,44 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wr
         return self
 
     def arrange(self, X: Any, y: Any = None) -> Arranged:
-        """The :class:`~statebatch.Arranged` lanes of ``X``: targets ``"next"`` (``horizon`` ahead)
-        when ``y`` is None, else ``y`` aligned row by row with ``X``."""
+        """The :class:`~statebatch.Arranged` lanes of ``X``.
+
+        The target of step ``t`` is ``horizon`` steps later (the convention of
+        :func:`~statebatch.make_windows` and :class:`WindowTransformer`): of ``X`` itself when ``y``
+        is None (``targets="next"``), else ``y[t + horizon]`` with ``y`` aligned row by row with ``X``.
+        Either way the last ``horizon`` steps of each series have no target and are not arranged,
+        so :meth:`transform`, :meth:`transform_xy` and this plan always have the same lanes.
+        """
         check_is_fitted(self)
         data = self._check_input(X, reset=False)
-        targets = "next" if y is None else (y.to_numpy() if hasattr(y, "to_numpy") else np.asarray(y))
-        return arrange_stateful(data, self.timesteps, self.batch_size, targets=targets, horizon=self.horizon,
-                                remainder=self.remainder, return_sequences=self.return_sequences,
-                                **self._series_kwargs())
+        kw = dict(horizon=self.horizon, remainder=self.remainder, return_sequences=self.return_sequences)
+        if y is None:
+            return arrange_stateful(data, self.timesteps, self.batch_size, targets="next", **kw,
+                                    **self._series_kwargs())
+        if self.id_col is not None or self.time_col is not None:
+            # y travels with the long frame as a target column, shifted per series in time order
+            frame, cols = _with_target_columns(data, y)
+            return arrange_stateful(frame, self.timesteps, self.batch_size, targets="next", target_cols=cols,
+                                    **kw, **{**self._series_kwargs(), "feature_cols": self._features})
+        values = y.to_numpy() if hasattr(y, "to_numpy") else np.asarray(y)
+        if len(values) != len(data):
+            raise LengthMismatchError(f"X has {len(data)} rows but y has {len(values)}.",
+                                      "pass y aligned row by row with X (before arranging).")
+        h = self.horizon
+        return arrange_stateful(data[: len(data) - h], self.timesteps, self.batch_size, targets=values[h:],
+                                remainder=self.remainder, return_sequences=self.return_sequences)
 
     def left_out(self, X: Any) -> list:
         """What :meth:`transform` leaves out of ``X`` (steps in no lane), with the reasons."""
         check_is_fitted(self)
-        data = self._check_input(X, reset=False)
-        return list(arrange_stateful(data, self.timesteps, self.batch_size, targets=None, remainder=self.remainder,
-                                     **self._series_kwargs()).left_out)
+        return list(self.arrange(X).left_out)
 
     def transform(self, X: Any) -> np.ndarray:
-        """The arranged lanes of ``X`` ``(n_batches * batch_size, timesteps, n_features)``; steps left
-        out are announced with a warning (see :meth:`left_out`)."""
+        """The arranged lanes of ``X`` ``(n_batches * batch_size, timesteps, n_features)``, the same
+        lanes as :meth:`transform_xy` (the last ``horizon`` steps, which have no target, are left
+        out); steps left out are announced with a warning (see :meth:`left_out`)."""
         check_is_fitted(self)
-        data = self._check_input(X, reset=False)
-        a = arrange_stateful(data, self.timesteps, self.batch_size, targets=None, remainder=self.remainder,
-                             **self._series_kwargs())
-        return _report(self, a).X
+        return _report(self, self.arrange(X)).X
 
     def transform_xy(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(X, y, sample_weight)`` in lane order, ready for ``fit(..., batch_size, shuffle=False)``."""

@@ -128,7 +128,7 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
         Steps from a window's last row to its target: 1 (the default) is the next step, the same
         convention as :func:`~statebatch.make_windows` and :class:`StatefulTransformer`. 0 (the
         window's own last row) is allowed for a ``y`` that is not one of the inputs (e.g. a label
-        observed with the last step); before statebatch 0.2 it was the default.
+        observed with the last step); up to statebatch 0.2.0 it was the default.
         Windows whose target would fall past the data are not produced, so :meth:`transform` and
         :meth:`transform_y` always agree.
     id_col, time_col : str, optional

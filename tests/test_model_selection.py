@@ -153,3 +153,30 @@ def test_series_scaler_round_trips_by_id():
     pipe = make_pipeline(SeriesScaler(id_col="id", time_col="t"),
                          WindowRegressor(Ridge(), timesteps=3, id_col="id", time_col="t", target_cols=["v"]))
     assert np.isfinite(pipe.fit(df).score(df))
+
+
+def test_windowsplit_folds_arranged_into_stateful_lanes_do_not_leak():
+    """The same folds, each part arranged into lanes for a stateful model: the row number travels as a
+    feature, so the lanes themselves show which rows they read and target."""
+    sizes = {"a": 90, "b": 70, "c": 55}
+    df = pd.DataFrame({"id": np.repeat(list(sizes), list(sizes.values())),
+                       "t": np.concatenate([np.arange(n) for n in sizes.values()])})
+    df["row"] = np.arange(len(df), dtype=float)
+    df = df.sample(frac=1, random_state=4).reset_index(drop=True)
+    cv = WindowSplit(n_splits=3, history=6, gap=1, id_col="id", time_col="t")
+    for train, test in cv.split(df):
+        tr = sb.arrange_stateful(df.iloc[train], 6, 3, id_col="id", time_col="t", feature_cols=["row"],
+                                 target_cols=["row"])
+        te = sb.arrange_stateful(df.iloc[test], 6, 3, id_col="id", time_col="t", feature_cols=["row"],
+                                 target_cols=["row"])
+        w_tr, w_te = tr.sample_weight > 0, te.sample_weight > 0
+        tr_inputs, tr_targets = set(tr.X[..., 0][w_tr].astype(int)), set(tr.y[..., 0][w_tr].astype(int))
+        te_inputs, te_targets = set(te.X[..., 0][w_te].astype(int)), set(te.y[..., 0][w_te].astype(int))
+        rows_train, rows_test = set(df["row"].iloc[train].astype(int)), set(df["row"].iloc[test].astype(int))
+        assert tr_inputs | tr_targets <= rows_train and te_inputs | te_targets <= rows_test
+        assert not (tr_inputs | tr_targets) & (te_inputs | te_targets)
+        for name in sizes:  # per series, everything trained on comes before the test fold, gap included
+            rows = df[df["id"] == name].set_index("row")["t"]
+            t_tr = rows.loc[sorted(tr_targets & set(rows.index))]
+            t_te = rows.loc[sorted(te_inputs & set(rows.index))]
+            assert t_tr.max() + cv.gap < t_te.min()

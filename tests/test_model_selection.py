@@ -112,6 +112,22 @@ def test_timeseriessplit_and_pipeline_scorer():
         window_scorer("no_such_metric")
 
 
+def test_windowregressor_estimator_checks():
+    """Every scikit-learn check passes except exactly the documented inapplicable ones."""
+    import warnings
+
+    from sklearn.utils.estimator_checks import check_estimator
+
+    from statebatch.sklearn import INAPPLICABLE_REGRESSOR_CHECKS
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(WindowRegressor(timesteps=2), on_fail=None)
+    failed = {r["check_name"] for r in results if r["status"] == "failed"}
+    assert failed == set(INAPPLICABLE_REGRESSOR_CHECKS), failed ^ set(INAPPLICABLE_REGRESSOR_CHECKS)
+    assert sum(r["status"] == "passed" for r in results) > 30
+
+
 def test_windowregressor_params_and_next_step_targets():
     X = np.arange(40.0).reshape(20, 2)
     reg = WindowRegressor(LinearRegression(), timesteps=4, target_cols=[1])

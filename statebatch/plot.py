@@ -16,7 +16,7 @@ from .errors import ParameterError
 
 __all__ = ["plot_lanes", "plot_buckets"]
 
-_MAX_SERIES_LEGEND = 12  # more series than this: colours repeat, so lanes are labelled instead
+_MAX_SERIES_LEGEND = 20  # tab20 has 20 colours: beyond that they repeat, so lanes are labelled instead
 _MAX_LANE_LABELS = 32
 
 
@@ -47,7 +47,7 @@ def plot_lanes(arranged: Any, *, ax: Any = None, max_batches: int | None = 200, 
                title: str | None = None, figsize: tuple[float, float] | None = None):
     """Draw lanes x batches: each cell coloured by the series it holds, padding shaded, resets marked.
 
-    A legend names the series by colour (up to 12 series; beyond that colours repeat and the lanes
+    A legend names the series by colour (up to 20 series; beyond that colours repeat and the lanes
     are labelled instead). White lines separate the lanes, so one series split into lanes shows
     where each lane's part begins; a lane that holds one series is labelled with its step range.
 

@@ -5,6 +5,16 @@ training rows only, it transforms later rows without leaking their statistics. P
 transform ``y``: :meth:`WindowTransformer.transform_xy` (and :func:`transform_xy` for a whole
 pipeline) return windows and their targets from one plan, so they cannot get out of step.
 
+Model selection across windowing: :class:`WindowRegressor` windows inside ``fit`` and ``predict`` and
+aligns the targets itself, so ``GridSearchCV`` tunes ``timesteps`` with the regressor's parameters;
+:class:`WindowSplit` makes time-series folds whose test part brings its own history;
+:func:`window_scorer` scores each window against its own target. :class:`SeriesScaler` scales each
+series of a long frame by itself and brings predictions back to original units by id.
+
+One target convention: the target of a window (or of a lane's step ``t``) is ``horizon`` steps after
+its last input step, ``horizon=1`` by default, for ``y`` aligned row by row with ``X`` as for
+``targets="next"`` (:func:`~statebatch.make_windows`).
+
 ``set_output``: the output of these transformers is a 3-D numpy array, which has no pandas or polars
 form; ``set_output(transform="pandas")`` therefore leaves it unchanged (it still configures the other
 steps of a pipeline, and these transformers accept the DataFrames such steps return).

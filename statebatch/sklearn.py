@@ -715,6 +715,9 @@ class WindowSplit:
         k = self.get_n_splits()
         history, gap = _int("history", self.history, 0), _int("gap", self.gap, 0)
         m = (n - history - gap) // (k + 1) if self.test_size is None else _int("test_size", self.test_size, 1)
+        if self.max_train_size is not None and _int("max_train_size", self.max_train_size, 1) <= history:
+            raise ParameterError(f"max_train_size={self.max_train_size} leaves no training window after {history} rows "
+                                 "of history.", f"pass max_train_size > history ({history}), or None.")
         first_test = n - k * m
         if m < 1 or first_test - history - gap < history + 1:
             raise ParameterError(

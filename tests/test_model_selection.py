@@ -196,3 +196,31 @@ def test_windowsplit_folds_arranged_into_stateful_lanes_do_not_leak():
             t_tr = rows.loc[sorted(tr_targets & set(rows.index))]
             t_te = rows.loc[sorted(te_inputs & set(rows.index))]
             assert t_tr.max() + cv.gap < t_te.min()
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 300), k=st.integers(1, 6), history=st.integers(0, 20), gap=st.integers(0, 5),
+       test_size=st.one_of(st.none(), st.integers(1, 40)), max_train=st.one_of(st.none(), st.integers(1, 100)))
+def test_windowsplit_invariants(n, k, history, gap, test_size, max_train):
+    """Every fold: training rows end exactly `gap` rows before the test fold, whose first `history` rows
+    are in no training part of that fold; the scored parts tile the last k * m rows; or a statebatch error."""
+    cv = WindowSplit(n_splits=k, history=history, gap=gap, test_size=test_size, max_train_size=max_train)
+    try:
+        folds = list(cv.split(np.zeros((n, 1))))
+    except sb.ParameterError:
+        m = (n - history - gap) // (k + 1) if test_size is None else test_size
+        # refused only when it cannot fit
+        assert m < 1 or n - k * m - history - gap <= history or (max_train is not None and max_train <= history)
+        return
+    assert len(folds) == k == cv.get_n_splits()
+    scored = []
+    for train, test in folds:
+        assert len(train) > 0 and np.all(np.diff(train) == 1) and np.all(np.diff(test) == 1)
+        assert test[0] - train[-1] - 1 == gap  # exactly the gap, no more, no less
+        assert len(train) > history and (max_train is None or len(train) <= max_train)
+        scored.append(test[history:])
+    assert np.array_equal(np.concatenate(scored), np.arange(n - len(np.concatenate(scored)), n))

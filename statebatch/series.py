@@ -390,6 +390,10 @@ def as_series(
     import sys
 
     frame_args = id_col is not None or time_col is not None or target_cols is not None or feature_cols is not None
+    if not isinstance(data, (np.ndarray, SeriesSet)):  # polars, pyarrow, sktime nested: as pandas/numpy
+        from .frames import to_pandas_or_numpy
+
+        data = to_pandas_or_numpy(data, what)
     if isinstance(data, SeriesSet):
         return data
     if isinstance(data, StoredSeries):  # many series prepared out of core (statebatch.dask)

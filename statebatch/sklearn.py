@@ -5,6 +5,16 @@ training rows only, it transforms later rows without leaking their statistics. P
 transform ``y``: :meth:`WindowTransformer.transform_xy` (and :func:`transform_xy` for a whole
 pipeline) return windows and their targets from one plan, so they cannot get out of step.
 
+Model selection across windowing: :class:`WindowRegressor` windows inside ``fit`` and ``predict`` and
+aligns the targets itself, so ``GridSearchCV`` tunes ``timesteps`` with the regressor's parameters;
+:class:`WindowSplit` makes time-series folds whose test part brings its own history;
+:func:`window_scorer` scores each window against its own target. :class:`SeriesScaler` scales each
+series of a long frame by itself and brings predictions back to original units by id.
+
+One target convention: the target of a window (or of a lane's step ``t``) is ``horizon`` steps after
+its last input step, ``horizon=1`` by default, for ``y`` aligned row by row with ``X`` as for
+``targets="next"`` (:func:`~statebatch.make_windows`).
+
 ``set_output``: the output of these transformers is a 3-D numpy array, which has no pandas or polars
 form; ``set_output(transform="pandas")`` therefore leaves it unchanged (it still configures the other
 steps of a pipeline, and these transformers accept the DataFrames such steps return).
@@ -15,7 +25,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
 from sklearn.exceptions import NotFittedError as _SklearnNotFitted
 from sklearn.utils.validation import check_is_fitted as _check_is_fitted
 from sklearn.utils.validation import validate_data
@@ -24,11 +34,23 @@ from .errors import DataValueError, DTypeError, LengthMismatchError, ParameterEr
 from .stateful import Arranged, arrange_stateful
 from .windows import make_windows
 
-__all__ = ["WindowTransformer", "StatefulTransformer", "transform_xy", "time_split", "INAPPLICABLE_CHECKS"]
+__all__ = ["WindowTransformer", "StatefulTransformer", "WindowRegressor", "WindowSplit", "SeriesScaler", "window_scorer",
+           "transform_xy", "time_split", "INAPPLICABLE_CHECKS",
+           "INAPPLICABLE_REGRESSOR_CHECKS"]
 
 # scikit-learn's estimator checks assume one output row per input row, independent of the others.
 # Windowing turns n time steps into n - timesteps + 1 windows (or lanes) and depends on row order
 # by design, so these checks cannot apply; every other check passes (tests/test_sklearn.py).
+# WindowRegressor predicts one value per window, not per row, for the same reason; and scikit-learn's
+# wording for bad y ("Unknown label type", a DataConversionWarning for a column y) is not statebatch's.
+INAPPLICABLE_REGRESSOR_CHECKS = {
+    "check_regressors_train": "asserts predict returns n_samples values; windows are fewer than rows",
+    "check_methods_sample_order_invariance": "rows are time steps: permuting them changes the windows",
+    "check_methods_subset_invariance": "a subset of rows is a shorter series with other windows",
+    "check_supervised_y_2d": "a column y is kept as (n_windows, 1) targets, as in make_windows, without a warning",
+    "check_dtype_object": "object y is refused with a statebatch DTypeError, not scikit-learn's 'Unknown label type'",
+}
+
 INAPPLICABLE_CHECKS = {
     "check_transformer_general": "asserts transform returns n_samples rows; windows are fewer than steps",
     "check_transformer_data_not_an_array": "same n_samples assertion as check_transformer_general",
@@ -50,8 +72,11 @@ class _SeriesInput:
     dtype: Any
 
     def _check_input(self, X: Any, reset: bool):
+        from .frames import to_pandas_or_numpy
+
         if reset:
             _check_params(self)
+        X = to_pandas_or_numpy(X, "X")
         if self.id_col is not None or self.time_col is not None:
             if not _is_frame(X):
                 raise ParameterError(f"id_col/time_col need a pandas DataFrame, got {type(X).__name__}.",
@@ -121,7 +146,10 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
         Window length.
     stride, sampling_rate : int
     horizon : int
-        Steps from a window's last row to its target (0: the last row itself; 1: the next step).
+        Steps from a window's last row to its target: 1 (the default) is the next step, the same
+        convention as :func:`~statebatch.make_windows` and :class:`StatefulTransformer`. 0 (the
+        window's own last row) is allowed for a ``y`` that is not one of the inputs (e.g. a label
+        observed with the last step); up to statebatch 0.2.0 it was the default.
         Windows whose target would fall past the data are not produced, so :meth:`transform` and
         :meth:`transform_y` always agree.
     id_col, time_col : str, optional
@@ -135,7 +163,7 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
     feature_names_in_ : ndarray of str (when fitted on a DataFrame)
     """
 
-    def __init__(self, timesteps: int = 10, *, stride: int = 1, sampling_rate: int = 1, horizon: int = 0,
+    def __init__(self, timesteps: int = 10, *, stride: int = 1, sampling_rate: int = 1, horizon: int = 1,
                  id_col: str | None = None, time_col: str | None = None, dtype: Any = np.float32):
         self.timesteps = timesteps
         self.stride = stride
@@ -158,6 +186,10 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
             targets = None if y is None else y
             return make_windows(data, self.timesteps, targets=targets, align="last", **kw)
         # horizon h: target = row (last + h); the same plan as targets="next"
+        span = (self.timesteps - 1) * self.sampling_rate + 1
+        if y is not None and not isinstance(data, (str, list)) and len(data) - self.horizon < span:
+            raise ShapeError(f"X has {len(data)} rows (n_samples = {len(data)}): no window of {self.timesteps} steps has a target "
+                             f"{self.horizon} step(s) later.", "pass more rows, or use a smaller timesteps.")
         if y is None:
             return make_windows(data, self.timesteps, targets="next", horizon=self.horizon, **kw)
         return make_windows(data, self.timesteps, targets=_shift_targets(y, self.horizon), align="last",
@@ -185,22 +217,15 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
 
         ``y`` may be an array, or for a long DataFrame a column name / list of columns.
         """
+        from .frames import to_pandas_or_numpy
+
         check_is_fitted(self)
+        X, y = to_pandas_or_numpy(X, "X"), to_pandas_or_numpy(y, "y")
+        X, y = (np.asarray(v) if not hasattr(v, "__len__") and hasattr(v, "__array__") else v for v in (X, y))
         if _is_frame(X) and (self.id_col is not None or self.time_col is not None):
             # The frame is reordered (by series, by time): y travels with it as target columns, so
             # that the target of a window is read in time order, never in the input's row order.
-            if isinstance(y, (str, list)) and not isinstance(y, np.ndarray):
-                frame, cols = X, ([y] if isinstance(y, str) else list(y))
-            else:
-                if hasattr(y, "index") and not y.index.equals(X.index):
-                    raise LengthMismatchError("y's index is not X's index, so its rows cannot be matched.",
-                                              "pass y taken from the same frame (e.g. df['y']).")
-                values = y.to_numpy() if hasattr(y, "to_numpy") else np.asarray(y)
-                if len(values) != len(X):
-                    raise LengthMismatchError(f"X has {len(X)} rows but y has {len(values)}.",
-                                              "pass y aligned row by row with X (before windowing).")
-                frame = X.assign(__statebatch_target__=values if values.ndim == 1 else list(values))
-                cols = ["__statebatch_target__"]
+            frame, cols = _with_target_columns(X, y)
             w = make_windows(frame, self.timesteps, stride=self.stride, sampling_rate=self.sampling_rate,
                              id_col=self.id_col, time_col=self.time_col, feature_cols=self._features,
                              target_cols=cols, targets="next" if self.horizon else "aligned",
@@ -217,6 +242,21 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
         w = self._windows(X, np.asarray(y))
         return np.ascontiguousarray(w.X), np.ascontiguousarray(w.y)
 
+
+
+def _with_target_columns(X: Any, y: Any) -> tuple[Any, list]:
+    """A long frame and the names of its target columns: ``y`` names columns of ``X``, or is row-aligned
+    with ``X`` and travels with it as a column (so it is reordered with the frame, never misaligned)."""
+    if isinstance(y, (str, list)) and not isinstance(y, np.ndarray):
+        return X, ([y] if isinstance(y, str) else list(y))
+    if hasattr(y, "index") and not y.index.equals(X.index):
+        raise LengthMismatchError("y's index is not X's index, so its rows cannot be matched.",
+                                  "pass y taken from the same frame (e.g. df['y']).")
+    values = y.to_numpy() if hasattr(y, "to_numpy") else np.asarray(y)
+    if len(values) != len(X):
+        raise LengthMismatchError(f"X has {len(X)} rows but y has {len(values)}.",
+                                  "pass y aligned row by row with X (before windowing).")
+    return X.assign(__statebatch_target__=values if values.ndim == 1 else list(values)), ["__statebatch_target__"]
 
 
 def _shift_targets(y: Any, horizon: int) -> np.ndarray:
@@ -249,30 +289,47 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wr
         return self
 
     def arrange(self, X: Any, y: Any = None) -> Arranged:
-        """The :class:`~statebatch.Arranged` lanes of ``X``: targets ``"next"`` (``horizon`` ahead)
-        when ``y`` is None, else ``y`` aligned row by row with ``X``."""
+        """The :class:`~statebatch.Arranged` lanes of ``X``.
+
+        The target of step ``t`` is ``horizon`` steps later (the convention of
+        :func:`~statebatch.make_windows` and :class:`WindowTransformer`): of ``X`` itself when ``y``
+        is None (``targets="next"``), else ``y[t + horizon]`` with ``y`` aligned row by row with ``X``.
+        Either way the last ``horizon`` steps of each series have no target and are not arranged,
+        so :meth:`transform`, :meth:`transform_xy` and this plan always have the same lanes.
+        """
+        from .frames import to_pandas_or_numpy
+
         check_is_fitted(self)
         data = self._check_input(X, reset=False)
-        targets = "next" if y is None else (y.to_numpy() if hasattr(y, "to_numpy") else np.asarray(y))
-        return arrange_stateful(data, self.timesteps, self.batch_size, targets=targets, horizon=self.horizon,
-                                remainder=self.remainder, return_sequences=self.return_sequences,
-                                **self._series_kwargs())
+        y = to_pandas_or_numpy(y, "y")
+        kw = dict(horizon=self.horizon, remainder=self.remainder, return_sequences=self.return_sequences)
+        if y is None:
+            return arrange_stateful(data, self.timesteps, self.batch_size, targets="next", **kw,
+                                    **self._series_kwargs())
+        if self.id_col is not None or self.time_col is not None:
+            # y travels with the long frame as a target column, shifted per series in time order
+            frame, cols = _with_target_columns(data, y)
+            return arrange_stateful(frame, self.timesteps, self.batch_size, targets="next", target_cols=cols,
+                                    **kw, **{**self._series_kwargs(), "feature_cols": self._features})
+        values = y.to_numpy() if hasattr(y, "to_numpy") else np.asarray(y)
+        if len(values) != len(data):
+            raise LengthMismatchError(f"X has {len(data)} rows but y has {len(values)}.",
+                                      "pass y aligned row by row with X (before arranging).")
+        h = self.horizon
+        return arrange_stateful(data[: len(data) - h], self.timesteps, self.batch_size, targets=values[h:],
+                                remainder=self.remainder, return_sequences=self.return_sequences)
 
     def left_out(self, X: Any) -> list:
         """What :meth:`transform` leaves out of ``X`` (steps in no lane), with the reasons."""
         check_is_fitted(self)
-        data = self._check_input(X, reset=False)
-        return list(arrange_stateful(data, self.timesteps, self.batch_size, targets=None, remainder=self.remainder,
-                                     **self._series_kwargs()).left_out)
+        return list(self.arrange(X).left_out)
 
     def transform(self, X: Any) -> np.ndarray:
-        """The arranged lanes of ``X`` ``(n_batches * batch_size, timesteps, n_features)``; steps left
-        out are announced with a warning (see :meth:`left_out`)."""
+        """The arranged lanes of ``X`` ``(n_batches * batch_size, timesteps, n_features)``, the same
+        lanes as :meth:`transform_xy` (the last ``horizon`` steps, which have no target, are left
+        out); steps left out are announced with a warning (see :meth:`left_out`)."""
         check_is_fitted(self)
-        data = self._check_input(X, reset=False)
-        a = arrange_stateful(data, self.timesteps, self.batch_size, targets=None, remainder=self.remainder,
-                             **self._series_kwargs())
-        return _report(self, a).X
+        return _report(self, self.arrange(X)).X
 
     def transform_xy(self, X: Any, y: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(X, y, sample_weight)`` in lane order, ready for ``fit(..., batch_size, shuffle=False)``."""
@@ -369,6 +426,9 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
     from ._args import check_fraction
     from .series import _check_time_index
 
+    from .frames import to_pandas_or_numpy
+
+    data = to_pandas_or_numpy(data)
     val = check_fraction("val", val, low=0.0, high=1.0, inclusive=True)
     test = check_fraction("test", test, low=0.0, high=1.0, inclusive=True)
     for name, col in (("id_col", id_col), ("time_col", time_col)):
@@ -426,3 +486,412 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
     take = (lambda s: data.iloc[s]) if hasattr(data, "iloc") else (lambda s: data[s])
     left = n - sum(s.stop - s.start for s in (tr, va, te))
     return take(tr), take(va), take(te), {"rows_left_out_by_gap": left}
+
+
+# --------------------------------------------------------------------------- model selection
+class WindowRegressor(RegressorMixin, BaseEstimator):
+    """A regressor that windows its rows inside ``fit`` and ``predict`` and aligns the targets itself.
+
+    In the spirit of :class:`sklearn.compose.TransformedTargetRegressor`: it takes rows
+    ``(steps, features)`` and row-aligned ``y``, so scikit-learn's model selection (which indexes
+    rows) works unchanged, and ``timesteps`` is a parameter like any other::
+
+        GridSearchCV(make_pipeline(StandardScaler(), WindowRegressor(Ridge())),
+                     {"windowregressor__timesteps": [8, 16],
+                      "windowregressor__estimator__alpha": [0.1, 1.0]},
+                     cv=WindowSplit(n_splits=4, history=16)).fit(X, y)
+
+    The target of the window over rows ``t - timesteps + 1 .. t`` is ``y[t + horizon]`` (the
+    convention of :func:`~statebatch.make_windows`). ``predict(X)`` therefore returns one prediction
+    per row of ``X`` that has a full window before it, ``n - timesteps - horizon + 1`` of them for a
+    series of ``n`` rows, in the order of :meth:`align_y`; :meth:`score` and :func:`window_scorer`
+    compare them with exactly those targets.
+
+    Parameters
+    ----------
+    estimator : scikit-learn regressor, default ``Ridge()``
+        Fitted on the windows, flattened to ``(n_windows, timesteps * features)`` unless
+        ``flatten=False`` (3-D windows, e.g. for a Keras model wrapped by scikeras).
+    timesteps, horizon, stride : int
+        As in :class:`WindowTransformer` (``horizon >= 1``).
+    target_cols : list of str or int, optional
+        When ``fit``/``score`` get no ``y``: the features whose next values are the targets (default
+        all features, i.e. ``targets="next"``).
+    id_col, time_col : str, optional
+        A long DataFrame of many series: windows never cross series (split it with
+        ``WindowSplit(id_col=..., time_col=...)``).
+    dtype : numpy dtype
+        Dtype of the windows (float32 by default).
+
+    Attributes
+    ----------
+    windower_ : WindowTransformer
+    estimator_ : the fitted inner regressor
+    n_features_in_ : int
+    """
+
+    def __init__(self, estimator: Any = None, *, timesteps: int = 10, horizon: int = 1, stride: int = 1,
+                 flatten: bool = True, target_cols: Sequence[Any] | None = None, id_col: str | None = None,
+                 time_col: str | None = None, dtype: Any = np.float32):
+        self.estimator = estimator
+        self.timesteps = timesteps
+        self.horizon = horizon
+        self.stride = stride
+        self.flatten = flatten
+        self.target_cols = target_cols
+        self.id_col = id_col
+        self.time_col = time_col
+        self.dtype = dtype
+
+    def _windower(self) -> WindowTransformer:
+        if isinstance(self.horizon, bool) or not isinstance(self.horizon, (int, np.integer)) or self.horizon < 1:
+            raise ParameterError(f"horizon must be an integer >= 1, got {self.horizon!r}.",
+                                 "pass horizon=1 (the next step) or more.")
+        return WindowTransformer(self.timesteps, stride=self.stride, horizon=self.horizon, id_col=self.id_col,
+                                 time_col=self.time_col, dtype=self.dtype)
+
+    def _inputs(self, windows: np.ndarray) -> np.ndarray:
+        return windows.reshape(len(windows), -1) if self.flatten else windows
+
+    def _xy(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        w = self.windower_
+        if y is None:  # the next values of target_cols (default all features)
+            win = w._windows(X)
+            yw = win.y
+            if self.target_cols is not None:
+                names = [str(c) for c in w._features]
+                cols = [c if isinstance(c, (int, np.integer)) else names.index(str(c)) if str(c) in names else None
+                        for c in self.target_cols]
+                if any(c is None or not 0 <= c < len(names) for c in cols):
+                    raise ParameterError(f"target_cols={list(self.target_cols)} are not all features {names}.",
+                                         "name features of X (or their positions).")
+                yw = yw[:, cols]
+            return np.ascontiguousarray(win.X), yw
+        Xw, yw = w.transform_xy(X, y)
+        if isinstance(y, str) or (not isinstance(y, list) and np.asarray(y).ndim == 1):
+            yw = yw.reshape(len(yw))
+        return Xw, yw
+
+    def fit(self, X: Any, y: Any = None, **fit_params) -> "WindowRegressor":
+        """Window ``X`` (and ``y`` row-aligned with it, or the next values of ``X``) and fit the estimator."""
+        from sklearn.base import clone
+        from sklearn.linear_model import Ridge
+
+        self.windower_ = self._windower().fit(X)
+        Xw, yw = self._xy(X, y)
+        if len(Xw) == 0:
+            raise ShapeError(f"X has no window of {self.timesteps} steps with a target {self.horizon} step(s) later.",
+                             "pass more rows, or use a smaller timesteps.")
+        self.estimator_ = (Ridge() if self.estimator is None else clone(self.estimator)).fit(
+            self._inputs(Xw), yw, **fit_params)
+        self.n_features_in_ = self.windower_.n_features_in_
+        if hasattr(self.windower_, "feature_names_in_"):
+            self.feature_names_in_ = self.windower_.feature_names_in_
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        """One prediction per window of ``X`` with a target inside ``X``: for the rows
+        ``timesteps + horizon - 1 ..`` of each series, in the order of :meth:`align_y`."""
+        check_is_fitted(self)
+        return self.estimator_.predict(self._inputs(np.ascontiguousarray(self.windower_._windows(X).X)))
+
+    def align_y(self, X: Any, y: Any = None) -> np.ndarray:
+        """The targets of :meth:`predict`'s predictions: ``y[t + horizon]`` for each window ending at ``t``
+        (the next values of ``target_cols`` when ``y`` is None)."""
+        check_is_fitted(self)
+        return self._xy(X, y)[1]
+
+    def prediction_ids(self, X: Any) -> np.ndarray:
+        """The series id of each prediction (for :meth:`SeriesScaler.inverse_transform_by_id`)."""
+        check_is_fitted(self)
+        win = self.windower_._windows(X)
+        return np.asarray(win.series_ids, dtype=object)[win.series]
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """R² of :meth:`predict` against :meth:`align_y` (only windows inside ``X`` are scored)."""
+        from sklearn.metrics import r2_score
+
+        return float(r2_score(self.align_y(X, y), self.predict(X), sample_weight=sample_weight))
+
+
+class _Fixed(RegressorMixin, BaseEstimator):
+    """Predictions already made, in a form scikit-learn's scorers accept."""
+
+    def __init__(self, predictions: Any = None):
+        self.predictions = predictions
+
+    def fit(self, X: Any = None, y: Any = None) -> "_Fixed":
+        return self
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.predictions
+
+
+def window_scorer(scoring: Any = "r2"):
+    """A scorer for :class:`WindowRegressor` (or a pipeline ending with one): scikit-learn's scorer
+    ``scoring`` (a name such as ``"neg_mean_absolute_error"``, or :func:`sklearn.metrics.make_scorer`)
+    applied to the predictions and their aligned targets.
+
+    A plain scorer compares ``predict(X)`` with ``y`` row by row, but a window's prediction belongs
+    to the row ``horizon`` steps after it and the first ``timesteps + horizon - 1`` rows have none,
+    so the lengths differ; pass ``scoring=window_scorer("...")`` to ``GridSearchCV``.
+    """
+    from sklearn.metrics import check_scoring, get_scorer
+
+    try:
+        scorer = get_scorer(scoring) if isinstance(scoring, str) else check_scoring(_Fixed(), scoring=scoring)
+    except (ValueError, TypeError) as exc:
+        raise ParameterError(f"scoring={scoring!r} is not a scikit-learn scorer ({exc}).",
+                             "pass a name from sklearn.metrics.get_scorer_names() or make_scorer(...).") from None
+
+    def score(estimator: Any, X: Any, y: Any = None) -> float:
+        last = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+        if not isinstance(last, WindowRegressor):
+            raise ParameterError(f"window_scorer scores a WindowRegressor, got {type(last).__name__}.",
+                                 "end the pipeline with statebatch.sklearn.WindowRegressor.")
+        Xt = estimator[:-1].transform(X) if hasattr(estimator, "steps") and len(estimator.steps) > 1 else X
+        predictions = last.predict(Xt)
+        return scorer(_Fixed(predictions), np.zeros((len(predictions), 1)), last.align_y(Xt, y))
+
+    score.__name__ = f"window_scorer({scoring!r})"
+    return score
+
+
+class WindowSplit:
+    """Time-series cross-validation for windows: each test fold brings its own history.
+
+    Like :class:`sklearn.model_selection.TimeSeriesSplit`, fold ``k`` trains on the earliest rows and
+    tests on later ones. Windows need ``timesteps + horizon - 1`` rows of inputs before their first
+    target; those rows (``history``) open every test fold and belong to no training fold of that
+    split, so no test window's target is a training row and no training window reads a test row,
+    for every ``timesteps <= history - horizon + 1`` a search tries. ``gap`` rows more are left out
+    between the training rows and the history (against autocorrelation leaking across the cut).
+
+    Per series of ``n`` rows, with ``m = test_size`` (default ``(n - history - gap) // (n_splits + 1)``)::
+
+        fold k (of K):   train [0, s - history - gap)   test [s - history, s + m),   s = n - (K - k) * m
+
+    Parameters
+    ----------
+    n_splits : int
+    history : int
+        Rows at the start of each test fold that are inputs only: the largest ``timesteps + horizon - 1``
+        the search uses.
+    gap : int
+        Rows in neither part between a fold's training rows and its test fold.
+    test_size : int, optional
+        Targets per test fold (per series).
+    max_train_size : int, optional
+        Keep at most this many of the latest training rows (per series).
+    id_col, time_col : str, optional
+        A long DataFrame: every series is split by its own time (sorted by ``time_col`` when given),
+        and a fold is the union of those row positions.
+    """
+
+    def __init__(self, n_splits: int = 5, *, history: int = 10, gap: int = 0, test_size: int | None = None,
+                 max_train_size: int | None = None, id_col: str | None = None, time_col: str | None = None):
+        self.n_splits = n_splits
+        self.history = history
+        self.gap = gap
+        self.test_size = test_size
+        self.max_train_size = max_train_size
+        self.id_col = id_col
+        self.time_col = time_col
+
+    def __repr__(self) -> str:
+        return (f"WindowSplit(n_splits={self.n_splits}, history={self.history}, gap={self.gap}, "
+                f"test_size={self.test_size}, max_train_size={self.max_train_size}, id_col={self.id_col!r}, "
+                f"time_col={self.time_col!r})")
+
+    def get_n_splits(self, X: Any = None, y: Any = None, groups: Any = None) -> int:
+        from ._args import check_int as _int
+
+        return _int("n_splits", self.n_splits, 1)
+
+    def _cuts(self, n: int, name: Any) -> list[tuple[int, int, int, int]]:
+        """(train_start, train_stop, test_start, test_stop) per fold for one series of n rows."""
+        from ._args import check_int as _int
+
+        k = self.get_n_splits()
+        history, gap = _int("history", self.history, 0), _int("gap", self.gap, 0)
+        m = (n - history - gap) // (k + 1) if self.test_size is None else _int("test_size", self.test_size, 1)
+        if self.max_train_size is not None and _int("max_train_size", self.max_train_size, 1) <= history:
+            raise ParameterError(f"max_train_size={self.max_train_size} leaves no training window after {history} rows "
+                                 "of history.", f"pass max_train_size > history ({history}), or None.")
+        first_test = n - k * m
+        if m < 1 or first_test - history - gap < history + 1:
+            raise ParameterError(
+                f"series {name!r} has {n} rows: too few for {k} folds of {max(m, 1)} targets after {history} rows of "
+                f"history and a gap of {gap} (its first training part needs more than {history} rows).",
+                "use fewer n_splits, a smaller test_size/history/gap, or drop the short series.")
+        folds = []
+        for i in range(k):
+            s = first_test + i * m
+            stop = s - history - gap
+            start = 0 if self.max_train_size is None else max(0, stop - _int("max_train_size", self.max_train_size, 1))
+            folds.append((start, stop, s - history, s + m))
+        return folds
+
+    def split(self, X: Any, y: Any = None, groups: Any = None):
+        """Yield ``(train, test)`` arrays of row positions of ``X``."""
+        from .frames import to_pandas_or_numpy
+
+        X = to_pandas_or_numpy(X)
+        if self.id_col is None and self.time_col is None:
+            n = len(X)
+            for a, b, c, d in self._cuts(n, 0):
+                yield np.arange(a, b), np.arange(c, d)
+            return
+        if not _is_frame(X):
+            raise ParameterError(f"id_col/time_col need a DataFrame, got {type(X).__name__}.",
+                                 "pass the long frame, or drop id_col/time_col.")
+        for col in (self.id_col, self.time_col):
+            if col is not None and col not in X.columns:
+                raise ParameterError(f"{col!r} is not a column (columns: {list(X.columns)}).",
+                                     "pass the names of the id and time columns.")
+        positions = np.arange(len(X))
+        if self.time_col is not None:
+            positions = positions[np.argsort(X[self.time_col].to_numpy(), kind="stable")]
+        ids = X[self.id_col].to_numpy()[positions] if self.id_col is not None else np.zeros(len(X))
+        per_series = []
+        for name in dict.fromkeys(ids.tolist()):
+            rows = positions[ids == name]  # this series' row positions in time order
+            per_series.append((rows, self._cuts(len(rows), name)))
+        for f in range(self.get_n_splits()):
+            train = np.concatenate([rows[cuts[f][0]:cuts[f][1]] for rows, cuts in per_series])
+            test = np.concatenate([rows[cuts[f][2]:cuts[f][3]] for rows, cuts in per_series])
+            yield np.sort(train), np.sort(test)
+
+
+# --------------------------------------------------------------------------- per-series scaling
+class SeriesScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Standardises every series of a long DataFrame with its own mean and standard deviation.
+
+    Series of a long frame often live on different scales (sales of a big and a small shop);
+    one ``StandardScaler`` over all of them leaves the small ones flat and chokes on the id column.
+    ``fit`` learns per id, ``transform`` returns the frame with the value columns scaled (id and time
+    columns untouched, so a :class:`WindowTransformer`/:class:`WindowRegressor` with the same
+    ``id_col`` can follow it in a pipeline), ``inverse_transform`` undoes it, and
+    :meth:`inverse_transform_by_id` brings predictions back to original units by the id of each.
+
+    Parameters
+    ----------
+    id_col : str
+    time_col : str, optional
+        Left unscaled.
+    columns : list of str, optional
+        Columns to scale (default every other numeric column).
+    with_mean, with_std : bool
+
+    Attributes
+    ----------
+    mean_, scale_ : pandas DataFrame, one row per id, one column per scaled column
+        (``scale_`` is 1 where a series is constant, as in ``StandardScaler``).
+    """
+
+    def __init__(self, id_col: str = "id", *, time_col: str | None = None, columns: Sequence[str] | None = None,
+                 with_mean: bool = True, with_std: bool = True):
+        self.id_col = id_col
+        self.time_col = time_col
+        self.columns = columns
+        self.with_mean = with_mean
+        self.with_std = with_std
+
+    def _frame(self, X: Any) -> Any:
+        from .frames import to_pandas_or_numpy
+
+        X = to_pandas_or_numpy(X)
+        if not _is_frame(X):
+            raise ParameterError(f"SeriesScaler scales a long DataFrame, got {type(X).__name__}.",
+                                 "pass a DataFrame with an id column (or use StandardScaler for one series).")
+        if self.id_col not in X.columns:
+            raise ParameterError(f"id_col={self.id_col!r} is not a column (columns: {list(X.columns)}).",
+                                 "pass the name of the column that holds the series id.")
+        if X[self.id_col].isna().any():
+            raise DataValueError(f"X[{self.id_col!r}] has missing series ids.", "fill or drop those rows first.")
+        return X
+
+    def fit(self, X: Any, y: Any = None) -> "SeriesScaler":
+        X = self._frame(X)
+        keep = (self.id_col, self.time_col)
+        if self.columns is None:
+            cols = [c for c in X.columns if c not in keep and np.issubdtype(np.asarray(X[c]).dtype, np.number)]
+        else:
+            cols = list(self.columns)
+            missing = [c for c in cols if c not in X.columns or c in keep]
+            if missing:
+                raise ParameterError(f"columns {missing} are not value columns of X.",
+                                     f"name columns of X other than {self.id_col!r}/{self.time_col!r}.")
+        if not cols:
+            raise ParameterError("X has no numeric value column to scale.", "pass columns=[...] of numbers.")
+        try:
+            g = X[cols].astype(np.float64).groupby(X[self.id_col], sort=False)
+        except (TypeError, ValueError) as exc:
+            raise DTypeError(f"columns {cols} are not all numeric ({exc}).", "pass columns=[...] of numbers.") from None
+        mean = g.mean()
+        std = g.std(ddof=0)
+        self.mean_ = mean if self.with_mean else mean * 0.0
+        self.scale_ = std.where(std > 0, 1.0) if self.with_std else std * 0.0 + 1.0
+        self.columns_ = cols
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def _stats(self, ids: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+        import pandas as pd
+
+        ids = pd.Index(np.asarray(ids, dtype=object) if not hasattr(ids, "dtype") else ids)
+        pos = self.mean_.index.get_indexer(ids)
+        if (pos < 0).any():
+            unknown = list(dict.fromkeys(ids[pos < 0].tolist()))[:5]
+            raise DataValueError(f"{what} has series ids {unknown} that fit never saw, so they have no scale.",
+                                 "fit the scaler on every series (or drop the new ones).")
+        return self.mean_.to_numpy()[pos], self.scale_.to_numpy()[pos]
+
+    def _apply(self, X: Any, inverse: bool) -> Any:
+        check_is_fitted(self)
+        X = self._frame(X)
+        missing = [c for c in self.columns_ if c not in X.columns]
+        if missing:
+            raise ShapeError(f"columns {missing} seen in fit are missing.", "pass the same columns as in fit.")
+        mean, scale = self._stats(X[self.id_col], "X")
+        values = X[self.columns_].to_numpy(dtype=np.float64)
+        out = X.copy()
+        out[self.columns_] = values * scale + mean if inverse else (values - mean) / scale
+        return out
+
+    def transform(self, X: Any) -> Any:
+        """X with each value column standardised by its own series' statistics (a new frame)."""
+        return self._apply(X, inverse=False)
+
+    def inverse_transform(self, X: Any) -> Any:
+        """The scaled frame back in original units."""
+        return self._apply(X, inverse=True)
+
+    def inverse_transform_by_id(self, values: Any, ids: Any, columns: Sequence[str] | None = None) -> np.ndarray:
+        """Predictions ``(n,)`` or ``(n, len(columns))`` in scaled units back to original units, row ``i``
+        with the statistics of series ``ids[i]`` (e.g. ``WindowRegressor.prediction_ids(X)``)."""
+        check_is_fitted(self)
+        cols = list(self.columns_ if columns is None else ([columns] if isinstance(columns, str) else columns))
+        unknown = [c for c in cols if c not in self.columns_]
+        if unknown:
+            raise ParameterError(f"columns {unknown} were not scaled (scaled: {self.columns_}).",
+                                 "name the scaled columns the values are in.")
+        v = np.asarray(values, dtype=np.float64)
+        flat = v.ndim == 1
+        v2 = v[:, None] if flat else v
+        if v2.ndim != 2 or v2.shape[1] != len(cols) or len(v2) != len(ids):
+            raise ShapeError(f"values have shape {v.shape} for {len(ids)} ids and columns {cols}.",
+                             "pass (n,) values for one column, or (n, len(columns)), with one id per row.")
+        mean, scale = self._stats(ids, "ids")
+        idx = [self.columns_.index(c) for c in cols]
+        out = v2 * scale[:, idx] + mean[:, idx]
+        return out[:, 0] if flat else out
+
+    def get_feature_names_out(self, input_features: Sequence[str] | None = None) -> np.ndarray:
+        check_is_fitted(self)
+        return np.asarray(self.feature_names_in_, dtype=object)
+
+    def set_output(self, *, transform: str | None = None):
+        """The output is already the (pandas) frame that came in; accepted for ``Pipeline.set_output``."""
+        return self

@@ -67,7 +67,7 @@ def test_pipeline_scaler_fitted_on_train_only_and_aligned_targets():
     pandas_pipe = make_pipeline(StandardScaler(), WindowTransformer(timesteps=10)).set_output(transform="pandas")
     frame = pd.DataFrame(train, columns=["a", "b", "c"])
     assert isinstance(pandas_pipe.fit(frame)[0].transform(frame), pd.DataFrame)  # the scaler returns pandas
-    assert pandas_pipe.transform(frame).shape == (161, 10, 3)
+    assert pandas_pipe.transform(frame).shape == (160, 10, 3)  # the last row has no next step
     assert list(pandas_pipe[-1].get_feature_names_out()) == ["a", "b", "c"]
     with pytest.raises(sb.LengthMismatchError, match="aligned row by row"):
         transform_xy(pipe, val, target[:10])
@@ -76,8 +76,40 @@ def test_pipeline_scaler_fitted_on_train_only_and_aligned_targets():
 def test_horizon_zero_targets_are_the_last_step():
     X = np.arange(30.0).reshape(15, 2)
     y = np.arange(15) * 10
-    Xw, yw = WindowTransformer(timesteps=4).fit(X).transform_xy(X, y)
+    Xw, yw = WindowTransformer(timesteps=4, horizon=0).fit(X).transform_xy(X, y)
     np.testing.assert_array_equal(yw, (np.arange(12) + 3) * 10)
+
+
+def test_one_target_convention_default_is_the_next_step():
+    """WindowTransformer, StatefulTransformer and make_windows all default to the step after the input."""
+    X = np.arange(30.0).reshape(15, 2)
+    y = np.arange(15) * 10
+    Xw, yw = WindowTransformer(timesteps=4).fit(X).transform_xy(X, y)
+    np.testing.assert_array_equal(yw, (np.arange(11) + 4) * 10)  # row after each window's last row
+    nxt = sb.make_windows(X, 4, targets="next")  # default horizon=1: the row after the window
+    np.testing.assert_array_equal(nxt.X, Xw)
+    np.testing.assert_array_equal(nxt.y, X[4:])
+    st = StatefulTransformer(timesteps=2, batch_size=1, return_sequences=True).fit(X)
+    a = st.arrange(X, y)
+    valid = a.sample_weight > 0
+    np.testing.assert_array_equal(a.y[..., 0][valid], a.X[..., 0][valid] * 5 + 10)  # y[t + 1] = (2t + 2) * 5
+
+
+def test_stateful_transform_and_transform_xy_agree():
+    """81 rows into 4 lanes of 10: transform used to keep the last row (3 batches) while transform_xy
+    dropped it for want of a target (2 batches)."""
+    X = np.arange(162.0).reshape(81, 2)
+    st = StatefulTransformer(timesteps=10, batch_size=4).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shapes = {st.transform(X).shape, st.transform_xy(X)[0].shape, st.transform_xy(X, X[:, 0])[0].shape}
+    assert shapes == {(8, 10, 2)}
+    df = pd.DataFrame({"id": np.repeat(["a", "b"], 40), "t": np.tile(np.arange(40), 2),
+                       "v": np.r_[np.arange(40.0), 100 + np.arange(40.0)]})
+    st = StatefulTransformer(timesteps=5, batch_size=2, id_col="id", time_col="t").fit(df)
+    Xa, ya, w = st.transform_xy(df.sample(frac=1, random_state=1), df["v"].sample(frac=1, random_state=1) * 2)
+    assert Xa.shape == st.transform(df).shape
+    np.testing.assert_array_equal(ya[..., 0][w > 0], (Xa[..., 0][w > 0] + 1) * 2)  # next value of its own series
 
 
 def test_long_frame_with_id_column():

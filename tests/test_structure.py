@@ -19,7 +19,7 @@ LAYERS = {
     "_args": 1,
     "source": 2, "plans": 2, "plans.base": 2, "timeindex": 2,
     "plans.windows": 3, "plans.lanes": 3, "plans.buckets": 3, "store": 3,
-    "zarr": 4, "materialise": 4, "dask": 4,
+    "zarr": 4, "materialise": 4, "dask": 4, "frames": 4,
     "series": 5,
     "result": 6, "schedule": 6,
     "windows": 7, "stateful": 7,

@@ -1,0 +1,101 @@
+"""Other DataFrame libraries as the pandas/numpy the rest of statebatch reads.
+
+polars DataFrames (long or wide) and Series, pyarrow Tables, RecordBatches and arrays, and
+sktime's nested panel format (a pandas DataFrame whose cells are pandas Series, one row per
+instance) are converted once at the entry, so every function that accepts a pandas frame accepts
+them and gives the same windows. polars and pyarrow are never imported here: a value is recognised
+by the module of its type, and converted with its own ``to_pandas``/``to_numpy`` method.
+
+sktime's other panel formats are not guessed: a MultiIndex frame (``pd-multiindex``) is refused by
+:func:`statebatch.series.as_series` with the fix (``reset_index()`` and name ``id_col``/``time_col``),
+and a 3-D array is read as ``(samples, timesteps, features)``, not sktime's ``numpy3D``
+``(instances, variables, timepoints)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import DTypeError, ParameterError
+
+__all__ = ["to_pandas_or_numpy", "is_foreign_frame"]
+
+
+def _kind(obj: Any) -> tuple[str, str]:
+    t = type(obj)
+    return t.__module__.split(".")[0], t.__name__
+
+
+def is_foreign_frame(obj: Any) -> bool:
+    """True for a polars or pyarrow value that :func:`to_pandas_or_numpy` converts."""
+    mod, name = _kind(obj)
+    return (mod == "polars" and name in ("DataFrame", "Series", "LazyFrame")
+            or mod == "pyarrow" and name in ("Table", "RecordBatch", "Array", "ChunkedArray")
+            or mod == "pyarrow" and name.endswith("Array"))
+
+
+def _is_nested_panel(obj: Any) -> bool:
+    """sktime's ``nested_univ``: a pandas DataFrame of object columns whose cells are pandas Series."""
+    mod, name = _kind(obj)
+    if mod != "pandas" or name != "DataFrame" or len(obj) == 0 or obj.shape[1] == 0:
+        return False
+    if not all(dt == object for dt in obj.dtypes):
+        return False
+    first = obj.iloc[0]
+    return all(type(v).__name__ == "Series" and type(v).__module__.startswith("pandas") for v in first)
+
+
+def to_pandas_or_numpy(data: Any, what: str = "data") -> Any:
+    """``data`` as pandas (frames, series) or numpy (arrays), or unchanged when it is neither foreign
+    nor nested.
+
+    polars ``DataFrame``/``Series`` and pyarrow ``Table``/``RecordBatch`` become pandas with the same
+    column names and row order (a polars ``LazyFrame`` is refused: collect it first); pyarrow arrays
+    become numpy arrays; a nested sktime panel becomes a list of pandas DataFrames, one series per
+    instance with one column per variable.
+    """
+    mod, name = _kind(data)
+    if mod == "polars":
+        if name == "LazyFrame":
+            raise ParameterError(f"{what} is a polars LazyFrame, which holds no rows until it is collected.",
+                                 f"pass {what}.collect().")
+        if name in ("DataFrame", "Series"):
+            return _convert(data, what, "polars", lambda: data.to_pandas())
+    if mod == "pyarrow":
+        if name in ("Table", "RecordBatch"):
+            return _convert(data, what, "pyarrow", lambda: data.to_pandas())
+        if name == "ChunkedArray" or name.endswith("Array"):
+            return _convert(data, what, "pyarrow", lambda: data.to_numpy(zero_copy_only=False))
+    if _is_nested_panel(data):
+        return _from_nested(data, what)
+    return data
+
+
+def _convert(data: Any, what: str, library: str, convert) -> Any:
+    try:
+        return convert()
+    except ImportError as exc:  # polars' to_pandas needs pandas and pyarrow installed
+        raise ParameterError(f"{what} is a {library} {type(data).__name__}, whose conversion needs a library that "
+                             f"is missing ({exc}).", "pip install pandas pyarrow.") from None
+    except (TypeError, ValueError) as exc:  # a column type with no pandas/numpy form
+        raise DTypeError(f"{what} ({library} {type(data).__name__}) cannot be converted to pandas/numpy: {exc}.",
+                         "cast its columns to numbers (and the id/time columns to strings, integers or "
+                         "datetimes) first.") from None
+
+
+def _from_nested(df: Any, what: str) -> list:
+    import pandas as pd
+
+    out = []
+    for i in range(len(df)):
+        row = df.iloc[i]
+        cells = list(row)
+        if not all(type(c).__name__ == "Series" and type(c).__module__.startswith("pandas") for c in cells):
+            raise DTypeError(f"{what} looks like a nested sktime panel but row {i} has a cell that is not a pandas "
+                             "Series.", "make every cell a pandas Series, or pass a long frame with id_col/time_col.")
+        lengths = {len(c) for c in cells}
+        if len(lengths) > 1:
+            raise DTypeError(f"{what} (nested panel) row {i} has variables of different lengths {sorted(lengths)}.",
+                             "give every variable of an instance the same time points.")
+        out.append(pd.DataFrame({col: c.to_numpy() for col, c in zip(df.columns, cells)}))
+    return out

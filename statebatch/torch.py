@@ -38,7 +38,7 @@ from ._args import check_bool, check_int, resolve_seed
 from .bucketing import Bucketing
 from .errors import (BatchSizeError, LengthMismatchError, ParameterError, ShapeError, ShuffleError,
                      StatebatchWarning)
-from .plans.buckets import BucketPlan, plan_buckets
+from .plans.buckets import BucketPlan, bucket_boundaries, plan_buckets
 from .schedule import LaneSchedule, ValidationSchedule
 from .stateful import Arranged
 from .windows import Windows
@@ -461,21 +461,31 @@ def _split_batch(idx: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.n
 def even_batches(plan: BucketPlan, num_replicas: int) -> list[np.ndarray]:
     """An epoch's batches, as many as a multiple of ``num_replicas`` and at least one per replica.
 
-    Every sequence stays in exactly one batch: where the count does not divide, the largest batches
-    are split in two (shorter and longer half) until it does. Raises when there are fewer sequences
-    than replicas.
+    Every sequence stays in exactly one batch. Where the count does not divide, the largest batches
+    are split in two (shorter and longer half) up to the next multiple; only when there are too few
+    sequences for that (batches of one sequence) are the smallest batches merged down to the
+    multiple below instead, so such a batch may exceed ``batch_size``. Raises when there are fewer
+    sequences than replicas.
     """
     batches = [np.asarray(b, dtype=np.int64) for b in plan.batches]
     n_seq = sum(len(b) for b in batches)
-    target = max(num_replicas, -(-len(batches) // num_replicas) * num_replicas)
-    if n_seq < target:
+    if n_seq < num_replicas:
         raise ParameterError(
-            f"{n_seq} sequences in this epoch's batches cannot give {num_replicas} replicas the same number of "
-            f"non-empty batches ({target} needed).", "use fewer replicas or more sequences.")
-    while len(batches) < target:
-        j = max(range(len(batches)), key=lambda i: (len(batches[i]), int(plan.lengths[batches[i]].max())))
-        a, b = _split_batch(batches[j], plan.lengths)
-        batches[j:j + 1] = [a, b]
+            f"{n_seq} sequences in this epoch's batches cannot give each of {num_replicas} replicas a batch.",
+            "use fewer replicas or more sequences.")
+    up = max(num_replicas, -(-len(batches) // num_replicas) * num_replicas)
+    if n_seq >= up:
+        while len(batches) < up:
+            j = max(range(len(batches)), key=lambda i: (len(batches[i]), int(plan.lengths[batches[i]].max())))
+            a, b = _split_batch(batches[j], plan.lengths)
+            batches[j:j + 1] = [a, b]
+        return batches
+    down = len(batches) // num_replicas * num_replicas  # >= num_replicas, since n_seq >= num_replicas
+    while len(batches) > down:
+        order = sorted(range(len(batches)), key=lambda i: len(batches[i]))
+        i, j = sorted(order[:2])
+        batches[i] = np.concatenate([batches[i], batches[j]])
+        del batches[j]
     return batches
 
 
@@ -546,6 +556,9 @@ class BucketBatchSampler(torch.utils.data.Sampler):
             self.seed = resolve_seed(seed)
             self.lengths = np.asarray(lengths_of(data))
             self._kwargs = dict(plan_kwargs)
+            if self._kwargs.get("mode") == "buckets" and self._kwargs.get("boundaries") is None:
+                # as bucket_batches does: boundaries that minimise padding (n_buckets of them, or chosen)
+                self._kwargs["boundaries"] = bucket_boundaries(self.lengths, self._kwargs.pop("n_buckets", None))
             self._plan_of(0)  # errors in the options surface here
         self.epoch = 0
         if group and self.num_replicas > 1:

@@ -671,6 +671,9 @@ def pad_collate(items: Sequence[Any], *, padding: str = "post", pad_value: float
     """
     if padding not in ("post", "pre"):
         raise ParameterError(f"padding={padding!r} is not 'post' or 'pre'.", "pass padding='post' or 'pre'.")
+    gathered = getattr(items, "gathered", None)
+    if gathered is not None and gathered[1:] == (padding, pad_value, per_step):
+        return gathered[0]  # SequenceDataset.__getitems__ already padded the batch in one gather
     if not len(items):
         raise ParameterError("pad_collate got an empty batch.", "give it at least one sequence.")
     xs = [it[0] if isinstance(it[0], torch.Tensor) else to_tensor(np.asarray(it[0])) for it in items]
@@ -704,6 +707,12 @@ def pad_collate(items: Sequence[Any], *, padding: str = "post", pad_value: float
     return PaddedBatch(x, y, weight, lengths, mask, indices)
 
 
+class _Gathered(list):
+    """Items of one batch gathered together; ``gathered`` = (the padded batch, padding, pad_value, per_step)."""
+
+    gathered: tuple | None = None
+
+
 class SequenceDataset(torch.utils.data.Dataset):
     """The sequences of a :class:`~statebatch.Bucketing` as a map-style dataset: item ``i`` is
     ``(x_i, y_i, i)`` unpadded. Use with :class:`BucketBatchSampler` and :attr:`collate`::
@@ -733,6 +742,37 @@ class SequenceDataset(torch.utils.data.Dataset):
         b = self.bucketing.materialise([i])
         y = None if b.y is None else to_tensor(b.y[0])
         return SequenceItem(to_tensor(b.X[0]), y, i)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[SequenceItem]:
+        """A batch of sequences with one padded gather (``DataLoader`` calls this with each batch of indices);
+        :meth:`collate` then hands the padded batch on without padding it again."""
+        from .errors import BatchIndexError
+
+        idx = np.asarray(list(indices))
+        n = len(self)
+        if idx.size and not np.issubdtype(idx.dtype, np.integer):
+            raise ParameterError(f"sequence indices must be integers, got dtype {idx.dtype}.", "pass integer indices.")
+        idx = idx.astype(np.int64).reshape(-1)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise BatchIndexError(f"sequence indices {idx[(idx < -n) | (idx >= n)][:5].tolist()} are outside "
+                                  f"0..{n - 1}.", "ask for sequences 0 .. len(dataset) - 1.")
+        idx = idx % n
+        if not idx.size:
+            return []
+        b = self.bucketing.materialise(idx)
+        x, mask = to_tensor(b.X), to_tensor(b.mask)
+        y = None if b.y is None else to_tensor(b.y)
+        per_step = b.sample_weight is not None
+        lengths = torch.from_numpy(np.asarray(b.lengths, dtype=np.int64).copy())
+        longest = x.shape[1]
+        items = _Gathered()
+        for j, (i, m) in enumerate(zip(idx.tolist(), lengths.tolist())):
+            rows = slice(0, m) if self.bucketing.padding == "post" else slice(longest - m, longest)
+            items.append(SequenceItem(x[j, rows], None if y is None else (y[j, rows] if per_step else y[j]), i))
+        weight = mask.to(torch.float32) if per_step else None
+        items.gathered = (PaddedBatch(x, y, weight, lengths, mask, torch.from_numpy(idx.copy())),
+                          self.bucketing.padding, self.bucketing.pad_value, per_step)
+        return items
 
     @property
     def collate(self):

@@ -143,6 +143,28 @@ def test_window_dataset_items_and_loader():
     np.testing.assert_array_equal(items[2][0].numpy(), series[-9:-1])
 
 
+@pytest.mark.parametrize("return_sequences", [True, False])
+@pytest.mark.parametrize("padding", ["post", "pre"])
+def test_batched_fetch_equals_padding_the_items_one_by_one(padding, return_sequences):
+    seqs = _sequences(n=30)
+    targets = [s[:, :1] for s in seqs] if return_sequences else np.arange(30.0)
+    bk = sb.bucket_batches(seqs, 8, targets=targets, return_sequences=return_sequences, seed=0, padding=padding,
+                           pad_value=-3.0)
+    ds = sbt.SequenceDataset(bk)
+    idx = [int(i) for i in bk.plan(0).batches[0]]
+    fast = ds.collate(ds.__getitems__(idx))
+    slow = ds.collate([ds[i] for i in idx])
+    for a, b in zip(fast, slow):
+        if a is None:
+            assert b is None
+        else:
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    plain = sbt.pad_collate(ds.__getitems__(idx), padding=padding, pad_value=0.0, per_step=return_sequences)
+    assert torch.all(plain.x[~plain.mask] == 0)  # other padding asked for: padded again, not handed on
+    with pytest.raises(IndexError):
+        ds.__getitems__([0, 30])
+
+
 def test_pad_collate_refuses_mixed_targets():
     items = [(torch.ones(3, 1), torch.ones(3, 1), 0), (torch.ones(2, 1), torch.ones(2, 1), 1)]
     with pytest.raises(sb.LengthMismatchError, match="per_step=True"):

@@ -355,3 +355,17 @@ def test_inference_block_without_data_starts_from_zero_and_restores():
     assert torch.all(carrier.state[:, 1] == 0) and torch.all(carrier.state[:, 0] == 1)
     carrier.zero(None)
     assert carrier.state is None
+
+
+def test_the_example_script_runs():
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-W", "error", str(root / "examples" / "torch_stateful.py")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "epoch 2: train loss" in done.stdout and "bucketing:" in done.stdout

@@ -575,8 +575,12 @@ class BucketBatchSampler(torch.utils.data.Sampler):
 
     def _check_ranks_agree(self) -> None:
         plan = self._plan_of(0)
-        mine = (len(self.lengths), int(self.lengths.sum()), self.batch_size,
-                hash(np.concatenate(plan.batches).tobytes()) if plan.batches else 0)
+        import hashlib
+
+        digest = hashlib.sha1()  # not hash(): Python salts it per process
+        for b in plan.batches:
+            digest.update(np.asarray(b, dtype=np.int64).tobytes() + b"|")
+        mine = (len(self.lengths), int(self.lengths.sum()), self.batch_size, digest.hexdigest())
         every: list = [None] * torch.distributed.get_world_size()
         torch.distributed.all_gather_object(every, mine)
         if any(e != mine for e in every):

@@ -173,3 +173,56 @@ def test_pad_collate_refuses_mixed_targets():
     assert b.x[1, 0, 0] == -1 and b.mask.tolist() == [[True] * 3, [False, True, True]]
     with pytest.raises(sb.LengthMismatchError):
         sbt.pad_collate([(torch.ones(3, 1), None, 0), (torch.ones(2, 1), torch.ones(1), 1)])
+
+
+_RANK_SCRIPT = r"""
+import os, sys, json
+import numpy as np, torch.distributed as dist
+from statebatch import torch as sbt
+import statebatch as sb
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+lengths = np.random.default_rng(0).integers(1, 40, 101)
+seed = int(sys.argv[1]) + (rank if sys.argv[2] == "differ" else 0)
+try:
+    s = sbt.BucketBatchSampler(lengths, 8, seed=seed)  # num_replicas and rank from the process group
+    s.set_epoch(2)
+    print(json.dumps({"replicas": s.num_replicas, "rank": s.rank, "batches": list(s)}))
+except sb.ParameterError as e:
+    print(json.dumps({"error": str(e)}))
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.parametrize("seeds", ["same", "differ"])
+def test_ranks_of_a_real_process_group_split_the_epoch_and_refuse_different_plans(tmp_path, seeds):
+    import json
+    import os
+    import pathlib
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = tmp_path / "rank.py"
+    script.write_text(_RANK_SCRIPT)
+    root = pathlib.Path(__file__).resolve().parents[1]
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "PYTHONPATH": str(root), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+               "RANK": str(rank), "WORLD_SIZE": "2", "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, str(script), "5", seeds], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    if seeds == "differ":
+        assert all("planned different batches" in o["error"] for o in outs)
+        return
+    assert [(o["replicas"], o["rank"]) for o in outs] == [(2, 0), (2, 1)]
+    assert len(outs[0]["batches"]) == len(outs[1]["batches"])
+    assert sorted(i for o in outs for b in o["batches"] for i in b) == list(range(101))

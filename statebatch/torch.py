@@ -36,8 +36,9 @@ import torch
 
 from ._args import check_bool, check_int, resolve_seed
 from .bucketing import Bucketing
-from .errors import (BatchSizeError, LengthMismatchError, ParameterError, ShapeError, ShuffleError,
+from .errors import (BatchIndexError, BatchSizeError, LengthMismatchError, ParameterError, ShapeError, ShuffleError,
                      StatebatchWarning)
+from .plans.base import check_lengths
 from .plans.buckets import BucketPlan, bucket_boundaries, plan_buckets
 from .schedule import LaneSchedule, ValidationSchedule
 from .stateful import Arranged
@@ -45,7 +46,7 @@ from .windows import Windows
 
 __all__ = ["LaneLoader", "LaneBatch", "StateCarrier", "carry", "detach_state", "BucketBatchSampler",
            "SequenceDataset", "SequenceItem", "PaddedBatch", "pad_collate", "WindowDataset", "to_tensor",
-           "even_batches", "lengths_of"]
+           "even_batches"]
 
 
 # --------------------------------------------------------------------------- arrays -> tensors
@@ -127,7 +128,7 @@ class _ResetRecorder:
 _END = object()
 
 
-class LaneLoader:
+class LaneLoader(torch.utils.data.IterableDataset):
     """Arranged lanes as torch tensors, batch after batch, strictly in order.
 
     ``for x, y, weight, reset in loader`` runs one epoch of the arrangement's current plan, then moves
@@ -156,6 +157,13 @@ class LaneLoader:
         FIFO queue hands them over, so the order never changes.
     device : torch device, optional
         Move the tensors there (``non_blocking`` when pinned).
+
+    Notes
+    -----
+    Iterate it directly. It is also an ``IterableDataset``, so ``DataLoader(loader, batch_size=None)``
+    works for code that wants a DataLoader, but only with ``num_workers=0``: a worker process would
+    advance its own copy of the arrangement (every epoch would repeat the first plan) and several
+    workers would each serve the whole epoch. Use ``prefetch`` for background reading.
     """
 
     def __init__(self, arranged: Arranged, *, validation: bool = False, reset_on_epoch_begin: bool = True,
@@ -238,6 +246,12 @@ class LaneLoader:
         return LaneBatch(*(None if t is None else t.to(self.device, non_blocking=nb) for t in b))
 
     def __iter__(self) -> Iterator[LaneBatch]:
+        if torch.utils.data.get_worker_info() is not None:
+            raise ParameterError(
+                "LaneLoader is being read by a DataLoader worker process: each worker would serve the whole epoch "
+                "and advance only its own copy of the arrangement, so lanes would repeat and epochs would not be "
+                "repacked.", "iterate the LaneLoader directly (prefetch=n reads ahead on a thread), or use "
+                "DataLoader(loader, batch_size=None) with num_workers=0.")
         epoch = self.arranged.epoch
         self.arranged.plan(epoch)  # plan errors surface here, in the caller's thread
         if self.prefetch:
@@ -554,7 +568,7 @@ class BucketBatchSampler(torch.utils.data.Sampler):
                     "pass the same seed=... on every rank.")
             self.batch_size = check_int("batch_size", batch_size, 1)
             self.seed = resolve_seed(seed)
-            self.lengths = np.asarray(lengths_of(data))
+            self.lengths = check_lengths(data)
             self._kwargs = dict(plan_kwargs)
             if self._kwargs.get("mode") == "buckets" and self._kwargs.get("boundaries") is None:
                 # as bucket_batches does: boundaries that minimise padding (n_buckets of them, or chosen)
@@ -608,13 +622,6 @@ class BucketBatchSampler(torch.utils.data.Sampler):
     def __repr__(self) -> str:
         return (f"BucketBatchSampler({len(self)} batches of up to {self.batch_size}, epoch={self.epoch}, "
                 f"rank {self.rank} of {self.num_replicas})")
-
-
-def lengths_of(data: Any) -> np.ndarray:
-    """Sequence lengths as a 1-D int64 array (checked: non-negative integers)."""
-    from .plans.base import check_lengths
-
-    return check_lengths(data)
 
 
 class SequenceItem(NamedTuple):
@@ -711,6 +718,18 @@ def pad_collate(items: Sequence[Any], *, padding: str = "post", pad_value: float
     return PaddedBatch(x, y, weight, lengths, mask, indices)
 
 
+def _positions(idx: Any, n: int, what: str) -> np.ndarray:
+    """Item indices of a map-style dataset of ``n`` items (negative ones count from the end)."""
+    idx = np.asarray(idx)
+    if idx.size and not np.issubdtype(idx.dtype, np.integer):
+        raise ParameterError(f"{what} indices must be integers, got dtype {idx.dtype}.", "pass integer indices.")
+    idx = idx.astype(np.int64).reshape(-1)
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise BatchIndexError(f"{what} indices {idx[(idx < -n) | (idx >= n)][:5].tolist()} are outside 0..{n - 1}.",
+                              f"ask for {what}s 0 .. len(dataset) - 1.")
+    return idx % n if n else idx
+
+
 class _Gathered(list):
     """Items of one batch gathered together; ``gathered`` = (the padded batch, padding, pad_value, per_step)."""
 
@@ -736,13 +755,7 @@ class SequenceDataset(torch.utils.data.Dataset):
         return self.bucketing.n_sequences
 
     def __getitem__(self, i: int) -> SequenceItem:
-        from .errors import BatchIndexError
-
-        i = check_int("sequence index", i)
-        n = len(self)
-        if not -n <= i < n:
-            raise BatchIndexError(f"sequence {i} is outside 0..{n - 1}.", "ask for sequences 0 .. len(dataset) - 1.")
-        i %= n
+        i = int(_positions([check_int("sequence index", i)], len(self), "sequence")[0])
         b = self.bucketing.materialise([i])
         y = None if b.y is None else to_tensor(b.y[0])
         return SequenceItem(to_tensor(b.X[0]), y, i)
@@ -750,23 +763,13 @@ class SequenceDataset(torch.utils.data.Dataset):
     def __getitems__(self, indices: Sequence[int]) -> list[SequenceItem]:
         """A batch of sequences with one padded gather (``DataLoader`` calls this with each batch of indices);
         :meth:`collate` then hands the padded batch on without padding it again."""
-        from .errors import BatchIndexError
-
-        idx = np.asarray(list(indices))
-        n = len(self)
-        if idx.size and not np.issubdtype(idx.dtype, np.integer):
-            raise ParameterError(f"sequence indices must be integers, got dtype {idx.dtype}.", "pass integer indices.")
-        idx = idx.astype(np.int64).reshape(-1)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise BatchIndexError(f"sequence indices {idx[(idx < -n) | (idx >= n)][:5].tolist()} are outside "
-                                  f"0..{n - 1}.", "ask for sequences 0 .. len(dataset) - 1.")
-        idx = idx % n
+        idx = _positions(list(indices), len(self), "sequence")
         if not idx.size:
             return []
         b = self.bucketing.materialise(idx)
         x, mask = to_tensor(b.X), to_tensor(b.mask)
         y = None if b.y is None else to_tensor(b.y)
-        per_step = b.sample_weight is not None
+        per_step = self._per_step
         lengths = torch.from_numpy(np.asarray(b.lengths, dtype=np.int64).copy())
         longest = x.shape[1]
         items = _Gathered()
@@ -784,7 +787,12 @@ class SequenceDataset(torch.utils.data.Dataset):
         import functools
 
         return functools.partial(pad_collate, padding=self.bucketing.padding, pad_value=self.bucketing.pad_value,
-                                 per_step=self.bucketing._tsource is not None)
+                                 per_step=self._per_step)
+
+    @property
+    def _per_step(self) -> bool:
+        """Whether the targets are one per step (padded like x), else one per sequence."""
+        return bool(self.bucketing.return_sequences and self.bucketing.has_targets)
 
 
 # --------------------------------------------------------------------------- windows
@@ -805,23 +813,10 @@ class WindowDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.windows.n_windows
 
-    def _indices(self, idx: Any) -> np.ndarray:
-        from .errors import BatchIndexError
-
-        idx = np.asarray(idx)
-        n = len(self)
-        if idx.size and not np.issubdtype(idx.dtype, np.integer):
-            raise ParameterError(f"window indices must be integers, got dtype {idx.dtype}.", "pass integer indices.")
-        idx = idx.astype(np.int64).reshape(-1)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise BatchIndexError(f"window indices {idx[(idx < -n) | (idx >= n)][:5].tolist()} are outside 0..{n - 1}.",
-                                  "ask for windows 0 .. len(dataset) - 1.")
-        return idx % n if n else idx
-
     def __getitem__(self, i: int) -> tuple:
         i = check_int("window index", i)
-        return tuple(to_tensor(a[0]) for a in self.windows.take(self._indices([i])))
+        return tuple(to_tensor(a[0]) for a in self.windows.take(_positions([i], len(self), "window")))
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple]:
-        arrays = [to_tensor(a) for a in self.windows.take(self._indices(list(indices)))]
+        arrays = [to_tensor(a) for a in self.windows.take(_positions(list(indices), len(self), "window"))]
         return [tuple(a[j] for a in arrays) for j in range(len(indices))]

@@ -369,3 +369,16 @@ def test_the_example_script_runs():
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "epoch 2: train loss" in done.stdout and "bucketing:" in done.stdout
+
+
+def test_a_dataloader_may_carry_the_loader_in_process_but_refuses_worker_processes():
+    from torch.utils.data import DataLoader
+
+    arranged = sb.arrange_stateful(_series(n=6), 5, 2, shuffle=True, seed=1)
+    direct = [b.x for b in sbt.LaneLoader(arranged)]
+    arranged.set_epoch(0)
+    via = [b.x for b in DataLoader(sbt.LaneLoader(arranged), batch_size=None)]
+    assert len(direct) == len(via) and all(torch.equal(a, b) for a, b in zip(direct, via))
+    assert arranged.epoch == 1  # the in-process pass moved the arrangement on
+    with pytest.raises(sb.ParameterError, match="worker"):
+        list(DataLoader(sbt.LaneLoader(arranged), batch_size=None, num_workers=1))

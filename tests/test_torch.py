@@ -382,3 +382,32 @@ def test_a_dataloader_may_carry_the_loader_in_process_but_refuses_worker_process
     assert arranged.epoch == 1  # the in-process pass moved the arrangement on
     with pytest.raises(sb.ParameterError, match="worker"):
         list(DataLoader(sbt.LaneLoader(arranged), batch_size=None, num_workers=1))
+    with pytest.raises(ValueError, match="shuffle"):  # torch itself refuses to shuffle an iterable dataset
+        DataLoader(sbt.LaneLoader(arranged), batch_size=None, shuffle=True)
+
+
+def test_device_moves_every_tensor():
+    arranged = sb.arrange_stateful(_series(n=3), 4, 2)
+    for b in sbt.LaneLoader(arranged, device="cpu", prefetch=1):
+        assert all(t.device == torch.device("cpu") for t in b)
+        assert b.reset.dtype == torch.bool and b.weight.dtype == torch.float32
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(lanes=st.integers(1, 9), stack=st.integers(1, 4), hidden=st.integers(1, 5), lstm=st.booleans(),
+       batch_first_state=st.booleans(), data=st.data())
+def test_carry_zeroes_exactly_the_reset_lanes_of_any_layout(lanes, stack, hidden, lstm, batch_first_state, data):
+    reset = np.array(data.draw(st.lists(st.booleans(), min_size=lanes, max_size=lanes)))
+    shape = (lanes, hidden) if batch_first_state else (stack, lanes, hidden)
+    dim = 0 if batch_first_state else 1
+    gen = torch.Generator().manual_seed(lanes * 100 + stack * 10 + hidden)
+    h = torch.rand(shape, generator=gen) + 1.0  # never zero before the reset
+    state = (h, h * 2) if lstm else h
+    out = sbt.carry(state, reset, batch_dim=dim)
+    for new, old in zip(out if lstm else (out,), state if lstm else (state,)):
+        moved_new, moved_old = new.movedim(dim, 0), old.movedim(dim, 0)
+        assert torch.all(moved_new[torch.from_numpy(reset)] == 0)
+        assert torch.equal(moved_new[torch.from_numpy(~reset)], moved_old[torch.from_numpy(~reset)])

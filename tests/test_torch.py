@@ -10,6 +10,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 import statebatch as sb
@@ -391,10 +393,6 @@ def test_device_moves_every_tensor():
     for b in sbt.LaneLoader(arranged, device="cpu", prefetch=1):
         assert all(t.device == torch.device("cpu") for t in b)
         assert b.reset.dtype == torch.bool and b.weight.dtype == torch.float32
-
-
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 @given(lanes=st.integers(1, 9), stack=st.integers(1, 4), hidden=st.integers(1, 5), lstm=st.booleans(),

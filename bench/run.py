@@ -411,6 +411,170 @@ def bench_plan_from_lengths(quick):
                   data_bytes_float32_8_features=int(lengths.sum()) * 32)
 
 
+# --------------------------------------------------------------------------- PyTorch (torch imported inside)
+def bench_torch_lanes(quick):
+    """One long token stream in 20 lanes of 35 steps (word_language_model's defaults): statebatch's LaneLoader
+    vs pytorch/examples' ``batchify`` + ``get_batch``, one epoch of (input, target) tensors.
+
+    The stream has ``20 * q * 35 + 1`` tokens so that both give 20 lanes of q batches: statebatch's lanes hold
+    ``q * 35`` input steps each, batchify's ``q * 35 - 1`` (its last chunk is one step short). batchify
+    slices time-major views of one tensor (no copy per batch); the LaneLoader gathers batch-first
+    ``(lanes, steps, 1)`` tensors with targets, weights and reset flags.
+    """
+    import torch
+
+    from statebatch import torch as sbt
+
+    B, T = 20, 35
+    q = 300 if quick else 1500  # batches per epoch: 210k / 1.05M tokens
+    n = B * q * T + 1
+    tokens = np.random.default_rng(0).integers(0, 10_000, n).astype(np.int64)
+
+    def batchify(data, bsz):  # pytorch/examples word_language_model/main.py, verbatim but for the device
+        nbatch = data.size(0) // bsz
+        data = data.narrow(0, 0, nbatch * bsz)
+        return data.view(bsz, -1).t().contiguous()
+
+    def get_batch(source, i, bptt=T):
+        seq_len = min(bptt, len(source) - 1 - i)
+        return source[i:i + seq_len], source[i + 1:i + 1 + seq_len].view(-1)
+
+    def peer_epoch():
+        train_data = batchify(torch.from_numpy(tokens), B)
+        steps = batches = 0
+        for i in range(0, train_data.size(0) - 1, T):
+            data, targets = get_batch(train_data, i)
+            steps += data.shape[0]
+            batches += 1
+        return steps, batches
+
+    arranged = sb.arrange_stateful(tokens, T, B, remainder="drop")
+
+    def statebatch_epoch():
+        steps = batches = 0
+        for x, y, w, reset in sbt.LaneLoader(arranged):
+            steps += x.shape[1]
+            batches += 1
+        return steps, batches
+
+    def statebatch_with_setup():
+        return sum(1 for _ in sbt.LaneLoader(sb.arrange_stateful(tokens, T, B, remainder="drop")))
+
+    sb_s, (sb_steps, sb_batches) = timeit(statebatch_epoch)
+    peer_s, (peer_steps, peer_batches) = timeit(peer_epoch)
+    setup_s, _ = timeit(statebatch_with_setup)
+    prefetch_s, _ = timeit(lambda: sum(1 for _ in sbt.LaneLoader(arranged, prefetch=4)))
+    return record("torch_lanes", sb_s, "pytorch/examples word_language_model batchify + get_batch (views)", peer_s,
+                  None, tokens=n, lanes=B, timesteps=T, batches_statebatch=sb_batches, batches_batchify=peer_batches,
+                  steps_per_lane_statebatch=sb_steps, steps_per_lane_batchify=peer_steps,
+                  statebatch_including_arrange_s=setup_s, ratio_including_arrange=peer_s / setup_s,
+                  statebatch_prefetch4_s=prefetch_s, us_per_batch_statebatch=1e6 * sb_s / sb_batches,
+                  us_per_batch_batchify=1e6 * peer_s / peer_batches)
+
+
+def _hf_length_grouped_indices(lengths, batch_size, generator):
+    """Hugging Face transformers' get_length_grouped_indices (trainer_pt_utils), as LengthGroupedSampler uses it."""
+    import torch
+
+    mega_batch_mult = min(len(lengths) // (batch_size * 4), 50)
+    if mega_batch_mult == 0:
+        mega_batch_mult = 1
+    indices = torch.randperm(len(lengths), generator=generator)
+    megabatch_size = mega_batch_mult * batch_size
+    megabatches = [indices[i: i + megabatch_size].tolist() for i in range(0, len(lengths), megabatch_size)]
+    megabatches = [sorted(megabatch, key=lambda i: lengths[i], reverse=True) for megabatch in megabatches]
+    megabatch_maximums = [lengths[megabatch[0]] for megabatch in megabatches]
+    max_idx = torch.argmax(torch.tensor(megabatch_maximums)).item()
+    megabatches[0][0], megabatches[max_idx][0] = megabatches[max_idx][0], megabatches[0][0]
+    return [i for megabatch in megabatches for i in megabatch]
+
+
+def _torchnlp_bucket_batches(lengths, batch_size, generator, bucket_size_multiplier=100):
+    """torchnlp's BucketBatchSampler over a RandomSampler: buckets of 100 batches, sorted, batch order shuffled."""
+    from torch.utils.data import BatchSampler, RandomSampler, SubsetRandomSampler
+
+    sampler = RandomSampler(range(len(lengths)), generator=generator)
+    bucket_sampler = BatchSampler(sampler, min(batch_size * bucket_size_multiplier, len(sampler)), False)
+    for bucket in bucket_sampler:
+        sorted_sampler = sorted(range(len(bucket)), key=lambda i: lengths[bucket[i]])  # SortedSampler(bucket, key)
+        for batch in SubsetRandomSampler(list(BatchSampler(sorted_sampler, batch_size, False)), generator=generator):
+            yield [bucket[i] for i in batch]
+
+
+def bench_torch_bucketing(quick):
+    """One epoch of padded torch batches of variable-length sequences through a DataLoader.
+
+    statebatch: ``DataLoader(SequenceDataset, batch_sampler=BucketBatchSampler, collate_fn=dataset.collate)``
+    (padding, lengths and masks), and statebatch's own batches (one gather per batch) as tensors. Peers on the
+    same lengths, with a list of tensors and ``pad_sequence``: Hugging Face's LengthGroupedSampler scheme
+    (megabatches of 50 batches sorted by length) and torchnlp's BucketBatchSampler (buckets of 100 batches
+    sorted, batch order shuffled), both re-implemented here from their sources. Padding = padded steps /
+    all steps of the epoch.
+    """
+    import torch
+    from torch.nn.utils.rnn import pad_sequence
+    from torch.utils.data import DataLoader
+
+    from statebatch import torch as sbt
+
+    n = 5_000 if quick else 20_000
+    F, B = 16, 64
+    rng = np.random.default_rng(0)
+    lengths = np.clip(rng.lognormal(np.log(100), 0.6, n).astype(np.int64), 1, 1000)
+    seqs = [rng.standard_normal((int(k), F)).astype(np.float32) for k in lengths]
+    tensors = [torch.from_numpy(s) for s in seqs]
+    length_list = lengths.tolist()
+
+    def collate(items):
+        return pad_sequence(items, batch_first=True), torch.tensor([len(t) for t in items])
+
+    def run(loader):
+        real = padded = 0
+        for x, lens in loader:
+            padded += x.shape[0] * x.shape[1]
+            real += int(lens.sum())
+        return 1 - real / padded
+
+    bk = sb.bucket_batches(seqs, B, seed=0)
+    ds = sbt.SequenceDataset(bk)
+    sampler = sbt.BucketBatchSampler(bk)
+
+    def statebatch_epoch(epoch=[0]):  # noqa: B006  a new epoch each call
+        sampler.set_epoch(epoch[0])
+        epoch[0] += 1
+        loader = DataLoader(ds, batch_sampler=sampler, collate_fn=ds.collate)
+        return run((b.x, b.lengths) for b in loader)
+
+    def statebatch_direct():  # statebatch's own batches: one padded gather each, then a tensor
+        real = padded = 0
+        for (X,) in bk:
+            x = sbt.to_tensor(X)
+            padded += x.shape[0] * x.shape[1]
+        return 1 - int(lengths.sum()) / padded
+
+    def hf_epoch(epoch=[0]):  # noqa: B006
+        g = torch.Generator().manual_seed(epoch[0])
+        epoch[0] += 1
+        order = _hf_length_grouped_indices(length_list, B, g)
+        return run(DataLoader(tensors, batch_size=B, sampler=order, collate_fn=collate))
+
+    def torchnlp_epoch(epoch=[0]):  # noqa: B006
+        g = torch.Generator().manual_seed(epoch[0])
+        epoch[0] += 1
+        return run(DataLoader(tensors, batch_sampler=list(_torchnlp_bucket_batches(length_list, B, g)),
+                              collate_fn=collate))
+
+    sb_s, sb_pad = timeit(statebatch_epoch)
+    direct_s, direct_pad = timeit(statebatch_direct)
+    hf_s, hf_pad = timeit(hf_epoch)
+    nlp_s, nlp_pad = timeit(torchnlp_epoch)
+    return record("torch_bucketing", sb_s, "Hugging Face LengthGroupedSampler scheme + pad_sequence", hf_s, None,
+                  sequences=n, features=F, batch_size=B, padding_statebatch=sb_pad, padding_hf=hf_pad,
+                  padding_torchnlp=nlp_pad, torchnlp_s=nlp_s, ratio_torchnlp=nlp_s / sb_s,
+                  statebatch_direct_s=direct_s, padding_statebatch_direct=direct_pad,
+                  ratio_hf_vs_direct=hf_s / direct_s, ratio_torchnlp_vs_direct=nlp_s / direct_s)
+
+
 WORKLOADS = {
     "windows": bench_windows,
     "windows_shuffled": bench_windows_shuffled,
@@ -423,6 +587,8 @@ WORKLOADS = {
     "bucket_mixing": bench_bucket_mixing,
     "out_of_core": bench_out_of_core,
     "plan_from_lengths": bench_plan_from_lengths,
+    "torch_lanes": bench_torch_lanes,
+    "torch_bucketing": bench_torch_bucketing,
 }
 
 

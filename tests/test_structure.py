@@ -26,7 +26,7 @@ LAYERS = {
     "bucketing": 8,
     "checks": 9,
     "validate": 10, "explain": 10,
-    "keras": 11, "sklearn": 11, "plot": 11,
+    "keras": 11, "sklearn": 11, "plot": 11, "torch": 11,
     "__init__": 12,
     "cli": 13, "demo": 13,
     "__main__": 14,

@@ -59,6 +59,7 @@ STRUCTURED = frozenset({LANES, NATURAL, SLIDING, SHUFFLED})
 _MIN_EXACT_PAIRS = 5      # exact (hash) evidence is conclusive with few pairs
 _MIN_STAT_PAIRS = 32      # rank statistics need more
 _HASH_FEATURES = 32       # features used for the step hash
+_FIT_STEPS = 32768        # steps per feature used to fit the junction predictors
 _POWER_ROW = 7.0          # expected z (row test, threshold 4) below which a hidden successor may be missed
 _POWER_BATCH = 8.0        # the same for the per-batch test (threshold 5)
 
@@ -191,6 +192,10 @@ class _Junction:
     def __init__(self, rows: np.ndarray, p: int):
         # rows: (S, T, F) float64, T >= 2p
         self.p = p
+        # a few tens of thousands of steps per feature pin down p+1 coefficients; more only costs time
+        keep = max(8, _FIT_STEPS // max(rows.shape[1], 1))
+        if rows.shape[0] > keep:
+            rows = rows[:: -(-rows.shape[0] // keep)]
         self.mean = rows.mean(axis=(0, 1))
         c = rows - self.mean
         self.cf, self.sf = self._fit(c, p)
@@ -207,9 +212,12 @@ class _Junction:
         ridge = 1e-9 * np.trace(g, axis1=1, axis2=2)[:, None, None] + 1e-300
         coef = np.linalg.solve(g + ridge * np.eye(p + 1), b[..., None])[..., 0]  # (F, p+1)
         r = y - np.einsum("nfi,fi->nf", z, coef)
-        r2 = np.sort(r * r, axis=0)
+        # scale from the smallest 98% of squared residuals (resets and outliers inflate the rest)
+        r2 = r * r
         keep = max(1, int(math.ceil(0.98 * r2.shape[0])))
-        scale = np.sqrt(r2[:keep].mean(axis=0))
+        if keep < r2.shape[0]:
+            r2 = np.partition(r2, keep - 1, axis=0)[:keep]
+        scale = np.sqrt(r2.mean(axis=0))
         sd = c.reshape(-1, f).std(axis=0)
         scale = np.maximum(scale, 1e-6 * sd + 1e-300)
         return coef, scale
@@ -520,8 +528,9 @@ def _exact_verdict(exact: dict, j: np.ndarray, b: int, n: int, t: int, V: dict) 
         sel = np.arange(0, n, t // s)
         order = _lane_order(sel, b)
         if order is not None:
-            fix += (f"; from these windows, X[order] (every {t // s}-th window, regrouped into "
-                    f"{b} lanes, dropping the overlaps) is a correct stateful layout")
+            fix += (f"; from these windows, X[order] with order = statebatch.detect_layout(X, {b}).order "
+                    f"(every {t // s}-th window, regrouped into {b} lanes, dropping the overlaps; the same "
+                    "for y) is a correct stateful layout")
     return LayoutVerdict(SLIDING, stride=s, stride_exact=True, evidence=ev, fix=fix + ".", order=order,
                          confidence=float(min(1.0, rate)), **V)
 
@@ -651,7 +660,10 @@ def _detect_stat(X, A, N, L, R, jj, b, n, t, keepf, rng, w, hf, V, max_rows, glo
         return LayoutVerdict(NATURAL, stride=t, stride_exact=True, evidence=ev + ".",
                              fix=_natural_fix(n, b, order), order=order,
                              confidence=_conf(cN) * min(1.0, contN + 0.2), **V)
-    if relN and (b == 1 or not relL or cN > cL):
+    # sample j+1 related to sample j without continuing it: natural order with gaps. (In lanes,
+    # sample j+1 is another lane -- another part of the series, or another series -- and unrelated,
+    # so relN decides even when j -> j+B relates too, as it does for quasi-periodic series.)
+    if relN:
         a = ex(dN)
         g = _gap_estimate(A, N, t)
         sc["gap_estimate"] = g

@@ -118,6 +118,9 @@ def _table_columns(df, args) -> tuple[str | None, str | None, list[str] | None, 
     lower = {str(c).lower(): c for c in df.columns}
     if args.id_col is None:
         guess = next((lower[n] for n in _ID_NAMES if n in lower), None)
+        if guess is None:  # unique_id, customer_id, seriesId ...
+            guess = next((c for c in df.columns if str(c).lower().endswith("id") and 1 < df[c].nunique() < len(df)),
+                         None)
         if guess is None:  # a text column with repeated values is a series key too
             guess = next((c for c in df.columns if df[c].dtype == object and 1 < df[c].nunique() < len(df)), None)
         if guess is not None:
@@ -159,6 +162,10 @@ def _from_table(df, args, stateful: bool):
     if stateful:
         from .stateful import arrange_stateful
 
+        if args.stride != 1:
+            raise ParameterError(f"--stride {args.stride} with --stateful: lanes are cut into consecutive chunks "
+                                 "that never overlap or skip steps, so a stride does not apply.",
+                                 "leave --stride out for a stateful model (or drop --stateful for strided windows).")
         if args.batch_size is None:
             raise ParameterError("--stateful needs --batch-size: the lanes are built for the model's fixed batch size.",
                                  "pass --batch-size B (the batch size the stateful model is built with).")

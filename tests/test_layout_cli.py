@@ -117,3 +117,26 @@ def test_cli_stateful_table_needs_batch_size(tmp_path, capsys):
     pd.DataFrame({"value": walk(200)[:, 0]}).to_csv(csv, index=False)
     assert main(["check", str(csv), "--timesteps", "10", "--stateful"]) == 2
     assert "--batch-size" in capsys.readouterr().err
+
+
+def test_cli_table_id_by_suffix_and_stride_with_stateful(tmp_path, capsys):
+    csv = tmp_path / "nixtla.csv"
+    df = long_table().rename(columns={"id": "unique_id", "t": "ds"})
+    df.to_csv(csv, index=False)
+    assert main(["check", str(csv), "--timesteps", "10"]) == 2
+    assert "--id-col unique_id" in capsys.readouterr().err
+    assert main(["check", str(csv), "--id-col", "unique_id", "--timesteps", "10"]) == 2
+    assert "--time-col ds" in capsys.readouterr().err
+    assert main(["check", str(csv), "--id-col", "unique_id", "--time-col", "ds", "--timesteps", "10",
+                 "--batch-size", "4", "--stateful", "--stride", "3"]) == 2
+    assert "--stride 3 with --stateful" in capsys.readouterr().err
+
+
+def test_cli_table_with_duplicate_time_stamps_is_refused(tmp_path, capsys):
+    csv = tmp_path / "dup.csv"
+    df = long_table()
+    df.loc[df.index[:5], "t"] = 0
+    df.to_csv(csv, index=False)
+    assert main(["check", str(csv), "--id-col", "id", "--time-col", "t", "--timesteps", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Fix:" in err and "please report" not in err

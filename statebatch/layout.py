@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -68,17 +68,30 @@ _POWER_BATCH = 8.0        # the same for the per-batch test (threshold 5)
 class LayoutVerdict:
     """What :func:`detect_layout` found.
 
-    kind : one of ``KINDS``.
-    stride : steps between the starts of consecutive samples (sliding windows; ``timesteps`` for
+    Attributes
+    ----------
+    kind : str
+        One of :data:`KINDS`.
+    batch_size : int
+        The batch size the rows were read with.
+    stride : int or None
+        Steps between the starts of consecutive samples (sliding windows; ``timesteps`` for
         natural-order chunks); ``stride_exact`` is False when it is estimated from continuity.
-    evidence : a sentence with concrete rows.
-    fix : what to do (None when nothing needs fixing).
-    order : for natural-order chunks (and sliding windows whose stride divides T), indices such that
-        ``X[order]`` is laid out in lanes.
-    sampled, rows_checked, n_rows : whether rows were sampled, and how many anchor rows were used.
-    confidence : 0..1, a rough strength of the evidence.
-    scores : the statistics behind the verdict.
-    transposed : for ``channels_first``: the verdict on ``X.transpose(0, 2, 1)``.
+    evidence : str
+        A sentence naming concrete rows.
+    fix : str or None
+        What to do (None when nothing needs fixing).
+    order : ndarray ``(m,)`` of int, or None
+        For natural-order chunks (and sliding windows whose stride divides T): indices such that
+        ``X[order]`` is laid out in lanes (apply the same to y and sample weights).
+    sampled, rows_checked, n_rows : bool, int, int
+        Whether anchor rows were sampled, how many were compared, and the rows of X.
+    confidence : float
+        0..1, a rough strength of the evidence.
+    scores : dict
+        The statistics behind the verdict (AUCs, continuation fractions, overlap rates, power).
+    transposed : LayoutVerdict or None
+        For ``channels_first``: the verdict on ``X.transpose(0, 2, 1)``.
     """
 
     kind: str
@@ -473,7 +486,10 @@ def _detect(X: np.ndarray, b: int, max_rows: int, seed: int, global_pass: bool) 
     return _detect_stat(X, A, N, L, R, jj, b, n, t, keepf, rng, w, hf, V, max_rows, global_pass)
 
 
-def _exact_maps(HA, HN, HL, HR, okA, finite, const, b, t) -> dict:
+def _exact_maps(HA: np.ndarray, HN: np.ndarray, HL: np.ndarray, HR: np.ndarray, okA: np.ndarray,
+                finite: Callable, const: Callable, b: int, t: int) -> dict:
+    """Exact overlaps (shared whole steps) along j -> j+1 and j -> j+B, against random pairs and
+    against repeats inside rows (quantised data); ``verdict`` when one map overlaps conclusively."""
     out: dict[str, Any] = {}
     if t < 2:
         return out
@@ -538,7 +554,9 @@ def _exact_verdict(exact: dict, j: np.ndarray, b: int, n: int, t: int, V: dict) 
 # ---------------------------------------------------------------------------------------- T == 1
 
 
-def _detect_t1(A, N, L, R, jj, b, n, V) -> LayoutVerdict:
+def _detect_t1(A: np.ndarray, N: np.ndarray, L: np.ndarray, R: np.ndarray, jj: np.ndarray, b: int, n: int,
+               V: dict) -> LayoutVerdict:
+    """One step per row: lanes and natural order told apart by which neighbour is closer."""
     sd = _rms_scale(A)
     dist = lambda P, Q: np.sum(((Q[:, 0] - P[:, 0]) / sd) ** 2, axis=-1)   # noqa: E731
     dN, dL, dR = dist(A, N), dist(A, L), dist(A, R)
@@ -590,7 +608,14 @@ def _natural_fix(n: int, b: int, order: np.ndarray | None) -> str:
 # ------------------------------------------------------------------------------------ T >= 2 path
 
 
-def _detect_stat(X, A, N, L, R, jj, b, n, t, keepf, rng, w, hf, V, max_rows, global_pass):
+def _detect_stat(X: np.ndarray, A: np.ndarray, N: np.ndarray, L: np.ndarray, R: np.ndarray, jj: np.ndarray,
+                 b: int, n: int, t: int, keepf: np.ndarray, rng: np.random.Generator, w: np.ndarray,
+                 hf: np.ndarray, V: dict, max_rows: int, global_pass: bool) -> LayoutVerdict:
+    """T >= 2 without exact overlaps: continuity of the junctions of each successor map.
+
+    A, N, L, R : ``(S, T, F)`` anchor rows, their next samples, the rows below them in the next
+    batch, and random rows.
+    """
     p = min(2, t // 2)
     jm = _Junction(A, p)
     S = A.shape[0]
@@ -728,7 +753,9 @@ def _gap_estimate(A: np.ndarray, N: np.ndarray, t: int) -> float | None:
     return float(g) if g < 1000 * t else None
 
 
-def _global(X, jm, Wd, q90, b, n, t, keepf, rng, w, hf, V, max_rows, cN, cL, sig) -> LayoutVerdict:
+def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n: int, t: int,
+            keepf: np.ndarray, rng: np.random.Generator, w: np.ndarray, hf: np.ndarray, V: dict,
+            max_rows: int, cN: float, cL: float, sig: float) -> LayoutVerdict:
     """Successors anywhere: exact overlaps (shuffled sliding windows) and nearest-neighbour
     junctions (shuffled lanes) within a random subset of rows."""
     sc = V["scores"]
@@ -899,7 +926,8 @@ def _global(X, jm, Wd, q90, b, n, t, keepf, rng, w, hf, V, max_rows, cN, cL, sig
         confidence=_conf(sig), **V)
 
 
-def _subset_overlaps(Hq, okq, H, ss, order, exclude_self):
+def _subset_overlaps(Hq: np.ndarray, okq: np.ndarray, H: np.ndarray, ss: np.ndarray, order: np.ndarray,
+                     exclude_self: bool) -> np.ndarray:
     """For each query row: the smallest s (1..T-2) such that some row of H starts at its step s and
     copies its steps s.. (>= 2 shared steps), or 0."""
     m, t = Hq.shape

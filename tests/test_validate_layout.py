@@ -87,3 +87,17 @@ def test_check_layout_on_its_own():
     assert checks.check_layout(lanes(), 4) == []
     with pytest.raises(StatefulLayoutError):
         checks.check_layout(walk(256 * 10).reshape(256, 10, 2), 4)
+
+
+def test_channels_first_with_a_model_is_an_error_naming_the_transpose():
+    import keras
+
+    inp = keras.Input(batch_shape=(4, 50, 2))
+    model = keras.Model(inp, keras.layers.LSTM(2, stateful=True)(inp))
+    X = np.ascontiguousarray(lanes(16, 4, 50, 2).transpose(0, 2, 1))  # (64, 2, 50)
+    rep = sb.validate(X, model=model, shuffle=False, raise_errors=False, emit_warnings=False)
+    assert not rep.ok
+    assert any("channels-first" in str(e) and "transpose(0, 2, 1)" in str(e) for e in rep.errors), rep
+    assert rep.layout is not None and rep.layout.kind == "channels_first"
+    assert sb.validate(np.ascontiguousarray(X.transpose(0, 2, 1)), model=model, shuffle=False,
+                       emit_warnings=False).ok

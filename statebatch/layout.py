@@ -736,9 +736,14 @@ def _gap_estimate(A: np.ndarray, N: np.ndarray, t: int) -> float | None:
     # saturating structure function (AR-like: D(h) = c (1 - r^h)), seen as shrinking increments:
     # extrapolate along it, since a power law through a saturating curve overshoots the gap
     inc = np.diff(np.r_[0.0, D])
-    if inc.size >= 2 and inc[-2] > 0 and 0 < inc[-1] / inc[-2] < 0.95:
-        r = float(inc[-1] / inc[-2])
-        c = float(D[-1] + inc[-1] * r / (1 - r))          # the limit of D(h)
+    pos = inc > 0
+    r = 1.0
+    if inc.size >= 2 and pos.sum() >= 2:
+        # log increments fall linearly in h for D(h) = c (1 - r^h): fit the rate over all lags
+        r = float(np.exp(np.polyfit(hs[pos], np.log(inc[pos]), 1)[0]))
+    if pos.all() and 0 < r < 0.95:
+        last_inc = float(np.exp(np.mean(np.log(inc) - np.log(r) * hs)) * r ** hs[-1])
+        c = float(D[-1] + last_inc * r / (1 - r))          # the limit of D(h)
         if dj < c:
             return float(hs[-1] + math.log(1 - (dj - D[-1]) / (c - D[-1])) / math.log(r))
         return None

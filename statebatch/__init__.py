@@ -13,6 +13,7 @@ from .errors import (BatchIndexError, BatchSizeError, DataValueError, DTypeError
                      OrderError, OverlappingWindowsError, ParameterError, RemainderError, ShapeError,
                      ShuffleError, StatebatchError, StatebatchWarning, StatefulLayoutError, StoreError)
 from .explain import explain
+from .layout import LayoutVerdict, detect_layout
 from .plans.buckets import BucketPlan, plan_buckets, retention
 from .plans.lanes import LanePlan, pack_lanes, plan_lanes
 from .plans.windows import WindowPlan, plan_windows
@@ -52,7 +53,7 @@ __all__ = [
     # row sources
     "RowSource", "ArraySource", "ConcatSource", "as_source", "strided_windows",
     # checking and explaining
-    "validate", "ValidationReport", "explain", "Explanation", "LeftOut",
+    "validate", "ValidationReport", "explain", "Explanation", "LeftOut", "detect_layout", "LayoutVerdict",
     # errors
     "StatebatchError", "ParameterError", "BatchIndexError", "ShapeError", "LengthMismatchError", "ModelMismatchError",
     "DataValueError", "DTypeError", "OrderError", "StatefulLayoutError", "BatchSizeError", "ShuffleError",

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _introspect
+from . import _introspect, layout
 from ._args import check_int
 from .errors import (BatchSizeError, DataValueError, DTypeError, LengthMismatchError, ModelMismatchError,
                      OverlappingWindowsError, ParameterError, ShapeError, ShuffleError, StatefulLayoutError)
@@ -104,6 +104,11 @@ def check_timesteps(X: np.ndarray, expected: int | None, model_shape: tuple | No
     if expected is None or X.ndim != 3 or X.shape[1] == expected:
         return
     shown = model_shape or (None, expected, None)
+    if X.shape[2] == expected:  # the axes swapped: the commonest cause of a wrong time axis
+        raise ModelMismatchError(
+            f"X has {X.shape[1]} timesteps (shape {X.shape}) but the model expects {expected} (input shape {shown}), "
+            f"and X's last axis has {expected}: X looks channels-first (samples, features, timesteps).",
+            f"transpose it: X = X.transpose(0, 2, 1) (shape ({X.shape[0]}, {X.shape[2]}, {X.shape[1]})).")
     raise ModelMismatchError(
         f"X has {X.shape[1]} timesteps (shape {X.shape}) but the model expects {expected} (input shape {shown}). "
         "Keras 3 may accept this without any error.",
@@ -312,32 +317,38 @@ def find_sliding(X: np.ndarray, batch_size: int, max_pairs: int = 64, seed: int 
     return _shift_evidence(X, [(j, j + 1) for j in js.tolist()], batch_size, 4)
 
 
-def check_layout(X: np.ndarray, batch_size: int) -> list[str]:
-    """Stateful data must be arranged in lanes; overlapping sliding windows are refused."""
+def check_layout(X: np.ndarray, batch_size: int, timesteps: int | None = None, features: int | None = None,
+                 verdict: "layout.LayoutVerdict | None" = None) -> list[str]:
+    """Stateful data must be arranged in lanes: row i of batch k+1 continues row i of batch k.
+
+    Reads the layout from the data (:func:`statebatch.layout.detect_layout`) and refuses the
+    mistakes it finds, each with its evidence and fix: natural-order chunks (``StatefulLayoutError``,
+    with the permutation into lanes), sliding windows of any stride (``OverlappingWindowsError``
+    when they overlap), shuffled lanes (``ShuffleError``) and channels-first data when
+    ``timesteps``/``features`` (or a model) disagree with X's axes (``ShapeError``). Channels-first
+    data without them, when the evidence is strong, is a "likely transposed" warning. Lanes,
+    independent samples and undetermined layouts pass without a warning.
+    """
     if X.ndim != 3:
         return []
-    sliding = find_sliding(X, batch_size)
-    if sliding:
-        k, i, s = sliding["example"]
-        t = X.shape[1]
-        raise OverlappingWindowsError(
-            f"X looks like sliding windows in natural order: rows {i} and {i + 1} of batch {k} are windows {s} step(s) "
-            f"apart ({sliding['pairs_overlapping']} of {sliding['pairs_checked']} sampled pairs of neighbouring rows). "
-            f"A stateful model carries row i of one batch into row i of the next, which starts {batch_size * s} steps "
-            f"later: it {'skips' if batch_size * s > t else 'repeats'} {abs(batch_size * s - t)} step(s) at every batch "
-            "boundary, in every lane.",
-            "use statebatch.arrange_stateful(series, timesteps, batch_size) to cut the series into non-overlapping "
-            "lanes, or use stateful=False with sliding windows.")
-    overlap = find_overlap(X, batch_size)
-    if overlap:
-        k, i, s = overlap["example"]
-        raise OverlappingWindowsError(
-            f"X looks like overlapping sliding windows: row {i} of batch {k + 1} is row {i} of batch {k} shifted by "
-            f"{s} step(s) ({overlap['pairs_overlapping']} of {overlap['pairs_checked']} sampled pairs). A stateful "
-            "model carries the state of row i into row i of the next batch, so it would see those steps twice, out "
-            "of order.",
-            "use statebatch.arrange_stateful(series, timesteps, batch_size) to cut the series into non-overlapping "
-            "lanes, or use stateful=False with sliding windows.")
+    v = verdict if verdict is not None else layout.detect_layout(X, batch_size, timesteps=timesteps,
+                                                                   features=features)
+    sampled = f" ({v.rows_checked} of {v.n_rows} rows sampled)" if v.sampled else ""
+    if v.kind == layout.CHANNELS_FIRST:
+        if timesteps is not None or features is not None:
+            raise ShapeError(f"X {X.shape} looks channels-first (samples, features, timesteps): {v.evidence}",
+                             v.fix)
+        return [f"X {X.shape} is likely transposed (channels-first): {v.evidence} Fix: {v.fix}"]
+    if v.kind == layout.SLIDING:
+        cls = OverlappingWindowsError if v.stride is None or v.stride < X.shape[1] else StatefulLayoutError
+        what = "overlapping sliding windows" if cls is OverlappingWindowsError else "sliding windows with gaps"
+        raise cls(f"X looks like {what}, not lanes, for a stateful model{sampled}: {v.evidence}", v.fix)
+    if v.kind == layout.NATURAL:
+        raise StatefulLayoutError(
+            f"X looks like consecutive chunks in natural order, not lanes, for a stateful model{sampled}: "
+            f"{v.evidence}", v.fix)
+    if v.kind == layout.SHUFFLED:
+        raise ShuffleError(f"X looks like lanes whose rows were shuffled{sampled}: {v.evidence}", v.fix)
     return []
 
 

@@ -1,8 +1,14 @@
 """Command line: ``statebatch explain`` and ``statebatch check``.
 
     statebatch explain --shape 1000,20,1 --batch-size 200 --stateful
+    statebatch explain data.npz --batch-size 8 --stateful        # reads the data: what layout is it?
     statebatch check data.npz --batch-size 32 --stateful
     statebatch check series.csv --timesteps 20
+    statebatch check long.csv --id-col id --time-col t --target y --timesteps 20 --batch-size 8 --stateful
+
+A table (.csv/.parquet) is raw series, one row per step: a long table holds many series, kept apart
+by ``--id-col`` and ordered by ``--time-col``. The windows or lanes a model would see are built from
+it (``make_windows``, or ``arrange_stateful`` with ``--stateful``) and the command says what it built.
 """
 
 from __future__ import annotations
@@ -87,10 +93,118 @@ def _read(path: Path, suffix: str) -> dict[str, Any]:
     return {"table": df}
 
 
+_ID_NAMES = ("id", "series", "series_id", "seriesid", "key", "unit", "unit_id", "group", "station", "ticker",
+             "sensor", "item", "item_id", "store", "sku", "entity")
+_TIME_NAMES = ("t", "time", "timestamp", "date", "datetime", "ds", "step", "time_idx", "timeidx")
+
+
+def _column(df, name: str | None, option: str) -> str | None:
+    if name is None or name.lower() == "none":
+        return None
+    if name not in df.columns:
+        raise ParameterError(f"{option} {name!r} is not a column of the table (columns: {list(df.columns)[:12]}).",
+                             f"pass {option} with one of the table's column names.")
+    return name
+
+
+def _table_columns(df, args) -> tuple[str | None, str | None, list[str] | None, list[str]]:
+    """id, time, target and feature columns of a table; an unnamed but obvious id or time column is refused
+    with a message rather than read as a feature (which would window across series or feed clock values)."""
+    id_col = _column(df, args.id_col, "--id-col")
+    time_col = _column(df, args.time_col, "--time-col")
+    targets = None
+    if args.target:
+        targets = [_column(df, c.strip(), "--target") for c in args.target.split(",")]
+    lower = {str(c).lower(): c for c in df.columns}
+    if args.id_col is None:
+        guess = next((lower[n] for n in _ID_NAMES if n in lower), None)
+        if guess is None:  # unique_id, customer_id, seriesId ...
+            guess = next((c for c in df.columns if str(c).lower().endswith("id") and 1 < df[c].nunique() < len(df)),
+                         None)
+        if guess is None:  # a text column with repeated values is a series key too
+            guess = next((c for c in df.columns if df[c].dtype == object and 1 < df[c].nunique() < len(df)), None)
+        if guess is not None:
+            raise ParameterError(
+                f"the table has a column {guess!r} that looks like a series id ({df[guess].nunique()} distinct "
+                "values); read as a feature it would mix series into one.",
+                f"pass --id-col {guess} to keep the series apart (or --id-col none if the table is one series).")
+    if args.time_col is None:
+        guess = next((lower[n] for n in _TIME_NAMES if n in lower), None)
+        if guess is not None:
+            raise ParameterError(
+                f"the table has a column {guess!r} that looks like a time index; read as a feature the model "
+                "would see clock values.",
+                f"pass --time-col {guess} to order the steps by it (or --time-col none to keep it as a feature).")
+    used = {c for c in (id_col, time_col) if c is not None} | set(targets or [])
+    numeric = df.select_dtypes("number")
+    features = [c for c in numeric.columns if c not in used]
+    ignored = [c for c in df.columns if c not in used and c not in features]
+    if ignored:
+        print(f"note: non-numeric columns ignored as features: {ignored}")
+    if not features:
+        raise DTypeError(f"the table has no numeric feature columns (columns: {list(df.columns)[:12]}).",
+                         "convert the feature columns to numbers (dates go in --time-col, not the features).")
+    return id_col, time_col, targets, features
+
+
+def _from_table(df, args, stateful: bool):
+    """Build what a model would see from a table, and say what was built. Returns (X, y, weights, batch_size)
+    or None when no --timesteps was given (then the table itself is checked as one sample)."""
+    id_col, time_col, targets, features = _table_columns(df, args)
+    n_series = int(df[id_col].nunique()) if id_col else 1
+    where = (f"{n_series} series (by {id_col!r})" if id_col else "1 series") + (
+        f", ordered by {time_col!r}" if time_col else ", in file order")
+    print(f"table {args.file}: {len(df)} rows, {where}; features {features}"
+          + (f", target {targets}" if targets else ""))
+    if args.timesteps is None:
+        return None
+    common = dict(id_col=id_col, time_col=time_col, feature_cols=features, target_cols=targets, allow_nan=True)
+    if stateful:
+        from .stateful import arrange_stateful
+
+        if args.stride != 1:
+            raise ParameterError(f"--stride {args.stride} with --stateful: lanes are cut into consecutive chunks "
+                                 "that never overlap or skip steps, so a stride does not apply.",
+                                 "leave --stride out for a stateful model (or drop --stateful for strided windows).")
+        if args.batch_size is None:
+            raise ParameterError("--stateful needs --batch-size: the lanes are built for the model's fixed batch size.",
+                                 "pass --batch-size B (the batch size the stateful model is built with).")
+        # target columns: the value one step later, per timestep (arrange_stateful's "next")
+        a = arrange_stateful(df, args.timesteps, args.batch_size, targets="next" if targets else None, **common)
+        arrays = a.arrays()
+        print(f"built {a.n_series} series -> lanes with statebatch.arrange_stateful(timesteps={args.timesteps}, "
+              f"batch_size={args.batch_size}): X {arrays[0].shape}, {a.n_batches} batches, padding "
+              f"{a.padding_fraction:.1%}; this is statebatch's arrangement of your table, not data you made")
+        return arrays[0], (arrays[1] if len(arrays) > 1 else None), (arrays[2] if len(arrays) > 2 else None), \
+            args.batch_size
+    from .windows import make_windows
+
+    w = make_windows(df, args.timesteps, stride=args.stride, **common)
+    arrays = w.arrays()
+    print(f"built {len(arrays[0])} windows of {args.timesteps} steps (stride {args.stride}) from "
+          f"{n_series} series with statebatch.make_windows; windows never cross a series boundary")
+    return arrays[0], (arrays[1] if len(arrays) > 1 else None), None, args.batch_size
+
+
 def _cmd_explain(args) -> int:
     from .explain import explain
 
-    print(explain(args.shape, batch_size=args.batch_size, stateful=args.stateful))
+    if (args.shape is None) == (args.file is None):
+        raise ParameterError("explain needs either --shape or a data file, not both and not neither.",
+                             "pass --shape 1000,20,1, or a .npy/.npz/.csv/.parquet file.")
+    if args.shape is not None:
+        print(explain(args.shape, batch_size=args.batch_size, stateful=args.stateful))
+        return 0
+    arrays = load_arrays(args.file)
+    if "table" in arrays:
+        built = _from_table(arrays["table"], args, args.stateful)
+        if built is None:
+            raise ParameterError("explaining a table needs --timesteps: the windows or lanes are built from it.",
+                                 "pass --timesteps T (and --batch-size B).")
+        X = built[0]
+    else:
+        X = arrays["X"]
+    print(explain(X, batch_size=args.batch_size, stateful=args.stateful))
     return 0
 
 
@@ -99,25 +213,15 @@ def _cmd_check(args) -> int:
 
     arrays = load_arrays(args.file)
     if "table" in arrays:
-        from .windows import make_windows
-
-        df = arrays["table"]
-        numeric = df.select_dtypes("number")
-        dropped = [c for c in df.columns if c not in numeric.columns]
-        if dropped:
-            print(f"note: non-numeric columns ignored as features: {dropped}")
-        if numeric.shape[1] == 0:
-            raise DTypeError(f"{args.file} has no numeric columns (columns: {list(df.columns)[:10]}).",
-                             "convert the feature columns to numbers (dates go in the row order, not the features).")
-        print(f"table {args.file}: {len(df)} steps x {numeric.shape[1]} numeric feature(s)")
-        if args.timesteps is None:
-            X = numeric.to_numpy()[None]  # the whole table as one sample, for value checks
+        built = _from_table(arrays["table"], args, args.stateful)
+        if built is None:
+            id_col, time_col, targets, features = _table_columns(arrays["table"], args)
+            X = arrays["table"][features].to_numpy()[None]  # the whole table as one sample, for value checks
             rep = validate(X, raise_errors=False, emit_warnings=False)
             rep.warnings.append("pass --timesteps T to check the windows a model would see.")
         else:
-            # allow_nan: the report below lists NaN/inf with the rest, rather than stopping at them
-            w = make_windows(numeric, args.timesteps, stride=args.stride, allow_nan=True)
-            rep = validate(w.X, batch_size=args.batch_size, stateful=args.stateful,
+            X, y, sw, bs = built
+            rep = validate(X, y, sample_weight=sw, batch_size=bs, stateful=args.stateful,
                            shuffle=False if args.stateful else None, raise_errors=False, emit_warnings=False)
     else:
         rep = validate(arrays["X"], arrays.get("y"), sample_weight=arrays.get("sample_weight"),
@@ -125,23 +229,35 @@ def _cmd_check(args) -> int:
                        shuffle=False if args.stateful else None, timesteps=args.timesteps,
                        raise_errors=False, emit_warnings=False)
     print(rep)
+    if rep.layout is not None and rep.ok:
+        print(f"  layout: {rep.layout.kind}: {rep.layout.evidence}")
     return 0 if rep.ok else 1
+
+
+def _table_options(p) -> None:
+    p.add_argument("--id-col", default=None, help="table: the column that names each series ('none': one series)")
+    p.add_argument("--time-col", default=None, help="table: the column that orders the steps of a series ('none': "
+                                                      "file order)")
+    p.add_argument("--target", default=None, help="table: target column(s), comma-separated (not used as features)")
+    p.add_argument("--timesteps", type=_positive, default=None, help="window a table / expected timesteps")
+    p.add_argument("--stride", type=_positive, default=1, help="table, stateless: steps between windows")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="statebatch", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("explain", help="explain batches, state resets and lanes for a shape")
-    p.add_argument("--shape", type=_shape, required=True, help="samples,timesteps,features e.g. 1000,20,1")
+    p.add_argument("file", nargs="?", default=None, help="a .npy/.npz/.csv/.parquet file to read (instead of --shape)")
+    p.add_argument("--shape", type=_shape, default=None, help="samples,timesteps,features e.g. 1000,20,1")
     p.add_argument("--batch-size", type=_positive, default=32)
     p.add_argument("--stateful", action="store_true")
+    _table_options(p)
     p.set_defaults(func=_cmd_explain)
     c = sub.add_parser("check", help="validate a .npy/.npz/.csv/.parquet file")
     c.add_argument("file")
     c.add_argument("--batch-size", type=_positive, default=None)
     c.add_argument("--stateful", action="store_true")
-    c.add_argument("--timesteps", type=_positive, default=None, help="window a table / expected timesteps")
-    c.add_argument("--stride", type=_positive, default=1)
+    _table_options(c)
     c.set_defaults(func=_cmd_check)
     args = parser.parse_args(argv)
     try:

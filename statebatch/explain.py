@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ._args import plural
+from . import layout
 from .errors import ParameterError
 from .result import Batched, Explanation
 
@@ -104,7 +105,7 @@ def explain(obj: Any, batch_size: int | None = None, stateful: bool = False, *,
         lines.append(
             f"each sample is {t} timesteps of {f} feature(s); a stateful model needs the batch size fixed in the "
             f"model: keras.Input(batch_shape=({b}, {t}, {f})), which keeps {plural(b, 'parallel state')}, one per "
-            f"row. Each row is a lane of {plural(n_batches, 'chunk')}"
+            f"row. Keras treats each row as a lane of {plural(n_batches, 'chunk')}"
             + (f": {n_batches * t} steps of one stream." if t else "."))
         lines.append("pass shuffle=False to fit; shuffling would break which sample continues which.")
         resets = 0
@@ -118,9 +119,37 @@ def explain(obj: Any, batch_size: int | None = None, stateful: bool = False, *,
                 f"{plural(n, 'sample')} do not divide by batch_size {b}: Keras 3 fails at the last batch with "
                 f"'Incompatible shapes: [{n % b},...] vs. [{b},...]'. Use statebatch.arrange_stateful, or keep the "
                 f"first {n - n % b} samples.")
+    kind = None
+    if _has_data(obj) and n > 0 and t:
+        kind = _read_layout(obj, b, bool(stateful), n_batches, t, lines, problems)
     expl = Explanation(shape=shape, batch_size=b, stateful=bool(stateful), n_batches=n_batches,
                        last_batch_size=last, parallel_states=b, resets_per_epoch=resets, lines=lines,
-                       problems=problems)
+                       problems=problems, layout=kind)
     if verbose:
         print(expl)
     return expl
+
+
+def _has_data(obj: Any) -> bool:
+    """An array with values (not a shape tuple)."""
+    return hasattr(obj, "shape") and hasattr(obj, "dtype") and not isinstance(obj, tuple)
+
+
+def _read_layout(X: Any, b: int, stateful: bool, n_batches: int, t: int, lines: list[str],
+                 problems: list[str]) -> str:
+    """Say what the data looks like (statebatch.layout); a stateful layout mistake becomes a problem."""
+    v = layout.detect_layout(X, b)
+    sampled = f" ({v.rows_checked} of {v.n_rows} rows sampled)" if v.sampled else ""
+    lines.append(f"what the data looks like{sampled}: {v.kind.replace('_', ' ')}. {v.evidence}")
+    if v.kind == layout.CHANNELS_FIRST:
+        problems.append(f"X is likely transposed (channels-first): {v.fix}")
+    elif stateful and v.is_mistake:
+        problems.append(f"the rows are {v.kind.replace('_', ' ')}, not lanes: a stateful model would carry "
+                        f"state from each row into a row that does not continue it. Fix: {v.fix}")
+    elif stateful and v.kind == layout.LANES and n_batches > 1:
+        lines.append(f"that is the layout a stateful model needs: each of the {plural(b, 'row')} continues "
+                     "in the same row of the next batch.")
+    elif not stateful and v.kind in (layout.LANES, layout.NATURAL) and n_batches > 1:
+        lines.append("the rows continue one another, but with stateful=False that continuity is not used: each "
+                     "sample starts from zero state (use a stateful model with lanes to carry it).")
+    return v.kind

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _introspect, checks
+from . import _introspect, checks, layout
 from .errors import ParameterError, StatebatchError, StatebatchWarning
 from .result import Batched
 from .source import ConcatSource
@@ -30,12 +30,16 @@ class ValidationReport:
     warnings : list of str
         Legal but suspicious things.
     info : dict
-        The facts checked: ``n_samples``, ``timesteps``, ``features``, ``batch_size``, ``stateful``...
+        The facts checked: ``n_samples``, ``timesteps``, ``features``, ``batch_size``, ``stateful``,
+        ``layout`` (stateful only: the detected layout kind)...
+    layout : LayoutVerdict or None
+        The full layout verdict (evidence, fix, lane order) for stateful data.
     """
 
     errors: list[StatebatchError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    layout: "layout.LayoutVerdict | None" = None
 
     @property
     def ok(self) -> bool:
@@ -178,8 +182,21 @@ def validate(
     if stateful:
         fixed = None if model is None or not m_stateful else m_batch is not None
         run(checks.check_stateful_batch, Xa.shape[0], bs, fixed)
-        if bs is not None and rank == 3:
-            run(checks.check_layout, Xa, bs)
+        if bs is not None and rank == 3 and Xa.shape[0] > 0:
+            expected_t = m_shape[1] if m_shape and rank == 3 else timesteps
+            expected_f = m_shape[-1] if m_shape else features
+            verdict = layout.detect_layout(Xa, bs, timesteps=expected_t, features=expected_f)
+            rep.info["layout"] = verdict.kind + (" (sampled)" if verdict.sampled else "")
+            rep.layout = verdict
+            run(checks.check_layout, Xa, bs, expected_t, expected_f, verdict=verdict)
+    elif rank == 3 and 1 <= Xa.shape[1] < Xa.shape[2] and Xa.shape[0] > 0:
+        # stateless: only a transposed X matters, and a short time axis with many features is its sign
+        verdict = layout.detect_layout(Xa, bs or 1, timesteps=m_shape[1] if m_shape else timesteps,
+                                       features=m_shape[-1] if m_shape else features)
+        if verdict.kind == layout.CHANNELS_FIRST:
+            rep.layout = verdict
+            run(checks.check_layout, Xa, bs or 1, m_shape[1] if m_shape else timesteps,
+                m_shape[-1] if m_shape else features, verdict=verdict)
     run(checks.check_shuffle, shuffle, stateful)
     run(checks.check_masking, Xa, model)
     rep.warnings.extend(_introspect.backend_warnings(m_stateful))

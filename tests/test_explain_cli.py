@@ -78,7 +78,7 @@ def test_cli_check_files(tmp_path, capsys):
     assert "X[..., None]" in capsys.readouterr().out
     csv = tmp_path / "series.csv"
     pd.DataFrame({"t": range(30), "v": np.r_[np.arange(29.0), np.nan]}).to_csv(csv, index=False)
-    assert main(["check", str(csv), "--timesteps", "5"]) == 1
+    assert main(["check", str(csv), "--timesteps", "5", "--time-col", "t"]) == 1
     assert "NaN" in capsys.readouterr().out
     pq = tmp_path / "series.parquet"
     pd.DataFrame({"v": np.arange(30.0)}).to_parquet(pq)

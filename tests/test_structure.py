@@ -24,6 +24,7 @@ LAYERS = {
     "result": 6, "schedule": 6,
     "windows": 7, "stateful": 7,
     "bucketing": 8,
+    "layout": 2,
     "checks": 9,
     "validate": 10, "explain": 10,
     "keras": 11, "sklearn": 11, "plot": 11, "torch": 11,

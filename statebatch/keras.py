@@ -306,7 +306,9 @@ class Dataset(keras.utils.PyDataset):
                                  "its own copy of the in-order guard.", "drop use_multiprocessing (threads are fine).")
         super().__init__(**kwargs)
         self.result = result
-        self._guard = InOrderGuard(workers=workers) if hasattr(result, "resets") else None
+        # Keras' OrderedEnqueuer keeps up to max_queue_size batches in flight across `workers` threads
+        self._guard = (InOrderGuard(workers=workers, lookahead=check_int("max_queue_size", kwargs.get("max_queue_size", 10), 1))
+                       if hasattr(result, "resets") else None)
         self._n = result.n_batches
 
     def __len__(self) -> int:
@@ -510,7 +512,8 @@ class ShardDataset(keras.utils.PyDataset):
         workers = check_int("workers", kwargs.get("workers", 1), 1)
         super().__init__(**kwargs)
         self.shards = shards if isinstance(shards, BatchShards) else BatchShards(shards)
-        self._guard = InOrderGuard(workers=workers) if self.shards.resets is not None else None
+        self._guard = (InOrderGuard(workers=workers, lookahead=check_int("max_queue_size", kwargs.get("max_queue_size", 10), 1))
+                       if self.shards.resets is not None else None)
 
     @property
     def batch_size(self) -> int:

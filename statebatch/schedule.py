@@ -122,39 +122,61 @@ class ValidationSchedule:
 class InOrderGuard:
     """Refuse batch requests that are not in order, which would scramble stateful lanes.
 
-    Batch ``k`` may be requested when it is the first of an epoch (0) or follows the batches before
-    it. With ``workers`` > 1 threads fetching ahead, a request may overtake up to ``workers - 1``
-    earlier ones, so the guard accepts any batch within that window of the oldest one not yet served
-    and checks that none is served twice. Thread-safe.
+    One worker: batch ``k`` may be requested when it is the first of a pass (0) or follows the batches
+    before it. Several worker threads (Keras' ``OrderedEnqueuer``): batches are handed to threads in
+    order and delivered to the model in that order, but a thread may reach ``__getitem__`` late, so
+    requests arrive slightly out of order. The guard then accepts a batch within ``window`` = ``workers
+    + lookahead`` (the batches in flight) of the highest one of the pass, refuses repeats, and starts a
+    new pass when a batch of the first window comes again. A shuffled order is caught as soon as two
+    requests lie further apart than the window (at once, for epochs of more than a few windows);
+    shorter shuffled epochs with several workers cannot be told from thread timing. Thread-safe.
     """
 
-    def __init__(self, *, workers: int = 1, what: str = "stateful batches"):
-        self.window = max(1, int(workers))
+    def __init__(self, *, workers: int = 1, lookahead: int = 0, what: str = "stateful batches"):
+        self.workers = max(1, int(workers))
+        self.window = self.workers + (max(0, int(lookahead)) if self.workers > 1 else 0)
         self.what = what
         self._lock = threading.Lock()
         self._served: set[int] = set()
-        self._low = 0  # the oldest batch not yet served
+        self._low = 0  # the oldest batch not yet served (one worker)
+        self._high = -1  # the highest batch served in this pass (several workers)
 
     def reset(self) -> None:
         with self._lock:
             self._served.clear()
-            self._low = 0
+            self._low, self._high = 0, -1
+
+    def _refuse(self, k: int) -> None:
+        expected = self._low if self.workers == 1 else max(self._high - self.window + 1, 0)
+        self._served.clear()
+        self._low, self._high = 0, -1
+        where = (f"batch {k} where batch {expected} comes " + ("first" if expected == 0 else f"after batch {expected - 1}")
+                 if self.workers == 1 else f"batch {k} after batch {expected if expected > 0 else 0}.."
+                 f"{max(expected, 0) + self.window - 1} with {self.workers} worker threads")
+        raise ShuffleError(
+            f"{self.what} were requested out of order ({where}); Keras shuffles a PyDataset's batches when "
+            "fit(shuffle=True), its default, which would scramble which lane continues which.",
+            "pass shuffle=False to model.fit (or use statebatch.keras.fit_stateful).")
 
     def check(self, k: int) -> None:
         with self._lock:
-            if k == 0 and self._low > 0 and 0 in self._served and len(self._served) == self._low:
-                self._served.clear()  # a new pass over the data (e.g. evaluate after fit)
-                self._low = 0
-            if k in self._served or not self._low <= k < self._low + self.window:
-                expected = self._low
-                self._served.clear()
-                self._low = 0
-                after = "first" if expected == 0 else f"after batch {expected - 1}"
-                raise ShuffleError(
-                    f"{self.what} were requested out of order (batch {k} where batch {expected} comes {after}); "
-                    "Keras shuffles a PyDataset's batches when fit(shuffle=True), its default, which would scramble "
-                    "which lane continues which.",
-                    "pass shuffle=False to model.fit (or use statebatch.keras.fit_stateful).")
+            if self.workers == 1:
+                if k == 0 and self._low > 0 and 0 in self._served and len(self._served) == self._low:
+                    self._served.clear()  # a new pass over the data (e.g. evaluate after fit)
+                    self._low = 0
+                if k in self._served or k != self._low:
+                    self._refuse(k)
+                self._served.add(k)
+                while self._low in self._served:
+                    self._low += 1
+                return
+            if k in self._served:
+                if k >= self.window:
+                    self._refuse(k)
+                self._served.clear()  # a new pass (e.g. Keras on TF peeks batches 0 and 1, then iterates)
+                self._high = -1
+            limit = self.window if self._high < 0 else self._high + self.window
+            if k >= limit or k < self._high - self.window:
+                self._refuse(k)
             self._served.add(k)
-            while self._low in self._served:
-                self._low += 1
+            self._high = max(self._high, k)

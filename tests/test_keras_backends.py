@@ -131,3 +131,20 @@ def test_lane_reset_callback_leaves_no_tracking_behind_and_weights_load_into_a_p
     fresh.load_weights(tmp_path / "w.weights.h5")
     for u, v in zip(m.trainable_weights, fresh.trainable_weights):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(u), keras.ops.convert_to_numpy(v))
+
+
+def test_worker_threads_keep_lanes_in_order():
+    series = [RNG.normal(size=(n, 2)).astype("float32") for n in (53, 21, 70, 38, 44, 29)]
+    a = sb.arrange_stateful(series, 3, 2, targets="next")
+    keras.utils.set_random_seed(0)
+    inp = keras.Input(batch_shape=(2, None, 2))
+    m = keras.Model(inp, keras.layers.Dense(2)(keras.layers.GRU(3, stateful=True, return_sequences=True)(inp)))
+    m.compile(optimizer="adam", loss="mse")
+    assert a.n_batches > 40  # several windows of batches in flight
+    m.fit(StatefulDataset(a, workers=4), epochs=3, shuffle=False, verbose=0, callbacks=[LaneResetCallback(a)])
+    inp2 = keras.Input(shape=(None, 2))
+    ref = keras.Model(inp2, keras.layers.Dense(2)(keras.layers.GRU(3, return_sequences=True)(inp2)))
+    ref.set_weights(m.get_weights())
+    out = a.unbatch(m.predict(StatefulDataset(a, workers=4), callbacks=[LaneResetCallback(a)], verbose=0))
+    for s, o in zip(series, out):
+        np.testing.assert_allclose(o, keras.ops.convert_to_numpy(ref(s[None, :-1]))[0], atol=1e-5)

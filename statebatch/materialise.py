@@ -14,6 +14,7 @@ Every array returned here is new (never a view of the caller's data) unless docu
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -188,12 +189,18 @@ class LaneReader:
     """Per-lane read-ahead for out-of-core sources.
 
     The next batch continues each lane where this one ends, so every lane reads ``readahead``
-    chunks at once into its row of one preallocated buffer ``(lanes, readahead x timesteps, *row)``
+    chunks (at least ``min_read_bytes``, at most ``max_buffer_bytes`` for all lanes) at once into its
+    row of one preallocated buffer ``(lanes, capacity, *row)``
     (straight into it when the source supports ``read_into``) and serves the next batches from
     memory. A batch is one vectorised copy out of the buffer (a slice when all lanes sit at the same
-    offset, one gather otherwise), never a Python loop over the lanes. Resident memory:
-    ``lanes x readahead x timesteps x row`` values.
+    offset, one gather otherwise), never a Python loop over the lanes. Resident memory: the buffer,
+    ``lanes x capacity x row`` values.
     """
+
+    #: Each lane reads at least this many bytes at a time: fewer, larger reads (per-read overhead is
+    #: a syscall plus Python bookkeeping), within ``max_buffer_bytes`` for all lanes together.
+    min_read_bytes = 256 << 10
+    max_buffer_bytes = 64 << 20
 
     def __init__(self, source: RowSource, readahead: int = 16):
         self.source = source
@@ -207,7 +214,9 @@ class LaneReader:
         valid = np.asarray(valid, dtype=np.int64)
         lanes = len(starts)
         if self._buf is None or self._buf.shape[0] != lanes or self._buf.shape[1] < length:
-            cap = max(self.readahead * length, length)
+            row_bytes = max(1, math.prod(src.shape[1:]) * src.dtype.itemsize)
+            cap = max(self.readahead * length, -(-self.min_read_bytes // row_bytes))
+            cap = max(length, min(cap, self.max_buffer_bytes // (lanes * row_bytes)))
             self._buf = np.empty((lanes, cap) + tuple(src.shape[1:]), dtype=src.dtype)
             self._lo = np.zeros(lanes, dtype=np.int64)
             self._hi = np.zeros(lanes, dtype=np.int64)

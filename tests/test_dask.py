@@ -15,6 +15,7 @@ from distributed import Client, LocalCluster
 import statebatch as sb
 from statebatch.dask import feature_stats, prepare
 from statebatch.keras import LaneResetCallback, ShardDataset, StatefulDataset
+from statebatch.materialise import LaneReader
 from statebatch.store import BatchShards, NpyStore, ShardedStore, StoredSeries, write_batches, write_npy
 
 
@@ -149,7 +150,8 @@ def test_reading_batches_keeps_memory_bounded(tmp_path):
         total += float(xb[0, 0, 0])
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    readahead = 32 * 16 * 100 * f * 4  # per-lane read-ahead buffers (16 chunks per lane): 3.3 MB
+    # per-lane read-ahead buffers: 16 chunks or LaneReader.min_read_bytes per lane, whichever is more (8 MB)
+    readahead = 32 * max(16 * 100 * f * 4, LaneReader.min_read_bytes)
     assert peak < readahead + 2_000_000, peak  # the read-ahead and a few batches, not the 64 MB series
     tracemalloc.start()
     rep = sb.validate(arranged, shuffle=False, emit_warnings=False)  # checks one batch, reads no more

@@ -170,11 +170,13 @@ class InOrderGuard:
                 while self._low in self._served:
                     self._low += 1
                 return
-            if k in self._served:
-                if k >= self.window:
-                    self._refuse(k)
-                self._served.clear()  # a new pass (e.g. Keras on TF peeks batches 0 and 1, then iterates)
+            if k < self.window and (k in self._served or k < self._high - self.window):
+                # A new pass: an early batch again, or one far behind this pass (Keras on TF peeks batches 0
+                # and 1, then iterates from 0, and a thread may take 2 before 0 and 1 arrive again).
+                self._served.clear()
                 self._high = -1
+            elif k in self._served:
+                self._refuse(k)
             limit = self.window if self._high < 0 else self._high + self.window
             if k >= limit or k < self._high - self.window:
                 self._refuse(k)

@@ -471,11 +471,15 @@ class StateStore:
         hash of their values."""
         h = hashlib.sha256()
         shapes = []
-        for w in self.model.weights:
-            import keras
+        import keras
 
+        # Recurrent state variables and random-seed counters change with every call: not part of the model.
+        skip = {id(v) for info in self.spec for v in (info.layer.states or []) if v is not None}
+        for w in self.model.weights:  # shapes, not paths: a reloaded model may carry another name
+            if id(w) in skip or "seed_generator" in str(getattr(w, "path", "")) or "rnn_state" in str(w.name):
+                continue
             a = np.ascontiguousarray(keras.ops.convert_to_numpy(w.value))
-            shapes.append([w.path if hasattr(w, "path") else w.name, list(a.shape), a.dtype.str])
+            shapes.append([list(a.shape), a.dtype.str])
             h.update(a.tobytes())
         return {"states": [[s.name, s.layer_class, list(s.shape), s.dtype] for s in self.spec],
                 "n_features": self.n_features, "n_outputs": self.n_outputs, "weights": shapes,

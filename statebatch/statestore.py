@@ -354,8 +354,7 @@ class StateStore:
         if ss is None or not hasattr(arranged, "series_ids"):
             raise ParameterError(f"warm_from needs an arrangement, got {type(arranged).__name__}.",
                                  "pass the result of statebatch.arrange_stateful (or the training part of its split).")
-        offsets = ss.offsets
-        histories = [ss.source.read(int(offsets[i]), int(offsets[i + 1])) for i in range(ss.n_series)]
+        histories = [ss.series(i) for i in range(ss.n_series)]  # the training part only, after a split
         return self.warm(list(arranged.series_ids), histories, **kwargs)
 
     def step(self, ids: Any, new_values: Any) -> np.ndarray:

@@ -292,3 +292,52 @@ def test_the_saved_file_still_loads_after_the_original_model_ran_on():
         path = store.save(os.path.join(d, "s.npz"))
         model(np.ones((8, 4, F), "float32"))  # moves the original's own state variables, not its weights
         assert StateStore.load(path, model).ids == ["a"]
+
+
+def test_fit_stateful_then_the_store_and_the_holdout_continue_from_training():
+    from statebatch.inference import inference_model, state_spec
+    from statebatch.keras import fit_stateful
+
+    series = many_series(n=40, lo=20, hi=80, seed=9)
+    a = sb.arrange_stateful(series, 10, 8)
+    train, val = a.split(0.2)
+    keep = [len(s) - int(np.ceil(len(s) * 0.2)) for s in series]
+    model = keras.Sequential([keras.Input(batch_shape=(8, None, F)),
+                              layers.LSTM(6, stateful=True, return_sequences=True, use_cudnn=False, name="rnn_0"),
+                              layers.LSTM(5, stateful=True, return_sequences=True, use_cudnn=False, name="rnn_1"),
+                              layers.Dense(F, name="head")])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    before = [w.copy() for w in model.get_weights()]
+    fit_stateful(model, train, validation=val, epochs=2, verbose=0)
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(model.get_weights(), before))  # it trained
+    ref = reference(model)  # the trained weights on each whole series, one call
+    whole = [ref(s) for s in series]
+    # carry on: each series in the store at the end of its training part, then its held-out steps one by one
+    store = StateStore(model)
+    ids = list(train.series_ids)
+    p = store.warm_from(train)
+    np.testing.assert_allclose(p, np.stack([whole[i][keep[i] - 1] for i in range(40)]), atol=TOL)
+    worst = 0.0
+    for t in range(max(len(s) - k for s, k in zip(series, keep))):
+        live = [i for i in range(40) if keep[i] + t < len(series[i])]
+        out = store.step([ids[i] for i in live], np.stack([series[i][keep[i] + t] for i in live]))
+        worst = max(worst, max(float(np.abs(out[j] - whole[i][keep[i] + t]).max()) for j, i in enumerate(live)))
+    assert worst <= TOL
+    # the holdout in time: run val's batches lane by lane (states carried, zeroed at resets) with the same
+    # weights; on every weighted step the output equals the whole-series run
+    twin = inference_model(model)
+    spec = state_spec(twin)
+    states = spec.zeros(8)
+    outs = []
+    for k in range(val.n_batches):
+        X = val.batch(k)[0]
+        reset = np.asarray(val.resets[k])
+        states = [np.where(reset[:, None], 0, s) for s in states]
+        y, *states = [np.asarray(keras.ops.convert_to_numpy(o)) for o in twin([X, *states])]
+        outs.append(y)
+    per_series = val.unbatch(np.concatenate(outs))
+    weights = val.unbatch(val.sample_weight[..., None])
+    for i in range(40):
+        w = weights[i][:, 0] > 0
+        assert w.sum() == len(series[i]) - keep[i]
+        np.testing.assert_allclose(per_series[i][w], whole[i][: len(w)][w], atol=TOL)

@@ -174,7 +174,7 @@ class StateStore:
                 f"{plural(len(unknown), 'series id')} not in the store: {unknown[:5]}"
                 f"{' ...' if len(unknown) > 5 else ''} ({len(self)} series held).",
                 "warm them first (store.warm(ids, histories)); idle series may have been evicted.") from None
-        if len(rows) > 1 and len(np.unique(rows)) != len(rows):
+        if len(rows) > 1 and np.bincount(rows).max() > 1:  # cheaper than np.unique for many rows
             seen, dup = set(), []
             for i in ids:
                 if i in seen:
@@ -242,31 +242,49 @@ class StateStore:
         return x
 
     # ---------------------------------------------------------------- the model call
-    def _call(self, model: Any, inputs: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """One compiled call on rows padded to a bucket size; returns the real rows only."""
+    def _call(self, model: Any, inputs: list[np.ndarray], n: int | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One compiled call on rows padded to a bucket size (inputs of ``n`` rows, or already padded);
+        returns the ``n`` real rows only."""
         import keras
 
-        n = inputs[0].shape[0]
+        n = inputs[0].shape[0] if n is None else n
         m = _bucket(n)
-        if m != n:
-            inputs = [np.concatenate([a, np.zeros((m - n,) + a.shape[1:], a.dtype)]) for a in inputs]
+        inputs = [a if a.shape[0] == m else np.concatenate([a, np.zeros((m - n,) + a.shape[1:], a.dtype)])
+                  for a in inputs]
         t0 = time.perf_counter()
         out = model.predict_on_batch(inputs)
         out = [keras.ops.convert_to_numpy(o)[:n] for o in out]
         self.timings["model_s"] += time.perf_counter() - t0
         return out[0], out[1:]
 
+    def _gather(self, rows: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
+        """``[x, *state rows]`` gathered straight into arrays padded to the call's bucket size (one copy each)."""
+        n, m = len(rows), _bucket(len(rows))
+        out = []
+        for a in (x, *self._states):
+            buf = np.empty((m,) + a.shape[1:], a.dtype)
+            if a is x:
+                buf[:n] = x
+            else:
+                np.take(a, rows, axis=0, out=buf[:n])
+            buf[n:] = 0
+            out.append(buf)
+        return out
+
     def _advance(self, rows: np.ndarray, x: np.ndarray, start: bool = False) -> np.ndarray:
         t0 = time.perf_counter()
-        states = self.spec.zeros(len(rows)) if start else [s[rows] for s in self._states]
+        inputs = [x, *self.spec.zeros(len(rows))] if start else self._gather(rows, x)
         self.timings["store_s"] += time.perf_counter() - t0
-        y, new = self._call(self._twin, [x, *states])
+        y, new = self._call(self._twin, inputs, len(rows))
         t0 = time.perf_counter()
         for s, v in zip(self._states, new):
             s[rows] = v
         pred = y[:, -1] if self._seq_output else y
         self._pred[rows] = pred
-        self._steps[rows] = (0 if start else self._steps[rows]) + x.shape[1]
+        if start:
+            self._steps[rows] = x.shape[1]
+        else:
+            self._steps[rows] += x.shape[1]  # rows are distinct (checked in _lookup)
         self._last[rows] = self._clock()
         self.timings["store_s"] += time.perf_counter() - t0
         return pred

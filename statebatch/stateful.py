@@ -337,6 +337,8 @@ class Arranged(Batched):
         weights), whichever lanes the series share. Of a series of ``n`` steps, the last
         ``ceil(n * validation)`` targets are held out; no held-out value is ever an input or target of
         ``train``. ``val`` starts from zero state (``continues=False``) and resets where series start.
+        Compile with ``keras.losses.MeanSquaredError(reduction="mean_with_sample_weight")`` (or similar) for a
+        val_loss that is a mean over the held-out targets: Keras' default reduction also counts weight-0 steps.
         """
         validation = check_fraction("validation", validation)
         if self.weight_from is not None:

@@ -16,7 +16,7 @@ from keras import layers
 from statebatch.errors import ParameterError, StatefulLayoutError, UnsupportedModelError
 from statebatch.inference import get_states, inference_model, reset_states, set_states, state_spec
 
-pytestmark = pytest.mark.keras
+pytestmark = pytest.mark.backend
 
 
 def stateless_twin(model, **kw):

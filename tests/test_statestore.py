@@ -19,7 +19,7 @@ from statebatch.errors import (DataValueError, ModelMismatchError, ParameterErro
                                StoreError, UnknownSeriesError, UnsupportedModelError)
 from statebatch.statestore import StateStore
 
-pytestmark = pytest.mark.keras
+pytestmark = pytest.mark.backend
 
 F = 2
 TOL = 1e-5

@@ -355,3 +355,27 @@ def test_every_step_is_an_input_a_target_of_one_or_reported(lengths, T, B, horiz
         tail[max(n - horizon, 0):] = 1
         covered = seen[s] + (tail * (seen[s] == 0))
         assert (covered == 1).all(), (s, seen[s].tolist(), inputs_end)
+
+
+@given(lengths=st.lists(st.integers(4, 40), min_size=1, max_size=9), frac=st.floats(0.05, 0.5),
+       horizon=st.integers(1, 2), T=st.integers(1, 6), B=st.integers(1, 5), shuffle=st.booleans())
+def test_split_in_time_property(lengths, frac, horizon, T, B, shuffle):
+    """Whatever the sizes: no held-out value reaches training, and validation weighs exactly the held-out targets."""
+    series = [(i * 1000 + np.arange(n, dtype=np.float64))[:, None] for i, n in enumerate(lengths)]
+    a = sb.arrange_stateful(series, T, B, horizon=horizon, shuffle=shuffle, seed=1)
+    cut = [n - int(np.ceil(n * frac)) for n in lengths]
+    if min(cut) < horizon + 1:
+        with pytest.raises(ParameterError):
+            a.split(frac)
+        return
+    train, val = a.split(frac)
+    for epoch in (0, 1):
+        X, y, w = (np.concatenate(p) for p in zip(*train.batches(epoch)))
+        real = w > 0
+        for arr in (X[..., 0][np.broadcast_to(real, X.shape[:2])], y[..., 0][real]):
+            sid, step = (arr // 1000).astype(int), arr % 1000
+            assert np.all(step < np.take(cut, sid))
+    y, w = np.asarray(val.y)[..., 0], np.asarray(val.sample_weight)
+    for i, n in enumerate(lengths):
+        got = np.sort(y[(w > 0) & (y // 1000 == i)] % 1000).astype(int)
+        assert got.tolist() == list(range(cut[i], n))

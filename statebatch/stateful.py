@@ -336,7 +336,8 @@ class Arranged(Batched):
         state reaches the held-out steps as it stands after that series' training steps (with the current
         weights), whichever lanes the series share. Of a series of ``n`` steps, the last
         ``ceil(n * validation)`` targets are held out; no held-out value is ever an input or target of
-        ``train``. ``val`` starts from zero state (``continues=False``) and resets where series start.
+        ``train``. ``val`` starts from zero state (``continues=False``) and resets where series start; one
+        series runs whole in one lane (the other lanes idle), not cut into ``batch_size`` lanes.
         Compile with ``keras.losses.MeanSquaredError(reduction="mean_with_sample_weight")`` (or similar) for a
         val_loss that is a mean over the held-out targets: Keras' default reduction also counts weight-0 steps.
         """
@@ -360,7 +361,15 @@ class Arranged(Batched):
                       return_sequences=self.return_sequences, remainder=self.remainder, pad_value=self.pad_value,
                       seed=self.seed)
         train = Arranged(head, shuffle=self.shuffle, jitter=self.jitter, continues=self.continues, **common)
-        val = Arranged(self._ss, shuffle=False, jitter=0, weight_from=keep - self._yshift, **common)
+        whole = None
+        if self._ss.n_series == 1:
+            # One series is cut into batch_size lanes that each start from zero state; validation must run it whole
+            # in one lane so that the held-out part follows every step before it. With a second, empty series the
+            # planner packs whole series into lanes instead of cutting one (the empty one takes no lane).
+            whole = plan_lanes(np.append(lengths, 0), self.timesteps, self.batch_size,
+                               targets="next" if self.target_mode == "next" else None, horizon=self.horizon,
+                               remainder=self.remainder)
+        val = Arranged(self._ss, shuffle=False, jitter=0, weight_from=keep - self._yshift, fixed_plan=whole, **common)
         train._check_batches = val._check_batches = self._check_batches
         return train, val
 

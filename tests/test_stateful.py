@@ -379,3 +379,15 @@ def test_split_in_time_property(lengths, frac, horizon, T, B, shuffle):
     for i, n in enumerate(lengths):
         got = np.sort(y[(w > 0) & (y // 1000 == i)] % 1000).astype(int)
         assert got.tolist() == list(range(cut[i], n))
+
+
+def test_split_of_one_series_runs_it_whole_in_one_lane_for_validation():
+    a = sb.arrange_stateful(np.arange(200.0), 10, 4)  # training: 4 lanes that each start from zero
+    train, val = a.split(0.25)
+    plan = val.plan()
+    busy = np.flatnonzero((plan.series >= 0).any(axis=0))
+    assert busy.tolist() == [0] and plan.resets[:, 0].sum() == 1  # one lane, never reset after its start
+    np.testing.assert_array_equal(val.unbatch(val.X)[0][:, 0], np.arange(199.0))
+    w = val.unbatch(val.sample_weight[..., None])[0][:, 0]
+    np.testing.assert_array_equal(np.flatnonzero(w), np.arange(149, 199))  # targets 150..199 held out
+    assert train.series_lengths.tolist() == [150] and (np.asarray(train.y)[np.asarray(train.sample_weight) > 0] < 150).all()

@@ -604,6 +604,57 @@ def bench_layout_detection(quick):
                   all_sampled=all(r["sampled"] for r in rows), under_1s=worst < 1.0, table=rows)
 
 
+def bench_state_store(quick):
+    """Serving: 10,000 series (2,000 with --quick) one new step each. StateStore.step on all of them (one
+    model call: gather state rows, run, scatter) vs the tutorial's way, a batch_size=1 copy of the model
+    called once per series with its state set before and read after (timed on a subset, per series).
+    Also the store's own share: lookup + gather + scatter time vs the model call it wraps."""
+    import keras
+
+    from statebatch.inference import get_states, inference_model, set_states
+    from statebatch.statestore import StateStore
+
+    n, F, units, train_b = (2_000 if quick else 10_000), 4, 32, 64
+    n_peer = 100 if quick else 300
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(batch_shape=(train_b, None, F)),
+                              keras.layers.LSTM(units, stateful=True, return_sequences=True),
+                              keras.layers.Dense(F)])
+    rng = np.random.default_rng(0)
+    ids = [f"series-{i}" for i in range(n)]
+    store = StateStore(model)
+    store.warm(ids, list(rng.standard_normal((n, 20, F)).astype(np.float32)))
+    new = rng.standard_normal((n, F)).astype(np.float32)
+    store.step(ids, new)  # compile/trace once for this shape
+
+    runs = []  # (total, store's own, model call) of each step; medians, since this machine is shared
+    for _ in range(21):
+        store.timings.update(store_s=0.0, model_s=0.0)
+        t0 = time.perf_counter()
+        store.step(ids, new)
+        runs.append((time.perf_counter() - t0, store.timings["store_s"], store.timings["model_s"]))
+    sb_s, own_s, model_s = (float(np.median([r[j] for r in runs])) for j in range(3))
+    ratios = [r[1] / r[2] for r in runs]
+    one = inference_model(model, 1, share_weights=True)
+    states = store.states(ids[:n_peer])
+    x1 = new[:, None, :]
+
+    def per_series_loop():
+        for i in range(n_peer):
+            set_states(one, [s[i:i + 1] for s in states])
+            one.predict_on_batch(x1[i:i + 1])
+            get_states(one)
+
+    set_states(one, [s[:1] for s in states])
+    one.predict_on_batch(x1[:1])  # compile once
+    loop_s, _ = timeit(per_series_loop, repeat=1)
+    peer_s = loop_s / n_peer * n
+    return record("state_store_step", sb_s, f"batch_size=1 model per series (x{n}, timed on {n_peer})", peer_s,
+                  series=n, backend=keras.backend.backend(), series_per_s_store=n / sb_s,
+                  series_per_s_loop=n_peer / loop_s, store_own_s=own_s, model_call_s=model_s,
+                  store_own_vs_model=float(np.median(ratios)), store_own_vs_model_worst=float(max(ratios)))
+
+
 WORKLOADS = {
     "layout_detection": bench_layout_detection,
     "windows": bench_windows,
@@ -619,6 +670,7 @@ WORKLOADS = {
     "plan_from_lengths": bench_plan_from_lengths,
     "torch_lanes": bench_torch_lanes,
     "torch_bucketing": bench_torch_bucketing,
+    "state_store_step": bench_state_store,
 }
 
 

@@ -3,7 +3,7 @@
 The public API is small and light: importing statebatch imports numpy only. Keras, PyTorch,
 matplotlib, scikit-learn, Dask and Zarr are imported by the modules that use them
 (``statebatch.keras``, ``statebatch.torch``, ``statebatch.plot``, ``statebatch.sklearn``,
-``statebatch.dask``, ``statebatch.zarr``). ``docs/design.md`` maps the layers.
+``statebatch.dask``, ``statebatch.zarr``, ``statebatch.inference``, ``statebatch.statestore``). ``docs/design.md`` maps the layers.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 from .bucketing import Batch, Bucketing, bucket_batches, bucket_boundaries, padding_of
 from .errors import (BatchIndexError, BatchSizeError, DataValueError, DTypeError, LengthMismatchError, ModelMismatchError,
                      OrderError, OverlappingWindowsError, ParameterError, RemainderError, ShapeError,
-                     ShuffleError, StatebatchError, StatebatchWarning, StatefulLayoutError, StoreError)
+                     ShuffleError, StatebatchError, StatebatchWarning, StatefulLayoutError, StoreError,
+                     UnknownSeriesError, UnsupportedModelError)
 from .explain import explain
 from .layout import LayoutVerdict, detect_layout
 from .plans.buckets import BucketPlan, plan_buckets, retention
@@ -32,6 +33,10 @@ _LAZY = {
     "load_co2": ("statebatch.datasets", "load_co2"),
     "load_japanese_vowels": ("statebatch.datasets", "load_japanese_vowels"),
     "load_us_macro": ("statebatch.datasets", "load_us_macro"),
+    # serving a trained stateful model (these import keras)
+    "inference_model": ("statebatch.inference", "inference_model"),
+    "state_spec": ("statebatch.inference", "state_spec"),
+    "StateStore": ("statebatch.statestore", "StateStore"),
 }
 
 
@@ -57,5 +62,6 @@ __all__ = [
     # errors
     "StatebatchError", "ParameterError", "BatchIndexError", "ShapeError", "LengthMismatchError", "ModelMismatchError",
     "DataValueError", "DTypeError", "OrderError", "StatefulLayoutError", "BatchSizeError", "ShuffleError",
-    "OverlappingWindowsError", "RemainderError", "StoreError", "StatebatchWarning", *_LAZY,
+    "OverlappingWindowsError", "RemainderError", "StoreError", "UnsupportedModelError", "UnknownSeriesError",
+    "StatebatchWarning", *_LAZY,
 ]

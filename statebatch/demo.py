@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     from statebatch.keras import LaneResetCallback, StatefulDataset, fit_stateful
 
     arranged = sb.arrange_stateful(z[:n_train], T, B)  # next-week targets at every step
-    train, val = arranged.split(0.2)  # the tail of every lane validates, continuing its state
+    train, val = arranged.split(0.2)  # the last 20% of the series validates (a holdout in time)
     test = sb.arrange_stateful(z[n_train - 1:], T, B)  # the held-out future, from the last training week
     print(arranged)
     print(sb.explain(train))

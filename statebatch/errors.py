@@ -75,3 +75,14 @@ class StatebatchWarning(UserWarning):
 
 class StoreError(StatebatchError, ValueError):
     """An out-of-core store is missing, truncated, changed since it was written, or unreadable."""
+
+
+class UnsupportedModelError(StatebatchError, ValueError):
+    """A model whose graph statebatch cannot rewrite (subclassed models, shared or hidden stateful layers)."""
+
+
+class UnknownSeriesError(ParameterError, KeyError):
+    """A series id that a state store does not hold (also a ``KeyError``)."""
+
+    def __str__(self) -> str:  # KeyError would print the message's repr
+        return Exception.__str__(self)

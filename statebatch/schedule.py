@@ -93,8 +93,9 @@ class ValidationSchedule:
     """Validation inside training: keep its state apart from the training state.
 
     The training state is saved before validation and restored after it. Validation starts from
-    zero, except when the validation data continues the training lanes (a tail from
-    :meth:`Arranged.split`): then it starts from the training state.
+    zero, except when the validation data says it continues the training lanes (``continues=True``):
+    then it starts from the training state. (:meth:`Arranged.split` holds out the end of every series
+    and replays each series from its start, so its validation part starts from zero.)
     """
 
     def __init__(self, data: Any):

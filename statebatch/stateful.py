@@ -9,6 +9,7 @@ shuffled or jittered); :class:`Arranged` materialises X, y and sample weights ba
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,6 +25,21 @@ from .series import (GAPS, INPUT_CHECKS_DOC, SeriesSet, aligned_targets, apply_g
 from .source import ConcatSource, RowSource, readonly
 
 __all__ = ["Arranged", "arrange_stateful"]
+
+
+@dataclass(frozen=True, eq=False)
+class _HeadSeries(SeriesSet):
+    """The first ``keep[i]`` steps of every series (same source, nothing copied): a split's training part."""
+
+    keep: np.ndarray | None = None
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.keep
+
+    def series(self, i: int) -> np.ndarray:
+        start = int(self.offsets[i])
+        return self.source.read(start, start + int(self.keep[i]))
 
 
 class Arranged(Batched):
@@ -49,8 +65,12 @@ class Arranged(Batched):
     def __init__(self, ss: SeriesSet, *, timesteps: int, batch_size: int, target_mode: str | None,
                  ysource: RowSource | None, yshift: int, horizon: int, return_sequences: bool, remainder: str,
                  pad_value: float, shuffle: bool, seed: int, jitter: int, continues: bool = False,
-                 fixed_plan: LanePlan | None = None, first_batch: int = 0):
+                 fixed_plan: LanePlan | None = None, first_batch: int = 0,
+                 weight_from: np.ndarray | None = None):
         self._ss = ss
+        # Holdout in time (validation part of split): per series, the first input step whose target is held out;
+        # the steps before it run with sample weight 0 so that the state reaches the held-out part.
+        self.weight_from = weight_from
         self.timesteps = timesteps
         self.batch_size = batch_size
         self.target_mode = target_mode
@@ -178,7 +198,22 @@ class Arranged(Batched):
             arrays = self._cache[key]
             b = self.batch_size
             return tuple(np.ascontiguousarray(a[k * b:(k + 1) * b]) for a in arrays)
-        return self._finite(self._batch_arrays(plan, k), k)
+        return self._finite(self._held_out(plan, self._batch_arrays(plan, k), k), k)
+
+    def _held_out(self, plan: LanePlan, arrays: tuple, k: int | None) -> tuple:
+        """Zero the sample weights of steps before each series' held-out part (``weight_from``); batch ``k``
+        or, with ``k=None``, the whole epoch in batch order."""
+        if self.weight_from is None or len(arrays) < 3:
+            return arrays
+        s, step, valid = (plan.series[k], plan.step[k], plan.valid[k]) if k is not None else (
+            plan.series.reshape(-1), plan.step.reshape(-1), plan.valid.reshape(-1))
+        first = np.where(s >= 0, self.weight_from[np.maximum(s, 0)], 0)
+        w = arrays[2]
+        if w.ndim == 2:  # per step
+            keep = (step[:, None] + np.arange(w.shape[1])[None, :]) >= first[:, None]
+        else:  # one target per chunk, at its last step
+            keep = (step + valid - 1) >= first
+        return arrays[:2] + (w * keep,) + arrays[3:]
 
     def _cache_key(self, plan: LanePlan) -> tuple:
         # Only shuffled or jittered plans differ between epochs; the others are materialised once.
@@ -196,7 +231,8 @@ class Arranged(Batched):
                     "arranged.batches().")
             check_size("the epoch's X", (plan.n_batches, plan.batch_size, plan.timesteps, self.n_features))
             self._cache.clear()
-            self._cache[key] = tuple(readonly(a) for a in self._finite(self._materialise_epoch(plan), -1))
+            arrays = self._held_out(plan, self._materialise_epoch(plan), None)
+            self._cache[key] = tuple(readonly(a) for a in self._finite(arrays, -1))
         return self._cache[key]
 
     def _materialise_epoch(self, plan: LanePlan) -> tuple[np.ndarray, ...]:
@@ -292,29 +328,50 @@ class Arranged(Batched):
 
     # ---------------------------------------------------------------- splitting / the way back
     def split(self, validation: float = 0.2) -> tuple["Arranged", "Arranged"]:
-        """Split every lane in time: the first batches train, the tail of every lane validates.
+        """Hold out the last part of every series in time: ``(train, val)``.
 
-        The validation part continues the training lanes (``continues=True``), so a stateful model
-        can validate from the state it reached at the end of the training batches.
+        ``train`` arranges the first part of every series with this arrangement's parameters (shuffle and
+        jitter included). ``val`` arranges every whole series in the same way, but only targets in the
+        held-out last part carry sample weight: each series' training part runs first with weight 0, so its
+        state reaches the held-out steps as it stands after that series' training steps (with the current
+        weights), whichever lanes the series share. Of a series of ``n`` steps, the last
+        ``ceil(n * validation)`` targets are held out; no held-out value is ever an input or target of
+        ``train``. ``val`` starts from zero state (``continues=False``) and resets where series start; one
+        series runs whole in one lane (the other lanes idle), not cut into ``batch_size`` lanes.
+        Compile with ``keras.losses.MeanSquaredError(reduction="mean_with_sample_weight")`` (or similar) for a
+        val_loss that is a mean over the held-out targets: Keras' default reduction also counts weight-0 steps.
         """
         validation = check_fraction("validation", validation)
-        if self.varies:
-            raise ParameterError("split keeps one fixed plan, but this arrangement re-plans every epoch "
-                                 "(shuffle/jitter).", "arrange the validation series separately, with shuffle=False.")
-        plan = self.plan()
-        n_val = max(1, int(np.ceil(plan.n_batches * validation)))
-        if n_val >= plan.n_batches:
-            raise ParameterError(f"only {plural(plan.n_batches, 'batch')}: cannot hold {n_val} back for validation.",
-                                 "use a smaller validation fraction or smaller timesteps/batch_size.")
-        cut = plan.n_batches - n_val
-        return self._subset(plan, 0, cut, self.continues), self._subset(plan, cut, plan.n_batches, True)
-
-    def _subset(self, plan: LanePlan, k0: int, k1: int, continues: bool) -> "Arranged":
-        return Arranged(self._ss, timesteps=self.timesteps, batch_size=self.batch_size, target_mode=self.target_mode,
-                        ysource=self._ysource, yshift=self._yshift, horizon=self.horizon,
-                        return_sequences=self.return_sequences, remainder=self.remainder, pad_value=self.pad_value,
-                        shuffle=False, seed=self.seed, jitter=0, continues=continues,
-                        fixed_plan=plan.subset(k0, k1), first_batch=self.first_batch + k0)
+        if self.weight_from is not None:
+            raise ParameterError("this arrangement is already the validation part of a split.",
+                                 "split the original arrangement (or arrange the data again) instead.")
+        lengths = self._ss.lengths
+        keep = lengths - np.ceil(lengths * validation).astype(np.int64)
+        need = (self.horizon if self.target_mode == "next" else 0) + 1
+        short = np.flatnonzero(keep < need)
+        if short.size:
+            names = [self.series_ids[i] for i in short[:5]]
+            raise ParameterError(
+                f"{plural(short.size, 'series', 'series')} ({names}) would keep fewer than {need} step(s) for training "
+                f"after holding out {validation:.0%} of their steps.",
+                "use a smaller validation fraction, or leave the shortest series out.")
+        head = _HeadSeries(**{f.name: getattr(self._ss, f.name) for f in fields(SeriesSet)}, keep=keep)
+        common = dict(timesteps=self.timesteps, batch_size=self.batch_size, target_mode=self.target_mode,
+                      ysource=self._ysource, yshift=self._yshift, horizon=self.horizon,
+                      return_sequences=self.return_sequences, remainder=self.remainder, pad_value=self.pad_value,
+                      seed=self.seed)
+        train = Arranged(head, shuffle=self.shuffle, jitter=self.jitter, continues=self.continues, **common)
+        whole = None
+        if self._ss.n_series == 1:
+            # One series is cut into batch_size lanes that each start from zero state; validation must run it whole
+            # in one lane so that the held-out part follows every step before it. With a second, empty series the
+            # planner packs whole series into lanes instead of cutting one (the empty one takes no lane).
+            whole = plan_lanes(np.append(lengths, 0), self.timesteps, self.batch_size,
+                               targets="next" if self.target_mode == "next" else None, horizon=self.horizon,
+                               remainder=self.remainder)
+        val = Arranged(self._ss, shuffle=False, jitter=0, weight_from=keep - self._yshift, fixed_plan=whole, **common)
+        train._check_batches = val._check_batches = self._check_batches
+        return train, val
 
     def provenance(self, batch: int, lane: int, epoch: int | None = None) -> dict[str, Any]:
         """Which series and steps sit in ``lane`` at ``batch``."""
@@ -411,6 +468,11 @@ class Arranged(Batched):
             f"padding: {p.padding_fraction:.2%} of steps ({plural(idle, 'idle lane slot')}); padded steps carry sample "
             f"weight 0. {plural(p.n_batches, 'batch')} (lower bound {p.lower_bound_batches}).",
         ]
+        if self.weight_from is not None:
+            held = np.maximum(self.series_lengths - self.weight_from - self._yshift, 0)
+            lines.append(f"holdout in time: only the last {plural(int(held.sum()), 'target')} of the series (the last "
+                         f"{int(held.min())}-{int(held.max())} of each) carry weight; each series' earlier steps run first "
+                         "with weight 0, so its state reaches the held-out part as after training on those steps.")
         left = self.left_out
         if left:
             lost = sum(lo.steps for lo in left)

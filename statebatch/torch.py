@@ -142,8 +142,8 @@ class LaneLoader(torch.utils.data.IterableDataset):
         From :func:`statebatch.arrange_stateful`.
     validation : bool
         Serve the batches as validation data (``statebatch.schedule.ValidationSchedule``): batch 0
-        resets every lane unless the data continues the training lanes (the tail from
-        :meth:`Arranged.split`), then only the lanes that start a new series.
+        resets every lane unless the data continues the training lanes (``continues=True``), then
+        only the lanes that start a new series.
     reset_on_epoch_begin : bool
         Training only: reset every lane at the start of every epoch (default). ``False`` carries
         state from one epoch into the next (every lane still starts from zero in epoch 0).

@@ -10,7 +10,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 def test_notebooks_exist():
     names = [p.name for p in NOTEBOOKS]
-    assert {"01_input_shapes.ipynb", "02_stateful_batching.ipynb", "03_bucketing.ipynb", "04_pipeline.ipynb"} <= set(names)
+    assert {"01_input_shapes.ipynb", "02_stateful_batching.ipynb", "03_bucketing.ipynb", "04_pipeline.ipynb",
+            "05_forecasting.ipynb"} <= set(names)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -171,15 +171,48 @@ def test_unarrange_roundtrip(lengths, T, B):
     assert sum(len(p) for p in per_chunk) == int((a.plan().valid > 0).sum())
 
 
-def test_split_keeps_lanes_continuous():
-    x = np.arange(1000.0)
-    a = sb.arrange_stateful(x, 10, 4)
+@pytest.mark.parametrize("return_sequences", [True, False])
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_split_holds_out_the_last_part_of_every_series_in_time(return_sequences, horizon):
+    rng = np.random.default_rng(3)
+    lengths = [40, 55, 23, 90, 31, 64, 47, 28]
+    # value = series * 1000 + step: every number says where it came from
+    series = [(i * 1000 + np.arange(n, dtype=np.float64))[:, None] for i, n in enumerate(lengths)]
+    a = sb.arrange_stateful(series, 5, 4, horizon=horizon, return_sequences=return_sequences)
     train, val = a.split(0.2)
-    assert train.n_batches + val.n_batches == a.n_batches and val.continues and not train.continues
-    np.testing.assert_array_equal(val.batch(0)[0][:, 0, 0], train.batch(train.n_batches - 1)[0][:, -1, 0] + 1)
-    assert not val.resets[0].any()
+    held = [int(np.ceil(n * 0.2)) for n in lengths]
+    cut = [n - h for n, h in zip(lengths, held)]  # first held-out step of each series
+    # training never sees a held-out value, as input or as target
+    for i, (x, y) in enumerate(zip(train.unbatch(train.X), train.unbatch(train.y if return_sequences else train.X))):
+        assert x.size and (x % 1000).max() < cut[i] - horizon + 1 and (y % 1000).max() < cut[i]
+    w = np.asarray(train.sample_weight)
+    ty = np.asarray(train.y)[..., 0]
+    assert (ty[w > 0] % 1000).max() < max(cut) and all(
+        (ty[w > 0][(ty[w > 0] // 1000) == i] % 1000).max() < cut[i] for i in range(len(lengths)))
+    # validation: every series has weighted targets, exactly its held-out ones
+    vy, vw = np.asarray(val.y)[..., 0], np.asarray(val.sample_weight)
+    for i in range(len(lengths)):
+        mine = (vy // 1000 == i) & (vw > 0)
+        got = np.unique(vy[mine] % 1000).astype(int)
+        if return_sequences:
+            assert got.tolist() == list(range(cut[i], lengths[i]))
+        else:  # one target per chunk: the chunk ends inside the held-out part
+            assert got.size and got.min() >= cut[i] and got.max() <= lengths[i] - 1
+    # each series starts from its first step in a reset lane: the state reaches the held-out part exactly
+    assert not val.continues
+    plan = val.plan()
+    starts = {int(plan.series[k, j]): int(plan.step[k, j]) for k, j in zip(*np.nonzero(plan.resets & (plan.series >= 0)))}
+    assert starts == {i: 0 for i in range(len(lengths))}
+    if return_sequences:
+        for i, x in enumerate(val.unbatch(val.X)):
+            np.testing.assert_array_equal(x[:, 0], series[i][: len(x), 0])
+    assert "holdout in time" in " ".join(val.explain().lines)
     with pytest.raises(ParameterError):
         a.split(1.5)
+    with pytest.raises(ParameterError, match="already the validation part"):
+        val.split(0.2)
+    with pytest.raises(ParameterError, match="fewer than"):
+        sb.arrange_stateful([np.arange(3.0), np.arange(50.0)], 2, 2).split(0.5)
 
 
 def test_pack_lanes_balances_many_series():
@@ -322,3 +355,39 @@ def test_every_step_is_an_input_a_target_of_one_or_reported(lengths, T, B, horiz
         tail[max(n - horizon, 0):] = 1
         covered = seen[s] + (tail * (seen[s] == 0))
         assert (covered == 1).all(), (s, seen[s].tolist(), inputs_end)
+
+
+@given(lengths=st.lists(st.integers(4, 40), min_size=1, max_size=9), frac=st.floats(0.05, 0.5),
+       horizon=st.integers(1, 2), T=st.integers(1, 6), B=st.integers(1, 5), shuffle=st.booleans())
+def test_split_in_time_property(lengths, frac, horizon, T, B, shuffle):
+    """Whatever the sizes: no held-out value reaches training, and validation weighs exactly the held-out targets."""
+    series = [(i * 1000 + np.arange(n, dtype=np.float64))[:, None] for i, n in enumerate(lengths)]
+    a = sb.arrange_stateful(series, T, B, horizon=horizon, shuffle=shuffle, seed=1)
+    cut = [n - int(np.ceil(n * frac)) for n in lengths]
+    if min(cut) < horizon + 1:
+        with pytest.raises(ParameterError):
+            a.split(frac)
+        return
+    train, val = a.split(frac)
+    for epoch in (0, 1):
+        X, y, w = (np.concatenate(p) for p in zip(*train.batches(epoch)))
+        real = w > 0
+        for arr in (X[..., 0][np.broadcast_to(real, X.shape[:2])], y[..., 0][real]):
+            sid, step = (arr // 1000).astype(int), arr % 1000
+            assert np.all(step < np.take(cut, sid))
+    y, w = np.asarray(val.y)[..., 0], np.asarray(val.sample_weight)
+    for i, n in enumerate(lengths):
+        got = np.sort(y[(w > 0) & (y // 1000 == i)] % 1000).astype(int)
+        assert got.tolist() == list(range(cut[i], n))
+
+
+def test_split_of_one_series_runs_it_whole_in_one_lane_for_validation():
+    a = sb.arrange_stateful(np.arange(200.0), 10, 4)  # training: 4 lanes that each start from zero
+    train, val = a.split(0.25)
+    plan = val.plan()
+    busy = np.flatnonzero((plan.series >= 0).any(axis=0))
+    assert busy.tolist() == [0] and plan.resets[:, 0].sum() == 1  # one lane, never reset after its start
+    np.testing.assert_array_equal(val.unbatch(val.X)[0][:, 0], np.arange(199.0))
+    w = val.unbatch(val.sample_weight[..., None])[0][:, 0]
+    np.testing.assert_array_equal(np.flatnonzero(w), np.arange(149, 199))  # targets 150..199 held out
+    assert train.series_lengths.tolist() == [150] and (np.asarray(train.y)[np.asarray(train.sample_weight) > 0] < 150).all()

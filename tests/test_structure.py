@@ -27,10 +27,11 @@ LAYERS = {
     "layout": 2,
     "checks": 9,
     "validate": 10, "explain": 10,
-    "keras": 11, "sklearn": 11, "plot": 11, "torch": 11,
-    "__init__": 12,
-    "cli": 13, "demo": 13,
-    "__main__": 14,
+    "keras": 11, "sklearn": 11, "plot": 11, "torch": 11, "inference": 11,
+    "statestore": 12,
+    "__init__": 13,
+    "cli": 14, "demo": 14,
+    "__main__": 15,
 }
 
 

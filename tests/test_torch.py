@@ -328,7 +328,7 @@ def test_validation_state_is_kept_apart_and_starts_from_zero():
                 np.testing.assert_allclose(full[k][i, :v], ref[s][st:st + v], **TOL)
 
 
-def test_validation_that_continues_the_training_lanes_starts_from_the_training_state():
+def test_validation_of_a_split_in_time_equals_the_whole_series_run_on_the_held_out_steps():
     series = np.random.default_rng(3).standard_normal((300, 2)).astype(np.float32)
     rnn = nn.GRU(2, 4, batch_first=True)
     arranged = sb.arrange_stateful(series, 10, 3, remainder="drop")
@@ -339,11 +339,13 @@ def test_validation_that_continues_the_training_lanes_starts_from_the_training_s
         _run_epoch(rnn, sbt.LaneLoader(train), carrier)
         with carrier.validation(vl):
             vouts = _run_epoch(rnn, vl, carrier)
-    assert not any(b.reset.any() for b in vl)
-    # the whole arrangement's outputs at the validation batches
-    whole = _run_epoch(rnn, sbt.LaneLoader(arranged), sbt.StateCarrier())
-    for a, b in zip(vouts, whole[-len(vouts):]):
-        np.testing.assert_allclose(a, b, **TOL)
+        whole = rnn(torch.from_numpy(series[None]))[0].numpy()[0]  # the series in one call, from zero state
+    # the held-out steps (weighted) of the validation lanes equal the whole-series run at those steps
+    weights = val.unbatch(val.sample_weight[..., None])[0][:, 0] > 0
+    outs = val.unbatch(vouts)[0]
+    # the last 30% of the 300 targets, less the partial chunk remainder="drop" leaves out (and reports)
+    assert weights.sum() == 90 - val.left_out[0].steps == 81  # 9 steps of the last partial chunk dropped
+    np.testing.assert_allclose(outs[weights], whole[: len(weights)][weights], **TOL)
 
 
 def test_inference_block_without_data_starts_from_zero_and_restores():

@@ -545,8 +545,9 @@ class LaneResetCallback(keras.callbacks.Callback):
         The training (or, for a standalone ``evaluate``/``predict``, the evaluated) arrangement.
     validation_data : Arranged or StatefulDataset, optional
         The arrangement used as ``validation_data`` in ``fit``. Training state is saved before
-        validation and restored after it. A validation tail from :meth:`Arranged.split`
-        (``continues=True``) starts from the training state; otherwise validation starts from zero.
+        validation and restored after it. Validation starts from zero state and resets its own lanes;
+        the validation part of :meth:`Arranged.split` replays each series' training part (weight 0)
+        before its held-out steps, so those start from the state the series' history leads to.
     reset_on_epoch_begin : bool
         Zero all lanes at the start of every epoch (default). With ``False`` state also flows from
         the end of one epoch into the next.

@@ -338,8 +338,10 @@ class Arranged(Batched):
         ``ceil(n * validation)`` targets are held out; no held-out value is ever an input or target of
         ``train``. ``val`` starts from zero state (``continues=False``) and resets where series start; one
         series runs whole in one lane (the other lanes idle), not cut into ``batch_size`` lanes.
-        Compile with ``keras.losses.MeanSquaredError(reduction="mean_with_sample_weight")`` (or similar) for a
-        val_loss that is a mean over the held-out targets: Keras' default reduction also counts weight-0 steps.
+        For a val_loss that is a mean over the held-out targets, use ``statebatch.keras.fit_stateful`` (it
+        makes the loss a mean over weighted steps) or compile with
+        ``keras.losses.MeanSquaredError(reduction="mean_with_sample_weight")``: Keras' default reduction
+        also counts weight-0 steps.
         """
         validation = check_fraction("validation", validation)
         if self.weight_from is not None:

@@ -38,7 +38,8 @@ test-main: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 test-jax: $(JAX_STAMP)
-	KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -q -m backend
+	# the statebatch.torch tests import torch (not in this venv) and are not marked `backend`
+	KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -q -m backend --ignore-glob='tests/test_torch*'
 
 test-torch: $(TORCH_STAMP)
 	KERAS_BACKEND=torch .venv-torch/bin/python -m pytest -q -m backend

@@ -39,10 +39,10 @@ test-main: $(STAMP)
 
 test-jax: $(JAX_STAMP)
 	# the statebatch.torch tests import torch (not in this venv) and are not marked `backend`
-	KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -q -m backend --ignore-glob='tests/test_torch*'
+	KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -q -m 'backend and not exhaustive' --ignore-glob='tests/test_torch*'
 
 test-torch: $(TORCH_STAMP)
-	KERAS_BACKEND=torch .venv-torch/bin/python -m pytest -q -m backend
+	KERAS_BACKEND=torch .venv-torch/bin/python -m pytest -q -m 'backend and not exhaustive'
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

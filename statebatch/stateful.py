@@ -154,10 +154,11 @@ class Arranged(Batched):
         return out
 
     # ---------------------------------------------------------------- materialise
-    def _rows(self, plan: LanePlan, k: int) -> tuple[np.ndarray, np.ndarray]:
-        s = plan.series[k]
-        start = np.where(s >= 0, self._ss.offsets[np.maximum(s, 0)] + plan.step[k], 0)
-        return start, plan.valid[k]
+    def _rows(self, plan: LanePlan, k: int | slice) -> tuple[np.ndarray, np.ndarray]:
+        """First source row and real steps of each chunk of batch ``k`` (of batches ``k``, a slice, in order)."""
+        s = plan.series[k].reshape(-1)
+        start = np.where(s >= 0, self._ss.offsets[np.maximum(s, 0)] + plan.step[k].reshape(-1), 0)
+        return start, plan.valid[k].reshape(-1)
 
     def _reader(self, key: str, source: RowSource) -> LaneReader | None:
         if source.array is not None or (isinstance(source, ConcatSource) and source.in_memory):
@@ -200,13 +201,50 @@ class Arranged(Batched):
             return tuple(np.ascontiguousarray(a[k * b:(k + 1) * b]) for a in arrays)
         return self._finite(self._held_out(plan, self._batch_arrays(plan, k), k), k)
 
-    def _held_out(self, plan: LanePlan, arrays: tuple, k: int | None) -> tuple:
+    def _cache_epoch(self, max_bytes: int) -> bool:
+        """Materialise the current epoch (then batch ``k`` is a view of it) when its rows are in memory, its
+        batches have one length and its arrays take at most ``max_bytes``; returns whether it is cached.
+        Keras datasets call this: serving views costs nothing per batch, gathering chunks does."""
+        plan = self.plan()
+        if self._cache_key(plan) in self._cache:
+            return True
+        if plan.batch_steps is not None or self._reader("x", self._ss.source) is not None:
+            return False
+        x_bytes = plan.n_batches * plan.batch_size * plan.timesteps * self.n_features * self._ss.source.dtype.itemsize
+        if x_bytes * (2 if self.has_targets else 1) > max_bytes:
+            return False
+        self._epoch_arrays()
+        return True
+
+    def _block(self, k0: int, k1: int, epoch: int | None = None) -> tuple[np.ndarray, ...] | None:
+        """Batches ``k0 .. k1-1`` stacked, ``(k1 - k0, batch_size, ...)`` per array, in one gather (views of
+        the epoch arrays when they are materialised); ``None`` where batches are read lane by lane (out of
+        core) or differ in length (jitter). Feeds :func:`statebatch.keras.to_tf_dataset` in blocks."""
+        plan = self._serve(epoch)
+        if plan.batch_steps is not None or self._reader("x", self._ss.source) is not None:
+            return None
+        if not 0 <= k0 < k1 <= plan.n_batches:
+            raise ParameterError(f"batches {k0}..{k1 - 1} are outside 0..{plan.n_batches - 1}.",
+                                 "ask for a range inside the epoch.")
+        b = self.batch_size
+        key = self._cache_key(plan)
+        if key in self._cache:
+            arrays = tuple(a[k0 * b:k1 * b] for a in self._cache[key])
+        else:
+            rows = slice(k0, k1)
+            start, valid = self._rows(plan, rows)
+            X = gather_chunks(self._ss.source, start, valid, plan.timesteps, self.pad_value)
+            arrays = (X,) if self._ysource is None else (X,) + self._targets_at(start, valid, plan.timesteps)
+            arrays = self._finite(self._held_out(plan, arrays, rows), k0)
+        return tuple(a.reshape((k1 - k0, b) + a.shape[1:]) for a in arrays)
+
+    def _held_out(self, plan: LanePlan, arrays: tuple, k: int | slice | None) -> tuple:
         """Zero the sample weights of steps before each series' held-out part (``weight_from``); batch ``k``
-        or, with ``k=None``, the whole epoch in batch order."""
+        (a range of batches for a slice) or, with ``k=None``, the whole epoch in batch order."""
         if self.weight_from is None or len(arrays) < 3:
             return arrays
-        s, step, valid = (plan.series[k], plan.step[k], plan.valid[k]) if k is not None else (
-            plan.series.reshape(-1), plan.step.reshape(-1), plan.valid.reshape(-1))
+        k = slice(None) if k is None else k
+        s, step, valid = plan.series[k].reshape(-1), plan.step[k].reshape(-1), plan.valid[k].reshape(-1)
         first = np.where(s >= 0, self.weight_from[np.maximum(s, 0)], 0)
         w = arrays[2]
         if w.ndim == 2:  # per step

@@ -21,7 +21,7 @@ from .plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, bu
                             sorted_padding)
 from .result import Batched, Explanation
 from .series import (GAPS, INPUT_CHECKS_DOC, SeriesSet, aligned_targets, apply_gaps, as_series,
-                     check_finite_series, in_memory, source_of)
+                     check_finite_series, checked_finite, in_memory, source_of)
 from .source import ArraySource, RowSource
 from .windows import Windows
 
@@ -433,6 +433,7 @@ def bucket_batches(
                    target_source=tsource, target_offsets=toffsets, return_sequences=return_sequences)
     # Windows were checked when they were made; stored sequences are checked batch by batch as read
     bk._check_batches = isinstance(seqs, _SeriesSequences) and not allow_nan and not in_memory(seqs.ss.source)
+    bk._x_checked = isinstance(seqs, _SeriesSequences) and checked_finite(seqs.ss.source)
     return bk
 
 

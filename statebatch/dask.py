@@ -260,6 +260,7 @@ def prepare(
         store = ShardedStore(list(records), records)
         store.info = {"non_finite": sum(r["non_finite"] for r in results), "shards": len(results),
                       "scale": None if scale is None else tuple(np.asarray(s).tolist() for s in scale)}
+        store.finite_checked = store.info["non_finite"] == 0
         write_manifest(path, list(records.values()), kind="array", info=store.info)
         store._tmpdir = tmp  # keep a temporary directory alive as long as the store
         return store
@@ -295,6 +296,7 @@ def prepare(
     records = {str(Path(r["path"]).parent / rec["file"]): rec for r in results for rec in r["records"]}
     store = ShardedStore([Segment(p, int(a), int(b)) for p, a, b in zip(meta["path"], meta["start"], meta["stop"])],
                          records)
+    store.finite_checked = non_finite == 0  # counted over the feature columns (targets are checked as read)
     tstore = None
     if tcols:
         tstore = ShardedStore([Segment(p, int(a), int(b)) for p, a, b in zip(meta["tpath"], meta["start"], meta["stop"])],

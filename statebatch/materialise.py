@@ -207,11 +207,23 @@ class LaneReader:
         self.readahead = readahead
         self._buf: np.ndarray | None = None  # (lanes, capacity, *row)
         self._lo = self._hi = np.zeros(0, dtype=np.int64)  # rows [lo, hi) of each lane are buffered
+        # (starts, offset, length, end) of the next lockstep batch: every lane's rows from `offset` to
+        # `end` in the buffer are the rows from `starts` on; None when lanes are not in lockstep.
+        self._next: tuple | None = None
 
     def read(self, starts: np.ndarray, valid: np.ndarray, length: int, pad_value: Any) -> np.ndarray:
         src = self.source
         starts = np.asarray(starts, dtype=np.int64)
         valid = np.asarray(valid, dtype=np.int64)
+        nxt = self._next
+        # Lanes in lockstep (one long series): the batch after a full one starts `length` rows later in
+        # every lane; when it is buffered too, it is one slice copy, without the per-lane bookkeeping.
+        if (nxt is not None and nxt[2] == length and nxt[1] + length <= nxt[3] and valid.min() == length
+                and np.array_equal(starts, nxt[0])):
+            r = nxt[1]
+            self._next = (starts + length, r + length, length, nxt[3])
+            return self._buf[:, r: r + length].copy()
+        self._next = None
         lanes = len(starts)
         if self._buf is None or self._buf.shape[0] != lanes or self._buf.shape[1] < length:
             row_bytes = max(1, math.prod(src.shape[1:]) * src.dtype.itemsize)
@@ -238,6 +250,8 @@ class LaneReader:
         rel = np.where(need, starts - lo, 0)
         if need.all() and (valid == length).all() and (rel == rel[0]).all():
             r = int(rel[0])
+            # rows buffered in every lane from offset r on: the next batches may take the fast path
+            self._next = (starts + length, r + length, length, r + int((hi - starts).min()))
             return buf[:, r: r + length].copy()  # lanes in lockstep: one block copy
         steps = np.arange(length)
         out = buf[np.arange(lanes)[:, None], np.minimum(rel[:, None] + steps, cap - 1)]  # a new array

@@ -115,12 +115,16 @@ class Batched:
             cache[epoch] = self._make_plan(epoch)
         return cache[epoch]
 
-    # Out-of-core data is not read up front, so NaN/inf are looked for in each batch as it is read.
+    # Out-of-core data is not read up front, so NaN/inf are looked for in each batch as it is read
+    # (X not, where its store was checked when written: series.checked_finite).
     _check_batches: bool = False
+    _x_checked: bool = False
 
     def _finite(self, arrays: tuple, k: int) -> tuple:
         if self._check_batches:
             for name, a in zip(("X", "y"), arrays[:2]):
+                if name == "X" and self._x_checked:  # read from a store checked when it was written
+                    continue
                 # one reduction per batch (NaN/inf make the sum non-finite); the exact test only then
                 with np.errstate(all="ignore"):
                     if a.dtype.kind not in "fc" or math.isfinite(float(np.add.reduce(a, axis=None))):

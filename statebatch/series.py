@@ -600,6 +600,13 @@ def in_memory(source: RowSource) -> bool:
     return source.array is not None or (isinstance(source, ConcatSource) and source.in_memory)
 
 
+def checked_finite(source: RowSource) -> bool:
+    """Whether an out-of-core source was found free of NaN/inf when it was written (a store prepared by
+    :func:`statebatch.dask.prepare`, whose manifest refuses shards changed since), so that its batches
+    need no scan as they are read."""
+    return bool(getattr(source, "finite_checked", False))
+
+
 def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = False) -> None:
     """Refuse NaN/inf in in-memory series (vectorised, block by block), naming where the first one is.
 

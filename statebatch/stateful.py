@@ -21,7 +21,7 @@ from .plans.base import LeftOut, named
 from .plans.lanes import REMAINDERS, LanePlan, plan_lanes
 from .result import Batched, Explanation
 from .series import (GAPS, INPUT_CHECKS_DOC, SeriesSet, aligned_targets, apply_gaps, as_series,
-                     check_finite_series, in_memory, source_of)
+                     check_finite_series, checked_finite, in_memory, source_of)
 from .source import ConcatSource, RowSource, readonly
 
 __all__ = ["Arranged", "arrange_stateful"]
@@ -411,6 +411,7 @@ class Arranged(Batched):
                                remainder=self.remainder)
         val = Arranged(self._ss, shuffle=False, jitter=0, weight_from=keep - self._yshift, fixed_plan=whole, **common)
         train._check_batches = val._check_batches = self._check_batches
+        train._x_checked = val._x_checked = self._x_checked
         return train, val
 
     def provenance(self, batch: int, lane: int, epoch: int | None = None) -> dict[str, Any]:
@@ -638,6 +639,7 @@ def arrange_stateful(
                         yshift=yshift, horizon=horizon, return_sequences=return_sequences, remainder=remainder,
                         pad_value=pad_value, shuffle=shuffle, seed=seed, jitter=jitter)
     arranged._check_batches = not allow_nan and not in_memory(ss.source)
+    arranged._x_checked = checked_finite(ss.source)
     return arranged
 
 

@@ -186,6 +186,9 @@ class ShardedStore(RowSource):
         self.bounds = np.concatenate([[0], np.cumsum([s.stop - s.start for s in segs])]).astype(np.int64)
         self.shape = (int(self.bounds[-1]),) + tuple(first.shape[1:])
         self.info: dict = {}
+        # True when statebatch.dask.prepare counted no NaN/inf while writing these rows (the manifest
+        # then guards every shard against later changes): batches read from it need no NaN scan.
+        self.finite_checked = False
 
     def _store(self, path: str) -> NpyStore:
         if path not in self._stores:
@@ -307,6 +310,7 @@ def _from_manifest(path: Path, meta: dict) -> "StoredSeries | ShardedStore":
     if meta.get("kind") == "array":
         store = ShardedStore(list(records), records)
         store.info = meta.get("info", {})
+        store.finite_checked = store.info.get("non_finite") == 0
         return store
     segs = [Segment(str(path / f), int(a), int(b)) for f, a, b in meta["segments"]]
     lengths = [int(n) for n in meta["lengths"]]
@@ -314,6 +318,7 @@ def _from_manifest(path: Path, meta: dict) -> "StoredSeries | ShardedStore":
         raise StoreError(f"{path / MANIFEST} lists series lengths that do not match its segments, so series would run "
                          "into each other.", "prepare the data again into this directory.")
     store = ShardedStore(segs, records)
+    store.finite_checked = meta.get("info", {}).get("non_finite") == 0  # counted over the feature columns
     tstore = None
     if meta.get("target_segments"):
         tstore = ShardedStore([Segment(str(path / f), int(a), int(b)) for f, a, b in meta["target_segments"]], records)

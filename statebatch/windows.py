@@ -18,7 +18,7 @@ from .materialise import gather_rows, gather_windows, strided_windows
 from .plans.windows import REMAINDERS, WindowPlan, plan_windows
 from .result import Batched, Explanation
 from .series import (GAPS, INPUT_CHECKS_DOC, SeriesSet, aligned_targets, apply_gaps, as_series,
-                     check_finite_series, in_memory, source_of)
+                     check_finite_series, checked_finite, in_memory, source_of)
 from .source import RowSource, readonly
 
 __all__ = ["Windows", "make_windows", "strided_windows"]
@@ -450,6 +450,7 @@ def make_windows(
                 end_index=end_index, ysource=ysource, yoffset=yoffset, ylength=ylength, ystep=ystep, target_steps=extra,
                 max_starts=max_starts, batch_size=batch_size, shuffle=shuffle, seed=seed, remainder=remainder, copy=copy)
     w._check_batches = not allow_nan and not in_memory(ss.source)
+    w._x_checked = checked_finite(ss.source)
     short = [lo for lo in w.left_out if lo.reason.startswith("shorter")]
     if short:
         import warnings

@@ -230,3 +230,34 @@ def test_dask_holes_in_time_stamps_are_treated_like_pandas(gaps):
             results.append(("refused", "hole" in str(err)))
     assert results[0] == results[1]
     assert (results[0][0] == "refused") == (gaps == "error")
+
+
+def test_batches_of_a_store_checked_when_written_skip_the_nan_scan_and_others_keep_it(tmp_path):
+    from statebatch.store import open_prepared
+
+    x = np.random.default_rng(9).normal(size=(2_000, 2)).astype("float32")
+    clean = prepare(da.from_array(x, chunks=500), tmp_path / "clean")
+    reopened = open_prepared(tmp_path / "clean")
+    bad = x.copy()
+    bad[1_234, 1] = np.inf
+    dirty = prepare(da.from_array(bad, chunks=500), tmp_path / "dirty", allow_non_finite=True)
+    assert clean.info["non_finite"] == 0 and dirty.info["non_finite"] == 1
+    assert clean.finite_checked and reopened.finite_checked and not dirty.finite_checked
+    assert not open_prepared(tmp_path / "dirty").finite_checked
+    for store in (clean, reopened):  # same batches as in memory; X is not scanned again as it is read
+        a = sb.arrange_stateful(store, 20, 4)
+        assert a._check_batches and a._x_checked
+        np.testing.assert_array_equal(a.X, sb.arrange_stateful(x, 20, 4).X)
+    a = sb.arrange_stateful(dirty, 20, 4)
+    assert a._check_batches and not a._x_checked
+    with pytest.raises(sb.DataValueError, match="NaN/inf"):
+        a.X  # noqa: B018  the counted inf is found as the batches are read
+    # a prepared series store: the feature store is checked; targets are read and checked batch by batch
+    df = pd.DataFrame({"id": np.repeat([0, 1], 300), "a": x[:600, 0], "y": x[:600, 1]})
+    df.loc[450, "y"] = np.nan
+    stored = prepare(dd.from_pandas(df, npartitions=2), tmp_path / "series", id_col="id", feature_cols=["a"],
+                     target_cols=["y"])
+    assert stored.store.finite_checked and not stored.target_store.finite_checked
+    arr = sb.arrange_stateful(stored, 10, 2)
+    with pytest.raises(sb.DataValueError, match="in y"):
+        arr.X  # noqa: B018

@@ -14,7 +14,10 @@ temporary store by :mod:`statebatch.dask`). The dtype the user gave is kept on e
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import attrgetter, itemgetter
 from typing import Any, Sequence
 
 import numpy as np
@@ -99,7 +102,7 @@ class SeriesSet:
                 if not all(isinstance(c, (int, np.integer)) and -nf <= c < nf for c in cols):
                     raise ParameterError(f"target_features {cols} do not exist: the data has {nf} feature(s).",
                                          f"pass feature positions between 0 and {nf - 1}.")
-                return ConcatSource([np.ascontiguousarray(p[:, cols]) for p in self.source.pieces])
+                return ConcatSource([np.ascontiguousarray(p[:, cols]) for p in self.source.raw_pieces])
             return ColumnSource(self.source, cols)
         return self.source
 
@@ -445,6 +448,8 @@ def as_series(
         return _checked(SeriesSet(ArraySource(arr), np.array([0, len(arr)], dtype=np.int64), [name],
                                   feature_names=[str(data.name)] if data.name is not None else None,
                                   index=[data.index]), what)
+    if isinstance(data, (list, tuple)) and data and dtype is None and (plain := _plain_arrays(data)) is not None:
+        return _checked(_from_plain(plain), what)  # the common case for many series: no per-series check
     if isinstance(data, (list, tuple)) and data and all(_is_series_like(a) for a in data):
         return _from_list(data, dtype, what)
     if isinstance(data, (list, tuple)) and len(data) > 1 and all(isinstance(a, (list, tuple)) for a in data):
@@ -482,8 +487,7 @@ def _is_series_like(a: Any) -> bool:
 def _from_list(data: Sequence[Any], dtype: Any, what: str) -> SeriesSet:
     fast = _plain_arrays(data) if dtype is None else None
     if fast is not None:
-        return _checked(SeriesSet(ConcatSource(fast), np.concatenate([[0], np.cumsum([len(a) for a in fast])]).astype(
-            np.int64), list(range(len(fast)))), what)
+        return _checked(_from_plain(fast), what)
     arrays, feature_names = [], None
     for i, a in enumerate(data):
         name = f"{what}[{i}]"
@@ -514,20 +518,30 @@ def _from_list(data: Sequence[Any], dtype: Any, what: str) -> SeriesSet:
 def _plain_arrays(data: Sequence[Any]) -> list[np.ndarray] | None:
     """Many numpy arrays of one numeric dtype and rank 1 or 2 (the common case for many series):
     checked once for the whole list instead of once per series; None for anything else."""
-    if not all(type(a) is np.ndarray for a in data):
+    first = data[0]
+    if type(first) is not np.ndarray:
         return None
-    dtypes = {a.dtype for a in data}
-    ranks = {a.ndim for a in data}
-    if len(dtypes) != 1 or not ranks <= {1, 2} or len(ranks) != 1:
+    dt, tail = first.dtype, first.shape[1:]
+    if dt.kind not in "iuf" or dt.hasobject or len(tail) > 1:
         return None
-    dt = next(iter(dtypes))
-    if dt.kind not in "iuf" or dt.hasobject:
+    # C-level passes (map/attrgetter, no Python code per series); dtypes by identity first (numpy shares one
+    # dtype object per builtin type), by equality only when that fails.
+    if set(map(type, data)) != {np.ndarray} or set(map(attrgetter("ndim"), data)) != {first.ndim}:
         return None
-    if ranks == {1}:
+    dtypes = map(attrgetter("dtype"), data)
+    if not all(map(operator.is_, dtypes, repeat(dt))) and set(map(attrgetter("dtype"), data)) != {dt}:
+        return None
+    if tail and set(map(itemgetter(1), map(attrgetter("shape"), data))) != {tail[0]}:
+        return None
+    if not tail:
         return [a[:, None] for a in data]
-    if len({a.shape[1] for a in data}) != 1:
-        return None
     return list(data)
+
+
+def _from_plain(arrays: list[np.ndarray]) -> SeriesSet:
+    """Series from :func:`_plain_arrays` (one dtype, 2-D, one feature count: checked already)."""
+    src = ConcatSource(arrays, checked=True)
+    return SeriesSet(src, src.offsets, list(range(len(arrays))))
 
 
 GAPS = ("error", "split", "accept")
@@ -622,7 +636,7 @@ def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = Fal
     if src.array is not None:
         pieces, starts = [src.array], [0]
     elif isinstance(src, ConcatSource) and src.in_memory:  # many in-memory series: each piece, no concatenation
-        pieces, starts = list(src.pieces), src.offsets[:-1].tolist()
+        pieces, starts = list(src.raw_pieces), src.offsets[:-1].tolist()  # only read
     else:
         return
     first, count = None, 0

@@ -139,29 +139,47 @@ class ArraySource(RowSource):
 class ConcatSource(RowSource):
     """Many arrays or row sources (same trailing shape and dtype) laid end to end, not concatenated.
 
-    ``pieces`` and ``offsets`` let materialisers copy whole chunks straight from each piece; for
-    in-memory pieces a concatenated copy is made only when a strided view over all rows is needed
-    (:meth:`concatenated`, computed once).
+    ``pieces`` (read-only views) and ``offsets`` let materialisers copy whole chunks straight from each
+    piece; for in-memory pieces a concatenated copy is made only when a strided view over all rows is
+    needed (:meth:`concatenated`, computed once).
+
+    Parameters
+    ----------
+    pieces : sequence of arrays or row sources ``(rows_i, *row)``
+    checked : bool
+        The caller has checked that every piece is a numpy array of one dtype and trailing shape (the
+        per-piece checks are skipped: 10,000 series cost no Python loop here).
     """
 
-    def __init__(self, pieces: Sequence[Any]):
-        pieces = [readonly(p) if isinstance(p, np.ndarray) else p for p in pieces]
+    def __init__(self, pieces: Sequence[Any], *, checked: bool = False):
+        pieces = list(pieces)
         if not pieces:
             raise ParameterError("ConcatSource needs at least one array.", "pass a non-empty list of arrays.")
         tail, dtype = tuple(pieces[0].shape[1:]), np.dtype(pieces[0].dtype)
-        uniform = {(tuple(p.shape[1:]), p.dtype) for p in pieces} == {(tail, dtype)}
+        uniform = checked or {(tuple(p.shape[1:]), p.dtype) for p in pieces} == {(tail, dtype)}
         for i, p in enumerate([] if uniform else pieces):  # find the odd one out only when there is one
             if tuple(p.shape[1:]) != tail:
                 raise ShapeError(f"piece {i} has shape {tuple(p.shape)}, unlike {tuple(pieces[0].shape)} (trailing axes "
                                  "differ).", "give every series the same number of features.")
             if np.dtype(p.dtype) != dtype:
                 raise DTypeError(f"piece {i} has dtype {p.dtype}, unlike {dtype}.", "convert all series to one dtype.")
-        self.pieces = pieces
-        self.offsets = np.concatenate([[0], np.cumsum([len(p) for p in pieces])]).astype(np.int64)
+        # The pieces as given: they may be the caller's writable arrays, so they are only ever copied from
+        # (raw_pieces); everything handed out is a read-only view (pieces, read, array).
+        self.raw_pieces = pieces
+        self._pieces: list | None = None
+        self.offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
+        np.cumsum(list(map(len, pieces)), out=self.offsets[1:])
         self.shape = (int(self.offsets[-1]),) + tail
         self.dtype = dtype
-        self.in_memory = all(isinstance(p, np.ndarray) for p in pieces)
+        self.in_memory = checked or all(isinstance(p, np.ndarray) for p in pieces)
         self._concat: np.ndarray | None = None
+
+    @property
+    def pieces(self) -> list:
+        """The pieces, in-memory ones as read-only views (made on first use)."""
+        if self._pieces is None:
+            self._pieces = [readonly(p) if isinstance(p, np.ndarray) else p for p in self.raw_pieces]
+        return self._pieces
 
     def concatenated(self) -> np.ndarray:
         """All rows as one read-only array (one copy, kept; in-memory pieces only)."""
@@ -169,14 +187,14 @@ class ConcatSource(RowSource):
             raise ParameterError("these series are out of core: concatenating them would read everything.",
                                  "read them batch by batch (statebatch does), or load them first.")
         if self._concat is None:
-            self._concat = readonly(self.pieces[0] if len(self.pieces) == 1 else np.concatenate(self.pieces))
+            self._concat = readonly(self.raw_pieces[0] if len(self.raw_pieces) == 1 else np.concatenate(self.raw_pieces))
         return self._concat
 
     @property
     def array(self) -> np.ndarray | None:
         if self._concat is not None:
             return self._concat
-        return self.pieces[0] if len(self.pieces) == 1 and self.in_memory else None
+        return self.pieces[0] if len(self.raw_pieces) == 1 and self.in_memory else None
 
     def read(self, start: int, stop: int) -> np.ndarray:
         self._check_range(start, stop)
@@ -187,11 +205,11 @@ class ConcatSource(RowSource):
         while pos < stop:
             lo = pos - int(self.offsets[k])
             hi = min(stop, int(self.offsets[k + 1])) - int(self.offsets[k])
-            parts.append(self.pieces[k][lo:hi])
+            parts.append(self.raw_pieces[k][lo:hi])
             pos = int(self.offsets[k]) + hi
             k += 1
         if len(parts) == 1:
-            return parts[0]
+            return readonly(parts[0]) if isinstance(parts[0], np.ndarray) else parts[0]
         if not parts:
             return np.empty((0,) + tuple(self.shape[1:]), dtype=self.dtype)
         return np.concatenate(parts)

@@ -120,19 +120,35 @@ def pack_lanes(chunks: Sequence[int], batch_size: int) -> list[list[int]]:
     """
     chunks = check_lengths(chunks, "chunks")
     batch_size = check_int("batch_size", batch_size, 1)
+    members, sizes = _lpt(chunks, batch_size)
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+    members = members.tolist()
+    return [members[bounds[i]:bounds[i + 1]] for i in range(batch_size)]
+
+
+def _lpt(chunks: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`pack_lanes` as arrays: the series of lane 0 in running order, then lane 1's, ...; and the
+    number of series in each lane."""
     order = np.argsort(-chunks, kind="stable")
     order = order[chunks[order] > 0]
-    lanes: list[list[int]] = [[] for _ in range(batch_size)]
-    if len(order) <= batch_size:  # one series per lane: no heap needed
-        for lane, s in enumerate(order):
-            lanes[lane].append(int(s))
-        return lanes
-    heap = [(0, lane) for lane in range(batch_size)]
-    for s, c in zip(order.tolist(), chunks[order].tolist()):
-        load, lane = heapq.heappop(heap)
-        lanes[lane].append(s)
-        heapq.heappush(heap, (load + c, lane))
-    return lanes
+    # The least-loaded lane (ties: the lowest) takes the next series. A heap of keys load * batch_size + lane
+    # orders lanes by (load, lane) with plain integers; one heapreplace per series, lanes collected afterwards.
+    heap = list(range(batch_size))
+    keys: list[int] = []
+    take, replace = keys.append, heapq.heapreplace
+    for step in (chunks[order].astype(np.int64) * batch_size).tolist():
+        key = heap[0]
+        replace(heap, key + step)
+        take(key)
+    lane_of = np.asarray(keys, dtype=np.int64) % batch_size
+    by_lane = np.argsort(lane_of, kind="stable")  # keeps each lane's running order
+    return order[by_lane].astype(np.int64), np.bincount(lane_of, minlength=batch_size)
+
+
+def _flat(lanes: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Lanes as lists -> the arrays of :func:`_lpt`."""
+    sizes = np.array([len(lane) for lane in lanes], dtype=np.int64)
+    return np.fromiter((s for lane in lanes for s in lane), dtype=np.int64, count=int(sizes.sum())), sizes
 
 
 def _random_pack(chunks: np.ndarray, batch_size: int, capacity: int, rng: np.random.Generator) -> list[list[int]] | None:
@@ -164,35 +180,34 @@ def _random_pack(chunks: np.ndarray, batch_size: int, capacity: int, rng: np.ran
     return lanes
 
 
-def _plan_from_lanes(lanes: list[list[int]], usable: np.ndarray, chunks: np.ndarray, timesteps: int,
-                     batch_size: int, n_batches: int | None = None) -> tuple[np.ndarray, ...]:
-    """The plan arrays of series packed into lanes (each lane runs its series back to back)."""
-    seq = np.concatenate([np.asarray(lane, dtype=np.int64) for lane in lanes] or [np.empty(0, np.int64)])
-    lane_of = np.repeat(np.arange(batch_size), [len(lane) for lane in lanes])
+def _plan_from_lanes(members: np.ndarray, sizes: np.ndarray, usable: np.ndarray, chunks: np.ndarray,
+                     timesteps: int, batch_size: int, n_batches: int | None = None) -> tuple[np.ndarray, ...]:
+    """The plan arrays of series packed into lanes (each lane runs its series back to back): ``members``
+    lists lane 0's series in running order, then lane 1's, ...; ``sizes`` counts each lane's series."""
+    seq = np.asarray(members, dtype=np.int64)
+    lane_of = np.repeat(np.arange(batch_size), sizes)
     c = chunks[seq].astype(np.int64)
-    ends = np.cumsum(c)
-    starts = ends - c  # chunks before each series, over all lanes
-    first_in_lane = np.searchsorted(lane_of, np.arange(batch_size))
-    lane_offset = starts[np.minimum(first_in_lane, max(len(starts) - 1, 0))] if len(starts) else np.zeros(batch_size, np.int64)
-    start_batch = starts - lane_offset[lane_of]  # the batch where each series starts in its lane
     loads = np.bincount(lane_of, weights=c, minlength=batch_size).astype(np.int64)
     nb = int(loads.max()) if len(loads) else 0
     if n_batches is not None:
         nb = max(nb, n_batches)
-    total = int(c.sum())
-    chunk_series = np.repeat(seq, c)
-    chunk_lane = np.repeat(lane_of, c)
-    j = np.arange(total, dtype=np.int64) - np.repeat(starts, c)
-    chunk_batch = np.repeat(start_batch, c) + j
-    series = np.full((nb, batch_size), -1, dtype=np.int64)
-    step = np.zeros((nb, batch_size), dtype=np.int64)
-    valid = np.zeros((nb, batch_size), dtype=np.int64)
-    resets = np.zeros((nb, batch_size), dtype=bool)
-    series[chunk_batch, chunk_lane] = chunk_series
-    step[chunk_batch, chunk_lane] = j * timesteps
-    valid[chunk_batch, chunk_lane] = np.minimum(timesteps, usable[chunk_series] - j * timesteps)
-    resets[start_batch, lane_of] = True
-    return series, step, valid, resets
+    ends = np.cumsum(c)
+    starts = ends - c  # chunks before each series, over all lanes
+    lane_first = np.concatenate([[0], np.cumsum(loads)[:-1]]).astype(np.int64)  # chunks before each lane
+    start_batch = starts - lane_first[lane_of]  # the batch where each series starts in its lane
+    # Chunk g (over all lanes) is chunk j = g - starts[s] of its series s, at batch start_batch[s] + j.
+    g = np.arange(int(c.sum()), dtype=np.int64)
+    slot = np.repeat((start_batch - starts) * batch_size + lane_of, c) + g * batch_size  # flat (batch, lane)
+    first_step = (g - np.repeat(starts, c)) * timesteps
+    series = np.full(nb * batch_size, -1, dtype=np.int64)
+    step = np.zeros(nb * batch_size, dtype=np.int64)
+    valid = np.zeros(nb * batch_size, dtype=np.int64)
+    resets = np.zeros(nb * batch_size, dtype=bool)
+    series[slot] = np.repeat(seq, c)
+    step[slot] = first_step
+    valid[slot] = np.minimum(timesteps, np.repeat(usable[seq], c) - first_step)
+    resets[start_batch * batch_size + lane_of] = True
+    return tuple(a.reshape(nb, batch_size) for a in (series, step, valid, resets))
 
 
 def _balanced(usable: int, timesteps: int, batch_size: int, chunks: int) -> tuple[np.ndarray, ...]:
@@ -466,9 +481,9 @@ def plan_lanes(
         arrays = _balanced(int(usable[0]), timesteps, batch_size, c)
     elif shuffle:
         lanes, capacity = _assign_lanes(chunks, batch_size, True, seed, epoch)
-        arrays = _plan_from_lanes(lanes, usable, chunks, timesteps, batch_size, capacity)
+        arrays = _plan_from_lanes(*_flat(lanes), usable, chunks, timesteps, batch_size, capacity)
     else:
-        arrays = _plan_from_lanes(pack_lanes(chunks, batch_size), usable, chunks, timesteps, batch_size)
+        arrays = _plan_from_lanes(*_lpt(chunks, batch_size), usable, chunks, timesteps, batch_size)
     if held and remainder != "pad":
         left += _orphan_targets(arrays, lengths, held, remainder)
     return LanePlan(*arrays, timesteps=timesteps, batch_steps=None, epoch=epoch, left_out=tuple(left))

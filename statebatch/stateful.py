@@ -15,8 +15,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._args import check_bool, check_choice, check_fraction, check_int, check_size, plural, resolve_seed
-from .errors import LengthMismatchError, ParameterError, ShapeError
-from .materialise import LaneReader, fill_lane_epoch, gather_chunks, gather_rows
+from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchError
+from .materialise import (LaneReader, fill_lanes, gather_chunks, gather_rows, lanes_to_batches, source_views,
+                          sums_finite)
 from .plans.base import LeftOut, named
 from .plans.lanes import REMAINDERS, LanePlan, plan_lanes
 from .result import Batched, Explanation
@@ -25,6 +26,12 @@ from .series import (GAPS, INPUT_CHECKS_DOC, SeriesSet, aligned_targets, apply_g
 from .source import ConcatSource, RowSource, readonly
 
 __all__ = ["Arranged", "arrange_stateful"]
+
+#: Many in-memory series whose epoch takes at most this many bytes are packed into lanes when they are
+#: arranged: the packed epoch is checked for NaN/inf in one pass (instead of one check per series) and
+#: then serves every batch, ``X`` and the Keras feeds. Larger epochs are checked series by series and
+#: packed when first asked for.
+PACK_AT_CONSTRUCTION_BYTES = 256 << 20
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,6 +99,9 @@ class Arranged(Batched):
         self.epoch = 0
         self._readers: dict[str, LaneReader] = {}
         self._cache: dict[tuple, Any] = {}
+        # One epoch's inputs ("x") and per-step targets ("y") packed lane by lane, (lanes, n_batches *
+        # timesteps, *row), keyed by (cache key, "x"/"y"): batch k is the view [:, k*T:(k+1)*T].
+        self._lanes: dict[tuple, np.ndarray] = {}
         self.plan(0)  # plan now: errors surface here, not at the first batch
 
     # ---------------------------------------------------------------- plan
@@ -170,7 +180,12 @@ class Arranged(Batched):
     def _batch_arrays(self, plan: LanePlan, k: int) -> tuple[np.ndarray, ...]:
         length = plan.batch_length(k)
         start, valid = self._rows(plan, k)
-        X = gather_chunks(self._ss.source, start, valid, length, self.pad_value, reader=self._reader("x", self._ss.source))
+        lanes = self._lanes.get((self._cache_key(plan), "x"))
+        if lanes is not None:  # packed: batch k is a slice of every lane (one copy into a contiguous batch)
+            X = np.ascontiguousarray(lanes[:, k * length:(k + 1) * length])
+        else:
+            X = gather_chunks(self._ss.source, start, valid, length, self.pad_value,
+                              reader=self._reader("x", self._ss.source))
         if self._ysource is None:
             return (X,)
         return (X,) + self._targets_at(start, valid, length)
@@ -233,7 +248,12 @@ class Arranged(Batched):
         else:
             rows = slice(k0, k1)
             start, valid = self._rows(plan, rows)
-            X = gather_chunks(self._ss.source, start, valid, plan.timesteps, self.pad_value)
+            lanes = self._lanes.get((key, "x"))
+            if lanes is not None:  # packed: the block is a slice of every lane, in batch order (one copy)
+                t = plan.timesteps
+                X = lanes_to_batches(lanes[:, k0 * t:k1 * t], t)
+            else:
+                X = gather_chunks(self._ss.source, start, valid, plan.timesteps, self.pad_value)
             arrays = (X,) if self._ysource is None else (X,) + self._targets_at(start, valid, plan.timesteps)
             arrays = self._finite(self._held_out(plan, arrays, rows), k0)
         return tuple(a.reshape((k1 - k0, b) + a.shape[1:]) for a in arrays)
@@ -271,17 +291,17 @@ class Arranged(Batched):
             self._cache.clear()
             arrays = self._held_out(plan, self._materialise_epoch(plan), None)
             self._cache[key] = tuple(readonly(a) for a in self._finite(arrays, -1))
+            self._lanes.clear()  # the epoch arrays serve every batch now; keep one copy of the epoch, not two
         return self._cache[key]
 
     def _materialise_epoch(self, plan: LanePlan) -> tuple[np.ndarray, ...]:
         src, t, b = self._ss.source, plan.timesteps, plan.batch_size
-        if isinstance(src, ConcatSource) and src.in_memory and src.array is None:
-            X = self._fill_epoch(src, plan, 0)
+        if self._packs(src):
+            X = lanes_to_batches(self._packed(plan, "x"), t)
             if self._ysource is None:
                 return (X,)
-            if (self.return_sequences and isinstance(self._ysource, ConcatSource) and self._ysource.in_memory
-                    and self._ysource.array is None):
-                y = self._fill_epoch(self._ysource, plan, self._yshift)
+            if self.return_sequences and self._packs(self._ysource):
+                y = lanes_to_batches(self._packed(plan, "y"), t)
                 w = (np.arange(t)[None, :] < plan.valid.reshape(-1)[:, None]).astype(np.float32)
                 return X, y, w
             return (X,) + self._targets_epoch(plan)
@@ -296,23 +316,67 @@ class Arranged(Batched):
             return (X,)
         return (X,) + self._targets_epoch(plan)
 
-    def _fill_epoch(self, src: ConcatSource, plan: LanePlan, shift: int) -> np.ndarray:
-        out = np.empty((plan.n_batches, plan.batch_size, plan.timesteps) + tuple(src.shape[1:]), dtype=src.dtype)
-        out[...] = self.pad_value
-        first = plan.resets & (plan.series >= 0)
-        kk, ii = np.nonzero(first)
-        series = plan.series[kk, ii]
-        usable = self._usable()
-        fill_lane_epoch(src, out, series, kk, ii, plan.step[kk, ii], usable[series], self._ss.offsets, shift)
-        return out.reshape((-1,) + out.shape[2:])
+    @staticmethod
+    def _packs(src: RowSource) -> bool:
+        """Many in-memory arrays (not one array): epochs are packed lane by lane from the arrays themselves."""
+        return isinstance(src, ConcatSource) and src.in_memory and src.array is None
 
-    def _usable(self) -> np.ndarray:
-        """Steps of each series that are inputs (lengths minus held-back target steps, minus drops)."""
-        plan = self.plan()
-        used = np.zeros(self._ss.n_series, dtype=np.int64)
-        np.add.at(used, np.maximum(plan.series.reshape(-1), 0), np.where(plan.series.reshape(-1) >= 0,
-                                                                         plan.valid.reshape(-1), 0))
+    def _packed(self, plan: LanePlan, which: str) -> np.ndarray:
+        """The epoch of ``plan`` lane by lane, ``(batch_size, n_batches * timesteps, *row)`` (read-only): inputs
+        (``"x"``) or per-step targets (``"y"``); packed once per epoch with :func:`fill_lanes`."""
+        lanes = self._lanes.get((self._cache_key(plan), which))
+        return self._pack(plan, which)[0] if lanes is None else lanes
+
+    def _pack(self, plan: LanePlan, which: str, check_finite: bool = False) -> tuple[np.ndarray, bool]:
+        """Pack (see :meth:`_packed`) and keep the lanes; ``finite``: see :func:`fill_lanes`."""
+        key = (self._cache_key(plan), which)
+        src, shift = (self._ss.source, 0) if which == "x" else (self._ysource, self._yshift)
+        lane, first_row, starts, counts = self._lane_layout(plan)
+        lanes, finite = fill_lanes(src, plan.batch_size, plan.n_batches * plan.timesteps, lane, first_row,
+                                   starts + shift, counts, self.pad_value, check_finite=check_finite)
+        self._lanes = {k: v for k, v in self._lanes.items() if k[0] == key[0]}  # one epoch's lanes at a time
+        self._lanes[key] = readonly(lanes)
+        return self._lanes[key], finite
+
+    def _lane_layout(self, plan: LanePlan) -> tuple[np.ndarray, ...]:
+        """Where each series sits in its lane (fixed-length batches): ``(lane, first row in the lane, first
+        source row, rows)``. A series fills its chunks from the batch where its lane resets, back to back."""
+        ii, kk = np.nonzero((plan.resets & (plan.series >= 0)).T)  # lane by lane: already in the lanes' order
+        series = plan.series[kk, ii]
+        starts = self._ss.offsets[series] + plan.step[kk, ii]
+        return ii, kk * plan.timesteps, starts, self._used(plan)[series]
+
+    def _used(self, plan: LanePlan) -> np.ndarray:
+        """Steps of each series that are inputs in ``plan`` (lengths minus held-back target steps, minus drops);
+        kept for the last plan asked about (packing and checking ask twice)."""
+        last = self.__dict__.get("_used_last")
+        if last is not None and last[0] is plan:
+            return last[1]
+        s, v = plan.series.reshape(-1), plan.valid.reshape(-1)
+        used = np.bincount(np.maximum(s, 0), weights=np.where(s >= 0, v, 0), minlength=self._ss.n_series).astype(np.int64)
+        self._used_last = (plan, used)
         return used
+
+    def _pack_checked(self) -> bool:
+        """Pack this epoch's inputs into lanes now (many in-memory series, fixed-length batches, at most
+        :data:`PACK_AT_CONSTRUCTION_BYTES`) and check the data for NaN/inf in one pass over the packed lanes
+        plus the steps that are no input. True: every step of every series is finite. False: not packed, or
+        the sum is not finite (a NaN/inf, or an overflow): the caller runs the exact per-series check."""
+        src, plan = self._ss.source, self.plan()
+        if not self._packs(src) or plan.batch_steps is not None:
+            return False
+        if plan.n_batches * plan.batch_size * plan.timesteps * self.n_features * src.dtype.itemsize \
+                > PACK_AT_CONSTRUCTION_BYTES:
+            return False
+        if plan.step[plan.resets & (plan.series >= 0)].any():
+            return False  # a series' inputs do not start at its first step: let the full check see every step
+        offsets, lengths = self._ss.offsets, self._ss.lengths
+        if not self._pack(plan, "x", check_finite=True)[1]:  # checked block by block as it is written
+            return False
+        used = self._used(plan)
+        rest = np.flatnonzero(used < lengths)  # held-back target steps, dropped remainders, too-short series
+        return not len(rest) or sums_finite(np.concatenate(source_views(src, offsets[rest] + used[rest],
+                                                                         lengths[rest] - used[rest])))
 
     def _targets_epoch(self, plan: LanePlan) -> tuple[np.ndarray, np.ndarray]:
         t = plan.timesteps
@@ -607,7 +671,34 @@ def arrange_stateful(
                    dtype=dtype, gaps=check_choice("gaps", gaps, GAPS))
     ss = apply_gaps(ss, check_choice("gaps", gaps, GAPS))
     allow_nan = check_bool("allow_nan", allow_nan)
-    check_finite_series(ss, allow_nan=allow_nan)
+    # Many in-memory float series: the NaN/inf check runs on the epoch packed into lanes (one pass, see
+    # Arranged._pack_checked) once the plan exists. Any error raised before then is preceded by the exact
+    # check, so bad data is reported first, as when it is checked here.
+    deferred = not allow_nan and Arranged._packs(ss.source) and ss.dtype.kind in "fc"
+    if deferred:
+        if ss.targets is not None:
+            check_finite_series(SeriesSet(ss.targets, ss.offsets, ss.ids), "target columns")
+    else:
+        check_finite_series(ss, allow_nan=allow_nan)
+    try:
+        arranged = _arrange(ss, timesteps, batch_size, targets, horizon, return_sequences, remainder, pad_value,
+                            target_features, shuffle, seed, jitter, allow_nan)
+    except StatebatchError:
+        if deferred:
+            check_finite_series(SeriesSet(ss.source, ss.offsets, ss.ids))
+        raise
+    if deferred and not arranged._pack_checked():
+        check_finite_series(SeriesSet(ss.source, ss.offsets, ss.ids))
+    arranged._check_batches = not allow_nan and not in_memory(ss.source)
+    arranged._x_checked = checked_finite(ss.source)
+    return arranged
+
+
+def _arrange(ss: SeriesSet, timesteps: int, batch_size: int, targets: Any, horizon: int, return_sequences: bool,
+             remainder: str, pad_value: Any, target_features: Any, shuffle: bool, seed: int, jitter: int,
+             allow_nan: bool) -> Arranged:
+    """The targets and the :class:`Arranged` of checked series (the part of :func:`arrange_stateful` after the
+    data's own checks)."""
     pad_value = _pad_for(pad_value, ss.dtype)
 
     ysource, yshift, target_mode = None, 0, None
@@ -635,12 +726,9 @@ def arrange_stateful(
         tl = [t[:, None] if t.ndim == 1 else t for t in tl]
         ysource = source_of(tl)
         check_finite_series(SeriesSet(ysource, ss.offsets, ss.ids), "targets", allow_nan)
-    arranged = Arranged(ss, timesteps=timesteps, batch_size=batch_size, target_mode=target_mode, ysource=ysource,
-                        yshift=yshift, horizon=horizon, return_sequences=return_sequences, remainder=remainder,
-                        pad_value=pad_value, shuffle=shuffle, seed=seed, jitter=jitter)
-    arranged._check_batches = not allow_nan and not in_memory(ss.source)
-    arranged._x_checked = checked_finite(ss.source)
-    return arranged
+    return Arranged(ss, timesteps=timesteps, batch_size=batch_size, target_mode=target_mode, ysource=ysource,
+                    yshift=yshift, horizon=horizon, return_sequences=return_sequences, remainder=remainder,
+                    pad_value=pad_value, shuffle=shuffle, seed=seed, jitter=jitter)
 
 
 def _pad_for(pad_value: Any, dtype: np.dtype) -> Any:

@@ -64,3 +64,26 @@ def test_copies_are_writeable_and_independent():
     assert w.X.flags.writeable and not np.shares_memory(w.X, x)
     w.X[...] = 0
     assert x[1, 0] == 2.0
+
+
+def test_many_series_never_hand_out_writable_views():
+    """Many in-memory series are kept as given (copied from, never written); what is handed out is read-only,
+    and batches served from the packed lanes are the arrangement's own read-only arrays."""
+    series = [np.arange(40.0).reshape(20, 2), np.arange(60.0).reshape(30, 2)]
+    before = [s.copy() for s in series]
+    src = sb.series.as_series(series).source
+    assert all(not p.flags.writeable for p in src.pieces)
+    assert not src.read(0, 5).flags.writeable and not src.read(22, 30).flags.writeable
+    for B in (1, 2):
+        a = sb.arrange_stateful(series, 4, B)
+        (lanes,) = [v for (_, which), v in a._lanes.items() if which == "x"]  # packed when arranged
+        assert not lanes.flags.writeable
+        served = list(_arrays((a.batch(0), a._block(0, 2))))
+        if B == 1:  # one lane: batch 0 is a slice of the packed lane, no copy
+            assert np.shares_memory(served[0], lanes)
+        for arr in served + list(_arrays(a.arrays())):
+            if np.shares_memory(arr, lanes) or any(np.shares_memory(arr, s) for s in series):
+                assert not arr.flags.writeable
+    assert all(s.flags.writeable for s in series)  # the user's arrays are left as they were
+    for s, b in zip(series, before):
+        np.testing.assert_array_equal(s, b)

@@ -152,6 +152,8 @@ def source_views(source: ConcatSource, starts: np.ndarray, counts: np.ndarray) -
     pieces = source.raw_pieces  # possibly the caller's writable arrays: these views are only copied from
     if whole.all():  # every range is a whole piece (many series, all of each): no slicing
         return list(map(pieces.__getitem__, piece.tolist()))
+    if inside.all():  # every range inside one piece: one slice each
+        return [pieces[p][a:b] for p, a, b in zip(piece.tolist(), lo.tolist(), (lo + counts).tolist())]
     out = []
     for p, a, c, w, ok, s in zip(piece.tolist(), lo.tolist(), counts.tolist(), whole.tolist(), inside.tolist(),
                                  starts.tolist()):

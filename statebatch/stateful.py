@@ -652,8 +652,11 @@ def arrange_stateful(
     Notes
     -----
     One in-memory series with ``remainder="drop"`` gives a zero-copy view ``(n_batches, batch_size,
-    timesteps, features)`` (``Arranged.batch_view``). Many in-memory series are copied straight from
-    each array into the batches, never concatenated first.
+    timesteps, features)`` (``Arranged.batch_view``). Many in-memory series are packed lane by lane
+    straight from each array (never concatenated first): an epoch of at most 256 MB
+    (``PACK_AT_CONSTRUCTION_BYTES``) is packed here, where NaN/inf are checked on the packed lanes
+    (the data is copied then; later changes to the arrays are not seen by that epoch), and batches
+    are served from the lanes; ``X`` is the same epoch in batch order (one more copy).
     """
     timesteps = check_int("timesteps", timesteps, 1)
     batch_size = check_int("batch_size", batch_size, 1)

@@ -23,8 +23,11 @@ and the start of another is scored by small autoregressive predictors fitted *in
 (forward and backward residuals); the scores of each candidate successor map (j -> j+B, lanes;
 j -> j+1, natural order) are compared by ranks with junctions inside rows (true continuations) and
 between random rows (no relation). When neither map continues, a nearest-neighbour search over a
-row subset looks for successors anywhere (shuffled lanes) against a null of cut points inside rows;
-when that search has too little power to find a successor that is there, the verdict is
+row subset looks for successors anywhere (shuffled lanes) against a null of cut points inside rows,
+and a batch-coherence test asks whether the best-matching starts of one batch's row ends (with one
+step per row: its rows' nearest neighbours) gather in one other batch, against the same rows with
+their batch labels permuted -- an exact null for independent samples, whatever their distribution.
+When these have too little power to find a successor that is there, the verdict is
 ``undetermined`` rather than ``independent``. Anchor rows are sampled (``max_rows``), so the cost
 does not grow with the number of rows, and the verdict says when it sampled.
 
@@ -62,6 +65,8 @@ _HASH_FEATURES = 32       # features used for the step hash
 _FIT_STEPS = 32768        # steps per feature used to fit the junction predictors
 _POWER_ROW = 7.0          # expected z (row test, threshold 4) below which a hidden successor may be missed
 _POWER_BATCH = 8.0        # the same for the per-batch test (threshold 5)
+_COH_K = 3                # nearest starts per row end counted by the batch-coherence test
+_COHERENCE_Z = 5.0        # batch coherence against permuted batch labels (exact null: exchangeable rows)
 
 
 @dataclass
@@ -482,7 +487,10 @@ def _detect(X: np.ndarray, b: int, max_rows: int, seed: int, global_pass: bool) 
     A, N, L, R = A[..., keepf], N[..., keepf], L[..., keepf], R[..., keepf]
 
     if t == 1:
-        return _detect_t1(A, N, L, R, jj, b, n, V)
+        v = _detect_t1(A, N, L, R, jj, b, n, V)
+        if v.kind == UNDETERMINED and b > 1 and global_pass:
+            return _global_t1(X, b, n, keepf, rng, V, max_rows, v.scores)
+        return v
     return _detect_stat(X, A, N, L, R, jj, b, n, t, keepf, rng, w, hf, V, max_rows, global_pass)
 
 
@@ -574,9 +582,16 @@ def _detect_t1(A: np.ndarray, N: np.ndarray, L: np.ndarray, R: np.ndarray, jj: n
             return LayoutVerdict(LANES, evidence=f"sample j+1 is close to sample j ({cN:.0%} of sampled "
                                  f"pairs closer than random pairs); with batch size 1 that is the lane order.",
                                  confidence=_conf(cN), **V)
-        return LayoutVerdict(UNDETERMINED, evidence="one step per row and consecutive rows are no closer "
-                             f"than random rows ({cN:.2f}): no way to tell noise, shuffled or "
-                             "independent samples apart.", **V)
+        return LayoutVerdict(UNDETERMINED, evidence=(
+            f"one step per row, and sample j+1 is no closer to sample j than random rows ({cN:.2f}; 0.5 = "
+            "like random rows). With batch size 1 there is no batch structure to pool over and nothing "
+            "inside a row shows what a step looks like: the steps of a series in shuffled order and "
+            "independent samples are both rows in random order, and the shape of the point cloud alone "
+            "cannot show a hidden successor (independent draws of features that depend on one latent "
+            "value lie on a curve too), so noise, shuffled lanes and independent samples cannot be told "
+            "apart here, and this is not evidence that the rows are independent."),
+            fix=("if these rows are steps of one series, keep them in time order; if they are unrelated "
+                 "samples, use stateful=False."), **V)
     if (relL or relN) and abs(q - 0.5) >= max(0.08, 4 * qse):
         if q > 0.5:
             return LayoutVerdict(LANES, evidence=f"row i of batch k+1 is closer to row i of batch k than "
@@ -764,16 +779,8 @@ def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n:
     """Successors anywhere: exact overlaps (shuffled sliding windows) and nearest-neighbour
     junctions (shuffled lanes) within a random subset of rows."""
     sc = V["scores"]
-    m_sub = min(n, 4 * max_rows)
-    if m_sub == n:
-        sub = np.arange(n)
-    elif b > 1 and m_sub // b >= 8:      # whole batches, so successors can be aggregated per batch
-        nbs = m_sub // b
-        bat = np.sort(rng.choice(n // b, nbs, replace=False))
-        sub = (bat[:, None] * b + np.arange(b)[None, :]).ravel()
-        m_sub = sub.size
-    else:
-        sub = np.sort(rng.choice(n, m_sub, replace=False))
+    sub = _row_subset(n, b, min(n, 4 * max_rows), rng)
+    m_sub = sub.size
     p = jm.p
     t0 = t // 2
     # full rows are needed for the step hashes; gather in chunks to bound memory
@@ -843,7 +850,8 @@ def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n:
     bid = sub // b
     gstart = np.flatnonzero(np.r_[True, bid[1:] != bid[:-1]])       # candidate groups = batches
     agg = b > 1 and gstart.size >= 4
-    e_best, e_arg, e_cnt, e_col, e_agg = _nearest(Esig[anchors], Ssig, anchors, okS, rad, gstart if agg else None)
+    e_best, e_arg, e_cnt, e_col, e_agg, e_top = _nearest(
+        Esig[anchors], Ssig, anchors, okS, rad, gstart if agg else None, rng if agg else None, _COH_K)
     m_best, _, m_cnt, m_col, m_agg = _nearest(Msig[anchors], Ssig_mid, anchors, okM, rad, gstart if agg else None)
     k = anchors.size
     ce, cm = float(e_cnt.mean()), float(m_cnt.mean())
@@ -893,28 +901,40 @@ def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n:
         gain = float(np.mean(np.maximum(planted, other) - other))
         power_batch = gain * (gstart.size - 1) / max(n // b - 1, 1) / max(sd_b, 1e-12)
     sc.update(shuffled_power_row=power_row, shuffled_power_batch=power_batch)
-    if row_ok or batch_ok:
+    coh_ok = False
+    if b > 1 and gstart.size >= 4:
+        # batch coherence: the nearest start to each row end, and to each interior cut, by batch
+        coh = _batch_coherence(bid, np.repeat(anchors, _COH_K), e_top.ravel(), rng)
+        sc.update(coherence_z=coh["z"], coherence_effect=coh["effect"], coherence_own_z=coh["z_own"])
+        coh_ok = _coherent(coh)
+    if row_ok or batch_ok or coh_ok:
         kk = int(np.argmin(np.abs(e_best - np.median(Wd)) + 1e9 * (e_best > q90)))
         a, rr = int(sub[anchors[kk]]), int(sub[e_arg[kk]])
         ev = (f"rows do continue other rows, just not row i of the next batch: e.g. sample {rr} ({_rc(rr, b)}) "
               f"picks up where sample {a} ({_rc(a, b)}) ends; row ends have more row starts right after "
               f"them than cuts inside rows do ({ce:.2f} vs {cm:.2f} per row, z={z:.1f}"
               + (f"; per batch, z={zb:.1f}: a whole batch holds the successors of a batch" if batch_ok else "")
+              + (f"; the best-matching starts of one batch's row ends gather in one other batch, "
+                 f"z={sc['coherence_z']:.1f} against the same rows with batch labels permuted" if coh_ok else "")
               + f") among {k} checked rows"
               f"{' and a random subset of ' + str(m_sub) + ' rows' if m_sub < n else ''}, while row i -> "
               f"row i of the next batch looks unrelated ({cL:.2f}; 0.5 = random)")
         return LayoutVerdict(SHUFFLED, evidence=ev + ".", fix=(
             "the rows were shuffled: keep lanes in order (row i of batch k+1 must continue row i of "
             "batch k) -- rebuild X with statebatch.arrange_stateful(series, timesteps, batch_size) and "
-            "pass shuffle=False to model.fit."), confidence=float(np.clip(max(est if row_ok else 0, estb if batch_ok else 0), 0, 1)), **V)
+            "pass shuffle=False to model.fit."), confidence=float(np.clip(max(est if row_ok else 0, estb if batch_ok else 0,
+                                                     0.5 if coh_ok else 0), 0, 1)), **V)
     if power_row < _POWER_ROW and power_batch < _POWER_BATCH:
         ev = (f"no row continues row i of the next batch ({cL:.2f}) or the next sample ({cN:.2f}; 0.5 = like "
               f"random rows), although values are continuous inside rows ({sig:.2f}); rows might still "
               f"continue other rows in a shuffled order, but with {n} rows of {t} step(s) x "
               f"{int(keepf.sum())} feature(s) a row boundary carries too little information to find a hidden "
               f"successor among the others (expected z {power_row:.1f}"
-              + (f", per batch {power_batch:.1f}" if agg else "") + f"; {_POWER_ROW:.0f} needed): shuffled "
-              "lanes and independent samples cannot be told apart here")
+              + (f", per batch {power_batch:.1f}" if agg else "") + f"; {_POWER_ROW:.0f} needed)"
+              + (f", and the best-matching starts of a batch's row ends do not gather in one other batch "
+                 f"(z={sc['coherence_z']:.1f} against permuted batch labels; 5 needed)" if "coherence_z" in sc else "")
+              + ": shuffled lanes and independent samples cannot be told apart here, and this is not "
+              "evidence that the rows are independent")
         return LayoutVerdict(UNDETERMINED, evidence=ev + ".", fix=(
             "if these rows are chunks of longer series, keep them in lane order (row i of batch k+1 "
             "continues row i of batch k; statebatch.arrange_stateful builds that); if they are "
@@ -929,6 +949,122 @@ def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n:
         "if the samples are unrelated, use stateful=False (or reset states after every batch); for "
         "long series, arrange them in lanes with statebatch.arrange_stateful."),
         confidence=_conf(sig), **V)
+
+
+def _coherent(coh: dict) -> bool:
+    """Batch coherence conclusive: far beyond every permutation, and not explained by rows that
+    resemble their own batch (grouped samples of one series, say), which shuffled lanes never do."""
+    return coh["z"] >= _COHERENCE_Z and coh["beat_all"] and coh["z_own"] < 3
+
+
+def _global_t1(X: np.ndarray, b: int, n: int, keepf: np.ndarray, rng: np.random.Generator, V: dict,
+               max_rows: int, sc: dict) -> LayoutVerdict:
+    """One step per row, neither lanes nor natural order: do the rows of a batch have their
+    nearest neighbours (their predecessors or successors in time) gathered in one other batch?
+
+    With one step per row there is no step inside a row to compare a junction with, so a row's
+    successor cannot be told from a row that merely has similar values. What shuffled lanes still
+    show is batch structure: batch k holds step k of every lane, so the nearest neighbours of its
+    rows (steps k-1 and k+1 of the same lanes) sit together in one or two batches. Independent
+    samples, in whatever order, show that only as often as randomly permuted batch labels do.
+    """
+    sub = _row_subset(n, b, min(n, 4 * max_rows), rng)
+    Q = np.asarray(X[sub], dtype=np.float64)[:, 0][:, keepf]
+    ok = np.isfinite(Q).all(axis=1)
+    Q = np.where(ok[:, None], Q, 0.0) / _rms_scale(Q[ok])
+    anchors = np.flatnonzero(ok)
+    if anchors.size > 4 * max_rows:
+        anchors = np.sort(rng.choice(anchors, 4 * max_rows, replace=False))
+    bid = sub // b
+    nb = np.unique(bid).size
+    f = int(keepf.sum())
+    cN, cL = sc.get("related_natural", 0.5), sc.get("related_lanes", 0.5)
+    head = (f"one step per row, and neither sample j+1 ({cN:.2f}) nor row i of the next batch ({cL:.2f}; "
+            f"0.5 = like random rows) is closer than random rows")
+    if nb < 4 or anchors.size < _MIN_STAT_PAIRS:
+        return LayoutVerdict(UNDETERMINED, evidence=head + f"; too few batches ({nb}) to look for shuffled "
+                             "lanes.", **V)
+    coh = _batch_coherence(bid, np.repeat(anchors, _COH_K), _nearest_top(Q[anchors], Q, anchors, ok, rng).ravel(),
+                           rng)
+    sc.update(coherence_z=coh["z"], coherence_effect=coh["effect"], coherence_own_z=coh["z_own"],
+              shuffled_subset=int(sub.size))
+    where = f" among {anchors.size} rows" + (f" (a random subset of {sub.size})" if sub.size < n else "")
+    if _coherent(coh):
+        ev = (head + f"; but the nearest neighbours of one batch's rows gather in one other batch "
+              f"(z={coh['z']:.1f} against the same rows with batch labels permuted{where}): each batch "
+              "holds neighbouring steps of the rows of another batch, i.e. lanes of a series with the "
+              "batches (and rows) shuffled")
+        return LayoutVerdict(SHUFFLED, evidence=ev + ".", fix=(
+            "the rows were shuffled: keep lanes in order (row i of batch k+1 must continue row i of "
+            "batch k) -- rebuild X with statebatch.arrange_stateful(series, timesteps, batch_size) and "
+            "pass shuffle=False to model.fit."), confidence=float(np.clip(0.5 + coh["effect"], 0, 1)), **V)
+    ev = (head + f"; the nearest neighbours of a batch's rows do not gather in one other batch either "
+          f"(z={coh['z']:.1f} against permuted batch labels{where}; {_COHERENCE_Z:.0f} needed). With one "
+          f"step of {f} feature(s) per row nothing inside a row shows what a step looks like, so a hidden "
+          "successor cannot be told from a row with similar values: shuffled lanes and independent "
+          "samples cannot be told apart here, and this is not evidence that the rows are independent")
+    return LayoutVerdict(UNDETERMINED, evidence=ev + ".", fix=(
+        "if these rows are steps of longer series, keep them in lane order (row i of batch k+1 "
+        "continues row i of batch k; statebatch.arrange_stateful builds that); if they are unrelated "
+        "samples, use stateful=False."), **V)
+
+
+def _row_subset(n: int, b: int, m_sub: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``m_sub`` rows: all of them, or whole random batches (so that successors can be
+    aggregated per batch), or random rows."""
+    if m_sub >= n:
+        return np.arange(n)
+    if b > 1 and m_sub // b >= 8:
+        bat = np.sort(rng.choice(n // b, m_sub // b, replace=False))
+        return (bat[:, None] * b + np.arange(b)[None, :]).ravel()
+    return np.sort(rng.choice(n, m_sub, replace=False))
+
+
+def _coherence_stats(lab: np.ndarray, anchors: np.ndarray, targets: np.ndarray, g: int) -> tuple[float, float]:
+    """For batch labels ``lab`` of the subset rows: the sum over anchor batches of the largest
+    number of their rows whose target lies in one *other* batch, and the number of targets in the
+    anchor's own batch."""
+    a, c = lab[anchors], lab[targets]
+    own = float(np.count_nonzero(a == c))
+    key = a[a != c] * g + c[a != c]
+    if key.size == 0:
+        return 0.0, own
+    uk, cnt = np.unique(key, return_counts=True)
+    row = uk // g
+    starts = np.flatnonzero(np.r_[True, row[1:] != row[:-1]])
+    return float(np.maximum.reduceat(cnt, starts).sum()), own
+
+
+def _batch_coherence(bid: np.ndarray, anchors: np.ndarray, targets: np.ndarray, rng: np.random.Generator,
+                     n_perm: int = 100) -> dict[str, float]:
+    """Do the targets (nearest successors) of the rows of one batch gather in one other batch?
+
+    A permutation test of the batch labels: under independent samples (exchangeable rows) which
+    batch a row sits in says nothing about where its nearest neighbour sits, so the statistic
+    with the labels randomly permuted among the rows is its exact null distribution, whatever the
+    distribution of the rows (correlated features, curves, quantised values). Returns the z of the
+    observed statistic against the permutations, whether it beat all of them, the effect (0: like
+    the permutations, 1: every row's target in one batch) and the same z for the own batch.
+    """
+    _, lab = np.unique(bid, return_inverse=True)
+    g = int(lab.max()) + 1
+    obs, own = _coherence_stats(lab, anchors, targets, g)
+    perm = np.array([_coherence_stats(lab[rng.permutation(lab.size)], anchors, targets, g)
+                     for _ in range(n_perm)])
+    mu, sd = perm.mean(axis=0), perm.std(axis=0)
+    z = (obs - mu[0]) / max(sd[0], 0.5)
+    z_own = (own - mu[1]) / max(sd[1], 0.5)
+    eff = (obs - mu[0]) / max(anchors.size - mu[0], 1.0)
+    return dict(z=float(z), beat_all=bool(obs > perm[:, 0].max()), effect=float(eff), z_own=float(z_own),
+                observed=obs, null_mean=float(mu[0]))
+
+
+def _nearest_top(E: np.ndarray, S: np.ndarray, self_idx: np.ndarray, okS: np.ndarray,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Indices ``(len(E), _COH_K)`` of the nearest rows of S to each row of E (not its own row, only
+    okS rows), ties broken at random (quantised data has many; a first-index rule would tie them
+    to positions)."""
+    return _nearest(E, S, self_idx, okS, 0.0, None, rng, _COH_K)[5]
 
 
 def _subset_overlaps(Hq: np.ndarray, okq: np.ndarray, H: np.ndarray, ss: np.ndarray, order: np.ndarray,
@@ -954,11 +1090,14 @@ def _subset_overlaps(Hq: np.ndarray, okq: np.ndarray, H: np.ndarray, ss: np.ndar
 
 
 def _nearest(E: np.ndarray, S: np.ndarray, self_idx: np.ndarray, okS: np.ndarray, rad: float,
-             groups: np.ndarray | None):
+             groups: np.ndarray | None, rng: np.random.Generator | None = None, topk: int = 0):
     """For each row of E: the smallest squared distance to a row of S (excluding its own row and
-    rows not okS) and its index; how many rows of S lie within squared distance ``rad`` (per row
-    of E, per row of S, and per row of E and group of S -- groups start at ``groups``)."""
+    rows not okS) and its index (ties broken at random when ``rng`` is given, else the first); how
+    many rows of S lie within squared distance ``rad`` (per row of E, per row of S, and per row of
+    E and group of S -- groups start at ``groups``). With ``topk``, also the indices of the
+    ``topk`` nearest rows of S (ties at the boundary broken at random when ``rng`` is given)."""
     s2 = np.sum(S * S, axis=1)
+    top = np.empty((E.shape[0], topk), dtype=np.int64) if topk else None
     s2 = np.where(okS, s2, np.inf)
     best = np.empty(E.shape[0])
     arg = np.empty(E.shape[0], dtype=np.int64)
@@ -977,7 +1116,25 @@ def _nearest(E: np.ndarray, S: np.ndarray, self_idx: np.ndarray, okS: np.ndarray
         if agg is not None:
             agg[a0: a0 + blk] = np.add.reduceat(within, groups, axis=1, dtype=np.float64)
         k = np.argmin(d, axis=1)
+        if rng is not None:
+            tied = d == d[np.arange(k.size), k][:, None]
+            many = np.flatnonzero(np.count_nonzero(tied, axis=1) > 1)
+            if many.size:
+                k[many] = np.argmax(tied[many] * rng.random((many.size, tied.shape[1])), axis=1)
         arg[a0: a0 + blk] = k
         diff = e - S[k]
         best[a0: a0 + blk] = np.sum(diff * diff, axis=1)
-    return best, arg, cnt, col, agg
+        if topk:
+            kk = min(topk, d.shape[1]) - 1
+            part = np.argpartition(d, kk, axis=1)[:, : kk + 1]
+            kth = np.take_along_axis(d, part, axis=1).max(axis=1)
+            if rng is not None:
+                many = np.flatnonzero(np.count_nonzero(d <= kth[:, None], axis=1) > kk + 1)
+                if many.size:     # ties at the boundary: a random choice among them
+                    dm = d[many]
+                    key = np.where(dm < kth[many, None], -1.0,
+                                   np.where(dm == kth[many, None], rng.random(dm.shape), np.inf))
+                    part[many] = np.argpartition(key, kk, axis=1)[:, : kk + 1]
+            top[a0: a0 + blk, : kk + 1] = part
+            top[a0: a0 + blk, kk + 1:] = part[:, :1]
+    return (best, arg, cnt, col, agg) if not topk else (best, arg, cnt, col, agg, top)

@@ -968,13 +968,13 @@ def _global_t1(X: np.ndarray, b: int, n: int, keepf: np.ndarray, rng: np.random.
     rows (steps k-1 and k+1 of the same lanes) sit together in one or two batches. Independent
     samples, in whatever order, show that only as often as randomly permuted batch labels do.
     """
-    sub = _row_subset(n, b, min(n, 4 * max_rows), rng)
+    # half the subset of the T >= 2 search: one point per row is cheap to read, but the search is
+    # quadratic in the subset, and batch structure shows in fewer rows
+    sub = _row_subset(n, b, min(n, 2 * max_rows), rng)
     Q = np.asarray(X[sub], dtype=np.float64)[:, 0][:, keepf]
     ok = np.isfinite(Q).all(axis=1)
     Q = np.where(ok[:, None], Q, 0.0) / _rms_scale(Q[ok])
     anchors = np.flatnonzero(ok)
-    if anchors.size > 4 * max_rows:
-        anchors = np.sort(rng.choice(anchors, 4 * max_rows, replace=False))
     bid = sub // b
     nb = np.unique(bid).size
     f = int(keepf.sum())
@@ -1064,7 +1064,7 @@ def _nearest_top(E: np.ndarray, S: np.ndarray, self_idx: np.ndarray, okS: np.nda
     """Indices ``(len(E), _COH_K)`` of the nearest rows of S to each row of E (not its own row, only
     okS rows), ties broken at random (quantised data has many; a first-index rule would tie them
     to positions)."""
-    return _nearest(E, S, self_idx, okS, 0.0, None, rng, _COH_K)[5]
+    return _nearest(E, S, self_idx, okS, -1.0, None, rng, _COH_K)[5]
 
 
 def _subset_overlaps(Hq: np.ndarray, okq: np.ndarray, H: np.ndarray, ss: np.ndarray, order: np.ndarray,
@@ -1095,13 +1095,13 @@ def _nearest(E: np.ndarray, S: np.ndarray, self_idx: np.ndarray, okS: np.ndarray
     rows not okS) and its index (ties broken at random when ``rng`` is given, else the first); how
     many rows of S lie within squared distance ``rad`` (per row of E, per row of S, and per row of
     E and group of S -- groups start at ``groups``). With ``topk``, also the indices of the
-    ``topk`` nearest rows of S (ties at the boundary broken at random when ``rng`` is given)."""
+    ``topk`` nearest rows of S (ties broken the same way). A negative ``rad`` skips the counts."""
     s2 = np.sum(S * S, axis=1)
     top = np.empty((E.shape[0], topk), dtype=np.int64) if topk else None
     s2 = np.where(okS, s2, np.inf)
     best = np.empty(E.shape[0])
     arg = np.empty(E.shape[0], dtype=np.int64)
-    cnt = np.empty(E.shape[0])
+    cnt = np.zeros(E.shape[0])
     col = np.zeros(S.shape[0])
     agg = np.zeros((E.shape[0], groups.size)) if groups is not None else None
     blk = max(1, 8_000_000 // max(S.shape[0], 1))
@@ -1109,32 +1109,27 @@ def _nearest(E: np.ndarray, S: np.ndarray, self_idx: np.ndarray, okS: np.ndarray
         e = E[a0: a0 + blk]
         d = s2[None, :] - 2.0 * (e @ S.T)
         d[np.arange(e.shape[0]), self_idx[a0: a0 + blk]] = np.inf
-        e2 = np.sum(e * e, axis=1)
-        within = d <= (rad - e2)[:, None]
-        cnt[a0: a0 + blk] = np.count_nonzero(within, axis=1)
-        col += np.count_nonzero(within, axis=0)
-        if agg is not None:
-            agg[a0: a0 + blk] = np.add.reduceat(within, groups, axis=1, dtype=np.float64)
-        k = np.argmin(d, axis=1)
-        if rng is not None:
-            tied = d == d[np.arange(k.size), k][:, None]
-            many = np.flatnonzero(np.count_nonzero(tied, axis=1) > 1)
-            if many.size:
-                k[many] = np.argmax(tied[many] * rng.random((many.size, tied.shape[1])), axis=1)
-        arg[a0: a0 + blk] = k
-        diff = e - S[k]
-        best[a0: a0 + blk] = np.sum(diff * diff, axis=1)
-        if topk:
-            kk = min(topk, d.shape[1]) - 1
-            part = np.argpartition(d, kk, axis=1)[:, : kk + 1]
-            kth = np.take_along_axis(d, part, axis=1).max(axis=1)
+        if rad >= 0 or groups is not None:          # counts (skipped for a bare search)
+            e2 = np.sum(e * e, axis=1)
+            within = d <= (rad - e2)[:, None]
+            cnt[a0: a0 + blk] = np.count_nonzero(within, axis=1)
+            col += np.count_nonzero(within, axis=0)
+            if agg is not None:
+                agg[a0: a0 + blk] = np.add.reduceat(within, groups, axis=1, dtype=np.float64)
+        rows = np.arange(e.shape[0])
+        for i in range(max(topk, 1)):
+            # repeated argmins (a few passes) beat argpartition on wide blocks by far
+            k = np.argmin(d, axis=1)
             if rng is not None:
-                many = np.flatnonzero(np.count_nonzero(d <= kth[:, None], axis=1) > kk + 1)
-                if many.size:     # ties at the boundary: a random choice among them
-                    dm = d[many]
-                    key = np.where(dm < kth[many, None], -1.0,
-                                   np.where(dm == kth[many, None], rng.random(dm.shape), np.inf))
-                    part[many] = np.argpartition(key, kk, axis=1)[:, : kk + 1]
-            top[a0: a0 + blk, : kk + 1] = part
-            top[a0: a0 + blk, kk + 1:] = part[:, :1]
+                tied = d == d[rows, k][:, None]
+                many = np.flatnonzero(np.count_nonzero(tied, axis=1) > 1)
+                if many.size:
+                    k[many] = np.argmax(tied[many] * rng.random((many.size, tied.shape[1])), axis=1)
+            if i == 0:
+                arg[a0: a0 + blk] = k
+                diff = e - S[k]
+                best[a0: a0 + blk] = np.sum(diff * diff, axis=1)
+            if topk:
+                top[a0: a0 + blk, i] = np.where(np.isfinite(d[rows, k]), k, top[a0: a0 + blk, 0])
+                d[rows, k] = np.inf
     return (best, arg, cnt, col, agg) if not topk else (best, arg, cnt, col, agg, top)

@@ -65,6 +65,9 @@ _HASH_FEATURES = 32       # features used for the step hash
 _FIT_STEPS = 32768        # steps per feature used to fit the junction predictors
 _POWER_ROW = 7.0          # expected z (row test, threshold 4) below which a hidden successor may be missed
 _POWER_BATCH = 8.0        # the same for the per-batch test (threshold 5)
+_SHUFFLED_FIX = ("the rows were shuffled: keep lanes in order (row i of batch k+1 must continue row i of batch k) "
+                 "-- rebuild X with statebatch.arrange_stateful(series, timesteps, batch_size) and pass "
+                 "shuffle=False to model.fit.")
 _COH_K = 3                # nearest starts per row end counted by the batch-coherence test
 _COHERENCE_Z = 5.0        # batch coherence against permuted batch labels (exact null: exchangeable rows)
 
@@ -919,11 +922,9 @@ def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n:
               + f") among {k} checked rows"
               f"{' and a random subset of ' + str(m_sub) + ' rows' if m_sub < n else ''}, while row i -> "
               f"row i of the next batch looks unrelated ({cL:.2f}; 0.5 = random)")
-        return LayoutVerdict(SHUFFLED, evidence=ev + ".", fix=(
-            "the rows were shuffled: keep lanes in order (row i of batch k+1 must continue row i of "
-            "batch k) -- rebuild X with statebatch.arrange_stateful(series, timesteps, batch_size) and "
-            "pass shuffle=False to model.fit."), confidence=float(np.clip(max(est if row_ok else 0, estb if batch_ok else 0,
-                                                     0.5 if coh_ok else 0), 0, 1)), **V)
+        conf = max(est if row_ok else 0, estb if batch_ok else 0, 0.5 if coh_ok else 0)
+        return LayoutVerdict(SHUFFLED, evidence=ev + ".", fix=_SHUFFLED_FIX, confidence=float(np.clip(conf, 0, 1)),
+                             **V)
     if power_row < _POWER_ROW and power_batch < _POWER_BATCH:
         ev = (f"no row continues row i of the next batch ({cL:.2f}) or the next sample ({cN:.2f}; 0.5 = like "
               f"random rows), although values are continuous inside rows ({sig:.2f}); rows might still "
@@ -994,10 +995,8 @@ def _global_t1(X: np.ndarray, b: int, n: int, keepf: np.ndarray, rng: np.random.
               f"(z={coh['z']:.1f} against the same rows with batch labels permuted{where}): each batch "
               "holds neighbouring steps of the rows of another batch, i.e. lanes of a series with the "
               "batches (and rows) shuffled")
-        return LayoutVerdict(SHUFFLED, evidence=ev + ".", fix=(
-            "the rows were shuffled: keep lanes in order (row i of batch k+1 must continue row i of "
-            "batch k) -- rebuild X with statebatch.arrange_stateful(series, timesteps, batch_size) and "
-            "pass shuffle=False to model.fit."), confidence=float(np.clip(0.5 + coh["effect"], 0, 1)), **V)
+        return LayoutVerdict(SHUFFLED, evidence=ev + ".", fix=_SHUFFLED_FIX,
+                             confidence=float(np.clip(0.5 + coh["effect"], 0, 1)), **V)
     ev = (head + f"; the nearest neighbours of a batch's rows do not gather in one other batch either "
           f"(z={coh['z']:.1f} against permuted batch labels{where}; {_COHERENCE_Z:.0f} needed). With one "
           f"step of {f} feature(s) per row nothing inside a row shows what a step looks like, so a hidden "

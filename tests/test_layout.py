@@ -9,7 +9,7 @@ The rule of the grid: zero misses and zero false alarms. A *false alarm* is a mi
 lanes or independent samples; a *miss* is a mistake case given any verdict but the right one -- with one
 documented exception, ``undetermined`` for shuffled lanes where the data cannot show the successors
 (see ``expected``). CI runs a stratified sample (every class, every B, every T; fixed seed) because the
-full grid takes ~40 s on one core; ``STATEBATCH_FULL_GRID=1`` runs all of it, and
+full grid takes ~55 s on one core; ``STATEBATCH_FULL_GRID=1`` runs all of it, and
 ``python tests/test_layout.py --summary`` prints the per-class table.
 """
 

@@ -261,11 +261,16 @@ def gather_padded(source: RowSource, offsets: np.ndarray, idx: np.ndarray, lengt
     if arr is not None:
         rows = offsets[idx][:, None] + src
         X[mask] = arr[rows[mask]]
-    elif isinstance(source, ConcatSource):
-        for j, (s, n) in enumerate(zip(idx.tolist(), lens.tolist())):
-            p = int(np.searchsorted(source.offsets, offsets[s], side="right")) - 1
-            lo = int(offsets[s] - source.offsets[p])
-            X[j][mask[j]] = source.raw_pieces[p][lo: lo + n]
+    elif isinstance(source, ConcatSource):  # each sequence lies in one piece: one slice copy each
+        first = offsets[idx]
+        piece = np.searchsorted(source.offsets, first, side="right") - 1
+        los = (first - source.offsets[piece]).tolist()
+        raw, L = source.raw_pieces, padded_length
+        for j, (p, lo, n) in enumerate(zip(piece.tolist(), los, lens.tolist())):
+            if padding == "post":
+                X[j, :n] = raw[p][lo: lo + n]
+            else:
+                X[j, L - n:] = raw[p][lo: lo + n]
     else:
         for j, (s, n) in enumerate(zip(idx.tolist(), lens.tolist())):
             X[j][mask[j]] = source.read(int(offsets[s]), int(offsets[s]) + n)

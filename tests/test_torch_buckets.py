@@ -226,3 +226,34 @@ def test_ranks_of_a_real_process_group_split_the_epoch_and_refuse_different_plan
     assert [(o["replicas"], o["rank"]) for o in outs] == [(2, 0), (2, 1)]
     assert len(outs[0]["batches"]) == len(outs[1]["batches"])
     assert sorted(i for o in outs for b in o["batches"] for i in b) == list(range(101))
+
+
+@pytest.mark.parametrize("padding", ["post", "pre"])
+def test_gathered_items_read_by_any_collate_are_the_unpadded_sequences(padding):
+    import pickle
+
+    from torch.nn.utils.rnn import pad_sequence
+    from torch.utils.data import DataLoader
+
+    seqs = _sequences(n=40)
+    bk = sb.bucket_batches(seqs, 8, targets=np.arange(40.0), seed=0, padding=padding)
+    ds = sbt.SequenceDataset(bk)
+    idx = [int(i) for i in bk.plan(0).batches[0]]
+    items = ds.__getitems__(idx)
+    assert len(items) == len(idx) and bool(items)  # before the items are made
+    for item, i in zip(items, idx):  # each item is sequence i, unpadded, with its target and index
+        np.testing.assert_array_equal(item[0].numpy(), seqs[i])
+        assert float(item[1]) == float(i) and item[2] == i
+    assert items[-1][2] == idx[-1] and [it[2] for it in reversed(items)] == idx[::-1]
+    again = pickle.loads(pickle.dumps(ds.__getitems__(idx)))  # a worker process may pickle them
+    assert type(again) is list and [it[2] for it in again] == idx
+
+    def my_collate(batch):  # a user's own collate: zip(*batch), as torch's default_collate does
+        xs, ys, ids = zip(*batch)
+        return pad_sequence(list(xs), batch_first=True), torch.stack(list(ys)), list(ids)
+
+    seen = []
+    for x, y, ids in DataLoader(ds, batch_sampler=sbt.BucketBatchSampler(bk), collate_fn=my_collate):
+        assert x.shape[0] == len(ids) and y.tolist() == [float(i) for i in ids]
+        seen += ids
+    assert sorted(seen) == list(range(40))

@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-dev
 JAX_STAMP := .venv-jax/.installed
 TORCH_STAMP := .venv-torch/.installed
 
-.PHONY: demo test test-main test-jax test-torch bench bench-quick clean
+.PHONY: demo test test-main test-jax test-torch docs lint bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -44,6 +44,10 @@ test-jax: $(JAX_STAMP)
 test-torch: $(TORCH_STAMP)
 	KERAS_BACKEND=torch .venv-torch/bin/python -m pytest -q -m 'backend and not exhaustive'
 
+docs: $(STAMP)
+	# warnings are errors (mkdocs.yml: strict); the notebooks are rendered as they are stored
+	NO_MKDOCS_2_WARNING=1 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m mkdocs build --strict --quiet
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
@@ -51,4 +55,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
 clean:
-	rm -rf $(VENV) .venv-jax .venv-torch .pytest_cache .hypothesis bench/results
+	rm -rf $(VENV) .venv-jax .venv-torch .pytest_cache .hypothesis bench/results site

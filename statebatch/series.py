@@ -25,7 +25,7 @@ import numpy as np
 from .errors import DataValueError, DTypeError, OrderError, ParameterError, ShapeError
 from .source import ArraySource, ColumnSource, ConcatSource, RowSource, as_source, is_source
 from .store import StoredSeries
-from .timeindex import find_gaps
+from .timeindex import check_id_kinds, find_gaps
 
 
 @dataclass(frozen=True, eq=False)
@@ -328,6 +328,7 @@ def _from_frame(df, id_col, time_col, feature_cols, target_cols, dtype, what) ->
     codes, uniques = pd.factorize(df[id_col], sort=False)
     if (codes < 0).any():
         raise DataValueError(f"{what}[{id_col!r}] has missing series ids.", "fill or drop those rows.")
+    check_id_kinds(df[id_col], f"{what}[{id_col!r}]")  # 1 and "1": one series or two is a guess (Dask too)
     if time_col is not None:
         tvals = _time_values(df, time_col, what)
         order = np.lexsort((tvals, codes))  # by series, then time; stable

@@ -1,4 +1,5 @@
-"""Time stamps: where a series' regular sampling has holes (pandas imported only when used)."""
+"""The columns that place rows of a long frame: where a series' time stamps have holes, and whether its
+series ids are of one kind (pandas imported only when used)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,34 @@ def find_gaps(index: Any) -> tuple[np.ndarray, Any]:
     step = values[np.argmax(counts)]
     shown = pd.Timedelta(int(step)) if np.asarray(index).dtype.kind in "mM" else step
     return np.flatnonzero(diffs > 1.5 * step) + 1, shown
+
+
+
+#: ``pandas.api.types.infer_dtype`` results for id columns that mix kinds of values (1 and "1", 1 and True).
+MIXED_ID_KINDS = ("mixed", "mixed-integer")
+
+
+def id_kind(values: Any) -> str:
+    """The kind of a column's values, ``pandas.api.types.infer_dtype`` (C speed, missing values skipped)."""
+    import pandas as pd
+
+    return pd.api.types.infer_dtype(values, skipna=True)
+
+
+def check_id_kinds(values: Any, what: str, kinds: Any = None) -> None:
+    """Refuse series ids that mix kinds (``1`` and ``"1"``; numbers and booleans): the same id written two
+    ways is a classic result of joining tables, and whether they name one series or two is a guess (pandas
+    keeps them apart, a Dask shuffle hashes them together). ``kinds``: the kinds already found per part
+    (a Dask frame's partitions); numbers of different types (1 and 1.0) are one kind.
+    """
+    from .errors import DTypeError
+
+    found = set(kinds) if kinds is not None else {id_kind(values)}
+    found.discard("empty")
+    numeric = {"integer", "floating", "mixed-integer-float", "decimal"}
+    if found & set(MIXED_ID_KINDS) or len(found - numeric) + bool(found & numeric) > 1 or (
+            "boolean" in found and len(found) > 1):
+        raise DTypeError(
+            f"{what} mixes kinds of series ids ({', '.join(sorted(found))}; e.g. 1 and '1'), so whether two of them "
+            "name the same series is a guess.",
+            "give the id column one type first, e.g. df[id_col] = df[id_col].astype(str).")

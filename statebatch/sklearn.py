@@ -100,7 +100,15 @@ class _SeriesInput:
         except TypeError as exc:  # scikit-learn's own checks, re-raised as statebatch errors of the same kind
             raise DTypeError(str(exc), "pass X as numbers (a numeric array or DataFrame).") from None
         except ValueError as exc:  # feature count, rank, NaN, empty: the message is scikit-learn's
-            raise ShapeError(str(exc), "pass X as a 2-D array (steps, features) with the features it was fitted "
+            text = str(exc)
+            if "could not convert" in text or "dtype" in text.lower() and "numeric" in text.lower():
+                raise DTypeError(text, "pass X as numbers (a numeric array or DataFrame); encode text first.") from None
+            if "NaN" in text or "infinity" in text:
+                raise DataValueError(text.split("\n")[0], "fill or drop the missing values first (e.g. "
+                                     "df.interpolate()); a recurrent network turns them into a NaN loss.") from None
+            if "0 sample(s)" in text:
+                raise DataValueError(text, "pass at least one row.") from None
+            raise ShapeError(text, "pass X as a 2-D array (steps, features) with the features it was fitted "
                              "on.") from None
         if reset:
             names = getattr(self, "feature_names_in_", None)
@@ -693,6 +701,23 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
         _check_model_selection_caller(self)  # a search with a plain scorer: refused before any fit, with the fix
         return super().__sklearn_clone__()
 
+    def _check_params(self) -> None:
+        from ._args import check_bool
+
+        check_bool("flatten", self.flatten)
+        est = self.estimator
+        if est is not None and (isinstance(est, type) or not all(callable(getattr(est, m, None))
+                                                                  for m in ("fit", "predict", "get_params"))):
+            raise ParameterError(f"estimator={est!r} is not a scikit-learn regressor instance (it needs fit, predict "
+                                 "and get_params).", "pass e.g. estimator=Ridge() (an instance, not the class).")
+        cols = self.target_cols
+        if cols is not None:
+            cols = [cols] if isinstance(cols, (str, int, np.integer)) else cols
+            if not hasattr(cols, "__iter__") or not list(cols) or any(
+                    isinstance(c, (bool, np.bool_)) or not isinstance(c, (str, int, np.integer)) for c in cols):
+                raise ParameterError(f"target_cols={self.target_cols!r} must name features of X (column names or "
+                                     "integer positions).", "pass e.g. target_cols=['value'] or target_cols=[0].")
+
     def _windower(self) -> WindowTransformer:
         if isinstance(self.horizon, bool) or not isinstance(self.horizon, (int, np.integer)) or self.horizon < 1:
             raise ParameterError(f"horizon must be an integer >= 1, got {self.horizon!r}.",
@@ -710,8 +735,9 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
             yw = win.y
             if self.target_cols is not None:
                 names = [str(c) for c in w._features]
+                wanted = [self.target_cols] if isinstance(self.target_cols, (str, int, np.integer)) else self.target_cols
                 cols = [c if isinstance(c, (int, np.integer)) else names.index(str(c)) if str(c) in names else None
-                        for c in self.target_cols]
+                        for c in wanted]
                 if any(c is None or not 0 <= c < len(names) for c in cols):
                     raise ParameterError(f"target_cols={list(self.target_cols)} are not all features {names}.",
                                          "name features of X (or their positions).")
@@ -728,8 +754,11 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
         from sklearn.linear_model import Ridge
 
         _check_model_selection_caller(self)
+        self._check_params()
         self.windower_ = self._windower().fit(X)
         Xw, yw = self._xy(X, y)
+        if fit_params.get("sample_weight") is not None:  # one weight per row, as y: the weight of each window's target
+            fit_params = {**fit_params, "sample_weight": self._window_weights(X, fit_params["sample_weight"])}
         if len(Xw) == 0:
             raise ShapeError(f"X has no window of {self.timesteps} steps with a target {self.horizon} step(s) later.",
                              "pass more rows, or use a smaller timesteps.")
@@ -747,6 +776,16 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
         _check_not_plain_scorer(self)
         return self.estimator_.predict(self._inputs(np.ascontiguousarray(self.windower_._windows(X).X)))
 
+    def _window_weights(self, X: Any, sample_weight: Any) -> np.ndarray:
+        """Row weights (aligned with ``X`` like ``y``) as window weights: the weight of each window's target row."""
+        sw = np.asarray(sample_weight.to_numpy() if hasattr(sample_weight, "to_numpy") else sample_weight)
+        if sw.ndim != 1 or len(sw) != len(X) or not (np.issubdtype(sw.dtype, np.number) or sw.dtype == bool):
+            raise LengthMismatchError(f"sample_weight has shape {sw.shape} (dtype {sw.dtype}) for {len(X)} rows of X.",
+                                      "pass one number per row of X, aligned with it like y (each window is weighted "
+                                      "by the weight of its target row).")
+        return self.windower_.transform_xy(X, align_y_index(X, sample_weight, "sample_weight") if _is_pandas_rows(
+            sample_weight) else sw)[1].reshape(-1)
+
     def align_y(self, X: Any, y: Any = None) -> np.ndarray:
         """The targets of :meth:`predict`'s predictions: ``y[t + horizon]`` for each window ending at ``t``
         (the next values of ``target_cols`` when ``y`` is None)."""
@@ -763,7 +802,8 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
         """R² of :meth:`predict` against :meth:`align_y` (only windows inside ``X`` are scored)."""
         from sklearn.metrics import r2_score
 
-        return float(r2_score(self.align_y(X, y), self.predict(X), sample_weight=sample_weight))
+        weights = None if sample_weight is None else self._window_weights(X, sample_weight)
+        return float(r2_score(self.align_y(X, y), self.predict(X), sample_weight=weights))
 
 
 def _scorer_name(scorer: Any) -> str:
@@ -1083,6 +1123,8 @@ class SeriesScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
                                  "pass the name of the column that holds the series id.")
         if X[self.id_col].isna().any():
             raise DataValueError(f"X[{self.id_col!r}] has missing series ids.", "fill or drop those rows first.")
+        if len(X) == 0:
+            raise DataValueError("X has no rows.", "pass a frame with at least one row.")
         from .timeindex import check_id_kinds
 
         check_id_kinds(X[self.id_col], f"X[{self.id_col!r}]")
@@ -1154,7 +1196,13 @@ class SeriesScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         if unknown:
             raise ParameterError(f"columns {unknown} were not scaled (scaled: {self.columns_}).",
                                  "name the scaled columns the values are in.")
-        v = np.asarray(values, dtype=np.float64)
+        if ids is None or isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
+            raise ParameterError(f"ids must hold one series id per value, got {type(ids).__name__}.",
+                                 "pass e.g. WindowRegressor.prediction_ids(X).")
+        try:
+            v = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DTypeError(f"values cannot be read as numbers ({exc}).", "pass the numeric predictions.") from None
         flat = v.ndim == 1
         v2 = v[:, None] if flat else v
         if v2.ndim != 2 or v2.shape[1] != len(cols) or len(v2) != len(ids):

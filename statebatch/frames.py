@@ -114,15 +114,14 @@ def _from_nested(df: Any, what: str) -> list:
 def _in_time_order(cell: Any, what: str) -> Any:
     """A nested cell in time order: sorted by its time index (as a long frame is sorted by ``time_col``);
     duplicated time points are refused (the order between them is a guess), as for long frames."""
-    import numpy as np
     import pandas as pd
 
     index = cell.index
     if isinstance(index, pd.RangeIndex):
         return cell
     if not (isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex, pd.PeriodIndex))
-            or np.issubdtype(index.dtype, np.number)):
-        return cell  # labels without a time order: the stored order is the order
+            or (pd.api.types.is_numeric_dtype(index.dtype) and not pd.api.types.is_bool_dtype(index.dtype))):
+        return cell  # labels without a time order (text, objects): the stored order is the order
     if index.hasnans:
         raise DataValueError(f"{what} has missing time points in its index, which cannot be placed in time.",
                              "drop those steps or fill their times first.")

@@ -214,8 +214,8 @@ def _check_time_index(index: Any, what: str) -> None:
     if isinstance(index, pd.RangeIndex):
         return
     if not (isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex, pd.PeriodIndex))
-            or np.issubdtype(index.dtype, np.number)):
-        return  # a label index carries no time order we can check
+            or (pd.api.types.is_numeric_dtype(index.dtype) and not pd.api.types.is_bool_dtype(index.dtype))):
+        return  # a label index (text, objects, extension types) carries no time order we can check
     if index.has_duplicates:
         dup = index[index.duplicated()][:3].tolist()
         raise OrderError(

@@ -65,6 +65,19 @@ def _is_frame(X: Any) -> bool:
     return type(X).__name__ == "DataFrame" and type(X).__module__.startswith("pandas")
 
 
+def _refuse_nested(X: Any, where: str) -> None:
+    """A nested sktime panel holds one series per row: the scikit-learn adapters index rows as time steps, so
+    they would window (or split) across instances. Refused with the conversion to a long frame."""
+    from .frames import _is_nested_panel
+
+    if _is_nested_panel(X):
+        raise ParameterError(
+            f"{where} got a nested sktime panel ({len(X)} instances, one series in each row); scikit-learn indexes "
+            "rows as time steps, so it would mix instances.",
+            "convert it to a long frame and name its columns: long = pd.concat({i: pd.DataFrame(row.to_dict()) for "
+            "i, row in panel.iterrows()}, names=['id', 't']).reset_index(), then pass id_col='id', time_col='t'.")
+
+
 class _SeriesInput:
     """Shared input handling: wide arrays/frames via sklearn's validate_data, long frames by id."""
 
@@ -77,6 +90,7 @@ class _SeriesInput:
 
         if reset:
             _check_params(self)
+        _refuse_nested(X, type(self).__name__)
         X = to_pandas_or_numpy(X, "X")
         if self.id_col is not None or self.time_col is not None:
             if not _is_frame(X):
@@ -521,6 +535,7 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
 
     from .frames import to_pandas_or_numpy
 
+    _refuse_nested(data, "time_split")
     data = to_pandas_or_numpy(data)
     if data is None or isinstance(data, (str, bytes, dict)) or np.ndim(data) == 0 or not hasattr(data, "__len__"):
         raise ParameterError(f"time_split splits rows, got {type(data).__name__}.",
@@ -1017,6 +1032,7 @@ class WindowSplit:
         """Yield ``(train, test)`` arrays of row positions of ``X``."""
         from .frames import to_pandas_or_numpy
 
+        _refuse_nested(X, "WindowSplit.split")
         X = to_pandas_or_numpy(X)
         if X is None or isinstance(X, (str, bytes, dict)) or not hasattr(X, "__len__") or np.ndim(X) == 0:
             raise ParameterError(f"WindowSplit.split splits the rows of X, got {type(X).__name__}.",

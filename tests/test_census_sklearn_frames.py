@@ -51,6 +51,7 @@ def _nested(*cells):
     return pd.DataFrame({"a": list(cells)})
 
 
+PANEL = pd.DataFrame({"a": [pd.Series(np.arange(8.0)), pd.Series(np.arange(8.0) + 10)]})
 MIXED = pd.DataFrame({"id": [1] * 6 + ["1"] * 6, "t": list(range(6)) * 2, "v": np.arange(12.0)})
 BOOL_INT = pd.DataFrame({"id": [True] * 6 + [1] * 6, "v": np.arange(12.0)})
 NAN_TARGET = pd.DataFrame({"id": [0] * 6, "v": np.arange(6.0), "y": [0, 1, np.nan, 3, 4, 5]})
@@ -182,6 +183,17 @@ ERRORS = [
     ("nested text cell", lambda: sb.make_windows(_nested(pd.Series(["x", "y", "z"])), 2), DTypeError),
     ("nested empty cell", lambda: sb.make_windows(_nested(pd.Series([], dtype=float)), 2), DataValueError),
     ("nested NaN", lambda: sb.make_windows(_nested(pd.Series([1.0, np.nan, 3])), 2), DataValueError),
+    ("nested panel to a transformer", lambda: WindowTransformer(2).fit(PANEL), ParameterError),
+    ("nested panel to a regressor", lambda: _reg().fit(PANEL), ParameterError),
+    ("nested panel to time_split", lambda: time_split(PANEL), ParameterError),
+    ("nested panel to WindowSplit", lambda: list(WindowSplit(2, history=1).split(PANEL)), ParameterError),
+    # ids of mixed kinds on the pandas path
+    ("ids bytes and text", lambda: sb.make_windows(LONG.assign(id=[b"a"] * 20 + ["a"] * 20), 3, id_col="id"),
+     DTypeError),
+    ("categorical ids 1 and '1'", lambda: sb.make_windows(LONG.assign(id=pd.Categorical([1, "1"] * 20)), 3,
+                                                          id_col="id"), DTypeError),
+    ("ids tuple and number", lambda: sb.make_windows(LONG.assign(id=[(0, 1)] * 20 + [1] * 20), 3, id_col="id"),
+     DTypeError),
     # Dask
     ("dask ids 1 and '1'", lambda: prepare(_dask(MIXED), id_col="id", time_col="t"), DTypeError),
     ("dask ids True and 1", lambda: prepare(_dask(BOOL_INT, 1), id_col="id"), DTypeError),
@@ -337,3 +349,31 @@ def test_dask_targets_with_nan_allowed_on_request_and_ids_of_one_kind_kept():
     frame = pd.DataFrame({"id": ["1", "2"] * 6, "v": np.arange(12.0)})  # strings only: two series, as pandas gives
     ids = prepare(_dask(frame), id_col="id").ids
     assert sorted(ids) == sorted(sb.make_windows(frame, 2, id_col="id").series_ids) == ["1", "2"]
+
+
+@pytest.mark.parametrize("ids", [[(0, 1)] * 20 + [(0, 2)] * 20, ["a"] * 20 + [None] * 0 + ["b"] * 20,
+                                 [1] * 20 + [2.5] * 20, [True] * 20 + [False] * 20])
+def test_ids_of_one_kind_pass(ids):
+    got = sb.make_windows(LONG.assign(id=pd.Series(ids, dtype=object)), 3, id_col="id")
+    assert len(got.series_ids) == 2 and len(got.X) == 2 * (20 - 3 + 1)
+
+
+@pytest.mark.parametrize("dtype", [None, "string", object])
+def test_text_labels_as_index_are_read_in_stored_order(dtype):
+    """A text index carries no time order (it used to leak numpy's TypeError for pandas' string dtype)."""
+    index = pd.Index(["c", "b", "a"], dtype=dtype)
+    got = sb.make_windows(pd.Series([1.0, 2, 3], index=index), 2, targets="next")
+    np.testing.assert_array_equal(got.X[:, :, 0], [[1, 2]])
+    cell = sb.make_windows(_nested(pd.Series([1.0, 2, 3], index=index)), 3)
+    np.testing.assert_array_equal(cell.X.ravel(), [1, 2, 3])
+    assert [len(p) for p in time_split(pd.DataFrame({"v": np.arange(20.0)}, index=[str(i) for i in range(20)]))[:3]] \
+        == [14, 3, 3]
+
+
+def test_nested_panel_conversion_in_the_fix_works():
+    with pytest.raises(ParameterError) as info:
+        _reg().fit(PANEL)
+    assert "pd.concat" in info.value.fix
+    long = pd.concat({i: pd.DataFrame(row.to_dict()) for i, row in PANEL.iterrows()}, names=["id", "t"]).reset_index()
+    reg = _reg(id_col="id", time_col="t").fit(long)
+    assert reg.predict(long).shape == (2 * (8 - 3),)

@@ -245,6 +245,7 @@ def prepare(
     scale: Any = None,
     allow_non_finite: bool = False,
     gaps: str = "error",
+    _targets_checked_on_read: bool = False,
 ):
     """Prepare a Dask collection as sharded ``.npy`` files, one Dask task per block/partition.
 
@@ -356,7 +357,8 @@ def prepare(
         raise DataValueError("the dask frame has no rows.", "pass a frame with at least one row.")
     non_finite = sum(r["non_finite"] for r in results)
     _check_finite(non_finite, allow_non_finite)
-    _check_finite(sum(r["non_finite_targets"] for r in results), allow_non_finite, f"the target columns {tcols}")
+    if not _targets_checked_on_read:  # as_stored: make_windows & co. check targets as read, per their allow_nan
+        _check_finite(sum(r["non_finite_targets"] for r in results), allow_non_finite, f"the target columns {tcols}")
     import pandas as pd
 
     meta = pd.concat([r["meta"].assign(path=r["path"], tpath=r["tpath"]) for r in results], ignore_index=True)
@@ -466,5 +468,5 @@ def as_stored(data: Any, *, id_col=None, time_col=None, feature_cols=None, targe
               gaps: str = "error"):
     """Prepare a Dask collection into a temporary store (what ``make_windows`` & co. do with Dask input)."""
     return prepare(data, None, id_col=id_col, time_col=time_col, feature_cols=feature_cols, target_cols=target_cols,
-                   dtype=dtype, gaps=gaps)
+                   dtype=dtype, gaps=gaps, _targets_checked_on_read=True)
 

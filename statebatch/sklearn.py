@@ -674,7 +674,14 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
     convention of :func:`~statebatch.make_windows`). ``predict(X)`` therefore returns one prediction
     per row of ``X`` that has a full window before it, ``n - timesteps - horizon + 1`` of them for a
     series of ``n`` rows, in the order of :meth:`align_y`; :meth:`score` and :func:`window_scorer`
-    compare them with exactly those targets.
+    compare them with exactly those targets. A search, ``cross_validate`` or ``cross_val_score`` given
+    a plain scikit-learn scorer (``scoring="neg_mean_absolute_error"``), which would compare windows
+    with rows and score ``nan``, is refused when it clones this estimator, with the
+    ``window_scorer(...)`` fix; ``cross_val_predict`` (one prediction per row) is refused too.
+
+    ``y`` and ``sample_weight`` are row-aligned with ``X``; given as pandas objects they are paired
+    with a pandas ``X`` by index label (see :func:`align_y_index`). A window is weighted by the weight
+    of its target row.
 
     Parameters
     ----------

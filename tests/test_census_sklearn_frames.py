@@ -253,6 +253,10 @@ def test_plain_scorer_error_names_window_scorer_and_keeps_nan_out():
                          cv=WindowSplit(2, history=6)).fit(X, Y)
     scores = fixed.cv_results_["mean_test_score"]
     assert np.isfinite(scores).all() and (scores < 0).all()
+    # window scorers inside a multimetric dict are allowed
+    both = cross_validate(_reg(), X, Y, cv=TimeSeriesSplit(3),
+                          scoring={"r2": window_scorer("r2"), "mae": window_scorer("neg_mean_absolute_error")})
+    assert np.isfinite(both["test_r2"]).all() and (both["test_mae"] < 0).all()
     # scoring left out uses WindowRegressor.score (R^2): allowed
     assert np.isfinite(cross_val_score(_reg(), X, Y, cv=TimeSeriesSplit(3))).all()
 
@@ -377,3 +381,15 @@ def test_nested_panel_conversion_in_the_fix_works():
     long = pd.concat({i: pd.DataFrame(row.to_dict()) for i, row in PANEL.iterrows()}, names=["id", "t"]).reset_index()
     reg = _reg(id_col="id", time_col="t").fit(long)
     assert reg.predict(long).shape == (2 * (8 - 3),)
+
+
+def test_dask_targets_given_to_make_windows_follow_its_allow_nan():
+    """prepare refuses NaN targets (allow_non_finite); a Dask frame given to make_windows keeps its allow_nan."""
+    frame = _dask(NAN_TARGET, 1)
+    kw = dict(id_col="id", feature_cols=["v"], target_cols=["y"], targets="aligned")
+    with pytest.raises(DataValueError, match="NaN"):
+        sb.make_windows(frame, 2, **kw).y  # noqa: B018
+    got = sb.make_windows(frame, 2, allow_nan=True, **kw)
+    # "aligned": window i's target is y[i] (Keras' convention), the same as the pandas path gives
+    np.testing.assert_array_equal(got.y.ravel(), NAN_TARGET["y"].to_numpy()[:5])
+    np.testing.assert_array_equal(got.y, sb.make_windows(NAN_TARGET, 2, allow_nan=True, **kw).y)

@@ -107,6 +107,10 @@ class _SeriesInput:
                 if missing:
                     raise ShapeError(f"columns {missing} seen in fit are missing.", "pass the same columns as in fit.")
             return X
+        if _is_pandas_rows(X):  # one series: a time index must be in time order (as make_windows requires)
+            from .series import _check_time_index
+
+            _check_time_index(X.index, "X")
         try:
             Xv = validate_data(self, X, reset=reset, dtype=self.dtype, ensure_min_samples=1)
         except StatebatchError:
@@ -1056,6 +1060,10 @@ class WindowSplit:
                                           "rows of y than of X.",
                                           "pass y = y.loc[X.index] (the same rows in X's order), or y.to_numpy().")
         if self.id_col is None and self.time_col is None:
+            if _is_pandas_rows(X):  # folds are cut by position: a time index must be in time order
+                from .series import _check_time_index
+
+                _check_time_index(X.index, "X")
             n = len(X)
             for a, b, c, d in self._cuts(n, 0):
                 yield np.arange(a, b), np.arange(c, d)

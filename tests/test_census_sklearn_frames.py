@@ -51,6 +51,7 @@ def _nested(*cells):
     return pd.DataFrame({"a": list(cells)})
 
 
+BACKWARDS = pd.DataFrame({"a": np.arange(20.0)}, index=pd.date_range("2020-01-01", periods=20)[::-1])
 PANEL = pd.DataFrame({"a": [pd.Series(np.arange(8.0)), pd.Series(np.arange(8.0) + 10)]})
 MIXED = pd.DataFrame({"id": [1] * 6 + ["1"] * 6, "t": list(range(6)) * 2, "v": np.arange(12.0)})
 BOOL_INT = pd.DataFrame({"id": [True] * 6 + [1] * 6, "v": np.arange(12.0)})
@@ -133,6 +134,15 @@ ERRORS = [
     ("WindowSplit duplicate times", lambda: list(WindowSplit(2, history=2, id_col="id", time_col="t").split(
         LONG.assign(t=0))), OrderError),
     ("WindowSplit empty X", lambda: list(WindowSplit(2, history=2).split(np.zeros((0, 2)))), ParameterError),
+    # one series whose time index is out of order or repeated (as make_windows refuses it)
+    ("WindowTransformer time index decreasing", lambda: WindowTransformer(3).fit(BACKWARDS), OrderError),
+    ("WindowRegressor time index decreasing", lambda: _reg().fit(BACKWARDS, BACKWARDS["a"]), OrderError),
+    ("StatefulTransformer time index decreasing", lambda: StatefulTransformer(3, 2).fit(BACKWARDS), OrderError),
+    ("WindowSplit time index decreasing", lambda: list(WindowSplit(2, history=3).split(BACKWARDS)), OrderError),
+    ("WindowTransformer time index repeated", lambda: WindowTransformer(3).fit(
+        BACKWARDS.set_axis([pd.Timestamp("2020")] * 20)), OrderError),
+    ("WindowTransformer transform time index decreasing", lambda: WindowTransformer(3).fit(
+        BACKWARDS.sort_index()).transform(BACKWARDS), OrderError),
     # scorers that compare windows with rows
     ("GridSearchCV with a plain scorer", lambda: GridSearchCV(
         _reg(), {"timesteps": [3, 5]}, scoring="neg_mean_absolute_error", cv=WindowSplit(2, history=6)).fit(X, Y),

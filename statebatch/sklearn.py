@@ -477,6 +477,15 @@ def _check_params(est: Any) -> None:
         raise ParameterError(f"dtype={est.dtype!r} is not a numpy dtype.", "pass e.g. dtype='float32'.") from None
 
 
+def _check_is_fitted_pipeline(pipeline: Any) -> None:
+    """scikit-learn's NotFittedError of a pipeline, as statebatch's (which is also scikit-learn's)."""
+    try:
+        _check_is_fitted(pipeline)
+    except _SklearnNotFitted:
+        raise NotFittedError(f"this {type(pipeline).__name__} is not fitted yet.",
+                             "call fit(X, y) on it before transforming or scoring.") from None
+
+
 def transform_xy(pipeline: Any, X: Any, y: Any):
     """Run a fitted pipeline whose last step windows/arranges, returning aligned ``(X, y[, w])``.
 
@@ -493,6 +502,7 @@ def transform_xy(pipeline: Any, X: Any, y: Any):
     if not hasattr(last, "transform_xy"):
         raise ParameterError(f"the pipeline's last step {type(last).__name__} does not window data.",
                              "end the pipeline with statebatch.sklearn.WindowTransformer or StatefulTransformer.")
+    _check_is_fitted_pipeline(pipeline)
     if len(steps) == 1:
         return last.transform_xy(X, y)
     from .frames import to_pandas_or_numpy
@@ -541,7 +551,14 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
 
     _refuse_nested(data, "time_split")
     data = to_pandas_or_numpy(data)
-    if data is None or isinstance(data, (str, bytes, dict)) or np.ndim(data) == 0 or not hasattr(data, "__len__"):
+    if isinstance(data, (list, tuple)) and len(data) and all(
+            isinstance(a, np.ndarray) and a.ndim >= 1 or _is_pandas_rows(a) for a in data) and len(
+            {len(a) for a in data}) > 1:
+        raise ParameterError(f"time_split got a list of {len(data)} series of different lengths; it splits the rows of "
+                             "one series, or of a long frame by id.",
+                             "split each series by itself ([time_split(s) for s in series]), or build a long frame with "
+                             "an id column and pass id_col=....")
+    if data is None or isinstance(data, (str, bytes, dict)) or not hasattr(data, "__len__") or np.ndim(data) == 0:
         raise ParameterError(f"time_split splits rows, got {type(data).__name__}.",
                              "pass an array, a list of rows or a DataFrame (steps first).")
     val = check_fraction("val", val, low=0.0, high=1.0, inclusive=True)
@@ -956,6 +973,8 @@ def window_scorer(scoring: Any = "r2"):
         if not isinstance(last, WindowRegressor):
             raise ParameterError(f"window_scorer scores a WindowRegressor, got {type(last).__name__}.",
                                  "end the pipeline with statebatch.sklearn.WindowRegressor.")
+        if hasattr(estimator, "steps"):
+            _check_is_fitted_pipeline(estimator)
         Xt = estimator[:-1].transform(X) if hasattr(estimator, "steps") and len(estimator.steps) > 1 else X
         predictions = last.predict(Xt)
         return scorer(_Fixed(predictions), np.zeros((len(predictions), 1)), last.align_y(Xt, y))
@@ -1162,12 +1181,16 @@ class SeriesScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         return X
 
     def fit(self, X: Any, y: Any = None) -> "SeriesScaler":
+        from ._args import check_bool
+
+        check_bool("with_mean", self.with_mean)
+        check_bool("with_std", self.with_std)
         X = self._frame(X)
         keep = (self.id_col, self.time_col)
         if self.columns is None:
             cols = [c for c in X.columns if c not in keep and np.issubdtype(np.asarray(X[c]).dtype, np.number)]
         else:
-            cols = list(self.columns)
+            cols = [self.columns] if isinstance(self.columns, str) else list(self.columns)
             missing = [c for c in cols if c not in X.columns or c in keep]
             if missing:
                 raise ParameterError(f"columns {missing} are not value columns of X.",

@@ -21,7 +21,7 @@ import statebatch as sb
 from statebatch.dask import feature_stats, prepare
 from statebatch.errors import (DataValueError, DTypeError, LengthMismatchError, OrderError, ParameterError, ShapeError,
                                StatebatchError, StatebatchWarning)
-from statebatch.sklearn import (SeriesScaler, StatefulTransformer, WindowRegressor, WindowSplit, WindowTransformer,
+from statebatch.sklearn import (NotFittedError, SeriesScaler, StatefulTransformer, WindowRegressor, WindowSplit, WindowTransformer,
                                 time_split, transform_xy, window_scorer)
 
 RNG = np.random.default_rng(21)
@@ -183,6 +183,12 @@ ERRORS = [
      ParameterError),
     ("SeriesScaler text values", lambda: SeriesScaler("id").fit(LONG).inverse_transform_by_id(np.array(["a"]), [0],
                                                                                               "v"), DTypeError),
+    ("SeriesScaler with_mean text", lambda: SeriesScaler("id", with_mean="no").fit(LONG), ParameterError),
+    ("transform_xy of an unfitted pipeline", lambda: transform_xy(make_pipeline(StandardScaler(), WindowTransformer(3)),
+                                                                  X, Y), NotFittedError),
+    ("window_scorer on an unfitted pipeline", lambda: window_scorer("r2")(make_pipeline(StandardScaler(), _reg()), X, Y),
+     NotFittedError),
+    ("time_split of a list of series", lambda: time_split([np.zeros(10), np.zeros(5)]), ParameterError),
     # sktime nested cells
     ("nested duplicated time points", lambda: sb.make_windows(_nested(pd.Series([1.0, 2, 3], index=[0, 0, 1])), 2),
      OrderError),
@@ -403,3 +409,10 @@ def test_dask_targets_given_to_make_windows_follow_its_allow_nan():
     # "aligned": window i's target is y[i] (Keras' convention), the same as the pandas path gives
     np.testing.assert_array_equal(got.y.ravel(), NAN_TARGET["y"].to_numpy()[:5])
     np.testing.assert_array_equal(got.y, sb.make_windows(NAN_TARGET, 2, allow_nan=True, **kw).y)
+
+
+def test_series_scaler_takes_one_column_name():
+    long = pd.DataFrame({"id": [0] * 10 + [1] * 10, "val": np.r_[np.arange(10.0), np.arange(10.0) * 100]})
+    out = SeriesScaler("id", columns="val").fit_transform(long)
+    np.testing.assert_allclose(out["val"].to_numpy()[:10], out["val"].to_numpy()[10:])  # each series by itself
+    np.testing.assert_allclose(out["val"].to_numpy()[:10], (np.arange(10) - 4.5) / np.arange(10.0).std())

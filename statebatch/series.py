@@ -325,7 +325,11 @@ def _from_frame(df, id_col, time_col, feature_cols, target_cols, dtype, what) ->
 
     import pandas as pd
 
-    codes, uniques = pd.factorize(df[id_col], sort=False)
+    try:
+        codes, uniques = pd.factorize(df[id_col], sort=False)
+    except TypeError as exc:  # unhashable ids (dicts, lists)
+        raise DTypeError(f"{what}[{id_col!r}] holds values that cannot name a series ({exc}).",
+                         "use strings, numbers or tuples as series ids.") from None
     if (codes < 0).any():
         raise DataValueError(f"{what}[{id_col!r}] has missing series ids.", "fill or drop those rows.")
     check_id_kinds(df[id_col], f"{what}[{id_col!r}]")  # 1 and "1": one series or two is a guess (Dask too)

@@ -38,8 +38,13 @@ def find_gaps(index: Any) -> tuple[np.ndarray, Any]:
         return np.empty(0, dtype=np.int64), None
     freq = getattr(index, "freq", None)
     if freq is None and isinstance(index, pd.DatetimeIndex) or (freq is None and np.asarray(index).dtype.kind == "M"):
+        import warnings
+
         try:
-            freq = pd.infer_freq(pd.DatetimeIndex(index))
+            with warnings.catch_warnings():  # pandas' notice about infer_freq's future return type is not the user's
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)  # pandas 3: Pandas4Warning
+                freq = pd.infer_freq(pd.DatetimeIndex(index))
         except (TypeError, ValueError):
             freq = None
     if freq is not None and isinstance(index, pd.DatetimeIndex) or (freq is not None and np.asarray(index).dtype.kind == "M"):

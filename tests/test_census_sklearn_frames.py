@@ -416,3 +416,14 @@ def test_series_scaler_takes_one_column_name():
     out = SeriesScaler("id", columns="val").fit_transform(long)
     np.testing.assert_allclose(out["val"].to_numpy()[:10], out["val"].to_numpy()[10:])  # each series by itself
     np.testing.assert_allclose(out["val"].to_numpy()[:10], (np.arange(10) - 4.5) / np.arange(10.0).std())
+
+
+def test_no_pandas_warning_from_reading_time_stamps_and_unhashable_ids_refused():
+    frame = pd.DataFrame({"id": ["a"] * 5, "t": pd.date_range("2020-01-01", periods=5)[::-1], "v": np.arange(5.0)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas' infer_freq notice (Pandas4Warning) used to reach the user
+        got = sb.make_windows(frame, 2, id_col="id", time_col="t", targets="next")
+    np.testing.assert_array_equal(got.X[0, :, 0], [4.0, 3.0])  # sorted by time: the last rows come first
+    with pytest.raises(DTypeError, match="cannot name a series") as info:
+        sb.make_windows(pd.DataFrame({"id": [{"a": 1}] * 3, "v": [1.0, 2, 3]}), 2, id_col="id")
+    assert info.value.fix

@@ -902,8 +902,9 @@ def _check_model_selection_caller(estimator: Any) -> None:
                 "and compare predict(X[test]) with align_y(X[test], y[test]).")
         # the scorer: _fit_and_score's argument, a search's fit_and_score_kwargs, cross_validate's scorers
         kwargs = local.get("fit_and_score_kwargs")
-        scorer = (local.get("scorer") if name == "_fit_and_score" else kwargs.get("scorer") if isinstance(kwargs, dict)
-                  else local.get("scorers") if name == "cross_validate" else None)
+        # (learning_curve and validation_curve hold it as scorer)
+        scorer = (kwargs.get("scorer") if isinstance(kwargs, dict)
+                  else local.get("scorer") if local.get("scorer") is not None else local.get("scorers"))
         if scorer is not None:
             plain = _row_scorers(scorer)
             if plain:

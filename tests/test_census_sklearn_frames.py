@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import Ridge
 from sklearn.metrics import get_scorer
-from sklearn.model_selection import GridSearchCV, TimeSeriesSplit, cross_val_predict, cross_val_score, cross_validate
+from sklearn.model_selection import (GridSearchCV, TimeSeriesSplit, cross_val_predict, cross_val_score, cross_validate,
+                                     learning_curve, validation_curve)
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -156,6 +157,11 @@ ERRORS = [
     ("cross_validate with a plain scorer", lambda: cross_validate(_reg(), X, Y, cv=TimeSeriesSplit(3),
                                                                   scoring=["neg_mean_squared_error"]), ParameterError),
     ("cross_val_predict", lambda: cross_val_predict(_reg(), X, Y, cv=3), ParameterError),
+    ("learning_curve with a plain scorer", lambda: learning_curve(_reg(), X, Y, cv=TimeSeriesSplit(2), scoring="r2",
+                                                                  train_sizes=[0.5, 1.0]), ParameterError),
+    ("validation_curve with a plain scorer", lambda: validation_curve(_reg(), X, Y, param_name="timesteps",
+                                                                      param_range=[3, 4], cv=TimeSeriesSplit(2),
+                                                                      scoring="r2"), ParameterError),
     ("a plain scorer called directly", lambda: get_scorer("r2")(_reg().fit(X, Y), X, Y), ParameterError),
     # WindowRegressor parameters
     ("WindowRegressor estimator not an estimator", lambda: _reg(estimator=5).fit(X, Y), ParameterError),
@@ -319,6 +325,10 @@ def test_sample_weight_is_per_row_like_y():
         *WindowTransformer(3).fit(X).transform_xy(X, Y)))
     np.testing.assert_allclose(reg.estimator_.coef_, ref.coef_, rtol=1e-4, atol=1e-5)  # float32 windows
     assert np.abs(_reg().fit(X, Y).estimator_.coef_ - ref.coef_).max() > 1e-2  # the weights matter here
+    # a weight Series in another row order is paired by label, like y
+    shuffled_w = pd.Series(w).sample(frac=1, random_state=3)
+    np.testing.assert_array_equal(_reg().fit(FX, YS, sample_weight=shuffled_w).estimator_.coef_,
+                                  _reg().fit(FX, YS, sample_weight=pd.Series(w)).estimator_.coef_)
 
 
 @pytest.mark.parametrize("n,parts", [(4, [2, 1, 1]), (7, [5, 1, 1]), (20, [14, 3, 3])])

@@ -290,7 +290,10 @@ def prepare(
             raise ParameterError("id_col/time_col apply to a dask DataFrame, not a dask array.",
                                  "drop them, or pass a long dask.dataframe.")
         _check_array(data)
-    elif id_col is not None:  # no id_col: refused below with its fix
+    elif id_col is None:
+        raise ParameterError("a dask DataFrame needs id_col (the series id column).",
+                             "pass id_col=...; for one wide series use data.to_dask_array(lengths=True).")
+    else:
         _check_frame_columns(data, id_col, time_col, feature_cols, target_cols)
     path, tmp = _out_dir(out_dir)
     if dtype is None:

@@ -242,6 +242,8 @@ ERRORS = [
     ("dask allow_non_finite text", lambda: prepare(_dask(NAN_TARGET.fillna(0), 1), id_col="id",
                                                    allow_non_finite="no"), ParameterError),
     ("dask prepare None", lambda: prepare(None), ParameterError),
+    ("dask frame without id_col, missing column", lambda: prepare(_dask(TEXT, 1), feature_cols=["zz"]),
+     ParameterError),
     ("dask prepare numpy", lambda: prepare(np.zeros(3)), ParameterError),
     ("dask text array", lambda: prepare(da.from_array(np.array(["a", "b"]))), DTypeError),
     ("feature_stats text column", lambda: feature_stats(_dask(TEXT, 1), id_col="id"), DTypeError),

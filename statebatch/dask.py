@@ -97,6 +97,8 @@ def _check_array(data: Any) -> None:
 def _check_frame_columns(data: Any, id_col, time_col, feature_cols, target_cols) -> None:
     """Column arguments of a dask DataFrame: existing, distinct, numeric (checked on the frame's meta, no compute)."""
     for name, col in (("id_col", id_col), ("time_col", time_col)):
+        if col is not None and (isinstance(col, (bool, np.bool_)) or not isinstance(col, (str, int, np.integer, tuple))):
+            raise ParameterError(f"{name}={col!r} must name one column.", f"pass {name}='column name'.")
         if col is not None and col not in data.columns:
             raise ParameterError(f"{name}={col!r} is not a column (columns: {list(data.columns)}).",
                                  "pass an existing column name.")

@@ -65,6 +65,20 @@ def _is_frame(X: Any) -> bool:
     return type(X).__name__ == "DataFrame" and type(X).__module__.startswith("pandas")
 
 
+def _check_column_args(X: Any, **cols: Any) -> None:
+    """``id_col``/``time_col`` name one column each (a list or another unhashable value is refused before pandas
+    raises TypeError), and, for a frame, an existing one."""
+    for name, col in cols.items():
+        if col is None:
+            continue
+        if isinstance(col, (bool, np.bool_)) or not isinstance(col, (str, int, np.integer, tuple)):
+            raise ParameterError(f"{name}={col!r} must name one column.", f"pass {name}='column name'.")
+        if _is_frame(X) and col not in X.columns:
+            raise ParameterError(f"{name}={col!r} is not a column (columns: {list(X.columns)}).",
+                                 f"pass the name of the column that holds the "
+                                 f"{'series id' if name == 'id_col' else 'time'}.")
+
+
 def _refuse_nested(X: Any, where: str) -> None:
     """A nested sktime panel holds one series per row: the scikit-learn adapters index rows as time steps, so
     they would window (or split) across instances. Refused with the conversion to a long frame."""
@@ -96,6 +110,7 @@ class _SeriesInput:
             if not _is_frame(X):
                 raise ParameterError(f"id_col/time_col need a pandas DataFrame, got {type(X).__name__}.",
                                      "pass the long frame, or drop id_col/time_col.")
+            _check_column_args(X, id_col=self.id_col, time_col=self.time_col)
             cols = [c for c in X.columns if c not in (self.id_col, self.time_col)]
             if reset:
                 self.feature_names_in_ = np.asarray(X.columns, dtype=object)
@@ -563,10 +578,7 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
                              "pass an array, a list of rows or a DataFrame (steps first).")
     val = check_fraction("val", val, low=0.0, high=1.0, inclusive=True)
     test = check_fraction("test", test, low=0.0, high=1.0, inclusive=True)
-    for name, col in (("id_col", id_col), ("time_col", time_col)):
-        if col is not None and _is_frame(data) and col not in data.columns:
-            raise ParameterError(f"{name}={col!r} is not a column (columns: {list(data.columns)}).",
-                                 f"pass the name of the column that holds the {'series id' if name == 'id_col' else 'time'}.")
+    _check_column_args(data, id_col=id_col, time_col=time_col)
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise ParameterError(f"val={val} and test={test} must be fractions summing below 1.", "pass e.g. val=0.15, test=0.15.")
     if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or gap < 0:
@@ -1091,10 +1103,7 @@ class WindowSplit:
         if not _is_frame(X):
             raise ParameterError(f"id_col/time_col need a DataFrame, got {type(X).__name__}.",
                                  "pass the long frame, or drop id_col/time_col.")
-        for col in (self.id_col, self.time_col):
-            if col is not None and col not in X.columns:
-                raise ParameterError(f"{col!r} is not a column (columns: {list(X.columns)}).",
-                                     "pass the names of the id and time columns.")
+        _check_column_args(X, id_col=self.id_col, time_col=self.time_col)
         from .series import _time_values
         from .timeindex import check_id_kinds
 

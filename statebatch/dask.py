@@ -54,13 +54,82 @@ def feature_stats(data: Any, *, feature_cols: Sequence[str] | None = None, id_co
     Compute them on the training part only (e.g. ``data[:n_train]``) and pass ``scale=(mean, std)``
     to :func:`prepare` for every part.
     """
+    _check_collection(data, "feature_stats")
     if isinstance(data, da.Array):
+        if id_col is not None or time_col is not None or feature_cols is not None:
+            raise ParameterError("id_col/time_col/feature_cols apply to a dask DataFrame, not a dask array.",
+                                 "drop them, or pass a long dask.dataframe.")
+        _check_array(data)
         arr = data if data.ndim == 2 else data[:, None]
         mean, std = dask.compute(da.nanmean(arr, axis=0), da.nanstd(arr, axis=0))
         return np.asarray(mean), np.asarray(std)
+    _check_frame_columns(data, id_col, time_col, feature_cols, None)
     cols = _feature_cols(data, feature_cols, id_col, time_col)
-    mean, std = dask.compute(data[cols].mean(), data[cols].std(ddof=0))
+    mean, std, count = dask.compute(data[cols].mean(), data[cols].std(ddof=0), data[cols].count())
+    if not (np.asarray(count) > 0).all():
+        empty = [c for c, k in zip(cols, np.asarray(count)) if k == 0]
+        raise DataValueError(f"columns {empty} have no value (no rows, or only NaN), so they have no mean.",
+                             "compute the statistics on a part of the data with values in every feature column.")
     return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+
+
+def _check_collection(data: Any, name: str) -> None:
+    """A Dask array or Dask DataFrame (anything else has its own statebatch path)."""
+    if isinstance(data, da.Array) or (hasattr(data, "to_delayed") and hasattr(data, "columns")
+                                      and type(data).__module__.split(".")[0] in ("dask", "dask_expr")):
+        return
+    raise ParameterError(f"{name} takes a dask array or dask DataFrame, got {type(data).__name__}.",
+                         "wrap in-memory data with dask.array.from_array / dask.dataframe.from_pandas, or pass it to "
+                         "statebatch directly (make_windows, arrange_stateful and bucket_batches take arrays and frames).")
+
+
+def _check_array(data: Any) -> None:
+    """A dask array series: numeric, (steps,) or (steps, features), not empty."""
+    if not _numeric_dtype(data.dtype):
+        raise DTypeError(f"the dask array has non-numeric dtype {data.dtype}.", "encode its values as numbers first.")
+    if data.ndim not in (1, 2):
+        raise ParameterError(f"a dask array series must be (steps,) or (steps, features), got {data.shape}.",
+                             "reshape it to (steps, features).")
+    if 0 in data.shape:
+        raise DataValueError(f"the dask array is empty (shape {data.shape}).", "pass at least one step.")
+
+
+def _check_frame_columns(data: Any, id_col, time_col, feature_cols, target_cols) -> None:
+    """Column arguments of a dask DataFrame: existing, distinct, numeric (checked on the frame's meta, no compute)."""
+    for name, col in (("id_col", id_col), ("time_col", time_col)):
+        if col is not None and (isinstance(col, (bool, np.bool_)) or not isinstance(col, (str, int, np.integer, tuple))):
+            raise ParameterError(f"{name}={col!r} must name one column.", f"pass {name}='column name'.")
+        if col is not None and col not in data.columns:
+            raise ParameterError(f"{name}={col!r} is not a column (columns: {list(data.columns)}).",
+                                 "pass an existing column name.")
+    for name, cols in (("feature_cols", feature_cols), ("target_cols", target_cols)):
+        if cols is None:
+            continue
+        if isinstance(cols, (str, bytes)) or not hasattr(cols, "__iter__"):
+            raise ParameterError(f"{name}={cols!r} must be a list of column names.", f"pass {name}=[{cols!r}].")
+        cols = list(cols)
+        if not cols:
+            raise ParameterError(f"{name} is empty.", f"name at least one column, or leave {name} out.")
+        missing = [c for c in cols if c not in data.columns]
+        if missing:
+            raise ParameterError(f"columns {missing} are not in the frame (columns: {list(data.columns)}).",
+                                 "pass existing column names.")
+        clash = [c for c in cols if c in (id_col, time_col)]
+        if clash:
+            raise ParameterError(f"{name} {clash} names the id/time column.",
+                                 "the id and time columns place rows; name value columns only.")
+    cols = _feature_cols(data, feature_cols, id_col, time_col)
+    if not cols:
+        raise DataValueError("the frame has no feature column besides the id and time columns.",
+                             "pass a frame with at least one value column.")
+    bad = [c for c in cols + list(target_cols or []) if not _numeric_dtype(data[c].dtype)]
+    if bad:
+        raise DTypeError(f"the frame has non-numeric columns {bad} (dtypes {[str(data[c].dtype) for c in bad]}).",
+                         "select numeric feature_cols=[...] or encode those columns as numbers first.")
+    if time_col is not None and getattr(data[time_col].dtype, "kind", "O") not in "iufmM":
+        raise DTypeError(f"the time column {time_col!r} holds {data[time_col].dtype} values, which would sort as text "
+                         "(\"1/12/2020\" before \"1/2/2020\").",
+                         f"parse it first: ddf[{time_col!r}] = dd.to_datetime(ddf[{time_col!r}], format=...).")
 
 
 def _numeric_dtype(dtype: Any) -> bool:
@@ -115,14 +184,14 @@ def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str |
     import pandas as pd
 
     if len(pdf) == 0:
-        return {"meta": pd.DataFrame({"id": [], "start": [], "stop": [], "first_row": []}), "non_finite": 0, "path": None,
-                "tpath": None}
+        return {"meta": pd.DataFrame({"id": [], "start": [], "stop": [], "first_row": []}), "non_finite": 0,
+                "non_finite_targets": 0, "path": None, "tpath": None}
     if time_col is not None:
         pdf = pdf.sort_values([id_col, time_col], kind="stable")
         ids, t = pdf[id_col].to_numpy(), pdf[time_col].to_numpy()
         dup = (ids[1:] == ids[:-1]) & (t[1:] == t[:-1])
         if dup.any():
-            raise OrderError(f"duplicate ({id_col}, {time_col}) pairs, e.g. series {ids[1:][dup][0]!r}.",
+            raise OrderError(f"duplicate ({id_col}, {time_col}) pairs, e.g. series {ids[1:][dup][:1].tolist()[0]!r}.",
                              "aggregate or drop duplicates before preparing.")
     else:
         pdf = pdf.sort_values([id_col, _ROW], kind="stable")  # the frame's row order within each series
@@ -131,10 +200,11 @@ def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str |
     path = str(Path(out_dir) / f"part-{index:05d}.npy")
     np.save(path, values)
     records = [shard_record(path, values)]
-    tpath = None
+    tpath, tbad = None, 0
     if tcols:
         tpath = str(Path(out_dir) / f"targets-{index:05d}.npy")
         tvalues = np.ascontiguousarray(pdf[tcols].to_numpy(dtype=dtype))
+        tbad = int((~np.isfinite(tvalues)).sum())
         np.save(tpath, tvalues)
         records.append(shard_record(tpath, tvalues))
     ids = pdf[id_col].to_numpy()
@@ -158,9 +228,11 @@ def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str |
             rows += [((sid[k], j) if len(holes) else sid[k], lo, hi, first_row[k])
                      for j, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:]))]
         meta = pd.DataFrame(rows, columns=["id", "start", "stop", "first_row"])
-        return {"meta": meta, "non_finite": bad, "path": path, "tpath": tpath, "records": records}
+        return {"meta": meta, "non_finite": bad, "non_finite_targets": tbad, "path": path, "tpath": tpath,
+                "records": records}
     meta = pd.DataFrame({"id": ids[starts], "start": starts, "stop": stops, "first_row": first_row})
-    return {"meta": meta, "non_finite": bad, "path": path, "tpath": tpath, "records": records}
+    return {"meta": meta, "non_finite": bad, "non_finite_targets": tbad, "path": path, "tpath": tpath,
+            "records": records}
 
 
 def prepare(
@@ -175,6 +247,7 @@ def prepare(
     scale: Any = None,
     allow_non_finite: bool = False,
     gaps: str = "error",
+    _targets_checked_on_read: bool = False,
 ):
     """Prepare a Dask collection as sharded ``.npy`` files, one Dask task per block/partition.
 
@@ -208,22 +281,22 @@ def prepare(
             np.dtype(dtype)
         except TypeError:
             raise ParameterError(f"dtype={dtype!r} is not a numpy dtype.", "pass e.g. dtype='float32'.") from None
-    if hasattr(data, "columns") and not isinstance(data, da.Array):
-        for name, col in (("id_col", id_col), ("time_col", time_col)):
-            if col is not None and col not in data.columns:
-                raise ParameterError(f"{name}={col!r} is not a column (columns: {list(data.columns)}).",
-                                     "pass an existing column name.")
-        missing = [c for c in (feature_cols or []) + list(target_cols or []) if c not in data.columns]
-        if missing:
-            raise ParameterError(f"columns {missing} are not in the frame (columns: {list(data.columns)}).",
-                                 "pass existing column names.")
-        bad = [c for c in _feature_cols(data, feature_cols, id_col, time_col) + list(target_cols or [])
-               if not _numeric_dtype(data[c].dtype)] if id_col is not None else []  # no id_col: refused below
-        if bad:
-            raise DTypeError(f"the frame has non-numeric columns {bad} (dtypes {[str(data[c].dtype) for c in bad]}).",
-                             "select numeric feature_cols=[...] or encode those columns as numbers first.")
-    if isinstance(data, da.Array) and 0 in data.shape:
-        raise DataValueError(f"the dask array is empty (shape {data.shape}).", "pass at least one step.")
+        if not _numeric_dtype(dtype):
+            raise ParameterError(f"dtype={dtype!r} is not a numeric dtype.", "pass e.g. dtype='float32'.")
+    if not isinstance(allow_non_finite, (bool, np.bool_)):
+        raise ParameterError(f"allow_non_finite must be True or False, got {allow_non_finite!r}.",
+                             "pass allow_non_finite=True or False.")
+    _check_collection(data, "prepare")
+    if isinstance(data, da.Array):
+        if id_col is not None or time_col is not None:
+            raise ParameterError("id_col/time_col apply to a dask DataFrame, not a dask array.",
+                                 "drop them, or pass a long dask.dataframe.")
+        _check_array(data)
+    elif id_col is None:
+        raise ParameterError("a dask DataFrame needs id_col (the series id column).",
+                             "pass id_col=...; for one wide series use data.to_dask_array(lengths=True).")
+    else:
+        _check_frame_columns(data, id_col, time_col, feature_cols, target_cols)
     path, tmp = _out_dir(out_dir)
     if dtype is None:
         if isinstance(data, da.Array):
@@ -274,9 +347,11 @@ def prepare(
                              "pass id_col=...; for one wide series use data.to_dask_array(lengths=True).")
     cols = _feature_cols(data, feature_cols, id_col, time_col)
     # Shuffling by id scrambles rows: number them first, so that each series keeps the frame's row order
-    # without time_col, and series come out in order of first appearance, as pandas gives them.
-    data = _numbered(data)
-    tcols = list(target_cols) if target_cols is not None else None
+    # without time_col, and series come out in order of first appearance, as pandas gives them. The same
+    # pass over the partitions checks the ids (none missing, one kind: a shuffle would hash 1 and "1"
+    # together, where pandas keeps them apart) and that every row has a time.
+    data = _numbered(data, id_col, time_col)
+    tcols = list(target_cols) if target_cols is not None else None  # a list (checked above)
     keep = [id_col, _ROW] + ([time_col] if time_col else []) + cols + [c for c in (tcols or []) if c not in cols]
     ddf = data[keep].shuffle(on=id_col)  # every series in one partition
     gaps = check_choice("gaps", gaps, ("error", "split", "accept"))
@@ -287,6 +362,8 @@ def prepare(
         raise DataValueError("the dask frame has no rows.", "pass a frame with at least one row.")
     non_finite = sum(r["non_finite"] for r in results)
     _check_finite(non_finite, allow_non_finite)
+    if not _targets_checked_on_read:  # as_stored: make_windows & co. check targets as read, per their allow_nan
+        _check_finite(sum(r["non_finite_targets"] for r in results), allow_non_finite, f"the target columns {tcols}")
     import pandas as pd
 
     meta = pd.concat([r["meta"].assign(path=r["path"], tpath=r["tpath"]) for r in results], ignore_index=True)
@@ -296,7 +373,7 @@ def prepare(
     records = {str(Path(r["path"]).parent / rec["file"]): rec for r in results for rec in r["records"]}
     store = ShardedStore([Segment(p, int(a), int(b)) for p, a, b in zip(meta["path"], meta["start"], meta["stop"])],
                          records)
-    store.finite_checked = non_finite == 0  # counted over the feature columns (targets are checked as read)
+    store.finite_checked = non_finite == 0  # counted over the feature columns (the targets' count refused above)
     tstore = None
     if tcols:
         tstore = ShardedStore([Segment(p, int(a), int(b)) for p, a, b in zip(meta["tpath"], meta["start"], meta["stop"])],
@@ -316,10 +393,10 @@ def prepare(
     return stored
 
 
-def _check_finite(count: int, allow: bool) -> None:
+def _check_finite(count: int, allow: bool, what: str = "the data") -> None:
     if count and not allow:
         raise DataValueError(
-            f"the data holds {count} NaN/inf value(s).",
+            f"{what} hold(s) {count} NaN/inf value(s).",
             "fill or interpolate them per series before preparing (e.g. ddf.groupby(id).apply(interpolate)), or "
             "pass allow_non_finite=True and drop the affected windows later.")
 
@@ -327,9 +404,61 @@ def _check_finite(count: int, allow: bool) -> None:
 _ROW = "__statebatch_row__"
 
 
-def _numbered(ddf):
-    """The frame with a column of global row numbers (partition order, then row order)."""
-    sizes = np.asarray(ddf.map_partitions(len).compute(), dtype=np.int64)
+def _partition_facts(part, id_col: str, time_col: str | None):
+    import pandas as pd
+
+    from .timeindex import id_kind
+
+    ids = part[id_col]
+    return pd.DataFrame({"rows": [len(part)], "kind": [id_kind(ids)], "missing_ids": [int(ids.isna().sum())],
+                         "missing_times": [int(part[time_col].isna().sum()) if time_col is not None else 0]})
+
+
+def _source_id_kinds(ddf, id_col: str) -> list:
+    """The kinds of ids in the pandas frames a Dask frame was made from (``dd.from_pandas``).
+
+    Dask turns object columns into strings by default (``dataframe.convert-string``), so ids ``1`` and
+    ``"1"`` of the pandas frame reach the partitions as one id ``"1"``; the frame the expression was built
+    from still holds them apart, and is read here (in memory already) so that the Dask path refuses what
+    the pandas path refuses. Other sources (Parquet, CSV) hold one type per column."""
+    from .timeindex import id_kind
+
+    kinds = []
+    try:
+        for node in ddf.expr.walk():
+            if type(node).__name__ != "FromPandas":
+                continue
+            frame = getattr(node.frame, "_data", node.frame)
+            if id_col in getattr(frame, "columns", ()) and frame[id_col].dtype == object:
+                kinds.append(id_kind(frame[id_col]))
+    except (AttributeError, TypeError, KeyError):  # another Dask version's expression API: the partitions' kinds only
+        return []
+    return kinds
+
+
+def _numbered(ddf, id_col: str | None = None, time_col: str | None = None):
+    """The frame with a column of global row numbers (partition order, then row order); with ``id_col``
+    the same pass refuses missing or mixed-kind ids and missing time stamps."""
+    import pandas as pd
+
+    from .timeindex import check_id_kinds
+
+    if id_col is None:
+        sizes = np.asarray(ddf.map_partitions(len).compute(), dtype=np.int64)
+    else:
+        meta = pd.DataFrame({"rows": pd.Series([], dtype=np.int64), "kind": pd.Series([], dtype=object),
+                             "missing_ids": pd.Series([], dtype=np.int64),
+                             "missing_times": pd.Series([], dtype=np.int64)})
+        facts = ddf.map_partitions(_partition_facts, id_col, time_col, meta=meta).compute()
+        sizes = facts["rows"].to_numpy(dtype=np.int64)
+        if facts["missing_ids"].sum():
+            raise DataValueError(f"the id column {id_col!r} has {int(facts['missing_ids'].sum())} missing series ids.",
+                                 "fill or drop those rows first.")
+        if facts["missing_times"].sum():
+            raise DataValueError(f"the time column {time_col!r} has {int(facts['missing_times'].sum())} missing time "
+                                 "stamps, which cannot be placed in time.", "drop those rows or fill their times first.")
+        check_id_kinds(None, f"the id column {id_col!r}",
+                       kinds=facts["kind"][facts["rows"] > 0].tolist() + _source_id_kinds(ddf, id_col))
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
 
     def number(part, partition_info=None):
@@ -344,5 +473,5 @@ def as_stored(data: Any, *, id_col=None, time_col=None, feature_cols=None, targe
               gaps: str = "error"):
     """Prepare a Dask collection into a temporary store (what ``make_windows`` & co. do with Dask input)."""
     return prepare(data, None, id_col=id_col, time_col=time_col, feature_cols=feature_cols, target_cols=target_cols,
-                   dtype=dtype, gaps=gaps)
+                   dtype=dtype, gaps=gaps, _targets_checked_on_read=True)
 

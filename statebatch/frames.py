@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import DTypeError, ParameterError
+from .errors import DataValueError, DTypeError, OrderError, ParameterError, ShapeError
 
 __all__ = ["to_pandas_or_numpy", "is_foreign_frame"]
 
@@ -52,7 +52,10 @@ def to_pandas_or_numpy(data: Any, what: str = "data") -> Any:
     polars ``DataFrame``/``Series`` and pyarrow ``Table``/``RecordBatch`` become pandas with the same
     column names and row order (a polars ``LazyFrame`` is refused: collect it first); pyarrow arrays
     become numpy arrays; a nested sktime panel becomes a list of pandas DataFrames, one series per
-    instance with one column per variable.
+    instance with one column per variable, each in time order: a cell whose time index (numbers,
+    datetimes, periods) is decreasing or unsorted is sorted by it, as a long frame is sorted by
+    ``time_col``; duplicated or missing time points, and variables of one instance with different time
+    points, are refused.
     """
     mod, name = _kind(data)
     if mod == "polars":
@@ -97,5 +100,34 @@ def _from_nested(df: Any, what: str) -> list:
         if len(lengths) > 1:
             raise DTypeError(f"{what} (nested panel) row {i} has variables of different lengths {sorted(lengths)}.",
                              "give every variable of an instance the same time points.")
+        cells = [_in_time_order(c, f"{what} (nested panel) row {i}, column {col!r}") for col, c in zip(df.columns, cells)]
+        first = cells[0].index
+        for col, c in zip(df.columns[1:], cells[1:]):
+            if not c.index.equals(first):
+                raise ShapeError(f"{what} (nested panel) row {i}: column {col!r} has other time points than column "
+                                 f"{df.columns[0]!r}, so its values cannot be paired step by step.",
+                                 "give every variable of an instance the same time index (e.g. reindex them).")
         out.append(pd.DataFrame({col: c.to_numpy() for col, c in zip(df.columns, cells)}))
     return out
+
+
+def _in_time_order(cell: Any, what: str) -> Any:
+    """A nested cell in time order: sorted by its time index (as a long frame is sorted by ``time_col``);
+    duplicated time points are refused (the order between them is a guess), as for long frames."""
+    import pandas as pd
+
+    index = cell.index
+    if isinstance(index, pd.RangeIndex):
+        return cell
+    if not (isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex, pd.PeriodIndex))
+            or (pd.api.types.is_numeric_dtype(index.dtype) and not pd.api.types.is_bool_dtype(index.dtype))):
+        return cell  # labels without a time order (text, objects): the stored order is the order
+    if index.hasnans:
+        raise DataValueError(f"{what} has missing time points in its index, which cannot be placed in time.",
+                             "drop those steps or fill their times first.")
+    if index.has_duplicates:
+        raise OrderError(f"{what} has duplicate time points in its index (e.g. "
+                         f"{index[index.duplicated()][:3].tolist()}).", "aggregate or drop duplicates first.")
+    if index.is_monotonic_increasing:
+        return cell
+    return cell.sort_index(kind="stable")

@@ -25,7 +25,7 @@ import numpy as np
 from .errors import DataValueError, DTypeError, OrderError, ParameterError, ShapeError
 from .source import ArraySource, ColumnSource, ConcatSource, RowSource, as_source, is_source
 from .store import StoredSeries
-from .timeindex import find_gaps
+from .timeindex import check_id_kinds, find_gaps
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,8 +214,8 @@ def _check_time_index(index: Any, what: str) -> None:
     if isinstance(index, pd.RangeIndex):
         return
     if not (isinstance(index, (pd.DatetimeIndex, pd.TimedeltaIndex, pd.PeriodIndex))
-            or np.issubdtype(index.dtype, np.number)):
-        return  # a label index carries no time order we can check
+            or (pd.api.types.is_numeric_dtype(index.dtype) and not pd.api.types.is_bool_dtype(index.dtype))):
+        return  # a label index (text, objects, extension types) carries no time order we can check
     if index.has_duplicates:
         dup = index[index.duplicated()][:3].tolist()
         raise OrderError(
@@ -325,9 +325,14 @@ def _from_frame(df, id_col, time_col, feature_cols, target_cols, dtype, what) ->
 
     import pandas as pd
 
-    codes, uniques = pd.factorize(df[id_col], sort=False)
+    try:
+        codes, uniques = pd.factorize(df[id_col], sort=False)
+    except TypeError as exc:  # unhashable ids (dicts, lists)
+        raise DTypeError(f"{what}[{id_col!r}] holds values that cannot name a series ({exc}).",
+                         "use strings, numbers or tuples as series ids.") from None
     if (codes < 0).any():
         raise DataValueError(f"{what}[{id_col!r}] has missing series ids.", "fill or drop those rows.")
+    check_id_kinds(df[id_col], f"{what}[{id_col!r}]")  # 1 and "1": one series or two is a guess (Dask too)
     if time_col is not None:
         tvals = _time_values(df, time_col, what)
         order = np.lexsort((tvals, codes))  # by series, then time; stable

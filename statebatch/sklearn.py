@@ -30,7 +30,8 @@ from sklearn.exceptions import NotFittedError as _SklearnNotFitted
 from sklearn.utils.validation import check_is_fitted as _check_is_fitted
 from sklearn.utils.validation import validate_data
 
-from .errors import DataValueError, DTypeError, LengthMismatchError, ParameterError, ShapeError, StatebatchError
+from .errors import (DataValueError, DTypeError, LengthMismatchError, OrderError, ParameterError, ShapeError,
+                     StatebatchError)
 from .stateful import Arranged, arrange_stateful
 from .windows import make_windows
 
@@ -64,6 +65,33 @@ def _is_frame(X: Any) -> bool:
     return type(X).__name__ == "DataFrame" and type(X).__module__.startswith("pandas")
 
 
+def _check_column_args(X: Any, **cols: Any) -> None:
+    """``id_col``/``time_col`` name one column each (a list or another unhashable value is refused before pandas
+    raises TypeError), and, for a frame, an existing one."""
+    for name, col in cols.items():
+        if col is None:
+            continue
+        if isinstance(col, (bool, np.bool_)) or not isinstance(col, (str, int, np.integer, tuple)):
+            raise ParameterError(f"{name}={col!r} must name one column.", f"pass {name}='column name'.")
+        if _is_frame(X) and col not in X.columns:
+            raise ParameterError(f"{name}={col!r} is not a column (columns: {list(X.columns)}).",
+                                 f"pass the name of the column that holds the "
+                                 f"{'series id' if name == 'id_col' else 'time'}.")
+
+
+def _refuse_nested(X: Any, where: str) -> None:
+    """A nested sktime panel holds one series per row: the scikit-learn adapters index rows as time steps, so
+    they would window (or split) across instances. Refused with the conversion to a long frame."""
+    from .frames import _is_nested_panel
+
+    if _is_nested_panel(X):
+        raise ParameterError(
+            f"{where} got a nested sktime panel ({len(X)} instances, one series in each row); scikit-learn indexes "
+            "rows as time steps, so it would mix instances.",
+            "convert it to a long frame and name its columns: long = pd.concat({i: pd.DataFrame(row.to_dict()) for "
+            "i, row in panel.iterrows()}, names=['id', 't']).reset_index(), then pass id_col='id', time_col='t'.")
+
+
 class _SeriesInput:
     """Shared input handling: wide arrays/frames via sklearn's validate_data, long frames by id."""
 
@@ -76,11 +104,13 @@ class _SeriesInput:
 
         if reset:
             _check_params(self)
+        _refuse_nested(X, type(self).__name__)
         X = to_pandas_or_numpy(X, "X")
         if self.id_col is not None or self.time_col is not None:
             if not _is_frame(X):
                 raise ParameterError(f"id_col/time_col need a pandas DataFrame, got {type(X).__name__}.",
                                      "pass the long frame, or drop id_col/time_col.")
+            _check_column_args(X, id_col=self.id_col, time_col=self.time_col)
             cols = [c for c in X.columns if c not in (self.id_col, self.time_col)]
             if reset:
                 self.feature_names_in_ = np.asarray(X.columns, dtype=object)
@@ -92,6 +122,10 @@ class _SeriesInput:
                 if missing:
                     raise ShapeError(f"columns {missing} seen in fit are missing.", "pass the same columns as in fit.")
             return X
+        if _is_pandas_rows(X):  # one series: a time index must be in time order (as make_windows requires)
+            from .series import _check_time_index
+
+            _check_time_index(X.index, "X")
         try:
             Xv = validate_data(self, X, reset=reset, dtype=self.dtype, ensure_min_samples=1)
         except StatebatchError:
@@ -99,7 +133,15 @@ class _SeriesInput:
         except TypeError as exc:  # scikit-learn's own checks, re-raised as statebatch errors of the same kind
             raise DTypeError(str(exc), "pass X as numbers (a numeric array or DataFrame).") from None
         except ValueError as exc:  # feature count, rank, NaN, empty: the message is scikit-learn's
-            raise ShapeError(str(exc), "pass X as a 2-D array (steps, features) with the features it was fitted "
+            text = str(exc)
+            if "could not convert" in text or "dtype" in text.lower() and "numeric" in text.lower():
+                raise DTypeError(text, "pass X as numbers (a numeric array or DataFrame); encode text first.") from None
+            if "NaN" in text or "infinity" in text:
+                raise DataValueError(text.split("\n")[0], "fill or drop the missing values first (e.g. "
+                                     "df.interpolate()); a recurrent network turns them into a NaN loss.") from None
+            if "0 sample(s)" in text:
+                raise DataValueError(text, "pass at least one row.") from None
+            raise ShapeError(text, "pass X as a 2-D array (steps, features) with the features it was fitted "
                              "on.") from None
         if reset:
             names = getattr(self, "feature_names_in_", None)
@@ -222,6 +264,7 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
         check_is_fitted(self)
         X, y = to_pandas_or_numpy(X, "X"), to_pandas_or_numpy(y, "y")
         X, y = (np.asarray(v) if not hasattr(v, "__len__") and hasattr(v, "__array__") else v for v in (X, y))
+        y = _check_y(X, y)
         if _is_frame(X) and (self.id_col is not None or self.time_col is not None):
             # The frame is reordered (by series, by time): y travels with it as target columns, so
             # that the target of a window is read in time order, never in the input's row order.
@@ -242,6 +285,69 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
         w = self._windows(X, np.asarray(y))
         return np.ascontiguousarray(w.X), np.ascontiguousarray(w.y)
 
+
+
+def _is_pandas_rows(v: Any) -> bool:
+    """A pandas Series or DataFrame (rows that carry index labels)."""
+    return type(v).__module__.startswith("pandas") and type(v).__name__ in ("Series", "DataFrame")
+
+
+def align_y_index(X: Any, y: Any, what: str = "y") -> Any:
+    """``y`` row-aligned with ``X`` by index label when both carry one (pandas).
+
+    pandas pairs rows by label; scikit-learn by position. When ``X`` and ``y`` are both pandas and
+    ``y``'s index holds ``X``'s labels in another order, ``y`` is reordered to ``X``'s order (what
+    ``df.assign`` would do), so a shuffled ``y`` is never paired with the wrong rows. Other labels (or
+    duplicated ones) are refused: no rule pairs them. When only ``y`` carries an index and it is out of
+    order, ``X`` (an array, e.g. the output of a scaler) cannot be checked: a
+    :class:`~statebatch.errors.StatebatchWarning` says that rows are paired by position.
+    """
+    import warnings
+
+    from .errors import StatebatchWarning
+
+    if not _is_pandas_rows(y):
+        return y
+    if not _is_pandas_rows(X):
+        idx = y.index
+        if len(idx) > 1 and type(idx).__name__ != "RangeIndex" and not idx.is_monotonic_increasing:
+            warnings.warn(f"{what} carries an index that is not in increasing order (first labels "
+                          f"{idx[:3].tolist()}) but X is a {type(X).__name__} without one, so rows are paired by "
+                          f"position. If {what} was reordered, pass X as the DataFrame it came from (or "
+                          f"{what}.sort_index()).", StatebatchWarning, stacklevel=3)
+        return y
+    if y.index.equals(X.index):
+        return y
+    if len(y) != len(X):
+        raise LengthMismatchError(f"X has {len(X)} rows but {what} has {len(y)}.",
+                                  f"pass {what} aligned row by row with X (the same rows, before windowing).")
+    if X.index.is_unique and y.index.is_unique and y.index.isin(X.index).all():
+        return y.loc[X.index]  # the same labels in another order: pair by label, as pandas does
+    extra = y.index[~y.index.isin(X.index)][:3].tolist()
+    raise LengthMismatchError(
+        f"{what}'s index does not hold X's row labels" + (f" (e.g. {extra} are not in X)" if extra else
+                                                           " (duplicated labels)") + ", so its rows cannot be matched.",
+        f"pass {what} taken from the same frame as X (e.g. df['y']), or {what}.to_numpy() to pair rows by position.")
+
+
+def _check_y(X: Any, y: Any, what: str = "y") -> Any:
+    """``y`` as a transformer's ``*_xy`` method takes it: column names of a frame ``X``, or values row-aligned
+    with ``X`` (pandas ``y`` aligned by label, see :func:`align_y_index`)."""
+    if y is None:
+        raise ParameterError(f"{what} is None.", "pass targets aligned row by row with X (or call transform(X)).")
+    if isinstance(y, (str, list)) and not isinstance(y, np.ndarray) and (
+            isinstance(y, str) or (y and all(isinstance(c, str) for c in y))):
+        if not _is_frame(X):
+            raise ParameterError(f"{what}={y!r} names columns, but X is a {type(X).__name__}, which has none.",
+                                 f"pass X as a DataFrame with those columns, or {what} as an array of targets.")
+        missing = [c for c in ([y] if isinstance(y, str) else y) if c not in X.columns]
+        if missing:
+            raise ParameterError(f"{what} names columns {missing} that X does not have (columns: {list(X.columns)}).",
+                                 "name existing columns of X, or pass the targets as an array.")
+        return y
+    if not _is_pandas_rows(y) and np.ndim(y) == 0:
+        raise ShapeError(f"{what} is a scalar ({y!r}).", f"pass one target per row of X.")
+    return align_y_index(X, y, what)
 
 
 def _with_target_columns(X: Any, y: Any) -> tuple[Any, list]:
@@ -302,6 +408,8 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wr
         check_is_fitted(self)
         data = self._check_input(X, reset=False)
         y = to_pandas_or_numpy(y, "y")
+        if y is not None:
+            y = _check_y(X if _is_frame(X) else data, y)
         kw = dict(horizon=self.horizon, remainder=self.remainder, return_sequences=self.return_sequences)
         if y is None:
             return arrange_stateful(data, self.timesteps, self.batch_size, targets="next", **kw,
@@ -384,6 +492,15 @@ def _check_params(est: Any) -> None:
         raise ParameterError(f"dtype={est.dtype!r} is not a numpy dtype.", "pass e.g. dtype='float32'.") from None
 
 
+def _check_is_fitted_pipeline(pipeline: Any) -> None:
+    """scikit-learn's NotFittedError of a pipeline, as statebatch's (which is also scikit-learn's)."""
+    try:
+        _check_is_fitted(pipeline)
+    except _SklearnNotFitted:
+        raise NotFittedError(f"this {type(pipeline).__name__} is not fitted yet.",
+                             "call fit(X, y) on it before transforming or scoring.") from None
+
+
 def transform_xy(pipeline: Any, X: Any, y: Any):
     """Run a fitted pipeline whose last step windows/arranges, returning aligned ``(X, y[, w])``.
 
@@ -400,7 +517,18 @@ def transform_xy(pipeline: Any, X: Any, y: Any):
     if not hasattr(last, "transform_xy"):
         raise ParameterError(f"the pipeline's last step {type(last).__name__} does not window data.",
                              "end the pipeline with statebatch.sklearn.WindowTransformer or StatefulTransformer.")
-    Xt = pipeline[:-1].transform(X) if len(steps) > 1 else X
+    _check_is_fitted_pipeline(pipeline)
+    if len(steps) == 1:
+        return last.transform_xy(X, y)
+    from .frames import to_pandas_or_numpy
+
+    X, y = to_pandas_or_numpy(X, "X"), to_pandas_or_numpy(y, "y")
+    if y is not None and not isinstance(y, (str, list)):
+        # pair y with X's rows by label before the earlier steps drop X's index (a scaler returns an array)
+        y = align_y_index(X, y)
+        if _is_pandas_rows(y) and _is_pandas_rows(X):
+            y = y.to_numpy()
+    Xt = pipeline[:-1].transform(X)
     return last.transform_xy(Xt, y)
 
 
@@ -420,72 +548,146 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
     Returns
     -------
     (train, val, test, left_out) : three row subsets of the same type as ``data``, and a dict
-        ``{"rows_left_out_by_gap": n}``. With ``time_col`` (and no ``id_col``) the rows are ordered by
-        that column first, so the earliest rows train whatever the input order.
+        ``{"rows_left_out_by_gap": n, "series_without_val": [...], "series_without_test": [...]}``.
+        With ``time_col`` (and no ``id_col``) the rows are ordered by that column first, so the earliest
+        rows train whatever the input order.
+
+    A part asked for (``val > 0`` or ``test > 0``) that would get no row is never returned empty in
+    silence: for one series, or when no series of a long frame has a row for it, a
+    :class:`~statebatch.errors.ParameterError` says how many rows it needs; when only some series of a
+    long frame are too short for it (a series of one row trains only), their ids are listed in
+    ``series_without_val`` / ``series_without_test`` and a :class:`~statebatch.errors.StatebatchWarning`
+    names them.
     """
     from ._args import check_fraction
-    from .series import _check_time_index
+    from .series import _check_time_index, _time_values
 
     from .frames import to_pandas_or_numpy
 
+    _refuse_nested(data, "time_split")
     data = to_pandas_or_numpy(data)
+    if isinstance(data, (list, tuple)) and len(data) and all(
+            isinstance(a, np.ndarray) and a.ndim >= 1 or _is_pandas_rows(a) for a in data) and len(
+            {len(a) for a in data}) > 1:
+        raise ParameterError(f"time_split got a list of {len(data)} series of different lengths; it splits the rows of "
+                             "one series, or of a long frame by id.",
+                             "split each series by itself ([time_split(s) for s in series]), or build a long frame with "
+                             "an id column and pass id_col=....")
+    if data is None or isinstance(data, (str, bytes, dict)) or not hasattr(data, "__len__") or np.ndim(data) == 0:
+        raise ParameterError(f"time_split splits rows, got {type(data).__name__}.",
+                             "pass an array, a list of rows or a DataFrame (steps first).")
     val = check_fraction("val", val, low=0.0, high=1.0, inclusive=True)
     test = check_fraction("test", test, low=0.0, high=1.0, inclusive=True)
-    for name, col in (("id_col", id_col), ("time_col", time_col)):
-        if col is not None and _is_frame(data) and col not in data.columns:
-            raise ParameterError(f"{name}={col!r} is not a column (columns: {list(data.columns)}).",
-                                 f"pass the name of the column that holds the {'series id' if name == 'id_col' else 'time'}.")
+    _check_column_args(data, id_col=id_col, time_col=time_col)
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise ParameterError(f"val={val} and test={test} must be fractions summing below 1.", "pass e.g. val=0.15, test=0.15.")
     if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or gap < 0:
         raise ParameterError(f"gap must be an integer >= 0, got {gap!r}.", "pass gap=0 or more rows.")
+    def rows_needed() -> int:
+        """The fewest rows that give training and every part asked for at least one row."""
+        for n in range(1, 1_000_000):
+            n_val, n_test = int(round(n * val)), int(round(n * test))
+            if ((n_val or not val) and (n_test or not test)
+                    and n - n_val - n_test - (gap if n_val else 0) - (gap if n_test else 0) > 0):
+                return n
+        return 1_000_000
 
-    def cuts(n: int):
+    def cuts(n: int, name: Any = None):
         n_test = int(round(n * test))
         n_val = int(round(n * val))
         n_train = n - n_val - n_test - (gap if n_val else 0) - (gap if n_test else 0)
         if n_train <= 0:
-            raise ParameterError(f"{n} rows are too few for this split with gap={gap}.", "use smaller val/test or gap.")
+            where = "" if name is None else f"series {name!r} has "
+            raise ParameterError(f"{where}{n} rows: too few for val={val}, test={test} with gap={gap} (training "
+                                 "would get no row).",
+                                 "use smaller val/test or gap" + (", or drop the short series." if name is not None
+                                                                  else f", or pass at least {rows_needed()} rows."))
         a = n_train
         b = a + (gap if n_val else 0) + n_val
         c = b + (gap if n_test else 0)
         return slice(0, a), slice(a + (gap if n_val else 0), b), slice(c, n)
 
+    def empty_parts(tr, va, te) -> list[str]:
+        return [part for part, frac, sl in (("val", val, va), ("test", test, te)) if frac > 0 and sl.stop == sl.start]
+
     if id_col is not None:
         if not _is_frame(data):
             raise ParameterError("id_col needs a pandas DataFrame.", "pass the long frame.")
+        if len(data) == 0:
+            raise DataValueError("data has no rows.", "pass a frame with at least one row.")
         if data[id_col].isna().any():
             raise DataValueError(f"data[{id_col!r}] has {int(data[id_col].isna().sum())} missing series ids.",
                                  "fill or drop those rows first.")
-        if time_col is not None and data[time_col].isna().any():
-            raise DataValueError(f"data[{time_col!r}] has missing time stamps.", "drop those rows or fill their times first.")
-        frame = data.sort_values([id_col, time_col], kind="stable") if time_col else data
+        from .timeindex import check_id_kinds
+
+        check_id_kinds(data[id_col], f"data[{id_col!r}]")
+        if time_col is not None:
+            t = _time_values(data, time_col, "data")  # numbers or datetimes, none missing: text would sort as text
+            codes = data[id_col].factorize(sort=False)[0]
+            order = np.lexsort((t, codes))
+            same = (codes[order][1:] == codes[order][:-1]) & (t[order][1:] == t[order][:-1])
+            if same.any():
+                raise OrderError(f"data has duplicate ({id_col}, {time_col}) pairs, e.g. series "
+                                 f"{data[id_col].iloc[order[1:][same][0]]!r}: the split point between them is "
+                                 "undefined.", "aggregate or drop duplicates first.")
+            frame = data.iloc[order]
+        else:
+            frame = data
         parts: list[list[Any]] = [[], [], []]
-        left = 0
-        for _, g in frame.groupby(id_col, sort=False):
-            tr, va, te = cuts(len(g))
+        left, missing = 0, {"val": [], "test": []}
+        for name, g in frame.groupby(id_col, sort=False):
+            tr, va, te = cuts(len(g), name)
             for p, sl in zip(parts, (tr, va, te)):
                 p.append(g.iloc[sl])
+            for part in empty_parts(tr, va, te):
+                missing[part].append(name)
             left += len(g) - sum(s.stop - s.start for s in (tr, va, te))
+        n_series = len(parts[0])
+        for part, ids in missing.items():
+            if ids and len(ids) == n_series:
+                raise ParameterError(f"{part}={val if part == 'val' else test} gives no {part} row to any of the "
+                                     f"{n_series} series (the longest has {max(len(p) for p in parts[0])} training "
+                                     "rows).", f"pass series of at least {rows_needed()} rows, a larger {part} fraction, or "
+                                     f"{part}=0 to skip that part.")
+        if missing["val"] or missing["test"]:
+            import warnings
+
+            from .errors import StatebatchWarning
+
+            short = list(dict.fromkeys(missing["val"] + missing["test"]))
+            warnings.warn(f"time_split: {len(short)} series are too short to give a row to every part asked for "
+                          f"(e.g. {short[:5]}; series_without_val: {len(missing['val'])}, series_without_test: "
+                          f"{len(missing['test'])}); their rows are in the earlier parts only. The fourth value "
+                          "returned lists them.", StatebatchWarning, stacklevel=2)
         import pandas as pd
 
-        return tuple(pd.concat(p) for p in parts) + ({"rows_left_out_by_gap": left},)
+        return tuple(pd.concat(p) for p in parts) + ({"rows_left_out_by_gap": left,
+                                                      "series_without_val": missing["val"],
+                                                      "series_without_test": missing["test"]},)
     if time_col is not None:
         if not _is_frame(data):
             raise ParameterError("time_col needs a pandas DataFrame.", "pass the frame, or drop time_col for rows in time order.")
-        if time_col not in data.columns:
-            raise ParameterError(f"time_col={time_col!r} is not a column (columns: {list(data.columns)}).",
-                                 "pass the name of the column that holds the time.")
-        if data[time_col].isna().any():
-            raise DataValueError(f"data[{time_col!r}] has missing time stamps.", "drop those rows or fill their times first.")
-        data = data.sort_values(time_col, kind="stable")  # earliest rows train, whatever the row order
+        t = _time_values(data, time_col, "data")
+        order = np.argsort(t, kind="stable")  # earliest rows train, whatever the row order
+        if np.any(t[order][1:] == t[order][:-1]):
+            raise OrderError(f"data[{time_col!r}] has duplicate time stamps: the split point between them is undefined.",
+                             "aggregate or drop duplicates first (or pass id_col= for many series).")
+        data = data.iloc[order]
     elif _is_frame(data) or type(data).__name__ == "Series" and type(data).__module__.startswith("pandas"):
         _check_time_index(data.index, "data")  # rows in time order: an unsorted time index is refused
     n = len(data)
+    if n == 0:
+        raise DataValueError("data has no rows.", "pass at least one row.")
     tr, va, te = cuts(n)
+    empty = empty_parts(tr, va, te)
+    if empty:
+        raise ParameterError(f"{n} rows give no {' and no '.join(empty)} row for val={val}, test={test}, gap={gap}.",
+                             f"pass at least {rows_needed()} rows, larger fractions, or {'='.join(empty)}=0 to skip "
+                             f"{'that part' if len(empty) == 1 else 'those parts'}.")
     take = (lambda s: data.iloc[s]) if hasattr(data, "iloc") else (lambda s: data[s])
     left = n - sum(s.stop - s.start for s in (tr, va, te))
-    return take(tr), take(va), take(te), {"rows_left_out_by_gap": left}
+    return take(tr), take(va), take(te), {"rows_left_out_by_gap": left, "series_without_val": [],
+                                          "series_without_test": []}
 
 
 # --------------------------------------------------------------------------- model selection
@@ -505,7 +707,14 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
     convention of :func:`~statebatch.make_windows`). ``predict(X)`` therefore returns one prediction
     per row of ``X`` that has a full window before it, ``n - timesteps - horizon + 1`` of them for a
     series of ``n`` rows, in the order of :meth:`align_y`; :meth:`score` and :func:`window_scorer`
-    compare them with exactly those targets.
+    compare them with exactly those targets. A search, ``cross_validate`` or ``cross_val_score`` given
+    a plain scikit-learn scorer (``scoring="neg_mean_absolute_error"``), which would compare windows
+    with rows and score ``nan``, is refused when it clones this estimator, with the
+    ``window_scorer(...)`` fix; ``cross_val_predict`` (one prediction per row) is refused too.
+
+    ``y`` and ``sample_weight`` are row-aligned with ``X``; given as pandas objects they are paired
+    with a pandas ``X`` by index label (see :func:`align_y_index`). A window is weighted by the weight
+    of its target row.
 
     Parameters
     ----------
@@ -543,6 +752,27 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
         self.time_col = time_col
         self.dtype = dtype
 
+    def __sklearn_clone__(self):
+        _check_model_selection_caller(self)  # a search with a plain scorer: refused before any fit, with the fix
+        return super().__sklearn_clone__()
+
+    def _check_params(self) -> None:
+        from ._args import check_bool
+
+        check_bool("flatten", self.flatten)
+        est = self.estimator
+        if est is not None and (isinstance(est, type) or not all(callable(getattr(est, m, None))
+                                                                  for m in ("fit", "predict", "get_params"))):
+            raise ParameterError(f"estimator={est!r} is not a scikit-learn regressor instance (it needs fit, predict "
+                                 "and get_params).", "pass e.g. estimator=Ridge() (an instance, not the class).")
+        cols = self.target_cols
+        if cols is not None:
+            cols = [cols] if isinstance(cols, (str, int, np.integer)) else cols
+            if not hasattr(cols, "__iter__") or not list(cols) or any(
+                    isinstance(c, (bool, np.bool_)) or not isinstance(c, (str, int, np.integer)) for c in cols):
+                raise ParameterError(f"target_cols={self.target_cols!r} must name features of X (column names or "
+                                     "integer positions).", "pass e.g. target_cols=['value'] or target_cols=[0].")
+
     def _windower(self) -> WindowTransformer:
         if isinstance(self.horizon, bool) or not isinstance(self.horizon, (int, np.integer)) or self.horizon < 1:
             raise ParameterError(f"horizon must be an integer >= 1, got {self.horizon!r}.",
@@ -560,8 +790,9 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
             yw = win.y
             if self.target_cols is not None:
                 names = [str(c) for c in w._features]
+                wanted = [self.target_cols] if isinstance(self.target_cols, (str, int, np.integer)) else self.target_cols
                 cols = [c if isinstance(c, (int, np.integer)) else names.index(str(c)) if str(c) in names else None
-                        for c in self.target_cols]
+                        for c in wanted]
                 if any(c is None or not 0 <= c < len(names) for c in cols):
                     raise ParameterError(f"target_cols={list(self.target_cols)} are not all features {names}.",
                                          "name features of X (or their positions).")
@@ -577,8 +808,12 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
         from sklearn.base import clone
         from sklearn.linear_model import Ridge
 
+        _check_model_selection_caller(self)
+        self._check_params()
         self.windower_ = self._windower().fit(X)
         Xw, yw = self._xy(X, y)
+        if fit_params.get("sample_weight") is not None:  # one weight per row, as y: the weight of each window's target
+            fit_params = {**fit_params, "sample_weight": self._window_weights(X, fit_params["sample_weight"])}
         if len(Xw) == 0:
             raise ShapeError(f"X has no window of {self.timesteps} steps with a target {self.horizon} step(s) later.",
                              "pass more rows, or use a smaller timesteps.")
@@ -593,7 +828,18 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
         """One prediction per window of ``X`` with a target inside ``X``: for the rows
         ``timesteps + horizon - 1 ..`` of each series, in the order of :meth:`align_y`."""
         check_is_fitted(self)
+        _check_not_plain_scorer(self)
         return self.estimator_.predict(self._inputs(np.ascontiguousarray(self.windower_._windows(X).X)))
+
+    def _window_weights(self, X: Any, sample_weight: Any) -> np.ndarray:
+        """Row weights (aligned with ``X`` like ``y``) as window weights: the weight of each window's target row."""
+        sw = np.asarray(sample_weight.to_numpy() if hasattr(sample_weight, "to_numpy") else sample_weight)
+        if sw.ndim != 1 or len(sw) != len(X) or not (np.issubdtype(sw.dtype, np.number) or sw.dtype == bool):
+            raise LengthMismatchError(f"sample_weight has shape {sw.shape} (dtype {sw.dtype}) for {len(X)} rows of X.",
+                                      "pass one number per row of X, aligned with it like y (each window is weighted "
+                                      "by the weight of its target row).")
+        return self.windower_.transform_xy(X, align_y_index(X, sample_weight, "sample_weight") if _is_pandas_rows(
+            sample_weight) else sw)[1].reshape(-1)
 
     def align_y(self, X: Any, y: Any = None) -> np.ndarray:
         """The targets of :meth:`predict`'s predictions: ``y[t + horizon]`` for each window ending at ``t``
@@ -611,7 +857,98 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
         """R² of :meth:`predict` against :meth:`align_y` (only windows inside ``X`` are scored)."""
         from sklearn.metrics import r2_score
 
-        return float(r2_score(self.align_y(X, y), self.predict(X), sample_weight=sample_weight))
+        weights = None if sample_weight is None else self._window_weights(X, sample_weight)
+        return float(r2_score(self.align_y(X, y), self.predict(X), sample_weight=weights))
+
+
+def _scorer_name(scorer: Any) -> str:
+    """The name a plain scikit-learn scorer was made from (for the fix), else its repr."""
+    from sklearn.metrics import get_scorer, get_scorer_names
+
+    shown = repr(scorer)
+    for name in get_scorer_names():
+        try:
+            if repr(get_scorer(name)) == shown:
+                return repr(name)
+        except Exception:  # noqa: BLE001 - a scorer whose optional dependency is missing
+            continue
+    return shown
+
+
+def _row_scorers(scorer: Any) -> list:
+    """The scikit-learn scorers inside ``scorer`` that compare ``predict(X)`` with ``y`` row by row."""
+    from sklearn.metrics._scorer import _BaseScorer, _MultimetricScorer
+
+    if isinstance(scorer, _MultimetricScorer):
+        return [s for s in scorer._scorers.values() if isinstance(s, _BaseScorer)]
+    return [scorer] if isinstance(scorer, _BaseScorer) else []
+
+
+def _check_model_selection_caller(estimator: Any) -> None:
+    """Refuse, from ``fit``, a scikit-learn search or cross-validation that would score per row.
+
+    scikit-learn's ``_fit_and_score`` calls ``fit`` and then the scorer; a plain scorer (e.g.
+    ``scoring="neg_mean_absolute_error"``) compares ``predict(X)``, one value per window, with ``y``,
+    one value per row, fails on every fold and leaves ``nan`` scores behind warnings. The scorer is a
+    local of the search's frames. Called from ``__sklearn_clone__`` (a search clones the estimator
+    outside its error handling, before any fit) the error itself leaves ``GridSearchCV.fit`` /
+    ``cross_validate``; from ``fit`` it is the fallback (inside the search's "fits failed" report).
+    ``cross_val_predict`` needs one prediction per row and is refused the same way.
+    """
+    import sys
+
+    frame = sys._getframe(1)
+    for _ in range(40):
+        frame = frame.f_back
+        if frame is None:
+            return
+        module = frame.f_globals.get("__name__", "")
+        if not module.startswith("sklearn.model_selection"):
+            continue
+        name, local = frame.f_code.co_name, frame.f_locals
+        if name in ("_fit_and_predict", "cross_val_predict"):
+            raise ParameterError(
+                f"cross_val_predict needs one prediction per row of X, but {type(estimator).__name__} predicts one "
+                "value per window (the first timesteps + horizon - 1 rows of a fold have none).",
+                "loop over the folds yourself: for train, test in WindowSplit(...).split(X): fit on X[train], y[train] "
+                "and compare predict(X[test]) with align_y(X[test], y[test]).")
+        # the scorer: _fit_and_score's argument, a search's fit_and_score_kwargs, cross_validate's scorers
+        kwargs = local.get("fit_and_score_kwargs")
+        # (learning_curve and validation_curve hold it as scorer)
+        scorer = (kwargs.get("scorer") if isinstance(kwargs, dict)
+                  else local.get("scorer") if local.get("scorer") is not None else local.get("scorers"))
+        if scorer is not None:
+            plain = _row_scorers(scorer)
+            if plain:
+                shown = _scorer_name(plain[0])
+                raise ParameterError(
+                    f"scoring={shown} is a plain scikit-learn scorer: it compares predict(X), one value per window "
+                    f"(n - timesteps - horizon + 1 for n rows), with y row by row, so every fold would fail and "
+                    f"score nan.",
+                    f"pass scoring=window_scorer({shown}) (from statebatch.sklearn), which scores each window "
+                    "against its own target; or leave scoring out to use WindowRegressor.score (R²).")
+            return
+
+
+def _check_not_plain_scorer(estimator: Any) -> None:
+    """Refuse ``predict`` called by a plain scikit-learn scorer (outside a search, e.g. ``get_scorer(...)(reg, X,
+    y)``), which would compare windows with rows: the same fix as :func:`_check_model_selection_caller`."""
+    import sys
+
+    frame = sys._getframe(1)
+    for _ in range(12):
+        frame = frame.f_back
+        if frame is None:
+            return
+        if frame.f_code.co_name == "_score" and frame.f_globals.get("__name__") == "sklearn.metrics._scorer":
+            plain = _row_scorers(frame.f_locals.get("self"))
+            if plain:
+                shown = _scorer_name(plain[0])
+                raise ParameterError(
+                    f"the scorer {shown} compares {type(estimator).__name__}.predict(X), one value per window, with y "
+                    "row by row; the lengths differ.",
+                    f"score with statebatch.sklearn.window_scorer({shown}) instead (or call .score(X, y)).")
+            return
 
 
 class _Fixed(RegressorMixin, BaseEstimator):
@@ -649,6 +986,8 @@ def window_scorer(scoring: Any = "r2"):
         if not isinstance(last, WindowRegressor):
             raise ParameterError(f"window_scorer scores a WindowRegressor, got {type(last).__name__}.",
                                  "end the pipeline with statebatch.sklearn.WindowRegressor.")
+        if hasattr(estimator, "steps"):
+            _check_is_fitted_pipeline(estimator)
         Xt = estimator[:-1].transform(X) if hasattr(estimator, "steps") and len(estimator.steps) > 1 else X
         predictions = last.predict(Xt)
         return scorer(_Fixed(predictions), np.zeros((len(predictions), 1)), last.align_y(Xt, y))
@@ -736,8 +1075,27 @@ class WindowSplit:
         """Yield ``(train, test)`` arrays of row positions of ``X``."""
         from .frames import to_pandas_or_numpy
 
+        _refuse_nested(X, "WindowSplit.split")
         X = to_pandas_or_numpy(X)
+        if X is None or isinstance(X, (str, bytes, dict)) or not hasattr(X, "__len__") or np.ndim(X) == 0:
+            raise ParameterError(f"WindowSplit.split splits the rows of X, got {type(X).__name__}.",
+                                 "pass X as an array or DataFrame (steps first).")
+        if y is not None:
+            y = to_pandas_or_numpy(y, "y")
+            if not hasattr(y, "__len__") or np.ndim(y) == 0 or len(y) != len(X):
+                raise LengthMismatchError(f"X has {len(X)} rows but y has "
+                                          f"{len(y) if hasattr(y, '__len__') and np.ndim(y) else 'none (a scalar)'}.",
+                                          "pass y aligned row by row with X.")
+            if _is_pandas_rows(X) and _is_pandas_rows(y) and not y.index.equals(X.index):
+                # folds are row positions, taken from X and y alike: a y in another row order would pair wrong rows
+                raise LengthMismatchError("y's index is not X's index, so the folds' row positions would take other "
+                                          "rows of y than of X.",
+                                          "pass y = y.loc[X.index] (the same rows in X's order), or y.to_numpy().")
         if self.id_col is None and self.time_col is None:
+            if _is_pandas_rows(X):  # folds are cut by position: a time index must be in time order
+                from .series import _check_time_index
+
+                _check_time_index(X.index, "X")
             n = len(X)
             for a, b, c, d in self._cuts(n, 0):
                 yield np.arange(a, b), np.arange(c, d)
@@ -745,17 +1103,33 @@ class WindowSplit:
         if not _is_frame(X):
             raise ParameterError(f"id_col/time_col need a DataFrame, got {type(X).__name__}.",
                                  "pass the long frame, or drop id_col/time_col.")
-        for col in (self.id_col, self.time_col):
-            if col is not None and col not in X.columns:
-                raise ParameterError(f"{col!r} is not a column (columns: {list(X.columns)}).",
-                                     "pass the names of the id and time columns.")
+        _check_column_args(X, id_col=self.id_col, time_col=self.time_col)
+        from .series import _time_values
+        from .timeindex import check_id_kinds
+
         positions = np.arange(len(X))
+        if self.id_col is not None:
+            if X[self.id_col].isna().any():
+                raise DataValueError(f"X[{self.id_col!r}] has {int(X[self.id_col].isna().sum())} missing series ids.",
+                                     "fill or drop those rows first.")
+            check_id_kinds(X[self.id_col], f"X[{self.id_col!r}]")
+            codes, uniques = X[self.id_col].factorize(sort=False)
+        else:
+            codes, uniques = np.zeros(len(X), dtype=np.int64), [0]
         if self.time_col is not None:
-            positions = positions[np.argsort(X[self.time_col].to_numpy(), kind="stable")]
-        ids = X[self.id_col].to_numpy()[positions] if self.id_col is not None else np.zeros(len(X))
+            t = _time_values(X, self.time_col, "X")  # numbers or datetimes, none missing (text would sort as text)
+            positions = np.lexsort((t, codes))
+            same = (codes[positions][1:] == codes[positions][:-1]) & (t[positions][1:] == t[positions][:-1])
+            if same.any():
+                raise OrderError(f"X has duplicate ({self.id_col}, {self.time_col}) pairs: the order of those rows, "
+                                 "and so the folds, would be a guess.", "aggregate or drop duplicates first.")
+        else:
+            positions = np.argsort(codes, kind="stable")  # each series in the frame's row order
+        sorted_codes = codes[positions]
+        bounds = np.searchsorted(sorted_codes, np.arange(len(uniques) + 1))
         per_series = []
-        for name in dict.fromkeys(ids.tolist()):
-            rows = positions[ids == name]  # this series' row positions in time order
+        for k, name in enumerate(list(uniques)):
+            rows = positions[bounds[k]:bounds[k + 1]]  # this series' row positions in time order
             per_series.append((rows, self._cuts(len(rows), name)))
         for f in range(self.get_n_splits()):
             train = np.concatenate([rows[cuts[f][0]:cuts[f][1]] for rows, cuts in per_series])
@@ -809,15 +1183,24 @@ class SeriesScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
                                  "pass the name of the column that holds the series id.")
         if X[self.id_col].isna().any():
             raise DataValueError(f"X[{self.id_col!r}] has missing series ids.", "fill or drop those rows first.")
+        if len(X) == 0:
+            raise DataValueError("X has no rows.", "pass a frame with at least one row.")
+        from .timeindex import check_id_kinds
+
+        check_id_kinds(X[self.id_col], f"X[{self.id_col!r}]")
         return X
 
     def fit(self, X: Any, y: Any = None) -> "SeriesScaler":
+        from ._args import check_bool
+
+        check_bool("with_mean", self.with_mean)
+        check_bool("with_std", self.with_std)
         X = self._frame(X)
         keep = (self.id_col, self.time_col)
         if self.columns is None:
             cols = [c for c in X.columns if c not in keep and np.issubdtype(np.asarray(X[c]).dtype, np.number)]
         else:
-            cols = list(self.columns)
+            cols = [self.columns] if isinstance(self.columns, str) else list(self.columns)
             missing = [c for c in cols if c not in X.columns or c in keep]
             if missing:
                 raise ParameterError(f"columns {missing} are not value columns of X.",
@@ -877,7 +1260,13 @@ class SeriesScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         if unknown:
             raise ParameterError(f"columns {unknown} were not scaled (scaled: {self.columns_}).",
                                  "name the scaled columns the values are in.")
-        v = np.asarray(values, dtype=np.float64)
+        if ids is None or isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
+            raise ParameterError(f"ids must hold one series id per value, got {type(ids).__name__}.",
+                                 "pass e.g. WindowRegressor.prediction_ids(X).")
+        try:
+            v = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise DTypeError(f"values cannot be read as numbers ({exc}).", "pass the numeric predictions.") from None
         flat = v.ndim == 1
         v2 = v[:, None] if flat else v
         if v2.ndim != 2 or v2.shape[1] != len(cols) or len(v2) != len(ids):

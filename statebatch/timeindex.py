@@ -1,4 +1,5 @@
-"""Time stamps: where a series' regular sampling has holes (pandas imported only when used)."""
+"""The columns that place rows of a long frame: where a series' time stamps have holes, and whether its
+series ids are of one kind (pandas imported only when used)."""
 
 from __future__ import annotations
 
@@ -37,8 +38,13 @@ def find_gaps(index: Any) -> tuple[np.ndarray, Any]:
         return np.empty(0, dtype=np.int64), None
     freq = getattr(index, "freq", None)
     if freq is None and isinstance(index, pd.DatetimeIndex) or (freq is None and np.asarray(index).dtype.kind == "M"):
+        import warnings
+
         try:
-            freq = pd.infer_freq(pd.DatetimeIndex(index))
+            with warnings.catch_warnings():  # pandas' notice about infer_freq's future return type is not the user's
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)  # pandas 3: Pandas4Warning
+                freq = pd.infer_freq(pd.DatetimeIndex(index))
         except (TypeError, ValueError):
             freq = None
     if freq is not None and isinstance(index, pd.DatetimeIndex) or (freq is not None and np.asarray(index).dtype.kind == "M"):
@@ -49,3 +55,60 @@ def find_gaps(index: Any) -> tuple[np.ndarray, Any]:
     step = values[np.argmax(counts)]
     shown = pd.Timedelta(int(step)) if np.asarray(index).dtype.kind in "mM" else step
     return np.flatnonzero(diffs > 1.5 * step) + 1, shown
+
+
+_ONE_KIND = {"string": "str", "unicode": "str", "bytes": "bytes", "integer": "number", "floating": "number",
+             "mixed-integer-float": "number", "decimal": "number", "complex": "number", "boolean": "bool"}
+
+
+def _type_kind(t: type) -> str:
+    if issubclass(t, (bool, np.bool_)):
+        return "bool"
+    if issubclass(t, (int, float, complex, np.number)):
+        return "number"
+    if issubclass(t, str):
+        return "str"
+    if t is type(None):
+        return ""
+    return t.__name__  # bytes, tuple, Timestamp, ...
+
+
+def id_kind(values: Any) -> str:
+    """The kinds of a column's values, ``"|"``-joined (``"number"``, ``"str"``, ``"number|str"``...), missing
+    values skipped. ``pandas.api.types.infer_dtype`` answers at C speed for a column of one kind; only a
+    mixed column (or numbers stored as objects) is looked at value by value, and a categorical by its categories."""
+    import pandas as pd
+
+    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
+        values = values.cat.categories
+    inferred = pd.api.types.infer_dtype(values, skipna=True)
+    if inferred == "empty":
+        return ""
+    if inferred in _ONE_KIND and not (_ONE_KIND[inferred] in ("number", "bool") and getattr(values, "dtype", None)
+                                      == object):
+        return _ONE_KIND[inferred]  # a typed column, or text: one kind
+    if inferred in _ONE_KIND:  # numbers as objects: 1 and True pass as "integer", so look at their types
+        inferred = "mixed"
+    if inferred not in ("mixed", "mixed-integer"):
+        return inferred  # datetimes, periods, intervals...: one kind
+    # the types of all values (not of the distinct ones: 1 == True, so unique() keeps only one of them)
+    flat = np.asarray(values, dtype=object).ravel()
+    types = set(map(type, flat[pd.notna(flat)]))
+    return "|".join(sorted({_type_kind(t) for t in types} - {""}))
+
+
+def check_id_kinds(values: Any, what: str, kinds: Any = None) -> None:
+    """Refuse series ids that mix kinds (``1`` and ``"1"``; numbers and booleans; bytes and text): the same
+    id written two ways is a classic result of joining tables, and whether they name one series or two is
+    a guess (pandas keeps them apart, a Dask shuffle hashes them together). Ids of one kind, tuples
+    included, pass. ``kinds``: :func:`id_kind` of each part already read (a Dask frame's partitions).
+    """
+    from .errors import DTypeError
+
+    parts = list(kinds) if kinds is not None else [id_kind(values)]
+    found = sorted({k for part in parts for k in str(part).split("|") if k})
+    if len(found) > 1:
+        raise DTypeError(
+            f"{what} mixes kinds of series ids ({', '.join(found)}; e.g. 1 and '1'), so whether two of them name the "
+            "same series is a guess.",
+            "give the id column one type first, e.g. df[id_col] = df[id_col].astype(str).")

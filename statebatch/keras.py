@@ -45,7 +45,8 @@ from .windows import Windows
 
 __all__ = ["Dataset", "WindowDataset", "StatefulDataset", "BucketDataset", "ShardDataset", "LaneResetCallback",
            "KerasState", "fit_stateful", "reset_rows", "stateful_layers", "check_model", "to_tf_dataset",
-           "stateful_scope", "track_state", "untrack_state", "state_is_tracked", "predict", "use_real_step_loss"]
+           "stateful_scope", "track_state", "untrack_state", "state_is_tracked", "predict", "use_real_step_loss",
+           "replicas", "model_batch_size"]
 
 
 # --------------------------------------------------------------------------- backends
@@ -122,6 +123,8 @@ def track_state(model: Any) -> list[Any]:
                         tracker.lock()
                 setattr(layer, _TRACKED, True)
                 changed.append((layer, v))
+        if changed:
+            _jax_distribute_state(model, [v for _, v in changed])
     elif backend == "torch":
         for layer in stateful_layers(model):
             variables = _introspect.state_variables(layer)
@@ -141,6 +144,34 @@ def untrack_state(model: Any, changed: list[Any]) -> None:
         if v is not None and layer._tracker.is_in_store("non_trainable_variables", v):
             layer._untrack_variable(v)
             layer.__dict__.pop(_TRACKED, None)
+    if changed and keras.distribution.distribution() is not None:
+        # the jitted steps were made for the tracked variables (their out_shardings list them): make
+        # them anew at the next call (the Keras loop that used them has ended)
+        model.train_function = model.test_function = model.predict_function = None
+
+
+def _jax_distribute_state(model: Any, variables: list[Any]) -> None:
+    """Under a Keras distribution on JAX (e.g. ``keras.distribution.DataParallel``), shard the newly
+    tracked state variables along their batch axis, like the data, and re-make the jitted steps.
+
+    Why: lane ``i`` of every batch lands on the device that holds rows ``i`` of the data, so its
+    state ``(batch_size, units)`` belongs there too (each replica keeps its own ``B / R`` lanes); and
+    the trainer fixes the shardings of every variable it threads (``out_shardings``) when it makes its
+    jitted step, which Keras does before the first callback runs: a step made before the state was
+    tracked has one sharding too few ("pytree structure error ... out_shardings").
+    """
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return
+    from keras.src.backend.jax import distribution_lib as jax_distribution_lib
+
+    for v in variables:
+        layout = distribution.get_data_layout(tuple(v.shape))
+        v._layout = layout
+        v._value = jax_distribution_lib.distribute_tensor(v.value, layout)
+    for name in ("train", "test", "predict"):
+        if getattr(model, f"{name}_function", None) is not None:
+            getattr(model, f"make_{name}_function")(force=True)
 
 
 def state_is_tracked(model: Any) -> bool:
@@ -174,11 +205,61 @@ def stateful_layers(model: Any) -> list[Any]:
     return _introspect.stateful_layers(model)
 
 
+def replicas(model: Any) -> int:
+    """How many replicas each hold their own rows of ``model``'s state: the replicas of the
+    ``tf.distribute`` strategy the model was built under on TensorFlow (each builds the model for
+    ``batch_size / replicas`` rows), else 1 (JAX's ``keras.distribution`` shards one global state).
+    """
+    strategy = getattr(model, "distribute_strategy", None) if _backend() == "tensorflow" else None
+    return int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
+
+
+def model_batch_size(arranged: Any, num_replicas: int | None = None) -> int:
+    """The batch size to build a stateful model with for ``arranged`` under the current distribution.
+
+    ``keras.Input(batch_shape=(model_batch_size(arranged), T, F))``: on TensorFlow inside a
+    ``tf.distribute`` strategy's scope every replica runs the model on its own consecutive block of
+    ``batch_size / replicas`` lanes (Keras splits each global batch that way), so the model is built for
+    that block; elsewhere (one device, or JAX's ``keras.distribution.DataParallel``, which shards one
+    global batch) for the whole ``batch_size``. ``num_replicas`` overrides the detected count.
+    """
+    batch_size = int(arranged.batch_size)
+    if num_replicas is None:
+        num_replicas = 1
+        if _backend() == "tensorflow":
+            import tensorflow as tf
+
+            num_replicas = int(tf.distribute.get_strategy().num_replicas_in_sync)
+    num_replicas = check_int("num_replicas", num_replicas, 1)
+    if batch_size % num_replicas:
+        raise BatchSizeError(f"batch_size={batch_size} lanes do not split evenly over {num_replicas} replicas.",
+                             f"arrange with a batch_size divisible by {num_replicas} (e.g. "
+                             f"{max(num_replicas, batch_size // num_replicas * num_replicas)}).")
+    return batch_size // num_replicas
+
+
+def _replica_parts(variable: Any) -> list[Any]:
+    """The per-replica pieces of a state variable, in replica order (one piece off a strategy).
+
+    Why: under ``tf.distribute.MirroredStrategy`` a stateful RNN's state is a mirrored variable whose
+    copies are *not* kept equal: each replica's step assigns its own copy in replica context, so the
+    copy on replica ``r`` holds lanes ``r * B/R .. (r + 1) * B/R - 1``. Reading ``variable.value`` would
+    give replica 0's copy only, and assigning it would overwrite every replica with one value.
+    """
+    if _backend() == "tensorflow":
+        parts = getattr(variable.value, "values", None)
+        if isinstance(parts, (tuple, list)) and len(parts) > 1:
+            return list(parts)
+    return [variable]
+
+
 class KerasState:
     """The recurrent state of a Keras model (or a list of its stateful layers) as a state handle.
 
     Reads and writes go through the variables' values (``keras.ops`` cannot take a JAX Variable),
-    after the JAX trainer's in-flight values were written back (:func:`_sync`).
+    after the JAX trainer's in-flight values were written back (:func:`_sync`). Under a
+    ``tf.distribute`` strategy each state variable's replicas hold consecutive blocks of lanes; the
+    handle shows them as one ``(batch_size, units)`` state (see :func:`_replica_parts`).
     """
 
     def __init__(self, model_or_layers: Any):
@@ -186,20 +267,36 @@ class KerasState:
         self.layers = (list(model_or_layers) if isinstance(model_or_layers, (list, tuple))
                        else stateful_layers(model_or_layers))
         self.variables = [v for layer in self.layers for v in _introspect.state_variables(layer)]
+        self._parts = [_replica_parts(v) for v in self.variables]
 
     @property
     def batch_size(self) -> int | None:
-        return int(self.variables[0].shape[0]) if self.variables else None
+        return self.rows(0) if self.variables else None
+
+    def rows(self, i: int) -> int:
+        """Lanes held by state variable ``i`` over all replicas."""
+        return sum(int(p.shape[0]) for p in self._parts[i])
 
     def _values(self) -> list[np.ndarray]:
         if self.model is not None:
             _sync(self.model)
-        return [np.array(keras.ops.convert_to_numpy(v.value)) for v in self.variables]
+        # the replica pieces are TensorFlow variables (read with .numpy()); a whole Keras variable is
+        # read through its value
+        return [np.concatenate([np.array(p.numpy()) for p in parts]) if len(parts) > 1
+                else np.array(keras.ops.convert_to_numpy(parts[0].value)) for parts in self._parts]
+
+    def _assign(self, i: int, value: np.ndarray) -> None:
+        parts = self._parts[i]
+        if len(parts) == 1:
+            self.variables[i].assign(value)
+            return
+        for part, block in zip(parts, np.split(value, len(parts))):
+            part.assign(block)
 
     def zero(self, rows: np.ndarray | None = None) -> None:
-        for v, value in zip(self.variables, self._values()):
+        for i, value in enumerate(self._values()):
             if rows is None:
-                v.assign(np.zeros_like(value))
+                self._assign(i, np.zeros_like(value))
                 continue
             rows = np.asarray(rows)
             if rows.size and rows.dtype != bool and not np.issubdtype(rows.dtype, np.integer):
@@ -215,7 +312,7 @@ class KerasState:
                 raise ParameterError(f"a boolean row mask needs shape ({value.shape[0]},), got {rows.shape}.",
                                      "pass one flag per lane.")
             value[rows] = 0
-            v.assign(value)
+            self._assign(i, value)
 
     def snapshot(self) -> list[np.ndarray]:
         return self._values()
@@ -223,8 +320,8 @@ class KerasState:
     def restore(self, snapshot: list[np.ndarray]) -> None:
         if self.model is not None:
             _sync(self.model)
-        for v, value in zip(self.variables, snapshot):
-            v.assign(value)
+        for i, value in enumerate(snapshot):
+            self._assign(i, value)
 
 
 def reset_rows(model_or_layers: Any, rows: Any = None) -> None:
@@ -599,13 +696,18 @@ class LaneResetCallback(keras.callbacks.Callback):
         if not state.layers:
             raise StatefulLayoutError("the model has no stateful recurrent layer to reset.",
                                       "build the RNN layers with stateful=True, or drop LaneResetCallback.")
-        for layer in state.layers:
-            for v in _introspect.state_variables(layer):
-                if int(v.shape[0]) != self.batch_size:
-                    raise BatchSizeError(
-                        f"layer {layer.name!r} keeps {int(v.shape[0])} parallel states but the data has "
-                        f"{self.batch_size} lanes.",
-                        f"build the model with keras.Input(batch_shape=({self.batch_size}, T, F)).")
+        r = replicas(self.model)
+        for i, v in enumerate(state.variables):
+            if state.rows(i) != self.batch_size:
+                layer = next(la for la in state.layers if any(w is v for w in _introspect.state_variables(la)))
+                per = f" ({r} replicas of {int(v.shape[0])})" if r > 1 else ""
+                raise BatchSizeError(
+                    f"layer {layer.name!r} keeps {state.rows(i)} parallel states{per} but the data has "
+                    f"{self.batch_size} lanes.",
+                    f"build the model with keras.Input(batch_shape=(statebatch.keras.model_batch_size(arranged), T, "
+                    f"F)), i.e. ({self.batch_size // r if self.batch_size % r == 0 else self.batch_size}, T, F)"
+                    + (f" inside the strategy's scope: each of the {r} replicas runs its own block of lanes" if r > 1
+                       else "") + ".")
         spe = getattr(self.model, "steps_per_execution", 1)
         spe = int(getattr(spe, "numpy", lambda: spe)()) if not isinstance(spe, int) else spe
         if spe != 1 and np.asarray(self.train.result.resets)[1:].any():
@@ -640,6 +742,8 @@ class LaneResetCallback(keras.callbacks.Callback):
         self._warn_diluted_loss()
 
     def _warn_diluted_loss(self) -> None:
+        if getattr(self, "weights_normalised", False):  # fit_stateful on replicas: weights average 1
+            return
         compiled = getattr(self.model, "_compile_loss", None)
         reductions = {getattr(e.loss, "reduction", None) for e in (getattr(compiled, "_flat_losses", None) or [])}
         results = [self.train.result] + ([self.validation.lanes.result] if self.validation is not None else [])
@@ -720,6 +824,11 @@ def use_real_step_loss(model: Any) -> int:
     sums and weights.) Same as compiling with ``loss=keras.losses.MeanSquaredError(reduction=
     "mean_with_sample_weight")``, for a model compiled already; :func:`fit_stateful` calls it.
     """
+    return _set_reduction(model, REAL_STEP_REDUCTION)
+
+
+def _set_reduction(model: Any, reduction: str) -> int:
+    """Set every compiled loss of ``model`` to ``reduction``; returns how many changed."""
     compiled = getattr(model, "_compile_loss", None)
     if compiled is None:
         raise ParameterError("the model is not compiled with a loss.", "call model.compile(optimizer=..., loss=...) first.")
@@ -730,8 +839,8 @@ def use_real_step_loss(model: Any) -> int:
     changed = 0
     for entry in compiled._flat_losses:
         loss = entry.loss
-        if loss is not None and getattr(loss, "reduction", None) != REAL_STEP_REDUCTION:
-            loss.reduction = REAL_STEP_REDUCTION
+        if loss is not None and getattr(loss, "reduction", None) != reduction:
+            loss.reduction = reduction
             changed += 1
     if changed:  # traced train/test steps captured the old reduction
         model.train_function = None
@@ -759,9 +868,36 @@ def check_model(model: Any, arranged: Arranged) -> None:
                 f"the model expects {shape[1]} timesteps but the lanes are cut into chunks of {arranged.timesteps}.",
                 f"arrange with timesteps={shape[1]} or build the model with keras.Input(batch_shape="
                 f"({arranged.batch_size}, None, {arranged.n_features})).")
+    _check_distributed(model)
+    r = replicas(model)
+    per_replica = model_batch_size(arranged, r)  # raises when the lanes do not split over the replicas
+    if r > 1 and shape is not None and shape[0] not in (None, per_replica):
+        raise ModelMismatchError(
+            f"the model runs on {r} replicas of a tf.distribute strategy, each on its own block of "
+            f"{per_replica} of the {arranged.batch_size} lanes, but it was built for batches of {shape[0]}.",
+            f"build it inside strategy.scope() with keras.Input(batch_shape=({per_replica}, "
+            f"{arranged.timesteps if not arranged.jitter else None}, {arranged.n_features})) "
+            "(statebatch.keras.model_batch_size(arranged) gives the batch size).")
     first = arranged.batch(0)
-    validate(first[0], first[1] if len(first) > 1 else None, model=model, batch_size=arranged.batch_size,
+    # Under a tf.distribute strategy each replica runs the model on its own block of lanes: check one.
+    validate(*(a[:per_replica] for a in first[:2]), model=model, batch_size=per_replica,
              stateful=True, shuffle=False, emit_warnings=False)
+
+
+def _check_distributed(model: Any) -> None:
+    """Refuse Keras on torch under ``torch.distributed``: Keras 3 has no data parallelism there, so
+    every process would train every lane of its own copy of the model."""
+    if _backend() != "torch":
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        raise ParameterError(
+            f"Keras on the torch backend does not split batches over the {dist.get_world_size()} processes of "
+            "torch.distributed: each process would train every lane.",
+            "train with statebatch.torch (LaneLoader(arranged, num_replicas=R, rank=r) and StateCarrier, in a "
+            "torch DistributedDataParallel model), or run Keras on JAX with keras.distribution.DataParallel or on "
+            "TensorFlow with tf.distribute.MirroredStrategy.")
 
 
 def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int = 1,
@@ -789,10 +925,23 @@ def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int =
         raise BatchSizeError(f"validation lanes ({val_arr.batch_size}) differ from training lanes "
                              f"({train_arr.batch_size}).", "arrange both with the same batch_size.")
     cb = LaneResetCallback(train_arr, val_arr, reset_on_epoch_begin=reset_on_epoch_begin)
-    if real_step_loss:  # where no weight is 0 this changes nothing: the sum of the weights is the step count
+    # Under a tf.distribute strategy each replica reduces the loss over its own block of lanes and the
+    # gradients are summed: "mean_with_sample_weight" would average per-replica means (blocks with
+    # more padding would count more). Instead the weights of each global batch are scaled to average 1
+    # and the loss divides by every step ("sum_over_batch_size"): the same real-step mean of the global
+    # batch, split over replicas exactly.
+    normalise = real_step_loss and _backend() == "tensorflow" and replicas(model) > 1
+    if normalise:
+        _set_reduction(model, "sum_over_batch_size")
+        cb.weights_normalised = True
+    elif real_step_loss:  # where no weight is 0 this changes nothing: the sum of the weights is the step count
         use_real_step_loss(model)
 
     def feed(arranged):
+        if normalise:
+            # Under a strategy Keras takes one batch of a tf.data pass to build the model and
+            # abandons the pass; the PyDataset serves batches by index, so no epoch is consumed.
+            return _WeightsAverageOne(arranged.arranged if isinstance(arranged, StatefulDataset) else arranged)
         if keras.backend.backend() == "tensorflow":
             return to_tf_dataset(arranged)
         if isinstance(arranged, StatefulDataset):
@@ -805,6 +954,20 @@ def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int =
         return model.fit(feed(train), epochs=epochs, shuffle=False,
                          validation_data=None if validation is None else feed(validation),
                          callbacks=[cb] + list(callbacks or []), **fit_kwargs)
+
+
+class _WeightsAverageOne(StatefulDataset):
+    """Batches whose sample weights are scaled to average 1 over the batch (an all-padding batch stays 0):
+    with the ``"sum_over_batch_size"`` reduction the loss is the batch's real-step mean, also when the
+    batch is split over replicas (see :func:`fit_stateful`)."""
+
+    def __getitem__(self, k: int):
+        out = super().__getitem__(k)
+        if len(out) < 3:
+            return out
+        w = np.asarray(out[2])
+        total = float(w.sum(dtype=np.float64))
+        return (*out[:2], (w * (w.size / total)).astype(w.dtype) if total > 0 else w)
 
 
 def predict(model: Any, data: Any, *, callbacks: list | None = None, verbose: int = 0) -> Any:

@@ -17,10 +17,10 @@ Keras 3 facts this module relies on (checked in the installed version, see tests
 - Validation inside ``fit`` runs the same stateful layers and overwrites their state: the callback
   saves the training state before validation and restores it afterwards.
 
-Multi-replica training: with a distribution strategy the global batch of ``batch_size`` rows is
-split into consecutive blocks of ``batch_size / replicas`` rows, one per replica, in every batch; a
-lane therefore stays on the same replica as long as ``batch_size`` is divisible by the number of
-replicas (``validate(..., num_replicas=R)`` checks it).
+Several devices: under JAX's ``keras.distribution.DataParallel`` the model is built for the global
+batch and the lanes' states are sharded along it (:func:`track_state`); under TensorFlow's
+``tf.distribute`` strategies the model is built per replica (:func:`model_batch_size`) and
+:class:`KerasState` reads and writes each replica's consecutive block of lanes.
 """
 
 from __future__ import annotations

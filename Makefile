@@ -1,6 +1,7 @@
 # Both entry points create their own virtual environments from pyproject.toml.
 #   .venv        TensorFlow backend + every optional dependency: the whole suite
-#   .venv-jax    JAX backend:   the tests marked `backend` (stateful Keras proofs, datasets, callbacks)
+#   .venv-jax    JAX backend:   the tests marked `backend` (stateful Keras proofs, datasets, callbacks), and
+#                statebatch.jax (flax, grain: the tests marked `jax_native`)
 #   .venv-torch  torch backend: the same tests
 PY ?= python3
 TORCH := torch==2.13.0
@@ -35,11 +36,11 @@ demo: $(STAMP)
 test: test-main test-jax test-torch
 
 test-main: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m 'not jax_native'
 
 test-jax: $(JAX_STAMP)
 	# the statebatch.torch tests import torch (not in this venv) and are not marked `backend`
-	KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -q -m 'backend and not exhaustive' --ignore-glob='tests/test_torch*'
+	KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -q -m '(backend and not exhaustive) or jax_native' --ignore-glob='tests/test_torch*'
 
 test-torch: $(TORCH_STAMP)
 	KERAS_BACKEND=torch .venv-torch/bin/python -m pytest -q -m 'backend and not exhaustive'

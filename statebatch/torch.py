@@ -174,6 +174,44 @@ class _ResetRecorder:
 
 _END = object()
 
+def _one_series_epoch(a: Arranged, plan: Any) -> tuple[np.ndarray, ...] | None:
+    """One in-memory series in evenly spaced lanes of full chunks (word_language_model's ``batchify`` layout):
+    the epoch's inputs (and per-step targets) in batch order as one strided copy of the series each, which
+    is what :meth:`Arranged._materialise_epoch` gathers chunk by chunk. ``None`` when the plan is not that."""
+    src = a._ss.source
+    if a._ss.n_series != 1 or src.array is None or a._fixed is not None or a.weight_from is not None:
+        return None
+    n, b, t = plan.n_batches, plan.batch_size, plan.timesteps
+    step, valid = plan.step, plan.valid
+    if not n or (plan.series != 0).any() or (valid != t).any():
+        return None
+    lane = int(step[0, 1] - step[0, 0]) if b > 1 else n * t
+    if not ((step - step[0][None, :]) == (np.arange(n) * t)[:, None]).all() or \
+            not (np.diff(step[0]) == lane).all() or lane < n * t:
+        return None  # chunks do not follow each other in every lane, or the lanes are not evenly spaced
+
+    def epoch_of(arr: np.ndarray, first: int) -> np.ndarray | None:
+        last = first + (b - 1) * lane + n * t  # one past the last row read
+        if first < 0 or last > len(arr):
+            return None
+        rs = arr.strides[0]
+        view = np.lib.stride_tricks.as_strided(arr[first:], (n, b, t) + arr.shape[1:],
+                                               (t * rs, lane * rs, rs) + arr.strides[1:], writeable=False)
+        return view.reshape((n * b, t) + arr.shape[1:])  # the copy, in batch order
+
+    x = epoch_of(src.array, int(step[0, 0]))
+    if x is None:
+        return None
+    if a._ysource is None:
+        return (x,)
+    if not a.return_sequences or a._ysource.array is None:
+        return None
+    y = epoch_of(a._ysource.array, int(step[0, 0]) + a._yshift)
+    if y is None:
+        return None
+    return x, y, np.ones((n * b, t), dtype=np.float32)
+
+
 class _EpochResets(NamedTuple):
     """One epoch's resets as the schedule reads them (``statebatch.schedule.resets_of``)."""
 
@@ -358,10 +396,12 @@ class LaneLoader(torch.utils.data.IterableDataset):
         if rows * per_row * (2 if a.has_targets else 1) > _VIEW_EPOCH_BYTES:
             return None
         cached = a._cache.get(a._cache_key(plan))
-        if cached is None:  # this pass's own arrays (writable: handed to torch without another copy)
-            arrays = a._finite(a._held_out(plan, a._materialise_epoch(plan), None), -1)
-        else:
+        if cached is not None:
             arrays = cached
+        else:  # this pass's own arrays (writable: handed to torch without another copy)
+            arrays = _one_series_epoch(a, plan)
+            if arrays is None:
+                arrays = a._finite(a._held_out(plan, a._materialise_epoch(plan), None), -1)
         a._served = plan.epoch
         tensors = tuple(to_tensor(x) for x in arrays)
         if len(tensors) == 1:  # no targets: the weights still say which steps are real
@@ -427,9 +467,10 @@ class LaneLoader(torch.utils.data.IterableDataset):
                 r = torch.from_numpy(self._reset_masks(epoch))
                 parts = [(None,) * n if t is None else t.view((n, self.batch_size) + tuple(t.shape[1:])).unbind(0)
                          for t in whole] + [(r.pin_memory() if self.pin_memory else r).unbind(0)]
+                make, move = LaneBatch._make, self.device is not None
                 for b in itertools.islice(zip(*parts), start, None):
                     pos[1] += 1
-                    yield self._to_device(LaneBatch(*b))
+                    yield self._to_device(make(b)) if move else make(b)
         if self._pos is pos:
             self._pos = None
         self.arranged.set_epoch(epoch + 1)
@@ -1112,6 +1153,10 @@ def _item_index(i: Any) -> int:
 
 def _positions(idx: Any, n: int, what: str) -> np.ndarray:
     """Item indices of a map-style dataset of ``n`` items (negative ones count from the end)."""
+    if isinstance(idx, np.ndarray) and idx.ndim == 1 and idx.dtype.kind in "iu" and idx.size:
+        lo, hi = int(idx.min()), int(idx.max())  # a batch sampler's index array: checked without conversions
+        if 0 <= lo and hi < n:
+            return idx.astype(np.int64, copy=False)
     fix = f"pass a flat list of integer {what} indices 0 .. len(dataset) - 1."
     if isinstance(idx, torch.Tensor):
         idx = idx.detach().cpu().numpy()
@@ -1119,6 +1164,8 @@ def _positions(idx: Any, n: int, what: str) -> np.ndarray:
         raise ParameterError(f"{what} indices must be a list of integers, got {type(idx).__name__}.", fix)
     try:
         idx = np.asarray(idx if isinstance(idx, (np.ndarray, list)) else list(idx))
+        if idx.dtype == object:  # e.g. a list mixing ints and lists: not a flat list of integers
+            raise ValueError("mixed or nested entries")
     except (ValueError, TypeError) as e:
         raise ParameterError(f"{what} indices are not a flat list of integers ({e}).", fix) from None
     if idx.size and (idx.dtype == bool or not np.issubdtype(idx.dtype, np.integer)):
@@ -1129,7 +1176,7 @@ def _positions(idx: Any, n: int, what: str) -> np.ndarray:
     if idx.size and (idx.min() < -n or idx.max() >= n):
         raise BatchIndexError(f"{what} indices {idx[(idx < -n) | (idx >= n)][:5].tolist()} are outside 0..{n - 1}.",
                               f"ask for {what}s 0 .. len(dataset) - 1.")
-    return idx % n if n else idx
+    return idx % n if n and idx.size and idx.min() < 0 else idx
 
 
 class _Gathered(list):
@@ -1274,8 +1321,8 @@ class WindowDataset(torch.utils.data.Dataset):
         they are instead of splitting them into windows and stacking them again (the same values, order
         and types as stacking). Any other collate reads the items as usual."""
         idx = _positions(indices, len(self), "window")
-        arrays = tuple(to_tensor(a) for a in self.windows.take(idx))
-        return _GatheredWindows(arrays)
+        arrays = tuple(np.asarray(a) for a in self.windows.take(idx))
+        return _GatheredWindows(tuple(to_tensor(a) for a in arrays), arrays)
 
 
 class _WindowItem(tuple):
@@ -1291,11 +1338,19 @@ class _GatheredWindows(list):
     """The windows of one batch, gathered; ``gathered`` = the batch tensors ``(X, y)``. An item is made when it is
     read (``default_collate`` reads the first to pick its collate function, then uses ``gathered``)."""
 
-    def __init__(self, arrays: tuple[torch.Tensor, ...]):
+    def __init__(self, tensors: tuple[torch.Tensor, ...], arrays: tuple[np.ndarray, ...]):
         super().__init__()
-        self.gathered = arrays
-        self._n = int(arrays[0].shape[0])
+        self.gathered = tensors
+        self._n = int(tensors[0].shape[0])
+        # the numpy arrays the tensors share memory with (to_tensor copies read-only ones): items are made from
+        # them, a numpy index and torch.from_numpy being cheaper than indexing a tensor
+        self._arrays = tuple(a if t.data_ptr() == a.__array_interface__["data"][0] else t.numpy()
+                             for t, a in zip(tensors, arrays))
         self._filled = False
+
+    def _item(self, j: int) -> "_WindowItem":
+        return _WindowItem(torch.from_numpy(a[j]) if a[j].ndim else torch.from_numpy(a[j:j + 1]).view(())
+                           for a in self._arrays)
 
     def _fill(self) -> "_GatheredWindows":
         if not self._filled:
@@ -1308,7 +1363,7 @@ class _GatheredWindows(list):
 
     def __getitem__(self, k):
         if not self._filled and isinstance(k, (int, np.integer)) and -self._n <= k < self._n:
-            return _WindowItem(a[int(k)] for a in self.gathered)
+            return self._item(int(k) % self._n)
         return list.__getitem__(self._fill(), k)
 
     def __iter__(self):

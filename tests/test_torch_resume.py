@@ -141,11 +141,19 @@ def test_reset_masks_equal_the_schedule_run_batch_by_batch(n, T, B, shuffle, jit
             np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("kind", ["one_series", "many_shuffled", "no_targets", "many_to_one", "held_out"])
+@pytest.mark.parametrize("kind", ["one_series", "one_series_padded", "one_series_horizon_3", "one_series_own_targets",
+                                  "one_series_no_targets", "one_lane", "many_shuffled", "no_targets", "many_to_one",
+                                  "held_out"])
 def test_batches_served_as_views_equal_the_arrangements_batches_and_stay_apart_from_later_epochs(kind):
     series = _series()
+    long = np.random.default_rng(1).standard_normal((203, 2)).astype(np.float32)
     arranged = {
         "one_series": lambda: sb.arrange_stateful(series[0], 4, 3, remainder="drop"),
+        "one_series_padded": lambda: sb.arrange_stateful(long, 4, 3),
+        "one_series_horizon_3": lambda: sb.arrange_stateful(long, 5, 4, horizon=3, remainder="drop"),
+        "one_series_own_targets": lambda: sb.arrange_stateful(long, 5, 4, targets=long[:, :1] * 2, remainder="drop"),
+        "one_series_no_targets": lambda: sb.arrange_stateful(long, 5, 4, targets=None, remainder="drop"),
+        "one_lane": lambda: sb.arrange_stateful(long, 5, 1, remainder="drop"),
         "many_shuffled": lambda: sb.arrange_stateful(series, 4, 3, shuffle=True, seed=2),
         "no_targets": lambda: sb.arrange_stateful(series, 4, 3, targets=None),
         "many_to_one": lambda: sb.arrange_stateful(series, 4, 3, return_sequences=False),

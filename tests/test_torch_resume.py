@@ -159,6 +159,7 @@ def test_batches_served_as_views_equal_the_arrangements_batches_and_stay_apart_f
         "many_to_one": lambda: sb.arrange_stateful(series, 4, 3, return_sequences=False),
         "held_out": lambda: sb.arrange_stateful(series, 4, 3).split(0.3)[1],
     }[kind]()
+    before, long_before = [a.copy() for a in series], long.copy()
     loader = sbt.LaneLoader(arranged)
     for epoch in range(2):
         for k, b in enumerate(loader):
@@ -171,7 +172,9 @@ def test_batches_served_as_views_equal_the_arrangements_batches_and_stay_apart_f
                 assert b.y is None
             b.x.mul_(0).add_(7)  # changed in place: must not reach the next epoch or the arrangement
             b.weight.zero_()
-    assert not np.any(arranged.batch(0, 0)[0] == 7) or np.all(np.concatenate(series) == 7)
+    np.testing.assert_array_equal(np.concatenate(series), np.concatenate(before))  # the user's data untouched
+    np.testing.assert_array_equal(long, long_before)
+    assert not np.any(arranged.batch(0, 0)[0] == 7)
 
 
 # --------------------------------------------------------------------------- samplers

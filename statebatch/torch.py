@@ -1153,10 +1153,14 @@ def _item_index(i: Any) -> int:
 
 def _positions(idx: Any, n: int, what: str) -> np.ndarray:
     """Item indices of a map-style dataset of ``n`` items (negative ones count from the end)."""
-    if isinstance(idx, np.ndarray) and idx.ndim == 1 and idx.dtype.kind in "iu" and idx.size:
-        lo, hi = int(idx.min()), int(idx.max())  # a batch sampler's index array: checked without conversions
-        if 0 <= lo and hi < n:
-            return idx.astype(np.int64, copy=False)
+    # the common cases first, checked with two reductions: a batch sampler's index array, a list of ints
+    try:
+        arr = np.asarray(idx) if type(idx) is list else idx
+    except (ValueError, TypeError):  # ragged nested lists: the checks below say what is wrong
+        arr = None
+    if isinstance(arr, np.ndarray) and arr.ndim == 1 and arr.dtype.kind in "iu" and arr.size:
+        if 0 <= arr.min() and arr.max() < n:
+            return arr.astype(np.int64, copy=False)
     fix = f"pass a flat list of integer {what} indices 0 .. len(dataset) - 1."
     if isinstance(idx, torch.Tensor):
         idx = idx.detach().cpu().numpy()

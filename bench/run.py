@@ -511,7 +511,9 @@ def bench_torch_windows_dataloader(quick):
     gathers the batch once and ``default_collate`` passes it on) and the batch-sampler form
     ``DataLoader(WindowDataset(w), batch_sampler=WindowBatchSampler(w))`` (one index array per batch). The
     peer column is the DataLoader's old path, measured here by hiding ``__getitems__``'s gathered batch: 256
-    per-window tuples stacked again by ``default_collate``. Medians of interleaved rounds.
+    per-window tuples stacked again by ``default_collate``. ``torch_sampler_only_s`` times torch's own
+    RandomSampler + BatchSampler alone (one Python int per window), the part of the natural call no dataset
+    can change. Medians of interleaved rounds.
     """
     import torch
     from torch.utils.data import DataLoader, default_collate
@@ -537,15 +539,20 @@ def bench_torch_windows_dataloader(quick):
         return sum(len(x) for x, y in DataLoader(ds, batch_size=256, shuffle=True,
                                                   collate_fn=lambda items: default_collate([tuple(i) for i in items])))
 
+    def sampler_only():  # torch's part of the natural call: RandomSampler + BatchSampler, one Python int per window
+        from torch.utils.data import BatchSampler, RandomSampler
+
+        return sum(len(b) for b in BatchSampler(RandomSampler(range(len(ds))), 256, False))
+
     n = own()
-    assert natural() == batch_sampler() == per_window() == n
+    assert natural() == batch_sampler() == per_window() == sampler_only() == n
     for (x, y), (X, Y) in zip(DataLoader(ds, batch_sampler=sbt.WindowBatchSampler(w)), w.batches(0)):
         assert torch.equal(x, torch.from_numpy(X)) and torch.equal(y, torch.from_numpy(Y))
-    t = median_times({"own": own, "natural": natural, "batch_sampler": batch_sampler, "per_window": per_window},
-                     repeat=3 if quick else 5)
+    t = median_times({"own": own, "natural": natural, "batch_sampler": batch_sampler, "per_window": per_window,
+                      "sampler_only": sampler_only}, repeat=3 if quick else 5)
     return record("torch_windows_dataloader", t["natural"], "the same DataLoader stacking per-window tuples",
                   t["per_window"], None, series=n_series, windows=n, timesteps=48, batch=256,
-                  own_batches_s=t["own"], batch_sampler_s=t["batch_sampler"],
+                  own_batches_s=t["own"], batch_sampler_s=t["batch_sampler"], torch_sampler_only_s=t["sampler_only"],
                   natural_vs_own=t["natural"] / t["own"], batch_sampler_vs_own=t["batch_sampler"] / t["own"],
                   per_window_vs_own=t["per_window"] / t["own"], timing="median")
 

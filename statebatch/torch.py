@@ -84,7 +84,8 @@ def _as_array(a: Any, what: str) -> np.ndarray:
 
 
 def _torch_dtype_ok(dtype: np.dtype) -> bool:
-    return dtype.kind in "biu" or (dtype.kind == "f" and dtype.itemsize <= 8) or (dtype.kind == "c" and dtype.itemsize <= 16)
+    return (dtype.kind in "biu" or (dtype.kind == "f" and dtype.itemsize <= 8)
+            or (dtype.kind == "c" and dtype.itemsize <= 16))
 
 
 def _pin_ok(pin_memory: bool) -> bool:
@@ -319,7 +320,7 @@ class LaneLoader(torch.utils.data.IterableDataset):
         fix = "pass what LaneLoader.state_dict() returned for a loader built with the same call."
         if not isinstance(state, dict) or not {"epoch", "batch", "arrangement"} <= set(state):
             raise ParameterError(f"a LaneLoader state is a dict with 'epoch', 'batch' and 'arrangement', got "
-                                 f"{type(state).__name__}{' with keys ' + str(sorted(state)) if isinstance(state, dict) else ''}.",
+                                 f"{type(state).__name__}{_keys_of(state)}.",
                                  fix)
         epoch = check_int("the state's epoch", state["epoch"], 0)
         batch = check_int("the state's batch", state["batch"], 0)
@@ -728,7 +729,7 @@ class StateCarrier:
         fix = "pass what StateCarrier.state_dict() returned (e.g. from torch.load of the checkpoint)."
         if not isinstance(state, dict) or set(state) != {"batch_dim", "state"}:
             raise ParameterError(f"a StateCarrier state is a dict with 'batch_dim' and 'state', got "
-                                 f"{type(state).__name__}{' with keys ' + str(sorted(state)) if isinstance(state, dict) else ''}.",
+                                 f"{type(state).__name__}{_keys_of(state)}.",
                                  fix)
         if state["batch_dim"] != self.batch_dim:
             raise ParameterError(f"the state was saved with batch_dim={state['batch_dim']!r}, this carrier has "
@@ -873,6 +874,10 @@ class _ResumableBatches:
         if batch > n:
             raise ParameterError(f"the state's batch {batch} is beyond epoch {epoch}'s {n} batches.", fix)
         self._resume = batch
+
+
+def _keys_of(state: Any) -> str:
+    return f" with keys {sorted(map(str, state))}" if isinstance(state, dict) else ""
 
 
 def _same_identity(mine: dict, theirs: Any, what: str, fix: str) -> None:
@@ -1125,7 +1130,8 @@ def _check_items(items: Any) -> Sequence:
     for j, it in enumerate(items):
         if not isinstance(it, (tuple, list)) or len(it) != 3:
             raise ParameterError(f"item {j} of the batch is a {type(it).__name__}"
-                                 f"{f' of {len(it)} parts' if isinstance(it, (tuple, list)) else ''}, not (x, y, index).",
+                                 f"{f' of {len(it)} parts' if isinstance(it, (tuple, list)) else ''}, not (x, y, "
+                                 "index).",
                                  fix)
     return items
 
@@ -1164,7 +1170,7 @@ def _positions(idx: Any, n: int, what: str) -> np.ndarray:
     fix = f"pass a flat list of integer {what} indices 0 .. len(dataset) - 1."
     if isinstance(idx, torch.Tensor):
         idx = idx.detach().cpu().numpy()
-    if isinstance(idx, (str, bytes, dict, set, frozenset)) or not hasattr(idx, "__len__") and not hasattr(idx, "__iter__"):
+    if isinstance(idx, (str, bytes, dict, set, frozenset)) or not (hasattr(idx, "__len__") or hasattr(idx, "__iter__")):
         raise ParameterError(f"{what} indices must be a list of integers, got {type(idx).__name__}.", fix)
     try:
         idx = np.asarray(idx if isinstance(idx, (np.ndarray, list)) else list(idx))

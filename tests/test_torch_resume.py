@@ -195,8 +195,8 @@ def test_bucket_sampler_resumes_mid_epoch_through_a_dataloader():
         got = []
         for e in range(start, epochs):
             sampler.set_epoch(e)
-            got += [(e, b.indices.tolist()) for b in _drain(DataLoader(ds, batch_sampler=sampler, collate_fn=ds.collate),
-                                                            None if stop is None else stop - len(got))]
+            loader = DataLoader(ds, batch_sampler=sampler, collate_fn=ds.collate)
+            got += [(e, b.indices.tolist()) for b in _drain(loader, None if stop is None else stop - len(got))]
             if stop is not None and len(got) == stop:
                 return got
         return got

@@ -441,8 +441,11 @@ def bench_torch_lanes(quick):
 
     The stream has ``20 * q * 35 + 1`` tokens so that both give 20 lanes of q batches: statebatch's lanes hold
     ``q * 35`` input steps each, batchify's ``q * 35 - 1`` (its last chunk is one step short). batchify
-    slices time-major views of one tensor (no copy per batch); the LaneLoader gathers batch-first
-    ``(lanes, steps, 1)`` tensors with targets, weights and reset flags.
+    copies the stream once per epoch (``.t().contiguous()``) and slices time-major views of it; the
+    LaneLoader makes the epoch's batch-first ``(lanes, steps, 1)`` inputs, targets and weights once per pass
+    and serves every batch as views of them, with its reset flags. Both are timed from the token array
+    (the arrangement, which needs the lengths only, is built once, as a training script does); medians of
+    interleaved rounds, so that load from other work on the machine falls on both alike.
     """
     import torch
 
@@ -483,16 +486,75 @@ def bench_torch_lanes(quick):
     def statebatch_with_setup():
         return sum(1 for _ in sbt.LaneLoader(sb.arrange_stateful(tokens, T, B, remainder="drop")))
 
-    sb_s, (sb_steps, sb_batches) = timeit(statebatch_epoch)
-    peer_s, (peer_steps, peer_batches) = timeit(peer_epoch)
-    setup_s, _ = timeit(statebatch_with_setup)
-    prefetch_s, _ = timeit(lambda: sum(1 for _ in sbt.LaneLoader(arranged, prefetch=4)))
-    return record("torch_lanes", sb_s, "pytorch/examples word_language_model batchify + get_batch (views)", peer_s,
-                  None, tokens=n, lanes=B, timesteps=T, batches_statebatch=sb_batches, batches_batchify=peer_batches,
-                  steps_per_lane_statebatch=sb_steps, steps_per_lane_batchify=peer_steps,
-                  statebatch_including_arrange_s=setup_s, ratio_including_arrange=peer_s / setup_s,
-                  statebatch_prefetch4_s=prefetch_s, us_per_batch_statebatch=1e6 * sb_s / sb_batches,
-                  us_per_batch_batchify=1e6 * peer_s / peer_batches)
+    def statebatch_prefetch():  # batch by batch on a reader thread (the path for out-of-core data)
+        return sum(1 for _ in sbt.LaneLoader(arranged, prefetch=4))
+
+    sb_steps, sb_batches = statebatch_epoch()
+    peer_steps, peer_batches = peer_epoch()
+    t = median_times({"statebatch": statebatch_epoch, "peer": peer_epoch, "setup": statebatch_with_setup,
+                      "prefetch": statebatch_prefetch}, repeat=5 if quick else 9)
+    sb_s, peer_s = t["statebatch"], t["peer"]
+    return record("laneloader_vs_batchify", sb_s, "pytorch/examples word_language_model batchify + get_batch (views)",
+                  peer_s, None, tokens=n, lanes=B, timesteps=T, batches_statebatch=sb_batches,
+                  batches_batchify=peer_batches, steps_per_lane_statebatch=sb_steps, steps_per_lane_batchify=peer_steps,
+                  statebatch_including_arrange_s=t["setup"], ratio_including_arrange=peer_s / t["setup"],
+                  statebatch_prefetch4_s=t["prefetch"], us_per_batch_statebatch=1e6 * sb_s / sb_batches,
+                  us_per_batch_batchify=1e6 * peer_s / peer_batches, timing="median")
+
+
+def bench_torch_windows_dataloader(quick):
+    """Forecasting windows through ``torch.utils.data`` (issue 24's setting): 2,000 series x 500 steps x 4
+    features (400 series with --quick), T=48, one step ahead, batch 256, one shuffled epoch of tensors.
+
+    statebatch's own batches (``w.batches()`` as tensors) against the natural call ``DataLoader(WindowDataset(w),
+    batch_size=256, shuffle=True)`` (torch's RandomSampler hands out one index per window; ``__getitems__``
+    gathers the batch once and ``default_collate`` passes it on) and the batch-sampler form
+    ``DataLoader(WindowDataset(w), batch_sampler=WindowBatchSampler(w))`` (one index array per batch). The
+    peer column is the DataLoader's old path, measured here by hiding ``__getitems__``'s gathered batch: 256
+    per-window tuples stacked again by ``default_collate``. ``torch_sampler_only_s`` times torch's own
+    RandomSampler + BatchSampler alone (one Python int per window), the part of the natural call no dataset
+    can change. Medians of interleaved rounds.
+    """
+    import torch
+    from torch.utils.data import DataLoader, default_collate
+
+    from statebatch import torch as sbt
+
+    n_series = 400 if quick else 2000
+    rng = np.random.default_rng(0)
+    series = [rng.standard_normal((500, 4)).astype(np.float32) for _ in range(n_series)]
+    w = sb.make_windows(series, 48, targets=[s[:, :1] for s in series], batch_size=256, shuffle=True, seed=0)
+    ds = sbt.WindowDataset(w)
+
+    def own():
+        return sum(len(sbt.to_tensor(b[0])) + 0 * len(sbt.to_tensor(b[1])) for b in w.batches(0))
+
+    def natural():
+        return sum(len(x) for x, y in DataLoader(ds, batch_size=256, shuffle=True))
+
+    def batch_sampler():
+        return sum(len(x) for x, y in DataLoader(ds, batch_sampler=sbt.WindowBatchSampler(w)))
+
+    def per_window():  # the old path: items split out of the gathered batch, default_collate stacks them again
+        return sum(len(x) for x, y in DataLoader(ds, batch_size=256, shuffle=True,
+                                                  collate_fn=lambda items: default_collate([tuple(i) for i in items])))
+
+    def sampler_only():  # torch's part of the natural call: RandomSampler + BatchSampler, one Python int per window
+        from torch.utils.data import BatchSampler, RandomSampler
+
+        return sum(len(b) for b in BatchSampler(RandomSampler(range(len(ds))), 256, False))
+
+    n = own()
+    assert natural() == batch_sampler() == per_window() == sampler_only() == n
+    for (x, y), (X, Y) in zip(DataLoader(ds, batch_sampler=sbt.WindowBatchSampler(w)), w.batches(0)):
+        assert torch.equal(x, torch.from_numpy(X)) and torch.equal(y, torch.from_numpy(Y))
+    t = median_times({"own": own, "natural": natural, "batch_sampler": batch_sampler, "per_window": per_window,
+                      "sampler_only": sampler_only}, repeat=3 if quick else 5)
+    return record("torch_windows_dataloader", t["natural"], "the same DataLoader stacking per-window tuples",
+                  t["per_window"], None, series=n_series, windows=n, timesteps=48, batch=256,
+                  own_batches_s=t["own"], batch_sampler_s=t["batch_sampler"], torch_sampler_only_s=t["sampler_only"],
+                  natural_vs_own=t["natural"] / t["own"], batch_sampler_vs_own=t["batch_sampler"] / t["own"],
+                  per_window_vs_own=t["per_window"] / t["own"], timing="median")
 
 
 def _hf_length_grouped_indices(lengths, batch_size, generator):
@@ -711,7 +773,8 @@ WORKLOADS = {
     "bucket_mixing": bench_bucket_mixing,
     "out_of_core": bench_out_of_core,
     "plan_from_lengths": bench_plan_from_lengths,
-    "torch_lanes": bench_torch_lanes,
+    "laneloader_vs_batchify": bench_torch_lanes,
+    "torch_windows_dataloader": bench_torch_windows_dataloader,
     "torch_bucketing": bench_torch_bucketing,
     "state_store_step": bench_state_store,
 }

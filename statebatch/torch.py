@@ -26,6 +26,8 @@ user's data.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import numbers
 import queue
 import threading
 import warnings
@@ -36,8 +38,8 @@ import torch
 
 from ._args import check_bool, check_int, resolve_seed
 from .bucketing import Bucketing
-from .errors import (BatchIndexError, BatchSizeError, LengthMismatchError, ParameterError, ShapeError, ShuffleError,
-                     StatebatchWarning)
+from .errors import (BatchIndexError, BatchSizeError, DTypeError, LengthMismatchError, ParameterError, ShapeError,
+                     ShuffleError, StatebatchWarning)
 from .plans.base import check_lengths
 from .plans.buckets import BucketPlan, bucket_boundaries, plan_buckets
 from .schedule import LaneSchedule, ValidationSchedule
@@ -45,19 +47,45 @@ from .stateful import Arranged
 from .windows import Windows
 
 __all__ = ["LaneLoader", "LaneBatch", "StateCarrier", "carry", "detach_state", "BucketBatchSampler",
-           "SequenceDataset", "SequenceItem", "PaddedBatch", "pad_collate", "WindowDataset", "to_tensor",
-           "even_batches"]
+           "SequenceDataset", "SequenceItem", "PaddedBatch", "pad_collate", "WindowDataset", "WindowBatchSampler",
+           "to_tensor", "even_batches"]
 
 
 # --------------------------------------------------------------------------- arrays -> tensors
-def to_tensor(a: np.ndarray) -> torch.Tensor:
+def to_tensor(a: Any) -> torch.Tensor:
     """A numpy array as a CPU tensor: shared when it is writable (statebatch made it for this batch),
     copied when it is read-only (a view of the user's data or of a cached epoch), so that
-    ``torch.from_numpy`` does not warn and in-place tensor ops never reach the user's data."""
-    a = np.asarray(a)
+    ``torch.from_numpy`` does not warn and in-place tensor ops never reach the user's data.
+
+    A tensor is returned as it is. Anything else is read with ``np.asarray``; dtypes torch has no
+    tensor type for (object, strings, datetimes, ``longdouble``) and ragged lists raise
+    :class:`~statebatch.DTypeError`.
+    """
+    if isinstance(a, torch.Tensor):
+        return a
+    a = _as_array(a, "to_tensor's input")
     if not a.flags.writeable or not (a.flags.c_contiguous or a.flags.f_contiguous) or a.dtype.byteorder == ">":
         a = np.array(a, dtype=a.dtype.newbyteorder("=") if a.dtype.byteorder == ">" else a.dtype, order="C")
     return torch.from_numpy(a)
+
+
+def _as_array(a: Any, what: str) -> np.ndarray:
+    """``np.asarray(a)`` of a dtype torch can hold, else a DTypeError that says what to pass."""
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as e:  # ragged nested lists, objects numpy cannot read
+        raise DTypeError(f"{what} is not an array ({type(a).__name__}: {e}).",
+                         "pass a numpy array (or list of numbers) of one shape, or a torch tensor.") from None
+    if not _torch_dtype_ok(arr.dtype):
+        raise DTypeError(f"{what} has dtype {arr.dtype}, which torch has no tensor type for.",
+                         "convert it to numbers first, e.g. np.asarray(a, dtype=np.float32) (strings: encode them "
+                         "as integer codes).")
+    return arr
+
+
+def _torch_dtype_ok(dtype: np.dtype) -> bool:
+    return (dtype.kind in "biu" or (dtype.kind == "f" and dtype.itemsize <= 8)
+            or (dtype.kind == "c" and dtype.itemsize <= 16))
 
 
 def _pin_ok(pin_memory: bool) -> bool:
@@ -72,13 +100,33 @@ def _pin_ok(pin_memory: bool) -> bool:
 
 
 def _check_device(device: Any) -> torch.device | None:
+    """A device tensors can be moved to on this machine, checked now rather than at the first batch."""
     if device is None:
         return None
+    fix = "pass device='cpu', or a device this machine has (torch.cuda.is_available(), torch.cuda.device_count())."
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device, numbers.Integral)):
+        raise ParameterError(f"device={device!r} ({type(device).__name__}) is not a torch device.", fix)
     try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as e:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
         raise ParameterError(f"device={device!r} is not a torch device ({e}).",
                              "pass e.g. device='cpu', 'cuda' or torch.device('cuda:0').") from None
+    if dev.type == "meta":  # meta tensors hold no values: every batch would silently be lost
+        raise ParameterError("device='meta' holds no data: every batch would arrive without its values.", fix)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError(f"device={device!r} but no CUDA device is available (torch.cuda.is_available() is "
+                                 "False: no GPU, or torch built without CUDA).", fix)
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ParameterError(f"device={device!r} but this machine has {count} CUDA device(s), "
+                                 f"cuda:0..cuda:{count - 1}.", fix)
+    try:  # other accelerators (mps, xpu, ...): one tiny move says whether it works here
+        torch.zeros(1).to(dev)
+    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError or AssertionError depending on the backend
+        raise ParameterError(f"device={device!r} cannot be used on this machine ({type(e).__name__}: {e}).",
+                             fix) from None
+    return dev
 
 
 # --------------------------------------------------------------------------- lanes
@@ -126,6 +174,56 @@ class _ResetRecorder:
 
 
 _END = object()
+
+def _one_series_epoch(a: Arranged, plan: Any) -> tuple[np.ndarray, ...] | None:
+    """One in-memory series in evenly spaced lanes of full chunks (word_language_model's ``batchify`` layout):
+    the epoch's inputs (and per-step targets) in batch order as one strided copy of the series each, which
+    is what :meth:`Arranged._materialise_epoch` gathers chunk by chunk. ``None`` when the plan is not that."""
+    src = a._ss.source
+    if a._ss.n_series != 1 or src.array is None or a._fixed is not None or a.weight_from is not None:
+        return None
+    n, b, t = plan.n_batches, plan.batch_size, plan.timesteps
+    step, valid = plan.step, plan.valid
+    if not n or (plan.series != 0).any() or (valid != t).any():
+        return None
+    lane = int(step[0, 1] - step[0, 0]) if b > 1 else n * t
+    if not ((step - step[0][None, :]) == (np.arange(n) * t)[:, None]).all() or \
+            not (np.diff(step[0]) == lane).all() or lane < n * t:
+        return None  # chunks do not follow each other in every lane, or the lanes are not evenly spaced
+
+    def epoch_of(arr: np.ndarray, first: int) -> np.ndarray | None:
+        last = first + (b - 1) * lane + n * t  # one past the last row read
+        if first < 0 or last > len(arr):
+            return None
+        rs = arr.strides[0]
+        view = np.lib.stride_tricks.as_strided(arr[first:], (n, b, t) + arr.shape[1:],
+                                               (t * rs, lane * rs, rs) + arr.strides[1:], writeable=False)
+        return view.reshape((n * b, t) + arr.shape[1:])  # the copy, in batch order
+
+    x = epoch_of(src.array, int(step[0, 0]))
+    if x is None:
+        return None
+    if a._ysource is None:
+        return (x,)
+    if not a.return_sequences or a._ysource.array is None:
+        return None
+    y = epoch_of(a._ysource.array, int(step[0, 0]) + a._yshift)
+    if y is None:
+        return None
+    return x, y, np.ones((n * b, t), dtype=np.float32)
+
+
+class _EpochResets(NamedTuple):
+    """One epoch's resets as the schedule reads them (``statebatch.schedule.resets_of``)."""
+
+    resets: np.ndarray
+    batch_size: int
+    continues: bool
+
+
+# An in-memory epoch of fixed-length batches up to this size (inputs and targets) is made into tensors once per
+# pass and every batch served as a view of them (as word_language_model's batchify does), instead of a copy per batch.
+_VIEW_EPOCH_BYTES = 256 << 20
 
 
 class LaneLoader(torch.utils.data.IterableDataset):
@@ -185,6 +283,8 @@ class LaneLoader(torch.utils.data.IterableDataset):
         self.prefetch = check_int("prefetch", prefetch, 0)
         self.device = _check_device(device)
         self.batch_size = arranged.batch_size
+        self._resume = 0  # the batch the next pass starts at (load_state_dict sets it; 0 otherwise)
+        self._pos: list[int] | None = None  # [epoch, batches served] while a pass is under way
 
     # -- the protocol
     def __len__(self) -> int:
@@ -195,30 +295,126 @@ class LaneLoader(torch.utils.data.IterableDataset):
         return self.arranged.epoch
 
     def set_epoch(self, epoch: int) -> None:
-        """Serve ``epoch``'s plan next (the ``DistributedSampler`` convention; iterating also moves on)."""
+        """Serve ``epoch``'s plan next (the ``DistributedSampler`` convention; iterating also moves on). After
+        :meth:`load_state_dict`, setting the loaded epoch again keeps the resume point."""
+        epoch = check_int("epoch", epoch, 0)
+        if epoch != self.arranged.epoch:
+            self._resume = 0
         self.arranged.set_epoch(epoch)
+        self._pos = None
+
+    # -- checkpoints (the torchdata StatefulDataLoader convention)
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader stands: ``{"epoch", "batch", ...}``, ``batch`` = batches of ``epoch`` already
+        served. An epoch's plan (packing, jitter, resets) is a pure function of the arrangement's seed
+        and the epoch, so the epoch and the batch determine everything the loader serves after them;
+        the rest of the dict identifies the arrangement, so that a state is not loaded into another one.
+        Save it with the model's, the optimizer's and :meth:`StateCarrier.state_dict` after a batch."""
+        epoch, batch = self._pos if self._pos is not None else (self.arranged.epoch, self._resume)
+        return {"epoch": int(epoch), "batch": int(batch), "validation": self.validation,
+                "reset_on_epoch_begin": self.reset_on_epoch_begin, "arrangement": self._identity()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`: the next pass serves the rest of the saved epoch, exactly (the
+        same batches and resets as an uninterrupted run), then the following epochs as usual."""
+        fix = "pass what LaneLoader.state_dict() returned for a loader built with the same call."
+        if not isinstance(state, dict) or not {"epoch", "batch", "arrangement"} <= set(state):
+            raise ParameterError(f"a LaneLoader state is a dict with 'epoch', 'batch' and 'arrangement', got "
+                                 f"{type(state).__name__}{_keys_of(state)}.",
+                                 fix)
+        epoch = check_int("the state's epoch", state["epoch"], 0)
+        batch = check_int("the state's batch", state["batch"], 0)
+        _same_identity(self._identity(), state["arrangement"], "arrangement",
+                       "arrange the same data with the same arrange_stateful(...) call (seed included) before loading.")
+        for key, value in (("validation", self.validation), ("reset_on_epoch_begin", self.reset_on_epoch_begin)):
+            if key in state and state[key] != value:
+                raise ParameterError(f"the state was saved by a loader with {key}={state[key]!r}, this one has "
+                                     f"{key}={value!r}: the resets after it would differ.", fix)
+        n = self.arranged.plan(epoch).n_batches
+        if batch > n:
+            raise ParameterError(f"the state's batch {batch} is beyond epoch {epoch}'s {n} batches.", fix)
+        self.arranged.set_epoch(epoch)
+        self._resume, self._pos = batch, None
+
+    def _identity(self) -> dict[str, Any]:
+        """What fixes every epoch's plan besides the epoch: the arrangement's parameters and data sizes."""
+        a = self.arranged
+        lengths = np.asarray(a.series_lengths, dtype=np.int64)
+        return {"batch_size": int(a.batch_size), "timesteps": int(a.timesteps), "seed": int(a.seed),
+                "shuffle": bool(a.shuffle), "jitter": int(a.jitter), "horizon": int(a.horizon),
+                "remainder": str(a.remainder), "return_sequences": bool(a.return_sequences),
+                "n_series": int(len(lengths)), "steps": int(lengths.sum()),
+                "lengths_crc32": _crc(lengths), "n_features": int(a.n_features),
+                "has_targets": bool(a.has_targets), "first_batch": int(a.first_batch)}
 
     @property
     def continues(self) -> bool:
         return bool(self.arranged.continues)
 
-    def _plan_resets(self, epoch: int) -> Iterator[tuple[int, np.ndarray]]:
-        """``(k, reset mask)`` for every batch of ``epoch``, as the schedule decides."""
+    def _plan_resets(self, epoch: int, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """``(k, reset mask)`` for every batch ``k >= start`` of ``epoch``, as the schedule decides (the batches
+        before ``start`` run through the schedule too, so a resumed pass gets the same masks)."""
+        masks = self._reset_masks(epoch)
+        for k in range(start, len(masks)):
+            yield k, masks[k]
+
+    def _reset_masks(self, epoch: int) -> np.ndarray:
+        """The reset mask of every batch of ``epoch``, ``(n_batches, batch_size)`` bool, as the schedule decides.
+
+        The schedule runs the start of the epoch and batch 0 (full reset or not, validation or training);
+        after batch 0 it zeroes exactly the lanes ``resets[k]`` of the plan (``LaneSchedule.rows_before``),
+        so those rows are the plan's, taken in one copy rather than one schedule call per batch."""
         rec = _ResetRecorder(self.batch_size)
-        n = self.arranged.plan(epoch).n_batches
+        plan = self.arranged.plan(epoch)
+        view = _EpochResets(plan.resets, self.batch_size, self.continues)  # the schedule reads this epoch's plan
+        masks = np.array(plan.resets, dtype=bool)
+        if not plan.n_batches:
+            return masks
         if self.validation:
-            sched = ValidationSchedule(self.arranged)
+            sched = ValidationSchedule(view)
             sched.begin(rec)
-            for k in range(n):
-                sched.batch_begin(rec, k)
-                yield k, rec.take()
+            sched.batch_begin(rec, 0)
+            masks[0] = rec.take()
             sched.end(rec)
         else:
-            sched = LaneSchedule(self.arranged, reset_on_epoch_begin=self.reset_on_epoch_begin)
+            sched = LaneSchedule(view, reset_on_epoch_begin=self.reset_on_epoch_begin)
             sched.epoch_begin(rec, epoch)
-            for k in range(n):
-                sched.batch_begin(rec, k)
-                yield k, rec.take()
+            sched.batch_begin(rec, 0)
+            masks[0] = rec.take()
+        return masks
+
+    def _epoch_tensors(self, epoch: int) -> tuple[torch.Tensor, ...] | None:
+        """The whole epoch as tensors ``(x, y, weight)`` in batch order (batch ``k`` = rows ``k*B:(k+1)*B``), so
+        that every batch is a view: in-memory data, batches of one length, at most ``_VIEW_EPOCH_BYTES``.
+        The tensors are this pass's own (made for it, or copied from a read-only cached epoch), so a batch
+        changed in place never reaches the user's data or a later epoch. ``None``: batch by batch instead."""
+        a = self.arranged
+        plan = a.plan(epoch)
+        if plan.batch_steps is not None or a._reader("x", a._ss.source) is not None or not plan.n_batches:
+            return None
+        rows = plan.n_batches * plan.batch_size
+        per_row = plan.timesteps * a.n_features * a._ss.source.dtype.itemsize
+        if rows * per_row * (2 if a.has_targets else 1) > _VIEW_EPOCH_BYTES:
+            return None
+        cached = a._cache.get(a._cache_key(plan))
+        if cached is not None:
+            arrays = cached
+        else:  # this pass's own arrays (writable: handed to torch without another copy)
+            arrays = _one_series_epoch(a, plan)
+            if arrays is None:
+                arrays = a._finite(a._held_out(plan, a._materialise_epoch(plan), None), -1)
+        a._served = plan.epoch
+        tensors = tuple(to_tensor(x) for x in arrays)
+        if len(tensors) == 1:  # no targets: the weights still say which steps are real
+            valid = plan.valid.reshape(-1)
+            if a.return_sequences:
+                w = (np.arange(plan.timesteps)[None, :] < valid[:, None]).astype(np.float32)
+            else:
+                w = (valid == plan.timesteps).astype(np.float32)
+            tensors = (tensors[0], None, torch.from_numpy(w))
+        if self.pin_memory:
+            tensors = tuple(None if t is None else t.pin_memory() for t in tensors)
+        return tensors
 
     def _make(self, k: int, epoch: int, reset: np.ndarray) -> LaneBatch:
         arrays = self.arranged.batch(k, epoch)
@@ -233,7 +429,7 @@ class LaneLoader(torch.utils.data.IterableDataset):
             else:
                 w = torch.from_numpy((valid == plan.batch_length(k)).astype(np.float32))
             y = None
-        r = torch.from_numpy(reset.copy())
+        r = torch.from_numpy(reset)  # a row of this pass's own masks
         if self.pin_memory:
             x, w, r = x.pin_memory(), w.pin_memory(), r.pin_memory()
             y = None if y is None else y.pin_memory()
@@ -253,15 +449,34 @@ class LaneLoader(torch.utils.data.IterableDataset):
                 "repacked.", "iterate the LaneLoader directly (prefetch=n reads ahead on a thread), or use "
                 "DataLoader(loader, batch_size=None) with num_workers=0.")
         epoch = self.arranged.epoch
+        start, self._resume = self._resume, 0
         self.arranged.plan(epoch)  # plan errors surface here, in the caller's thread
+        self._pos = pos = [epoch, start]
         if self.prefetch:
-            yield from self._prefetched(epoch)
+            for b in self._prefetched(epoch, start):
+                pos[1] += 1  # counted as handed over: state_dict() after this batch resumes at the next one
+                yield b
         else:
-            for k, reset in self._plan_resets(epoch):
-                yield self._to_device(self._make(k, epoch, reset))
+            n = self.arranged.plan(epoch).n_batches
+            whole = self._epoch_tensors(epoch) if start < n else None
+            if whole is None:
+                for k, reset in self._plan_resets(epoch, start):
+                    b = self._make(k, epoch, reset)
+                    pos[1] += 1
+                    yield self._to_device(b)
+            else:  # views of this pass's own epoch tensors, split by one unbind each: no copy per batch
+                r = torch.from_numpy(self._reset_masks(epoch))
+                parts = [(None,) * n if t is None else t.view((n, self.batch_size) + tuple(t.shape[1:])).unbind(0)
+                         for t in whole] + [(r.pin_memory() if self.pin_memory else r).unbind(0)]
+                make, move = LaneBatch._make, self.device is not None
+                for b in itertools.islice(zip(*parts), start, None):
+                    pos[1] += 1
+                    yield self._to_device(make(b)) if move else make(b)
+        if self._pos is pos:
+            self._pos = None
         self.arranged.set_epoch(epoch + 1)
 
-    def _prefetched(self, epoch: int) -> Iterator[LaneBatch]:
+    def _prefetched(self, epoch: int, start: int = 0) -> Iterator[LaneBatch]:
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 
@@ -276,7 +491,7 @@ class LaneLoader(torch.utils.data.IterableDataset):
 
         def produce():  # one thread, batches in order: a FIFO queue cannot reorder them
             try:
-                for k, reset in self._plan_resets(epoch):
+                for k, reset in self._plan_resets(epoch, start):
                     if not put(self._make(k, epoch, reset)):
                         return
                 put(_END)
@@ -319,17 +534,79 @@ def _map_state(state: Any, fn) -> Any:
                          "tuples, lists or dicts.", "pass the state the model returned (e.g. h, or (h, c)).")
 
 
+def _checked_state(state: Any, batch_dim: int, what: str) -> Any:
+    """A (nested) state whose tensors all have one lane count on ``batch_dim``; errors name ``what``."""
+    lanes: set[int] = set()
+
+    def one(t: torch.Tensor) -> torch.Tensor:
+        if t.ndim == 0 or not -t.ndim <= batch_dim < t.ndim:
+            raise ShapeError(f"{what} holds a tensor of shape {tuple(t.shape)} with no axis {batch_dim} for lanes.",
+                             "pass batch_dim=1 for nn.RNN/GRU/LSTM states, 0 for (batch, hidden) cell states.")
+        lanes.add(int(t.shape[batch_dim]))
+        return t
+
+    _map_state(state, one)
+    if len(lanes) > 1:
+        raise BatchSizeError(f"{what} holds tensors with different lane counts {sorted(lanes)} on axis {batch_dim}.",
+                             "every tensor of a recurrent state needs one row per lane; pass the state the model "
+                             "returned.")
+    return state
+
+
 def detach_state(state: Any) -> Any:
     """The state cut from the graph of the batches before it (``repackage_hidden``), nested or not."""
     return _map_state(state, lambda t: t.detach())
 
 
 def _reset_mask(reset: Any) -> torch.Tensor:
-    r = reset if isinstance(reset, torch.Tensor) else torch.as_tensor(np.asarray(reset))
+    """``reset`` as a 1-D bool tensor (one flag per lane), else a ParameterError saying what to pass."""
+    fix = "pass the reset tensor the LaneLoader yields with each batch (a 1-D bool mask, one flag per lane)."
+    if isinstance(reset, torch.Tensor):
+        r = reset
+    else:
+        try:
+            arr = np.asarray(reset)
+        except (ValueError, TypeError) as e:
+            raise ParameterError(f"reset is not a mask ({type(reset).__name__}: {e}).", fix) from None
+        if arr.dtype != bool:
+            raise ParameterError(f"reset must be a 1-D boolean mask with one flag per lane, got dtype {arr.dtype} and "
+                                 f"shape {arr.shape}.", fix + " For lane indices use StateCarrier.zero(rows).")
+        r = torch.from_numpy(np.array(arr, dtype=bool))
     if r.ndim != 1 or r.dtype != torch.bool:
         raise ParameterError(f"reset must be a 1-D boolean mask with one flag per lane, got dtype {r.dtype} and shape "
-                             f"{tuple(r.shape)}.", "pass the reset tensor the LaneLoader yields with each batch.")
+                             f"{tuple(r.shape)}.", fix)
     return r
+
+
+def _check_rows(rows: Any, lanes: int | None) -> np.ndarray | None:
+    """Lane indices for :meth:`StateCarrier.zero`: ``None`` (every lane), or integers in ``0 .. lanes - 1``.
+
+    Negative indices are refused rather than counted from the end: a lane is a position in the batch,
+    and ``-1`` is far more often an off-by-one than "the last lane". Bools and floats are refused too
+    (a mask or a float index would silently pick other lanes)."""
+    if rows is None:
+        return None
+    fix = "pass lane indices 0 .. batch_size - 1 (e.g. rows=[0, 3]), or rows=None for every lane; for a bool mask " \
+          "use np.flatnonzero(mask)."
+    if isinstance(rows, torch.Tensor):
+        rows = rows.detach().cpu().numpy()
+    if isinstance(rows, (str, bytes, dict, set, frozenset)):
+        raise ParameterError(f"rows must be lane indices, got a {type(rows).__name__}.", fix)
+    try:
+        arr = np.asarray(rows)
+    except (ValueError, TypeError) as e:
+        raise ParameterError(f"rows must be lane indices, got {type(rows).__name__} ({e}).", fix) from None
+    if arr.size and (arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer)):
+        raise ParameterError(f"rows must be integer lane indices, got dtype {arr.dtype}.", fix)
+    if arr.ndim > 1:
+        raise ParameterError(f"rows must be a flat list of lane indices, got shape {arr.shape}.", fix)
+    arr = arr.astype(np.int64).reshape(-1)
+    if arr.size and arr.min() < 0:
+        raise ParameterError(f"rows {arr[arr < 0][:5].tolist()} are negative: lanes count from 0.", fix)
+    if lanes is not None and arr.size and arr.max() >= lanes:
+        raise BatchIndexError(f"rows {arr[arr >= lanes][:5].tolist()} are outside 0..{lanes - 1} (the state has "
+                              f"{lanes} lanes).", fix)
+    return arr
 
 
 def carry(state: Any, reset: Any, *, batch_dim: int = 1) -> Any:
@@ -412,15 +689,17 @@ class StateCarrier:
 
     def update(self, state: Any) -> None:
         """Keep the state the model returned for the next batch (detached: the graph is not kept)."""
-        self.state = detach_state(state)
+        self.state = detach_state(_checked_state(state, self.batch_dim, "the state given to update()"))
 
     # -- StateHandle
-    def zero(self, rows: np.ndarray | None = None) -> None:
+    def zero(self, rows: Any = None) -> None:
+        """Zero the state of lanes ``rows`` (integers ``0 .. batch_size - 1``; ``None``: every lane)."""
+        rows = _check_rows(rows, None if self.state is None else self._lanes())
         if rows is None or self.state is None:
             self.state = None
             return
         mask = np.zeros(self._lanes(), dtype=bool)
-        mask[np.asarray(rows, dtype=np.int64)] = True
+        mask[rows] = True
         self.state = carry(self.state, mask, batch_dim=self.batch_dim)
 
     def _lanes(self) -> int:
@@ -433,7 +712,31 @@ class StateCarrier:
         return ("state", _map_state(self.state, lambda t: t.detach().clone()))
 
     def restore(self, snapshot: tuple) -> None:
-        self.state = snapshot[1]
+        if not (isinstance(snapshot, tuple) and len(snapshot) == 2 and snapshot[0] == "state"):
+            raise ParameterError(f"restore() takes what snapshot() returned, got {type(snapshot).__name__}.",
+                                 "pass carrier.snapshot()'s value; to load a checkpoint use load_state_dict().")
+        self.state = _checked_state(snapshot[1], self.batch_dim, "the snapshot")
+
+    # -- checkpoints (the torchdata StatefulDataLoader convention)
+    def state_dict(self) -> dict[str, Any]:
+        """``{"batch_dim", "state"}``: the lane states (cloned tensors, nested as the model returned them;
+        ``None`` = every lane at zero). With :meth:`LaneLoader.state_dict` this is all the reset logic
+        needs: the loader's next reset mask is a function of its epoch and batch, applied to this state."""
+        return {"batch_dim": self.batch_dim, "state": _map_state(self.state, lambda t: t.detach().clone())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back a :meth:`state_dict` (checked: tensors only, one lane count, the same ``batch_dim``)."""
+        fix = "pass what StateCarrier.state_dict() returned (e.g. from torch.load of the checkpoint)."
+        if not isinstance(state, dict) or set(state) != {"batch_dim", "state"}:
+            raise ParameterError(f"a StateCarrier state is a dict with 'batch_dim' and 'state', got "
+                                 f"{type(state).__name__}{_keys_of(state)}.",
+                                 fix)
+        if state["batch_dim"] != self.batch_dim:
+            raise ParameterError(f"the state was saved with batch_dim={state['batch_dim']!r}, this carrier has "
+                                 f"batch_dim={self.batch_dim}.", f"build the carrier with StateCarrier(batch_dim="
+                                 f"{state['batch_dim']!r}) as the saved run did.")
+        checked = _checked_state(state["state"], self.batch_dim, "the loaded state")
+        self.state = _map_state(checked, lambda t: t.detach().clone())
 
     @contextlib.contextmanager
     def validation(self, data: Any = None):
@@ -481,6 +784,10 @@ def even_batches(plan: BucketPlan, num_replicas: int) -> list[np.ndarray]:
     multiple below instead, so such a batch may exceed ``batch_size``. Raises when there are fewer
     sequences than replicas.
     """
+    if not isinstance(plan, BucketPlan):
+        raise ParameterError(f"even_batches needs a bucket plan, got {type(plan).__name__}.",
+                             "pass statebatch.plan_buckets(...) or bucketing.plan(epoch).")
+    num_replicas = check_int("num_replicas", num_replicas, 1)
     batches = [np.asarray(b, dtype=np.int64) for b in plan.batches]
     n_seq = sum(len(b) for b in batches)
     if n_seq < num_replicas:
@@ -511,7 +818,85 @@ def _distributed() -> tuple[int, int] | None:
     return None
 
 
-class BucketBatchSampler(torch.utils.data.Sampler):
+class _ResumableBatches:
+    """Epoch and position of a batch sampler, for ``state_dict``/``load_state_dict`` (the torchdata
+    ``StatefulDataLoader`` convention). The batches of an epoch are a pure function of the sampler's data,
+    options, seed and the epoch, so ``(epoch, batches handed out)`` is the whole state; ``_identity()``
+    describes the rest, so that a state is not loaded into a sampler that would plan other batches."""
+
+    epoch: int = 0
+    _resume: int = 0
+    _pos: list | None = None
+
+    def _identity(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _epoch_batches(self) -> list:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        """Serve ``epoch``'s batches (reshuffled) from now on. After :meth:`load_state_dict`, setting the
+        loaded epoch again keeps the resume point (a resumed loop calls ``set_epoch`` at its top)."""
+        epoch = check_int("epoch", epoch, 0)
+        if epoch != self.epoch:
+            self._resume = 0
+        self.epoch, self._pos = epoch, None
+
+    def _served(self, batches: list, convert) -> Iterator:
+        start, self._resume = self._resume, 0
+        self._pos = pos = [self.epoch, start]
+        for b in batches[start:]:
+            pos[1] += 1  # counted as handed over: a state taken after this batch resumes at the next one
+            yield convert(b)
+        if self._pos is pos:
+            self._pos = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"epoch", "batch", "sampler"}``: ``batch`` = batches of ``epoch`` handed out so far. Exact when the
+        ``DataLoader`` fetches in the training process (``num_workers=0``): worker processes ask for batches
+        ahead of the ones the loop has received."""
+        epoch, batch = self._pos if self._pos is not None else (self.epoch, self._resume)
+        return {"epoch": int(epoch), "batch": int(batch), "sampler": self._identity()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state_dict`: the next pass serves the rest of the saved epoch, exactly."""
+        name = type(self).__name__
+        fix = f"pass what {name}.state_dict() returned for a sampler built with the same call."
+        if not isinstance(state, dict) or not {"epoch", "batch", "sampler"} <= set(state):
+            raise ParameterError(f"a {name} state is a dict with 'epoch', 'batch' and 'sampler', got "
+                                 f"{type(state).__name__}.", fix)
+        epoch = check_int("the state's epoch", state["epoch"], 0)
+        batch = check_int("the state's batch", state["batch"], 0)
+        _same_identity(self._identity(), state["sampler"], "sampler",
+                       "build the sampler from the same data and options (seed included) before loading.")
+        self.epoch, self._pos = epoch, None
+        n = len(self._epoch_batches())
+        if batch > n:
+            raise ParameterError(f"the state's batch {batch} is beyond epoch {epoch}'s {n} batches.", fix)
+        self._resume = batch
+
+
+def _keys_of(state: Any) -> str:
+    return f" with keys {sorted(map(str, state))}" if isinstance(state, dict) else ""
+
+
+def _same_identity(mine: dict, theirs: Any, what: str, fix: str) -> None:
+    if isinstance(theirs, dict) and theirs == mine:
+        return
+    keys = sorted(k for k in set(mine) | set(theirs if isinstance(theirs, dict) else {})
+                  if not isinstance(theirs, dict) or mine.get(k) != theirs.get(k))
+    raise ParameterError(f"the state was saved for another {what} (differs in {', '.join(keys)}): the batches after "
+                         "it would not be the ones the saved run was to see.", fix)
+
+
+def _crc(a: Any) -> int:
+    """A checksum of integer data that is the same in every process (unlike ``hash()``)."""
+    import zlib
+
+    return int(zlib.crc32(np.ascontiguousarray(np.asarray(a, dtype=np.int64)).tobytes()))
+
+
+class BucketBatchSampler(_ResumableBatches, torch.utils.data.Sampler):
     """Bucketed batches of sequence indices for ``DataLoader(dataset, batch_sampler=..., collate_fn=...)``.
 
     The batches are those of statebatch's bucket plan (sequences of similar length, reshuffled per
@@ -603,18 +988,25 @@ class BucketBatchSampler(torch.utils.data.Sampler):
                 "so sequences would repeat on some ranks and be missed on others.",
                 "build the sampler (or the Bucketing) with the same data, options and an explicit seed on every rank.")
 
-    def set_epoch(self, epoch: int) -> None:
-        """Serve ``epoch``'s batches (reshuffled) from now on."""
-        self.epoch = check_int("epoch", epoch, 0)
-
     def batches(self, epoch: int | None = None) -> list[np.ndarray]:
         """This rank's batches of ``epoch`` (default: the current one), as index arrays."""
         epoch = self.epoch if epoch is None else check_int("epoch", epoch, 0)
         return even_batches(self._plan_of(epoch), self.num_replicas)[self.rank::self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
-        for b in self.batches():
-            yield b.tolist()
+        return self._served(self.batches(), lambda b: b.tolist())
+
+    _epoch_batches = batches
+
+    def _identity(self) -> dict[str, Any]:
+        kwargs = {} if self.bucketing is not None else {k: repr(v) for k, v in sorted(self._kwargs.items())}
+        return {"n_sequences": int(len(self.lengths)), "lengths_crc32": _crc(self.lengths),
+                "batch_size": int(self.batch_size), "seed": int(self.seed), "num_replicas": self.num_replicas,
+                "rank": self.rank, "options": kwargs if self.bucketing is None else {
+                    k: repr(np.asarray(v).tolist() if isinstance(v, np.ndarray) else v)
+                    for k, v in ((k, getattr(self.bucketing, k, None)) for k in (
+                        "mode", "bin_width", "boundaries", "pool_batches", "shuffle", "token_budget", "remainder",
+                        "pad_to"))}}
 
     def __len__(self) -> int:
         return len(self.batches())
@@ -680,16 +1072,23 @@ def pad_collate(items: Sequence[Any], *, padding: str = "post", pad_value: float
         ``y`` holds one target per step (padded like ``x``, with ``weight``); else one per sequence
         (stacked). :attr:`SequenceDataset.collate` sets it from the bucketing.
     """
-    if padding not in ("post", "pre"):
+    if not isinstance(padding, str) or padding not in ("post", "pre"):
         raise ParameterError(f"padding={padding!r} is not 'post' or 'pre'.", "pass padding='post' or 'pre'.")
+    if isinstance(pad_value, bool) or not isinstance(pad_value, (numbers.Real, np.integer, np.floating)):
+        raise ParameterError(f"pad_value must be a number, got {pad_value!r} ({type(pad_value).__name__}).",
+                             "pass e.g. pad_value=0.0.")
+    per_step = check_bool("per_step", per_step)
     gathered = getattr(items, "gathered", None)
     if gathered is not None and gathered[1:] == (padding, pad_value, per_step):
         return gathered[0]  # SequenceDataset.__getitems__ already padded the batch in one gather
-    if not len(items):
-        raise ParameterError("pad_collate got an empty batch.", "give it at least one sequence.")
-    xs = [it[0] if isinstance(it[0], torch.Tensor) else to_tensor(np.asarray(it[0])) for it in items]
+    items = _check_items(items)
+    xs = [to_tensor(it[0]) if not isinstance(it[0], torch.Tensor) else it[0] for it in items]
     if any(x.ndim == 0 for x in xs):
         raise ShapeError("a sequence is a scalar.", "pass sequences of shape (length, features).")
+    _check_alike(xs, "sequences", "x")
+    if not xs[0].is_floating_point() and not xs[0].is_complex() and float(pad_value) != int(pad_value):
+        raise ParameterError(f"pad_value={pad_value!r} does not fit the sequences' dtype {xs[0].dtype}.",
+                             "pass an integer pad_value for integer sequences (e.g. token id 0).")
     lengths = torch.tensor([x.shape[0] for x in xs], dtype=torch.int64)
     longest = int(lengths.max())
     x = _pad(xs, longest, padding, pad_value)
@@ -701,7 +1100,10 @@ def pad_collate(items: Sequence[Any], *, padding: str = "post", pad_value: float
         if any(v is None for v in ys):
             raise LengthMismatchError("some sequences of the batch have targets and some do not.",
                                       "give every sequence a target, or none.")
-        ys = [v if isinstance(v, torch.Tensor) else to_tensor(np.asarray(v)) for v in ys]
+        ys = [v if isinstance(v, torch.Tensor) else to_tensor(v) for v in ys]
+        if len({v.dtype for v in ys}) > 1:
+            raise DTypeError(f"targets of the batch differ in dtype ({sorted({str(v.dtype) for v in ys})}).",
+                             "give every sequence targets of one dtype.")
         if per_step:
             bad = [i for i, (v, n) in enumerate(zip(ys, lengths.tolist())) if v.ndim == 0 or v.shape[0] != n]
             if bad:
@@ -714,20 +1116,77 @@ def pad_collate(items: Sequence[Any], *, padding: str = "post", pad_value: float
                 raise LengthMismatchError("targets of the batch differ in shape, so they do not stack into one "
                                           "per-sequence target.", "pass per_step=True for one target per step.")
             y = torch.stack(ys)
-    indices = torch.tensor([int(it[2]) for it in items], dtype=torch.int64)
+    indices = torch.tensor([_item_index(it[2]) for it in items], dtype=torch.int64)
     return PaddedBatch(x, y, weight, lengths, mask, indices)
+
+
+def _check_items(items: Any) -> Sequence:
+    """A non-empty sequence of ``(x, y, index)`` items, as :class:`SequenceDataset` gives them."""
+    fix = "pass a list of (x, y, index) items, as SequenceDataset gives them (y may be None)."
+    if isinstance(items, (str, bytes, np.ndarray, torch.Tensor)) or not isinstance(items, Sequence):
+        raise ParameterError(f"pad_collate needs a list of (x, y, index) items, got {type(items).__name__}.", fix)
+    if not len(items):
+        raise ParameterError("pad_collate got an empty batch.", "give it at least one sequence.")
+    for j, it in enumerate(items):
+        if not isinstance(it, (tuple, list)) or len(it) != 3:
+            raise ParameterError(f"item {j} of the batch is a {type(it).__name__}"
+                                 f"{f' of {len(it)} parts' if isinstance(it, (tuple, list)) else ''}, not (x, y, "
+                                 "index).",
+                                 fix)
+    return items
+
+
+def _check_alike(ts: Sequence[torch.Tensor], what: str, name: str) -> None:
+    """Tensors that pad into one batch: one dtype, one shape after the time axis."""
+    if len({t.dtype for t in ts}) > 1:
+        raise DTypeError(f"the {what} of the batch differ in dtype ({sorted({str(t.dtype) for t in ts})}): padding "
+                         f"into the first one's dtype would silently convert the others.",
+                         f"give every sequence's {name} one dtype (e.g. float32).")
+    shapes = {tuple(t.shape[1:]) for t in ts}
+    if len(shapes) > 1:
+        raise ShapeError(f"the {what} of the batch differ in shape after the time axis ({sorted(shapes)}).",
+                         f"give every sequence's {name} the shape (length, features) with the same features.")
+
+
+def _item_index(i: Any) -> int:
+    if isinstance(i, torch.Tensor) and i.ndim == 0 and not i.is_floating_point() and i.dtype != torch.bool:
+        return int(i)
+    if isinstance(i, bool) or not isinstance(i, (numbers.Integral, np.integer)):
+        raise ParameterError(f"an item's index is {i!r} ({type(i).__name__}), not an integer.",
+                             "give each item its integer position (SequenceDataset does).")
+    return int(i)
 
 
 def _positions(idx: Any, n: int, what: str) -> np.ndarray:
     """Item indices of a map-style dataset of ``n`` items (negative ones count from the end)."""
-    idx = np.asarray(idx)
-    if idx.size and not np.issubdtype(idx.dtype, np.integer):
-        raise ParameterError(f"{what} indices must be integers, got dtype {idx.dtype}.", "pass integer indices.")
+    # the common cases first, checked with two reductions: a batch sampler's index array, a list of ints
+    try:
+        arr = np.asarray(idx) if type(idx) is list else idx
+    except (ValueError, TypeError):  # ragged nested lists: the checks below say what is wrong
+        arr = None
+    if isinstance(arr, np.ndarray) and arr.ndim == 1 and arr.dtype.kind in "iu" and arr.size:
+        if 0 <= arr.min() and arr.max() < n:
+            return arr.astype(np.int64, copy=False)
+    fix = f"pass a flat list of integer {what} indices 0 .. len(dataset) - 1."
+    if isinstance(idx, torch.Tensor):
+        idx = idx.detach().cpu().numpy()
+    if isinstance(idx, (str, bytes, dict, set, frozenset)) or not (hasattr(idx, "__len__") or hasattr(idx, "__iter__")):
+        raise ParameterError(f"{what} indices must be a list of integers, got {type(idx).__name__}.", fix)
+    try:
+        idx = np.asarray(idx if isinstance(idx, (np.ndarray, list)) else list(idx))
+        if idx.dtype == object:  # e.g. a list mixing ints and lists: not a flat list of integers
+            raise ValueError("mixed or nested entries")
+    except (ValueError, TypeError) as e:
+        raise ParameterError(f"{what} indices are not a flat list of integers ({e}).", fix) from None
+    if idx.size and (idx.dtype == bool or not np.issubdtype(idx.dtype, np.integer)):
+        raise ParameterError(f"{what} indices must be integers, got dtype {idx.dtype}.", fix)
+    if idx.ndim > 1:
+        raise ParameterError(f"{what} indices must be a flat list, got shape {idx.shape}.", fix)
     idx = idx.astype(np.int64).reshape(-1)
     if idx.size and (idx.min() < -n or idx.max() >= n):
         raise BatchIndexError(f"{what} indices {idx[(idx < -n) | (idx >= n)][:5].tolist()} are outside 0..{n - 1}.",
                               f"ask for {what}s 0 .. len(dataset) - 1.")
-    return idx % n if n else idx
+    return idx % n if n and idx.size and idx.min() < 0 else idx
 
 
 class _Gathered(list):
@@ -804,7 +1263,7 @@ class SequenceDataset(torch.utils.data.Dataset):
     def __getitems__(self, indices: Sequence[int]) -> list[SequenceItem]:
         """A batch of sequences with one padded gather (``DataLoader`` calls this with each batch of indices);
         :meth:`collate` then hands the padded batch on without padding it again."""
-        idx = _positions(list(indices), len(self), "sequence")
+        idx = _positions(indices, len(self), "sequence")
         if not idx.size:
             return []
         b = self.bucketing.materialise(idx)
@@ -865,5 +1324,141 @@ class WindowDataset(torch.utils.data.Dataset):
         return tuple(to_tensor(a[0]) for a in self.windows.take(_positions([i], len(self), "window")))
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple]:
-        arrays = [to_tensor(a) for a in self.windows.take(_positions(list(indices), len(self), "window"))]
-        return [tuple(a[j] for a in arrays) for j in range(len(indices))]
+        """Windows ``indices`` with one gather (``DataLoader`` calls this with each batch of indices).
+
+        The batch comes back as a list of per-window ``(x, y)`` items made only when read; its items are of a
+        type registered with ``default_collate``, which then hands on the gathered ``[x, y]`` tensors as
+        they are instead of splitting them into windows and stacking them again (the same values, order
+        and types as stacking). Any other collate reads the items as usual."""
+        idx = _positions(indices, len(self), "window")
+        arrays = tuple(np.asarray(a) for a in self.windows.take(idx))
+        return _GatheredWindows(tuple(to_tensor(a) for a in arrays), arrays)
+
+
+class _WindowItem(tuple):
+    """One window ``(x,)`` or ``(x, y)`` of a gathered batch (a plain tuple of tensors to every reader)."""
+
+    __slots__ = ()
+
+    def __reduce__(self):  # pickled (by a worker process) as a plain tuple
+        return tuple, (tuple(self),)
+
+
+class _GatheredWindows(list):
+    """The windows of one batch, gathered; ``gathered`` = the batch tensors ``(X, y)``. An item is made when it is
+    read (``default_collate`` reads the first to pick its collate function, then uses ``gathered``)."""
+
+    def __init__(self, tensors: tuple[torch.Tensor, ...], arrays: tuple[np.ndarray, ...]):
+        super().__init__()
+        self.gathered = tensors
+        self._n = int(tensors[0].shape[0])
+        # the numpy arrays the tensors share memory with (to_tensor copies read-only ones): items are made from
+        # them, a numpy index and torch.from_numpy being cheaper than indexing a tensor
+        self._arrays = tuple(a if t.data_ptr() == a.__array_interface__["data"][0] else t.numpy()
+                             for t, a in zip(tensors, arrays))
+        self._filled = False
+
+    def _item(self, j: int) -> "_WindowItem":
+        return _WindowItem(torch.from_numpy(a[j]) if a[j].ndim else torch.from_numpy(a[j:j + 1]).view(())
+                           for a in self._arrays)
+
+    def _fill(self) -> "_GatheredWindows":
+        if not self._filled:
+            self._filled = True
+            super().extend(_WindowItem(a[j] for a in self.gathered) for j in range(self._n))
+        return self
+
+    def __len__(self) -> int:
+        return self._n if not self._filled else super().__len__()
+
+    def __getitem__(self, k):
+        if not self._filled and isinstance(k, (int, np.integer)) and -self._n <= k < self._n:
+            return self._item(int(k) % self._n)
+        return list.__getitem__(self._fill(), k)
+
+    def __iter__(self):
+        return list.__iter__(self._fill())
+
+    def __reversed__(self):
+        return list.__reversed__(self._fill())
+
+    def __contains__(self, item) -> bool:
+        return list.__contains__(self._fill(), item)
+
+    def __eq__(self, other) -> bool:
+        return list.__eq__(self._fill(), other)
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return list.__repr__(self._fill())
+
+    def __reduce_ex__(self, protocol):  # pickled as a plain list of the items
+        return list, ([tuple(it) for it in self._fill()],)
+
+    def _unchanged(self) -> bool:
+        return not self._filled  # items may have been replaced once the list is filled
+
+
+def _collate_windows(batch: Sequence, *, collate_fn_map: dict | None = None) -> Any:
+    """``default_collate`` of windows: the gathered tensors as they are, as a list like stacking gives."""
+    if isinstance(batch, _GatheredWindows) and batch._unchanged():
+        return list(batch.gathered)
+    from torch.utils.data._utils.collate import collate
+
+    return collate([tuple(it) for it in batch], collate_fn_map=collate_fn_map)
+
+
+def _register_window_collate() -> None:
+    # torch documents extending default_collate by adding a type to default_collate_fn_map; only our own item
+    # type is added, so no other collation changes.
+    from torch.utils.data._utils.collate import default_collate_fn_map
+
+    default_collate_fn_map.setdefault(_WindowItem, _collate_windows)
+
+
+_register_window_collate()
+
+
+class WindowBatchSampler(_ResumableBatches, torch.utils.data.Sampler):
+    """The windows' own batches of indices for ``DataLoader(WindowDataset(w), batch_sampler=...)``.
+
+    Batch ``k`` of epoch ``e`` holds the windows of ``w.batch(k, e)``, in that order (the plan of
+    :func:`~statebatch.make_windows`: its ``batch_size``, ``shuffle``, ``seed``, ``remainder``), handed
+    over as one index array, so the loader does no work per window. Call ``set_epoch(epoch)`` at the
+    start of every epoch to reshuffle (the ``DistributedSampler`` convention); ``state_dict`` /
+    ``load_state_dict`` resume in the middle of an epoch.
+    """
+
+    def __init__(self, windows: Windows):
+        if not isinstance(windows, Windows):
+            raise ParameterError(f"WindowBatchSampler needs statebatch Windows, got {type(windows).__name__}.",
+                                 "build them with statebatch.make_windows(..., batch_size=..., shuffle=..., seed=...).")
+        self.windows = windows
+        self.epoch = 0
+
+    def batches(self, epoch: int | None = None) -> list[np.ndarray]:
+        """The batches of ``epoch`` (default: the current one), as index arrays."""
+        epoch = self.epoch if epoch is None else check_int("epoch", epoch, 0)
+        plan = self.windows.plan(epoch)
+        out = []
+        for k in range(plan.n_batches):
+            idx = plan.batch_indices(k)
+            out.append(np.arange(idx.start, idx.stop, dtype=np.int64) if isinstance(idx, slice) else idx)
+        return out
+
+    _epoch_batches = batches
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self._served(self.batches(), lambda b: b)
+
+    def __len__(self) -> int:
+        return self.windows.plan(self.epoch).n_batches
+
+    def _identity(self) -> dict[str, Any]:
+        w = self.windows
+        return {"n_windows": int(w.n_windows), "starts_crc32": _crc(w.starts), "batch_size": int(w.batch_size),
+                "shuffle": bool(w.shuffle), "seed": int(w.seed), "remainder": str(w.remainder)}
+
+    def __repr__(self) -> str:
+        return f"WindowBatchSampler({len(self)} batches of up to {self.windows.batch_size}, epoch={self.epoch})"

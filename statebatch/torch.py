@@ -38,6 +38,8 @@ import torch
 
 from ._args import check_bool, check_int, resolve_seed
 from .bucketing import Bucketing
+from .feed import ResetRecorder as _ResetRecorder
+from .feed import lane_block
 from .errors import (BatchIndexError, BatchSizeError, DTypeError, LengthMismatchError, ParameterError, ShapeError,
                      ShuffleError, StatebatchWarning)
 from .plans.base import check_lengths
@@ -150,29 +152,6 @@ class LaneBatch(NamedTuple):
     reset: torch.Tensor
 
 
-class _ResetRecorder:
-    """A state handle that records which rows the schedule zeroes (the loader has no state itself)."""
-
-    def __init__(self, lanes: int):
-        self.mask = np.zeros(lanes, dtype=bool)
-
-    def zero(self, rows: np.ndarray | None) -> None:
-        if rows is None:
-            self.mask[:] = True
-        else:
-            self.mask[np.asarray(rows, dtype=np.int64)] = True
-
-    def snapshot(self) -> None:
-        return None
-
-    def restore(self, snapshot: Any) -> None:
-        pass
-
-    def take(self) -> np.ndarray:
-        out, self.mask = self.mask, np.zeros_like(self.mask)
-        return out
-
-
 _END = object()
 
 def _one_series_epoch(a: Arranged, plan: Any) -> tuple[np.ndarray, ...] | None:
@@ -255,6 +234,13 @@ class LaneLoader(torch.utils.data.IterableDataset):
         FIFO queue hands them over, so the order never changes.
     device : torch device, optional
         Move the tensors there (``non_blocking`` when pinned).
+    num_replicas, rank : int, optional
+        Data parallelism (``DistributedDataParallel``): every rank serves every batch of the same epoch
+        plan (a pure function of the arrangement's seed and the epoch) but only its own consecutive
+        block of ``batch_size / num_replicas`` lanes (:func:`statebatch.feed.lane_block`), whose states
+        its :class:`StateCarrier` keeps. Defaults: the ``torch.distributed`` process group's size and
+        rank (1 and 0 without one); with a process group the ranks check that they arranged the same
+        lanes.
 
     Notes
     -----
@@ -265,7 +251,8 @@ class LaneLoader(torch.utils.data.IterableDataset):
     """
 
     def __init__(self, arranged: Arranged, *, validation: bool = False, reset_on_epoch_begin: bool = True,
-                 shuffle: bool = False, pin_memory: bool = False, prefetch: int = 0, device: Any = None):
+                 shuffle: bool = False, pin_memory: bool = False, prefetch: int = 0, device: Any = None,
+                 num_replicas: int | None = None, rank: int | None = None):
         if not isinstance(arranged, Arranged):
             raise ParameterError(f"LaneLoader needs arranged lanes, got {type(arranged).__name__}.",
                                  "build them with statebatch.arrange_stateful(...); for windows use "
@@ -283,6 +270,14 @@ class LaneLoader(torch.utils.data.IterableDataset):
         self.prefetch = check_int("prefetch", prefetch, 0)
         self.device = _check_device(device)
         self.batch_size = arranged.batch_size
+        group = _distributed()
+        self.num_replicas = check_int("num_replicas", num_replicas if num_replicas is not None
+                                      else (group[0] if group else 1), 1)
+        self.rank = check_int("rank", rank if rank is not None else (group[1] if group else 0), 0)
+        self.block = lane_block(self.batch_size, self.num_replicas, self.rank)
+        self.lanes = self.block.stop - self.block.start  # lanes this rank serves (its StateCarrier's rows)
+        if group and self.num_replicas > 1:
+            self._check_ranks_agree()
         self._resume = 0  # the batch the next pass starts at (load_state_dict sets it; 0 otherwise)
         self._pos: list[int] | None = None  # [epoch, batches served] while a pass is under way
 
@@ -312,7 +307,8 @@ class LaneLoader(torch.utils.data.IterableDataset):
         Save it with the model's, the optimizer's and :meth:`StateCarrier.state_dict` after a batch."""
         epoch, batch = self._pos if self._pos is not None else (self.arranged.epoch, self._resume)
         return {"epoch": int(epoch), "batch": int(batch), "validation": self.validation,
-                "reset_on_epoch_begin": self.reset_on_epoch_begin, "arrangement": self._identity()}
+                "reset_on_epoch_begin": self.reset_on_epoch_begin, "arrangement": self._identity(),
+                "num_replicas": self.num_replicas, "rank": self.rank}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`state_dict`: the next pass serves the rest of the saved epoch, exactly (the
@@ -326,7 +322,8 @@ class LaneLoader(torch.utils.data.IterableDataset):
         batch = check_int("the state's batch", state["batch"], 0)
         _same_identity(self._identity(), state["arrangement"], "arrangement",
                        "arrange the same data with the same arrange_stateful(...) call (seed included) before loading.")
-        for key, value in (("validation", self.validation), ("reset_on_epoch_begin", self.reset_on_epoch_begin)):
+        for key, value in (("validation", self.validation), ("reset_on_epoch_begin", self.reset_on_epoch_begin),
+                           ("num_replicas", self.num_replicas), ("rank", self.rank)):
             if key in state and state[key] != value:
                 raise ParameterError(f"the state was saved by a loader with {key}={state[key]!r}, this one has "
                                      f"{key}={value!r}: the resets after it would differ.", fix)
@@ -435,7 +432,19 @@ class LaneLoader(torch.utils.data.IterableDataset):
             y = None if y is None else y.pin_memory()
         return LaneBatch(x, y, w, r)
 
+    def _check_ranks_agree(self) -> None:
+        mine = self._identity()
+        every: list = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(every, mine)
+        if any(e != mine for e in every):
+            raise ParameterError(
+                "the ranks of this process group arranged different lanes (different data, seeds or options), so "
+                "their blocks of lanes would not be parts of the same batches.",
+                "call arrange_stateful with the same series and options and an explicit seed on every rank.")
+
     def _to_device(self, b: LaneBatch) -> LaneBatch:
+        if self.num_replicas > 1:  # this rank's block of lanes: views, no copy
+            b = LaneBatch(*(None if t is None else t[self.block] for t in b))
         if self.device is None:
             return b
         nb = self.pin_memory
@@ -468,7 +477,7 @@ class LaneLoader(torch.utils.data.IterableDataset):
                 r = torch.from_numpy(self._reset_masks(epoch))
                 parts = [(None,) * n if t is None else t.view((n, self.batch_size) + tuple(t.shape[1:])).unbind(0)
                          for t in whole] + [(r.pin_memory() if self.pin_memory else r).unbind(0)]
-                make, move = LaneBatch._make, self.device is not None
+                make, move = LaneBatch._make, self.device is not None or self.num_replicas > 1
                 for b in itertools.islice(zip(*parts), start, None):
                     pos[1] += 1
                     yield self._to_device(make(b)) if move else make(b)

@@ -120,3 +120,9 @@ def _plural(word: str) -> str:
     if word.endswith("y") and word[-2:-1] not in "aeiou":
         return word[:-1] + "ies"
     return word + "s"
+
+
+def percent(fraction: float) -> str:
+    """A fraction as every statebatch summary prints it (``0.119 -> "11.90%"``): the CLI, reprs,
+    ``explain`` and plots show the same figure for the same arrangement."""
+    return f"{float(fraction):.2%}"

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ._args import check_bool, check_choice, check_fraction, check_int, check_optional_int, plural, resolve_seed
+from ._args import check_bool, check_choice, check_fraction, check_int, check_optional_int, percent, plural, resolve_seed
 from .errors import DataValueError, LengthMismatchError, ParameterError, ShapeError
 from .materialise import gather_padded
 from .plans.base import LeftOut, named
@@ -231,8 +231,8 @@ class Bucketing(Batched):
             f"{plural(plan.n_batches, 'batch')} per epoch of {per} sequences ({self.n_sequences} sequences, "
             f"lengths {int(self.lengths.min())}..{int(self.lengths.max())}, {self.n_features} feature(s)); "
             f"mode={self.mode!r}, shuffle={self.shuffle}.",
-            f"padding: {pf:.2%} of the padded steps (sorting all lengths would give "
-            f"{sorted_padding(self.lengths, self.batch_size):.2%}); padded steps have mask False / weight 0.",
+            f"padding: {percent(pf)} of the padded steps (sorting all lengths would give "
+            f"{percent(sorted_padding(self.lengths, self.batch_size))}); padded steps have mask False / weight 0.",
             "each batch is padded to its longest member; the model's input is keras.Input(shape=(None, "
             f"{self.n_features})) so every batch may have its own length.",
         ]
@@ -247,7 +247,7 @@ class Bucketing(Batched):
     def __repr__(self) -> str:
         plan = self.plan()
         return (f"Bucketing(sequences={self.n_sequences}, batch_size={self.batch_size}, mode={self.mode!r}, "
-                f"batches={plan.n_batches}, padding={plan.padding_fraction:.2%}, epoch={self.epoch})")
+                f"batches={plan.n_batches}, padding={percent(plan.padding_fraction)}, epoch={self.epoch})")
 
 
 def bucket_batches(

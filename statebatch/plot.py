@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ._args import percent
 from .errors import ParameterError
 
 __all__ = ["plot_lanes", "plot_buckets"]
@@ -126,7 +127,7 @@ def plot_lanes(arranged: Any, *, ax: Any = None, max_batches: int | None = 200, 
     size = f"{t} steps" if steps is None else f"{int(steps.min())}-{int(steps.max())} steps (jitter)"
     shown = "" if nb == plan.n_batches and lanes == plan.batch_size else f" (showing {lanes} lanes x {nb} batches)"
     _title(ax, title or (f"{n_series} series in {arranged.batch_size} lanes x {arranged.n_batches} batches of "
-                         f"{size}, padding {arranged.padding_fraction:.1%}{shown}"), fs)
+                         f"{size}, padding {percent(arranged.padding_fraction)}{shown}"), fs)
     handles = []
     if n_series <= _MAX_SERIES_LEGEND:
         handles += [Patch(facecolor=palette[s % len(palette)], label=f"series {ids[s]}") for s in range(n_series)]
@@ -220,9 +221,9 @@ def _plot_plan(bk: Any, *, ax: Any, title: str | None, epoch: int | None, max_ba
     part = (f"{len(drawn)} batches" if len(drawn) == plan.n_batches else
             f"{len(drawn)} of {plan.n_batches} batches")
     text = (f"{part} ({n_seq} of {len(plan.lengths)} sequences), mode={mode!s}, epoch {plan.epoch}: padding "
-            f"{frac:.2%} of the steps drawn")
+            f"{percent(frac)} of the steps drawn")
     if len(drawn) != plan.n_batches:
-        text += f" ({plan.padding_fraction:.2%} over all batches)"
+        text += f" ({percent(plan.padding_fraction)} over all batches)"
     _title(ax, title or text, fs)
     ax.legend(handles=[Patch(facecolor="#4c72b0", label="real steps"),
                        Patch(facecolor="#dd8452", alpha=0.7, hatch="//", edgecolor="#b35d22",
@@ -261,6 +262,6 @@ def _plot_histogram(data: Any, boundaries: Any, *, ax: Any, title: str | None, f
     ax.set_ylabel("time steps (sequences x length)", fontsize=fs)
     ax.tick_params(labelsize=fs * 0.9)
     _title(ax, title or f"{len(lengths)} sequences in {len(boundaries) + 1} buckets; padding to bucket "
-                        f"maximum: {frac:.1%} of steps (lengths only; pass a bucketing to see its batches)", fs)
+                        f"maximum: {percent(frac)} of steps (lengths only; pass a bucketing to see its batches)", fs)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=fs * 0.9, borderaxespad=0.0)
     return fig

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._args import check_bool, check_choice, check_fraction, check_int, check_size, plural, resolve_seed
+from ._args import check_bool, check_choice, check_fraction, check_int, check_size, percent, plural, resolve_seed
 from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchError
 from .materialise import (LaneReader, fill_lanes, gather_chunks, gather_rows, lanes_to_batches, source_views,
                           sums_finite)
@@ -570,7 +570,7 @@ class Arranged(Batched):
             ("1 series split into " + plural(b, "contiguous lane") + "." if n_series == 1 else
              f"{plural(n_series, 'series', 'series')} packed into {plural(b, 'lane')}"
              + ("; repacked in a new order every epoch." if self.shuffle else ".")),
-            f"padding: {p.padding_fraction:.2%} of steps ({plural(idle, 'idle lane slot')}); padded steps carry sample "
+            f"padding: {percent(p.padding_fraction)} of steps ({plural(idle, 'idle lane slot')}); padded steps carry sample "
             f"weight 0. {plural(p.n_batches, 'batch')} (lower bound {p.lower_bound_batches}).",
         ]
         if self.weight_from is not None:
@@ -589,7 +589,7 @@ class Arranged(Batched):
     def __repr__(self) -> str:
         p = self.plan()
         return (f"Arranged(X={self.shape}, batches={p.n_batches}, lanes={self.batch_size}, series={self.n_series}, "
-                f"padding={p.padding_fraction:.2%}, resets={int(p.resets.sum())}, epoch={self.epoch}"
+                f"padding={percent(p.padding_fraction)}, resets={int(p.resets.sum())}, epoch={self.epoch}"
                 f"{', shuffled' if self.shuffle else ''}{f', jitter={self.jitter}' if self.jitter else ''}, "
                 f"left_out_steps={sum(lo.steps for lo in self.left_out)})")
 

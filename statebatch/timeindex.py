@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,9 @@ def find_gaps(index: Any) -> tuple[np.ndarray, Any]:
     freq = getattr(index, "freq", None)
     if freq is None and isinstance(index, pd.DatetimeIndex) or (freq is None and np.asarray(index).dtype.kind == "M"):
         try:
-            freq = pd.infer_freq(pd.DatetimeIndex(index))
+            with warnings.catch_warnings():  # pandas 3 announces infer_freq's future return type; either serves
+                warnings.simplefilter("ignore")
+                freq = pd.infer_freq(pd.DatetimeIndex(index))
         except (TypeError, ValueError):
             freq = None
     if freq is not None and isinstance(index, pd.DatetimeIndex) or (freq is not None and np.asarray(index).dtype.kind == "M"):

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .._args import check_bool, check_choice, check_fraction, check_int, check_seed, plural, rng_for
+from .._args import check_bool, check_choice, check_fraction, check_int, check_seed, percent, plural, rng_for
 from ..errors import ParameterError
 from .base import LeftOut, check_lengths
 
@@ -65,7 +65,7 @@ class BucketPlan:
 
     def __repr__(self) -> str:
         return (f"BucketPlan({self.n_batches} batches of {len(self.lengths)} sequences, epoch={self.epoch}, "
-                f"padding={self.padding_fraction:.2%}, left_out={len(self.left_out)})")
+                f"padding={percent(self.padding_fraction)}, left_out={len(self.left_out)})")
 
 
 # --------------------------------------------------------------------------- boundaries

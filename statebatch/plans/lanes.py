@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._args import check_bool, check_choice, check_int, check_seed, check_size, plural, rng_for
+from .._args import check_bool, check_choice, check_int, check_seed, check_size, percent, plural, rng_for
 from ..errors import ParameterError, RemainderError, ShapeError
 from .base import LeftOut, check_lengths
 
@@ -106,7 +106,7 @@ class LanePlan:
     def __repr__(self) -> str:
         return (f"LanePlan({self.n_batches} batches x {self.batch_size} lanes, timesteps={self.timesteps}"
                 f"{', varying' if self.batch_steps is not None else ''}, epoch={self.epoch}, "
-                f"resets={int(self.resets.sum())}, padding={self.padding_fraction:.2%}, "
+                f"resets={int(self.resets.sum())}, padding={percent(self.padding_fraction)}, "
                 f"left_out={len(self.left_out)})")
 
 

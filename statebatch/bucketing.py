@@ -17,7 +17,8 @@ from ._args import check_bool, check_choice, check_fraction, check_int, check_op
 from .errors import DataValueError, LengthMismatchError, ParameterError, ShapeError
 from .materialise import gather_padded
 from .plans.base import LeftOut, named
-from .plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, bucket_boundaries, padding_of, plan_buckets,
+from .plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, bucket_boundaries, check_boundaries,
+                            padding_of, plan_buckets,
                             sorted_padding)
 from .result import Batched, Explanation
 from .series import (GAPS, INPUT_CHECKS_DOC, SeriesSet, aligned_targets, apply_gaps, as_series,
@@ -203,6 +204,12 @@ class Bucketing(Batched):
             if o.ndim == 0 or o.shape[0] != len(idx):
                 raise LengthMismatchError(f"outputs of batch {k} have {0 if o.ndim == 0 else o.shape[0]} rows for "
                                           f"{len(idx)} sequences.", "pass the outputs of each batch in order.")
+            if o.ndim >= 3 and o.shape[1] != int(plan.padded_lengths[k]):
+                raise ShapeError(
+                    f"outputs of batch {k} have {o.shape[1]} steps per row but the batch is padded to "
+                    f"{int(plan.padded_lengths[k])} steps (outputs {o.shape}).",
+                    "pass the outputs of model.predict_on_batch on exactly these batches, in order (per-step outputs "
+                    "(batch, padded length, ...) with return_sequences=True, else (batch, ...)).")
         per_step = all(o.ndim >= 2 and o.shape[1] == int(p) for o, p in zip(outs, plan.padded_lengths)) and \
             self.return_sequences
         if per_step:
@@ -423,7 +430,7 @@ def bucket_batches(
         if boundaries is None:
             bnds = bucket_boundaries(lengths, n_buckets)
         else:
-            bnds = np.asarray(boundaries, dtype=np.int64).reshape(-1)
+            bnds = check_boundaries(boundaries)
     elif boundaries is not None or n_buckets is not None:
         raise ParameterError(f"boundaries/n_buckets apply to mode='buckets', not mode={mode!r}.",
                              "pass mode='buckets', or drop boundaries/n_buckets.")

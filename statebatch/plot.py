@@ -235,13 +235,27 @@ def _plot_plan(bk: Any, *, ax: Any, title: str | None, epoch: int | None, max_ba
 def _plot_histogram(data: Any, boundaries: Any, *, ax: Any, title: str | None, figsize: tuple[float, float]):
     from .bucketing import bucket_boundaries, padding_of
 
-    lengths = np.asarray(getattr(data, "lengths", data))
+    raw = getattr(data, "lengths", data)
+    if isinstance(raw, (list, tuple)) and any(np.ndim(s) >= 1 or hasattr(s, "__len__") for s in raw):
+        # sequences, not lengths (numpy would refuse ragged ones with its "inhomogeneous shape")
+        raise ParameterError(f"plot_buckets got a {type(raw).__name__} of {len(raw)} sequences; it draws lengths or "
+                             "a bucketing's batches.",
+                             "pass [len(s) for s in sequences], or statebatch.bucket_batches(sequences, batch_size) "
+                             "to see its batches.")
+    lengths = np.asarray(raw)
     if lengths.dtype.kind not in "iu" or lengths.ndim != 1:
         raise ParameterError(f"plot_buckets needs a Bucketing or a 1-D sequence of integer lengths, got "
                              f"{type(data).__name__} of dtype {lengths.dtype} and shape {lengths.shape}.",
                              "pass statebatch.bucket_batches(...) or [len(s) for s in sequences].")
     if boundaries is None:
         boundaries = bucket_boundaries(lengths)
+    else:
+        b = np.asarray(boundaries) if not isinstance(boundaries, (list, tuple)) or all(
+            np.ndim(v) == 0 for v in boundaries) else np.asarray([], dtype=object)
+        if b.ndim != 1 or b.dtype.kind not in "iu" or (np.diff(b) <= 0).any() or (b < 1).any():
+            raise ParameterError(f"boundaries must be increasing positive integer lengths (tf.data's "
+                                 f"bucket_boundaries), got {boundaries!r}.",
+                                 "pass e.g. boundaries=[10, 20, 40], or leave it out to compute them.")
     boundaries = np.asarray(boundaries, dtype=np.int64)
     fig, ax, own = _figure(ax, figsize)
     fs = _font(fig)
@@ -257,7 +271,7 @@ def _plot_histogram(data: Any, boundaries: Any, *, ax: Any, title: str | None, f
     for b in boundaries:
         ax.axvline(b - 0.5, color="black", linestyle="--", linewidth=1)
     pad = padding_of(lengths, boundaries)
-    frac = pad / (lengths.sum() + pad) if len(lengths) else 0.0
+    frac = pad / (lengths.sum() + pad) if lengths.sum() + pad else 0.0
     ax.set_xlabel("sequence length", fontsize=fs)
     ax.set_ylabel("time steps (sequences x length)", fontsize=fs)
     ax.tick_params(labelsize=fs * 0.9)

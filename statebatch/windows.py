@@ -339,7 +339,9 @@ def make_windows(
         ``None``: no y. ``"next"``: the future of the data itself, ``horizon`` steps after the
         window's last row (``n_ahead`` consecutive values; with ``return_sequences`` every row's
         value ``horizon`` steps later). An array aligned with the data rows (exactly one row per data
-        row; Keras also takes shorter targets and keeps fewer windows, statebatch refuses them): as in Keras,
+        row; Keras also takes shorter targets and keeps fewer windows, statebatch refuses them, except
+        with ``align="last"`` on one series, where windows whose last step has no target are left out
+        and reported): as in Keras,
         ``y[i] = targets[first step of window i]`` (``align="first"``) or of its last step
         (``align="last"``); with ``return_sequences`` the targets of every row of the window.
         ``"aligned"`` uses ``target_cols`` of a DataFrame as such an array.
@@ -431,10 +433,14 @@ def make_windows(
             tlist = [ss.targets.read(int(a), int(b)) for a, b in zip(ss.offsets[:-1], ss.offsets[1:])]
         else:
             tlist = aligned_targets(targets, ss)
+        ends_early = align == "last" and not return_sequences and ss.n_series == 1
         for i, (t, n) in enumerate(zip(tlist, ss.lengths)):
-            # Keras' timeseries_dataset_from_array silently keeps fewer windows for shorter targets; one row
-            # short is almost always an off-by-one shift, which would pair every window with a wrong target
-            if len(t) != n:
+            # Keras' timeseries_dataset_from_array silently keeps fewer windows for shorter targets; with the
+            # first step's target (its default) one row short is almost always an off-by-one shift that pairs
+            # every window with a wrong target, so it is refused. A window's *last* step's target is still its
+            # own row's when the targets end early (y[h:] for the value h rows later, scikit-learn's
+            # WindowTransformer): those windows are kept, and the rows without a target are in left_out.
+            if len(t) > n or (len(t) < n and not ends_early):
                 name = f"targets{f'[{i}]' if ss.n_series > 1 else ''}"
                 raise LengthMismatchError(
                     f"{name} has {len(t)} rows but the series has {n} steps: aligned targets need exactly one row "
@@ -446,6 +452,10 @@ def make_windows(
         if not allow_nan:
             check_finite_series(SeriesSet(source_of(tlist), np.concatenate([[0], np.cumsum(short)]).astype(np.int64),
                                           ss.ids), "targets")
+        if any(s < n for s, n in zip(short, ss.lengths)):  # align="last", one series: windows up to the last target
+            tlist = [np.concatenate([t, np.zeros((n - len(t),) + t.shape[1:], t.dtype)]) if len(t) < n else t
+                     for t, n in zip(tlist, ss.lengths)]
+            max_starts = np.array([s - span for s in short], dtype=np.int64)
         ysource = source_of(tlist)
         if return_sequences:
             ylength, ystep = timesteps, sampling_rate

@@ -48,8 +48,8 @@ def strided_windows(base: np.ndarray, length: int, step: int = 1) -> np.ndarray:
     step = check_int("step", step, 1)
     try:
         base = np.asarray(base)
-    except (TypeError, ValueError) as exc:  # ragged lists
-        raise DTypeError(f"base cannot be read as one array ({str(exc).splitlines()[0]}).",
+    except (TypeError, ValueError):  # ragged lists
+        raise DTypeError("base is a ragged list (rows of different lengths), not one array.",
                          "pass one array (rows, ...); window series of different lengths one at a time, or use "
                          "statebatch.make_windows(list_of_series, timesteps).") from None
     if base.ndim == 0:

@@ -520,7 +520,11 @@ class Arranged(Batched):
         else:
             if outputs is None:
                 raise ParameterError("outputs is None.", "pass the model's predictions on these batches.")
-            out = np.asarray(outputs)
+            try:
+                out = np.asarray(outputs)
+            except (TypeError, ValueError):  # ragged lists
+                raise ShapeError("outputs are a ragged list (rows of different shapes), not one array.",
+                                 "pass model.predict's array, or a list with one array per batch.") from None
             if out.ndim >= 2 and out.shape[:2] == (nb, b) and out.shape[0] * out.shape[1] != out.shape[0]:
                 out = out.reshape((nb * b,) + out.shape[2:])
             if out.ndim == 0 or out.shape[0] != nb * b:

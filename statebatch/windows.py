@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._args import check_bool, check_choice, check_int, plural, resolve_seed
+from ._args import check_bool, check_choice, check_int, check_size, plural, resolve_seed
 from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchWarning
 from .materialise import _strided, gather_rows, gather_windows, strided_windows
 from .plans.windows import REMAINDERS, WindowPlan, plan_windows
@@ -188,6 +188,10 @@ class Windows(Batched):
                 x = view[first: first + (n - 1) * self.stride + 1: self.stride]
             else:
                 x = readonly(gather_windows(self._ss.source, self.starts, self.timesteps, self.sampling_rate))
+            if self._copy:  # sliding windows repeat rows: the copy can be far larger than the data
+                check_size("the windows' copy (copy=True)", x.shape, x.dtype.itemsize,
+                           fix="leave copy=False (X is then a read-only view that repeats no data), use a larger "
+                               "stride, or feed the windows batch by batch (windows.batches()).")
             self._X = np.ascontiguousarray(x).copy() if self._copy else x
         return self._X
 
@@ -204,6 +208,9 @@ class Windows(Batched):
                 y = readonly(src[first: first + (n - 1) * st + 1: st])
             else:
                 y = readonly(self._targets_at(self.starts))
+            if self._copy:
+                check_size("the targets' copy (copy=True)", y.shape, y.dtype.itemsize,
+                           fix="leave copy=False, or feed the windows batch by batch (windows.batches()).")
             self._y = np.ascontiguousarray(y).copy() if self._copy else y
         return self._y
 
@@ -287,7 +294,9 @@ def _stack_outputs(outputs: Any) -> np.ndarray:
     try:
         out = np.asarray(outputs)
     except (TypeError, ValueError) as exc:
-        raise ParameterError(f"outputs cannot be read as an array ({exc}).", "pass an array of predictions.") from None
+        raise ParameterError("outputs are a ragged list (rows of different shapes), not one array"
+                             + ("" if "inhomogeneous" in str(exc) else f" ({type(exc).__name__})") + ".",
+                             "pass an array of predictions, or a list with one array per batch.") from None
     if out.ndim == 0:
         raise ShapeError("outputs is a scalar.", "pass one output row per sample.")
     return out

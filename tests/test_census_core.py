@@ -233,7 +233,8 @@ def _stateful_model():
     import keras
 
     inp = keras.Input(batch_shape=(4, 10, 1))
-    return keras.Model(inp, keras.layers.Dense(1)(keras.layers.LSTM(3, stateful=True)(inp))), inp
+    lstm = keras.layers.LSTM(3, stateful=True, name="census_lstm")
+    return keras.Model(inp, keras.layers.Dense(1)(lstm(inp))), inp
 
 
 def test_explain_a_keras_model_and_its_input():
@@ -243,7 +244,7 @@ def test_explain_a_keras_model_and_its_input():
     e = sb.explain(model)
     text = str(e)
     assert e.stateful and e.batch_size == 4 and e.parallel_states == 4
-    assert "stateful layers ['lstm']" in text and "batch_shape (4, 10, 1)" in text
+    assert "stateful layers ['census_lstm']" in text and "batch_shape (4, 10, 1)" in text
     assert "statebatch.inference_model(model, n)" in text and "multiple of 4" in text
     assert not e.problems
     one = sb.explain(model, batch_size=1)

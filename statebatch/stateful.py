@@ -717,8 +717,10 @@ def arrange_stateful(
 
 
 #: An epoch with more padding than this warns (StatebatchWarning): the model then mostly runs on steps
-#: of weight 0, almost always because batch_size (lanes) or timesteps is too large for the data.
-PADDING_WARNING = 0.5
+#: of weight 0, almost always because batch_size (lanes) or timesteps is too large for the data. Lanes
+#: that never hold data warn at any padding. (Many series of different lengths in as many lanes are
+#: often half padding, legitimately: that alone does not warn.)
+PADDING_WARNING = 0.75
 
 
 def _warn_padding(arranged: Arranged) -> None:
@@ -726,14 +728,14 @@ def _warn_padding(arranged: Arranged) -> None:
     timesteps); legal (idle lanes carry weight 0), but the compute and the loss's denominator are wasted."""
     plan = arranged.plan()
     frac = plan.padding_fraction
-    if frac <= PADDING_WARNING:
-        return
     busy = int((plan.valid > 0).any(axis=0).sum())  # lanes that hold data in some batch
     idle = plan.batch_size - busy
+    if frac <= PADDING_WARNING and not idle:
+        return
     real = int(plan.valid.sum())
     t = plan.timesteps
     if idle:
-        why = f"{plural(idle, 'lane')} of {plan.batch_size} never hold data"
+        why = f"{plural(idle, 'lane')} of {plan.batch_size} {'never holds' if idle == 1 else 'never hold'} data"
         fix = f"use fewer lanes (batch_size={max(1, busy)} or less), or more data"
     else:
         why = (f"the data fills only {percent(1 - frac)} of {plural(plan.batch_size, 'lane')} x "

@@ -181,8 +181,10 @@ def test_arrangement_that_is_mostly_padding_warns_with_the_fix():
     text = " ".join(str(r.message) for r in rec)
     assert a.padding_fraction > 0.9
     assert "94.06%" in text and "60 lanes of 64 never hold data" in text and "batch_size=4 or less" in text
-    with pytest.warns(StatebatchWarning, match="shorter timesteps"):
-        sb.arrange_stateful(np.arange(40.0), 100, 1)
+    with pytest.warns(StatebatchWarning, match="shorter timesteps"):  # 80% padding, no idle lane
+        sb.arrange_stateful(np.arange(40.0), 200, 1)
+    with pytest.warns(StatebatchWarning, match="1 lane of 5 never holds data"):
+        sb.arrange_stateful([np.arange(30.0)] * 4, 10, 5)  # 4 series, 5 lanes: one idle throughout
 
 
 def test_ordinary_arrangement_does_not_warn():
@@ -190,6 +192,9 @@ def test_ordinary_arrangement_does_not_warn():
         warnings.simplefilter("error", StatebatchWarning)
         sb.arrange_stateful(np.arange(200.0), 5, 4)
         sb.arrange_stateful([np.arange(30.0), np.arange(12.0), np.arange(50.0)], 5, 2)
+        sb.arrange_stateful(np.arange(40.0), 100, 1)  # 61% padding: one long chunk, below the threshold
+        # series of different lengths, one per lane: about half padding, legitimately
+        sb.arrange_stateful([np.arange(float(n)) for n in (50, 300, 120, 80)], 25, 4)
 
 
 # --------------------------------------------------------------------------- equal lengths and pad_to="bucket"

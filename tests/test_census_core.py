@@ -269,3 +269,33 @@ def test_validate_one_row_on_a_stateful_model_names_inference_model():
         sb.validate(np.zeros((1, 10, 1), np.float32), model=model, shuffle=False)
     assert "statebatch.inference_model(model, 1)" in str(info.value)
     assert "Expected batch size: 4" in str(info.value)
+
+
+# --------------------------------------------------------------------------- the same classes through the CLI
+def _table(tmp_path):
+    csv = tmp_path / "t.csv"
+    pd.DataFrame({"id": np.repeat(["a", "b"], 30), "t": np.tile(np.arange(30), 2),
+                  "v": np.arange(60.0)}).to_csv(csv, index=False)
+    return str(csv)
+
+
+CLI_CASES = [
+    (lambda p: ["explain", "--shape", "100,0,1"], "0 timesteps"),
+    (lambda p: ["explain", "--shape", "0,5,1"], "0 samples"),
+    (lambda p: ["check", _table(p), "--id-col", "id", "--time-col", "t", "--timesteps", "500"], "no window fits"),
+    (lambda p: ["check", _table(p), "--id-col", "id", "--time-col", "t", "--timesteps", "5", "--batch-size",
+                str(10**9), "--stateful"], "GiB"),
+    (lambda p: ["check", _table(p), "--id-col", "id", "--time-col", "t", "--timesteps", "5", "--time-format",
+                "%Y-%m-%d"], "--time-format '%Y-%m-%d' does not read"),
+]
+
+
+@pytest.mark.parametrize("argv, needle", CLI_CASES, ids=[c[1] for c in CLI_CASES])
+def test_census_core_cli(tmp_path, capsys, one_gib, argv, needle):
+    from statebatch.cli import main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatebatchWarning)
+        assert main(argv(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Fix:" in err and "please report" not in err

@@ -275,6 +275,7 @@ def _from_table(df, args, stateful: bool):
                                  "pass --batch-size B (the batch size the stateful model is built with).")
         # target columns: the value one step later, per timestep (arrange_stateful's "next")
         a = arrange_stateful(df, args.timesteps, args.batch_size, targets="next" if targets else None, **common)
+        args.built = a  # explain describes the arrangement itself (lanes, resets, padding), not a bare X
         arrays = a.arrays()
         # repr(a) is the arrangement's own summary, so the padding figure is the one Python shows for it
         print(f"built {a.n_series} series -> lanes with statebatch.arrange_stateful(timesteps={args.timesteps}, "
@@ -286,6 +287,7 @@ def _from_table(df, args, stateful: bool):
     from .windows import make_windows
 
     w = make_windows(df, args.timesteps, stride=args.stride, **common)
+    args.built = w
     arrays = w.arrays()
     print(f"built {len(arrays[0])} windows of {args.timesteps} steps (stride {args.stride}) from "
           f"{n_series} series with statebatch.make_windows; windows never cross a series boundary")
@@ -307,6 +309,9 @@ def _cmd_explain(args) -> int:
         if built is None:
             raise ParameterError("explaining a table needs --timesteps: the windows or lanes are built from it.",
                                  "pass --timesteps T (and --batch-size B).")
+        if args.stateful:  # the lanes statebatch built: their own explanation, padding figure included
+            print(explain(args.built))
+            return 0
         X = built[0]
     else:
         X = arrays["X"]

@@ -118,3 +118,14 @@ def test_parse_time_column_keeps_numbers_and_reads_offsets_as_one_clock():
     assert parse_time_column(df, "t", None) == (df, None)
     got, fmt = parse_time_column(pd.DataFrame({"t": ["2001-01-01T00:30:00+01:00", "2001-01-01T00:00:00Z"]}), "t", None)
     assert fmt == "ISO8601" and list(got["t"]) == [pd.Timestamp("2000-12-31 23:30"), pd.Timestamp("2001-01-01")]
+
+
+def test_cli_explain_of_a_table_shows_the_same_padding_as_the_arrangement(tmp_path, capsys):
+    csv = tmp_path / "stocks.csv"
+    stock_table().to_csv(csv, index=False)
+    assert main(["explain", str(csv), "--id-col", "symbol", "--time-col", "date", "--target", "close",
+                 "--timesteps", "6", "--batch-size", "4", "--stateful"]) == 0
+    out = capsys.readouterr().out
+    figure = re.search(r"padding=(\d+\.\d\d%)", out).group(1)
+    assert f"padding: {figure} of steps" in out  # explain of the lanes, not of a bare X: one figure
+    assert "4 series packed into 4 lanes" in out

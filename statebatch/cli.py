@@ -114,7 +114,7 @@ def _column(df, name: str | None, option: str) -> str | None:
 # Text time formats tried in turn when --time-format is not given. A format is used only if it reads every
 # value of the column; day-first and month-first forms that both read every value are refused as ambiguous
 # (a silent month/day swap would reorder the series), and so is text no format reads.
-_TIME_FORMATS = ("ISO8601", "%Y/%m/%d", "%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y%m%d", "%Y-%m", "%d.%m.%Y",
+_TIME_FORMATS = ("ISO8601", "%Y/%m/%d", "%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y%m%d", "%Y-%m", "%d.%m.%Y", "%b-%d-%Y",
                  "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d-%b-%Y", "%d %b %Y", "%b %d %Y", "%b %d, %Y",
                  "%d %B %Y", "%B %d %Y", "%B %d, %Y", "%Y-%m-%d %H:%M:%S%z", "%a %b %d %H:%M:%S %Y")
 _AMBIGUOUS = (("%m/%d/%Y", "%d/%m/%Y"), ("%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M"),
@@ -150,6 +150,11 @@ def parse_time_column(df, time_col: str, time_format: str | None):
     col = df[time_col]
     kind = getattr(col.dtype, "kind", "O")
     if time_format is None and kind in "iufmM":
+        if kind in "iu" and len(col) and 10**7 <= col.min() and col.max() < 10**8 and \
+                _try_format(col.astype(str), "%Y%m%d") is not None:
+            # 19580329 sorts right as a number, but its steps are not regular: as dates, holes are found right
+            print(f"note: --time-col {time_col!r} holds integers that read as dates (e.g. {col.iloc[0]}); pass "
+                  "--time-format %Y%m%d to read them as dates")
         return df, None
     if col.isna().any():
         row = int(np.flatnonzero(col.isna().to_numpy())[0])
@@ -235,6 +240,11 @@ def _table_columns(df, args) -> tuple[str | None, str | None, list[str] | None, 
     ignored = [c for c in df.columns if c not in used and c not in features]
     if ignored:
         print(f"note: non-numeric columns ignored as features: {ignored}")
+    if not features and targets and all(c in numeric.columns for c in targets):
+        # one numeric column named as the target: the series forecasts itself (its next value)
+        print(f"note: no other numeric column, so the target column(s) {targets} are also the input: each step's "
+              "target is the next value of the series")
+        features = list(targets)
     if not features:
         raise DTypeError(f"the table has no numeric feature columns (columns: {list(df.columns)[:12]}).",
                          "convert the feature columns to numbers (dates go in --time-col, not the features).")
@@ -262,7 +272,7 @@ def _from_table(df, args, stateful: bool):
         return None
     # the CLI builds X in the dtype Keras computes in (--dtype), so no advice about X's dtype is due
     common = dict(id_col=id_col, time_col=time_col, feature_cols=features, target_cols=targets, allow_nan=True,
-                  dtype=args.dtype)
+                  dtype=args.dtype, gaps=args.gaps)
     if stateful:
         from .stateful import arrange_stateful
 
@@ -334,21 +344,34 @@ def _cmd_check(args) -> int:
             X, y, sw, bs = built
             rep = validate(X, y, sample_weight=sw, batch_size=bs, stateful=args.stateful,
                            shuffle=False if args.stateful else None, raise_errors=False, emit_warnings=False)
-        rep.warnings[:] = [_cli_advice(w) for w in rep.warnings]
     else:
         rep = validate(arrays["X"], arrays.get("y"), sample_weight=arrays.get("sample_weight"),
                        batch_size=args.batch_size, stateful=args.stateful,
                        shuffle=False if args.stateful else None, timesteps=args.timesteps,
                        raise_errors=False, emit_warnings=False)
-    print(rep)
+    # advice about an X the CLI built from a table is said in CLI terms (the user cannot run Python on it)
+    print(_cli_fix(_cli_advice(str(rep))) if "table" in arrays else rep)
     if rep.layout is not None and rep.ok:
         print(f"  layout: {rep.layout.kind}: {rep.layout.evidence}")
     return 0 if rep.ok else 1
 
 
+# Library fixes that name a keyword argument the CLI has as an option: said as the option
+_CLI_WORDS = (("gaps='split'", "--gaps split"), ("gaps='accept'", "--gaps accept"), ("gaps=\"split\"", "--gaps split"),
+              ("pass time_col=", "pass --time-col "), ("dtype='float32'", "--dtype float32"))
+
+
+def _cli_fix(text: str) -> str:
+    for a, b in _CLI_WORDS:
+        text = text.replace(a, b)
+    return text
+
+
 def _cli_advice(text: str) -> str:
     """Advice about an X the CLI built, in CLI options instead of the Python a script would write."""
-    return text.replace("Pass X.astype('float32')", "Pass --dtype float32")
+    text = text.replace("Pass X.astype('float32')", "Pass --dtype float32")
+    return text.replace(", or drop those samples: keep = np.isfinite(X).all(axis=(1, 2)).",
+                        " in the table's columns.")
 
 
 def _dtype(text: str) -> str:
@@ -364,6 +387,8 @@ def _table_options(p) -> None:
     p.add_argument("--time-format", default=None,
                    help="table: strftime format of a text --time-col, e.g. '%%d/%%m/%%Y' (default: ISO dates and "
                         "other common forms are recognised)")
+    p.add_argument("--gaps", choices=("error", "split", "accept"), default="error",
+                   help="table: holes in the time stamps: refuse (default), split the series at them, or accept them")
     p.add_argument("--dtype", type=_dtype, default="float32",
                    help="table: dtype of the windows or lanes built (default float32, what Keras computes in)")
     p.add_argument("--target", default=None, help="table: target column(s), comma-separated (not used as features)")
@@ -391,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except StatebatchError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {_cli_fix(str(exc))}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - the CLI answers in one line whatever went wrong
         print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (please report this)",

@@ -40,7 +40,7 @@ def cli_windows(csv, *extra):
     from statebatch import cli
 
     ns = argparse.Namespace(file=str(csv), id_col="symbol", time_col="date", target=None, timesteps=6, stride=1,
-                            batch_size=None, time_format=None, dtype="float64", stateful=False)
+                            batch_size=None, time_format=None, dtype="float64", stateful=False, gaps="error")
     for k, v in zip(extra[::2], extra[1::2]):
         setattr(ns, k, v)
     return cli._from_table(cli.load_arrays(csv)["table"], ns, False)[0]
@@ -129,3 +129,37 @@ def test_cli_explain_of_a_table_shows_the_same_padding_as_the_arrangement(tmp_pa
     figure = re.search(r"padding=(\d+\.\d\d%)", out).group(1)
     assert f"padding: {figure} of steps" in out  # explain of the lanes, not of a bare X: one figure
     assert "4 series packed into 4 lanes" in out
+
+
+def weekly_readings(n=120, holes=(30, 31), nan_at=()):
+    """One weekly sensor series (dates as YYYYMMDD integers, as NOAA-style exports write them)."""
+    dates = pd.date_range("1958-03-29", periods=n, freq="7D")
+    v = 315 + np.sin(np.arange(n) / 8.0) + np.arange(n) * 0.01
+    v[list(nan_at)] = np.nan
+    keep = np.setdiff1d(np.arange(n), holes)
+    return pd.DataFrame({"date": dates.strftime("%Y%m%d").astype(int)[keep], "co2": v[keep]})
+
+
+def test_cli_one_column_series_forecasts_itself_and_gaps_option(tmp_path, capsys):
+    csv = tmp_path / "co2.csv"
+    weekly_readings().to_csv(csv, index=False)
+    base = ["check", str(csv), "--time-col", "date", "--time-format", "%Y%m%d", "--timesteps", "8", "--target", "co2"]
+    assert main(base) == 2  # two missing weeks: a hole, refused with the CLI option to pass
+    out, err = capsys.readouterr()
+    assert "is also the input" in out or "are also the input" in out
+    assert "hole" in err and "--gaps split" in err and "gaps='split'" not in err
+    assert main(base + ["--gaps", "split"]) == 0
+    out = capsys.readouterr().out
+    assert "features ['co2'], target ['co2']" in out
+    # without --time-format, YYYYMMDD integers are numbers; the CLI says how to read them as dates
+    main(["check", str(csv), "--time-col", "date", "--timesteps", "8", "--gaps", "accept"])
+    assert "--time-format %Y%m%d" in capsys.readouterr().out
+
+
+def test_cli_nan_advice_is_about_the_table_not_python(tmp_path, capsys):
+    csv = tmp_path / "co2.csv"
+    weekly_readings(holes=(), nan_at=(5, 6)).to_csv(csv, index=False)
+    assert main(["check", str(csv), "--time-col", "date", "--time-format", "%Y%m%d", "--timesteps", "8",
+                 "--target", "co2"]) == 1
+    out = capsys.readouterr().out
+    assert "NaN" in out and "in the table's columns" in out and "np.isfinite(X)" not in out

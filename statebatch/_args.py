@@ -94,17 +94,56 @@ def rng_for(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng((int(seed), int(epoch), int(stream)))
 
 
-def check_size(what: str, shape: tuple, itemsize: int = 8) -> None:
-    """Refuse an allocation larger than this machine's memory, naming its size, before it is tried."""
+def available_memory() -> int:
+    """Bytes that can be allocated now without swapping: Linux' ``MemAvailable`` (read at each call, since
+    other processes come and go), else the physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return min(int(line.split()[1]) * 1024, MEMORY_LIMIT)
+    except (OSError, ValueError, IndexError):
+        pass
+    return MEMORY_LIMIT
+
+
+SIZE_FIX = ("use a smaller batch_size or timesteps, check that the parameters are what you meant, or read batches "
+            "lazily (iterate the result, or use a Keras dataset) instead of materialising the whole epoch.")
+
+
+def check_size(what: str, shape: tuple, itemsize: int = 8, copies: int = 1, fix: str | None = None) -> None:
+    """Refuse an allocation larger than the memory available now, naming its size, before it is tried
+    (instead of a bare ``MemoryError`` half way through, or the kernel's OOM killer).
+
+    ``copies`` counts arrays of that size alive at once (e.g. a packed copy and its transposed copy).
+    """
     n = 1
     for d in shape:
         n *= max(int(d), 0)
-    if n * itemsize > MEMORY_LIMIT:
+    need = n * int(itemsize) * int(copies)
+    if need <= 2**26:  # 64 MiB and less: not worth reading /proc on every batch
+        return
+    free = available_memory()
+    if need > free:
         raise ParameterError(
-            f"{what} would need {n * itemsize / 2**30:,.1f} GiB for shape {tuple(int(d) for d in shape)}, more than "
-            f"this machine's {MEMORY_LIMIT / 2**30:,.0f} GiB of memory.",
-            "use a smaller batch_size or timesteps, check that the parameters are what you meant, or read batches "
-            "lazily (iterate the result, or use a Keras dataset) instead of materialising the whole epoch.")
+            f"{what} would need {need / 2**30:,.1f} GiB for shape {tuple(int(d) for d in shape)}"
+            + (f" ({copies} copies)" if copies > 1 else "") + f", more than the {free / 2**30:,.1f} GiB of memory "
+            f"available now (this machine has {MEMORY_LIMIT / 2**30:,.0f} GiB).", fix or SIZE_FIX)
+
+
+def allocate(what: str, shape: tuple, dtype: Any, fill: Any = None, fix: str | None = None) -> np.ndarray:
+    """``np.empty``/``np.full`` of a size derived from user parameters: checked against the available memory
+    first, and a ``MemoryError`` the check could not foresee still becomes a statebatch error."""
+    dtype = np.dtype(dtype)
+    check_size(what, shape, dtype.itemsize, fix=fix)
+    try:
+        return np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
+    except MemoryError:
+        n = 1
+        for d in shape:
+            n *= max(int(d), 0)
+        raise ParameterError(f"{what} ({n * dtype.itemsize / 2**30:,.1f} GiB for shape {tuple(shape)}) could not be "
+                             "allocated: not enough memory.", fix or SIZE_FIX) from None
 
 
 def plural(n: int, word: str, plural_form: str | None = None) -> str:
@@ -120,3 +159,9 @@ def _plural(word: str) -> str:
     if word.endswith("y") and word[-2:-1] not in "aeiou":
         return word[:-1] + "ies"
     return word + "s"
+
+
+def percent(fraction: float) -> str:
+    """A fraction as every statebatch summary prints it (``0.119 -> "11.90%"``): the CLI, reprs,
+    ``explain`` and plots show the same figure for the same arrangement."""
+    return f"{float(fraction):.2%}"

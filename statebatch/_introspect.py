@@ -41,6 +41,16 @@ def stateful_layers(model: Any) -> list[Any]:
             and not hasattr(layer, "forward_layer")]
 
 
+def is_model(obj: Any) -> bool:
+    """A Keras model (functional, Sequential or subclassed): it has layers and inputs to read."""
+    return hasattr(obj, "layers") and hasattr(obj, "get_config") and not isinstance(obj, type)
+
+
+def is_symbolic_input(obj: Any) -> bool:
+    """A ``keras.Input(...)`` (a KerasTensor): a shape without values."""
+    return type(obj).__name__ == "KerasTensor" and hasattr(obj, "shape")
+
+
 def input_shape(model: Any) -> tuple | None:
     """``(batch, timesteps, features)`` of the model's first input, ``None`` entries unknown."""
     try:

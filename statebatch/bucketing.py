@@ -13,11 +13,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ._args import check_bool, check_choice, check_fraction, check_int, check_optional_int, plural, resolve_seed
+from ._args import check_bool, check_choice, check_fraction, check_int, check_optional_int, percent, plural, resolve_seed
 from .errors import DataValueError, LengthMismatchError, ParameterError, ShapeError
 from .materialise import gather_padded
 from .plans.base import LeftOut, named
-from .plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, bucket_boundaries, padding_of, plan_buckets,
+from .plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, bucket_boundaries, check_boundaries,
+                            padding_of, plan_buckets,
                             sorted_padding)
 from .result import Batched, Explanation
 from .series import (GAPS, INPUT_CHECKS_DOC, SeriesSet, aligned_targets, apply_gaps, as_series,
@@ -203,6 +204,12 @@ class Bucketing(Batched):
             if o.ndim == 0 or o.shape[0] != len(idx):
                 raise LengthMismatchError(f"outputs of batch {k} have {0 if o.ndim == 0 else o.shape[0]} rows for "
                                           f"{len(idx)} sequences.", "pass the outputs of each batch in order.")
+            if o.ndim >= 3 and o.shape[1] != int(plan.padded_lengths[k]):
+                raise ShapeError(
+                    f"outputs of batch {k} have {o.shape[1]} steps per row but the batch is padded to "
+                    f"{int(plan.padded_lengths[k])} steps (outputs {o.shape}).",
+                    "pass the outputs of model.predict_on_batch on exactly these batches, in order (per-step outputs "
+                    "(batch, padded length, ...) with return_sequences=True, else (batch, ...)).")
         per_step = all(o.ndim >= 2 and o.shape[1] == int(p) for o, p in zip(outs, plan.padded_lengths)) and \
             self.return_sequences
         if per_step:
@@ -231,8 +238,8 @@ class Bucketing(Batched):
             f"{plural(plan.n_batches, 'batch')} per epoch of {per} sequences ({self.n_sequences} sequences, "
             f"lengths {int(self.lengths.min())}..{int(self.lengths.max())}, {self.n_features} feature(s)); "
             f"mode={self.mode!r}, shuffle={self.shuffle}.",
-            f"padding: {pf:.2%} of the padded steps (sorting all lengths would give "
-            f"{sorted_padding(self.lengths, self.batch_size):.2%}); padded steps have mask False / weight 0.",
+            f"padding: {percent(pf)} of the padded steps (sorting all lengths would give "
+            f"{percent(sorted_padding(self.lengths, self.batch_size))}); padded steps have mask False / weight 0.",
             "each batch is padded to its longest member; the model's input is keras.Input(shape=(None, "
             f"{self.n_features})) so every batch may have its own length.",
         ]
@@ -247,7 +254,7 @@ class Bucketing(Batched):
     def __repr__(self) -> str:
         plan = self.plan()
         return (f"Bucketing(sequences={self.n_sequences}, batch_size={self.batch_size}, mode={self.mode!r}, "
-                f"batches={plan.n_batches}, padding={plan.padding_fraction:.2%}, epoch={self.epoch})")
+                f"batches={plan.n_batches}, padding={percent(plan.padding_fraction)}, epoch={self.epoch})")
 
 
 def bucket_batches(
@@ -423,7 +430,7 @@ def bucket_batches(
         if boundaries is None:
             bnds = bucket_boundaries(lengths, n_buckets)
         else:
-            bnds = np.asarray(boundaries, dtype=np.int64).reshape(-1)
+            bnds = check_boundaries(boundaries)
     elif boundaries is not None or n_buckets is not None:
         raise ParameterError(f"boundaries/n_buckets apply to mode='buckets', not mode={mode!r}.",
                              "pass mode='buckets', or drop boundaries/n_buckets.")

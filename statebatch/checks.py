@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import _introspect, layout
-from ._args import check_int
+from ._args import check_int, plural
 from .errors import (BatchSizeError, DataValueError, DTypeError, LengthMismatchError, ModelMismatchError,
                      OverlappingWindowsError, ParameterError, ShapeError, ShuffleError, StatefulLayoutError)
 from .series import dtype_error
@@ -239,12 +239,18 @@ def check_stateful_batch(n: int, batch_size: int | None, model_fixed: bool | Non
         raise BatchSizeError("the stateful model has no fixed batch size.", "build it with keras.Input(batch_shape=(B, T, F)).")
     if n % batch_size:
         k = n // batch_size
+        # predicting a few rows (one row in particular) on a stateful model is the common case of this error:
+        # Keras' own message ("Expected batch size: B") does not say that inference_model is the way out
         raise BatchSizeError(
-            f"{n} samples do not divide into batches of {batch_size}: the last batch would hold {n % batch_size}. "
-            f"Keras 3 fails only at the end of the epoch with 'Incompatible shapes: [{n % batch_size},...] vs. "
-            f"[{batch_size},...]'.",
-            f"arrange the series with statebatch.arrange_stateful(series, timesteps, batch_size={batch_size}) (pads "
-            f"the remainder with weight 0), or keep X[:{k * batch_size}].")
+            f"{plural(n, 'sample')} do not divide into batches of {batch_size}: "
+            + (f"the last batch would hold {n % batch_size}. Keras 3 fails only at the end of the epoch with "
+               f"'Incompatible shapes: [{n % batch_size},...] vs. [{batch_size},...]'." if k else
+               f"a stateful model built for batch size {batch_size} cannot run {plural(n, 'row')} (Keras: "
+               f"'Expected batch size: {batch_size}')."),
+            f"to predict {plural(n, 'row')} (or any batch size) use statebatch.inference_model(model, {n}) (the same "
+            f"weights at batch size {n}) or statebatch.inference_model(model) (a free batch axis); to train, arrange "
+            f"the series with statebatch.arrange_stateful(series, timesteps, batch_size={batch_size}) (pads the "
+            "remainder with weight 0)" + (f", or keep X[:{k * batch_size}]." if k else "."))
 
 
 def check_shuffle(shuffle: Any, stateful: bool) -> list[str]:

@@ -5,9 +5,12 @@
     statebatch check data.npz --batch-size 32 --stateful
     statebatch check series.csv --timesteps 20
     statebatch check long.csv --id-col id --time-col t --target y --timesteps 20 --batch-size 8 --stateful
+    statebatch check stocks.csv --id-col symbol --time-col date --time-format %d/%m/%Y --timesteps 12
 
 A table (.csv/.parquet) is raw series, one row per step: a long table holds many series, kept apart
-by ``--id-col`` and ordered by ``--time-col``. The windows or lanes a model would see are built from
+by ``--id-col`` and ordered by ``--time-col`` (numbers, datetimes, or date/time text: ISO dates and
+other common forms are recognised, ``--time-format`` names any other; ambiguous day/month text is
+refused). The windows or lanes a model would see are built from
 it (``make_windows``, or ``arrange_stateful`` with ``--stateful``) and the command says what it built.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +111,101 @@ def _column(df, name: str | None, option: str) -> str | None:
     return name
 
 
+# Text time formats tried in turn when --time-format is not given. A format is used only if it reads every
+# value of the column; day-first and month-first forms that both read every value are refused as ambiguous
+# (a silent month/day swap would reorder the series), and so is text no format reads.
+_TIME_FORMATS = ("ISO8601", "%Y/%m/%d", "%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y%m%d", "%Y-%m", "%d.%m.%Y", "%b-%d-%Y",
+                 "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d-%b-%Y", "%d %b %Y", "%b %d %Y", "%b %d, %Y",
+                 "%d %B %Y", "%B %d %Y", "%B %d, %Y", "%Y-%m-%d %H:%M:%S%z", "%a %b %d %H:%M:%S %Y")
+_AMBIGUOUS = (("%m/%d/%Y", "%d/%m/%Y"), ("%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M"),
+              ("%m/%d/%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S"), ("%m-%d-%Y", "%d-%m-%Y"), ("%m/%d/%y", "%d/%m/%y"))
+
+
+def _try_format(text, fmt: str):
+    import pandas as pd
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandas' "could not infer format" chatter: we name the format
+            # utc=True: stamps with different offsets are one clock (UTC); naive stamps are kept as they are
+            parsed = pd.to_datetime(text, format=fmt, utc=True)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if isinstance(parsed, pd.Series):
+        parsed = parsed.dt.tz_localize(None)
+    else:
+        parsed = parsed.tz_localize(None)
+    return parsed if not parsed.isna().any() else None
+
+
+def parse_time_column(df, time_col: str, time_format: str | None):
+    """The table with ``time_col`` parsed to datetimes when it holds text, and the format used (or None).
+
+    Numbers and datetimes are kept. Text is read with ``time_format`` (a strftime format) when given,
+    else with the first of the common formats that reads every value; unreadable or day/month-ambiguous
+    text is refused with the ``--time-format`` to pass.
+    """
+    import pandas as pd
+
+    col = df[time_col]
+    kind = getattr(col.dtype, "kind", "O")
+    if time_format is None and kind in "iufmM":
+        if kind in "iu" and len(col) and 10**7 <= col.min() and col.max() < 10**8 and \
+                _try_format(col.astype(str), "%Y%m%d") is not None:
+            # 19580329 sorts right as a number, but its steps are not regular: as dates, holes are found right
+            print(f"note: --time-col {time_col!r} holds integers that read as dates (e.g. {col.iloc[0]}); pass "
+                  "--time-format %Y%m%d to read them as dates")
+        return df, None
+    if col.isna().any():
+        row = int(np.flatnonzero(col.isna().to_numpy())[0])
+        raise DataValueError(f"--time-col {time_col!r} is empty in row {row} of the table (and maybe others).",
+                             "fill in or drop the rows without a time stamp.")
+    text = col.astype(str).str.strip()
+    example = "--time-format '%d/%m/%Y' (day first) or --time-format '%Y-%m-%d %H:%M:%S'"
+    if time_format is not None:
+        parsed = _try_format(text, time_format)
+        if parsed is None:
+            bad = _first_unread(text, time_format)
+            raise ParameterError(f"--time-format {time_format!r} does not read --time-col {time_col!r}: row {bad[0]} "
+                                 f"holds {bad[1]!r}.", f"pass the strftime format of the column, e.g. {example}.")
+        fmt = time_format
+    else:
+        fmt, parsed = None, None
+        for candidate in _TIME_FORMATS:
+            parsed = _try_format(text, candidate)
+            if parsed is not None:
+                fmt = candidate
+                break
+        if fmt is None:
+            for a, b in _AMBIGUOUS:
+                pa, pb = _try_format(text, a), _try_format(text, b)
+                if pa is not None and pb is not None and not pa.equals(pb):
+                    raise ParameterError(
+                        f"--time-col {time_col!r} holds dates such as {text.iloc[0]!r} that read both day first and "
+                        "month first; guessing would put the steps in a wrong order.",
+                        f"pass --time-format '{b}' (day first) or --time-format '{a}' (month first).")
+                if pa is not None or pb is not None:
+                    fmt, parsed = (a, pa) if pa is not None else (b, pb)
+                    break
+        if fmt is None:
+            bad = _first_unread(text, "ISO8601")
+            raise ParameterError(f"--time-col {time_col!r} holds text that is not a date/time in a known format "
+                                 f"(row {bad[0]}: {bad[1]!r}).",
+                                 f"pass --time-format with the column's strftime format, e.g. {example}; or "
+                                 f"--time-col none to keep the file order.")
+    df = df.copy()
+    df[time_col] = pd.Series(parsed).to_numpy()
+    return df, fmt
+
+
+def _first_unread(text, fmt: str) -> tuple[int, str]:
+    """Row and value of the first time stamp ``fmt`` does not read (for the message)."""
+    for i, v in enumerate(text.tolist()):
+        if _try_format([v], fmt) is None:
+            return i, v
+    return 0, str(text.iloc[0])
+
+
 def _table_columns(df, args) -> tuple[str | None, str | None, list[str] | None, list[str]]:
     """id, time, target and feature columns of a table; an unnamed but obvious id or time column is refused
     with a message rather than read as a feature (which would window across series or feed clock values)."""
@@ -141,6 +240,11 @@ def _table_columns(df, args) -> tuple[str | None, str | None, list[str] | None, 
     ignored = [c for c in df.columns if c not in used and c not in features]
     if ignored:
         print(f"note: non-numeric columns ignored as features: {ignored}")
+    if not features and targets and all(c in numeric.columns for c in targets):
+        # one numeric column named as the target: the series forecasts itself (its next value)
+        print(f"note: no other numeric column, so the target column(s) {targets} are also the input: each step's "
+              "target is the next value of the series")
+        features = list(targets)
     if not features:
         raise DTypeError(f"the table has no numeric feature columns (columns: {list(df.columns)[:12]}).",
                          "convert the feature columns to numbers (dates go in --time-col, not the features).")
@@ -151,6 +255,14 @@ def _from_table(df, args, stateful: bool):
     """Build what a model would see from a table, and say what was built. Returns (X, y, weights, batch_size)
     or None when no --timesteps was given (then the table itself is checked as one sample)."""
     id_col, time_col, targets, features = _table_columns(df, args)
+    if time_col is not None:
+        df, fmt = parse_time_column(df, time_col, args.time_format)
+        if fmt is not None:
+            print(f"time column {time_col!r}: text read as dates/times with format {fmt!r}"
+                  + ("" if args.time_format else " (pass --time-format to choose another)"))
+    elif args.time_format is not None:
+        raise ParameterError("--time-format applies to the --time-col column, and no --time-col was given.",
+                             "pass --time-col with the column that holds the time stamps, or leave --time-format out.")
     n_series = int(df[id_col].nunique()) if id_col else 1
     where = (f"{n_series} series (by {id_col!r})" if id_col else "1 series") + (
         f", ordered by {time_col!r}" if time_col else ", in file order")
@@ -158,7 +270,9 @@ def _from_table(df, args, stateful: bool):
           + (f", target {targets}" if targets else ""))
     if args.timesteps is None:
         return None
-    common = dict(id_col=id_col, time_col=time_col, feature_cols=features, target_cols=targets, allow_nan=True)
+    # the CLI builds X in the dtype Keras computes in (--dtype), so no advice about X's dtype is due
+    common = dict(id_col=id_col, time_col=time_col, feature_cols=features, target_cols=targets, allow_nan=True,
+                  dtype=args.dtype, gaps=args.gaps)
     if stateful:
         from .stateful import arrange_stateful
 
@@ -171,15 +285,19 @@ def _from_table(df, args, stateful: bool):
                                  "pass --batch-size B (the batch size the stateful model is built with).")
         # target columns: the value one step later, per timestep (arrange_stateful's "next")
         a = arrange_stateful(df, args.timesteps, args.batch_size, targets="next" if targets else None, **common)
+        args.built = a  # explain describes the arrangement itself (lanes, resets, padding), not a bare X
         arrays = a.arrays()
+        # repr(a) is the arrangement's own summary, so the padding figure is the one Python shows for it
         print(f"built {a.n_series} series -> lanes with statebatch.arrange_stateful(timesteps={args.timesteps}, "
-              f"batch_size={args.batch_size}): X {arrays[0].shape}, {a.n_batches} batches, padding "
-              f"{a.padding_fraction:.1%}; this is statebatch's arrangement of your table, not data you made")
+              f"batch_size={args.batch_size})" + (" (targets='next': each target column one step later)" if targets
+                                                  else "") + f": {a!r}; this is statebatch's arrangement of your "
+              "table, not data you made")
         return arrays[0], (arrays[1] if len(arrays) > 1 else None), (arrays[2] if len(arrays) > 2 else None), \
             args.batch_size
     from .windows import make_windows
 
     w = make_windows(df, args.timesteps, stride=args.stride, **common)
+    args.built = w
     arrays = w.arrays()
     print(f"built {len(arrays[0])} windows of {args.timesteps} steps (stride {args.stride}) from "
           f"{n_series} series with statebatch.make_windows; windows never cross a series boundary")
@@ -201,6 +319,9 @@ def _cmd_explain(args) -> int:
         if built is None:
             raise ParameterError("explaining a table needs --timesteps: the windows or lanes are built from it.",
                                  "pass --timesteps T (and --batch-size B).")
+        if args.stateful:  # the lanes statebatch built: their own explanation, padding figure included
+            print(explain(args.built))
+            return 0
         X = built[0]
     else:
         X = arrays["X"]
@@ -228,16 +349,48 @@ def _cmd_check(args) -> int:
                        batch_size=args.batch_size, stateful=args.stateful,
                        shuffle=False if args.stateful else None, timesteps=args.timesteps,
                        raise_errors=False, emit_warnings=False)
-    print(rep)
+    # advice about an X the CLI built from a table is said in CLI terms (the user cannot run Python on it)
+    print(_cli_fix(_cli_advice(str(rep))) if "table" in arrays else rep)
     if rep.layout is not None and rep.ok:
         print(f"  layout: {rep.layout.kind}: {rep.layout.evidence}")
     return 0 if rep.ok else 1
+
+
+# Library fixes that name a keyword argument the CLI has as an option: said as the option
+_CLI_WORDS = (("gaps='split'", "--gaps split"), ("gaps='accept'", "--gaps accept"), ("gaps=\"split\"", "--gaps split"),
+              ("pass time_col=", "pass --time-col "), ("dtype='float32'", "--dtype float32"))
+
+
+def _cli_fix(text: str) -> str:
+    for a, b in _CLI_WORDS:
+        text = text.replace(a, b)
+    return text
+
+
+def _cli_advice(text: str) -> str:
+    """Advice about an X the CLI built, in CLI options instead of the Python a script would write."""
+    text = text.replace("Pass X.astype('float32')", "Pass --dtype float32")
+    return text.replace(", or drop those samples: keep = np.isfinite(X).all(axis=(1, 2)).",
+                        " in the table's columns.")
+
+
+def _dtype(text: str) -> str:
+    if text not in ("float16", "float32", "float64"):
+        raise argparse.ArgumentTypeError(f"expected float16, float32 or float64, got {text!r}")
+    return text
 
 
 def _table_options(p) -> None:
     p.add_argument("--id-col", default=None, help="table: the column that names each series ('none': one series)")
     p.add_argument("--time-col", default=None, help="table: the column that orders the steps of a series ('none': "
                                                       "file order)")
+    p.add_argument("--time-format", default=None,
+                   help="table: strftime format of a text --time-col, e.g. '%%d/%%m/%%Y' (default: ISO dates and "
+                        "other common forms are recognised)")
+    p.add_argument("--gaps", choices=("error", "split", "accept"), default="error",
+                   help="table: holes in the time stamps: refuse (default), split the series at them, or accept them")
+    p.add_argument("--dtype", type=_dtype, default="float32",
+                   help="table: dtype of the windows or lanes built (default float32, what Keras computes in)")
     p.add_argument("--target", default=None, help="table: target column(s), comma-separated (not used as features)")
     p.add_argument("--timesteps", type=_positive, default=None, help="window a table / expected timesteps")
     p.add_argument("--stride", type=_positive, default=1, help="table, stateless: steps between windows")
@@ -263,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except StatebatchError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {_cli_fix(str(exc))}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - the CLI answers in one line whatever went wrong
         print(f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (please report this)",

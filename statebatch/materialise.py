@@ -20,12 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ParameterError
+from ._args import allocate, check_int, check_size
+from .errors import DTypeError, ParameterError, ShapeError
 from .source import ConcatSource, RowSource, readonly
 
 
 def strided_windows(base: np.ndarray, length: int, step: int = 1) -> np.ndarray:
     """Read-only view of every window of ``length`` rows, ``step`` apart, along axis 0.
+
+    The public entry: ``length`` and ``step`` must be integers >= 1 and at least one window must fit
+    (a zero length or step would repeat rows, a negative one is no window at all).
 
     Parameters
     ----------
@@ -40,6 +44,26 @@ def strided_windows(base: np.ndarray, length: int, step: int = 1) -> np.ndarray:
     ndarray, shape ``(max(rows - (length - 1) * step, 0), length, *trailing)``
         Window ``i`` is ``base[i : i + (length - 1) * step + 1 : step]``; no data is copied.
     """
+    length = check_int("length", length, 1)
+    step = check_int("step", step, 1)
+    try:
+        base = np.asarray(base)
+    except (TypeError, ValueError):  # ragged lists
+        raise DTypeError("base is a ragged list (rows of different lengths), not one array.",
+                         "pass one array (rows, ...); window series of different lengths one at a time, or use "
+                         "statebatch.make_windows(list_of_series, timesteps).") from None
+    if base.ndim == 0:
+        raise ShapeError("base is a scalar; windows are cut along axis 0 of an array.", "pass an array (rows, ...).")
+    span = (length - 1) * step + 1
+    if span > base.shape[0]:
+        raise ShapeError(f"a window of length={length} rows, step={step} apart spans {span} rows, more than the "
+                         f"{base.shape[0]} rows of base: there is no window.",
+                         f"pass length <= {(base.shape[0] - 1) // step + 1} (or a smaller step), or a longer array.")
+    return _strided(base, length, step)
+
+
+def _strided(base: np.ndarray, length: int, step: int = 1) -> np.ndarray:
+    """:func:`strided_windows` without the checks (internal callers pass validated sizes; none fit: 0 windows)."""
     base = np.asarray(base)
     n = max(base.shape[0] - (length - 1) * step, 0)
     s0 = base.strides[0]
@@ -57,9 +81,13 @@ def _in_memory(source: RowSource) -> np.ndarray | None:
 def gather_windows(source: RowSource, starts: np.ndarray, length: int, step: int = 1) -> np.ndarray:
     """Windows ``(len(starts), length, *row)``: rows ``s, s+step, ..., s+(length-1)*step`` for each start."""
     starts = np.asarray(starts, dtype=np.int64)
+    # sliding windows repeat each row up to `length` times: the copy can be far larger than the data
+    check_size("the windows", (len(starts), length) + tuple(source.shape[1:]), source.dtype.itemsize,
+               fix="use a larger stride or fewer timesteps, or feed the windows batch by batch (windows.batches(), "
+                   "statebatch.keras.WindowDataset) instead of materialising X.")
     arr = _in_memory(source)
     if arr is not None:
-        view = strided_windows(arr, length, step)
+        view = _strided(arr, length, step)
         if len(starts) > 1:
             d = int(starts[1] - starts[0])
             if d > 0 and int(starts[-1] - starts[0]) == d * (len(starts) - 1) and (np.diff(starts) == d).all():
@@ -73,7 +101,7 @@ def gather_windows(source: RowSource, starts: np.ndarray, length: int, step: int
     lo, hi = int(starts.min()), int(starts.max()) + span
     if hi - lo <= 4 * len(starts) * span:  # one covering read, then a strided gather
         block = source.read(lo, hi)
-        return strided_windows(block, length, step)[starts - lo]
+        return _strided(block, length, step)[starts - lo]
     for i, s in enumerate(starts.tolist()):
         out[i] = source.read(s, s + span)[::step]
     return out
@@ -98,6 +126,7 @@ def gather_chunks(source: RowSource, starts: np.ndarray, valid: np.ndarray, leng
     valid = np.asarray(valid, dtype=np.int64)
     n = len(starts)
     row = tuple(source.shape[1:])
+    check_size("the chunks", (n, length) + row, source.dtype.itemsize)
     if reader is not None and source.array is None:
         return reader.read(starts, valid, length, pad_value)
     arr = source.array
@@ -117,7 +146,7 @@ def gather_chunks(source: RowSource, starts: np.ndarray, valid: np.ndarray, leng
             out[i, : valid[i]] = source.read(int(starts[i]), int(starts[i] + valid[i]))
         return out
     full = valid == length
-    chunks = strided_windows(arr, length)
+    chunks = _strided(arr, length)
     if len(chunks):
         out = chunks[np.where(full, starts, 0)]  # one gather of whole chunks
     else:  # fewer rows than one chunk: everything is partial
@@ -182,7 +211,7 @@ def fill_lanes(source: ConcatSource, lanes: int, rows_per_lane: int, lane: np.nd
     """
     row = tuple(source.shape[1:])
     total = lanes * rows_per_lane
-    out = np.empty((lanes, rows_per_lane) + row, dtype=source.dtype)
+    out = allocate("the epoch's lanes", (lanes, rows_per_lane) + row, source.dtype)
     flat = out.reshape((total,) + row)
     keep = np.asarray(counts) > 0
     first_row = np.asarray(first_row, dtype=np.int64)[keep]
@@ -255,7 +284,7 @@ def gather_padded(source: RowSource, offsets: np.ndarray, idx: np.ndarray, lengt
         shift = (padded_length - lens)[:, None]
         mask = steps[None, :] >= shift
         src = steps[None, :] - shift
-    X = np.empty((len(idx), padded_length) + tuple(source.shape[1:]), dtype=source.dtype)
+    X = allocate("the padded batch", (len(idx), padded_length) + tuple(source.shape[1:]), source.dtype)
     X[...] = pad_value
     arr = source.array
     if arr is not None:

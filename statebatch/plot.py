@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ._args import percent
 from .errors import ParameterError
 
 __all__ = ["plot_lanes", "plot_buckets"]
@@ -126,7 +127,7 @@ def plot_lanes(arranged: Any, *, ax: Any = None, max_batches: int | None = 200, 
     size = f"{t} steps" if steps is None else f"{int(steps.min())}-{int(steps.max())} steps (jitter)"
     shown = "" if nb == plan.n_batches and lanes == plan.batch_size else f" (showing {lanes} lanes x {nb} batches)"
     _title(ax, title or (f"{n_series} series in {arranged.batch_size} lanes x {arranged.n_batches} batches of "
-                         f"{size}, padding {arranged.padding_fraction:.1%}{shown}"), fs)
+                         f"{size}, padding {percent(arranged.padding_fraction)}{shown}"), fs)
     handles = []
     if n_series <= _MAX_SERIES_LEGEND:
         handles += [Patch(facecolor=palette[s % len(palette)], label=f"series {ids[s]}") for s in range(n_series)]
@@ -220,9 +221,9 @@ def _plot_plan(bk: Any, *, ax: Any, title: str | None, epoch: int | None, max_ba
     part = (f"{len(drawn)} batches" if len(drawn) == plan.n_batches else
             f"{len(drawn)} of {plan.n_batches} batches")
     text = (f"{part} ({n_seq} of {len(plan.lengths)} sequences), mode={mode!s}, epoch {plan.epoch}: padding "
-            f"{frac:.2%} of the steps drawn")
+            f"{percent(frac)} of the steps drawn")
     if len(drawn) != plan.n_batches:
-        text += f" ({plan.padding_fraction:.2%} over all batches)"
+        text += f" ({percent(plan.padding_fraction)} over all batches)"
     _title(ax, title or text, fs)
     ax.legend(handles=[Patch(facecolor="#4c72b0", label="real steps"),
                        Patch(facecolor="#dd8452", alpha=0.7, hatch="//", edgecolor="#b35d22",
@@ -234,13 +235,27 @@ def _plot_plan(bk: Any, *, ax: Any, title: str | None, epoch: int | None, max_ba
 def _plot_histogram(data: Any, boundaries: Any, *, ax: Any, title: str | None, figsize: tuple[float, float]):
     from .bucketing import bucket_boundaries, padding_of
 
-    lengths = np.asarray(getattr(data, "lengths", data))
+    raw = getattr(data, "lengths", data)
+    if isinstance(raw, (list, tuple)) and any(np.ndim(s) >= 1 or hasattr(s, "__len__") for s in raw):
+        # sequences, not lengths (numpy would refuse ragged ones with its "inhomogeneous shape")
+        raise ParameterError(f"plot_buckets got a {type(raw).__name__} of {len(raw)} sequences; it draws lengths or "
+                             "a bucketing's batches.",
+                             "pass [len(s) for s in sequences], or statebatch.bucket_batches(sequences, batch_size) "
+                             "to see its batches.")
+    lengths = np.asarray(raw)
     if lengths.dtype.kind not in "iu" or lengths.ndim != 1:
         raise ParameterError(f"plot_buckets needs a Bucketing or a 1-D sequence of integer lengths, got "
                              f"{type(data).__name__} of dtype {lengths.dtype} and shape {lengths.shape}.",
                              "pass statebatch.bucket_batches(...) or [len(s) for s in sequences].")
     if boundaries is None:
         boundaries = bucket_boundaries(lengths)
+    else:
+        b = np.asarray(boundaries) if not isinstance(boundaries, (list, tuple)) or all(
+            np.ndim(v) == 0 for v in boundaries) else np.asarray([], dtype=object)
+        if b.ndim != 1 or b.dtype.kind not in "iu" or (np.diff(b) <= 0).any() or (b < 1).any():
+            raise ParameterError(f"boundaries must be increasing positive integer lengths (tf.data's "
+                                 f"bucket_boundaries), got {boundaries!r}.",
+                                 "pass e.g. boundaries=[10, 20, 40], or leave it out to compute them.")
     boundaries = np.asarray(boundaries, dtype=np.int64)
     fig, ax, own = _figure(ax, figsize)
     fs = _font(fig)
@@ -256,11 +271,11 @@ def _plot_histogram(data: Any, boundaries: Any, *, ax: Any, title: str | None, f
     for b in boundaries:
         ax.axvline(b - 0.5, color="black", linestyle="--", linewidth=1)
     pad = padding_of(lengths, boundaries)
-    frac = pad / (lengths.sum() + pad) if len(lengths) else 0.0
+    frac = pad / (lengths.sum() + pad) if lengths.sum() + pad else 0.0
     ax.set_xlabel("sequence length", fontsize=fs)
     ax.set_ylabel("time steps (sequences x length)", fontsize=fs)
     ax.tick_params(labelsize=fs * 0.9)
     _title(ax, title or f"{len(lengths)} sequences in {len(boundaries) + 1} buckets; padding to bucket "
-                        f"maximum: {frac:.1%} of steps (lengths only; pass a bucketing to see its batches)", fs)
+                        f"maximum: {percent(frac)} of steps (lengths only; pass a bucketing to see its batches)", fs)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=fs * 0.9, borderaxespad=0.0)
     return fig

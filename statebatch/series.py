@@ -257,6 +257,44 @@ def _frame_columns(df: Any, cols: Sequence[str] | None, exclude: Sequence[str], 
     return cols
 
 
+_TIME_NAMES = ("t", "time", "timestamp", "date", "datetime", "ds", "time_idx", "when")
+
+
+def _refuse_unnamed_time(df: Any, exclude: list, what: str) -> None:
+    """A non-numeric column of time stamps (datetimes, or date text) among the would-be features is the
+    series' time, not a feature: name time_col (the generic "drop it with feature_cols" would lose the order)."""
+    if not df.columns.is_unique:  # refused by _frame_columns, with its own message
+        return
+    for c in df.columns:
+        if c in exclude or _numeric_column(df[c]):
+            continue
+        kind = getattr(df[c].dtype, "kind", "O")
+        timelike = kind in "mM" or type(df[c].dtype).__name__ in ("PeriodDtype", "DatetimeTZDtype") or \
+            str(c).lower() in _TIME_NAMES
+        if not timelike and kind in "OU" or type(df[c].dtype).__name__ == "StringDtype":
+            timelike = timelike or _looks_like_dates(df[c])
+        if timelike:
+            raise DTypeError(
+                f"{what} column {c!r} ({df[c].dtype}) looks like the time stamps of the steps, and no time_col was "
+                "given: read as a feature it is not a number, and the steps would stay in row order.",
+                f"pass time_col={c!r} to order each series by it"
+                + (f" (text: parse it first, df[{c!r}] = pd.to_datetime(df[{c!r}]))" if kind not in "mM" else "")
+                + ", and feature_cols=[...] if other columns are not features.")
+
+
+def _looks_like_dates(col: Any) -> bool:
+    import pandas as pd
+
+    head = col.dropna().astype(str).head(5)
+    if not len(head):
+        return False
+    try:
+        pd.to_datetime(head, format="ISO8601")
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
 def _numeric_column(col: Any) -> bool:
     try:
         dt = np.dtype(col.dtype)
@@ -297,6 +335,8 @@ def _from_frame(df, id_col, time_col, feature_cols, target_cols, dtype, what) ->
                 f"pass the name of the column that holds the {'series id' if name == 'id_col' else 'time'}.",
             )
     exclude = [c for c in (id_col, time_col) if c is not None]
+    if time_col is None and feature_cols is None:
+        _refuse_unnamed_time(df, exclude + list(target_cols or []), what)
     cols = _frame_columns(df, feature_cols, exclude, what)
     tcols = _frame_columns(df, target_cols, exclude, what) if target_cols is not None else None
     names = [str(c) for c in cols]

@@ -10,12 +10,13 @@ shuffled or jittered); :class:`Arranged` materialises X, y and sample weights ba
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
 
-from ._args import check_bool, check_choice, check_fraction, check_int, check_size, plural, resolve_seed
-from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchError
+from ._args import check_bool, check_choice, check_fraction, check_int, check_size, percent, plural, resolve_seed
+from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchError, StatebatchWarning
 from .materialise import (LaneReader, fill_lanes, gather_chunks, gather_rows, lanes_to_batches, source_views,
                           sums_finite)
 from .plans.base import LeftOut, named
@@ -287,7 +288,12 @@ class Arranged(Batched):
                     f"jitter={self.jitter}: batches have different lengths this epoch, so they do not stack into "
                     "one X array.", "feed the batches one by one: statebatch.keras.StatefulDataset(arranged) or "
                     "arranged.batches().")
-            check_size("the epoch's X", (plan.n_batches, plan.batch_size, plan.timesteps, self.n_features))
+            # X in its dtype, twice: the packed lanes and their copy in batch order are alive together
+            check_size("the epoch's X", (plan.n_batches, plan.batch_size, plan.timesteps, self.n_features),
+                       self._ss.source.dtype.itemsize, copies=2,
+                       fix="check timesteps and batch_size (the epoch has "
+                           f"{percent(plan.padding_fraction)} padding), or feed the batches one by one "
+                           "(arranged.batches(), statebatch.keras.StatefulDataset(arranged)) instead of X.")
             self._cache.clear()
             arrays = self._held_out(plan, self._materialise_epoch(plan), None)
             self._cache[key] = tuple(readonly(a) for a in self._finite(arrays, -1))
@@ -514,7 +520,11 @@ class Arranged(Batched):
         else:
             if outputs is None:
                 raise ParameterError("outputs is None.", "pass the model's predictions on these batches.")
-            out = np.asarray(outputs)
+            try:
+                out = np.asarray(outputs)
+            except (TypeError, ValueError):  # ragged lists
+                raise ShapeError("outputs are a ragged list (rows of different shapes), not one array.",
+                                 "pass model.predict's array, or a list with one array per batch.") from None
             if out.ndim >= 2 and out.shape[:2] == (nb, b) and out.shape[0] * out.shape[1] != out.shape[0]:
                 out = out.reshape((nb * b,) + out.shape[2:])
             if out.ndim == 0 or out.shape[0] != nb * b:
@@ -527,6 +537,14 @@ class Arranged(Batched):
             if o.ndim == 0 or o.shape[0] != b:
                 raise LengthMismatchError(f"outputs of batch {k} have {0 if o.ndim == 0 else o.shape[0]} rows for "
                                           f"{plural(b, 'lane')}.", "pass one output row per lane.")
+            if o.ndim >= 3 and o.shape[1] != plan.batch_length(k):
+                # (lanes, steps, units) with another step count is not the output of this batch: reading it
+                # would shift every output against its input step
+                raise ShapeError(
+                    f"outputs of batch {k} have {o.shape[1]} steps per row but the batch has "
+                    f"{plan.batch_length(k)} timesteps (outputs {o.shape}).",
+                    "pass model.predict on exactly these batches: per-step outputs (batch_size, timesteps, ...) "
+                    "with return_sequences=True, else one output per row (batch_size, ...).")
         seq = self.return_sequences and all(o.ndim >= 2 and o.shape[1] == plan.batch_length(k)
                                             for k, o in enumerate(per_batch))
         vals, sid, step = [], [], []
@@ -570,7 +588,7 @@ class Arranged(Batched):
             ("1 series split into " + plural(b, "contiguous lane") + "." if n_series == 1 else
              f"{plural(n_series, 'series', 'series')} packed into {plural(b, 'lane')}"
              + ("; repacked in a new order every epoch." if self.shuffle else ".")),
-            f"padding: {p.padding_fraction:.2%} of steps ({plural(idle, 'idle lane slot')}); padded steps carry sample "
+            f"padding: {percent(p.padding_fraction)} of steps ({plural(idle, 'idle lane slot')}); padded steps carry sample "
             f"weight 0. {plural(p.n_batches, 'batch')} (lower bound {p.lower_bound_batches}).",
         ]
         if self.weight_from is not None:
@@ -589,7 +607,7 @@ class Arranged(Batched):
     def __repr__(self) -> str:
         p = self.plan()
         return (f"Arranged(X={self.shape}, batches={p.n_batches}, lanes={self.batch_size}, series={self.n_series}, "
-                f"padding={p.padding_fraction:.2%}, resets={int(p.resets.sum())}, epoch={self.epoch}"
+                f"padding={percent(p.padding_fraction)}, resets={int(p.resets.sum())}, epoch={self.epoch}"
                 f"{', shuffled' if self.shuffle else ''}{f', jitter={self.jitter}' if self.jitter else ''}, "
                 f"left_out_steps={sum(lo.steps for lo in self.left_out)})")
 
@@ -694,7 +712,40 @@ def arrange_stateful(
         check_finite_series(SeriesSet(ss.source, ss.offsets, ss.ids))
     arranged._check_batches = not allow_nan and not in_memory(ss.source)
     arranged._x_checked = checked_finite(ss.source)
+    _warn_padding(arranged)
     return arranged
+
+
+#: An epoch with more padding than this warns (StatebatchWarning): the model then mostly runs on steps
+#: of weight 0, almost always because batch_size (lanes) or timesteps is too large for the data. Lanes
+#: that never hold data warn at any padding. (Many series of different lengths in as many lanes are
+#: often half padding, legitimately: that alone does not warn.)
+PADDING_WARNING = 0.75
+
+
+def _warn_padding(arranged: Arranged) -> None:
+    """Warn when most of the epoch is padding, naming the idle lanes and the fix (fewer lanes, shorter
+    timesteps); legal (idle lanes carry weight 0), but the compute and the loss's denominator are wasted."""
+    plan = arranged.plan()
+    frac = plan.padding_fraction
+    busy = int((plan.valid > 0).any(axis=0).sum())  # lanes that hold data in some batch
+    idle = plan.batch_size - busy
+    if frac <= PADDING_WARNING and not idle:
+        return
+    real = int(plan.valid.sum())
+    t = plan.timesteps
+    if idle:
+        why = f"{plural(idle, 'lane')} of {plan.batch_size} {'never holds' if idle == 1 else 'never hold'} data"
+        fix = f"use fewer lanes (batch_size={max(1, busy)} or less), or more data"
+    else:
+        why = (f"the data fills only {percent(1 - frac)} of {plural(plan.batch_size, 'lane')} x "
+               f"{plural(plan.n_batches, 'batch')} x {t} timesteps")
+        fix = (f"use shorter timesteps (each lane holds about {plural(real // plan.batch_size, 'real step')}) or "
+               "fewer lanes, or more data")
+    warnings.warn(StatebatchWarning(
+        f"padding is {percent(frac)} of the epoch: {why} ({plural(real, 'real step')} in "
+        f"{plural(plan.n_batches, 'batch')} of {plan.batch_size} x {t}). The model computes on the padded steps "
+        f"(sample weight 0) and the loss divides by them. Fix: {fix}."), stacklevel=3)
 
 
 def _arrange(ss: SeriesSet, timesteps: int, batch_size: int, targets: Any, horizon: int, return_sequences: bool,

@@ -3,6 +3,7 @@ series ids are of one kind (pandas imported only when used)."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -41,9 +42,8 @@ def find_gaps(index: Any) -> tuple[np.ndarray, Any]:
         import warnings
 
         try:
-            with warnings.catch_warnings():  # pandas' notice about infer_freq's future return type is not the user's
-                warnings.simplefilter("ignore", FutureWarning)
-                warnings.simplefilter("ignore", DeprecationWarning)  # pandas 3: Pandas4Warning
+            with warnings.catch_warnings():  # pandas 3 announces infer_freq's future return type; either serves
+                warnings.simplefilter("ignore")
                 freq = pd.infer_freq(pd.DatetimeIndex(index))
         except (TypeError, ValueError):
             freq = None

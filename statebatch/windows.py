@@ -12,9 +12,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._args import check_bool, check_choice, check_int, plural, resolve_seed
+from ._args import check_bool, check_choice, check_int, check_size, plural, resolve_seed
 from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchWarning
-from .materialise import gather_rows, gather_windows, strided_windows
+from .materialise import _strided, gather_rows, gather_windows, strided_windows
 from .plans.windows import REMAINDERS, WindowPlan, plan_windows
 from .result import Batched, Explanation
 from .series import (GAPS, INPUT_CHECKS_DOC, SeriesSet, aligned_targets, apply_gaps, as_series,
@@ -184,10 +184,14 @@ class Windows(Batched):
         if self._X is None:
             if self._regular():
                 first, n = self.start_index, self.n_windows
-                view = strided_windows(self._ss.source.array, self.timesteps, self.sampling_rate)
+                view = _strided(self._ss.source.array, self.timesteps, self.sampling_rate)
                 x = view[first: first + (n - 1) * self.stride + 1: self.stride]
             else:
                 x = readonly(gather_windows(self._ss.source, self.starts, self.timesteps, self.sampling_rate))
+            if self._copy:  # sliding windows repeat rows: the copy can be far larger than the data
+                check_size("the windows' copy (copy=True)", x.shape, x.dtype.itemsize,
+                           fix="leave copy=False (X is then a read-only view that repeats no data), use a larger "
+                               "stride, or feed the windows batch by batch (windows.batches()).")
             self._X = np.ascontiguousarray(x).copy() if self._copy else x
         return self._X
 
@@ -200,10 +204,13 @@ class Windows(Batched):
                 first, n, st = self.start_index + self._yoffset, self.n_windows, self.stride
                 src = self._ysource.array
                 if self._ylength is not None:
-                    src = strided_windows(src, self._ylength, self._ystep)
+                    src = _strided(src, self._ylength, self._ystep)
                 y = readonly(src[first: first + (n - 1) * st + 1: st])
             else:
                 y = readonly(self._targets_at(self.starts))
+            if self._copy:
+                check_size("the targets' copy (copy=True)", y.shape, y.dtype.itemsize,
+                           fix="leave copy=False, or feed the windows batch by batch (windows.batches()).")
             self._y = np.ascontiguousarray(y).copy() if self._copy else y
         return self._y
 
@@ -229,6 +236,15 @@ class Windows(Batched):
             raise LengthMismatchError(
                 f"outputs have {len(out)} rows but the epoch's batches hold {len(order)} windows.",
                 "pass the outputs of model.predict on exactly these batches, in order.")
+        # a per-step output's time axis is the window's (return_sequences) or the target's (n_ahead steps)
+        lengths = {self.timesteps} | ({self._ylength} if self._ylength else set())
+        if out.ndim >= 3 and out.shape[1] not in lengths:
+            raise ShapeError(
+                f"outputs {out.shape} have {out.shape[1]} steps per window, but the windows have {self.timesteps}"
+                + (f" and the targets {self._ylength}" if self._ylength and self._ylength != self.timesteps else "")
+                + ": these are not the outputs of these windows.",
+                "pass model.predict on these windows' batches (outputs (n, timesteps, ...) with return_sequences, "
+                "else (n, ...)).")
         res = np.full((self.n_windows,) + out.shape[1:], np.nan,
                       dtype=np.result_type(out.dtype, np.float32) if len(order) < self.n_windows else out.dtype)
         res[order] = out
@@ -278,7 +294,9 @@ def _stack_outputs(outputs: Any) -> np.ndarray:
     try:
         out = np.asarray(outputs)
     except (TypeError, ValueError) as exc:
-        raise ParameterError(f"outputs cannot be read as an array ({exc}).", "pass an array of predictions.") from None
+        raise ParameterError("outputs are a ragged list (rows of different shapes), not one array"
+                             + ("" if "inhomogeneous" in str(exc) else f" ({type(exc).__name__})") + ".",
+                             "pass an array of predictions, or a list with one array per batch.") from None
     if out.ndim == 0:
         raise ShapeError("outputs is a scalar.", "pass one output row per sample.")
     return out
@@ -329,7 +347,10 @@ def make_windows(
     targets : None, "next", "aligned", array or list of arrays
         ``None``: no y. ``"next"``: the future of the data itself, ``horizon`` steps after the
         window's last row (``n_ahead`` consecutive values; with ``return_sequences`` every row's
-        value ``horizon`` steps later). An array aligned with the data rows: as in Keras,
+        value ``horizon`` steps later). An array aligned with the data rows (exactly one row per data
+        row; Keras also takes shorter targets and keeps fewer windows, statebatch refuses them, except
+        with ``align="last"`` on one series, where windows whose last step has no target are left out
+        and reported): as in Keras,
         ``y[i] = targets[first step of window i]`` (``align="first"``) or of its last step
         (``align="last"``); with ``return_sequences`` the targets of every row of the window.
         ``"aligned"`` uses ``target_cols`` of a DataFrame as such an array.
@@ -421,26 +442,29 @@ def make_windows(
             tlist = [ss.targets.read(int(a), int(b)) for a, b in zip(ss.offsets[:-1], ss.offsets[1:])]
         else:
             tlist = aligned_targets(targets, ss)
+        ends_early = align == "last" and not return_sequences and ss.n_series == 1
         for i, (t, n) in enumerate(zip(tlist, ss.lengths)):
-            if len(t) > n:
+            # Keras' timeseries_dataset_from_array silently keeps fewer windows for shorter targets; with the
+            # first step's target (its default) one row short is almost always an off-by-one shift that pairs
+            # every window with a wrong target, so it is refused. A window's *last* step's target is still its
+            # own row's when the targets end early (y[h:] for the value h rows later, scikit-learn's
+            # WindowTransformer): those windows are kept, and the rows without a target are in left_out.
+            if len(t) > n or (len(t) < n and not ends_early):
+                name = f"targets{f'[{i}]' if ss.n_series > 1 else ''}"
                 raise LengthMismatchError(
-                    f"targets{f'[{i}]' if ss.n_series > 1 else ''} has {len(t)} rows but the series has {n} steps.",
-                    "targets are aligned row by row with the data: trim them to the data's length.")
+                    f"{name} has {len(t)} rows but the series has {n} steps: aligned targets need exactly one row "
+                    "per step of the data.",
+                    (f"trim {name} to the data's length ({name}[:{n}])" if len(t) > n else
+                     f"for the value h steps after each window use targets='next' (horizon=h) instead of a shifted "
+                     f"copy, or cut the data to the targets' length (data[:{len(t)}])") + ".")
         short = [len(t) for t in tlist]
         if not allow_nan:
             check_finite_series(SeriesSet(source_of(tlist), np.concatenate([[0], np.cumsum(short)]).astype(np.int64),
                                           ss.ids), "targets")
-        if any(s < n for s, n in zip(short, ss.lengths)):
-            # Keras: at most len(targets) windows, each with targets[start] (targets shorter than data).
-            if ss.n_series > 1 and (return_sequences or align == "last"):
-                raise LengthMismatchError("with many series, aligned targets must have one row per step of each series.",
-                                          "pass target arrays as long as their series.")
+        if any(s < n for s, n in zip(short, ss.lengths)):  # align="last", one series: windows up to the last target
             tlist = [np.concatenate([t, np.zeros((n - len(t),) + t.shape[1:], t.dtype)]) if len(t) < n else t
                      for t, n in zip(tlist, ss.lengths)]
-            if return_sequences or align == "last":
-                max_starts = np.array([s - span for s in short], dtype=np.int64)
-            else:
-                max_starts = np.array([s - 1 for s in short], dtype=np.int64)
+            max_starts = np.array([s - span for s in short], dtype=np.int64)
         ysource = source_of(tlist)
         if return_sequences:
             ylength, ystep = timesteps, sampling_rate

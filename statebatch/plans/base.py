@@ -16,7 +16,8 @@ class LeftOut(NamedTuple):
     ----------
     series : the series (in a plan: its position; in a result: its id)
     first_step : first step left out, within the series
-    steps : how many steps are left out from there (for gaps between windows: in total)
+    steps : how many consecutive steps are left out from there (each entry is one contiguous run: a gap
+        between two windows is an entry of its own)
     reason : why, in words
     """
 

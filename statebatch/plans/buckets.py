@@ -18,11 +18,11 @@ sequences it leaves out. Modes:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from .._args import check_bool, check_choice, check_fraction, check_int, check_seed, plural, rng_for
+from .._args import check_bool, check_choice, check_fraction, check_int, check_seed, percent, plural, rng_for
 from ..errors import ParameterError
 from .base import LeftOut, check_lengths
 
@@ -65,7 +65,7 @@ class BucketPlan:
 
     def __repr__(self) -> str:
         return (f"BucketPlan({self.n_batches} batches of {len(self.lengths)} sequences, epoch={self.epoch}, "
-                f"padding={self.padding_fraction:.2%}, left_out={len(self.left_out)})")
+                f"padding={percent(self.padding_fraction)}, left_out={len(self.left_out)})")
 
 
 # --------------------------------------------------------------------------- boundaries
@@ -103,6 +103,22 @@ def _layer(prev: np.ndarray, k: int, vmax: np.ndarray, c: np.ndarray, s: np.ndar
         jlo, jhi, olo, ohi = (np.concatenate([jlo[left], mid[right] + 1]), np.concatenate([mid[left] - 1, jhi[right]]),
                               np.concatenate([olo[left], best[right]]), np.concatenate([best[left], ohi[right]]))
     return cur, arg
+
+
+def check_boundaries(boundaries: Any) -> np.ndarray:
+    """Bucket boundaries as strictly increasing positive int64 lengths (tf.data's convention), or refused."""
+    try:
+        raw = np.asarray(boundaries)
+    except (TypeError, ValueError):  # ragged lists
+        raw = np.asarray([], dtype=object)
+    if raw.dtype == object or raw.ndim > 1 or (raw.size and raw.dtype.kind not in "iu") or (raw < 1).any():
+        raise ParameterError(f"boundaries must be a 1-D list of positive integer lengths, got {boundaries!r}.",
+                             "pass e.g. boundaries=[10, 20, 40], or statebatch.bucket_boundaries(lengths, 8).")
+    bnds = raw.astype(np.int64).reshape(-1)
+    if len(bnds) > 1 and (np.diff(bnds) <= 0).any():
+        raise ParameterError(f"boundaries must be strictly increasing, got {bnds.tolist()}.",
+                             "pass sorted boundaries, e.g. statebatch.bucket_boundaries(lengths, 8).")
+    return bnds
 
 
 def bucket_boundaries(lengths: Sequence[int], n_buckets: int | None = None, *, max_padding: float = 0.02,
@@ -331,10 +347,7 @@ def plan_buckets(
     if mode == "buckets":
         if boundaries is None:
             raise ParameterError("mode='buckets' needs boundaries.", "pass boundaries=statebatch.bucket_boundaries(lengths, 8).")
-        bnds = np.asarray(boundaries, dtype=np.int64).reshape(-1)
-        if len(bnds) > 1 and (np.diff(bnds) <= 0).any():
-            raise ParameterError(f"boundaries must be strictly increasing, got {bnds.tolist()}.",
-                                 "pass sorted boundaries, e.g. statebatch.bucket_boundaries(lengths, 8).")
+        bnds = check_boundaries(boundaries)
     elif pad_to == "bucket":
         raise ParameterError("pad_to='bucket' needs mode='buckets' (other modes have no bucket boundaries).",
                              "use pad_to='batch', or mode='buckets'.")
@@ -353,7 +366,7 @@ def plan_buckets(
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     longest = np.array([int(lengths[b].max()) for b in batches], dtype=np.int64)
-    if pad_to == "bucket":
+    if pad_to == "bucket" and len(bnds):  # no boundaries (one distinct length): one bucket, padded to its batch
         at = np.searchsorted(bnds, longest, side="right")
         longest = np.where(at < len(bnds), bnds[np.minimum(at, len(bnds) - 1)] - 1, longest)
     return BucketPlan(tuple(b if b.dtype.kind == "i" else np.asarray(b, dtype=np.int64) for b in map(np.asarray, batches)),

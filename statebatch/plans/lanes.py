@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._args import check_bool, check_choice, check_int, check_seed, check_size, plural, rng_for
+from .._args import check_bool, check_choice, check_int, check_seed, check_size, percent, plural, rng_for
 from ..errors import ParameterError, RemainderError, ShapeError
 from .base import LeftOut, check_lengths
 
@@ -106,7 +106,7 @@ class LanePlan:
     def __repr__(self) -> str:
         return (f"LanePlan({self.n_batches} batches x {self.batch_size} lanes, timesteps={self.timesteps}"
                 f"{', varying' if self.batch_steps is not None else ''}, epoch={self.epoch}, "
-                f"resets={int(self.resets.sum())}, padding={self.padding_fraction:.2%}, "
+                f"resets={int(self.resets.sum())}, padding={percent(self.padding_fraction)}, "
                 f"left_out={len(self.left_out)})")
 
 
@@ -120,6 +120,9 @@ def pack_lanes(chunks: Sequence[int], batch_size: int) -> list[list[int]]:
     """
     chunks = check_lengths(chunks, "chunks")
     batch_size = check_int("batch_size", batch_size, 1)
+    # the answer is a Python list per lane (about 64 bytes each, empty or not)
+    check_size("pack_lanes' lanes", (batch_size,), 64,
+               fix=f"pass a batch_size near the number of series ({len(chunks)}): lanes beyond it stay empty.")
     members, sizes = _lpt(chunks, batch_size)
     bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
     members = members.tolist()
@@ -133,7 +136,9 @@ def _lpt(chunks: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     order = order[chunks[order] > 0]
     # The least-loaded lane (ties: the lowest) takes the next series. A heap of keys load * batch_size + lane
     # orders lanes by (load, lane) with plain integers; one heapreplace per series, lanes collected afterwards.
-    heap = list(range(batch_size))
+    # Empty lanes have load 0 and the lowest empty one is taken first, so the lanes used are always the first
+    # min(batch_size, series) ones: the heap needs no more (a huge batch_size costs no memory here).
+    heap = list(range(min(batch_size, len(order))))
     keys: list[int] = []
     take, replace = keys.append, heapq.heapreplace
     for step in (chunks[order].astype(np.int64) * batch_size).tolist():

@@ -231,10 +231,10 @@ def _left_out(lengths, counts, span, target_steps, stride, start_index, end_inde
                                    f"shorter than one window ({span} steps) plus targets ({target_steps})"))
             continue
         if stride > used_len and c > 1:
+            # one entry per gap, so that every left-out step can be located (first_step, steps) exactly
             gap = stride - used_len
-            out.append(LeftOut(k, start_index + used_len, gap * (c - 1),
-                               f"between windows: stride {stride} > window plus targets ({used_len} steps), "
-                               f"{gap} step(s) after each of the first {c - 1} windows"))
+            reason = f"between windows: stride {stride} > window plus targets ({used_len} steps)"
+            out.extend(LeftOut(k, start_index + i * stride + used_len, gap, reason) for i in range(c - 1))
         used_end = start_index + (c - 1) * stride + used_len  # exclusive
         if used_end < end:
             out.append(LeftOut(k, used_end, end - used_end, "tail after the last full window"))

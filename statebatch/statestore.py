@@ -805,7 +805,7 @@ class StateStore:
                 raise StoreError(f"{where} holds {key} of dtype {a.dtype}, but the model's is "
                                  f"{dtype or 'a float dtype'}.", fix)
             if not np.isfinite(a).all():
-                bad = ids[int(np.nonzero(~np.isfinite(a.reshape(n, -1)).any(axis=1))[0][0])]
+                bad = ids[int(np.nonzero((~np.isfinite(a.reshape(n, -1))).any(axis=1))[0][0])]
                 raise StoreError(f"{where} holds NaN/inf in {key} (series {bad!r} first); such a state would poison "
                                  "every later step of its series.", fix)
         rows = store._allocate(ids)

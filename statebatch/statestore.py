@@ -773,9 +773,9 @@ class StateStore:
         removed.
         """
         check_weights = check_bool("check_weights", check_weights)
-        store = cls(model, **kwargs)
         path = Path(check_path("path", path))
-        meta, arrays = _read_file(path)
+        meta, arrays = _read_file(path)  # the file's form first: no model is rebuilt for a file that is no store
+        store = cls(model, **kwargs)
         store._check_signature(path, meta, check_weights)
         ids, n = meta["ids"], len(meta["ids"])
         where = f"{str(path)!r}"

@@ -338,10 +338,17 @@ def test_set_states_with_checked_values_round_trips():
 
 
 # ---------------------------------------------------------------- load: everything a file can be
-def _saved(model, path, ids=("a", "b", "c")):
-    s = StateStore(model)
-    s.warm(list(ids), [hist(3 + i, i) for i in range(len(ids))])
-    return s.save(path)
+_GOOD: dict = {}
+
+
+def _saved(model, path):
+    """A good store file of ``model`` (series a, b, c) at ``path``: built once per model, copied after."""
+    if id(model) not in _GOOD:
+        s = StateStore(model)
+        s.warm(["a", "b", "c"], [hist(3 + i, i) for i in range(3)])
+        _GOOD[id(model)] = (model, s.save(path).read_bytes())
+    path.write_bytes(_GOOD[id(model)][1])
+    return path
 
 
 def _parts(path):

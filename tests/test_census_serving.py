@@ -29,6 +29,8 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from keras import layers
 
 from statebatch.errors import (DataValueError, DTypeError, ModelMismatchError, ParameterError, ShapeError,
@@ -42,11 +44,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 TMP = pathlib.Path(tempfile.mkdtemp(prefix="statebatch-census-serving-"))
 
 
-def build(*, batch=4, units=3, kind=layers.LSTM, names=None):
+def build(*, batch=4, units=3, kind=layers.LSTM, names=None, stateful=True):
     """A small stateful next-value model; layer names left to Keras unless given."""
     names = names or [None, None]
     return keras.Sequential([keras.Input(batch_shape=(batch, None, F)),
-                             kind(units, stateful=True, return_sequences=True, name=names[0]),
+                             kind(units, stateful=stateful, return_sequences=True, name=names[0]),
                              layers.Dense(F, name=names[1])])
 
 
@@ -245,6 +247,60 @@ def test_arguments_that_used_to_pass_silently_now_mean_what_they_say(model):
     np.testing.assert_array_equal(s.last_prediction(["a"]), pred0)
     for x, y in zip(s.states(["a"]), st0):
         np.testing.assert_array_equal(x, y)
+
+
+POOL = ["a", "b", 3, "d", 5]
+FORMS = {"list": list, "tuple": tuple, "generator": lambda ids: (i for i in ids), "iterator": iter,
+         "keys view": lambda ids: dict.fromkeys(ids).keys(), "array": lambda ids: np.array(ids, dtype=object)}
+
+
+@pytest.mark.backend
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(ops=st.lists(st.tuples(st.sampled_from(["warm", "step", "drop", "reset"]),
+                              st.lists(st.sampled_from(POOL), min_size=1, max_size=4, unique=True),
+                              st.sampled_from(sorted(FORMS))), min_size=1, max_size=8),
+       seed=st.integers(0, 1000))
+def test_random_operations_never_mix_the_states_of_series(model, ops, seed):
+    """Whatever the order of warm/step/drop/reset and however the ids are passed (generators included),
+    each series' last prediction is the plain (stateless) Keras model run on that series' own steps since
+    it was warmed or reset: no slot is shared, no series sees another's values."""
+    plain = build(batch=None, stateful=False)
+    plain.set_weights(model.get_weights())
+    rng = np.random.default_rng(seed)
+    s = StateStore(model)
+    seen: dict = {}  # id -> its steps since warm or reset
+    for op, ids, form in ops:
+        if op != "warm":
+            ids = [i for i in ids if i in seen]
+            if not ids:
+                continue
+        wrapped = FORMS[form](ids)
+        if op == "warm":
+            hs = [rng.normal(size=(int(rng.integers(1, 6)), F)).astype("float32") for _ in ids]
+            s.warm(wrapped, hs)
+            seen.update({i: list(h) for i, h in zip(ids, hs)})
+        elif op == "step":
+            values = rng.normal(size=(len(ids), F)).astype("float32")
+            s.step(wrapped, values)
+            for i, v in zip(ids, values):
+                seen[i].append(v)
+        elif op == "drop":
+            s.drop(wrapped)
+            for i in ids:
+                del seen[i]
+        else:
+            s.reset(wrapped)
+            for i in ids:
+                seen[i] = []
+    assert sorted(map(str, s.ids)) == sorted(map(str, seen)) and len(s) == len(seen)
+    for i, steps in seen.items():
+        if not steps:
+            assert all(np.all(a == 0) for a in s.states([i]))
+            continue
+        want = np.asarray(keras.ops.convert_to_numpy(plain(np.stack(steps)[None])))[0, -1]
+        np.testing.assert_allclose(s.last_prediction([i])[0], want, atol=1e-5)
+        assert s.steps_seen([i])[0] == len(steps)
 
 
 # ---------------------------------------------------------------- inference_model and friends: non-models

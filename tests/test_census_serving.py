@@ -716,9 +716,10 @@ def test_writer_processes_killed_mid_save_forty_times_never_leave_a_broken_file(
     path.parent.mkdir()
     path.write_bytes(payloads[0])
     s = StateStore.load(path, model)
-    assert "saving subprocess must not import keras" and "keras" not in subprocess.run(
+    modules = subprocess.run(
         [sys.executable, "-c", "import sys, statebatch.statestore; print(' '.join(sys.modules))"],
         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True).stdout.split()
+    assert "numpy" in modules and "keras" not in modules  # the writer starts fast: no Keras to import
     rng = np.random.default_rng(0)
     hit_mid_save = 0
     for _ in range(40):

@@ -74,6 +74,33 @@ def check_fraction(name: str, value: Any, *, low: float = 0.0, high: float = 1.0
     return value
 
 
+def check_real(name: str, value: Any, *, minimum: float | None = None, strict: bool = False,
+               example: str = "1.0") -> float:
+    """A finite real number (not a bool, not text) ``>= minimum`` (``> minimum`` when ``strict``).
+
+    NaN compares false with everything, so a NaN limit would silently disable the rule it sets, and
+    ``True`` would silently mean 1: both are refused by name.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise ParameterError(f"{name} must be a number, got {value!r} ({type(value).__name__}).",
+                             f"pass e.g. {name}={example}.")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ParameterError(f"{name} must be a finite number, got {value}.", f"pass e.g. {name}={example}.")
+    if minimum is not None and (value <= minimum if strict else value < minimum):
+        bound = f"> {minimum}" if strict else f">= {minimum}"
+        raise ParameterError(f"{name} must be {bound}, got {value}.", f"pass e.g. {name}={example}.")
+    return value
+
+
+def check_path(name: str, value: Any) -> "os.PathLike | str":
+    """A file path (``str`` or ``os.PathLike``, not empty)."""
+    if not isinstance(value, (str, os.PathLike)) or (isinstance(value, str) and not value.strip()):
+        raise ParameterError(f"{name} must be a file path (str or pathlib.Path), got {value!r} "
+                             f"({type(value).__name__}).", f"pass e.g. {name}='states.npz'.")
+    return value
+
+
 def check_seed(name: str, seed: Any) -> int | None:
     """``None`` or a non-negative integer seed."""
     if seed is None:

@@ -43,7 +43,9 @@ import keras
 import numpy as np
 from keras import layers as L
 
-from .errors import ParameterError, ShapeError, StatebatchError, StatefulLayoutError, UnsupportedModelError
+from ._args import check_bool
+from .errors import (DataValueError, DTypeError, ParameterError, ShapeError, StatebatchError, StatefulLayoutError,
+                     UnsupportedModelError)
 
 try:  # Internal class: public keras.Model(inputs, outputs) returns a Functional instance.
     from keras.src.models.functional import Functional
@@ -54,9 +56,22 @@ __all__ = ["StateInfo", "StateSpec", "inference_model", "state_spec", "get_state
            "reset_states"]
 
 
-def _rewrite_error(message: str) -> UnsupportedModelError:
-    # The prototype's messages say the problem and what to do in one text.
-    return UnsupportedModelError(message)
+def _rewrite_error(problem: str, fix: str) -> UnsupportedModelError:
+    """A refusal of a graph the twin builder cannot rewrite: the problem, then a ``Fix:`` line."""
+    return UnsupportedModelError(problem, fix)
+
+
+def check_model(model: Any, what: str = "inference_model") -> None:
+    """Refuse anything that is not a Keras model, saying what was given and what is expected."""
+    if isinstance(model, keras.Model):
+        return
+    shown = f"{type(model).__module__}.{type(model).__name__}"
+    extra = f" of shape {model.shape}" if isinstance(model, np.ndarray) else ""
+    raise ParameterError(
+        f"{what} needs a Keras model (keras.Model: Sequential or functional, with stateful recurrent layers), "
+        f"got {shown}{extra}.",
+        "pass the trained stateful model itself, e.g. keras.Sequential([keras.Input(batch_shape=(B, T, F)), "
+        "keras.layers.LSTM(units, stateful=True), ...]).")
 
 
 _SUPPORTED_RNN = (L.LSTM, L.GRU, L.SimpleRNN)
@@ -170,28 +185,24 @@ def _graph_of(model) -> Any:
         if type(model).call is not keras.Sequential.call:
             raise _rewrite_error(
                 f"Sequential subclass '{name}' ({type(model).__name__}) overrides call(); its "
-                "computation is not its layer list. Build the model without a custom call."
-            )
+                "computation is not its layer list.", "build the model without a custom call().")
         fn = getattr(model, "_functional", None)
         if fn is None:
             raise _rewrite_error(
-                f"Sequential model '{name}' has no known input: start it with "
-                "keras.Input(batch_shape=(B, T, F)) (stateful RNNs need that anyway)."
-            )
+                f"Sequential model '{name}' has no known input.",
+                "start it with keras.Input(batch_shape=(B, T, F)) (stateful RNNs need that anyway).")
         return fn
     if isinstance(model, Functional):
         if type(model).call is not Functional.call:
             raise _rewrite_error(
                 f"Model '{name}' ({type(model).__name__}) is functional but overrides call(); "
-                "the twin builder only follows the graph of layers. Remove the custom call."
-            )
+                "the twin builder only follows the graph of layers.", "remove the custom call().")
         return model
     raise _rewrite_error(
         f"Model '{name}' is a subclassed model ({type(model).__name__}): its computation lives "
-        "in Python code that cannot be rewritten. Rebuild it as a Sequential or functional "
+        "in Python code that cannot be rewritten.", "rebuild it as a Sequential or functional "
         "model (keras.Model(inputs, outputs)), or give its call() an explicit `initial_state` "
-        "argument and return the final states yourself."
-    )
+        "argument and return the final states yourself.")
 
 
 def _nodes_in_order(fn) -> Iterator[Any]:
@@ -200,8 +211,7 @@ def _nodes_in_order(fn) -> Iterator[Any]:
     if by_depth is None:  # pragma: no cover - guard against Keras internals changing
         raise _rewrite_error(
             "This Keras version has no Functional._nodes_by_depth; the twin builder "
-            f"was written against Keras 3.15 (found {keras.__version__})."
-        )
+            f"was written against Keras 3.15 (found {keras.__version__}).", "install keras>=3.12,<4.")
     for depth in sorted(by_depth, reverse=True):
         for node in by_depth[depth]:
             if node.operation is None or node.is_input:
@@ -240,9 +250,8 @@ def _check_rnn(rnn, where: str) -> tuple[str, ...]:
             raise _rewrite_error(
                 f"Layer '{where}' is an RNN whose cell ({type(cell).__name__}) has a nested "
                 f"state structure (state_size={getattr(cell, 'state_size', None)}); the twin "
-                "only handles flat states. Use one RNN layer per cell (stack layers instead "
-                "of StackedRNNCells)."
-            )
+                "only handles flat states.", "use one RNN layer per cell (stack layers instead "
+                "of StackedRNNCells).")
         if isinstance(cell, L.LSTMCell):
             kinds = ("h", "c")
         elif isinstance(cell, (L.GRUCell, L.SimpleRNNCell)):
@@ -253,18 +262,16 @@ def _check_rnn(rnn, where: str) -> tuple[str, ...]:
         raise _rewrite_error(
             f"Layer '{where}' is a stateful {type(rnn).__name__}, which the twin builder does "
             "not know how to rebuild (supported: LSTM, GRU, SimpleRNN and keras.layers.RNN "
-            "with a cell of flat state_size, possibly inside Bidirectional). Use one of those "
-            "or keras.layers.RNN(your_cell)."
-        )
+            "with a cell of flat state_size, possibly inside Bidirectional).", "use one of those "
+            "or keras.layers.RNN(your_cell).")
     states = rnn.states
     if states is None or len(states) != len(kinds) or any(
         not hasattr(v, "assign") for v in states
     ):
         raise _rewrite_error(
             f"Layer '{where}' is stateful but has state variables {states!r} where "
-            f"{len(kinds)} flat variables were expected; build the model with a fixed batch "
-            "size first (keras.Input(batch_shape=(B, T, F)))."
-        )
+            f"{len(kinds)} flat variables were expected.", "build the model with a fixed batch "
+            "size first (keras.Input(batch_shape=(B, T, F))).")
     return kinds
 
 
@@ -336,8 +343,8 @@ class _Walker:
         if len(flat_inputs) != len(fn.inputs):
             raise _rewrite_error(
                 f"Model '{'/'.join(path) or model.name}' expects {len(fn.inputs)} inputs but "
-                f"its call in the outer graph passes {len(flat_inputs)}."
-            )
+                f"its call in the outer graph passes {len(flat_inputs)}.",
+                "call the nested model with exactly its inputs.")
         tensors = {id(x): v for x, v in zip(fn.inputs, flat_inputs)}
         for node in _nodes_in_order(fn):
             if any(id(x) not in tensors for x in node.input_tensors):
@@ -358,8 +365,7 @@ class _Walker:
                 raise _rewrite_error(
                     f"Nested model '{where}' is called with extra arguments "
                     f"({len(args)} positional, keywords {extra}); only model(inputs) calls "
-                    "can be inlined."
-                )
+                    "can be inlined.", "call the nested model as model(inputs).")
             return self.run(op, keras.tree.flatten(args[0]), path + (op.name,))
         if isinstance(op, keras.Model):
             if _hidden_stateful_rnn(op) is not None or _is_stateful_rnn(op):
@@ -374,9 +380,8 @@ class _Walker:
             raise _rewrite_error(
                 f"Layer '{where}' ({type(op).__name__}) contains the stateful recurrent layer "
                 f"'{hidden.name}' inside its own call(); the twin builder cannot reach its "
-                "state. Put the RNN directly in the functional/Sequential graph (or in a nested "
-                "functional model), or wrap it with Bidirectional only."
-            )
+                "state.", "put the RNN directly in the functional/Sequential graph (or in a nested "
+                "functional model), or wrap it with Bidirectional only.")
         return self.call_as_is(op, node, args, kwargs)
 
     def call_as_is(self, op, node, args, kwargs) -> list:
@@ -390,23 +395,21 @@ class _Walker:
             raise _rewrite_error(
                 f"Stateful recurrent layer '{where}' is called more than once in the model "
                 f"(also as '{self._seen[id(layer)]}'); all its calls read and write the same "
-                "state variables, which has no explicit-state equivalent. Use one layer per "
-                "call (copy the weights) or make it stateless."
-            )
+                "state variables, which has no explicit-state equivalent.", "use one layer per "
+                "call (copy the weights) or make it stateless.")
         self._seen[id(layer)] = where
         initial = kwargs.get("initial_state")
         if len(args) > 1 or initial is not None:
             raise _rewrite_error(
                 f"Stateful recurrent layer '{where}' is called with an explicit initial_state; "
                 "then its state variables are written but never read, so the model does not "
-                "carry state through that layer. Make the layer stateful=False (and keep "
-                "passing initial_state), then build the twin."
-            )
+                "carry state through that layer.", "make the layer stateful=False (and keep "
+                "passing initial_state), then build the twin.")
         extra = [k for k, v in kwargs.items() if k not in ("training", "mask", "initial_state")
                  and v is not None]
         if extra:
             raise _rewrite_error(f"Stateful recurrent layer '{where}' is called with unsupported "
-                            f"arguments {extra}.")
+                                 f"arguments {extra}.", "call it with the sequence (and mask) only.")
 
     def _record(self, rnn, kinds, path_str, site_name, direction, streamable) -> None:
         for i, (var, kind) in enumerate(zip(rnn.states, kinds)):
@@ -533,7 +536,9 @@ def _build_error(model, exc, free_time: bool) -> UnsupportedModelError:
             "timesteps (Flatten, Reshape, unroll=True...), pass free_time=False."
             if free_time else "")
     return _rewrite_error(f"Rebuilding '{model.name}' with a free batch axis failed: "
-                     f"{type(exc).__name__}: {exc}.{hint}")
+                          f"{type(exc).__name__}: {exc}.",
+                          hint.strip() or "make every layer accept any batch size (no layer with a fixed batch "
+                          "dimension other than the stateful RNNs), or pass batch_size=<the trained batch size>.")
 
 
 # --------------------------------------------------------------------------- public API
@@ -558,6 +563,7 @@ def state_spec(model) -> StateSpec:
     UnsupportedModelError
         If the model has no stateful recurrent layer or cannot be analysed.
     """
+    check_model(model, "state_spec")
     attached = getattr(model, _SPEC_ATTR, None)
     if attached is not None:
         return attached[0]
@@ -684,7 +690,7 @@ def _stateful_model(model, batch_size: int, *, share_weights: bool = False):
     calls, ``predict``/``predict_on_batch`` do not (see KERAS_FACTS.md). The stateless twin
     has no such trap.
     """
-    if int(batch_size) != batch_size or batch_size < 1:
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise ParameterError(f"batch_size must be a positive integer, got {batch_size!r}.",
                              "pass e.g. batch_size=1, or batch_size=None for a free batch axis.")
     spec = state_spec(model)
@@ -746,6 +752,9 @@ def inference_model(model, batch_size: int | None = None, *, share_weights: bool
     StatefulLayoutError
         When the model has no stateful recurrent layer.
     """
+    check_model(model, "inference_model")
+    share_weights = check_bool("share_weights", share_weights)
+    free_time = check_bool("free_time", free_time)
     if batch_size is None:
         return _stateless_model(model, free_time=free_time, share_weights=share_weights)[0]
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
@@ -759,8 +768,8 @@ def _state_variables(model) -> tuple[StateSpec, list]:
     if attached is not None and not attached[1]:
         raise _rewrite_error(
             f"Model '{model.name}' is a stateless twin: it has no state variables; its states "
-            "are the extra inputs and outputs of each call."
-        )
+            "are the extra inputs and outputs of each call.", "keep the states returned by "
+            "twin([x, *states]) yourself, or use inference_model(model, batch_size=n) for a stateful model.")
     spec = state_spec(model)
     return spec, [info.layer.states[info.state_index] for info in spec]
 
@@ -803,17 +812,33 @@ def set_states(model, arrays: Sequence[Any]) -> None:
         If the number of arrays or a shape does not match.
     """
     spec, variables = _state_variables(model)
+    if isinstance(arrays, (np.ndarray, str, bytes)) or not isinstance(arrays, (Sequence, Iterator)):
+        raise ParameterError(f"arrays must be a list with one array per state, got {type(arrays).__name__}.",
+                             f"pass a list of {len(variables)} arrays in state_spec(model) order ({spec.names}).")
     arrays = list(arrays)
     if len(arrays) != len(variables):
         raise ShapeError(f"expected {len(variables)} state arrays ({spec.names}), got {len(arrays)}.",
                          "pass one array per state, in state_spec(model) order.")
+    checked = []
     for info, var, arr in zip(spec, variables, arrays):
-        arr = np.asarray(keras.ops.convert_to_numpy(arr), dtype=info.dtype)
-        if tuple(arr.shape) != tuple(var.shape):
-            raise ShapeError(f"state {info.name}: expected shape {tuple(var.shape)}, got {tuple(arr.shape)}.",
+        try:
+            a = arr if isinstance(arr, np.ndarray) else np.asarray(
+                keras.ops.convert_to_numpy(arr) if hasattr(arr, "shape") else arr)
+        except Exception as exc:  # ragged lists, objects no backend converts
+            raise ShapeError(f"state {info.name} cannot be read as one array ({type(exc).__name__}).",
+                             "pass numeric arrays shaped as the model's state variables.") from None
+        if a.dtype.kind not in "biuf":
+            raise DTypeError(f"state {info.name} has dtype {a.dtype}, not numbers.",
+                             "pass numeric arrays (e.g. rows taken from get_states or the twin's final states).")
+        if tuple(a.shape) != tuple(var.shape):
+            raise ShapeError(f"state {info.name}: expected shape {tuple(var.shape)}, got {tuple(a.shape)}.",
                              "pass arrays shaped exactly as the model's state variables.")
-    for var, arr in zip(variables, arrays):
-        var.assign(np.asarray(keras.ops.convert_to_numpy(arr), dtype=var.dtype))
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise DataValueError(f"state {info.name} holds NaN/inf: every later step of those lanes would be NaN.",
+                                 "pass finite states (reset_states(model) zeroes them).")
+        checked.append(a.astype(info.dtype, copy=False))
+    for var, arr in zip(variables, checked):
+        var.assign(np.asarray(arr, dtype=var.dtype))
 
 
 def reset_states(model) -> None:

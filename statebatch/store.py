@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._args import check_int
+from ._args import check_bool, check_int
 from .errors import ParameterError, StatebatchWarning, StoreError
 from .source import RowSource
 
@@ -53,6 +53,13 @@ def _npy_header(path: Path) -> tuple[tuple, np.dtype, int]:
 
 MANIFEST = "manifest.json"
 
+# Shards whose content this process has checked against its manifest CRC-32:
+# (device, inode, size, mtime_ns, ctime_ns, crc32). The change time is in the key because no tool can
+# put it back (``cp -p`` and ``os.utime`` restore only the modification time): a shard edited in place
+# after it was checked gets a new ctime and is checked again before its next read.
+_CONTENT_CHECKED: set[tuple] = set()
+_CHECK_BLOCK_BYTES = 4 << 20  # one 4 MB buffer while checking: a shard is never held in memory whole
+
 
 def shard_record(path: str | os.PathLike, values: np.ndarray) -> dict:
     """What a manifest records of a shard just written: shape, dtype, size, time and a CRC-32 of the data."""
@@ -77,13 +84,17 @@ class NpyStore(RowSource):
     """Rows of an ``.npy`` file, read on demand with ``os.preadv`` (no memory map).
 
     The file's size is checked against its header when opened: a truncated file is refused with its
-    name, never read as garbage.
+    name, never read as garbage. With a manifest record (``expect``) the shape, dtype, size and
+    modification time are checked when opened and before every read, and with ``check_content`` the
+    data's CRC-32 once per process, before the first read (again only if the file's change time moved).
     """
 
-    def __init__(self, path: str | os.PathLike, expect: dict | None = None):
+    def __init__(self, path: str | os.PathLike, expect: dict | None = None, check_content: bool = True):
         self.path = Path(path)
         self.shape, self.dtype, self._offset = _npy_header(self.path)
         self._expect = expect
+        self._check_content = bool(check_content) and expect is not None and "crc32" in expect
+        self._checked_ctime: int | None = None
         if expect is not None:
             _check_record(self.path, self.shape, self.dtype, expect)
         if len(self.shape) < 1:
@@ -109,9 +120,13 @@ class NpyStore(RowSource):
     def read_into(self, start: int, stop: int, out: np.ndarray) -> np.ndarray:
         """Read rows ``[start, stop)`` straight into the C-contiguous array ``out`` (no extra copy)."""
         self._check_range(start, stop)
-        if self._expect is not None and os.fstat(self._file()).st_mtime_ns != self._expect["mtime_ns"]:
-            raise StoreError(f"shard {self.path} was modified while in use (after it was prepared).",
-                             "prepare the store again (statebatch.dask.prepare), or restore the shard.")
+        if self._expect is not None:
+            st = os.fstat(self._file())
+            if st.st_mtime_ns != self._expect["mtime_ns"]:
+                raise StoreError(f"shard {self.path} was modified while in use (after it was prepared).",
+                                 "prepare the store again (statebatch.dask.prepare), or restore the shard.")
+            if self._check_content and st.st_ctime_ns != self._checked_ctime:
+                self._verify_content(st)
         nbytes = (stop - start) * self._row_bytes
         view = memoryview(out).cast("B")
         if len(view) != nbytes:
@@ -133,9 +148,44 @@ class NpyStore(RowSource):
         out = np.empty((stop - start,) + tuple(self.shape[1:]), dtype=self.dtype)
         return self.read_into(start, stop, out)
 
-    def __getstate__(self):  # file descriptors do not travel to other processes
+    def crc32(self) -> int:
+        """CRC-32 of the data (after the header), read in 4 MB blocks with positioned reads."""
+        fd, crc = self._file(), 0
+        total = self.shape[0] * self._row_bytes
+        buf = bytearray(min(_CHECK_BLOCK_BYTES, max(total, 1)))
+        view = memoryview(buf)
+        pos = 0
+        while pos < total:
+            want = min(len(buf), total - pos)
+            try:
+                k = os.preadv(fd, [view[:want]], self._offset + pos)
+            except OSError as exc:
+                raise StoreError(f"reading {self.path} failed: {exc.strerror}.", "check the file and the disk.") from None
+            if k <= 0:
+                raise StoreError(f"{self.path} ended after {pos} of {total} bytes: the file was truncated.",
+                                 "prepare the store again, or restore the file from its source.")
+            crc = zlib.crc32(view[:k], crc)
+            pos += k
+        return crc
+
+    def _verify_content(self, st: os.stat_result) -> None:
+        """Compare the data's CRC-32 with the manifest once per process (cached by inode, size and times)."""
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, self._expect["crc32"])
+        if key not in _CONTENT_CHECKED:
+            if self.crc32() != self._expect["crc32"]:
+                raise StoreError(
+                    f"shard {self.path} does not hold the data that was prepared: its checksum differs from the "
+                    "manifest although its size and modification time match (changed in place, e.g. by a copy "
+                    "that restored the time).",
+                    "prepare the store again (statebatch.dask.prepare), or restore the shard; "
+                    "open_prepared(dir, check_content=False) skips this check (not advised).")
+            _CONTENT_CHECKED.add(key)
+        self._checked_ctime = st.st_ctime_ns
+
+    def __getstate__(self):  # file descriptors do not travel to other processes; each checks content once
         state = self.__dict__.copy()
         state["_fd"] = None
+        state["_checked_ctime"] = None
         return state
 
     def __del__(self):
@@ -161,8 +211,11 @@ class Segment:
 class ShardedStore(RowSource):
     """Row ranges of ``.npy`` shards laid end to end as one virtual ``(rows, features)`` array."""
 
-    def __init__(self, segments: Sequence[Segment | str | os.PathLike], records: dict[str, dict] | None = None):
+    def __init__(self, segments: Sequence[Segment | str | os.PathLike], records: dict[str, dict] | None = None,
+                 check_content: bool = True):
         self._records = records or {}  # path -> manifest record: checked when each shard is opened
+        # with records: each shard's CRC-32 checked once per process before its first read (NpyStore)
+        self.check_content = bool(check_content)
         segs = []
         for s in segments:
             if not isinstance(s, Segment):
@@ -192,17 +245,13 @@ class ShardedStore(RowSource):
 
     def _store(self, path: str) -> NpyStore:
         if path not in self._stores:
-            self._stores[path] = NpyStore(path, self._records.get(path))
+            self._stores[path] = NpyStore(path, self._records.get(path), self.check_content)
         return self._stores[path]
 
     def verify(self) -> None:
         """Read every shard once and compare its CRC-32 with the manifest (content changed in place)."""
         for path, rec in self._records.items():
-            st = self._store(path)
-            crc, block = 0, max(1, (64 << 20) // max(st._row_bytes, 1))
-            for lo in range(0, st.shape[0], block):
-                crc = zlib.crc32(memoryview(st.read(lo, min(lo + block, st.shape[0]))).cast("B"), crc)
-            if crc != rec["crc32"]:
+            if self._store(path).crc32() != rec["crc32"]:
                 raise StoreError(f"shard {path} does not hold the data that was prepared (checksum differs).",
                                  "prepare the store again (statebatch.dask.prepare), or restore the shard.")
 
@@ -285,9 +334,17 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def open_prepared(out_dir: str | os.PathLike) -> "StoredSeries | ShardedStore":
+def open_prepared(out_dir: str | os.PathLike, *, check_content: bool = True) -> "StoredSeries | ShardedStore":
     """Reopen a directory written by :func:`statebatch.dask.prepare`, checking every shard against
-    its manifest (a changed, truncated or missing shard is named, with the fix)."""
+    its manifest (a changed, truncated or missing shard is named, with the fix).
+
+    Shape, dtype, size and modification time are checked when opened and before every read. With
+    ``check_content`` (default) each shard's data is also compared with its recorded CRC-32 once per
+    process, before its first read: a shard changed in place with its modification time put back
+    (``cp -p``, ``rsync``) is refused by name. That costs one sequential read of each shard per
+    process (not per epoch); ``check_content=False`` skips it.
+    """
+    check_content = check_bool("check_content", check_content)
     path = Path(out_dir)
     try:
         meta = json.loads((path / MANIFEST).read_text())
@@ -297,7 +354,7 @@ def open_prepared(out_dir: str | os.PathLike) -> "StoredSeries | ShardedStore":
     except (OSError, ValueError) as exc:
         raise StoreError(f"{path / MANIFEST} cannot be read ({exc}).", "prepare the data again.") from None
     try:
-        return _from_manifest(path, meta)
+        return _from_manifest(path, meta, check_content)
     except StoreError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -305,10 +362,10 @@ def open_prepared(out_dir: str | os.PathLike) -> "StoredSeries | ShardedStore":
                          "prepare the data again into this directory.") from None
 
 
-def _from_manifest(path: Path, meta: dict) -> "StoredSeries | ShardedStore":
+def _from_manifest(path: Path, meta: dict, check_content: bool = True) -> "StoredSeries | ShardedStore":
     records = {str(path / r["file"]): r for r in meta["shards"]}
     if meta.get("kind") == "array":
-        store = ShardedStore(list(records), records)
+        store = ShardedStore(list(records), records, check_content)
         store.info = meta.get("info", {})
         store.finite_checked = store.info.get("non_finite") == 0
         return store
@@ -317,11 +374,12 @@ def _from_manifest(path: Path, meta: dict) -> "StoredSeries | ShardedStore":
     if len(lengths) != len(segs) or any(s.stop - s.start != n for s, n in zip(segs, lengths)):
         raise StoreError(f"{path / MANIFEST} lists series lengths that do not match its segments, so series would run "
                          "into each other.", "prepare the data again into this directory.")
-    store = ShardedStore(segs, records)
+    store = ShardedStore(segs, records, check_content)
     store.finite_checked = meta.get("info", {}).get("non_finite") == 0  # counted over the feature columns
     tstore = None
     if meta.get("target_segments"):
-        tstore = ShardedStore([Segment(str(path / f), int(a), int(b)) for f, a, b in meta["target_segments"]], records)
+        tstore = ShardedStore([Segment(str(path / f), int(a), int(b)) for f, a, b in meta["target_segments"]], records,
+                              check_content)
     return StoredSeries(store=store, ids=meta["ids"], lengths=np.asarray(meta["lengths"], dtype=np.int64),
                         feature_names=meta.get("feature_names"), target_store=tstore,
                         target_names=meta.get("target_names"), info=meta.get("info", {}))

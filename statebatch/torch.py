@@ -1198,7 +1198,56 @@ def _positions(idx: Any, n: int, what: str) -> np.ndarray:
     return idx % n if n and idx.size and idx.min() < 0 else idx
 
 
-class _Gathered(list):
+class _LazyItems(list):
+    """A list of a batch's items that makes them on first use (``_make_items``), ``_n`` items long.
+
+    Collates that know the batch read its gathered arrays instead and never fill the list; any other
+    reader (a custom collate, indexing, iteration, pickling by a worker process) sees a plain list.
+    """
+
+    _n = 0
+    _filled = False
+
+    def _make_items(self) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def _fill(self) -> "_LazyItems":
+        if not self._filled:
+            self._filled = True
+            super().extend(self._make_items())
+        return self
+
+    def _unchanged(self) -> bool:
+        return not self._filled  # items may have been replaced once the list is filled
+
+    def __len__(self) -> int:
+        return self._n if not self._filled else super().__len__()
+
+    def __getitem__(self, k):
+        return list.__getitem__(self._fill(), k)
+
+    def __iter__(self):
+        return list.__iter__(self._fill())
+
+    def __reversed__(self):
+        return list.__reversed__(self._fill())
+
+    def __contains__(self, item) -> bool:
+        return list.__contains__(self._fill(), item)
+
+    def __eq__(self, other) -> bool:
+        return list.__eq__(self._fill(), other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return list.__repr__(self._fill())
+
+    def __reduce_ex__(self, protocol):  # pickled (e.g. by a worker process) as a plain list of the items
+        return list, ([tuple(it) if isinstance(it, tuple) else it for it in self._fill()],)
+
+
+class _Gathered(_LazyItems):
     """Items of one batch gathered together; ``gathered`` = (the padded batch, padding, pad_value, per_step).
 
     The per-item views are made on first use of the items (a collate other than :func:`pad_collate`
@@ -1212,37 +1261,8 @@ class _Gathered(list):
         super().__init__()
         self._n, self._make = n, make
 
-    def _filled(self) -> list:
-        if self._make is not None:
-            make, self._make = self._make, None
-            super().extend(make())
-        return self
-
-    def __len__(self) -> int:
-        return self._n if self._make is not None else super().__len__()
-
-    def __iter__(self):
-        return list.__iter__(self._filled())
-
-    def __reversed__(self):
-        return list.__reversed__(self._filled())
-
-    def __getitem__(self, k):
-        return list.__getitem__(self._filled(), k)
-
-    def __contains__(self, item) -> bool:
-        return list.__contains__(self._filled(), item)
-
-    def __eq__(self, other) -> bool:
-        return list.__eq__(self._filled(), other)
-
-    __hash__ = None
-
-    def __repr__(self) -> str:
-        return list.__repr__(self._filled())
-
-    def __reduce_ex__(self, protocol):  # pickled (e.g. by a worker process) as a plain list of the items
-        return list, (list(self._filled()),)
+    def _make_items(self):
+        return self._make()
 
 
 class SequenceDataset(torch.utils.data.Dataset):
@@ -1353,7 +1373,7 @@ class _WindowItem(tuple):
         return tuple, (tuple(self),)
 
 
-class _GatheredWindows(list):
+class _GatheredWindows(_LazyItems):
     """The windows of one batch, gathered; ``gathered`` = the batch tensors ``(X, y)``. An item is made when it is
     read (``default_collate`` reads the first to pick its collate function, then uses ``gathered``)."""
 
@@ -1365,48 +1385,18 @@ class _GatheredWindows(list):
         # them, a numpy index and torch.from_numpy being cheaper than indexing a tensor
         self._arrays = tuple(a if t.data_ptr() == a.__array_interface__["data"][0] else t.numpy()
                              for t, a in zip(tensors, arrays))
-        self._filled = False
 
     def _item(self, j: int) -> "_WindowItem":
         return _WindowItem(torch.from_numpy(a[j]) if a[j].ndim else torch.from_numpy(a[j:j + 1]).view(())
                            for a in self._arrays)
 
-    def _fill(self) -> "_GatheredWindows":
-        if not self._filled:
-            self._filled = True
-            super().extend(_WindowItem(a[j] for a in self.gathered) for j in range(self._n))
-        return self
-
-    def __len__(self) -> int:
-        return self._n if not self._filled else super().__len__()
+    def _make_items(self):
+        return (_WindowItem(a[j] for a in self.gathered) for j in range(self._n))
 
     def __getitem__(self, k):
         if not self._filled and isinstance(k, (int, np.integer)) and -self._n <= k < self._n:
             return self._item(int(k) % self._n)
         return list.__getitem__(self._fill(), k)
-
-    def __iter__(self):
-        return list.__iter__(self._fill())
-
-    def __reversed__(self):
-        return list.__reversed__(self._fill())
-
-    def __contains__(self, item) -> bool:
-        return list.__contains__(self._fill(), item)
-
-    def __eq__(self, other) -> bool:
-        return list.__eq__(self._fill(), other)
-
-    __hash__ = None
-
-    def __repr__(self) -> str:
-        return list.__repr__(self._fill())
-
-    def __reduce_ex__(self, protocol):  # pickled as a plain list of the items
-        return list, ([tuple(it) for it in self._fill()],)
-
-    def _unchanged(self) -> bool:
-        return not self._filled  # items may have been replaced once the list is filled
 
 
 def _collate_windows(batch: Sequence, *, collate_fn_map: dict | None = None) -> Any:

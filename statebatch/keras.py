@@ -749,9 +749,11 @@ def use_real_step_loss(model: Any) -> int:
     true mean times (1 - padding fraction) and the gradient shrinks with it. ``"mean_with_sample_weight"``
     divides each batch's loss by the sum of its weights: the mean over its real steps. (The epoch figure
     Keras prints is then the mean of these batch means; for the exact mean over all real steps of an
-    epoch add ``weighted_metrics=["mse"]`` (or your metric) to ``compile``: weighted metrics accumulate
-    sums and weights.) Same as compiling with ``loss=keras.losses.MeanSquaredError(reduction=
-    "mean_with_sample_weight")``, for a model compiled already; :func:`fit_stateful` calls it.
+    epoch of lanes, whose batches share one length, add ``weighted_metrics=["mse"]`` (or your metric) to
+    ``compile``: weighted metrics accumulate sums and weights. Bucketed sequences need
+    :class:`RealStepLoss` instead, see :class:`BucketDataset`.) Same as compiling with
+    ``loss=keras.losses.MeanSquaredError(reduction="mean_with_sample_weight")``, for a model compiled
+    already; :func:`fit_stateful` calls it.
     """
     compiled = getattr(model, "_compile_loss", None)
     if compiled is None:

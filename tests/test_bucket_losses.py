@@ -10,6 +10,8 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import statebatch as sb
 from statebatch import datasets
@@ -194,6 +196,39 @@ def test_epoch_mean_weights_scale_each_batch_by_its_padded_length():
     per_batch = [ds[k][2] for k in range(len(ds))]
     assert sum(w.sum() / w.shape[1] for w in per_batch) == pytest.approx(n)
     assert np.array_equal(epoch_mean_weights(np.ones((2, 5), "float32"), 2.5), np.full((2, 5), 2.0, "float32"))
+
+
+@given(lengths=st.lists(st.integers(1, 30), min_size=2, max_size=60), batch_size=st.integers(1, 9),
+       mode=st.sampled_from(["sort", "pool", "buckets"]), remainder=st.sampled_from(["keep", "drop"]),
+       budget=st.sampled_from([None, 60]), seed=st.integers(0, 3))
+def test_keras_averages_of_served_weights_are_real_step_means(lengths, batch_size, mode, remainder, budget, seed):
+    """Keras' two epoch averages (keras/src: the loss tracker weights batch losses by rows; a weighted
+    metric averages weights and values over each row's padded length), written out in numpy over the
+    batches a BucketDataset serves, equal the mean over the served real steps for any per-step errors."""
+    if budget is not None and (remainder == "drop" or max(lengths) > budget):
+        remainder, budget = "keep", None
+    rng = np.random.default_rng(seed)
+    seqs = [rng.normal(size=(n, 1)).astype("float32") for n in lengths]
+    try:
+        bk = sb.bucket_batches(seqs, batch_size, targets=seqs, return_sequences=True, seed=seed, mode=mode,
+                               remainder=remainder, token_budget=budget)
+    except sb.errors.ParameterError:  # e.g. remainder="drop" and no group fills a batch: refused, not our case
+        assume(False)
+    ds = BucketDataset(bk)
+    loss_num = rows = metric_num = metric_den = err_sum = real = 0.0
+    for k in range(len(ds)):
+        _, y, w = ds[k]
+        err = rng.exponential(size=w.shape) * (w > 0)  # any per-step errors; padding contributes nothing anyway
+        n_k, T_k = w.shape
+        loss_num += n_k * (w * err).sum() / (n_k * T_k)  # sum_over_batch_size, then Mean weighted by rows
+        rows += n_k
+        metric_num += ((w * err).sum(axis=1) / T_k).sum()  # per row: mean over the padded length
+        metric_den += (w.sum(axis=1) / T_k).sum()
+        err_sum += err[w > 0].sum()
+        real += (w > 0).sum()
+    assert real == sum(lengths[i] for b in ds._plan().batches for i in b)
+    assert loss_num / rows == pytest.approx(err_sum / real, rel=1e-5)
+    assert metric_num / metric_den == pytest.approx(err_sum / real, rel=1e-5)
 
 
 def test_real_step_loss_config_round_trip_and_bad_loss():

@@ -46,7 +46,7 @@ from .windows import Windows
 __all__ = ["Dataset", "WindowDataset", "StatefulDataset", "BucketDataset", "ShardDataset", "LaneResetCallback",
            "KerasState", "fit_stateful", "reset_rows", "stateful_layers", "check_model", "to_tf_dataset",
            "stateful_scope", "track_state", "untrack_state", "state_is_tracked", "predict", "use_real_step_loss",
-           "replicas", "model_batch_size"]
+           "replicas", "model_batch_size", "RealStepLoss", "check_real_step_loss", "evaluate"]
 
 
 # --------------------------------------------------------------------------- backends
@@ -549,14 +549,35 @@ class BucketDataset(Dataset):
     :func:`predict`, which returns them per sequence in the original order.
     With a token budget the batch count would change between epochs, which Keras does not allow
     within one ``fit``; then membership stays that of the first epoch and only the order changes.
+
+    Per-step targets: the sample weights are 0 on padding and, on the real steps of a batch of ``n_k``
+    sequences padded to ``T_k`` steps, ``T_k * N / R`` (``N`` sequences and ``R`` real steps in the
+    epoch). Keras averages batch figures in two ways, both of which these weights make the exact mean
+    over the epoch's real steps: the loss shown is the mean of the batch losses weighted by
+    ``n_k``, and a weighted metric sums ``sum_t(w * value) / T_k`` and ``sum_t(w) / T_k`` per sequence.
+    The loss is exact with :class:`RealStepLoss` (any model) or with Keras' default reduction on an
+    output without a Keras mask; ``"mean_with_sample_weight"`` and masked outputs (a ``Masking`` layer)
+    give batch means, see :func:`check_real_step_loss`. ``step_weights="unit"`` serves plain 1/0.
+
+    Parameters
+    ----------
+    bucketing : Bucketing
+    epoch : int, optional
+        Serve this epoch's plan on every pass, never moving to the next (evaluation: the same batches on
+        every ``evaluate`` call). Default: the bucketing's current epoch, re-bucketed after each pass.
+    step_weights : "epoch_mean" or "unit"
+        The per-step sample weights described above (default), or 1 on real steps and 0 on padding.
+    **kwargs : passed to ``keras.utils.PyDataset``.
     """
 
-    def __init__(self, bucketing: Bucketing, **kwargs):
+    def __init__(self, bucketing: Bucketing, *, epoch: int | None = None, step_weights: str = "epoch_mean", **kwargs):
         if not isinstance(bucketing, Bucketing):
             raise ParameterError(f"BucketDataset needs a statebatch Bucketing, got {type(bucketing).__name__}.",
                                  "build it with statebatch.bucket_batches(...).")
+        self.fixed_epoch = None if epoch is None else check_int("epoch", epoch, 0)
+        self.step_weights = check_choice("step_weights", step_weights, STEP_WEIGHTS)
         super().__init__(bucketing, **kwargs)
-        self._first = bucketing.plan()
+        self._first = bucketing.plan(self.fixed_epoch)
         self._shuffle_budget = np.arange(self._first.n_batches)
         self._plan_order()
 
@@ -564,8 +585,11 @@ class BucketDataset(Dataset):
     def bucketing(self) -> Bucketing:
         return self.result
 
+    def _epoch(self) -> int:
+        return self.result.epoch if self.fixed_epoch is None else self.fixed_epoch
+
     def _plan(self):
-        return self._first if self.result.token_budget is not None else self.result.plan()
+        return self._first if self.result.token_budget is not None else self.result.plan(self._epoch())
 
     def _plan_order(self) -> None:
         plan = self._plan()
@@ -574,21 +598,27 @@ class BucketDataset(Dataset):
         lengths = np.asarray(plan.padded_lengths)[base]
         self.order = base[_spec_safe_order(sizes, lengths)]
         self._n = len(self.order)
+        self._per_step = (epoch_steps_per_sequence(plan) if self.step_weights == "epoch_mean"
+                          and self.result._tsource is not None else None)
 
     @_recorded
     def __getitem__(self, k: int):
         k = self._index(k)
         j = int(self.order[k])
         b = self.result
-        self._served = (self.order, self._first.epoch if b.token_budget is not None else b.epoch)
+        self._served = (self.order, self._first.epoch if b.token_budget is not None else self._epoch())
         if b.token_budget is None:
-            return b.batch(j)
-        return b.materialise(self._first.batches[j], int(self._first.padded_lengths[j])).as_tuple()
+            out = b.batch(j, self._epoch())
+        else:
+            out = b.materialise(self._first.batches[j], int(self._first.padded_lengths[j])).as_tuple()
+        if self._per_step is not None and len(out) == 3:
+            out = out[:2] + (epoch_mean_weights(out[2], self._per_step),)
+        return out
 
     def unbatch(self, outputs: Any):
         """Outputs of this epoch's items (a list, one array per item, in item order) per sequence, in
         the original order: see :meth:`statebatch.Bucketing.unbatch`."""
-        order, epoch = getattr(self, "_served", (self.order, self.result.epoch))  # the epoch last served
+        order, epoch = getattr(self, "_served", (self.order, self._epoch()))  # the epoch last served
         if not isinstance(outputs, (list, tuple)) or len(outputs) != len(order):
             got = f"a list of {len(outputs)}" if isinstance(outputs, (list, tuple)) else type(outputs).__name__
             raise LengthMismatchError(f"outputs must be a list with one array per item ({len(order)}), got {got}.",
@@ -600,6 +630,8 @@ class BucketDataset(Dataset):
         return self.result.unbatch(in_plan, epoch=epoch)
 
     def on_epoch_end(self) -> None:
+        if self.fixed_epoch is not None:  # evaluation: the same plan on every pass
+            return
         b = self.result
         b.set_epoch(b.epoch + 1)
         if b.token_budget is not None:
@@ -820,9 +852,11 @@ def use_real_step_loss(model: Any) -> int:
     true mean times (1 - padding fraction) and the gradient shrinks with it. ``"mean_with_sample_weight"``
     divides each batch's loss by the sum of its weights: the mean over its real steps. (The epoch figure
     Keras prints is then the mean of these batch means; for the exact mean over all real steps of an
-    epoch add ``weighted_metrics=["mse"]`` (or your metric) to ``compile``: weighted metrics accumulate
-    sums and weights.) Same as compiling with ``loss=keras.losses.MeanSquaredError(reduction=
-    "mean_with_sample_weight")``, for a model compiled already; :func:`fit_stateful` calls it.
+    epoch of lanes, whose batches share one length, add ``weighted_metrics=["mse"]`` (or your metric) to
+    ``compile``: weighted metrics accumulate sums and weights. Bucketed sequences need
+    :class:`RealStepLoss` instead, see :class:`BucketDataset`.) Same as compiling with
+    ``loss=keras.losses.MeanSquaredError(reduction="mean_with_sample_weight")``, for a model compiled
+    already; :func:`fit_stateful` calls it.
     """
     return _set_reduction(model, REAL_STEP_REDUCTION)
 
@@ -846,6 +880,162 @@ def _set_reduction(model: Any, reduction: str) -> int:
         model.train_function = None
         model.test_function = None
     return changed
+
+
+STEP_WEIGHTS = ("epoch_mean", "unit")
+
+
+def epoch_steps_per_sequence(plan: Any) -> float:
+    """Real steps per sequence over the sequences an epoch's :class:`~statebatch.plans.BucketPlan` serves."""
+    served = [np.asarray(b) for b in plan.batches]
+    n = sum(len(b) for b in served)
+    steps = sum(int(np.asarray(plan.lengths)[b].sum()) for b in served)
+    return steps / n if n else 1.0
+
+
+def epoch_mean_weights(unit: np.ndarray, steps_per_sequence: float) -> np.ndarray:
+    """Per-step weights that make Keras' epoch figures means over all real steps of the epoch.
+
+    Parameters
+    ----------
+    unit : ndarray ``(batch, T_k)``, 1 on real steps and 0 on padding
+    steps_per_sequence : float, ``R / N`` (real steps and sequences in the epoch)
+
+    Returns
+    -------
+    ndarray ``(batch, T_k)``: ``unit * T_k * N / R``, float32.
+
+    Why this scale: Keras shows a loss as the mean of batch losses weighted by the batch's rows
+    ``n_k``, and with the default reduction (no output mask) a batch loss is ``sum(w * loss) /
+    (n_k * T_k)``: the epoch figure is ``sum_k sum(w * loss) / T_k / N``. A weighted metric keeps per
+    sequence ``mean_t(w * value)`` and ``mean_t(w)``, so it is ``sum_k sum(w * value) / T_k`` over
+    ``sum_k sum(w) / T_k``. Both are the mean over the real steps when ``w = T_k * N / R``; with 1/0
+    weights every batch would count with ``1 / T_k`` (the batches of short sequences too much).
+    """
+    scale = unit.shape[1] / steps_per_sequence if unit.ndim >= 2 else 1.0
+    return (unit * np.float32(scale)).astype(np.float32, copy=False)
+
+
+@keras.saving.register_keras_serializable(package="statebatch")
+class RealStepLoss(keras.losses.Loss):
+    """A Keras loss whose epoch figure over a :class:`BucketDataset` is the exact mean over real steps.
+
+    Wraps any per-step loss (``"mse"``, ``"sparse_categorical_crossentropy"``, a ``keras.losses.Loss``,
+    a function). With sample weights, each batch's loss is ``sum(w * loss) / (batch * T_k)`` whether or
+    not the model's output carries a Keras mask: the weights already zero the padding, and Keras'
+    default reduction would instead divide a masked output by its unmasked steps (a per-batch mean,
+    which Keras then averages per sequence, not per step). Together with the weights of
+    :class:`BucketDataset` (``step_weights="epoch_mean"``) the loss ``fit``/``evaluate`` report is the mean
+    over the epoch's real steps, and the training gradient gives every real step the same weight.
+    Without sample weights it is Keras' default (the mean, masks respected).
+
+    ``model.compile(optimizer, loss=statebatch.keras.RealStepLoss("mse"), weighted_metrics=["mse"])``
+    """
+
+    def __init__(self, loss: Any = "mean_squared_error", name: str | None = None, dtype: Any = None):
+        inner = keras.losses.get(loss) if isinstance(loss, (str, dict)) else loss
+        if isinstance(inner, RealStepLoss):
+            inner = inner.inner
+        if not callable(inner):
+            raise ParameterError(f"RealStepLoss needs a Keras loss, got {loss!r}.",
+                                 "pass a loss name such as 'mse', a keras.losses.Loss or a function (y_true, y_pred).")
+        self.inner = inner  # a Loss (its unreduced .call) or a function returning per-step values
+        inner_name = getattr(inner, "name", None) or getattr(inner, "__name__", "loss")
+        super().__init__(name=name or f"real_step_{inner_name}", reduction="sum_over_batch_size", dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        return self.inner.call(y_true, y_pred) if isinstance(self.inner, keras.losses.Loss) else self.inner(y_true, y_pred)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is None:
+            return super().__call__(y_true, y_pred)
+        ops = keras.ops
+        y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
+        y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
+        values = self.call(y_true, y_pred)  # per step; a Keras mask on y_pred is deliberately not applied
+        w = ops.cast(ops.convert_to_tensor(sample_weight), values.dtype)
+        if len(w.shape) == len(values.shape) + 1 and w.shape[-1] == 1:
+            w = ops.squeeze(w, axis=-1)
+        while len(w.shape) < len(values.shape):
+            w = ops.expand_dims(w, axis=-1)
+        count = ops.cast(ops.prod(ops.convert_to_tensor(ops.shape(values), dtype="int32")), values.dtype)
+        return ops.divide_no_nan(ops.sum(values * w), count)
+
+    def get_config(self):
+        return {"name": self.name, "loss": keras.losses.serialize(self.inner), "dtype": self.dtype}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("reduction", None)
+        return cls(loss=keras.losses.deserialize(config.pop("loss")), **config)
+
+
+def check_real_step_loss(model: Any) -> list[str]:
+    """Why the loss ``model`` reports over a :class:`BucketDataset` with per-step targets would not be
+    the mean over real steps (an empty list when it is); weighted metrics are exact in every case.
+
+    Exact: :class:`RealStepLoss`, or Keras' default reduction (``"sum_over_batch_size"``) on an output
+    that carries no Keras mask. Not exact: ``"mean_with_sample_weight"`` (each batch's mean over its
+    real steps, then the mean of those weighted by the batch's sequences), the default reduction on a
+    masked output (``Masking``, ``mask_zero``: Keras divides by the unmasked steps, the same batch
+    mean), ``"sum"`` and ``None``. Checks the compiled losses and, for the mask, the model's outputs.
+    """
+    compiled = getattr(model, "_compile_loss", None)
+    if compiled is None:
+        raise ParameterError("the model is not compiled with a loss.", "call model.compile(optimizer=..., loss=...) first.")
+    if not compiled.built:
+        outputs = model.outputs
+        y = outputs[0] if len(outputs) == 1 else outputs
+        compiled.build(y, y)
+    # a functional model's symbolic outputs carry the mask Keras will apply (subclassed models: unknown)
+    masked = [getattr(o, "_keras_mask", None) is not None for o in (getattr(model, "outputs", None) or [])]
+    flat = compiled._flat_losses
+    problems = []
+    for i, entry in enumerate(flat):
+        loss = entry.loss
+        if loss is None or isinstance(loss, RealStepLoss):
+            continue
+        reduction = getattr(loss, "reduction", None)
+        if reduction != "sum_over_batch_size":
+            problems.append(f"loss {entry.name!r} uses reduction={reduction!r}: Keras reports a mean of per-batch "
+                            "figures, not the mean over real steps")
+        elif masked[i] if len(masked) == len(flat) else any(masked):
+            problems.append(f"loss {entry.name!r} is computed on an output with a Keras mask: Keras divides each "
+                            "batch by its unmasked steps, so it reports a mean of batch means")
+    return problems
+
+
+def evaluate(model: Any, data: Any, *, epoch: int | None = None, **evaluate_kwargs) -> Any:
+    """``model.evaluate`` over bucketed sequences: the same batches on every call, and figures that are
+    means over real steps, or a :class:`~statebatch.errors.StatebatchWarning` naming the loss that is not.
+
+    Parameters
+    ----------
+    model : compiled keras.Model
+    data : Bucketing or BucketDataset
+    epoch : int, optional
+        The plan to evaluate (default: the bucketing's current epoch). A ``Bucketing`` is not moved to its
+        next epoch (``model.evaluate(BucketDataset(bk))`` moves it, re-bucketing the next call).
+    **evaluate_kwargs : passed to ``model.evaluate`` (``verbose``, ``return_dict``, ``callbacks``...).
+    """
+    if isinstance(data, BucketDataset):
+        ds = data if epoch is None and data.fixed_epoch is not None else BucketDataset(
+            data.result, epoch=data._epoch() if epoch is None else epoch, step_weights=data.step_weights)
+    elif isinstance(data, Bucketing):
+        ds = BucketDataset(data, epoch=data.epoch if epoch is None else epoch)
+    else:
+        raise ParameterError(f"statebatch.keras.evaluate takes bucketed sequences, got {type(data).__name__}.",
+                             "pass statebatch.bucket_batches(...) or its BucketDataset (other data: model.evaluate).")
+    if ds._per_step is not None:
+        problems = check_real_step_loss(model)
+        if problems:
+            warnings.warn("the loss evaluate reports is not the mean over real steps: " + "; ".join(problems) + ". Compile "
+                          "with loss=statebatch.keras.RealStepLoss(<your loss>) (or the default reduction on an output "
+                          "without a Keras mask); weighted_metrics are exact either way.", StatebatchWarning, stacklevel=2)
+    evaluate_kwargs.setdefault("verbose", 0)
+    with _original_errors():
+        return model.evaluate(ds, **evaluate_kwargs)
 
 
 # --------------------------------------------------------------------------- fitting
@@ -1033,6 +1223,7 @@ def to_tf_dataset(data: Any):
     ``None`` (a bucket's length, the last smaller batch). Each pass re-plans the next epoch; the
     cardinality is known and batches are prefetched. With ``steps_per_epoch`` (windows and buckets),
     pass ``to_tf_dataset(result).repeat()``: every pass is a fresh epoch, so no epoch runs out of data.
+    Bucketed per-step targets carry the weights of :class:`BucketDataset` (``step_weights="epoch_mean"``).
     Needs TensorFlow (a statebatch error says so where it is not installed).
     """
     try:
@@ -1083,11 +1274,16 @@ def to_tf_dataset(data: Any):
                     guard.check(k)
                 yield block if k0 == 0 else result._block(k0, k1, epoch)
         else:
+            # bucketed per-step targets: the weights BucketDataset serves (epoch figures = real-step means)
+            per_step = (epoch_steps_per_sequence(result.plan(epoch)) if isinstance(result, Bucketing)
+                        and result._tsource is not None else None)
+
             def items():
                 for k in range(n):
                     if guard is not None:
                         guard.check(k)
-                    yield result.batch(k, epoch)
+                    item = result.batch(k, epoch)
+                    yield item if per_step is None else item[:2] + (epoch_mean_weights(item[2], per_step),)
 
             yield from _blocks(items(), per_block)
         if guard is not None:

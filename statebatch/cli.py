@@ -230,7 +230,8 @@ def _cmd_check(args) -> int:
                        raise_errors=False, emit_warnings=False)
     print(rep)
     if rep.layout is not None and rep.ok:
-        print(f"  layout: {rep.layout.kind}: {rep.layout.evidence}")
+        how = "" if rep.layout.exact else " (a statistical reading, not proof)"
+        print(f"  layout: {rep.layout.kind}{how}: {rep.layout.evidence}")
     return 0 if rep.ok else 1
 
 

@@ -37,6 +37,7 @@ This module is pure numpy and imports only :mod:`statebatch.errors` and :mod:`st
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -45,7 +46,8 @@ import numpy as np
 from ._args import check_int
 from .errors import DTypeError, ParameterError, ShapeError
 
-__all__ = ["detect_layout", "LayoutVerdict", "KINDS", "MISTAKES"]
+__all__ = ["detect_layout", "LayoutVerdict", "KINDS", "MISTAKES", "Provenance", "register_provenance",
+           "provenance_of"]
 
 LANES = "lanes"
 NATURAL = "natural_order_chunks"
@@ -101,6 +103,10 @@ class LayoutVerdict:
         The statistics behind the verdict (AUCs, continuation fractions, overlap rates, power).
     transposed : LayoutVerdict or None
         For ``channels_first``: the verdict on ``X.transpose(0, 2, 1)``.
+    exact : bool
+        Whether the verdict rests on exact evidence: rows that share bit-equal steps, or
+        statebatch's own record of how it made X (:func:`provenance_of`). A statistical verdict
+        (``exact=False``) is never a hard error in ``check_layout``, only a warning.
     """
 
     kind: str
@@ -116,6 +122,9 @@ class LayoutVerdict:
     confidence: float = 0.0
     scores: dict[str, Any] = field(default_factory=dict)
     transposed: "LayoutVerdict | None" = None
+    #: True when the verdict rests on exact evidence (rows sharing bit-equal steps, or statebatch's own
+    #: record of how it made X); False for a statistical verdict, which is only ever a warning.
+    exact: bool = False
 
     @property
     def is_mistake(self) -> bool:
@@ -130,7 +139,7 @@ class LayoutVerdict:
         head = f"layout: {self.kind}"
         if self.stride is not None:
             head += f" (stride {'' if self.stride_exact else '~'}{self.stride})"
-        head += f", confidence {self.confidence:.2f}"
+        head += (", exact evidence" if self.exact else f", statistical, confidence {self.confidence:.2f}")
         head += (f"; {self.rows_checked} of {self.n_rows} rows sampled" if self.sampled
                  else f"; {self.rows_checked} rows checked")
         lines = [head, "  " + self.evidence]
@@ -278,6 +287,239 @@ def _rms_scale(x: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
+# provenance: arrays statebatch made itself are recognised when they come back
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How statebatch made an array (recorded by the result that handed it out).
+
+    kind : str
+        The layout it has by construction: ``lanes`` (``arrange_stateful``), ``sliding_windows``
+        or ``natural_order_chunks`` (``make_windows``: stride below / equal to timesteps; above it,
+        windows with gaps), ``independent`` (``bucket_batches``: one sequence per row).
+    batch_size : int or None
+        The batch size the lanes were cut for (lanes only).
+    timesteps, stride : int
+        Steps per row; steps between the starts of consecutive windows (windows only).
+    resets : int
+        Lanes that start a new series after the first batch (lanes only).
+    maker : str
+        The statebatch function that made it.
+    """
+
+    kind: str
+    batch_size: int | None
+    timesteps: int
+    stride: int | None = None
+    resets: int = 0
+    maker: str = ""
+    n_series: int = 1
+
+
+def _owner(arr: np.ndarray) -> np.ndarray:
+    """The array that owns ``arr``'s memory (the end of its ``.base`` chain of arrays)."""
+    while isinstance(arr.base, np.ndarray):
+        arr = arr.base
+    return arr
+
+
+class _Entry:
+    __slots__ = ("ref", "owner", "n", "prov", "finger", "keys", "__weakref__")
+
+    def __init__(self, arr: np.ndarray, prov: Provenance):
+        self.ref = weakref.ref(arr)              # the array itself: for matching copies of its rows
+        self.owner = weakref.ref(_owner(arr))    # its memory: views of it (slices) stay recognised
+        self.n = arr.shape[0]
+        self.prov = prov
+        self.finger = _fingerprint(arr)
+        self.keys: np.ndarray | None = None      # per-row content keys, computed on first need
+
+
+# key: (data pointer, row shape, strides, dtype) -> entries (several results may share a buffer)
+_REGISTRY: dict[tuple, list[_Entry]] = {}
+_FINGER_ROWS = 32
+
+
+def _buffer_key(arr: np.ndarray) -> tuple:
+    return (arr.__array_interface__["data"][0], arr.shape[1:], arr.strides, arr.dtype.str)
+
+
+def _fingerprint(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A few evenly spaced whole rows (copied): an in-place change to the array (a shuffle, new
+    values) shows as a mismatch, so a stale record never vouches for changed data."""
+    n = arr.shape[0]
+    idx = np.unique(np.linspace(0, max(n - 1, 0), min(n, _FINGER_ROWS)).astype(np.int64)) if n else np.zeros(0, int)
+    return idx, np.array(arr[idx], copy=True)
+
+
+def _drop(key: tuple, entry_ref: "weakref.ref[_Entry]") -> None:
+    lst = _REGISTRY.get(key)
+    e = entry_ref()
+    if lst is not None and e is not None:
+        lst[:] = [x for x in lst if x is not e]
+        if not lst:
+            del _REGISTRY[key]
+
+
+def register_provenance(arr: Any, prov: Provenance) -> Any:
+    """Record how statebatch made ``arr`` (results call this on the arrays they hand out). Costs a
+    copy of a few rows; the record goes when the array does. Returns ``arr``."""
+    if not isinstance(arr, np.ndarray) or arr.ndim < 2 or arr.shape[0] == 0:
+        return arr
+    try:
+        e = _Entry(arr, prov)
+    except TypeError:                       # an array type without weak references
+        return arr
+    key = _buffer_key(arr)
+    _REGISTRY.setdefault(key, []).append(e)
+    try:
+        weakref.finalize(_owner(arr), _drop, key, weakref.ref(e))
+    except TypeError:
+        weakref.finalize(arr, _drop, key, weakref.ref(e))
+    return arr
+
+
+def _unchanged(e: _Entry, a: np.ndarray) -> bool:
+    """``a`` (the registered array, or a view of the same memory with ``n`` <= e.n rows) still
+    holds the rows it had when statebatch made it."""
+    idx, rows = e.finger
+    keep = idx < a.shape[0]
+    if not keep.any():
+        return False
+    cur = np.asarray(a[idx[keep]])
+    ref = rows[keep]
+    return cur.shape == ref.shape and bool(np.array_equal(cur, ref, equal_nan=ref.dtype.kind == "f"))
+
+
+def _alive(e: _Entry) -> np.ndarray | None:
+    a = e.ref()
+    if a is None or not _unchanged(e, a):
+        return None                          # gone, or changed in place since statebatch made it
+    return a
+
+
+def provenance_of(X: Any) -> tuple[Provenance, np.ndarray | None] | None:
+    """How statebatch made ``X``, when it did: ``(provenance, rows)`` with ``rows`` None when X is
+    the array itself or a leading slice of it (same memory), else, for a copy whose rows are whole
+    rows of a statebatch array (reordered, say), the index of each of X's rows in that array (-1:
+    not found). None when X is not statebatch's (or was changed in place since)."""
+    if not isinstance(X, np.ndarray) or X.ndim < 2 or not _REGISTRY:
+        return None
+    ptr, rs, st, dt = _buffer_key(X)
+    for e in _REGISTRY.get((ptr, rs, st, dt), []):
+        # the same memory read the same way (the array, or a leading slice of it), while its owner
+        # lives (so the address was not reused) and its rows are unchanged
+        if e.owner() is not None and e.n >= X.shape[0] and _unchanged(e, X):
+            return e.prov, None
+    # a copy of rows of a statebatch array (a permutation, a subset): match rows by content
+    n = X.shape[0]
+    if n < 2:
+        return None
+    for key, entries in list(_REGISTRY.items()):
+        if key[1] != rs or key[3] != dt:
+            continue
+        for e in entries:
+            a = _alive(e)
+            if a is None or a.shape[0] < n // 2:
+                continue
+            if e.keys is None:
+                e.keys = _row_keys(a)
+            found = _match_rows(_row_keys(X), e.keys)
+            if found is not None:
+                return e.prov, found
+    return None
+
+
+def _row_keys(a: np.ndarray) -> np.ndarray:
+    """One float64 per row from its first and last steps (a fixed random combination)."""
+    flat = np.asarray(a[:, 0]).reshape(a.shape[0], -1).astype(np.float64)
+    last = np.asarray(a[:, -1]).reshape(a.shape[0], -1).astype(np.float64) if a.ndim >= 3 else flat
+    w = np.random.default_rng(12345).uniform(1.0, 2.0, 2 * flat.shape[1])
+    return flat @ w[: flat.shape[1]] + last @ w[flat.shape[1]:]
+
+
+def _match_rows(kx: np.ndarray, ka: np.ndarray) -> np.ndarray | None:
+    """Index in ``ka`` of each key of ``kx`` when (nearly) all of them are there and unambiguous."""
+    order = np.argsort(ka, kind="stable")
+    s = ka[order]
+    pos = np.minimum(np.searchsorted(s, kx), s.size - 1)
+    hit = (s[pos] == kx) & np.isfinite(kx)
+    unique = hit & ((pos + 1 >= s.size) | (s[np.minimum(pos + 1, s.size - 1)] != kx))
+    if unique.mean() < 0.9 or np.unique(pos[unique]).size < 0.9 * unique.sum():
+        return None
+    return np.where(unique, order[pos], -1)
+
+
+def _provenance_verdict(X: np.ndarray, b: int, prov: Provenance, rows: np.ndarray | None) -> LayoutVerdict | None:
+    """The exact verdict for an array statebatch made (or whose rows are rows of one)."""
+    n = X.shape[0]
+    made = f"X was made by statebatch.{prov.maker}"
+    V = dict(batch_size=b, n_rows=n, rows_checked=n, confidence=1.0, exact=True,
+             scores={"provenance": prov.maker})
+    if rows is not None:
+        ok = rows >= 0
+        if prov.kind != LANES or prov.batch_size is None:
+            return None
+        pb = prov.batch_size
+        # lanes: row r's successor is r + pb (its lane in the next batch); X is in lane order for
+        # batch size b when row j+b is the successor of row j wherever both are known
+        j = np.flatnonzero(ok[: n - b] & ok[b:]) if n > b else np.zeros(0, int)
+        if j.size == 0:
+            return None
+        cont = rows[j + b] == rows[j] + pb
+        if cont.all() and b == pb:
+            return LayoutVerdict(LANES, evidence=(
+                f"{made} (lanes for batch size {pb}); the rows are those rows in lane order."), **V)
+        same_batch = np.all(rows[ok] // pb == np.flatnonzero(ok) // b) if b == pb else False
+        k = int(j[np.flatnonzero(~cont)[0]]) if (~cont).any() else int(j[0])
+        if same_batch:
+            what = (f"the rows of its batches were permuted inside each batch: e.g. {_rc(k, b)} holds lane "
+                    f"{rows[k] % pb} and {_rc(k + b, b)} lane {rows[k + b] % pb}, so row i of batch k+1 no "
+                    f"longer continues row i of batch k")
+        else:
+            what = (f"its rows were reordered (e.g. shuffled, as model.fit(shuffle=True) does): sample {k} is row "
+                    f"{rows[k]} of the original and sample {k + b} is row {rows[k + b]}, not its successor "
+                    f"{rows[k] + pb}; {int((~cont).sum())} of {j.size} rows do not continue into row i of the "
+                    "next batch")
+        return LayoutVerdict(SHUFFLED, evidence=f"{made} (lanes for batch size {pb}), but {what}.",
+                             fix=f"use the arrays statebatch made in their order, with batch_size={pb} and "
+                                 "shuffle=False (Arranged.fit_kwargs() gives both).", **V)
+    if prov.kind == LANES:
+        pb = prov.batch_size
+        if pb == b:
+            rs = f", {prov.resets} lane reset(s) where a new series starts" if prov.resets else ""
+            return LayoutVerdict(LANES, evidence=(
+                f"{made}: lanes for batch size {pb}, {prov.timesteps} step(s) per row{rs}; row i of batch k+1 "
+                "continues row i of batch k by construction."), **V)
+        return LayoutVerdict(SHUFFLED, evidence=(
+            f"{made} as lanes for batch size {pb}, but is read with batch size {b}: row i of batch k+1 then "
+            f"holds another lane's chunk, not the continuation of row i."),
+            fix=f"pass batch_size={pb} (or arrange again with batch_size={b}).", **V)
+    if prov.kind == INDEPENDENT:
+        return LayoutVerdict(INDEPENDENT, evidence=(
+            f"{made}: one sequence per row, so no row continues another; fine for a stateless model, a "
+            "stateful one would carry state between unrelated sequences."),
+            fix="use stateful=False (or reset states after every batch).", **V)
+    st, t = prov.stride, prov.timesteps
+    if st is not None and st == t and b == 1:
+        return LayoutVerdict(LANES, stride=t, stride_exact=True, evidence=(
+            f"{made} with stride = timesteps = {t}: consecutive chunks, which with batch size 1 is the lane "
+            "order" + (" (with a reset needed where each new series starts)" if prov.n_series > 1 else "") + "."), **V)
+    if st is not None and st == t:
+        order = _lane_order(np.arange(n), b) if n % b == 0 else None
+        return LayoutVerdict(NATURAL, stride=t, stride_exact=True, evidence=(
+            f"{made} with stride = timesteps = {t}: consecutive chunks in natural order, so a stateful model "
+            f"with batch size {b} carries the state of sample j into sample j+{b}, {b * t} steps later."),
+            fix=_natural_fix(n, b, order), order=order, **V)
+    gap = "overlapping" if st is not None and st < t else "with gaps between them"
+    return LayoutVerdict(SLIDING, stride=st, stride_exact=True, evidence=(
+        f"{made}: sliding windows of {t} step(s) with stride {st}, {gap}; not lanes."),
+        fix=("use statebatch.arrange_stateful(series, timesteps, batch_size) to cut the series into "
+             "non-overlapping lanes, or use stateful=False with sliding windows."), **V)
+
+
+# ----------------------------------------------------------------------------------------------
 # public API
 
 
@@ -311,7 +553,16 @@ def detect_layout(X: Any, batch_size: int, *, timesteps: int | None = None,
     Raises
     ------
     ShapeError, DTypeError, ParameterError
-        X is not a 2-D/3-D numeric array, or an argument is out of range.
+        X is not a 2-D/3-D numeric array, ``timesteps``/``features`` match X's axes neither as they
+        are nor swapped, or an argument is out of range.
+
+    Notes
+    -----
+    Arrays that statebatch made (``arrange_stateful``, ``make_windows``, ``bucket_batches``
+    results), and copies whose rows are whole rows of one (reordered, say), are recognised
+    (:func:`provenance_of`): their verdict is exact (``exact=True``), with the plan's batch size
+    and resets. Otherwise only hash-equal overlapping steps are exact; every other verdict is a
+    statistical reading (``exact=False``).
 
     Examples
     --------
@@ -330,8 +581,22 @@ def detect_layout(X: Any, batch_size: int, *, timesteps: int | None = None,
         timesteps = check_int("timesteps", timesteps, 1)
     if features is not None:
         features = check_int("features", features, 1)
+    raw = X
     X = _as_array(X)
     n, t, f = X.shape
+    as_is = timesteps in (None, t) and features in (None, f)
+    swapped = timesteps in (None, f) and features in (None, t)
+    if not (as_is or swapped):
+        given = ", ".join(f"{k}={v}" for k, v in (("timesteps", timesteps), ("features", features)) if v is not None)
+        raise ShapeError(f"X has shape {X.shape} ({t} timestep(s) x {f} feature(s)), which does not match {given}, "
+                         "read either way round.",
+                         "pass the timesteps and features of the X you check (or leave them out), or window the "
+                         "series to that length first (statebatch.make_windows(series, timesteps)).")
+    found = provenance_of(raw) if isinstance(raw, np.ndarray) and raw.ndim == 3 else None
+    if found is not None and as_is:
+        v = _provenance_verdict(X, b, *found)
+        if v is not None:
+            return v
 
     try:
         return _detect_oriented(X, b, timesteps, features, max_rows, seed)
@@ -408,9 +673,6 @@ def _detect_oriented(X: np.ndarray, b: int, timesteps: int | None, features: int
                 f"the 'time' axis is short ({t}) and the 'feature' axis long ({f}), and values are "
                 f"smooth along axis 2 (continuity score {sig_t:.2f}) but not along axis 1"
                 + (f" ({sig:.2f})" if sig is not None else "") + ": X is likely transposed", 0.6)
-    if hint is None and not confirmed and (timesteps is not None or features is not None):
-        v.evidence += (f" (note: X.shape {X.shape} matches neither timesteps={timesteps} nor "
-                       f"features={features})")
     return v
 
 
@@ -560,7 +822,7 @@ def _exact_verdict(exact: dict, j: np.ndarray, b: int, n: int, t: int, V: dict) 
                     f"(every {t // s}-th window, regrouped into {b} lanes, dropping the overlaps; the same "
                     "for y) is a correct stateful layout")
     return LayoutVerdict(SLIDING, stride=s, stride_exact=True, evidence=ev, fix=fix + ".", order=order,
-                         confidence=float(min(1.0, rate)), **V)
+                         confidence=float(min(1.0, rate)), exact=True, **V)
 
 
 # ---------------------------------------------------------------------------------------- T == 1
@@ -832,7 +1094,7 @@ def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n:
             return LayoutVerdict(SLIDING, stride=stride, stride_exact=False, evidence=ev + ".",
                                  fix=("use statebatch.arrange_stateful(series, timesteps, batch_size) for "
                                       "non-overlapping lanes in order, or stateful=False with shuffled "
-                                      "sliding windows."), confidence=0.9, **V)
+                                      "sliding windows."), confidence=0.9, exact=True, **V)
 
     # nearest start to each row end, against nearest start to an interior cut
     Ssig = jm.start_sig(first)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ._args import check_bool, check_choice, check_int, plural, resolve_seed
 from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchWarning
+from .layout import NATURAL, SLIDING, Provenance, register_provenance
 from .materialise import gather_rows, gather_windows, strided_windows
 from .plans.windows import REMAINDERS, WindowPlan, plan_windows
 from .result import Batched, Explanation
@@ -189,6 +190,9 @@ class Windows(Batched):
             else:
                 x = readonly(gather_windows(self._ss.source, self.starts, self.timesteps, self.sampling_rate))
             self._X = np.ascontiguousarray(x).copy() if self._copy else x
+            kind = SLIDING if self.stride != self.timesteps else NATURAL
+            register_provenance(self._X, Provenance(kind, None, self.timesteps, stride=self.stride,
+                                                    maker="make_windows", n_series=self._ss.n_series))
         return self._X
 
     @property

@@ -754,8 +754,12 @@ def _detect(X: np.ndarray, b: int, max_rows: int, seed: int, global_pass: bool) 
 
     if t == 1:
         v = _detect_t1(A, N, L, R, jj, b, n, V)
-        if v.kind == UNDETERMINED and b > 1 and global_pass:
-            return _global_t1(X, b, n, keepf, rng, V, max_rows, v.scores)
+        if v.kind in (UNDETERMINED, LANES) and b > 1 and global_pass:
+            pv = _permuted_verdict(_next_batch(X, b, n, keepf, None, rng, max_rows), b, V)
+            if pv is not None:
+                return pv
+            if v.kind == UNDETERMINED:
+                return _global_t1(X, b, n, keepf, rng, V, max_rows, v.scores)
         return v
     return _detect_stat(X, A, N, L, R, jj, b, n, t, keepf, rng, w, hf, V, max_rows, global_pass)
 
@@ -793,6 +797,11 @@ def _exact_maps(HA: np.ndarray, HN: np.ndarray, HL: np.ndarray, HR: np.ndarray, 
         if rate >= 0.5 and rate >= base + 0.3 and rate >= 2 * chance + 0.3:
             first = int(np.flatnonzero(ok)[np.flatnonzero(sh == s_mode)[0]])
             out.setdefault("verdict", (name, s_mode, int(hits.sum()), int(ok.sum()), first, rate))
+            # how unlikely so many hits are by chance (a Chernoff bound: -log p >= tot * KL(rate || chance))
+            c = min(max(chance, base, 1e-12), 1 - 1e-12)
+            r = min(rate, 1 - 1e-12)
+            out.setdefault("verdict_neglog_p", float(ok.sum()) * (r * math.log(r / c)
+                                                                   + (1 - r) * math.log((1 - r) / (1 - c))))
     return out
 
 
@@ -821,8 +830,11 @@ def _exact_verdict(exact: dict, j: np.ndarray, b: int, n: int, t: int, V: dict) 
             fix += (f"; from these windows, X[order] with order = statebatch.detect_layout(X, {b}).order "
                     f"(every {t // s}-th window, regrouped into {b} lanes, dropping the overlaps; the same "
                     "for y) is a correct stateful layout")
+    # bit-equal shared steps are proof when chance repeats (quantised values, constant stretches) cannot
+    # explain that many of them: p < 1e-13
+    exact = exact.get("verdict_neglog_p", 0.0) >= 30.0
     return LayoutVerdict(SLIDING, stride=s, stride_exact=True, evidence=ev, fix=fix + ".", order=order,
-                         confidence=float(min(1.0, rate)), exact=True, **V)
+                         confidence=float(min(1.0, rate)), exact=exact, **V)
 
 
 # ---------------------------------------------------------------------------------------- T == 1
@@ -945,6 +957,12 @@ def _detect_stat(X: np.ndarray, A: np.ndarray, N: np.ndarray, L: np.ndarray, R: 
     if b > 1 and isL and isN:
         q, _ = _paired_less(dL, dN)
         isL, isN = q >= 0.5, q < 0.5
+    if (isL or relL) and not isN and not relN and b > 1 and global_pass:
+        # row i -> row i of the next batch relates; is that only because some batches kept their order
+        # (rows permuted inside batches: with small B many permutations leave rows in place)?
+        pv = _permuted_verdict(_next_batch(X, b, n, keepf, jm, rng, max_rows), b, V)
+        if pv is not None:
+            return pv
     if isL or (b == 1 and isN):
         a = ex(dL)
         resets = max(0.0, 1.0 - contL)
@@ -997,7 +1015,105 @@ def _detect_stat(X: np.ndarray, A: np.ndarray, N: np.ndarray, L: np.ndarray, R: 
             f"no row continues row i of the next batch ({cL:.2f}) or the next sample ({cN:.2f}; 0.5 = "
             f"like random rows) although values are continuous inside rows ({sig:.2f})."),
             confidence=_conf(sig), **V)
+    pv = _permuted_verdict(_next_batch(X, b, n, keepf, jm, rng, max_rows), b, V)
+    if pv is not None:
+        return pv
     return _global(X, jm, Wd, q90, b, n, t, keepf, rng, w, hf, V, max_rows, cN, cL, sig)
+
+
+# ------------------------------------------------------------------- rows permuted inside batches
+
+_NEXT_BATCH_Z = 4.0       # batch-level z of the next-batch test (threshold)
+_NEXT_BATCH_U = 0.56      # and the share of rows whose best match lies in the next batch (0.5: none)
+
+
+def _next_batch(X: np.ndarray, b: int, n: int, keepf: np.ndarray, jm: "_Junction | None",
+                rng: np.random.Generator, max_rows: int) -> dict | None:
+    """Do the row ends of batch k continue into *some* row of batch k+1 (rows permuted inside
+    batches), judged against a null with the same start/end structure?
+
+    For every row end of an anchor batch k, the best junction with a row start of batch k+1 is
+    compared with the best junction with a row start of a control batch at the same positions:
+    batch k-1 when T >= 2 (the same distance from k, in the other direction: samples sorted or
+    grouped by anything look the same both ways, a successor only forwards), the anchor's own
+    batch when T == 1 (one step per row has no direction; rows grouped by series resemble their
+    own batch, shuffled lanes do not). Rows that all start and end
+    at one level (recordings at rest) give both sides the same low scores. Batches are the units
+    of the test (rows of one batch share their candidates). Returns the share ``u`` of rows whose
+    best match is in batch k+1 (0.5 = no relation), its batch-level ``z``, and ``same_row``: how
+    often that best match is the row's own lane (row i), high for lanes, ~1/B for permuted rows.
+    """
+    nb = n // b
+    if b < 2 or nb < 4:
+        return None
+    t = X.shape[1]
+    ks = np.arange(1, nb - 1)
+    m = min(ks.size, max(8, max_rows // b))
+    if m < ks.size:
+        ks = np.sort(rng.choice(ks, m, replace=False))
+    # control: batch k-1 (T >= 2); with one step per row, which has no direction, the anchor's own
+    # batch (its other rows: rows grouped by series resemble their own batch, shuffled lanes never do)
+    ctrl = ks - 1 if t > 1 else ks
+    p = jm.p if jm is not None else 1
+
+    def rows_of(kk: np.ndarray, steps: slice) -> np.ndarray:
+        idx = (kk[:, None] * b + np.arange(b)[None, :]).ravel()
+        return np.asarray(X[idx][:, steps], dtype=np.float64)[..., keepf].reshape(kk.size, b, -1, int(keepf.sum()))
+
+    if jm is None:                                      # one step per row: distances of the steps
+        A = rows_of(ks, slice(0, 1))[:, :, 0]
+        Nx, C = rows_of(ks + 1, slice(0, 1))[:, :, 0], rows_of(ctrl, slice(0, 1))[:, :, 0]
+        sc = _rms_scale(A.reshape(-1, 1, A.shape[-1]))
+        E, SN, SC = A / sc, Nx / sc, C / sc
+    else:
+        E = jm.end_sig(rows_of(ks, slice(t - p, t)))
+        SN = jm.start_sig(rows_of(ks + 1, slice(0, p)))
+        SC = jm.start_sig(rows_of(ctrl, slice(0, p)))
+    ok = np.isfinite(E).all(-1)[:, :, None] & np.isfinite(SN).all(-1)[:, None, :]
+    okc = np.isfinite(E).all(-1)[:, :, None] & np.isfinite(SC).all(-1)[:, None, :]
+    dN = np.where(ok, np.sum((E[:, :, None] - SN[:, None]) ** 2, -1), np.inf)      # (m, B, B)
+    dC = np.where(okc, np.sum((E[:, :, None] - SC[:, None]) ** 2, -1), np.inf)
+    same = dN.argmin(-1)
+    if t == 1:
+        # the own batch offers B-1 other rows: offer as many from the next batch (one left out at random)
+        dC[:, np.arange(b), np.arange(b)] = np.inf
+        dN = dN.copy()
+        dN[np.arange(ks.size), :, rng.integers(0, b, ks.size)] = np.inf
+    bn, bc = dN.min(-1), dC.min(-1)
+    valid = np.isfinite(bn) & np.isfinite(bc)
+    if valid.sum() < _MIN_STAT_PAIRS:
+        return None
+    win = (bn < bc) + 0.5 * (bn == bc)
+    per = np.array([win[k][valid[k]].mean() if valid[k].any() else np.nan for k in range(ks.size)])
+    per = per[np.isfinite(per)]
+    u = float(per.mean())
+    sd = max(float(per.std(ddof=1)) if per.size > 1 else 0.5, 0.5 / math.sqrt(b))
+    z = (u - 0.5) / (sd / math.sqrt(per.size))
+    same = float(np.mean(same[valid] == np.broadcast_to(np.arange(b), valid.shape)[valid]))
+    return dict(u=u, z=float(z), same_row=same, batches=int(per.size), rows=int(valid.sum()),
+                control="batch k-1" if t > 1 else "the row's own batch")
+
+
+def _permuted_verdict(nbt: dict, b: int, V: dict) -> LayoutVerdict | None:
+    """``shuffled_lanes`` when row ends continue into the next batch, but not into their own row."""
+    if nbt is None:
+        return None
+    V["scores"].update(next_batch_u=nbt["u"], next_batch_z=nbt["z"], next_batch_same_row=nbt["same_row"])
+    # Lanes: the best match is the row's own lane whenever the boundary carries any signal; rows
+    # permuted at random: the own lane only by chance, 1/B (whatever the signal, identity batches included)
+    chance = 1.0 / b
+    own_ok = nbt["same_row"] <= chance + max(0.08, 4 * math.sqrt(chance * (1 - chance) / max(nbt["rows"], 1)))
+    if nbt["z"] < _NEXT_BATCH_Z or nbt["u"] < _NEXT_BATCH_U or not own_ok:
+        return None
+    what = ("the nearest neighbours of a row" if nbt["control"] == "the row's own batch"
+            else "the best-matching row start after a row end")
+    ev = (f"the rows of each batch continue into rows of the next batch, but not into the same row: for "
+          f"{nbt['u']:.0%} of {nbt['rows']} rows in {nbt['batches']} batches {what} lies "
+          f"in batch k+1 rather than in {nbt['control']} (50% if unrelated; z={nbt['z']:.1f} over batches), "
+          f"and it is the row's own lane in only {nbt['same_row']:.0%} (lanes: most; permuted rows: "
+          f"~{1 / b:.0%}): the rows were permuted inside the batches (or the lanes were shuffled)")
+    return LayoutVerdict(SHUFFLED, evidence=ev + ".", fix=_SHUFFLED_FIX,
+                         confidence=float(np.clip(2 * (nbt["u"] - 0.5), 0, 1)), **V)
 
 
 def _gap_estimate(A: np.ndarray, N: np.ndarray, t: int) -> float | None:
@@ -1094,7 +1210,8 @@ def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n:
             return LayoutVerdict(SLIDING, stride=stride, stride_exact=False, evidence=ev + ".",
                                  fix=("use statebatch.arrange_stateful(series, timesteps, batch_size) for "
                                       "non-overlapping lanes in order, or stateful=False with shuffled "
-                                      "sliding windows."), confidence=0.9, exact=True, **V)
+                                      "sliding windows."), confidence=0.9,
+                                 exact=fake_rate == 0.0 and sc.get("repeat_rate", 0.0) < 0.01, **V)
 
     # nearest start to each row end, against nearest start to an interior cut
     Ssig = jm.start_sig(first)

@@ -27,8 +27,16 @@ row subset looks for successors anywhere (shuffled lanes) against a null of cut 
 and a batch-coherence test asks whether the best-matching starts of one batch's row ends (with one
 step per row: its rows' nearest neighbours) gather in one other batch, against the same rows with
 their batch labels permuted -- an exact null for independent samples, whatever their distribution.
-When these have too little power to find a successor that is there, the verdict is
-``undetermined`` rather than ``independent``. Anchor rows are sampled (``max_rows``), so the cost
+Rows permuted inside batches are found by comparing each row end's best junction with the next
+batch's row starts against the same with a control batch at the same positions (batch k-1; the
+row's own batch for one step per row), so rows that all start and end at one level (recordings at
+rest) cannot look continued. When these have too little power to find a successor that is there
+(single rows for ``independent``), the verdict is ``undetermined`` rather than ``independent``.
+
+Exact and statistical. Shared bit-equal steps (beyond what chance repeats explain) and the
+provenance record of arrays statebatch made (:func:`register_provenance`; a view of the same
+memory, or a copy whose rows are rows of one, reordered or not) give ``exact=True``; everything
+read from continuity is statistical (``exact=False``), which ``check_layout`` only ever warns about. Anchor rows are sampled (``max_rows``), so the cost
 does not grow with the number of rows, and the verdict says when it sampled.
 
 This module is pure numpy and imports only :mod:`statebatch.errors` and :mod:`statebatch._args`.
@@ -1305,7 +1313,9 @@ def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n:
         conf = max(est if row_ok else 0, estb if batch_ok else 0, 0.5 if coh_ok else 0)
         return LayoutVerdict(SHUFFLED, evidence=ev + ".", fix=_SHUFFLED_FIX, confidence=float(np.clip(conf, 0, 1)),
                              **V)
-    if power_row < _POWER_ROW and power_batch < _POWER_BATCH:
+    # 'independent' claims that no row continues any other: that needs power for single rows, since
+    # rows shuffled one by one (fit(shuffle=True)) have no batch structure for the per-batch test to see
+    if power_row < _POWER_ROW:
         ev = (f"no row continues row i of the next batch ({cL:.2f}) or the next sample ({cN:.2f}; 0.5 = like "
               f"random rows), although values are continuous inside rows ({sig:.2f}); rows might still "
               f"continue other rows in a shuffled order, but with {n} rows of {t} step(s) x "

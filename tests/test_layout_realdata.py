@@ -110,3 +110,14 @@ def test_validate_without_a_model_does_not_warn_that_fit_shuffles():
     assert not any("shuffles by default" in w for w in rep.warnings), rep.warnings
     with pytest.raises(StatebatchError):
         sb.validate(a.X, batch_size=4, stateful=True, shuffle=True, emit_warnings=False)
+
+
+def test_validate_with_a_stateful_model_still_warns_that_fit_shuffles():
+    import keras
+
+    name, s = next(corpus.long_series(["datasets::EuStockMarkets"]))
+    a = sb.arrange_stateful(s.astype("float32"), 10, 4)
+    inp = keras.Input(batch_shape=(4, 10, 4))
+    model = keras.Model(inp, keras.layers.LSTM(2, stateful=True)(inp))
+    rep = sb.validate(a.X, model=model, emit_warnings=False)
+    assert any("shuffles by default" in w for w in rep.warnings), rep.warnings

@@ -1066,7 +1066,7 @@ def _next_batch(X: np.ndarray, b: int, n: int, keepf: np.ndarray, jm: "_Junction
 
     def rows_of(kk: np.ndarray, steps: slice) -> np.ndarray:
         idx = (kk[:, None] * b + np.arange(b)[None, :]).ravel()
-        return np.asarray(X[idx][:, steps], dtype=np.float64)[..., keepf].reshape(kk.size, b, -1, int(keepf.sum()))
+        return np.asarray(X[idx, steps], dtype=np.float64)[..., keepf].reshape(kk.size, b, -1, int(keepf.sum()))
 
     if jm is None:                                      # one step per row: distances of the steps
         A = rows_of(ks, slice(0, 1))[:, :, 0]

@@ -1079,8 +1079,9 @@ def _next_batch(X: np.ndarray, b: int, n: int, keepf: np.ndarray, jm: "_Junction
         SC = jm.start_sig(rows_of(ctrl, slice(0, p)))
     ok = np.isfinite(E).all(-1)[:, :, None] & np.isfinite(SN).all(-1)[:, None, :]
     okc = np.isfinite(E).all(-1)[:, :, None] & np.isfinite(SC).all(-1)[:, None, :]
-    dN = np.where(ok, np.sum((E[:, :, None] - SN[:, None]) ** 2, -1), np.inf)      # (m, B, B)
-    dC = np.where(okc, np.sum((E[:, :, None] - SC[:, None]) ** 2, -1), np.inf)
+    fin = lambda a: np.where(np.isfinite(a), a, 0.0)                              # noqa: E731
+    dN = np.where(ok, _sqdist(fin(E), fin(SN)), np.inf)                           # (m, B, B)
+    dC = np.where(okc, _sqdist(fin(E), fin(SC)), np.inf)
     same = dN.argmin(-1)
     if t == 1:
         # the own batch offers B-1 other rows: offer as many from the next batch (one left out at random)
@@ -1122,6 +1123,14 @@ def _permuted_verdict(nbt: dict, b: int, V: dict) -> LayoutVerdict | None:
           f"~{1 / b:.0%}): the rows were permuted inside the batches (or the lanes were shuffled)")
     return LayoutVerdict(SHUFFLED, evidence=ev + ".", fix=_SHUFFLED_FIX,
                          confidence=float(np.clip(2 * (nbt["u"] - 0.5), 0, 1)), **V)
+
+
+def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared distances between the rows of ``a (..., k, D)`` and ``b (..., l, D)``: ``(..., k, l)``
+    (a matrix product, not a ``(k, l, D)`` difference array)."""
+    d = (np.sum(a * a, -1)[..., :, None] + np.sum(b * b, -1)[..., None, :]
+         - 2.0 * np.matmul(a, np.swapaxes(b, -1, -2)))
+    return np.maximum(d, 0.0)
 
 
 def _gap_estimate(A: np.ndarray, N: np.ndarray, t: int) -> float | None:

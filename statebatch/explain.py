@@ -219,12 +219,21 @@ def _read_layout(X: Any, b: int, stateful: bool, n_batches: int, t: int, lines: 
     """Say what the data looks like (statebatch.layout); a stateful layout mistake becomes a problem."""
     v = layout.detect_layout(X, b)
     sampled = f" ({v.rows_checked} of {v.n_rows} rows sampled)" if v.sampled else ""
-    lines.append(f"what the data looks like{sampled}: {v.kind.replace('_', ' ')}. {v.evidence}")
+    if v.exact:
+        lines.append(f"what the data looks like{sampled}: {v.kind.replace('_', ' ')} (exact evidence). {v.evidence}")
+    else:
+        # a reading of the values, not a fact: say how sure it is
+        lines.append(f"what the data looks like{sampled}: {v.kind.replace('_', ' ')} (a statistical reading, "
+                     f"confidence {v.confidence:.2f}, not proof). {v.evidence}")
     if v.kind == layout.CHANNELS_FIRST:
         problems.append(f"X is likely transposed (channels-first): {v.fix}")
-    elif stateful and v.is_mistake:
+    elif stateful and v.is_mistake and v.exact:
         problems.append(f"the rows are {v.kind.replace('_', ' ')}, not lanes: a stateful model would carry "
                         f"state from each row into a row that does not continue it. Fix: {v.fix}")
+    elif stateful and v.is_mistake:
+        problems.append(f"the rows may be {v.kind.replace('_', ' ')}, not lanes (a statistical reading, "
+                        f"confidence {v.confidence:.2f}): if so, a stateful model would carry state from each row "
+                        f"into a row that does not continue it. Fix: {v.fix}")
     elif stateful and v.kind == layout.LANES and n_batches > 1:
         lines.append(f"that is the layout a stateful model needs: each of the {plural(b, 'row')} continues "
                      "in the same row of the next batch.")

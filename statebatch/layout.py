@@ -27,8 +27,16 @@ row subset looks for successors anywhere (shuffled lanes) against a null of cut 
 and a batch-coherence test asks whether the best-matching starts of one batch's row ends (with one
 step per row: its rows' nearest neighbours) gather in one other batch, against the same rows with
 their batch labels permuted -- an exact null for independent samples, whatever their distribution.
-When these have too little power to find a successor that is there, the verdict is
-``undetermined`` rather than ``independent``. Anchor rows are sampled (``max_rows``), so the cost
+Rows permuted inside batches are found by comparing each row end's best junction with the next
+batch's row starts against the same with a control batch at the same positions (batch k-1; the
+row's own batch for one step per row), so rows that all start and end at one level (recordings at
+rest) cannot look continued. When these have too little power to find a successor that is there
+(single rows for ``independent``), the verdict is ``undetermined`` rather than ``independent``.
+
+Exact and statistical. Shared bit-equal steps (beyond what chance repeats explain) and the
+provenance record of arrays statebatch made (:func:`register_provenance`; a view of the same
+memory, or a copy whose rows are rows of one, reordered or not) give ``exact=True``; everything
+read from continuity is statistical (``exact=False``), which ``check_layout`` only ever warns about. Anchor rows are sampled (``max_rows``), so the cost
 does not grow with the number of rows, and the verdict says when it sampled.
 
 This module is pure numpy and imports only :mod:`statebatch.errors` and :mod:`statebatch._args`.
@@ -37,6 +45,7 @@ This module is pure numpy and imports only :mod:`statebatch.errors` and :mod:`st
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -45,7 +54,8 @@ import numpy as np
 from ._args import check_int
 from .errors import DTypeError, ParameterError, ShapeError
 
-__all__ = ["detect_layout", "LayoutVerdict", "KINDS", "MISTAKES"]
+__all__ = ["detect_layout", "LayoutVerdict", "KINDS", "MISTAKES", "Provenance", "register_provenance",
+           "provenance_of"]
 
 LANES = "lanes"
 NATURAL = "natural_order_chunks"
@@ -101,6 +111,10 @@ class LayoutVerdict:
         The statistics behind the verdict (AUCs, continuation fractions, overlap rates, power).
     transposed : LayoutVerdict or None
         For ``channels_first``: the verdict on ``X.transpose(0, 2, 1)``.
+    exact : bool
+        Whether the verdict rests on exact evidence: rows that share bit-equal steps, or
+        statebatch's own record of how it made X (:func:`provenance_of`). A statistical verdict
+        (``exact=False``) is never a hard error in ``check_layout``, only a warning.
     """
 
     kind: str
@@ -116,6 +130,9 @@ class LayoutVerdict:
     confidence: float = 0.0
     scores: dict[str, Any] = field(default_factory=dict)
     transposed: "LayoutVerdict | None" = None
+    #: True when the verdict rests on exact evidence (rows sharing bit-equal steps, or statebatch's own
+    #: record of how it made X); False for a statistical verdict, which is only ever a warning.
+    exact: bool = False
 
     @property
     def is_mistake(self) -> bool:
@@ -130,7 +147,7 @@ class LayoutVerdict:
         head = f"layout: {self.kind}"
         if self.stride is not None:
             head += f" (stride {'' if self.stride_exact else '~'}{self.stride})"
-        head += f", confidence {self.confidence:.2f}"
+        head += (", exact evidence" if self.exact else f", statistical, confidence {self.confidence:.2f}")
         head += (f"; {self.rows_checked} of {self.n_rows} rows sampled" if self.sampled
                  else f"; {self.rows_checked} rows checked")
         lines = [head, "  " + self.evidence]
@@ -278,6 +295,239 @@ def _rms_scale(x: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
+# provenance: arrays statebatch made itself are recognised when they come back
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How statebatch made an array (recorded by the result that handed it out).
+
+    kind : str
+        The layout it has by construction: ``lanes`` (``arrange_stateful``), ``sliding_windows``
+        or ``natural_order_chunks`` (``make_windows``: stride below / equal to timesteps; above it,
+        windows with gaps), ``independent`` (``bucket_batches``: one sequence per row).
+    batch_size : int or None
+        The batch size the lanes were cut for (lanes only).
+    timesteps, stride : int
+        Steps per row; steps between the starts of consecutive windows (windows only).
+    resets : int
+        Lanes that start a new series after the first batch (lanes only).
+    maker : str
+        The statebatch function that made it.
+    """
+
+    kind: str
+    batch_size: int | None
+    timesteps: int
+    stride: int | None = None
+    resets: int = 0
+    maker: str = ""
+    n_series: int = 1
+
+
+def _owner(arr: np.ndarray) -> np.ndarray:
+    """The array that owns ``arr``'s memory (the end of its ``.base`` chain of arrays)."""
+    while isinstance(arr.base, np.ndarray):
+        arr = arr.base
+    return arr
+
+
+class _Entry:
+    __slots__ = ("ref", "owner", "n", "prov", "finger", "keys", "__weakref__")
+
+    def __init__(self, arr: np.ndarray, prov: Provenance):
+        self.ref = weakref.ref(arr)              # the array itself: for matching copies of its rows
+        self.owner = weakref.ref(_owner(arr))    # its memory: views of it (slices) stay recognised
+        self.n = arr.shape[0]
+        self.prov = prov
+        self.finger = _fingerprint(arr)
+        self.keys: np.ndarray | None = None      # per-row content keys, computed on first need
+
+
+# key: (data pointer, row shape, strides, dtype) -> entries (several results may share a buffer)
+_REGISTRY: dict[tuple, list[_Entry]] = {}
+_FINGER_ROWS = 32
+
+
+def _buffer_key(arr: np.ndarray) -> tuple:
+    return (arr.__array_interface__["data"][0], arr.shape[1:], arr.strides, arr.dtype.str)
+
+
+def _fingerprint(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A few evenly spaced whole rows (copied): an in-place change to the array (a shuffle, new
+    values) shows as a mismatch, so a stale record never vouches for changed data."""
+    n = arr.shape[0]
+    idx = np.unique(np.linspace(0, max(n - 1, 0), min(n, _FINGER_ROWS)).astype(np.int64)) if n else np.zeros(0, int)
+    return idx, np.array(arr[idx], copy=True)
+
+
+def _drop(key: tuple, entry_ref: "weakref.ref[_Entry]") -> None:
+    lst = _REGISTRY.get(key)
+    e = entry_ref()
+    if lst is not None and e is not None:
+        lst[:] = [x for x in lst if x is not e]
+        if not lst:
+            del _REGISTRY[key]
+
+
+def register_provenance(arr: Any, prov: Provenance) -> Any:
+    """Record how statebatch made ``arr`` (results call this on the arrays they hand out). Costs a
+    copy of a few rows; the record goes when the array does. Returns ``arr``."""
+    if not isinstance(arr, np.ndarray) or arr.ndim < 2 or arr.shape[0] == 0:
+        return arr
+    try:
+        e = _Entry(arr, prov)
+    except TypeError:                       # an array type without weak references
+        return arr
+    key = _buffer_key(arr)
+    _REGISTRY.setdefault(key, []).append(e)
+    try:
+        weakref.finalize(_owner(arr), _drop, key, weakref.ref(e))
+    except TypeError:
+        weakref.finalize(arr, _drop, key, weakref.ref(e))
+    return arr
+
+
+def _unchanged(e: _Entry, a: np.ndarray) -> bool:
+    """``a`` (the registered array, or a view of the same memory with ``n`` <= e.n rows) still
+    holds the rows it had when statebatch made it."""
+    idx, rows = e.finger
+    keep = idx < a.shape[0]
+    if not keep.any():
+        return False
+    cur = np.asarray(a[idx[keep]])
+    ref = rows[keep]
+    return cur.shape == ref.shape and bool(np.array_equal(cur, ref, equal_nan=ref.dtype.kind == "f"))
+
+
+def _alive(e: _Entry) -> np.ndarray | None:
+    a = e.ref()
+    if a is None or not _unchanged(e, a):
+        return None                          # gone, or changed in place since statebatch made it
+    return a
+
+
+def provenance_of(X: Any) -> tuple[Provenance, np.ndarray | None] | None:
+    """How statebatch made ``X``, when it did: ``(provenance, rows)`` with ``rows`` None when X is
+    the array itself or a leading slice of it (same memory), else, for a copy whose rows are whole
+    rows of a statebatch array (reordered, say), the index of each of X's rows in that array (-1:
+    not found). None when X is not statebatch's (or was changed in place since)."""
+    if not isinstance(X, np.ndarray) or X.ndim < 2 or not _REGISTRY:
+        return None
+    ptr, rs, st, dt = _buffer_key(X)
+    for e in _REGISTRY.get((ptr, rs, st, dt), []):
+        # the same memory read the same way (the array, or a leading slice of it), while its owner
+        # lives (so the address was not reused) and its rows are unchanged
+        if e.owner() is not None and e.n >= X.shape[0] and _unchanged(e, X):
+            return e.prov, None
+    # a copy of rows of a statebatch array (a permutation, a subset): match rows by content
+    n = X.shape[0]
+    if n < 2:
+        return None
+    for key, entries in list(_REGISTRY.items()):
+        if key[1] != rs or key[3] != dt:
+            continue
+        for e in entries:
+            a = _alive(e)
+            if a is None or a.shape[0] < n // 2:
+                continue
+            if e.keys is None:
+                e.keys = _row_keys(a)
+            found = _match_rows(_row_keys(X), e.keys)
+            if found is not None:
+                return e.prov, found
+    return None
+
+
+def _row_keys(a: np.ndarray) -> np.ndarray:
+    """One float64 per row from its first and last steps (a fixed random combination)."""
+    flat = np.asarray(a[:, 0]).reshape(a.shape[0], -1).astype(np.float64)
+    last = np.asarray(a[:, -1]).reshape(a.shape[0], -1).astype(np.float64) if a.ndim >= 3 else flat
+    w = np.random.default_rng(12345).uniform(1.0, 2.0, 2 * flat.shape[1])
+    return flat @ w[: flat.shape[1]] + last @ w[flat.shape[1]:]
+
+
+def _match_rows(kx: np.ndarray, ka: np.ndarray) -> np.ndarray | None:
+    """Index in ``ka`` of each key of ``kx`` when (nearly) all of them are there and unambiguous."""
+    order = np.argsort(ka, kind="stable")
+    s = ka[order]
+    pos = np.minimum(np.searchsorted(s, kx), s.size - 1)
+    hit = (s[pos] == kx) & np.isfinite(kx)
+    unique = hit & ((pos + 1 >= s.size) | (s[np.minimum(pos + 1, s.size - 1)] != kx))
+    if unique.mean() < 0.9 or np.unique(pos[unique]).size < 0.9 * unique.sum():
+        return None
+    return np.where(unique, order[pos], -1)
+
+
+def _provenance_verdict(X: np.ndarray, b: int, prov: Provenance, rows: np.ndarray | None) -> LayoutVerdict | None:
+    """The exact verdict for an array statebatch made (or whose rows are rows of one)."""
+    n = X.shape[0]
+    made = f"X was made by statebatch.{prov.maker}"
+    V = dict(batch_size=b, n_rows=n, rows_checked=n, confidence=1.0, exact=True,
+             scores={"provenance": prov.maker})
+    if rows is not None:
+        ok = rows >= 0
+        if prov.kind != LANES or prov.batch_size is None:
+            return None
+        pb = prov.batch_size
+        # lanes: row r's successor is r + pb (its lane in the next batch); X is in lane order for
+        # batch size b when row j+b is the successor of row j wherever both are known
+        j = np.flatnonzero(ok[: n - b] & ok[b:]) if n > b else np.zeros(0, int)
+        if j.size == 0:
+            return None
+        cont = rows[j + b] == rows[j] + pb
+        if cont.all() and b == pb:
+            return LayoutVerdict(LANES, evidence=(
+                f"{made} (lanes for batch size {pb}); the rows are those rows in lane order."), **V)
+        same_batch = np.all(rows[ok] // pb == np.flatnonzero(ok) // b) if b == pb else False
+        k = int(j[np.flatnonzero(~cont)[0]]) if (~cont).any() else int(j[0])
+        if same_batch:
+            what = (f"the rows of its batches were permuted inside each batch: e.g. {_rc(k, b)} holds lane "
+                    f"{rows[k] % pb} and {_rc(k + b, b)} lane {rows[k + b] % pb}, so row i of batch k+1 no "
+                    f"longer continues row i of batch k")
+        else:
+            what = (f"its rows were reordered (e.g. shuffled, as model.fit(shuffle=True) does): sample {k} is row "
+                    f"{rows[k]} of the original and sample {k + b} is row {rows[k + b]}, not its successor "
+                    f"{rows[k] + pb}; {int((~cont).sum())} of {j.size} rows do not continue into row i of the "
+                    "next batch")
+        return LayoutVerdict(SHUFFLED, evidence=f"{made} (lanes for batch size {pb}), but {what}.",
+                             fix=f"use the arrays statebatch made in their order, with batch_size={pb} and "
+                                 "shuffle=False (Arranged.fit_kwargs() gives both).", **V)
+    if prov.kind == LANES:
+        pb = prov.batch_size
+        if pb == b:
+            rs = f", {prov.resets} lane reset(s) where a new series starts" if prov.resets else ""
+            return LayoutVerdict(LANES, evidence=(
+                f"{made}: lanes for batch size {pb}, {prov.timesteps} step(s) per row{rs}; row i of batch k+1 "
+                "continues row i of batch k by construction."), **V)
+        return LayoutVerdict(SHUFFLED, evidence=(
+            f"{made} as lanes for batch size {pb}, but is read with batch size {b}: row i of batch k+1 then "
+            f"holds another lane's chunk, not the continuation of row i."),
+            fix=f"pass batch_size={pb} (or arrange again with batch_size={b}).", **V)
+    if prov.kind == INDEPENDENT:
+        return LayoutVerdict(INDEPENDENT, evidence=(
+            f"{made}: one sequence per row, so no row continues another; fine for a stateless model, a "
+            "stateful one would carry state between unrelated sequences."),
+            fix="use stateful=False (or reset states after every batch).", **V)
+    st, t = prov.stride, prov.timesteps
+    if st is not None and st == t and b == 1:
+        return LayoutVerdict(LANES, stride=t, stride_exact=True, evidence=(
+            f"{made} with stride = timesteps = {t}: consecutive chunks, which with batch size 1 is the lane "
+            "order" + (" (with a reset needed where each new series starts)" if prov.n_series > 1 else "") + "."), **V)
+    if st is not None and st == t:
+        order = _lane_order(np.arange(n), b) if n % b == 0 else None
+        return LayoutVerdict(NATURAL, stride=t, stride_exact=True, evidence=(
+            f"{made} with stride = timesteps = {t}: consecutive chunks in natural order, so a stateful model "
+            f"with batch size {b} carries the state of sample j into sample j+{b}, {b * t} steps later."),
+            fix=_natural_fix(n, b, order), order=order, **V)
+    gap = "overlapping" if st is not None and st < t else "with gaps between them"
+    return LayoutVerdict(SLIDING, stride=st, stride_exact=True, evidence=(
+        f"{made}: sliding windows of {t} step(s) with stride {st}, {gap}; not lanes."),
+        fix=("use statebatch.arrange_stateful(series, timesteps, batch_size) to cut the series into "
+             "non-overlapping lanes, or use stateful=False with sliding windows."), **V)
+
+
+# ----------------------------------------------------------------------------------------------
 # public API
 
 
@@ -311,7 +561,16 @@ def detect_layout(X: Any, batch_size: int, *, timesteps: int | None = None,
     Raises
     ------
     ShapeError, DTypeError, ParameterError
-        X is not a 2-D/3-D numeric array, or an argument is out of range.
+        X is not a 2-D/3-D numeric array, ``timesteps``/``features`` match X's axes neither as they
+        are nor swapped, or an argument is out of range.
+
+    Notes
+    -----
+    Arrays that statebatch made (``arrange_stateful``, ``make_windows``, ``bucket_batches``
+    results), and copies whose rows are whole rows of one (reordered, say), are recognised
+    (:func:`provenance_of`): their verdict is exact (``exact=True``), with the plan's batch size
+    and resets. Otherwise only hash-equal overlapping steps are exact; every other verdict is a
+    statistical reading (``exact=False``).
 
     Examples
     --------
@@ -330,8 +589,22 @@ def detect_layout(X: Any, batch_size: int, *, timesteps: int | None = None,
         timesteps = check_int("timesteps", timesteps, 1)
     if features is not None:
         features = check_int("features", features, 1)
+    raw = X
     X = _as_array(X)
     n, t, f = X.shape
+    as_is = timesteps in (None, t) and features in (None, f)
+    swapped = timesteps in (None, f) and features in (None, t)
+    if not (as_is or swapped):
+        given = ", ".join(f"{k}={v}" for k, v in (("timesteps", timesteps), ("features", features)) if v is not None)
+        raise ShapeError(f"X has shape {X.shape} ({t} timestep(s) x {f} feature(s)), which does not match {given}, "
+                         "read either way round.",
+                         "pass the timesteps and features of the X you check (or leave them out), or window the "
+                         "series to that length first (statebatch.make_windows(series, timesteps)).")
+    found = provenance_of(raw) if isinstance(raw, np.ndarray) and raw.ndim == 3 else None
+    if found is not None and as_is:
+        v = _provenance_verdict(X, b, *found)
+        if v is not None:
+            return v
 
     try:
         return _detect_oriented(X, b, timesteps, features, max_rows, seed)
@@ -408,9 +681,6 @@ def _detect_oriented(X: np.ndarray, b: int, timesteps: int | None, features: int
                 f"the 'time' axis is short ({t}) and the 'feature' axis long ({f}), and values are "
                 f"smooth along axis 2 (continuity score {sig_t:.2f}) but not along axis 1"
                 + (f" ({sig:.2f})" if sig is not None else "") + ": X is likely transposed", 0.6)
-    if hint is None and not confirmed and (timesteps is not None or features is not None):
-        v.evidence += (f" (note: X.shape {X.shape} matches neither timesteps={timesteps} nor "
-                       f"features={features})")
     return v
 
 
@@ -492,8 +762,12 @@ def _detect(X: np.ndarray, b: int, max_rows: int, seed: int, global_pass: bool) 
 
     if t == 1:
         v = _detect_t1(A, N, L, R, jj, b, n, V)
-        if v.kind == UNDETERMINED and b > 1 and global_pass:
-            return _global_t1(X, b, n, keepf, rng, V, max_rows, v.scores)
+        if v.kind in (UNDETERMINED, LANES) and b > 1 and global_pass:
+            pv = _permuted_verdict(_next_batch(X, b, n, keepf, None, rng, max_rows), b, V)
+            if pv is not None:
+                return pv
+            if v.kind == UNDETERMINED:
+                return _global_t1(X, b, n, keepf, rng, V, max_rows, v.scores)
         return v
     return _detect_stat(X, A, N, L, R, jj, b, n, t, keepf, rng, w, hf, V, max_rows, global_pass)
 
@@ -531,6 +805,11 @@ def _exact_maps(HA: np.ndarray, HN: np.ndarray, HL: np.ndarray, HR: np.ndarray, 
         if rate >= 0.5 and rate >= base + 0.3 and rate >= 2 * chance + 0.3:
             first = int(np.flatnonzero(ok)[np.flatnonzero(sh == s_mode)[0]])
             out.setdefault("verdict", (name, s_mode, int(hits.sum()), int(ok.sum()), first, rate))
+            # how unlikely so many hits are by chance (a Chernoff bound: -log p >= tot * KL(rate || chance))
+            c = min(max(chance, base, 1e-12), 1 - 1e-12)
+            r = min(rate, 1 - 1e-12)
+            out.setdefault("verdict_neglog_p", float(ok.sum()) * (r * math.log(r / c)
+                                                                   + (1 - r) * math.log((1 - r) / (1 - c))))
     return out
 
 
@@ -559,8 +838,11 @@ def _exact_verdict(exact: dict, j: np.ndarray, b: int, n: int, t: int, V: dict) 
             fix += (f"; from these windows, X[order] with order = statebatch.detect_layout(X, {b}).order "
                     f"(every {t // s}-th window, regrouped into {b} lanes, dropping the overlaps; the same "
                     "for y) is a correct stateful layout")
+    # bit-equal shared steps are proof when chance repeats (quantised values, constant stretches) cannot
+    # explain that many of them: p < 1e-13
+    exact = exact.get("verdict_neglog_p", 0.0) >= 30.0
     return LayoutVerdict(SLIDING, stride=s, stride_exact=True, evidence=ev, fix=fix + ".", order=order,
-                         confidence=float(min(1.0, rate)), **V)
+                         confidence=float(min(1.0, rate)), exact=exact, **V)
 
 
 # ---------------------------------------------------------------------------------------- T == 1
@@ -683,6 +965,12 @@ def _detect_stat(X: np.ndarray, A: np.ndarray, N: np.ndarray, L: np.ndarray, R: 
     if b > 1 and isL and isN:
         q, _ = _paired_less(dL, dN)
         isL, isN = q >= 0.5, q < 0.5
+    if (isL or relL) and not isN and not relN and b > 1 and global_pass:
+        # row i -> row i of the next batch relates; is that only because some batches kept their order
+        # (rows permuted inside batches: with small B many permutations leave rows in place)?
+        pv = _permuted_verdict(_next_batch(X, b, n, keepf, jm, rng, max_rows), b, V)
+        if pv is not None:
+            return pv
     if isL or (b == 1 and isN):
         a = ex(dL)
         resets = max(0.0, 1.0 - contL)
@@ -735,7 +1023,114 @@ def _detect_stat(X: np.ndarray, A: np.ndarray, N: np.ndarray, L: np.ndarray, R: 
             f"no row continues row i of the next batch ({cL:.2f}) or the next sample ({cN:.2f}; 0.5 = "
             f"like random rows) although values are continuous inside rows ({sig:.2f})."),
             confidence=_conf(sig), **V)
+    pv = _permuted_verdict(_next_batch(X, b, n, keepf, jm, rng, max_rows), b, V)
+    if pv is not None:
+        return pv
     return _global(X, jm, Wd, q90, b, n, t, keepf, rng, w, hf, V, max_rows, cN, cL, sig)
+
+
+# ------------------------------------------------------------------- rows permuted inside batches
+
+_NEXT_BATCH_Z = 4.0       # batch-level z of the next-batch test (threshold)
+_NEXT_BATCH_U = 0.56      # and the share of rows whose best match lies in the next batch (0.5: none)
+
+
+def _next_batch(X: np.ndarray, b: int, n: int, keepf: np.ndarray, jm: "_Junction | None",
+                rng: np.random.Generator, max_rows: int) -> dict | None:
+    """Do the row ends of batch k continue into *some* row of batch k+1 (rows permuted inside
+    batches), judged against a null with the same start/end structure?
+
+    For every row end of an anchor batch k, the best junction with a row start of batch k+1 is
+    compared with the best junction with a row start of a control batch at the same positions:
+    batch k-1 when T >= 2 (the same distance from k, in the other direction: samples sorted or
+    grouped by anything look the same both ways, a successor only forwards), the anchor's own
+    batch when T == 1 (one step per row has no direction; rows grouped by series resemble their
+    own batch, shuffled lanes do not). Rows that all start and end
+    at one level (recordings at rest) give both sides the same low scores. Batches are the units
+    of the test (rows of one batch share their candidates). Returns the share ``u`` of rows whose
+    best match is in batch k+1 (0.5 = no relation), its batch-level ``z``, and ``same_row``: how
+    often that best match is the row's own lane (row i), high for lanes, ~1/B for permuted rows.
+    """
+    nb = n // b
+    if b < 2 or nb < 4:
+        return None
+    t = X.shape[1]
+    ks = np.arange(1, nb - 1)
+    m = min(ks.size, max(8, max_rows // b))
+    if m < ks.size:
+        ks = np.sort(rng.choice(ks, m, replace=False))
+    # control: batch k-1 (T >= 2); with one step per row, which has no direction, the anchor's own
+    # batch (its other rows: rows grouped by series resemble their own batch, shuffled lanes never do)
+    ctrl = ks - 1 if t > 1 else ks
+    p = jm.p if jm is not None else 1
+
+    def rows_of(kk: np.ndarray, steps: slice) -> np.ndarray:
+        idx = (kk[:, None] * b + np.arange(b)[None, :]).ravel()
+        return np.asarray(X[idx, steps], dtype=np.float64)[..., keepf].reshape(kk.size, b, -1, int(keepf.sum()))
+
+    if jm is None:                                      # one step per row: distances of the steps
+        A = rows_of(ks, slice(0, 1))[:, :, 0]
+        Nx, C = rows_of(ks + 1, slice(0, 1))[:, :, 0], rows_of(ctrl, slice(0, 1))[:, :, 0]
+        sc = _rms_scale(A.reshape(-1, 1, A.shape[-1]))
+        E, SN, SC = A / sc, Nx / sc, C / sc
+    else:
+        E = jm.end_sig(rows_of(ks, slice(t - p, t)))
+        SN = jm.start_sig(rows_of(ks + 1, slice(0, p)))
+        SC = jm.start_sig(rows_of(ctrl, slice(0, p)))
+    ok = np.isfinite(E).all(-1)[:, :, None] & np.isfinite(SN).all(-1)[:, None, :]
+    okc = np.isfinite(E).all(-1)[:, :, None] & np.isfinite(SC).all(-1)[:, None, :]
+    fin = lambda a: np.where(np.isfinite(a), a, 0.0)                              # noqa: E731
+    dN = np.where(ok, _sqdist(fin(E), fin(SN)), np.inf)                           # (m, B, B)
+    dC = np.where(okc, _sqdist(fin(E), fin(SC)), np.inf)
+    same = dN.argmin(-1)
+    if t == 1:
+        # the own batch offers B-1 other rows: offer as many from the next batch (one left out at random)
+        dC[:, np.arange(b), np.arange(b)] = np.inf
+        dN = dN.copy()
+        dN[np.arange(ks.size), :, rng.integers(0, b, ks.size)] = np.inf
+    bn, bc = dN.min(-1), dC.min(-1)
+    valid = np.isfinite(bn) & np.isfinite(bc)
+    if valid.sum() < _MIN_STAT_PAIRS:
+        return None
+    win = (bn < bc) + 0.5 * (bn == bc)
+    per = np.array([win[k][valid[k]].mean() if valid[k].any() else np.nan for k in range(ks.size)])
+    per = per[np.isfinite(per)]
+    u = float(per.mean())
+    sd = max(float(per.std(ddof=1)) if per.size > 1 else 0.5, 0.5 / math.sqrt(b))
+    z = (u - 0.5) / (sd / math.sqrt(per.size))
+    same = float(np.mean(same[valid] == np.broadcast_to(np.arange(b), valid.shape)[valid]))
+    return dict(u=u, z=float(z), same_row=same, batches=int(per.size), rows=int(valid.sum()),
+                control="batch k-1" if t > 1 else "the row's own batch")
+
+
+def _permuted_verdict(nbt: dict, b: int, V: dict) -> LayoutVerdict | None:
+    """``shuffled_lanes`` when row ends continue into the next batch, but not into their own row."""
+    if nbt is None:
+        return None
+    V["scores"].update(next_batch_u=nbt["u"], next_batch_z=nbt["z"], next_batch_same_row=nbt["same_row"])
+    # Lanes: the best match is the row's own lane whenever the boundary carries any signal; rows
+    # permuted at random: the own lane only by chance, 1/B (whatever the signal, identity batches included)
+    chance = 1.0 / b
+    own_ok = nbt["same_row"] <= chance + max(0.08, 4 * math.sqrt(chance * (1 - chance) / max(nbt["rows"], 1)))
+    if nbt["z"] < _NEXT_BATCH_Z or nbt["u"] < _NEXT_BATCH_U or not own_ok:
+        return None
+    what = ("the nearest neighbours of a row" if nbt["control"] == "the row's own batch"
+            else "the best-matching row start after a row end")
+    ev = (f"the rows of each batch continue into rows of the next batch, but not into the same row: for "
+          f"{nbt['u']:.0%} of {nbt['rows']} rows in {nbt['batches']} batches {what} lies "
+          f"in batch k+1 rather than in {nbt['control']} (50% if unrelated; z={nbt['z']:.1f} over batches), "
+          f"and it is the row's own lane in only {nbt['same_row']:.0%} (lanes: most; permuted rows: "
+          f"~{1 / b:.0%}): the rows were permuted inside the batches (or the lanes were shuffled)")
+    return LayoutVerdict(SHUFFLED, evidence=ev + ".", fix=_SHUFFLED_FIX,
+                         confidence=float(np.clip(2 * (nbt["u"] - 0.5), 0, 1)), **V)
+
+
+def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared distances between the rows of ``a (..., k, D)`` and ``b (..., l, D)``: ``(..., k, l)``
+    (a matrix product, not a ``(k, l, D)`` difference array)."""
+    d = (np.sum(a * a, -1)[..., :, None] + np.sum(b * b, -1)[..., None, :]
+         - 2.0 * np.matmul(a, np.swapaxes(b, -1, -2)))
+    return np.maximum(d, 0.0)
 
 
 def _gap_estimate(A: np.ndarray, N: np.ndarray, t: int) -> float | None:
@@ -832,7 +1227,8 @@ def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n:
             return LayoutVerdict(SLIDING, stride=stride, stride_exact=False, evidence=ev + ".",
                                  fix=("use statebatch.arrange_stateful(series, timesteps, batch_size) for "
                                       "non-overlapping lanes in order, or stateful=False with shuffled "
-                                      "sliding windows."), confidence=0.9, **V)
+                                      "sliding windows."), confidence=0.9,
+                                 exact=fake_rate == 0.0 and sc.get("repeat_rate", 0.0) < 0.01, **V)
 
     # nearest start to each row end, against nearest start to an interior cut
     Ssig = jm.start_sig(first)
@@ -926,7 +1322,9 @@ def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n:
         conf = max(est if row_ok else 0, estb if batch_ok else 0, 0.5 if coh_ok else 0)
         return LayoutVerdict(SHUFFLED, evidence=ev + ".", fix=_SHUFFLED_FIX, confidence=float(np.clip(conf, 0, 1)),
                              **V)
-    if power_row < _POWER_ROW and power_batch < _POWER_BATCH:
+    # 'independent' claims that no row continues any other: that needs power for single rows, since
+    # rows shuffled one by one (fit(shuffle=True)) have no batch structure for the per-batch test to see
+    if power_row < _POWER_ROW:
         ev = (f"no row continues row i of the next batch ({cL:.2f}) or the next sample ({cN:.2f}; 0.5 = like "
               f"random rows), although values are continuous inside rows ({sig:.2f}); rows might still "
               f"continue other rows in a shuffled order, but with {n} rows of {t} step(s) x "

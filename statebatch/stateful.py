@@ -17,6 +17,7 @@ import numpy as np
 
 from ._args import check_bool, check_choice, check_fraction, check_int, check_size, percent, plural, resolve_seed
 from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchError, StatebatchWarning
+from .layout import LANES, Provenance, register_provenance
 from .materialise import (LaneReader, fill_lanes, gather_chunks, gather_rows, lanes_to_batches, source_views,
                           sums_finite)
 from .plans.base import LeftOut, named
@@ -297,8 +298,16 @@ class Arranged(Batched):
             self._cache.clear()
             arrays = self._held_out(plan, self._materialise_epoch(plan), None)
             self._cache[key] = tuple(readonly(a) for a in self._finite(arrays, -1))
+            prov = self._provenance(plan)
+            for a in self._cache[key]:  # recognised when they come back to validate / explain / detect_layout
+                register_provenance(a, prov)
             self._lanes.clear()  # the epoch arrays serve every batch now; keep one copy of the epoch, not two
         return self._cache[key]
+
+    def _provenance(self, plan: LanePlan) -> Provenance:
+        resets = int(np.count_nonzero(plan.resets[1:])) if plan.n_batches > 1 else 0
+        return Provenance(LANES, plan.batch_size, plan.timesteps, resets=resets, maker="arrange_stateful",
+                          n_series=self._ss.n_series)
 
     def _materialise_epoch(self, plan: LanePlan) -> tuple[np.ndarray, ...]:
         src, t, b = self._ss.source, plan.timesteps, plan.batch_size
@@ -424,7 +433,7 @@ class Arranged(Batched):
             n = plan.n_batches * plan.batch_size * plan.timesteps
             q = plan.n_batches
             view = arr[:n].reshape((plan.batch_size, q, plan.timesteps) + arr.shape[1:]).swapaxes(0, 1)
-            return readonly(view)
+            return register_provenance(readonly(view), self._provenance(plan))
         return self.X.reshape((plan.n_batches, plan.batch_size) + self.X.shape[1:])
 
     def fit_kwargs(self) -> dict[str, Any]:

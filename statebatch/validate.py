@@ -185,23 +185,33 @@ def validate(
         if bs is not None and rank == 3 and Xa.shape[0] > 0:
             expected_t = m_shape[1] if m_shape and rank == 3 else timesteps
             expected_f = m_shape[-1] if m_shape else features
-            verdict = layout.detect_layout(Xa, bs, timesteps=expected_t, features=expected_f)
-            rep.info["layout"] = verdict.kind + (" (sampled)" if verdict.sampled else "")
-            rep.layout = verdict
-            run(checks.check_layout, Xa, bs, expected_t, expected_f, verdict=verdict)
+            verdict = _detect(Xa, bs, expected_t, expected_f)
+            if verdict is not None:
+                rep.info["layout"] = verdict.kind + (" (sampled)" if verdict.sampled else "")
+                rep.info["layout_evidence"] = "exact" if verdict.exact else "statistical"
+                rep.layout = verdict
+                run(checks.check_layout, Xa, bs, expected_t, expected_f, verdict=verdict)
     elif rank == 3 and 1 <= Xa.shape[1] < Xa.shape[2] and Xa.shape[0] > 0:
         # stateless: only a transposed X matters, and a short time axis with many features is its sign
-        verdict = layout.detect_layout(Xa, bs or 1, timesteps=m_shape[1] if m_shape else timesteps,
-                                       features=m_shape[-1] if m_shape else features)
-        if verdict.kind == layout.CHANNELS_FIRST:
+        verdict = _detect(Xa, bs or 1, m_shape[1] if m_shape else timesteps, m_shape[-1] if m_shape else features)
+        if verdict is not None and verdict.kind == layout.CHANNELS_FIRST:
             rep.layout = verdict
             run(checks.check_layout, Xa, bs or 1, m_shape[1] if m_shape else timesteps,
                 m_shape[-1] if m_shape else features, verdict=verdict)
-    run(checks.check_shuffle, shuffle, stateful)
+    run(checks.check_shuffle, shuffle, stateful, model is not None)
     run(checks.check_masking, Xa, model)
     rep.warnings.extend(_introspect.backend_warnings(m_stateful))
     rep.warnings.extend(checks.check_suspicious(Xa, stateful, bs))
     return _finish(rep, raise_errors, emit_warnings)
+
+
+def _detect(Xa: np.ndarray, bs: int, t: int | None, f: int | None) -> "layout.LayoutVerdict | None":
+    """The layout verdict, or None when X's shape disagrees with ``t``/``f`` either way round (already
+    reported by check_timesteps / check_features)."""
+    try:
+        return layout.detect_layout(Xa, bs, timesteps=t, features=f)
+    except StatebatchError:
+        return None
 
 
 def _from_result(result: Batched, y, sample_weight, batch_size, stateful, rep: ValidationReport):

@@ -14,6 +14,7 @@ import numpy as np
 
 from ._args import check_bool, check_choice, check_int, check_size, plural, resolve_seed
 from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchWarning
+from .layout import NATURAL, SLIDING, Provenance, register_provenance
 from .materialise import _strided, gather_rows, gather_windows, strided_windows
 from .plans.windows import REMAINDERS, WindowPlan, plan_windows
 from .result import Batched, Explanation
@@ -193,6 +194,9 @@ class Windows(Batched):
                            fix="leave copy=False (X is then a read-only view that repeats no data), use a larger "
                                "stride, or feed the windows batch by batch (windows.batches()).")
             self._X = np.ascontiguousarray(x).copy() if self._copy else x
+            kind = SLIDING if self.stride != self.timesteps else NATURAL
+            register_provenance(self._X, Provenance(kind, None, self.timesteps, stride=self.stride,
+                                                    maker="make_windows", n_series=self._ss.n_series))
         return self._X
 
     @property

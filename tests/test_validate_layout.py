@@ -1,5 +1,6 @@
-"""validate / check_layout report what the layout detector sees: every stateful layout mistake is an error
-with its evidence and fix, correct lanes and independent samples pass without a warning."""
+"""validate / check_layout report what the layout detector sees: a stateful layout mistake shown by exact
+evidence (shared steps, statebatch's own record) is an error, one read statistically from the values is a
+warning that says how sure it is (issue 21); correct lanes and independent samples pass without a warning."""
 import warnings
 
 import numpy as np
@@ -38,14 +39,26 @@ def test_independent_samples_pass_without_warning():
     assert rep.ok and rep.info["layout"] in ("independent", "undetermined") and not rep.warnings
 
 
-def test_natural_order_chunks_refused_with_the_lane_order():
+def test_natural_order_chunks_warned_with_the_lane_order():
+    # statistical evidence (continuity at row ends): a warning with the fix, never an error (issue 21)
     X = walk(256 * 10).reshape(256, 10, 2)
+    rep = sb.validate(X, batch_size=4, stateful=True, shuffle=False, emit_warnings=False)
+    assert rep.ok and rep.layout.kind == "natural_order_chunks" and not rep.layout.exact
+    msg = " ".join(rep.warnings)
+    assert "natural order" in msg and "statistical" in msg and "confidence" in msg
+    assert "reshape(4, 64).T.ravel()" in msg and "arrange_stateful" in msg
+    with pytest.warns(sb.StatebatchWarning, match="natural order"):
+        sb.validate(X, batch_size=4, stateful=True, shuffle=False)
+    order = rep.layout.order
+    assert sb.validate(X[order], batch_size=4, stateful=True, shuffle=False, emit_warnings=False).warnings == []
+
+
+def test_natural_order_chunks_made_by_statebatch_refused():
+    # exact evidence: statebatch's own record of make_windows(stride=timesteps)
+    X = sb.make_windows(walk(256 * 10), 10, stride=10).X
     with pytest.raises(StatefulLayoutError, match="natural order") as info:
         sb.validate(X, batch_size=4, stateful=True, shuffle=False, emit_warnings=False)
-    msg = str(info.value)
-    assert "reshape(4, 64).T.ravel()" in msg and "arrange_stateful" in msg
-    order = info.value.report.layout.order
-    assert sb.validate(X[order], batch_size=4, stateful=True, shuffle=False, emit_warnings=False).ok
+    assert "make_windows" in str(info.value) and "T.ravel()" in str(info.value)
 
 
 @pytest.mark.parametrize("b, t", [(8, 3), (16, 10), (64, 50)])
@@ -54,20 +67,25 @@ def test_sliding_windows_refused_when_batch_size_at_least_timesteps(b, t):
     X = X[: len(X) // b * b]
     with pytest.raises(OverlappingWindowsError, match="sliding windows"):
         sb.validate(X, batch_size=b, stateful=True, shuffle=False, emit_warnings=False)
+    # the same windows as a plain copy: exact evidence from the shared steps alone
+    with pytest.raises(OverlappingWindowsError, match="sliding windows"):
+        sb.validate(np.array(X) + 0.0, batch_size=b, stateful=True, shuffle=False, emit_warnings=False)
 
 
-def test_sliding_windows_with_gaps_refused():
-    X = sb.make_windows(walk(40_000), 10, stride=20).X[:512]
-    with pytest.raises(StatefulLayoutError, match="gaps"):
-        sb.validate(X, batch_size=8, stateful=True, shuffle=False, emit_warnings=False)
+def test_sliding_windows_with_gaps_warned():
+    X = np.array(sb.make_windows(walk(40_000), 10, stride=20).X[:512]) + 0.0   # no shared steps: statistical
+    rep = sb.validate(X, batch_size=8, stateful=True, shuffle=False, emit_warnings=False)
+    assert rep.ok and any("gaps" in w and "statistical" in w for w in rep.warnings), rep
+    with pytest.raises(StatefulLayoutError, match="gaps"):   # statebatch's own windows: exact
+        sb.validate(sb.make_windows(walk(40_000), 10, stride=20).X[:512], batch_size=8, stateful=True,
+                    shuffle=False, emit_warnings=False)
 
 
-def test_shuffled_lanes_refused():
+def test_shuffled_lanes_warned():
     X = lanes(128, 8, 10, 3)
     X = X[np.random.default_rng(0).permutation(len(X))]
-    with pytest.raises(ShuffleError, match="shuffled") as info:
-        sb.validate(X, batch_size=8, stateful=True, shuffle=False, emit_warnings=False)
-    assert "shuffle=False" in str(info.value)
+    rep = sb.validate(X, batch_size=8, stateful=True, shuffle=False, emit_warnings=False)
+    assert rep.ok and any("shuffled" in w and "shuffle=False" in w and "statistical" in w for w in rep.warnings)
 
 
 def test_channels_first_error_with_timesteps_warning_without():
@@ -85,8 +103,10 @@ def test_channels_first_error_with_timesteps_warning_without():
 
 def test_check_layout_on_its_own():
     assert checks.check_layout(lanes(), 4) == []
-    with pytest.raises(StatefulLayoutError):
-        checks.check_layout(walk(256 * 10).reshape(256, 10, 2), 4)
+    notes = checks.check_layout(walk(256 * 10).reshape(256, 10, 2), 4)   # statistical: a warning
+    assert len(notes) == 1 and "natural order" in notes[0]
+    with pytest.raises(StatefulLayoutError):                              # exact: an error
+        checks.check_layout(sb.make_windows(walk(256 * 10), 10, stride=10).X, 4)
 
 
 def test_channels_first_with_a_model_is_an_error_naming_the_transpose():

@@ -36,14 +36,14 @@ demo: $(STAMP)
 test: test-main test-jax test-torch
 
 test-main: $(STAMP)
-	$(BIN)/python -m pytest -q -m 'not jax_native'
+	$(BIN)/python -m pytest -q --ignore=tests/test_jax_native.py   # statebatch.jax: in .venv-jax
 
 test-jax: $(JAX_STAMP)
 	# the statebatch.torch tests import torch (not in this venv) and are not marked `backend`
 	KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -q -m '(backend and not exhaustive) or jax_native' --ignore-glob='tests/test_torch*'
 
 test-torch: $(TORCH_STAMP)
-	KERAS_BACKEND=torch .venv-torch/bin/python -m pytest -q -m 'backend and not exhaustive'
+	KERAS_BACKEND=torch .venv-torch/bin/python -m pytest -q -m 'backend and not exhaustive' --ignore=tests/test_jax_native.py
 
 docs: $(STAMP)
 	# warnings are errors (mkdocs.yml: strict); the notebooks are rendered as they are stored

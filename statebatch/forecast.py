@@ -43,9 +43,9 @@ FORECAST_KEYS = ("past", "future", "static", "y", "mask", "scale", "past_observe
 TIME_FEATURES = {
     "minute": (lambda t: t.minute, 0, 59),
     "hour": (lambda t: t.hour, 0, 23),
-    "dayofweek": (lambda t: t.dayofweek, 0, 6),
+    "dayofweek": (lambda t: t.day_of_week, 0, 6),
     "dayofmonth": (lambda t: t.day, 1, 31),
-    "dayofyear": (lambda t: t.dayofyear, 1, 366),
+    "dayofyear": (lambda t: t.day_of_year, 1, 366),
     "month": (lambda t: t.month, 1, 12),
     "weekofyear": (lambda t: t.isocalendar().week.to_numpy(), 1, 53),
 }
@@ -189,6 +189,9 @@ def center_and_scale(values: np.ndarray, axis: int, method: str) -> np.ndarray:
     scale, so nothing is divided by almost zero).
     """
     n = np.sum(~np.isnan(values), axis=axis)
+    if values.shape[axis] == 0:  # no step at all (a series too short for any window): nothing to scale
+        shape = n.shape
+        return np.stack([np.zeros(shape), np.ones(shape)], axis=1)
     with np.errstate(all="ignore"):
         import warnings
 

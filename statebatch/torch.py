@@ -60,6 +60,27 @@ def to_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a)
 
 
+def forecast_batch(batch: Any) -> Any:
+    """A forecasting batch (the mapping of :meth:`Windows.batch` / ``arrays()`` with forecasting inputs)
+    as a :class:`statebatch.forecast.ForecastBatch` named tuple of tensors (``None`` where a key is
+    absent): ``past``, ``future``, ``static``, ``y``, ``mask``, ``scale``, ``past_observed``,
+    ``y_observed``."""
+    from collections.abc import Mapping
+
+    from .forecast import FORECAST_KEYS, ForecastBatch
+
+    if not isinstance(batch, Mapping) or not {"past", "future", "static", "y"} <= set(batch):
+        raise ParameterError(f"forecast_batch needs a forecasting batch (a mapping with past/future/static/y), got "
+                             f"{type(batch).__name__}.", "pass windows.batch(k) of make_windows(..., known_cols=..., ...).")
+    extra = [k for k in batch if k not in FORECAST_KEYS]
+    if extra:
+        raise ParameterError(f"forecast_batch got unknown keys {extra}.", f"pass a batch with keys among {FORECAST_KEYS}.")
+    return ForecastBatch(**{k: to_tensor(v) for k, v in batch.items()})
+
+
+__all__.append("forecast_batch")
+
+
 def _pin_ok(pin_memory: bool) -> bool:
     """Pinning needs an accelerator; without one it is skipped with a warning, as DataLoader does."""
     if not pin_memory:

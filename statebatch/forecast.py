@@ -240,16 +240,26 @@ def inverse(predictions: Any, scale: Any) -> np.ndarray:
                      "pass predictions of shape (N, n_ahead, targets) or (N, targets).")
 
 
-def split_xy(batch: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
-    """A forecasting batch as Keras takes it: ``(inputs, y)``, ``inputs`` every key but ``"y"``.
+def split_xy(batch: Mapping[str, Any], inputs: Sequence[str] | None = None) -> tuple[dict[str, Any], Any]:
+    """A forecasting batch as Keras takes it: ``(inputs, y)``, ``inputs`` every key but ``"y"`` (or the
+    keys named in ``inputs``).
 
-    A Keras functional model with inputs named after the keys (``keras.Input(shape, name="past")``,
-    ...) takes ``inputs`` by name: ``model.fit(*split_xy(windows.arrays()))``.
+    A Keras functional model with a dict of inputs named after the keys
+    (``keras.Model({"past": keras.Input((T, F), name="past"), ...}, outputs)``) takes them by name:
+    ``model.fit(*split_xy(windows.arrays()))``. Keras 3 ignores keys the model has no input for, with a
+    warning; name the model's inputs in ``inputs`` to leave the others (``"scale"`` for the loss) out.
     """
     if not isinstance(batch, Mapping) or "y" not in batch:
         raise ParameterError(f"split_xy needs a forecasting batch (a mapping with 'y'), got {type(batch).__name__}.",
                              "pass windows.arrays() or windows.batch(k) of forecasting windows.")
-    return {k: v for k, v in batch.items() if k != "y"}, batch["y"]
+    if inputs is None:
+        return {k: v for k, v in batch.items() if k != "y"}, batch["y"]
+    names = _names(inputs, "inputs")
+    absent = [k for k in names if k not in batch or k == "y"]
+    if absent:
+        raise ParameterError(f"inputs {absent} are not input keys of this batch (keys: {[k for k in batch if k != 'y']}).",
+                             "name keys the windows were built with (e.g. 'mask' needs min_timesteps=...).")
+    return {k: batch[k] for k in names}, batch["y"]
 
 
 # --------------------------------------------------------------------------- building the tables

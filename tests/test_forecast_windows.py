@@ -402,3 +402,48 @@ def test_torch_named_tuple_batches():
     assert b.past_observed is None and b.mask.dtype == torch.bool
     with pytest.raises(ParameterError):
         forecast_batch((1, 2))
+
+
+def test_split_xy_selects_named_inputs():
+    df = long_frame([6, 6], 1, 0)
+    w = sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], known_cols=["k0"], scale="series")
+    x, y = sb.forecast.split_xy(w.batch(0), inputs=["past", "future"])
+    assert list(x) == ["past", "future"]
+    np.testing.assert_array_equal(y, w.batch(0)["y"])
+    with pytest.raises(ParameterError, match="min_timesteps"):
+        sb.forecast.split_xy(w.batch(0), inputs=["past", "mask"])
+
+
+@pytest.mark.backend
+def test_keras_encoder_decoder_with_named_inputs_fits_the_mapping_batches():
+    import keras
+
+    from statebatch.keras import WindowDataset
+
+    df = long_frame([30, 18, 25], 1, 0, static=True)
+    w = sb.make_windows(df, 6, id_col="id", time_col="t", target_cols=["y"], feature_cols=["y", "x"],
+                        known_cols=["k0"], static_cols=["size", "store"], min_timesteps=2, scale="window", n_ahead=3,
+                        time_features=["dayofweek"], batch_size=16, shuffle=True, seed=0)
+    a = w.arrays()
+    T, F = a["past"].shape[1:]
+    n, K = a["future"].shape[1:]
+    inputs = {"past": keras.Input((T, F), name="past"), "mask": keras.Input((T,), name="mask", dtype="bool"),
+              "future": keras.Input((n, K), name="future"), "static": keras.Input((a["static"].shape[1],), name="static"),
+              "scale": keras.Input((2, 1), name="scale")}
+    _, h, c = keras.layers.LSTM(8, return_state=True)(inputs["past"], mask=inputs["mask"])
+    side = keras.layers.Concatenate()([inputs["static"], keras.layers.Flatten()(inputs["scale"])])
+    h = keras.layers.Add()([h, keras.layers.Dense(8)(side)])
+    decoded = keras.layers.LSTM(8, return_sequences=True)(inputs["future"], initial_state=[h, c])
+    model = keras.Model(inputs, keras.layers.Dense(1)(decoded))
+    model.compile(optimizer="adam", loss="mse")
+    before = [np.array(v) for v in model.get_weights()]
+    ds = WindowDataset(w)
+    x0, y0 = ds[0]  # Keras gets (inputs by name, y)
+    assert set(x0) == set(inputs) and y0.shape == (16, 3, 1)
+    hist = model.fit(ds, epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"][0])
+    assert any(not np.allclose(b, np.array(v)) for b, v in zip(before, model.get_weights()))
+    x, y = sb.forecast.split_xy(w.batch(0))
+    pred = np.asarray(model.predict_on_batch(x))
+    assert pred.shape == y.shape
+    assert np.isfinite(w.inverse(pred, x["scale"])).all()

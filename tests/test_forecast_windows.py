@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import statebatch as sb
+from statebatch.forecast import split_xy
 from statebatch.errors import DataValueError, DTypeError, ParameterError, ShapeError, StatebatchError
 
 EPS = float(np.finfo(np.float16).eps)
@@ -244,6 +245,7 @@ def test_static_categories_and_vocabulary():
     df["kind"] = pd.Categorical(df["id"].map({"s0": "b", "s1": "a", "s2": "b", "s3": "c"}), categories=["c", "b", "a"])
     w = sb.make_windows(df, 2, id_col="id", time_col="t", target_cols=["y"], static_cols=["store", "kind"])
     assert w.forecast.static_vocab == {"store": ["east", "north", "south"], "kind": ["c", "b", "a"]}
+    assert w.forecast.past_names == ["y", "x", "size"]  # static (and id/time) columns are not features
     static = w.arrays()["static"]
     assert static.dtype == np.int64  # every static column categorical: integer codes
     ids = list(w.series_ids)
@@ -374,13 +376,13 @@ def test_other_bad_inputs():
     with pytest.raises(ParameterError, match="not scaled"):
         w.inverse(np.zeros((1, 1, 1)), np.zeros((1, 2, 1)))
     with pytest.raises(ParameterError, match="forecasting batch"):
-        sb.forecast.split_xy((1, 2))
+        split_xy((1, 2))
 
 
 def test_split_xy_gives_keras_inputs_and_targets():
     df = long_frame([6, 6], 1, 0)
     w = sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], known_cols=["k0"], min_timesteps=1)
-    x, y = sb.forecast.split_xy(w.batch(0))
+    x, y = split_xy(w.batch(0))
     assert set(x) == {"past", "future", "static", "mask"} and y.shape[1:] == (1, 1)
 
 
@@ -407,11 +409,11 @@ def test_torch_named_tuple_batches():
 def test_split_xy_selects_named_inputs():
     df = long_frame([6, 6], 1, 0)
     w = sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], known_cols=["k0"], scale="series")
-    x, y = sb.forecast.split_xy(w.batch(0), inputs=["past", "future"])
+    x, y = split_xy(w.batch(0), inputs=["past", "future"])
     assert list(x) == ["past", "future"]
     np.testing.assert_array_equal(y, w.batch(0)["y"])
     with pytest.raises(ParameterError, match="min_timesteps"):
-        sb.forecast.split_xy(w.batch(0), inputs=["past", "mask"])
+        split_xy(w.batch(0), inputs=["past", "mask"])
 
 
 @pytest.mark.backend
@@ -443,7 +445,7 @@ def test_keras_encoder_decoder_with_named_inputs_fits_the_mapping_batches():
     hist = model.fit(ds, epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
     assert any(not np.allclose(b, np.array(v)) for b, v in zip(before, model.get_weights()))
-    x, y = sb.forecast.split_xy(w.batch(0))
+    x, y = split_xy(w.batch(0))
     pred = np.asarray(model.predict_on_batch(x))
     assert pred.shape == y.shape
     assert np.isfinite(w.inverse(pred, x["scale"])).all()

@@ -449,3 +449,61 @@ def test_keras_encoder_decoder_with_named_inputs_fits_the_mapping_batches():
     pred = np.asarray(model.predict_on_batch(x))
     assert pred.shape == y.shape
     assert np.isfinite(w.inverse(pred, x["scale"])).all()
+
+
+# --------------------------------------------------------------------------- the plan alone
+@settings(max_examples=150, deadline=None)
+@given(lengths=st.lists(st.integers(0, 25), min_size=1, max_size=5), timesteps=st.integers(1, 8),
+       min_timesteps=st.integers(1, 8), stride=st.integers(1, 4), target_steps=st.integers(0, 3),
+       start_index=st.integers(0, 3), remainder=st.sampled_from(["keep", "drop"]), batch_size=st.integers(1, 5),
+       shuffle=st.booleans())
+def test_variable_history_plan(lengths, timesteps, min_timesteps, stride, target_steps, start_index, remainder,
+                               batch_size, shuffle):
+    from statebatch.plans.windows import plan_windows
+
+    m = min(min_timesteps, timesteps)
+
+    def expected_starts(n):
+        # every start on the stride grid from start_index whose history (>= m) and targets fit, and no other
+        return [st_ for st_ in range(start_index - timesteps, n)
+                if (st_ - start_index) % stride == 0 and st_ + timesteps - max(st_, start_index) >= m
+                and st_ + timesteps + target_steps <= n]
+
+    try:
+        plan = plan_windows(lengths, timesteps, stride=stride, start_index=start_index, target_steps=target_steps,
+                            min_timesteps=m, batch_size=batch_size, remainder=remainder,
+                            shuffle=shuffle, seed=0)
+    except DataValueError as exc:
+        if "no window fits" in str(exc):
+            assert not any(expected_starts(n) for n in lengths)
+        else:  # remainder="drop" with fewer windows than one batch
+            assert remainder == "drop" and "every window out" in str(exc)
+        return
+    starts = plan.starts()
+    s = plan.series_of(np.arange(plan.n_windows))
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    rel = starts - offsets[s]
+    for k, n in enumerate(lengths):
+        expected = expected_starts(n)
+        assert rel[s == k].tolist() == expected
+        # every step of the series is in some window (inputs or targets) or reported left out
+        used = np.zeros(n, bool)
+        for st_ in expected:
+            used[max(st_, start_index): st_ + timesteps + target_steps] = True
+        for lo in plan.left_out:
+            if lo.series != k or lo.reason.startswith("remainder="):
+                continue
+            if lo.reason.startswith("between windows"):  # one entry for the same gap after several windows
+                gap = stride - timesteps - target_steps
+                pieces = [(lo.first_step + i * stride, gap) for i in range(lo.steps // gap)]
+            else:
+                pieces = [(lo.first_step, lo.steps)]
+            for a, n_ in pieces:
+                assert not used[a: a + n_].any(), lo
+                used[a: a + n_] = True
+        assert used.all(), (k, used)
+    if remainder == "drop":
+        dropped = [lo for lo in plan.left_out if lo.reason.startswith("remainder=")]
+        assert len(dropped) == plan.n_windows % batch_size
+        # a dropped window reports its real steps only (not the padding before start_index)
+        assert all(lo.first_step >= start_index and lo.first_step + lo.steps <= lengths[lo.series] for lo in dropped)

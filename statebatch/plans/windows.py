@@ -264,14 +264,11 @@ def _left_out(lengths, counts, span, target_steps, stride, start_index, end_inde
                 out.append(LeftOut(k, start_index, end - start_index,
                                    f"shorter than one window ({span - lead} steps) plus targets ({target_steps})"))
             continue
-        if stride > used_len and c > 1:
+        if stride > used_len and c > 1:  # never with variable history: lead > 0 needs stride <= timesteps
             gap = stride - used_len
-            # gaps after each window whose end (first + i*stride + used_len) is at or after start_index
-            i0 = max(0, -(-(start_index - first - used_len) // stride)) if lead else 0
-            if c - 1 > i0:
-                out.append(LeftOut(k, first + i0 * stride + used_len, gap * (c - 1 - i0),
-                                   f"between windows: stride {stride} > window plus targets ({used_len} steps), "
-                                   f"{gap} step(s) after each of the first {c - 1 - i0} windows"))
+            out.append(LeftOut(k, first + used_len, gap * (c - 1),
+                               f"between windows: stride {stride} > window plus targets ({used_len} steps), "
+                               f"{gap} step(s) after each of the first {c - 1} windows"))
         used_end = first + (c - 1) * stride + used_len  # exclusive
         if used_end < end:
             out.append(LeftOut(k, used_end, end - used_end, "tail after the last full window"))

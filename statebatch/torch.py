@@ -876,6 +876,11 @@ class WindowDataset(torch.utils.data.Dataset):
         if not isinstance(windows, Windows):
             raise ParameterError(f"WindowDataset needs statebatch Windows, got {type(windows).__name__}.",
                                  "build them with statebatch.make_windows(...).")
+        if getattr(windows, "forecast", None) is not None:  # items would be mappings, not (x, y) tensors
+            raise ParameterError("WindowDataset serves (x, y) windows; forecasting windows (known_cols, static_cols, "
+                                 "min_timesteps, scale, ...) give mappings.",
+                                 "iterate the windows' own batches: for b in windows.batches(): "
+                                 "batch = statebatch.torch.forecast_batch(b) (one gather per batch).")
         self.windows = windows
 
     def __len__(self) -> int:

@@ -285,6 +285,13 @@ class Windows(Batched):
             "sliding windows suit stateful=False models; for a stateful model arrange the series in lanes "
             "(statebatch.arrange_stateful).",
         ]
+        if self.forecast is not None:
+            f = self.forecast
+            lines.append(f"forecasting batches (mappings): {', '.join(f.keys)}; past {len(f.past_names)} column(s), "
+                         f"future {len(f.future_names)}, static {len(f.static_names)}, {plural(f.n_ahead, 'target step')}"
+                         + (f"; history down to {self.min_timesteps} step(s), left-padded with mask False"
+                            if self.min_timesteps is not None else "")
+                         + (f"; targets scaled per {f.scale} ({f.scale_method})" if f.scale else "") + ".")
         if self.left_out:
             lost = sum(lo.steps for lo in self.left_out)
             lines.append(f"left out: {plural(lost, 'step')} in {plural(len(self.left_out), 'place')}; see .left_out.")

@@ -390,6 +390,7 @@ def test_split_xy_gives_keras_inputs_and_targets():
 def test_torch_named_tuple_batches():
     import torch
 
+    import statebatch.torch as sbt
     from statebatch.torch import forecast_batch
 
     df = long_frame([9, 7], 1, 0, static=True)
@@ -404,6 +405,10 @@ def test_torch_named_tuple_batches():
     assert b.past_observed is None and b.mask.dtype == torch.bool
     with pytest.raises(ParameterError):
         forecast_batch((1, 2))
+    with pytest.raises(ParameterError, match="forecast_batch"):
+        sbt.WindowDataset(w)
+    text = str(w.explain())
+    assert "forecasting batches" in text and "mask" in text and "per series (standard)" in text
 
 
 def test_split_xy_selects_named_inputs():

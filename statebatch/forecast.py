@@ -27,7 +27,7 @@ import numpy as np
 
 from ._args import check_choice, check_int
 from .errors import DataValueError, DTypeError, ParameterError, ShapeError
-from .materialise import _in_memory
+from .materialise import _in_memory, strided_windows
 from .series import SeriesSet
 
 __all__ = ["FORECAST_KEYS", "TIME_FEATURES", "SCALES", "MISSING", "ForecastSpec", "ForecastBatch",
@@ -131,20 +131,20 @@ class ForecastSpec:
         series = np.asarray(series, dtype=np.int64)
         last_rows = np.asarray(last_rows, dtype=np.int64)
         T = self.timesteps
-        rows = last_rows[:, None] + np.arange(1 - T, 1, dtype=np.int64)  # (N, T)
-        valid = rows >= self.floor[series][:, None]
-        if self.variable_history:  # padded rows read the first usable row, then are zeroed
-            rows = np.maximum(rows, self.floor[series][:, None])
-        frows = last_rows[:, None] + self.horizon + np.arange(self.n_ahead, dtype=np.int64)  # (N, n_ahead)
-        past = self.past_rows[rows]
-        y = self.target_rows[frows]
+        first = last_rows - (T - 1)
+        # mask: rows before the series' first usable step are padding (they may hold another series'
+        # rows or, before row 0, the first rows: read, then zeroed)
+        valid = (first[:, None] + np.arange(T, dtype=np.int64)) >= self.floor[series][:, None]
+        past = _windows_of(self.past_rows, first, T)
+        frows = last_rows + self.horizon
+        y = _windows_of(self.target_rows, frows, self.n_ahead)
         out: dict[str, np.ndarray] = {}
         if self.missing == "mask":
             past_obs = ~np.isnan(past)
             y_obs = ~np.isnan(y)
             past_obs &= valid[:, :, None]
         if self.scale is not None:
-            center_scale = self._scale_of(series, rows, valid)  # (N, 2, targets)
+            center_scale = self._scale_of(series, first, valid)  # (N, 2, targets)
             c, s = center_scale[:, 0][:, None, :], center_scale[:, 1][:, None, :]
             y = (y - c) / s
             if len(self.past_target):
@@ -152,12 +152,14 @@ class ForecastSpec:
                 past[:, :, pc] = (past[:, :, pc] - c[:, :, tc]) / s[:, :, tc]
             out_scale = center_scale
         if self.variable_history:
-            past[~valid] = 0
+            padded = np.flatnonzero(~valid[:, 0])  # only windows with padding (valid steps are a suffix)
+            if len(padded):
+                past[padded] = np.where(valid[padded][:, :, None], past[padded], 0)  # not a product: NaN * 0 is NaN
         if self.missing == "mask":
             past[~past_obs & valid[:, :, None]] = self.fill_value
             y[~y_obs] = self.fill_value
         out["past"] = past
-        out["future"] = self.future_rows[frows]
+        out["future"] = _windows_of(self.future_rows, frows, self.n_ahead)
         out["static"] = self.static[series]
         out["y"] = y
         if self.variable_history:
@@ -169,13 +171,27 @@ class ForecastSpec:
             out["y_observed"] = y_obs
         return out
 
-    def _scale_of(self, series: np.ndarray, rows: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    def _scale_of(self, series: np.ndarray, first: np.ndarray, valid: np.ndarray) -> np.ndarray:
         if self.scale == "series":
             return self.series_scale[series]
         # "window": the window's own input steps of the targets (real and observed ones only)
-        values = self.target_rows[rows].astype(np.float64)  # (N, T, targets)
+        values = _windows_of(self.target_rows, first, self.timesteps).astype(np.float64)  # (N, T, targets)
         values[~np.broadcast_to(valid[:, :, None], values.shape)] = np.nan
         return center_and_scale(values, axis=1, method=self.scale_method).astype(self.target_rows.dtype)
+
+
+def _windows_of(table: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
+    """Rows ``first .. first + length - 1`` of ``table`` per window, ``(N, length, columns)``: one gather
+    from a strided view (as plain windows). Rows before row 0 (variable history of the first series)
+    read row 0; they are padding, zeroed or left out by the caller."""
+    view = strided_windows(table, length)
+    if len(first) and first.min() < 0:
+        out = view[np.maximum(first, 0)]
+        for i in np.flatnonzero(first < 0):  # rare: at most the first few windows of the first series
+            rows = np.maximum(np.arange(first[i], first[i] + length), 0)
+            out[i] = table[rows]
+        return out
+    return view[first]
 
 
 def center_and_scale(values: np.ndarray, axis: int, method: str) -> np.ndarray:

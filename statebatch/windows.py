@@ -91,6 +91,8 @@ class Windows(Batched):
 
     @property
     def n_features(self) -> int:
+        if self.forecast is not None:  # the columns of "past"
+            return len(self.forecast.past_names)
         return self._ss.n_features
 
     @property

@@ -182,6 +182,21 @@ class Windows(Batched):
             return (xb,) if self._ysource is None else (xb, np.ascontiguousarray(self.y[idx]))
         return self._finite(self.take(idx), k)
 
+    def batches(self, epoch: int | None = None):
+        """Iterate over the batches of one epoch (default: the current one), as :meth:`batch` gives them."""
+        epoch = self.epoch if epoch is None else check_int("epoch", epoch, 0)
+        plan = self._serve(epoch)
+        if plan.order is None and self.forecast is None and self._regular() and not self._copy:
+            # natural order, one in-memory series: batch(k)'s slice of the strided view without its
+            # per-call checks (about 12 us a batch, a third of copying a 256 x 64 x 8 float32 batch)
+            X, y, b, n = self.X, self.y, self.batch_size, plan.n_windows
+            for k in range(plan.n_batches):
+                lo, hi = k * b, min((k + 1) * b, n)
+                yield (np.ascontiguousarray(X[lo:hi]),) if y is None else \
+                    (np.ascontiguousarray(X[lo:hi]), np.ascontiguousarray(y[lo:hi]))
+            return
+        yield from super().batches(epoch)
+
     def arrays(self) -> tuple[np.ndarray, ...]:
         """All windows in natural order: ``(X,)`` or ``(X, y)`` (for ``model.fit(X, y)``); with forecasting
         inputs a mapping (``"past"``, ``"future"``, ``"static"``, ``"y"``, ...; see :meth:`batch`),

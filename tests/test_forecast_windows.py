@@ -512,3 +512,18 @@ def test_variable_history_plan(lengths, timesteps, min_timesteps, stride, target
         assert len(dropped) == plan.n_windows % batch_size
         # a dropped window reports its real steps only (not the padding before start_index)
         assert all(lo.first_step >= start_index and lo.first_step + lo.steps <= lengths[lo.series] for lo in dropped)
+
+
+def test_plain_batches_fast_path_equals_batch_k():
+    # Windows.batches() of one in-memory series skips batch(k)'s per-call checks: same arrays
+    x = np.random.default_rng(0).standard_normal((203, 3)).astype(np.float32)
+    for kw in (dict(targets="next"), dict(), dict(targets="next", n_ahead=2, remainder="drop")):
+        w = sb.make_windows(x, 7, batch_size=16, stride=2, **kw)
+        got = list(w.batches())
+        assert len(got) == w.n_batches
+        for k, b in enumerate(got):
+            ref = w.batch(k)
+            assert len(b) == len(ref)
+            for a, r in zip(b, ref):
+                np.testing.assert_array_equal(a, r)
+                assert a.flags.c_contiguous and a.flags.writeable and not np.shares_memory(a, x)

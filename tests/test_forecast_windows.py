@@ -526,4 +526,6 @@ def test_plain_batches_fast_path_equals_batch_k():
             assert len(b) == len(ref)
             for a, r in zip(b, ref):
                 np.testing.assert_array_equal(a, r)
-                assert a.flags.c_contiguous and a.flags.writeable and not np.shares_memory(a, x)
+                assert a.flags.c_contiguous and a.flags.writeable == r.flags.writeable
+                assert np.shares_memory(a, x) == np.shares_memory(r, x)
+                assert not (np.shares_memory(a, x) and a.flags.writeable)  # a view of the data is read-only

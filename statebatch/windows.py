@@ -551,6 +551,7 @@ def make_windows(
             ylength, ystep = timesteps, sampling_rate
         elif align == "last":
             yoffset = span - 1
+    ss = _planning_only(ss)
     w = Windows(ss, timesteps=timesteps, stride=stride, sampling_rate=sampling_rate, start_index=start_index,
                 end_index=end_index, ysource=ysource, yoffset=yoffset, ylength=ylength, ystep=ystep, target_steps=extra,
                 max_starts=max_starts, batch_size=batch_size, shuffle=shuffle, seed=seed, remainder=remainder, copy=copy)
@@ -564,6 +565,16 @@ def make_windows(
                       f"(ids {[lo.series for lo in short[:5]]}{'...' if len(short) > 5 else ''}); see Windows.left_out.",
                       StatebatchWarning, stacklevel=2)
     return w
+
+
+def _planning_only(ss: SeriesSet) -> SeriesSet:
+    """The series without what only construction reads (the time stamps, for holes and calendar features;
+    a long frame's row order, for targets given separately): windows keep the data, not 2 int64 per row."""
+    import dataclasses
+
+    if ss.index is None and ss.row_order is None:
+        return ss
+    return dataclasses.replace(ss, index=None, row_order=None)
 
 
 def _forecast_windows(data: Any, timesteps: int, *, stride: int, sampling_rate: int, start_index: int,
@@ -681,6 +692,7 @@ def _forecast_windows(data: Any, timesteps: int, *, stride: int, sampling_rate: 
     if end_index is not None and end_index <= first:
         raise ParameterError(f"end_index={end_index} leaves no step after start_index plus the largest lag ({first}).",
                              "use smaller lags or a larger end_index.")
+    ss = _planning_only(ss)
     w = Windows(ss, timesteps=timesteps, stride=stride, sampling_rate=1, start_index=first, end_index=end_index,
                 ysource=ArraySource(spec.target_rows), yoffset=timesteps - 1 + horizon, ylength=n_ahead, ystep=1,
                 target_steps=horizon + n_ahead - 1, max_starts=None, batch_size=batch_size, shuffle=shuffle, seed=seed,

@@ -529,3 +529,17 @@ def test_plain_batches_fast_path_equals_batch_k():
                 assert a.flags.c_contiguous and a.flags.writeable == r.flags.writeable
                 assert np.shares_memory(a, x) == np.shares_memory(r, x)
                 assert not (np.shares_memory(a, x) and a.flags.writeable)  # a view of the data is read-only
+
+
+@pytest.mark.parametrize("kind", ["int", "float", "datetime"])
+def test_holes_are_found_with_evenly_spaced_series_next_to_them(kind):
+    # evenly spaced series skip pandas' frequency inference; a hole in another series is still refused
+    df = long_frame([12, 12, 12], 0, 0)
+    steps = df.groupby("id").cumcount().to_numpy() * 2
+    steps = np.where((df["id"] == "s1").to_numpy() & (steps >= 10), steps + 2, steps)  # s1 jumps 8 -> 12
+    df["t"] = {"int": steps, "float": steps * 0.5,
+               "datetime": pd.Timestamp("2024-01-01") + pd.to_timedelta(steps, unit="D")}[kind]
+    with pytest.raises(DataValueError, match="series 's1'"):
+        sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"])
+    w = sb.make_windows(df[df["id"] != "s1"], 3, id_col="id", time_col="t", target_cols=["y"])
+    assert w.n_windows == 2 * (12 - 3)

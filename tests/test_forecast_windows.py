@@ -170,30 +170,34 @@ def _compare(w, ref, keys):
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lengths=st.lists(st.integers(1, 14), min_size=1, max_size=4), timesteps=st.integers(1, 5),
        min_frac=st.one_of(st.none(), st.integers(1, 5)), stride=st.integers(1, 3), horizon=st.integers(1, 2),
-       n_ahead=st.integers(1, 3), start_index=st.integers(0, 2), n_known=st.integers(0, 2),
+       n_ahead=st.integers(1, 3), start_index=st.integers(0, 2), end_index=st.one_of(st.none(), st.integers(3, 14)),
+       n_known=st.integers(0, 2), targets=st.sampled_from([["y"], ["y", "x"]]),
        scale=st.sampled_from([None, "series", "window"]), method=st.sampled_from(["standard", "robust"]),
        lags=st.sampled_from([(), (1,), (2, 1)]), missing=st.sampled_from(["error", "mask"]),
-       static=st.sampled_from([[], ["store"], ["size", "store"]]), seed=st.integers(0, 10_000))
-def test_windows_equal_the_reference(lengths, timesteps, min_frac, stride, horizon, n_ahead, start_index, n_known,
-                                     scale, method, lags, missing, static, seed):
+       static=st.sampled_from([[], ["store"], ["size", "store"]]), shuffle=st.booleans(), seed=st.integers(0, 10_000))
+def test_windows_equal_the_reference(lengths, timesteps, min_frac, stride, horizon, n_ahead, start_index, end_index,
+                                     n_known, targets, scale, method, lags, missing, static, shuffle, seed):
     min_timesteps = None if min_frac is None else min(min_frac, timesteps)
     df = long_frame(lengths, n_known, seed, nan_fraction=0.15 if missing == "mask" else 0.0, static=True)
     known = [f"k{j}" for j in range(n_known)]
-    kw = dict(id_col="id", time_col="t", target_cols=["y"], known=known, static=static, timesteps=timesteps,
+    kw = dict(id_col="id", time_col="t", target_cols=targets, known=known, static=static, timesteps=timesteps,
               min_timesteps=min_timesteps, stride=stride, horizon=horizon, n_ahead=n_ahead, start_index=start_index,
-              scale=scale, method=method, lags=list(lags), missing=missing, fill=-1.5)
-    ref = reference(df, **kw)
-    args = dict(id_col="id", time_col="t", target_cols=["y"], feature_cols=["y", "x"], known_cols=known or None, static_cols=static or None,
-                min_timesteps=min_timesteps, stride=stride, horizon=horizon, n_ahead=n_ahead,
-                start_index=start_index, scale=scale, scale_method=method, lags=list(lags) or None, missing=missing,
-                fill_value=-1.5, batch_size=3)
+              end_index=end_index, scale=scale, method=method, lags=list(lags), missing=missing, fill=-1.5)
+    args = dict(id_col="id", time_col="t", target_cols=targets, feature_cols=["y", "x"], known_cols=known or None,
+                static_cols=static or None, min_timesteps=min_timesteps, stride=stride, horizon=horizon,
+                n_ahead=n_ahead, start_index=start_index, end_index=end_index, scale=scale, scale_method=method,
+                lags=list(lags) or None, missing=missing, fill_value=-1.5, batch_size=3, shuffle=shuffle, seed=seed)
     if not any(v for k, v in args.items() if k in ("known_cols", "static_cols", "min_timesteps", "scale", "lags")) \
             and missing == "error":
         args["static_cols"] = ["size"]  # at least one forecasting input, so that the batches are mappings
         kw["static"] = ["size"]
-        ref = reference(df, **kw)
+    ref = reference(df, **kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", sb.StatebatchWarning)
+        if end_index is not None and end_index <= start_index + (max(lags) if lags else 0):
+            with pytest.raises(ParameterError, match="largest lag"):
+                sb.make_windows(df, timesteps, **args)
+            return
         if not ref["y"]:
             with pytest.raises(DataValueError, match="no window fits"):
                 sb.make_windows(df, timesteps, **args)
@@ -202,15 +206,18 @@ def test_windows_equal_the_reference(lengths, timesteps, min_frac, stride, horiz
     keys = ["past", "future", "static", "y"] + (["mask"] if min_timesteps is not None else []) + \
         (["scale"] if scale else []) + (["past_observed", "y_observed"] if missing == "mask" else [])
     _compare(w, ref, keys)
-    # batches: the same windows in the plan's order, one mapping per batch
-    order = np.concatenate([np.arange(w.n_windows)[w.plan().batch_indices(k)] for k in range(w.n_batches)])
+    # batches: the same windows in the plan's order (shuffled or not), one mapping per batch
+    plan = w.plan()
+    order = np.concatenate([np.arange(w.n_windows)[plan.batch_indices(k)] for k in range(w.n_batches)])
     whole = w.arrays()
-    for k in range(w.n_batches):
-        b = w.batch(k)
+    batches = [w.batch(k) for k in range(w.n_batches)]
+    for k, b in enumerate(batches):
         idx = order[k * 3: (k + 1) * 3]
         for key in keys:
             np.testing.assert_array_equal(b[key], whole[key][idx], err_msg=key)
-    # provenance: the window's first step within its series, negative where history is padded
+    # the way back: per-batch outputs (here: the batches' own targets) in natural window order
+    np.testing.assert_array_equal(w.unbatch([b["y"] for b in batches]), whole["y"])
+    # provenance: a padded window's first step lies before its series' first usable step
     if min_timesteps is not None:
         assert (w.start[~whole["mask"][:, 0]] < start_index + (max(lags) if lags else 0)).all()
 

@@ -30,8 +30,18 @@ from .errors import DataValueError, DTypeError, ParameterError, ShapeError
 from .materialise import _in_memory, strided_windows
 from .series import SeriesSet
 
-__all__ = ["FORECAST_KEYS", "TIME_FEATURES", "SCALES", "MISSING", "ForecastSpec", "ForecastBatch",
-           "build_forecast", "inverse", "split_xy", "check_static_constant"]
+__all__ = [
+    "FORECAST_KEYS",
+    "MISSING",
+    "SCALES",
+    "TIME_FEATURES",
+    "ForecastBatch",
+    "ForecastSpec",
+    "build_forecast",
+    "check_static_constant",
+    "inverse",
+    "split_xy",
+]
 
 #: Every key a forecasting batch may hold, in this order. ``past``, ``future``, ``static``, ``y`` are
 #: always there (``future``/``static`` with 0 columns when no known/static columns were asked for);

@@ -12,8 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import statebatch as sb
+from statebatch.errors import (
+    DataValueError,
+    DTypeError,
+    ParameterError,
+    ShapeError,
+    StatebatchError,
+)
 from statebatch.forecast import split_xy
-from statebatch.errors import DataValueError, DTypeError, ParameterError, ShapeError, StatebatchError
 
 EPS = float(np.finfo(np.float16).eps)
 TIME_FEATURES = ["minute", "hour", "dayofweek", "dayofmonth", "dayofyear", "month", "weekofyear"]
@@ -28,7 +34,7 @@ def _center_scale(vals, method):
         c = sum(vals) / len(vals)
         sd = statistics.stdev(vals) if len(vals) >= 2 else 0.0
         return c, sd + EPS
-    q = lambda p: float(np.percentile(vals, p))  # noqa: E731  (linear interpolation, numpy's default)
+    q = lambda p: float(np.percentile(vals, p))
     return q(50), (q(75) - q(25)) / 2.0 + EPS
 
 
@@ -379,7 +385,7 @@ def test_other_bad_inputs():
         sb.make_windows(d2, 3, id_col="id", time_col="t", target_cols=["y"], static_cols=["store", "size"])
     w = sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], static_cols=["size", "store"])
     with pytest.raises(ParameterError, match="no single X"):
-        w.X  # noqa: B018
+        w.X
     with pytest.raises(ParameterError, match="not scaled"):
         w.inverse(np.zeros((1, 1, 1)), np.zeros((1, 2, 1)))
     with pytest.raises(ParameterError, match="forecasting batch"):

@@ -251,6 +251,25 @@ class Windows(Batched):
         last = self._base.starts(idx) + self.timesteps - 1
         return self.forecast.gather(s, np.asarray(last, dtype=np.int64).reshape(-1))
 
+    @property
+    def left_out(self) -> list:
+        """Data in no batch this epoch, with the reason (series ids, steps). With ``lags``, each series'
+        ``max(lags)`` steps after ``start_index`` are read as lag values only: they are in the batches
+        (as lags), not left out."""
+        out = super().left_out
+        lag = getattr(self, "_lag_steps", 0)
+        if self.forecast is None or not lag:
+            return out
+        first = self.start_index - lag  # the start_index the user gave
+        kept = []
+        for lo in out:
+            if lo.reason == "before start_index":
+                if first > 0:  # the steps before the user's start_index are left out
+                    kept.append(lo._replace(steps=min(lo.steps, first)))
+                continue
+            kept.append(lo)
+        return kept
+
     def inverse(self, predictions: Any, scale: Any) -> np.ndarray:
         """Scaled predictions back on the data's scale: ``predictions * scale + center`` with the batch's
         ``"scale"`` ``(N, 2, targets)`` (see :func:`statebatch.forecast.inverse`)."""
@@ -697,6 +716,7 @@ def _forecast_windows(data: Any, timesteps: int, *, stride: int, sampling_rate: 
                 ysource=ArraySource(spec.target_rows), yoffset=timesteps - 1 + horizon, ylength=n_ahead, ystep=1,
                 target_steps=horizon + n_ahead - 1, max_starts=None, batch_size=batch_size, shuffle=shuffle, seed=seed,
                 remainder=remainder, copy=copy, forecast=spec, min_timesteps=min_timesteps)
+    w._lag_steps = first - start_index
     short = [lo for lo in w.left_out if lo.reason.startswith("shorter")]
     if short:
         import warnings

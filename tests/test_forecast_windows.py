@@ -556,3 +556,15 @@ def test_holes_are_found_with_evenly_spaced_series_next_to_them(kind):
         sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"])
     w = sb.make_windows(df[df["id"] != "s1"], 3, id_col="id", time_col="t", target_cols=["y"])
     assert w.n_windows == 2 * (12 - 3)
+
+
+def test_lag_steps_are_not_reported_left_out():
+    df = long_frame([10, 10], 0, 0)
+    w = sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], lags=[2], start_index=1)
+    # steps 1, 2 of each series are read as lag values; step 0 is before start_index
+    assert sorted((lo.series, lo.first_step, lo.steps) for lo in w.left_out if "start_index" in lo.reason) == \
+        [("s0", 0, 1), ("s1", 0, 1)]
+    sid = w.series_ids[w.series[0]]  # the first window's first input step is step 3; its lag 2 is step 1
+    assert w.arrays()["past"][0, 0, -1] == df[df["id"] == sid].sort_values("t")["y"].iloc[1]
+    w0 = sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], lags=[2])
+    assert not [lo for lo in w0.left_out if "start_index" in lo.reason]

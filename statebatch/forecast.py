@@ -186,7 +186,8 @@ class ForecastSpec:
             return self.series_scale[series]
         # "window": the window's own input steps of the targets (real and observed ones only)
         values = _windows_of(self.target_rows, first, self.timesteps).astype(np.float64)  # (N, T, targets)
-        values[~np.broadcast_to(valid[:, :, None], values.shape)] = np.nan
+        if self.variable_history:  # padded steps are no data
+            values[~np.broadcast_to(valid[:, :, None], values.shape)] = np.nan
         return center_and_scale(values, axis=1, method=self.scale_method).astype(self.target_rows.dtype)
 
 
@@ -223,12 +224,15 @@ def center_and_scale(values: np.ndarray, axis: int, method: str) -> np.ndarray:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: handled below
+            # NaN-aware reductions only where a value is missing (they are several times slower)
+            full = bool((n == values.shape[axis]).all())
             if method == "standard":
-                center = np.nanmean(values, axis=axis)
-                var = np.nansum((values - np.expand_dims(center, axis)) ** 2, axis=axis) / np.maximum(n - 1, 1)
+                center = values.mean(axis=axis) if full else np.nanmean(values, axis=axis)
+                sq = (values - np.expand_dims(center, axis)) ** 2
+                var = (sq.sum(axis=axis) if full else np.nansum(sq, axis=axis)) / np.maximum(n - 1, 1)
                 spread = np.sqrt(np.where(n >= 2, var, 0.0))
             else:
-                q25, q50, q75 = np.nanpercentile(values, [25, 50, 75], axis=axis)
+                q25, q50, q75 = (np.percentile if full else np.nanpercentile)(values, [25, 50, 75], axis=axis)
                 center, spread = q50, (q75 - q25) / 2.0
                 spread = np.where(n >= 1, spread, 0.0)
     center = np.where(n >= 1, center, 0.0)

@@ -610,6 +610,7 @@ def _forecast_windows(data: Any, timesteps: int, *, stride: int, sampling_rate: 
 
     scale, scale_method, missing, fill_value = check_forecast_args(scale=scale, scale_method=scale_method,
                                                                    missing=missing, fill_value=fill_value)
+    gaps = check_choice("gaps", gaps, GAPS)
     if min_timesteps is not None:
         min_timesteps = check_int("min_timesteps", min_timesteps, 1)
         if min_timesteps > timesteps:

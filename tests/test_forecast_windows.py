@@ -336,6 +336,8 @@ BAD = [
     (dict(scale="series", sampling_rate=2), ParameterError, "sampling_rate"),
     (dict(scale="series", allow_nan=True), ParameterError, "missing='mask'"),
     (dict(scale="series", return_sequences=True), ParameterError, "return_sequences"),
+    (dict(scale="series", gaps="ignore"), ParameterError, "gaps="),
+    (dict(scale="series", align="middle"), ParameterError, "align="),
 ]
 
 
@@ -568,3 +570,20 @@ def test_lag_steps_are_not_reported_left_out():
     assert w.arrays()["past"][0, 0, -1] == df[df["id"] == sid].sort_values("t")["y"].iloc[1]
     w0 = sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], lags=[2])
     assert not [lo for lo in w0.left_out if "start_index" in lo.reason]
+
+
+def test_gaps_split_keeps_static_and_calendar_per_piece():
+    df = long_frame([12, 12], 1, 0, static=True)
+    df = df[~((df["id"] == "s1") & (df["t"] == pd.Timestamp("2024-01-06")))]  # a hole in s1
+    with pytest.warns(sb.StatebatchWarning, match="split"):
+        w = sb.make_windows(df, 2, id_col="id", time_col="t", target_cols=["y"], feature_cols=["y", "x"],
+                            known_cols=["k0"], static_cols=["store"], time_features=["dayofmonth"], gaps="split")
+    assert sorted(map(str, w.series_ids)) == sorted(map(str, ["s0", ("s1", 0), ("s1", 1)]))
+    a = w.arrays()
+    store = {sid: a["static"][w.series == k, 0] for k, sid in enumerate(w.series_ids)}
+    assert (store[("s1", 0)] == store[("s1", 1)][0]).all() and (store["s0"] != store[("s1", 0)][0]).all()
+    # the first window after the hole: inputs 7th and 8th January, target the 9th
+    k = w.series_ids.index(("s1", 1))
+    first = np.flatnonzero(w.series == k)[0]
+    np.testing.assert_allclose(a["past"][first, :, -1], (np.array([7, 8]) - 1) / 30 - 0.5)
+    np.testing.assert_allclose(a["future"][first, 0, -1], (9 - 1) / 30 - 0.5)

@@ -495,6 +495,13 @@ def make_windows(
     seed = resolve_seed(seed)
     if target_cols is not None and targets is None:
         targets = "next"
+    if scale is None and not (isinstance(scale_method, str) and scale_method == "standard"):
+        raise ParameterError(f"scale_method={scale_method!r} without scale: nothing is scaled.",
+                             "pass scale='series' or scale='window' with it, or drop scale_method.")
+    if not (isinstance(missing, str) and missing == "mask") and not (
+            isinstance(fill_value, (int, float)) and not isinstance(fill_value, bool) and fill_value == 0):
+        raise ParameterError(f"fill_value={fill_value!r} without missing='mask': nothing is filled.",
+                             "pass missing='mask' with it, or drop fill_value.")
     if any(v is not None for v in (known_cols, static_cols, min_timesteps, scale, lags, time_features)) or \
             missing != "error":
         return _forecast_windows(

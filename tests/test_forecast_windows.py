@@ -191,8 +191,9 @@ def test_windows_equal_the_reference(lengths, timesteps, min_frac, stride, horiz
               end_index=end_index, scale=scale, method=method, lags=list(lags), missing=missing, fill=-1.5)
     args = dict(id_col="id", time_col="t", target_cols=targets, feature_cols=["y", "x"], known_cols=known or None,
                 static_cols=static or None, min_timesteps=min_timesteps, stride=stride, horizon=horizon,
-                n_ahead=n_ahead, start_index=start_index, end_index=end_index, scale=scale, scale_method=method,
-                lags=list(lags) or None, missing=missing, fill_value=-1.5, batch_size=3, shuffle=shuffle, seed=seed)
+                n_ahead=n_ahead, start_index=start_index, end_index=end_index, scale=scale,
+                scale_method=method if scale else "standard", lags=list(lags) or None, missing=missing,
+                fill_value=-1.5 if missing == "mask" else 0.0, batch_size=3, shuffle=shuffle, seed=seed)
     if not any(v for k, v in args.items() if k in ("known_cols", "static_cols", "min_timesteps", "scale", "lags")) \
             and missing == "error":
         args["static_cols"] = ["size"]  # at least one forecasting input, so that the batches are mappings
@@ -337,6 +338,8 @@ BAD = [
     (dict(scale="series", allow_nan=True), ParameterError, "missing='mask'"),
     (dict(scale="series", return_sequences=True), ParameterError, "return_sequences"),
     (dict(scale="series", gaps="ignore"), ParameterError, "gaps="),
+    (dict(scale_method="robust"), ParameterError, "without scale"),
+    (dict(fill_value=-1.0), ParameterError, "without missing='mask'"),
     (dict(scale="series", align="middle"), ParameterError, "align="),
 ]
 

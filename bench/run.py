@@ -125,6 +125,49 @@ def bench_windows_memory(quick):
                   peak_added_bytes=peak, peak_added_fraction_of_series=peak / data.nbytes)
 
 
+def bench_frame_windows_memory(quick):
+    """Windows from a long frame (20,000 series x 500 steps x 4 float32 features, 2,000 with --quick; rows
+    shuffled): the memory make_windows adds (traced peak, and kept by the windows) and its build time,
+    vs the numpy floor: the rows sorted by (id, time) into one array (a lexsort and one reordered copy),
+    over which sliding-window views cost nothing."""
+    import pandas as pd
+
+    S, L, F, T = (2_000 if quick else 20_000), 500, 4, 48
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"id": np.repeat(np.arange(S), L), "t": np.tile(np.arange(L), S)})
+    for j in range(F):
+        df[f"f{j}"] = rng.standard_normal(S * L).astype(np.float32)
+    df = df.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    cols = [f"f{j}" for j in range(F)]
+
+    def traced(fn):
+        gc.collect()
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        out = fn()
+        elapsed = time.perf_counter() - t0
+        kept, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return out, elapsed, peak, kept
+
+    def floor():
+        order = np.lexsort((df["t"].to_numpy(), df["id"].to_numpy()))
+        return df[cols].to_numpy()[order]
+
+    def statebatch_windows():
+        return sb.make_windows(df, T, id_col="id", time_col="t", feature_cols=cols, target_cols=["f0"], batch_size=256)
+
+    v, floor_s, floor_peak, floor_kept = traced(floor)
+    del v
+    w, sb_s, sb_peak, sb_kept = traced(statebatch_windows)
+    n = w.n_windows
+    del w
+    return record("frame_windows_memory", sb_s, "numpy floor (lexsort + one sorted copy)", floor_s, floor_s,
+                  series=S, steps=L, features=F, timesteps=T, windows=n, data_bytes=S * L * F * 4,
+                  peak_added_bytes=sb_peak, floor_peak_bytes=floor_peak, peak_vs_floor=sb_peak / floor_peak,
+                  kept_bytes=sb_kept, floor_kept_bytes=floor_kept, kept_vs_floor=sb_kept / floor_kept)
+
+
 def bench_arrange_one_series(quick):
     steps = 2_000_000 if quick else 10_000_000
     F, T, B = 8, 100, 64
@@ -793,6 +836,7 @@ WORKLOADS = {
     "windows": bench_windows,
     "windows_shuffled": bench_windows_shuffled,
     "windows_memory": bench_windows_memory,
+    "frame_windows_memory": bench_frame_windows_memory,
     "arrange_one_series": bench_arrange_one_series,
     "pack_many_series": bench_pack_many_series,
     "pydataset_overhead": bench_pydataset_overhead,

@@ -419,7 +419,12 @@ class Dataset(keras.utils.PyDataset):
         k = self._index(k)
         if self._guard is not None:
             self._guard.check(k)
-        return self.result.batch(k)
+        batch = self.result.batch(k)
+        if isinstance(batch, dict):  # forecasting windows: Keras takes (inputs by name, y)
+            from .forecast import split_xy
+
+            return split_xy(batch)
+        return batch
 
     def on_epoch_end(self) -> None:
         if self._guard is not None:
@@ -1238,6 +1243,9 @@ def to_tf_dataset(data: Any):
         raise ParameterError(f"to_tf_dataset needs a statebatch result or dataset, got {type(data).__name__}.",
                              "pass make_windows(...), arrange_stateful(...) or bucket_batches(...).")
     first = result.batch(0)
+    if isinstance(first, dict):
+        raise ParameterError("to_tf_dataset serves (X, y) batches; forecasting windows' batches are mappings.",
+                             "feed Keras statebatch.keras.WindowDataset(windows) (batches as (inputs by name, y)).")
     static = [list(a.shape) for a in first]
     plan = result.plan()
     varying_batch = isinstance(result, (Windows, Bucketing)) and (

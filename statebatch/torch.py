@@ -90,6 +90,27 @@ def _torch_dtype_ok(dtype: np.dtype) -> bool:
             or (dtype.kind == "c" and dtype.itemsize <= 16))
 
 
+def forecast_batch(batch: Any) -> Any:
+    """A forecasting batch (the mapping of :meth:`Windows.batch` / ``arrays()`` with forecasting inputs)
+    as a :class:`statebatch.forecast.ForecastBatch` named tuple of tensors (``None`` where a key is
+    absent): ``past``, ``future``, ``static``, ``y``, ``mask``, ``scale``, ``past_observed``,
+    ``y_observed``."""
+    from collections.abc import Mapping
+
+    from .forecast import FORECAST_KEYS, ForecastBatch
+
+    if not isinstance(batch, Mapping) or not {"past", "future", "static", "y"} <= set(batch):
+        raise ParameterError(f"forecast_batch needs a forecasting batch (a mapping with past/future/static/y), got "
+                             f"{type(batch).__name__}.", "pass windows.batch(k) of make_windows(..., known_cols=..., ...).")
+    extra = [k for k in batch if k not in FORECAST_KEYS]
+    if extra:
+        raise ParameterError(f"forecast_batch got unknown keys {extra}.", f"pass a batch with keys among {FORECAST_KEYS}.")
+    return ForecastBatch(**{k: to_tensor(v) for k, v in batch.items()})
+
+
+__all__.append("forecast_batch")
+
+
 def _pin_ok(pin_memory: bool) -> bool:
     """Pinning needs an accelerator; without one it is skipped with a warning, as DataLoader does."""
     if not pin_memory:
@@ -1343,6 +1364,11 @@ class WindowDataset(torch.utils.data.Dataset):
         if not isinstance(windows, Windows):
             raise ParameterError(f"WindowDataset needs statebatch Windows, got {type(windows).__name__}.",
                                  "build them with statebatch.make_windows(...).")
+        if getattr(windows, "forecast", None) is not None:  # items would be mappings, not (x, y) tensors
+            raise ParameterError("WindowDataset serves (x, y) windows; forecasting windows (known_cols, static_cols, "
+                                 "min_timesteps, scale, ...) give mappings.",
+                                 "iterate the windows' own batches: for b in windows.batches(): "
+                                 "batch = statebatch.torch.forecast_batch(b) (one gather per batch).")
         self.windows = windows
 
     def __len__(self) -> int:

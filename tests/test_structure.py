@@ -21,7 +21,7 @@ LAYERS = {
     "plans.windows": 3, "plans.lanes": 3, "plans.buckets": 3, "store": 3,
     "zarr": 4, "materialise": 4, "dask": 4, "frames": 4,
     "series": 5,
-    "result": 6, "schedule": 6,
+    "result": 6, "schedule": 6, "forecast": 6,
     "windows": 7, "stateful": 7,
     "bucketing": 8, "feed": 8,
     "layout": 2,

@@ -29,7 +29,8 @@ class WindowPlan:
     offsets : int64 ``(n_series + 1,)``
         First row of each series in the row source.
     first : int
-        Start of the first window within each series (``start_index``).
+        Start of the first window within each series (``start_index - lead``; negative with variable
+        history: such a window's rows before ``start_index`` are padding, never read).
     counts : int64 ``(n_series,)``
         Windows per series.
     stride : int
@@ -55,6 +56,9 @@ class WindowPlan:
     remainder: str = "keep"
     epoch: int = 0
     left_out: tuple = field(default=())
+    #: Variable history (``min_timesteps``): windows may start up to ``lead`` steps before
+    #: ``first + lead`` (= ``start_index``); their rows before it are padding. 0: every window is full.
+    lead: int = 0
 
     @property
     def n_windows(self) -> int:
@@ -109,13 +113,25 @@ class WindowPlan:
 
 
 def window_counts(lengths: np.ndarray, span: int, target_steps: int, stride: int, start_index: int,
-                  end_index: int | None, max_starts: np.ndarray | None = None) -> np.ndarray:
-    """Windows per series: starts ``start_index, +stride, ...`` whose inputs and targets fit."""
+                  end_index: int | None, max_starts: np.ndarray | None = None, lead: int = 0) -> np.ndarray:
+    """Windows per series: starts ``start_index - lead, +stride, ...`` whose inputs and targets fit."""
     end = lengths if end_index is None else np.minimum(end_index, lengths)
     last = end - span - target_steps  # last allowed start, inclusive
     if max_starts is not None:
         last = np.minimum(last, max_starts)
-    return np.where(last >= start_index, (last - start_index) // stride + 1, 0).astype(np.int64)
+    first = start_index - lead
+    return np.where(last >= first, (last - first) // stride + 1, 0).astype(np.int64)
+
+
+def history_lead(timesteps: int, min_timesteps: int | None, stride: int) -> int:
+    """How many steps before ``start_index`` a window may start with variable history.
+
+    Window starts stay on the grid ``start_index + k * stride`` (k may be negative) and keep at least
+    ``min_timesteps`` real steps: ``k * stride >= min_timesteps - timesteps``.
+    """
+    if min_timesteps is None or min_timesteps >= timesteps:
+        return 0
+    return ((timesteps - min_timesteps) // stride) * stride
 
 
 def plan_windows(
@@ -133,6 +149,7 @@ def plan_windows(
     seed: int | None = None,
     epoch: int = 0,
     remainder: str = "keep",
+    min_timesteps: int | None = None,
 ) -> WindowPlan:
     """The window plan of one epoch, from the series lengths alone.
 
@@ -154,6 +171,10 @@ def plan_windows(
         Visit the windows in a random order drawn from ``(seed, epoch)``.
     remainder : "keep" or "drop"
         Keep a last, smaller batch, or leave its windows out of this epoch (reported).
+    min_timesteps : int, optional
+        Variable history (``sampling_rate=1`` only): windows with fewer than ``timesteps`` steps after
+        ``start_index``, down to ``min_timesteps``, exist too (their starts lie before ``start_index``
+        on the same stride grid; the rows before it are padding). ``None``: full windows only.
 
     Returns
     -------
@@ -180,22 +201,32 @@ def plan_windows(
     seed = check_seed("seed", seed)
     epoch = check_int("epoch", epoch, 0)
     remainder = check_choice("remainder", remainder, REMAINDERS)
+    if min_timesteps is not None:
+        min_timesteps = check_int("min_timesteps", min_timesteps, 1)
+        if min_timesteps > timesteps:
+            raise ParameterError(f"min_timesteps={min_timesteps} is more than timesteps={timesteps}.",
+                                 "pass min_timesteps <= timesteps (the shortest history a window may have).")
+        if sampling_rate != 1:
+            raise ParameterError(f"min_timesteps needs sampling_rate=1, got {sampling_rate}.",
+                                 "drop min_timesteps, or resample the series first.")
     if shuffle and seed is None:
         raise ParameterError("a shuffled plan needs a seed to be a pure function of its arguments.",
                              "pass seed=0 (or any integer); make_windows draws one for you.")
     span = (timesteps - 1) * sampling_rate + 1
     ms = None if max_starts is None else np.asarray(max_starts, dtype=np.int64)
-    counts = window_counts(lengths, span, target_steps, stride, start_index, end_index, ms)
+    lead = history_lead(timesteps, min_timesteps, stride)
+    counts = window_counts(lengths, span, target_steps, stride, start_index, end_index, ms, lead)
     if not counts.any():
         raise DataValueError(
             f"no window fits: every series is shorter than timesteps={timesteps} (x sampling_rate={sampling_rate}) "
             f"plus the target steps ({target_steps}) from start_index={start_index}; lengths: "
             f"{lengths[:10].tolist()}{'...' if len(lengths) > 10 else ''}.",
-            "use fewer timesteps, a smaller horizon, or longer series.")
+            "use fewer timesteps (or a smaller min_timesteps), a smaller horizon, or longer series.")
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    left = _left_out(lengths, counts, span, target_steps, stride, start_index, end_index)
+    left = _left_out(lengths, counts, span, target_steps, stride, start_index, end_index, lead)
     order = rng_for(seed, epoch).permutation(int(counts.sum())) if shuffle else None
-    plan = WindowPlan(offsets, start_index, counts, stride, span, batch_size, order, remainder, epoch, tuple(left))
+    first = start_index - lead
+    plan = WindowPlan(offsets, first, counts, stride, span, batch_size, order, remainder, epoch, tuple(left), lead)
     n = plan.n_windows
     if remainder == "drop" and n % batch_size:
         if n < batch_size:
@@ -204,18 +235,21 @@ def plan_windows(
         dropped = np.arange(n - n % batch_size, n) if order is None else order[n - n % batch_size:]
         s = plan.series_of(dropped)
         st = plan.starts(dropped) - offsets[s]
-        extra = tuple(LeftOut(int(a), int(b), span + target_steps,
+        # a variable-history window's padded rows are no data: it holds steps max(start, start_index)...
+        st_real = np.maximum(st, start_index)
+        extra = tuple(LeftOut(int(a), int(b), int(span + target_steps - (b - c)),
                               f"remainder='drop': this window is in no batch of epoch {epoch}")
-                      for a, b in zip(s.tolist(), st.tolist()))
-        plan = WindowPlan(offsets, start_index, counts, stride, span, batch_size, order, remainder, epoch,
-                          tuple(left) + extra)
+                      for a, b, c in zip(s.tolist(), st_real.tolist(), st.tolist()))
+        plan = WindowPlan(offsets, first, counts, stride, span, batch_size, order, remainder, epoch,
+                          tuple(left) + extra, lead)
     return plan
 
 
-def _left_out(lengths, counts, span, target_steps, stride, start_index, end_index) -> list[LeftOut]:
+def _left_out(lengths, counts, span, target_steps, stride, start_index, end_index, lead=0) -> list[LeftOut]:
     """Steps no window (nor its target) uses, per series."""
     out: list[LeftOut] = []
     used_len = span + target_steps
+    first = start_index - lead
     for k in range(len(lengths)):
         n, c = int(lengths[k]), int(counts[k])
         if n == 0:
@@ -228,14 +262,14 @@ def _left_out(lengths, counts, span, target_steps, stride, start_index, end_inde
         if c == 0:
             if end > start_index:
                 out.append(LeftOut(k, start_index, end - start_index,
-                                   f"shorter than one window ({span} steps) plus targets ({target_steps})"))
+                                   f"shorter than one window ({span - lead} steps) plus targets ({target_steps})"))
             continue
-        if stride > used_len and c > 1:
+        if stride > used_len and c > 1:  # never with variable history: lead > 0 needs stride <= timesteps
             # one entry per gap, so that every left-out step can be located (first_step, steps) exactly
             gap = stride - used_len
             reason = f"between windows: stride {stride} > window plus targets ({used_len} steps)"
-            out.extend(LeftOut(k, start_index + i * stride + used_len, gap, reason) for i in range(c - 1))
-        used_end = start_index + (c - 1) * stride + used_len  # exclusive
+            out.extend(LeftOut(k, first + i * stride + used_len, gap, reason) for i in range(c - 1))
+        used_end = first + (c - 1) * stride + used_len  # exclusive
         if used_end < end:
             out.append(LeftOut(k, used_end, end - used_end, "tail after the last full window"))
     return out

@@ -1,0 +1,563 @@
+"""Forecasting inputs for windows: known-future and static covariates, variable history, scaling,
+missing-value masks, lags and calendar features.
+
+:func:`build_forecast` turns a :class:`~statebatch.series.SeriesSet` (and, for a DataFrame, the frame's
+known, static and time columns) into a :class:`ForecastSpec`: per-row tables in the series' row order
+(``past`` columns, ``future`` columns, targets), one static vector per series and the per-series
+scale. :meth:`ForecastSpec.gather` then materialises the windows of one batch from the last input row
+of each window with one fancy-index gather per table. ``make_windows`` uses it when any forecasting
+input is asked for; its batches are then mappings (see :data:`FORECAST_KEYS`).
+
+Semantics (one window, last input step ``e`` of series ``s``; ``T`` = ``timesteps``, ``H`` =
+``horizon``, ``n`` = ``n_ahead``):
+
+- ``past[t]``: the row ``e - T + 1 + t`` (``feature_cols``, ``known_cols``, lags, time features); rows
+  before the series' first usable step (``start_index`` plus the largest lag) are padding: 0 and
+  ``mask`` False.
+- ``future[j]`` and ``y[j]``: row ``e + H + j`` (``known_cols`` and time features; the targets).
+- ``static``: the series' static vector. ``scale``: ``(2, targets)`` center and scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from ._args import check_choice, check_int
+from .errors import DataValueError, DTypeError, ParameterError, ShapeError
+from .materialise import _in_memory, strided_windows
+from .series import SeriesSet
+
+__all__ = [
+    "FORECAST_KEYS",
+    "MISSING",
+    "SCALES",
+    "TIME_FEATURES",
+    "ForecastBatch",
+    "ForecastSpec",
+    "build_forecast",
+    "check_static_constant",
+    "inverse",
+    "split_xy",
+]
+
+#: Every key a forecasting batch may hold, in this order. ``past``, ``future``, ``static``, ``y`` are
+#: always there (``future``/``static`` with 0 columns when no known/static columns were asked for);
+#: ``mask`` with ``min_timesteps``; ``scale`` with ``scale``; ``past_observed``/``y_observed`` with
+#: ``missing="mask"``.
+FORECAST_KEYS = ("past", "future", "static", "y", "mask", "scale", "past_observed", "y_observed")
+
+#: Calendar features from ``time_col``, each scaled to [-0.5, 0.5] (as gluonts' time features).
+TIME_FEATURES = {
+    "minute": (lambda t: t.minute, 0, 59),
+    "hour": (lambda t: t.hour, 0, 23),
+    "dayofweek": (lambda t: t.day_of_week, 0, 6),
+    "dayofmonth": (lambda t: t.day, 1, 31),
+    "dayofyear": (lambda t: t.day_of_year, 1, 366),
+    "month": (lambda t: t.month, 1, 12),
+    "weekofyear": (lambda t: t.isocalendar().week.to_numpy(), 1, 53),
+}
+SCALES = (None, "series", "window")
+SCALE_METHODS = ("standard", "robust")
+MISSING = ("error", "mask")
+#: Added to every scale, as pytorch-forecasting's normalisers do (float16 machine epsilon): a constant
+#: series or window gets a finite scale.
+SCALE_EPS = float(np.finfo(np.float16).eps)
+
+
+class ForecastBatch(NamedTuple):
+    """A forecasting batch as a named tuple (torch: :func:`statebatch.torch.forecast_batch` makes one of
+    tensors). Fields not asked for are ``None``. Shapes as in :data:`FORECAST_KEYS`."""
+
+    past: Any
+    future: Any
+    static: Any
+    y: Any
+    mask: Any = None
+    scale: Any = None
+    past_observed: Any = None
+    y_observed: Any = None
+
+
+@dataclass(frozen=True, eq=False)
+class ForecastSpec:
+    """Per-row tables and per-series vectors the forecasting windows are gathered from.
+
+    Attributes
+    ----------
+    past_rows : ndarray ``(rows, F)``
+        ``feature_cols``, ``known_cols``, lags, time features, in the row order of the series set.
+    future_rows : ndarray ``(rows, K)``
+        ``known_cols`` and time features.
+    target_rows : ndarray ``(rows, targets)``
+    floor : int64 ``(n_series,)``
+        First row of each series a window may read (``offsets + start_index + max(lags)``).
+    static : ndarray ``(n_series, S)``
+    series_scale : ndarray ``(n_series, 2, targets)`` or None
+    past_target : int64 ``(P, 2)``
+        Pairs (past column, target column): past columns that hold target values (the targets among the
+        features, and their lags), scaled with the targets.
+    """
+
+    past_rows: np.ndarray
+    future_rows: np.ndarray
+    target_rows: np.ndarray
+    floor: np.ndarray
+    static: np.ndarray
+    timesteps: int
+    horizon: int
+    n_ahead: int
+    scale: str | None
+    scale_method: str
+    missing: str
+    fill_value: float
+    variable_history: bool
+    past_target: np.ndarray
+    series_scale: np.ndarray | None = None
+    past_names: list = field(default_factory=list)
+    future_names: list = field(default_factory=list)
+    static_names: list = field(default_factory=list)
+    target_names: list = field(default_factory=list)
+    static_vocab: dict = field(default_factory=dict)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The keys of every batch, in :data:`FORECAST_KEYS` order."""
+        return tuple(k for k in FORECAST_KEYS if k in ("past", "future", "static", "y")
+                     or (k == "mask" and self.variable_history) or (k == "scale" and self.scale is not None)
+                     or (k in ("past_observed", "y_observed") and self.missing == "mask"))
+
+    def gather(self, series: np.ndarray, last_rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The windows whose last input row is ``last_rows`` (absolute rows), of series ``series``.
+
+        Returns
+        -------
+        dict with :attr:`keys`: ``past (N, T, F)``, ``future (N, n_ahead, K)``, ``static (N, S)``,
+        ``y (N, n_ahead, targets)``, ``mask (N, T)`` bool, ``scale (N, 2, targets)``,
+        ``past_observed (N, T, F)`` / ``y_observed (N, n_ahead, targets)`` bool. New arrays.
+        """
+        series = np.asarray(series, dtype=np.int64)
+        last_rows = np.asarray(last_rows, dtype=np.int64)
+        T = self.timesteps
+        first = last_rows - (T - 1)
+        # mask: rows before the series' first usable step are padding (they may hold another series'
+        # rows or, before row 0, the first rows: read, then zeroed)
+        valid = (first[:, None] + np.arange(T, dtype=np.int64)) >= self.floor[series][:, None]
+        past = _windows_of(self.past_rows, first, T)
+        frows = last_rows + self.horizon
+        y = _windows_of(self.target_rows, frows, self.n_ahead)
+        out: dict[str, np.ndarray] = {}
+        if self.missing == "mask":
+            past_obs = ~np.isnan(past)
+            y_obs = ~np.isnan(y)
+            past_obs &= valid[:, :, None]
+        if self.scale is not None:
+            center_scale = self._scale_of(series, first, valid)  # (N, 2, targets)
+            c, s = center_scale[:, 0][:, None, :], center_scale[:, 1][:, None, :]
+            y = (y - c) / s
+            if len(self.past_target):
+                pc, tc = self.past_target[:, 0], self.past_target[:, 1]
+                past[:, :, pc] = (past[:, :, pc] - c[:, :, tc]) / s[:, :, tc]
+            out_scale = center_scale
+        if self.variable_history:
+            padded = np.flatnonzero(~valid[:, 0])  # only windows with padding (valid steps are a suffix)
+            if len(padded):
+                past[padded] = np.where(valid[padded][:, :, None], past[padded], 0)  # not a product: NaN * 0 is NaN
+        if self.missing == "mask":
+            past[~past_obs & valid[:, :, None]] = self.fill_value
+            y[~y_obs] = self.fill_value
+        out["past"] = past
+        out["future"] = _windows_of(self.future_rows, frows, self.n_ahead)
+        out["static"] = self.static[series]
+        out["y"] = y
+        if self.variable_history:
+            out["mask"] = valid
+        if self.scale is not None:
+            out["scale"] = out_scale
+        if self.missing == "mask":
+            out["past_observed"] = past_obs
+            out["y_observed"] = y_obs
+        return out
+
+    def _scale_of(self, series: np.ndarray, first: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        if self.scale == "series":
+            return self.series_scale[series]
+        # "window": the window's own input steps of the targets (real and observed ones only)
+        values = _windows_of(self.target_rows, first, self.timesteps).astype(np.float64)  # (N, T, targets)
+        if self.variable_history:  # padded steps are no data
+            values[~np.broadcast_to(valid[:, :, None], values.shape)] = np.nan
+        return center_and_scale(values, axis=1, method=self.scale_method).astype(self.target_rows.dtype)
+
+
+def _windows_of(table: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
+    """Rows ``first .. first + length - 1`` of ``table`` per window, ``(N, length, columns)``: one gather
+    from a strided view (as plain windows). Rows before row 0 (variable history of the first series)
+    read row 0; they are padding, zeroed or left out by the caller."""
+    view = strided_windows(table, length)
+    if len(first) and first.min() < 0:
+        out = view[np.maximum(first, 0)]
+        for i in np.flatnonzero(first < 0):  # rare: at most the first few windows of the first series
+            rows = np.maximum(np.arange(first[i], first[i] + length), 0)
+            out[i] = table[rows]
+        return out
+    return view[first]
+
+
+def center_and_scale(values: np.ndarray, axis: int, method: str) -> np.ndarray:
+    """Center and scale of ``values`` along ``axis``, NaN ignored, stacked on a new axis 1 (after the
+    leading axis): ``(lead, 2, ...)``.
+
+    ``"standard"``: mean and standard deviation (``ddof=1``, as pandas' and torch's ``std`` in
+    pytorch-forecasting's ``GroupNormalizer``/``EncoderNormalizer``); ``"robust"``: median and half the
+    inter-quartile range. :data:`SCALE_EPS` is added to every scale. Fewer than two observed values:
+    the standard deviation counts as 0; no observed value at all: center 0 and scale 1 (nothing to
+    scale, so nothing is divided by almost zero).
+    """
+    n = np.sum(~np.isnan(values), axis=axis)
+    if values.shape[axis] == 0:  # no step at all (a series too short for any window): nothing to scale
+        shape = n.shape
+        return np.stack([np.zeros(shape), np.ones(shape)], axis=1)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: handled below
+            # NaN-aware reductions only where a value is missing (they are several times slower)
+            full = bool((n == values.shape[axis]).all())
+            if method == "standard":
+                center = values.mean(axis=axis) if full else np.nanmean(values, axis=axis)
+                sq = (values - np.expand_dims(center, axis)) ** 2
+                var = (sq.sum(axis=axis) if full else np.nansum(sq, axis=axis)) / np.maximum(n - 1, 1)
+                spread = np.sqrt(np.where(n >= 2, var, 0.0))
+            else:
+                q25, q50, q75 = (np.percentile if full else np.nanpercentile)(values, [25, 50, 75], axis=axis)
+                center, spread = q50, (q75 - q25) / 2.0
+                spread = np.where(n >= 1, spread, 0.0)
+    center = np.where(n >= 1, center, 0.0)
+    scale = np.where(n >= 1, spread + SCALE_EPS, 1.0)
+    return np.stack([center, scale], axis=1)
+
+
+def inverse(predictions: Any, scale: Any) -> np.ndarray:
+    """Predictions on the scale of the data: ``predictions * scale + center``.
+
+    Parameters
+    ----------
+    predictions : array ``(N, n_ahead, targets)`` or ``(N, targets)`` (or ``(N, n_ahead)`` for one target)
+        Model outputs on the scaled targets.
+    scale : array ``(N, 2, targets)``
+        The batch's ``"scale"`` (center, scale), same windows in the same order.
+    """
+    p = np.asarray(predictions)
+    s = np.asarray(scale)
+    if s.ndim != 3 or s.shape[1] != 2:
+        raise ShapeError(f"scale has shape {s.shape}; a forecasting batch's scale is (N, 2, targets).",
+                         "pass the batch's 'scale' array for the same windows.")
+    if p.ndim == 0 or len(p) != len(s):
+        raise ShapeError(f"predictions have shape {p.shape} for the scales of {len(s)} windows.",
+                         "pass one prediction row per window of the batch the scale came from.")
+    c, sc = s[:, 0], s[:, 1]  # (N, targets)
+    nt = s.shape[2]
+    if p.ndim == 3 and p.shape[2] == nt:
+        return p * sc[:, None, :] + c[:, None, :]
+    if p.ndim == 2 and p.shape[1] == nt:
+        return p * sc + c
+    if p.ndim == 2 and nt == 1:  # (N, n_ahead) for one target
+        return p * sc + c
+    raise ShapeError(f"predictions have shape {p.shape}, which does not end in the {nt} target(s) of the scale.",
+                     "pass predictions of shape (N, n_ahead, targets) or (N, targets).")
+
+
+def split_xy(batch: Mapping[str, Any], inputs: Sequence[str] | None = None) -> tuple[dict[str, Any], Any]:
+    """A forecasting batch as Keras takes it: ``(inputs, y)``, ``inputs`` every key but ``"y"`` (or the
+    keys named in ``inputs``).
+
+    A Keras functional model with a dict of inputs named after the keys
+    (``keras.Model({"past": keras.Input((T, F), name="past"), ...}, outputs)``) takes them by name:
+    ``model.fit(*split_xy(windows.arrays()))``. Keras 3 ignores keys the model has no input for, with a
+    warning; name the model's inputs in ``inputs`` to leave the others (``"scale"`` for the loss) out.
+    """
+    if not isinstance(batch, Mapping) or "y" not in batch:
+        raise ParameterError(f"split_xy needs a forecasting batch (a mapping with 'y'), got {type(batch).__name__}.",
+                             "pass windows.arrays() or windows.batch(k) of forecasting windows.")
+    if inputs is None:
+        return {k: v for k, v in batch.items() if k != "y"}, batch["y"]
+    names = _names(inputs, "inputs")
+    absent = [k for k in names if k not in batch or k == "y"]
+    if absent:
+        raise ParameterError(f"inputs {absent} are not input keys of this batch (keys: {[k for k in batch if k != 'y']}).",
+                             "name keys the windows were built with (e.g. 'mask' needs min_timesteps=...).")
+    return {k: batch[k] for k in names}, batch["y"]
+
+
+# --------------------------------------------------------------------------- building the tables
+def _names(value: Any, what: str) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        return [value]
+    out = list(value)
+    if len(set(map(str, out))) != len(out):
+        raise ParameterError(f"{what} names a column twice: {out}.", f"list each column once in {what}.")
+    return out
+
+
+def check_lags(lags: Any) -> list[int]:
+    """Lag offsets: positive integers, each once."""
+    if lags is None:
+        return []
+    if isinstance(lags, (str, bytes)) or not hasattr(lags, "__iter__"):
+        lags = [lags]
+    out = [check_int("lags", lag, 1) for lag in lags]
+    if len(set(out)) != len(out):
+        raise ParameterError(f"lags lists an offset twice: {out}.", "list each lag offset once, e.g. lags=[1, 7].")
+    return out
+
+
+def check_time_features(names: Any, time_col: Any, has_index: bool) -> list[str]:
+    """Calendar feature names from :data:`TIME_FEATURES`; they need time stamps."""
+    if names is None:
+        return []
+    names = _names(names, "time_features")
+    bad = [n for n in names if n not in TIME_FEATURES]
+    if bad:
+        raise ParameterError(f"time_features {bad} are not known.", f"use some of {list(TIME_FEATURES)}.")
+    if names and not has_index:
+        raise ParameterError("time_features are derived from time stamps, and the data has none.",
+                             "pass a DataFrame with time_col=... (datetimes), or a frame/Series with a DatetimeIndex.")
+    return names
+
+
+def check_static_constant(values: np.ndarray, offsets: np.ndarray, ids: list, column: Any) -> np.ndarray:
+    """One value per series from a row-aligned column; refuse a column that varies within a series.
+
+    NaN counts as a value: a column that is NaN in some rows of a series and not in others varies.
+    """
+    firsts = values[offsets[:-1]]
+    lengths = np.diff(offsets)
+    rep = np.repeat(firsts, lengths)
+    same = (values == rep) | (_isnan(values) & _isnan(rep))
+    if not same.all():
+        row = int(np.flatnonzero(~same)[0])
+        k = int(np.searchsorted(offsets, row, side="right") - 1)
+        raise DataValueError(
+            f"static column {column!r} varies within series {ids[k]!r} (step {row - int(offsets[k])} holds "
+            f"{values[row]!r}, its first step {firsts[k]!r}); a static covariate has one value per series.",
+            "pass columns that vary over time as known_cols (known in advance) or feature_cols (observed), "
+            "or fix the data so each series holds one value.")
+    return firsts
+
+
+def _isnan(a: np.ndarray) -> np.ndarray:
+    if a.dtype.kind in "fc":
+        return np.isnan(a)
+    if a.dtype == object:
+        import pandas as pd
+
+        return pd.isna(a)
+    return np.zeros(a.shape, dtype=bool)
+
+
+def _static_table(df: Any, cols: list, ss: SeriesSet, float_dtype: np.dtype) -> tuple[np.ndarray, list, dict]:
+    """``(n_series, S)``: numeric columns as values, the others as integer codes (vocabulary kept)."""
+    import pandas as pd
+
+    order = ss.row_order
+    n = ss.n_series
+    if not cols:
+        return np.zeros((n, 0), dtype=float_dtype), [], {}
+    columns, vocab, numeric = [], {}, []
+    for c in cols:
+        col = df[c]
+        kind = getattr(col.dtype, "kind", "O")
+        is_cat = isinstance(col.dtype, pd.CategoricalDtype) or kind not in "iufb"
+        raw = col.to_numpy() if not is_cat else col.astype(object).to_numpy()
+        if order is not None:
+            raw = raw[order]
+        if len(raw) != int(ss.offsets[-1]):
+            raise ShapeError(f"static column {c!r} has {len(raw)} rows for {int(ss.offsets[-1])} data rows.",
+                             "pass static columns of the same frame as the data.")
+        firsts = check_static_constant(raw, ss.offsets, ss.ids, c)
+        if is_cat:
+            if pd.isna(firsts).any():
+                k = int(np.flatnonzero(pd.isna(firsts))[0])
+                raise DataValueError(f"static column {c!r} is missing for series {ss.ids[k]!r}.",
+                                     "fill it (e.g. with an 'unknown' category) or drop the series.")
+            if isinstance(col.dtype, pd.CategoricalDtype):
+                cats = list(col.cat.categories)
+                codes = pd.Categorical(firsts, categories=cats).codes.astype(np.int64)
+            else:
+                codes, uniq = pd.factorize(firsts, sort=True)
+                cats = list(uniq)
+            vocab[str(c)] = cats
+            columns.append(codes.astype(np.int64))
+            numeric.append(False)
+        else:
+            v = firsts.astype(np.float64)
+            if not np.isfinite(v).all():
+                k = int(np.flatnonzero(~np.isfinite(v))[0])
+                raise DataValueError(f"static column {c!r} is NaN/inf for series {ss.ids[k]!r}.",
+                                     "fill it, or drop the series.")
+            columns.append(v)
+            numeric.append(True)
+    # one array: integer codes when every column is categorical, else the float dtype (codes are exact
+    # small integers in it)
+    dt = np.int64 if not any(numeric) else float_dtype
+    return np.stack(columns, axis=1).astype(dt), [str(c) for c in cols], vocab
+
+
+def _time_table(ss: SeriesSet, names: list[str], float_dtype: np.dtype) -> np.ndarray:
+    import pandas as pd
+
+    stamps = np.concatenate([np.asarray(ix) for ix in ss.index])
+    t = None
+    if stamps.dtype.kind == "M" or stamps.dtype == object:  # object: time zone aware stamps
+        try:
+            t = pd.DatetimeIndex(stamps)
+        except (TypeError, ValueError):
+            t = None
+    if t is None:
+        raise DTypeError(f"time_features need datetime time stamps, got {stamps.dtype} values.",
+                         "convert the time column first: df[time_col] = pd.to_datetime(df[time_col]).")
+    cols = []
+    for n in names:
+        fn, lo, hi = TIME_FEATURES[n]
+        v = np.asarray(fn(t), dtype=np.float64)
+        cols.append((v - lo) / (hi - lo) - 0.5)
+    return np.stack(cols, axis=1).astype(float_dtype)
+
+
+def _first_bad(arr: np.ndarray, ss: SeriesSet, names: list) -> tuple[str, int]:
+    bad = ~np.isfinite(arr)
+    row, col = (int(a[0]) for a in np.nonzero(bad))
+    k = int(np.searchsorted(ss.offsets, row, side="right") - 1)
+    name = names[col] if col < len(names) else col
+    return f"series {ss.ids[k]!r} step {row - int(ss.offsets[k])} column {name!r}", int(bad.sum())
+
+
+def build_forecast(
+    ss: SeriesSet,
+    *,
+    frame: Any,
+    n_features: int,
+    known_cols: list,
+    static_cols: list,
+    target: np.ndarray,
+    target_positions: list[int],
+    timesteps: int,
+    horizon: int,
+    n_ahead: int,
+    start_index: int,
+    end_index: int | None,
+    min_timesteps: int | None,
+    scale: str | None,
+    scale_method: str,
+    missing: str,
+    fill_value: float,
+    lags: list[int],
+    time_features: list[str],
+) -> ForecastSpec:
+    """The tables of :class:`ForecastSpec` from a series set whose last ``len(known_cols)`` feature
+    columns are the known columns (``make_windows`` reads them with the features).
+
+    ``target_positions``: feature columns (of the first ``n_features``) that hold the targets, in target
+    order (-1 where a target is not among the features).
+    """
+    data = _in_memory(ss.source)
+    if data is None:
+        raise ParameterError("forecasting inputs (known_cols, static_cols, min_timesteps, scale, missing, lags, "
+                             "time_features) need the series in memory.",
+                             "pass a DataFrame or numpy arrays; for out-of-core data, windows without them.")
+    fdt = np.result_type(ss.dtype, np.float32)
+    data = np.asarray(data)
+    names = list(ss.feature_names) if ss.feature_names else [f"feature {i}" for i in range(ss.n_features)]
+    target = np.asarray(target, dtype=fdt).reshape(len(target), -1)
+    tnames = list(ss.target_names) if ss.target_names else [names[p] if p >= 0 else f"target {j}"
+                                                            for j, p in enumerate(target_positions)]
+    nk = len(known_cols)
+    offsets = ss.offsets
+    # known covariates must be known: NaN there is never a "missing observation"
+    if nk:
+        known = data[:, n_features:]
+        if known.dtype.kind in "fc" and not np.isfinite(known).all():
+            where, count = _first_bad(known, ss, names[n_features:])
+            raise DataValueError(f"known_cols have {count} NaN/inf value(s), the first at {where}; known covariates "
+                                 "must be known at every step, inputs and horizon.",
+                                 "fill them (they are known in advance: e.g. a calendar or a price list), or pass that "
+                                 "column as feature_cols (observed, may be missing with missing='mask').")
+    if missing == "error":
+        for arr, what, nm in ((data[:, :n_features], "data", names), (target, "targets", tnames)):
+            if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+                where, count = _first_bad(arr, ss, nm)
+                raise DataValueError(f"{what} has {count} NaN/inf value(s), the first at {where}; a recurrent network "
+                                     "turns them into a NaN loss.",
+                                     "fill or drop them first, or pass missing='mask': NaN becomes fill_value with an "
+                                     "observed-value mask (past_observed, y_observed) in every batch.")
+    else:
+        for arr, what, nm in ((data[:, :n_features], "data", names), (target, "targets", tnames)):
+            if arr.dtype.kind in "fc" and np.isinf(arr).any():
+                where, count = _first_bad(np.where(np.isnan(arr), 0, arr), ss, nm)
+                raise DataValueError(f"{what} has {count} infinite value(s), the first at {where}; missing='mask' "
+                                     "masks NaN (missing observations), not inf.",
+                                     "replace inf by NaN (df.replace([np.inf, -np.inf], np.nan)) or by a value.")
+    # lags of the targets: row r holds target[r - lag] (rows before a series' first usable step are padding)
+    max_lag = max(lags) if lags else 0
+    parts = [data]
+    past_names = names[:n_features] + names[n_features:]
+    lag_pairs = []
+    for lag in lags:
+        shifted = np.full_like(target, np.nan)
+        shifted[lag:] = target[:-lag]
+        parts.append(shifted)
+        for j, tn in enumerate(tnames):
+            lag_pairs.append((len(past_names), j))
+            past_names.append(f"{tn} lag {lag}")
+    future_parts = [data[:, n_features:].astype(fdt)]
+    future_names = names[n_features:]
+    if time_features:
+        tf = _time_table(ss, time_features, fdt)
+        parts.append(tf)
+        future_parts.append(tf)
+        past_names = past_names + list(time_features)
+        future_names = future_names + list(time_features)
+    # the tables may be the user's own array (no lag, time feature or cast): only read, batches are
+    # gathered copies
+    past_rows = np.concatenate([np.asarray(p, dtype=fdt) for p in parts], axis=1) if len(parts) > 1 \
+        else np.asarray(data, dtype=fdt)
+    future_rows = np.concatenate(future_parts, axis=1) if len(future_parts) > 1 else future_parts[0]
+    past_target = [(p, j) for j, p in enumerate(target_positions) if p >= 0] + lag_pairs
+    floor = offsets[:-1] + start_index + max_lag
+    static, static_names, vocab = _static_table(frame, static_cols, ss, fdt) if static_cols else (
+        np.zeros((ss.n_series, 0), dtype=fdt), [], {})
+    series_scale = None
+    if scale == "series":
+        # over each series' usable steps (from its first usable step to end_index): inputs and targets
+        lengths = np.diff(offsets)
+        end = lengths if end_index is None else np.minimum(lengths, end_index)
+        out = np.empty((ss.n_series, 2, target.shape[1]), dtype=fdt)
+        for k in range(ss.n_series):
+            lo, hi = int(floor[k]), int(offsets[k] + end[k])
+            vals = target[lo:max(lo, hi)].astype(np.float64)[None]  # (1, steps, targets)
+            out[k] = center_and_scale(vals, axis=1, method=scale_method)[0]
+        series_scale = out
+    return ForecastSpec(past_rows=past_rows, future_rows=future_rows, target_rows=target, floor=floor.astype(np.int64),
+                        static=static, timesteps=timesteps, horizon=horizon, n_ahead=n_ahead, scale=scale,
+                        scale_method=scale_method, missing=missing, fill_value=fill_value,
+                        variable_history=min_timesteps is not None,
+                        past_target=np.asarray(past_target, dtype=np.int64).reshape(-1, 2), series_scale=series_scale,
+                        past_names=past_names, future_names=list(future_names), static_names=static_names,
+                        target_names=tnames, static_vocab=vocab)
+
+
+def check_forecast_args(*, scale: Any, scale_method: Any, missing: Any, fill_value: Any) -> tuple:
+    """``scale``, ``scale_method``, ``missing``, ``fill_value`` checked (statebatch errors with fixes)."""
+    scale = check_choice("scale", scale, SCALES)
+    scale_method = check_choice("scale_method", scale_method, SCALE_METHODS)
+    missing = check_choice("missing", missing, MISSING)
+    if isinstance(fill_value, (bool, np.bool_)) or not isinstance(fill_value, (int, float, np.integer, np.floating)):
+        raise ParameterError(f"fill_value must be a number, got {fill_value!r}.", "pass e.g. fill_value=0.0.")
+    if not np.isfinite(fill_value):
+        raise ParameterError(f"fill_value={fill_value} is not finite.", "pass a finite number, e.g. 0.0.")
+    return scale, scale_method, missing, float(fill_value)

@@ -172,33 +172,37 @@ class Arranged(Batched):
         start = np.where(s >= 0, self._ss.offsets[np.maximum(s, 0)] + plan.step[k].reshape(-1), 0)
         return start, plan.valid[k].reshape(-1)
 
-    def _reader(self, key: str, source: RowSource) -> LaneReader | None:
+    def _reader(self, key: Any, source: RowSource) -> LaneReader | None:
         if source.array is not None or (isinstance(source, ConcatSource) and source.in_memory):
             return None
         if key not in self._readers:
             self._readers[key] = LaneReader(source)
         return self._readers[key]
 
-    def _batch_arrays(self, plan: LanePlan, k: int) -> tuple[np.ndarray, ...]:
+    def _batch_arrays(self, plan: LanePlan, k: int, lanes: slice | None = None) -> tuple[np.ndarray, ...]:
         length = plan.batch_length(k)
         start, valid = self._rows(plan, k)
-        lanes = self._lanes.get((self._cache_key(plan), "x"))
-        if lanes is not None:  # packed: batch k is a slice of every lane (one copy into a contiguous batch)
-            X = np.ascontiguousarray(lanes[:, k * length:(k + 1) * length])
+        block = None if lanes is None else (lanes.start or 0, lanes.stop)  # a block's own read-ahead buffers
+        if lanes is not None:
+            start, valid = start[lanes], valid[lanes]
+        packed = self._lanes.get((self._cache_key(plan), "x")) if lanes is None else None
+        if packed is not None:  # packed: batch k is a slice of every lane (one copy into a contiguous batch)
+            X = np.ascontiguousarray(packed[:, k * length:(k + 1) * length])
         else:
             X = gather_chunks(self._ss.source, start, valid, length, self.pad_value,
-                              reader=self._reader("x", self._ss.source))
+                              reader=self._reader("x" if block is None else ("x", block), self._ss.source))
         if self._ysource is None:
             return (X,)
-        return (X,) + self._targets_at(start, valid, length)
+        return (X,) + self._targets_at(start, valid, length, block)
 
-    def _targets_at(self, start: np.ndarray, valid: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    def _targets_at(self, start: np.ndarray, valid: np.ndarray, length: int,
+                    block: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Targets and sample weights of chunks starting at source rows ``start`` with ``valid`` steps:
         per step (``return_sequences``, padded steps weight 0) or of each chunk's last step (a
         partial chunk weight 0)."""
         if self.return_sequences:
             y = gather_chunks(self._ysource, start + self._yshift, valid, length, self.pad_value,
-                              reader=self._reader("y", self._ysource))
+                              reader=self._reader("y" if block is None else ("y", block), self._ysource))
             w = (np.arange(length)[None, :] < valid[:, None]).astype(np.float32)
         else:
             last = np.where(valid > 0, start + valid - 1 + self._yshift, 0)
@@ -207,14 +211,29 @@ class Arranged(Batched):
             w = (valid == length).astype(np.float32)
         return y, w
 
-    def batch(self, k: int, epoch: int | None = None) -> tuple[np.ndarray, ...]:
-        """Batch ``k`` of ``epoch`` (default: the current one): ``(X, y, sample_weight)`` or ``(X,)``."""
+    def batch(self, k: int, epoch: int | None = None, *, lanes: slice | None = None) -> tuple[np.ndarray, ...]:
+        """Batch ``k`` of ``epoch`` (default: the current one): ``(X, y, sample_weight)`` or ``(X,)``.
+
+        ``lanes`` (a slice of lane indices, e.g. one replica's block from
+        :func:`statebatch.feed.lane_block`): only those rows of the batch. Out-of-core data is then read
+        only for those lanes, each block through its own read-ahead buffer, so a process that trains
+        one block of lanes never reads the others' rows.
+        """
         plan = self._serve(epoch)
         k = self._check_k(k, plan.n_batches)
         key = self._cache_key(plan)
+        b = self.batch_size
+        if lanes is not None:
+            if not (isinstance(lanes, slice) and lanes.step in (None, 1)
+                    and 0 <= (lanes.start or 0) < (b if lanes.stop is None else lanes.stop) <= b):
+                raise ParameterError(f"lanes must be a slice of consecutive lane indices within 0..{b - 1}, got "
+                                     f"{lanes!r}.", "pass e.g. slice(0, 4), or statebatch.feed.lane_block(...).")
+            if key in self._cache or self._lanes.get((key, "x")) is not None \
+                    or self._reader("x", self._ss.source) is None:  # in memory: a slice of the whole batch
+                return tuple(a[lanes] for a in self.batch(k, plan.epoch))
+            return self._finite(self._held_out(plan, self._batch_arrays(plan, k, lanes), k, lanes), k)
         if key in self._cache:
             arrays = self._cache[key]
-            b = self.batch_size
             return tuple(np.ascontiguousarray(a[k * b:(k + 1) * b]) for a in arrays)
         return self._finite(self._held_out(plan, self._batch_arrays(plan, k), k), k)
 
@@ -260,13 +279,16 @@ class Arranged(Batched):
             arrays = self._finite(self._held_out(plan, arrays, rows), k0)
         return tuple(a.reshape((k1 - k0, b) + a.shape[1:]) for a in arrays)
 
-    def _held_out(self, plan: LanePlan, arrays: tuple, k: int | slice | None) -> tuple:
+    def _held_out(self, plan: LanePlan, arrays: tuple, k: int | slice | None, lanes: slice | None = None) -> tuple:
         """Zero the sample weights of steps before each series' held-out part (``weight_from``); batch ``k``
-        (a range of batches for a slice) or, with ``k=None``, the whole epoch in batch order."""
+        (a range of batches for a slice; only ``lanes`` of batch ``k`` when given) or, with ``k=None``, the
+        whole epoch in batch order."""
         if self.weight_from is None or len(arrays) < 3:
             return arrays
         k = slice(None) if k is None else k
         s, step, valid = plan.series[k].reshape(-1), plan.step[k].reshape(-1), plan.valid[k].reshape(-1)
+        if lanes is not None:
+            s, step, valid = s[lanes], step[lanes], valid[lanes]
         first = np.where(s >= 0, self.weight_from[np.maximum(s, 0)], 0)
         w = arrays[2]
         if w.ndim == 2:  # per step

@@ -351,7 +351,9 @@ class TrainingBackup:
                 arrays = {k: [np.array(z[f"{k}_{j:05d}"]) for j in range(int(n))] for k, n in counts.items()}
             epoch, batch = check_int("epoch", header["epoch"], 0), check_int("batch", header["batch"], 0)
             saved = dict(header["fingerprint"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any damage (zipfile.BadZipFile, missing keys, bad JSON) is one error
+            if isinstance(exc, FileNotFoundError):
+                raise StoreError(f"there is no training backup at {where!r}.", "train without resuming.") from None
             raise StoreError(f"the training backup {where!r} cannot be read ({type(exc).__name__}: {exc}).",
                              f"delete {where} to start training from the beginning.") from None
         if header.get("format") != _BACKUP_FORMAT:

@@ -21,10 +21,10 @@ import statebatch as sb  # noqa: E402
 from statebatch.keras import KerasState  # noqa: E402
 
 
-def data(jitter: bool):
-    rng = np.random.default_rng(11)
+def data(jitter: bool, seed: int = 5, values: int = 11):
+    rng = np.random.default_rng(values)
     series = [rng.normal(size=(n, 2)).astype("float32") for n in (23, 17, 31, 9, 26, 14)]
-    return sb.arrange_stateful(series, 5, 3, shuffle=True, seed=5, jitter=2 if jitter else 0)
+    return sb.arrange_stateful(series, 5, 3, shuffle=True, seed=seed, jitter=2 if jitter else 0)
 
 
 def model(jitter: bool):
@@ -47,6 +47,21 @@ class Kill(keras.callbacks.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+def train(*, backup=None, save_freq=1, kill_at=None, epochs=3, validation=False, jitter=False) -> dict:
+    """Run the training; the final weights (w*), optimizer variables (o*), lane states (s*), history (h_*)."""
+    arranged = data(jitter)
+    train_part, val = arranged.split(0.25) if validation else (arranged, None)
+    m = model(jitter)
+    kwargs = {"backup_dir": backup, "save_freq": save_freq} if backup else {}
+    cbs = [Kill(kill_at)] if kill_at else []
+    hist = sb.keras.fit_stateful(m, train_part, epochs=epochs, validation=val, callbacks=cbs, verbose=0, **kwargs)
+    out = {f"w{j}": keras.ops.convert_to_numpy(v.value) for j, v in enumerate(m.weights)}
+    out.update({f"o{j}": keras.ops.convert_to_numpy(v.value) for j, v in enumerate(m.optimizer.variables)})
+    out.update({f"s{j}": s for j, s in enumerate(KerasState(m).snapshot())})
+    out.update({f"h_{k}": np.asarray(v) for k, v in hist.history.items()})
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("out")
@@ -57,18 +72,8 @@ def main() -> None:
     p.add_argument("--validation", action="store_true")
     p.add_argument("--jitter", action="store_true")
     a = p.parse_args()
-    arranged = data(a.jitter)
-    train, val = arranged.split(0.25) if a.validation else (arranged, None)
-    m = model(a.jitter)
-    kwargs = {}
-    if a.backup:
-        kwargs = {"backup_dir": a.backup, "save_freq": a.save_freq if a.save_freq == "epoch" else int(a.save_freq)}
-    cbs = [Kill(a.kill_at)] if a.kill_at else []
-    hist = sb.keras.fit_stateful(m, train, epochs=a.epochs, validation=val, callbacks=cbs, verbose=0, **kwargs)
-    out = {f"w{j}": keras.ops.convert_to_numpy(v.value) for j, v in enumerate(m.weights)}
-    out.update({f"o{j}": keras.ops.convert_to_numpy(v.value) for j, v in enumerate(m.optimizer.variables)})
-    out.update({f"s{j}": s for j, s in enumerate(KerasState(m).snapshot())})
-    out.update({f"h_{k}": np.asarray(v) for k, v in hist.history.items()})
+    out = train(backup=a.backup, save_freq=a.save_freq if a.save_freq == "epoch" else int(a.save_freq),
+                kill_at=a.kill_at, epochs=a.epochs, validation=a.validation, jitter=a.jitter)
     np.savez(a.out, **out)
 
 

@@ -900,7 +900,8 @@ def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int =
 
     backup = TrainingBackup(backup_dir, {
         "model": _model_signature(model),
-        "data": plan_fingerprint(train_arr, reset_on_epoch_begin=bool(reset_on_epoch_begin)),
+        "data": plan_fingerprint(train_arr, reset_on_epoch_begin=bool(reset_on_epoch_begin),
+                                 real_step_loss=bool(real_step_loss)),
         "validation": "none" if val_arr is None else plan_fingerprint(val_arr)})
     epoch, batch, metrics, histories = 0, 0, None, []
     if backup.exists():

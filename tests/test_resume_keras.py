@@ -56,12 +56,15 @@ def test_training_killed_at_a_random_batch_resumes_to_the_uninterrupted_result(t
     rng = random.Random(seed)
     epochs = 3
     validation = rng.random() < 0.5
-    arranged = _resume_train.data(False)
+    jitter = rng.random() < 0.5  # chunk boundaries that move from epoch to epoch (the time axis is None)
+    arranged = _resume_train.data(jitter)
     sizes = [(arranged.split(0.25)[0] if validation else arranged).plan(e).n_batches for e in range(epochs)]
     kill_at = rng.randint(1, sum(sizes) - 1)
     save_freq = rng.choice([1, 2, 3, "epoch"])
-    context = f"random seed {seed}: kill after batch {kill_at}, save_freq={save_freq}, validation={validation}"
-    flags = ["--epochs", str(epochs), "--save-freq", str(save_freq)] + (["--validation"] if validation else [])
+    context = (f"random seed {seed}: kill after batch {kill_at}, save_freq={save_freq}, validation={validation}, "
+               f"jitter={jitter}")
+    flags = (["--epochs", str(epochs), "--save-freq", str(save_freq)] + (["--validation"] if validation else [])
+             + (["--jitter"] if jitter else []))
     backup = tmp_path / "backup"
     # where the last backup before the kill stands: after `done` batches, i.e. in epoch `at_epoch` (a batch's
     # backup is written before the killing callback runs; an epoch's backup after its last batch's callbacks)
@@ -79,7 +82,7 @@ def test_training_killed_at_a_random_batch_resumes_to_the_uninterrupted_result(t
     assert not backup.exists(), "the backup is removed once training finished"
     got = dict(np.load(tmp_path / "resumed.npz"))
 
-    want = _resume_train.train(epochs=epochs, validation=validation)  # uninterrupted, without a backup
+    want = _resume_train.train(epochs=epochs, validation=validation, jitter=jitter)  # uninterrupted, no backup
     _assert_same(want, got, context)
     assert len(got["h_loss"]) == epochs - at_epoch, context  # it resumed where the backup stood
 

@@ -17,8 +17,8 @@ import keras
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import statebatch as sb  # noqa: E402
-from statebatch.keras import KerasState  # noqa: E402
+import statebatch as sb
+from statebatch.keras import KerasState
 
 
 def data(jitter: bool, seed: int = 5, values: int = 11):

@@ -12,9 +12,11 @@ import sys
 import threading
 from pathlib import Path
 
+import _resume_train
 import keras
 import numpy as np
 import pytest
+from _backend import BACKEND
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,9 +25,6 @@ from statebatch.errors import ParameterError, StoreError
 from statebatch.keras import BucketDataset, StatefulDataset, WindowDataset
 from statebatch.schedule import BACKUP_FILE, TrainingBackup
 
-import _resume_train
-from _backend import BACKEND
-
 pytestmark = pytest.mark.backend
 SCRIPT = Path(__file__).with_name("_resume_train.py")
 ROOT = SCRIPT.parent.parent
@@ -33,7 +32,8 @@ ROOT = SCRIPT.parent.parent
 
 def _script(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, KERAS_BACKEND=BACKEND, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
 
 
 def _assert_same(want: dict, got: dict, context: str) -> None:
@@ -213,7 +213,8 @@ def test_save_interrupted_before_the_rename_keeps_the_previous_backup(tmp_path, 
 
 
 def test_stale_temporary_files_of_dead_writers_are_removed_live_ones_kept(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
     dead_pid = int(dead.stdout)
     stale = tmp_path / f".{BACKUP_FILE}.{dead_pid}.1.abc.tmp"
     live = tmp_path / f".{BACKUP_FILE}.{os.getppid()}.1.abc.tmp"
@@ -319,7 +320,10 @@ def test_dataset_resumes_mid_epoch_from_its_state_dict(kind, data):
     rest = [tuple(np.array(a) for a in second[k]) for k in range(len(second))]
     second.on_epoch_end()
     later = _epochs(second, 2 - epoch)
-    for want, got in zip(full[epoch][batch:] + sum(full[epoch + 1:], []), rest + sum(later, [])):
+    want_all = full[epoch][batch:] + [b for e in full[epoch + 1:] for b in e]
+    got_all = rest + [b for e in later for b in e]
+    assert len(want_all) == len(got_all)
+    for want, got in zip(want_all, got_all):
         assert len(want) == len(got) and all(np.array_equal(a, b) for a, b in zip(want, got))
 
 

@@ -37,9 +37,10 @@ from . import _introspect
 from ._args import check_choice, check_int
 from .bucketing import Bucketing
 from .errors import (BatchIndexError, BatchSizeError, LengthMismatchError, ModelMismatchError, ParameterError, ShuffleError, StatebatchError,
-                     StatebatchWarning, StatefulLayoutError)
+                     StatebatchWarning, StatefulLayoutError, StoreError)
 from .result import Batched
-from .schedule import InOrderGuard, LaneSchedule, ValidationSchedule, resets_of
+from .schedule import (InOrderGuard, LaneSchedule, TrainingBackup, ValidationSchedule, check_save_freq, plan_fingerprint,
+                       resets_of)
 from .stateful import Arranged
 from .windows import Windows
 
@@ -407,18 +408,23 @@ class Dataset(keras.utils.PyDataset):
         self._guard = (InOrderGuard(workers=workers, lookahead=check_int("max_queue_size", kwargs.get("max_queue_size", 10), 1))
                        if hasattr(result, "resets") else None)
         self._n = result.n_batches
+        self._start = 0  # load_state_dict: this pass serves batches _start.. of the epoch's plan
+        self._next = 0   # the batch after the last one served
 
     def __len__(self) -> int:
-        return self._n
+        return self._n - self._start
 
     def _index(self, k: Any) -> int:
-        return _batch_index(k, self._n)
+        """Item ``k`` of this pass as a batch index of the epoch's plan."""
+        return _batch_index(k, len(self)) + self._start
 
     @_recorded
     def __getitem__(self, k: int):
-        k = self._index(k)
+        i = _batch_index(k, len(self))
         if self._guard is not None:
-            self._guard.check(k)
+            self._guard.check(i)
+        k = i + self._start
+        self._next = k + 1
         batch = self.result.batch(k)
         if isinstance(batch, dict):  # forecasting windows: Keras takes (inputs by name, y)
             from .forecast import split_xy
@@ -426,7 +432,57 @@ class Dataset(keras.utils.PyDataset):
             return split_xy(batch)
         return batch
 
+    # -- resuming (the torchdata StatefulDataLoader names, as statebatch.torch's loader)
+    def state_dict(self) -> dict[str, int]:
+        """Where this dataset stands: ``{"epoch": e, "batch": k, "n_batches": n, "seed": s}``, ``k`` the
+        batch of epoch ``e``'s plan after the last one served. The plan is a pure function of the seed
+        and the epoch, so this is the whole state. Inside a Keras loop batches are fetched ahead of
+        training (``max_queue_size``); :func:`fit_stateful` records the trained batch itself."""
+        return {"epoch": int(self.result.epoch), "batch": int(self._next), "n_batches": int(self._n),
+                "seed": getattr(self.result, "seed", None)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue at ``state`` (from :meth:`state_dict`): this pass serves batches ``k .. n-1`` of
+        epoch ``e`` (``len`` is ``n - k``); the next pass serves the whole epoch ``e + 1``.
+
+        Raises :class:`~statebatch.errors.ParameterError` for a malformed state, a batch outside the
+        epoch, or a state saved with another seed or batch count.
+        """
+        if not isinstance(state, dict) or not {"epoch", "batch"} <= set(state):
+            raise ParameterError(f"a dataset state is a dict with 'epoch' and 'batch', got {state!r}.",
+                                 "pass what dataset.state_dict() returned.")
+        epoch, batch = check_int("epoch", state["epoch"], 0), check_int("batch", state["batch"], 0)
+        seed = getattr(self.result, "seed", None)
+        if "seed" in state and state["seed"] != seed:
+            raise ParameterError(f"the state was saved with seed {state['seed']!r}, this dataset's seed is {seed!r}: "
+                                 "its epochs would serve other batches.", "build the result with the same seed.")
+        n = self.result.plan(epoch).n_batches
+        if "n_batches" in state and check_int("n_batches", state["n_batches"], 0) != n:
+            raise ParameterError(f"the state was saved for {state['n_batches']} batches per epoch, this dataset has {n} "
+                                 f"in epoch {epoch}.", "load the state into a dataset of the same data and arrangement.")
+        if batch > n:
+            raise ParameterError(f"batch {batch} is beyond the {n} batches of epoch {epoch}.",
+                                 "pass what dataset.state_dict() returned.")
+        if batch == n:  # the epoch was complete
+            epoch, batch = epoch + 1, 0
+        self.result.set_epoch(epoch)
+        self._on_set_epoch()
+        self._start = self._next = batch
+        if self._guard is not None:
+            self._guard.reset()
+
+    def _on_set_epoch(self) -> None:
+        self._n = self.result.n_batches
+
+    def _resume_pending(self) -> bool:
+        """A state was loaded and nothing served since: Keras calls ``on_epoch_end`` when it resets its epoch
+        iterator before training (JAX, torch), which must not drop the loaded position."""
+        return self._start > 0 and self._next == self._start
+
     def on_epoch_end(self) -> None:
+        if self._resume_pending():
+            return
+        self._start = self._next = 0
         if self._guard is not None:
             self._guard.reset()
         self.result.set_epoch(self.result.epoch + 1)
@@ -497,6 +553,7 @@ class StatefulDataset(Dataset):
         if k == 0:  # a small in-memory epoch is materialised once and served as views (no gather per batch)
             self.result._cache_epoch(_EPOCH_CACHE_BYTES)
         out = super().__getitem__(k)
+        k = int(k) + self._start  # the batch of the epoch's plan (after load_state_dict, item 0 is batch _start)
         if (self.resets_by == "callback" and k > 0 and self.result.__dict__.get("_resetting") is None
                 and np.asarray(self.result.resets[k]).any()):
             lanes = np.flatnonzero(self.result.resets[k])[:5].tolist()
@@ -609,6 +666,7 @@ class BucketDataset(Dataset):
     @_recorded
     def __getitem__(self, k: int):
         k = self._index(k)
+        self._next = k + 1
         j = int(self.order[k])
         b = self.result
         self._served = (self.order, self._first.epoch if b.token_budget is not None else self._epoch())
@@ -637,10 +695,19 @@ class BucketDataset(Dataset):
     def on_epoch_end(self) -> None:
         if self.fixed_epoch is not None:  # evaluation: the same plan on every pass
             return
+        if self._resume_pending():
+            return
+        self._start = self._next = 0
         b = self.result
         b.set_epoch(b.epoch + 1)
+        self._on_set_epoch()
+
+    def _on_set_epoch(self) -> None:
+        # the item order of an epoch is a pure function of the seed and the epoch (load_state_dict relies on it)
+        b = self.result
         if b.token_budget is not None:
-            self._shuffle_budget = np.random.default_rng((b.seed, b.epoch, 7)).permutation(self._first.n_batches)
+            self._shuffle_budget = (np.arange(self._first.n_batches) if b.epoch == self._first.epoch else
+                                    np.random.default_rng((b.seed, b.epoch, 7)).permutation(self._first.n_batches))
         self._plan_order()
 
 
@@ -1098,13 +1165,30 @@ def _check_distributed(model: Any) -> None:
 def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int = 1,
                  validation: Arranged | StatefulDataset | None = None,
                  callbacks: list | None = None, reset_on_epoch_begin: bool = True, real_step_loss: bool = True,
-                 **fit_kwargs):
+                 backup_dir: Any = None, save_freq: int | str = "epoch", **fit_kwargs):
     """``model.fit`` on arranged lanes, done right: validated first, in order, with lane resets, and
     (``real_step_loss``) losses that are means over real steps, not diluted by padding
     (:func:`use_real_step_loss`; this changes the compiled model's loss reduction).
 
     On the TensorFlow backend the batches go through :func:`to_tf_dataset` (static batch size,
     needed for ``batch_size=1``); elsewhere through the PyDataset. Returns ``History``.
+
+    Parameters
+    ----------
+    backup_dir : str or path, optional
+        Resumable training, in the manner of ``keras.callbacks.BackupAndRestore`` but exact in the
+        middle of an epoch: every ``save_freq`` batches (or after every epoch with ``"epoch"``) the
+        position ``(epoch, next batch)``, the weights, the optimizer's variables, the metrics' running
+        sums and every stateful layer's lane states are written atomically to one file in
+        ``backup_dir`` (:class:`~statebatch.schedule.TrainingBackup`). When the same call finds a
+        backup, it restores it and trains on from the next batch (the epoch's plan is a pure function of
+        the seed and the epoch), ending with what an uninterrupted run ends with. A backup written for
+        another model (layer classes, weight and state shapes, optimizer), other data or another
+        arrangement is refused (:class:`~statebatch.errors.StoreError`). The backup is removed when
+        training finishes. A resumed epoch runs as a separate ``model.fit`` (your callbacks see it
+        begin and end); validation of an epoch interrupted after its last batch is not rerun.
+    save_freq : int or "epoch"
+        How often the backup is written: every ``save_freq`` training batches, or after each epoch.
     """
     epochs = check_int("epochs", epochs, 1)
     train_arr = train.arranged if isinstance(train, StatefulDataset) else train
@@ -1115,11 +1199,14 @@ def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int =
     if fit_kwargs.get("shuffle", False):
         raise ShuffleError("shuffle=True scrambles lanes of a stateful model.", "leave shuffle out (False).")
     fit_kwargs.pop("shuffle", None)
+    save_freq = check_save_freq(save_freq)
+    if backup_dir is not None and "initial_epoch" in fit_kwargs:
+        raise ParameterError("initial_epoch cannot be combined with backup_dir: the backup says where training "
+                             "stands.", "leave initial_epoch out (a fresh run starts at epoch 0).")
     check_model(model, train_arr)
     if val_arr is not None and val_arr.batch_size != train_arr.batch_size:
         raise BatchSizeError(f"validation lanes ({val_arr.batch_size}) differ from training lanes "
                              f"({train_arr.batch_size}).", "arrange both with the same batch_size.")
-    cb = LaneResetCallback(train_arr, val_arr, reset_on_epoch_begin=reset_on_epoch_begin)
     # Under a tf.distribute strategy each replica reduces the loss over its own block of lanes and the
     # gradients are summed: "mean_with_sample_weight" would average per-replica means (blocks with
     # more padding would count more). Instead the weights of each global batch are scaled to average 1
@@ -1128,27 +1215,204 @@ def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int =
     normalise = real_step_loss and _backend() == "tensorflow" and replicas(model) > 1
     if normalise:
         _set_reduction(model, "sum_over_batch_size")
-        cb.weights_normalised = True
     elif real_step_loss:  # where no weight is 0 this changes nothing: the sum of the weights is the step count
         use_real_step_loss(model)
 
-    def feed(arranged):
+    def lanes_callback(cls: type = LaneResetCallback, **kwargs) -> LaneResetCallback:
+        cb = cls(train_arr, val_arr, reset_on_epoch_begin=reset_on_epoch_begin, **kwargs)
+        cb.weights_normalised = normalise
+        return cb
+
+    def feed(data):
         if normalise:
             # Under a strategy Keras takes one batch of a tf.data pass to build the model and
             # abandons the pass; the PyDataset serves batches by index, so no epoch is consumed.
-            return _WeightsAverageOne(arranged.arranged if isinstance(arranged, StatefulDataset) else arranged)
+            if isinstance(data, _WeightsAverageOne):
+                return data
+            ds = _WeightsAverageOne(data.arranged if isinstance(data, StatefulDataset) else data)
+            if isinstance(data, StatefulDataset):
+                ds.load_state_dict(data.state_dict())  # a resumed epoch keeps its position
+            return ds
         if keras.backend.backend() == "tensorflow":
-            return to_tf_dataset(arranged)
-        if isinstance(arranged, StatefulDataset):
-            return arranged
+            return to_tf_dataset(data)
+        if isinstance(data, StatefulDataset):
+            return data
         with warnings.catch_warnings():  # the batch_size=1 warning: handled right here
             warnings.simplefilter("ignore")
-            return StatefulDataset(arranged)
+            return StatefulDataset(data)
 
-    with _original_errors():
-        return model.fit(feed(train), epochs=epochs, shuffle=False,
-                         validation_data=None if validation is None else feed(validation),
-                         callbacks=[cb] + list(callbacks or []), **fit_kwargs)
+    def run(data, lanes_cb, backup_cb, **kwargs):
+        with _original_errors():
+            return model.fit(feed(data), shuffle=False, validation_data=None if validation is None else feed(validation),
+                             callbacks=[lanes_cb] + ([backup_cb] if backup_cb else []) + list(callbacks or []),
+                             **kwargs)
+
+    if backup_dir is None:
+        return run(train, lanes_callback(), None, epochs=epochs, **fit_kwargs)
+
+    backup = TrainingBackup(backup_dir, {
+        "model": _model_signature(model),
+        "data": plan_fingerprint(train_arr, reset_on_epoch_begin=bool(reset_on_epoch_begin),
+                                 real_step_loss=bool(real_step_loss)),
+        "validation": "none" if val_arr is None else plan_fingerprint(val_arr)})
+    epoch, batch, metrics, histories = 0, 0, None, []
+    if backup.exists():
+        header, arrays = backup.load()
+        epoch, batch = header["epoch"], header["batch"]
+        if epoch > epochs or (epoch == epochs and batch > 0):
+            raise ParameterError(f"the backup in {str(backup.directory)!r} stands at epoch {epoch}, batch {batch}, "
+                                 f"beyond epochs={epochs}.", f"pass epochs > {epoch}, or another backup_dir to start over.")
+        _restore_training(model, arrays, str(backup.path))
+        metrics = arrays.get("metrics")
+    if batch > 0:  # the rest of the interrupted epoch, from the restored state
+        ds = train if isinstance(train, StatefulDataset) else None
+        if ds is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = StatefulDataset(train_arr)
+        ds.load_state_dict({"epoch": epoch, "batch": batch})
+        lanes_cb = lanes_callback(_ResumedLaneCallback, offset=batch)
+        histories.append(run(ds, lanes_cb, _BackupCallback(backup, save_freq, train_arr, offset=batch, metrics=metrics),
+                             epochs=epoch + 1, initial_epoch=epoch, **fit_kwargs))
+        epoch += 1
+    if epoch < epochs:
+        train_arr.set_epoch(epoch)
+        if isinstance(train, StatefulDataset):
+            train.load_state_dict({"epoch": epoch, "batch": 0})
+        histories.append(run(train, lanes_callback(), _BackupCallback(backup, save_freq, train_arr), epochs=epochs, initial_epoch=epoch,
+                             **fit_kwargs))
+    backup.remove()
+    return _merged_history(model, histories)
+
+
+# --------------------------------------------------------------------------- resuming
+def _weight_variables(model: Any) -> list[Any]:
+    """The model's variables (weights, seed generators) without the recurrent state variables, which are
+    saved apart (on JAX they are tracked as non-trainable variables during statebatch's loops)."""
+    states = {id(v) for v in KerasState(model).variables}
+    return [v for v in model.variables if id(v) not in states]
+
+
+def _model_signature(model: Any) -> str:
+    """Structure, not names (a model rebuilt in a fresh process gets other auto-generated names)."""
+    import hashlib
+    import json
+
+    layers = [type(layer).__name__ for layer in model._flatten_layers(include_self=False)]
+    shapes = [[list(map(int, v.shape)), str(v.dtype)] for v in _weight_variables(model)]
+    states = [list(map(int, v.shape)) for v in KerasState(model).variables]
+    optimizer = type(getattr(model, "optimizer", None)).__name__
+    text = json.dumps({"layers": layers, "weights": shapes, "states": states, "optimizer": optimizer})
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _numpy(variables: list[Any]) -> list[np.ndarray]:
+    return [np.array(keras.ops.convert_to_numpy(v.value)) for v in variables]
+
+
+def _assign(variables: list[Any], values: list[np.ndarray], what: str, where: str) -> None:
+    if len(variables) != len(values) or any(tuple(v.shape) != a.shape for v, a in zip(variables, values)):
+        raise StoreError(f"the training backup {where!r} holds {len(values)} {what} that do not match the model's "
+                         f"{len(variables)} (count or shapes differ).",
+                         f"resume with the model of the interrupted run, or delete {where} to start over.")
+    for v, a in zip(variables, values):
+        v.assign(a)
+
+
+def _restore_training(model: Any, arrays: dict[str, list[np.ndarray]], where: str) -> None:
+    """Put weights, optimizer variables and lane states of a backup back into ``model`` (before ``fit``)."""
+    _sync(model)
+    _assign(_weight_variables(model), arrays.get("weights", []), "weights", where)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        if not optimizer.built:  # its variables (moments, iteration count) exist only once built
+            optimizer.build(model.trainable_variables)
+        _assign(list(optimizer.variables), arrays.get("optimizer", []), "optimizer variables", where)
+    state = KerasState(model)
+    _assign(state.variables, arrays.get("states", []), "lane states", where)
+
+
+class _BackupCallback(keras.callbacks.Callback):
+    """Writes :func:`fit_stateful`'s backup: after every ``save_freq`` batches, or after each epoch."""
+
+    def __init__(self, backup: TrainingBackup, save_freq: int | str, arranged: Arranged, *, offset: int = 0,
+                 metrics: list[np.ndarray] | None = None):
+        super().__init__()
+        self.backup, self.save_freq, self.arranged = backup, save_freq, arranged
+        self.offset = offset  # a resumed epoch: fit's batch 0 is batch `offset` of the epoch's plan
+        self._metrics = metrics  # running metric sums at the interrupted batch, put back when the epoch begins
+        self._since = 0
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        if self._metrics is not None:  # Keras reset them just before; the resumed epoch continues the sums
+            _sync(self.model)
+            _assign(list(self.model.metrics_variables), self._metrics, "metric variables", str(self.backup.path))
+            self._metrics = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._since += 1
+        if self._since >= self.save_freq:
+            self._since = 0
+            self._save(self._epoch, int(batch) + self.offset + 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.offset = 0
+        if self.save_freq == "epoch":
+            self._save(epoch + 1, 0)
+
+    def _save(self, epoch: int, batch: int) -> None:
+        if batch >= self.arranged.plan(epoch).n_batches:  # the epoch's batches are done
+            epoch, batch = epoch + 1, 0
+        model = self.model
+        _sync(model)  # JAX: the trainer holds the live values
+        optimizer = getattr(model, "optimizer", None)
+        arrays = {"weights": _numpy(_weight_variables(model)),
+                  "optimizer": _numpy(list(optimizer.variables)) if optimizer is not None else [],
+                  "states": KerasState(model).snapshot(),
+                  }
+        if batch > 0:  # within an epoch: the metrics' running sums, so that the resumed epoch reports the same figures
+            arrays["metrics"] = _numpy(list(model.metrics_variables))
+        self.backup.save(epoch, batch, arrays, backend=_backend())
+
+
+class _ResumedLaneCallback(LaneResetCallback):
+    """:class:`LaneResetCallback` for the rest of an interrupted epoch: fit's batch ``i`` is batch
+    ``offset + i`` of the epoch's plan, and the restored lane states are not zeroed when it begins."""
+
+    def __init__(self, *args: Any, offset: int, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.offset = offset
+
+    def _check_steps(self, what: str) -> None:
+        steps = (self.params or {}).get("steps")
+        if steps is not None and int(steps) != self.train.n_batches() - self.offset:
+            raise ParameterError(f"{what} runs {steps} steps for the rest of an epoch of {self.train.n_batches()} "
+                                 f"batches resumed at batch {self.offset}.", "leave steps_per_epoch unset.")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.train.result.set_epoch(epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.train.batch_begin(self._state, int(batch) + self.offset)
+
+
+def _merged_history(model: Any, histories: list[Any]) -> Any:
+    """One ``History`` for the fits of a resumed run (the rest of the interrupted epoch, then the others)."""
+    if len(histories) == 1:
+        return histories[0]
+    merged = keras.callbacks.History()
+    merged.set_model(model)
+    merged.epoch, merged.history, merged.params = [], {}, {}
+    for h in histories:
+        merged.epoch.extend(h.epoch)
+        for key, values in h.history.items():
+            merged.history.setdefault(key, []).extend(values)
+        merged.params = h.params
+    return merged
 
 
 class _WeightsAverageOne(StatefulDataset):
@@ -1308,5 +1572,5 @@ def to_tf_dataset(data: Any):
     fixed = not (isinstance(result, Bucketing) and result.token_budget is not None) and not (
         isinstance(result, Arranged) and result.jitter)
     if fixed:
-        ds = ds.apply(tf.data.experimental.assert_cardinality(plan.n_batches))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(len(dataset) if dataset is not None else plan.n_batches))
     return ds.prefetch(2)

@@ -9,17 +9,27 @@ at the start of every epoch, before every batch, and around validation. The sche
 - that validation inside training must save the training state first and restore it afterwards,
   and start from zero unless the validation data continues the training lanes;
 - that batches arrive in order (:class:`InOrderGuard`), since a shuffled order scrambles lanes.
+
+Resuming (:class:`TrainingBackup`): an epoch's plan is a pure function of the seed and the epoch, so
+where a training run stands is ``(epoch, batch)``; together with the weights, the optimizer and the
+lane states it is written atomically to one file, and refused when read back for other data.
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import json
+import os
 import threading
+import uuid
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from ._args import check_int
-from .errors import ParameterError, ShuffleError
+from .errors import ParameterError, ShuffleError, StoreError
 
 
 class StateHandle(Protocol):
@@ -183,3 +193,189 @@ class InOrderGuard:
                 self._refuse(k)
             self._served.add(k)
             self._high = max(self._high, k)
+
+
+# --------------------------------------------------------------------------- resuming
+BACKUP_FILE = "statebatch-backup.npz"
+_BACKUP_FORMAT = 1
+
+
+def check_save_freq(save_freq: Any) -> int | str:
+    """``"epoch"`` or a positive number of batches (``True``/floats/strings other than "epoch" refused)."""
+    if isinstance(save_freq, str) and save_freq == "epoch":
+        return save_freq
+    if isinstance(save_freq, bool) or not isinstance(save_freq, (int, np.integer)) or int(save_freq) < 1:
+        raise ParameterError(f"save_freq must be 'epoch' or a positive number of batches, got {save_freq!r}.",
+                             "pass save_freq='epoch' (a backup after every epoch) or e.g. save_freq=50 (every 50 "
+                             "batches).")
+    return int(save_freq)
+
+
+def check_backup_dir(backup_dir: Any) -> Path:
+    """The backup directory, created if missing and proved writable (a probe file is written and removed)."""
+    if isinstance(backup_dir, bool) or not isinstance(backup_dir, (str, os.PathLike)) or not os.fspath(backup_dir):
+        raise ParameterError(f"backup_dir must be a directory path, got {backup_dir!r}.",
+                             "pass e.g. backup_dir='runs/backup' (a directory only this training run uses).")
+    path = Path(os.fspath(backup_dir))
+    probe = path / f".statebatch-probe.{os.getpid()}.{uuid.uuid4().hex}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as f:
+            f.write(b"0")
+        probe.unlink()
+    except OSError as exc:
+        raise ParameterError(f"backup_dir {str(path)!r} is not a writable directory ({exc.strerror or exc}).",
+                             "pass a directory (or a path that can be created) where this process may write "
+                             "files.") from None
+    return path
+
+
+def plan_fingerprint(result: Any, **options: Any) -> str:
+    """A digest of what fixes every epoch's batches: the result's kind, sizes and seed, the first epoch's
+    plan (batch count, resets) and the contents of its first and last batches, plus ``options``.
+
+    Two runs with equal fingerprints serve the same batches in every epoch (the plan is a pure function
+    of the seed and the epoch); data changed elsewhere than in those two batches, with the same
+    lengths, is not noticed.
+    """
+    served = result.__dict__.get("_served", None)
+    h = hashlib.sha256()
+    plan = result.plan(0)
+    head = {"kind": type(result).__name__, "n_batches": int(plan.n_batches),
+            "batch_size": getattr(result, "batch_size", None), "timesteps": getattr(result, "timesteps", None),
+            "seed": getattr(result, "seed", None), "shuffle": getattr(result, "shuffle", None),
+            "jitter": getattr(result, "jitter", None), "series": len(getattr(result, "series_ids", []) or []),
+            **{k: repr(v) for k, v in sorted(options.items())}}
+    h.update(json.dumps(head, sort_keys=True, default=str).encode())
+    resets = getattr(plan, "resets", None)
+    if resets is not None:
+        h.update(np.ascontiguousarray(resets).tobytes())
+    for k in sorted({0, int(plan.n_batches) - 1}):
+        if k >= 0:
+            for a in result.batch(k, 0):
+                a = np.ascontiguousarray(a)
+                h.update(f"{a.dtype.str}{a.shape}".encode())
+                h.update(a.tobytes())
+    if served is None:
+        result.__dict__.pop("_served", None)
+    else:
+        result._served = served
+    return h.hexdigest()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class TrainingBackup:
+    """One training run's backup: a single ``.npz`` in ``directory``, replaced atomically.
+
+    Each save writes a temporary file with a unique name (process id, thread and a random part) in the
+    same directory, flushes and syncs it to disk (``fsync``), moves it over the backup with ``os.replace`` and syncs
+    the directory: a process killed at any moment leaves either the previous backup or the new one,
+    never part of one. Temporary files of writers that died are removed by the next backup opened on
+    the directory.
+
+    Parameters
+    ----------
+    directory : str or path
+        Created if missing; must be writable (:func:`check_backup_dir`).
+    fingerprint : dict of str
+        What the run is (e.g. ``{"model": ..., "data": ..., "validation": ...}``); a backup written for
+        another fingerprint is refused by :meth:`load`.
+    """
+
+    def __init__(self, directory: Any, fingerprint: dict[str, str]):
+        self.directory = check_backup_dir(directory)
+        self.path = self.directory / BACKUP_FILE
+        self.fingerprint = dict(fingerprint)
+        self._remove_stale()
+
+    def _remove_stale(self) -> None:
+        for tmp in glob.glob(str(self.directory / f".{BACKUP_FILE}.*.tmp")):
+            try:
+                pid = int(Path(tmp).name.split(".")[3])
+            except (IndexError, ValueError):
+                continue
+            if pid == os.getpid() or not _pid_alive(pid):
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def save(self, epoch: int, batch: int, arrays: dict[str, list[np.ndarray]], **meta: Any) -> None:
+        """Write the position ``(epoch, batch)`` (the next batch to train) and named lists of arrays."""
+        header = {"format": _BACKUP_FORMAT, "epoch": int(epoch), "batch": int(batch),
+                  "fingerprint": self.fingerprint, "counts": {k: len(v) for k, v in arrays.items()}, **meta}
+        flat = {f"{k}_{j:05d}": np.asarray(a) for k, v in arrays.items() for j, a in enumerate(v)}
+        tmp = self.directory / f".{BACKUP_FILE}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, meta=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **flat)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            try:  # make the rename itself durable
+                fd = os.open(self.directory, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
+        except OSError as exc:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise StoreError(f"cannot write the training backup {str(self.path)!r} ({exc.strerror or exc}).",
+                             "free disk space in the backup directory, or pass another backup_dir.") from None
+
+    def load(self) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]:
+        """``(header, arrays)`` of the backup; refused (:class:`StoreError`) when unreadable or written for
+        another fingerprint."""
+        where = str(self.path)
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                header = json.loads(bytes(z["meta"]).decode())
+                counts = header["counts"]
+                arrays = {k: [np.array(z[f"{k}_{j:05d}"]) for j in range(int(n))] for k, n in counts.items()}
+            epoch, batch = check_int("epoch", header["epoch"], 0), check_int("batch", header["batch"], 0)
+            saved = dict(header["fingerprint"])
+        except Exception as exc:  # noqa: BLE001 - any damage (zipfile.BadZipFile, missing keys, bad JSON) is one error
+            if isinstance(exc, FileNotFoundError):
+                raise StoreError(f"there is no training backup at {where!r}.", "train without resuming.") from None
+            raise StoreError(f"the training backup {where!r} cannot be read ({type(exc).__name__}: {exc}).",
+                             f"delete {where} to start training from the beginning.") from None
+        if header.get("format") != _BACKUP_FORMAT:
+            raise StoreError(f"the training backup {where!r} has format {header.get('format')!r}, this statebatch "
+                             f"writes {_BACKUP_FORMAT}.", f"delete {where} to start training from the beginning.")
+        differ = sorted(k for k in set(saved) | set(self.fingerprint) if saved.get(k) != self.fingerprint.get(k))
+        if differ:
+            raise StoreError(
+                f"the training backup {where!r} was written for another run: its {', '.join(differ)} differ(s) from "
+                "this call's, so resuming would continue a different training.",
+                f"call with the same model, data and arrangement as the interrupted run, or pass another backup_dir "
+                f"(or delete {where}) to start from the beginning.")
+        header["epoch"], header["batch"] = epoch, batch
+        return header, arrays
+
+    def remove(self) -> None:
+        """Delete the backup (training finished), and the directory when nothing else is in it."""
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        try:
+            self.directory.rmdir()
+        except OSError:
+            pass

@@ -22,7 +22,7 @@ from .plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, bu
                             padding_of, plan_buckets,
                             sorted_padding)
 from .result import Batched, Explanation
-from .series import (GAPS, INPUT_CHECKS_DOC, SeriesSet, aligned_targets, apply_gaps, as_series,
+from .series import (GAPS, INPUT_CHECKS_DOC, INPUT_CHECKS_STUB, SeriesSet, aligned_targets, apply_gaps, as_series,
                      check_finite_series, checked_finite, in_memory, source_of)
 from .source import ArraySource, RowSource
 from .windows import Windows
@@ -320,7 +320,9 @@ def bucket_batches(
     remainder : "keep" or "drop"
         Keep batches smaller than ``batch_size`` or leave their sequences out of the epoch (reported
         in ``left_out``; they rotate, so no sequence is left out two epochs in a row).
-    %(input_checks)s
+    allow_nan, gaps
+        The input checks every entry point shares: NaN/inf refused unless ``allow_nan=True``; holes in
+        the time stamps refused, split or accepted (``gaps``).
 
     Returns
     -------
@@ -453,4 +455,4 @@ def _no_frame_args(*args) -> None:
         raise ParameterError("id_col/time_col/feature_cols do not apply to windows.", "drop them.")
 
 
-bucket_batches.__doc__ = bucket_batches.__doc__.replace("    %(input_checks)s\n", INPUT_CHECKS_DOC)
+bucket_batches.__doc__ = bucket_batches.__doc__.replace(INPUT_CHECKS_STUB, INPUT_CHECKS_DOC)

@@ -1448,8 +1448,15 @@ def predict(model: Any, data: Any, *, callbacks: list | None = None, verbose: in
     result = data.result if isinstance(data, Dataset) else data
     if isinstance(result, Arranged):
         ds = data if isinstance(data, StatefulDataset) else StatefulDataset(result, resets="callback")
-        with _original_errors():
-            out = model.predict(ds, callbacks=[LaneResetCallback(result)] + list(callbacks or []), verbose=verbose)
+        cb = LaneResetCallback(result)
+        # Keras' TensorFlow adapter reads the first batches (to infer their spec) before any callback
+        # runs; this callback will reset their lanes, so the dataset may hand them out.
+        cb._resetting(True)
+        try:
+            with _original_errors():
+                out = model.predict(ds, callbacks=[cb] + list(callbacks or []), verbose=verbose)
+        finally:
+            cb._resetting(False)
         return result.unbatch(out)
     if isinstance(result, Bucketing):
         ds = data if isinstance(data, BucketDataset) else BucketDataset(result)

@@ -600,6 +600,11 @@ def _from_plain(arrays: list[np.ndarray]) -> SeriesSet:
 GAPS = ("error", "split", "accept")
 
 #: The parameters ``allow_nan`` and ``gaps``, documented once for every function that takes them.
+# In the docstrings of make_windows, arrange_stateful and bucket_batches the short entry (what static
+# documentation tools read) is replaced at import by the full text.
+INPUT_CHECKS_STUB = ("    allow_nan, gaps\n"
+                     "        The input checks every entry point shares: NaN/inf refused unless ``allow_nan=True``; holes in\n"
+                     "        the time stamps refused, split or accepted (``gaps``).\n")
 INPUT_CHECKS_DOC = """\
     allow_nan : bool
         NaN/inf in in-memory data or targets raise :class:`~statebatch.errors.DataValueError` by

@@ -23,7 +23,7 @@ from .materialise import (LaneReader, fill_lanes, gather_chunks, gather_rows, la
 from .plans.base import LeftOut, named
 from .plans.lanes import REMAINDERS, LanePlan, plan_lanes
 from .result import Batched, Explanation
-from .series import (GAPS, INPUT_CHECKS_DOC, SeriesSet, aligned_targets, apply_gaps, as_series,
+from .series import (GAPS, INPUT_CHECKS_DOC, INPUT_CHECKS_STUB, SeriesSet, aligned_targets, apply_gaps, as_series,
                      check_finite_series, checked_finite, in_memory, source_of)
 from .source import ConcatSource, RowSource, readonly
 
@@ -692,7 +692,9 @@ def arrange_stateful(
     jitter : int
         Vary each batch's length in ``[timesteps - jitter, timesteps]`` every epoch, so chunk boundaries
         fall on different steps (needs ``keras.Input(batch_shape=(B, None, F))``).
-    %(input_checks)s
+    allow_nan, gaps
+        The input checks every entry point shares: NaN/inf refused unless ``allow_nan=True``; holes in
+        the time stamps refused, split or accepted (``gaps``).
 
     Returns
     -------
@@ -832,4 +834,4 @@ def _pad_for(pad_value: Any, dtype: np.dtype) -> Any:
     return pad_value
 
 
-arrange_stateful.__doc__ = arrange_stateful.__doc__.replace("    %(input_checks)s\n", INPUT_CHECKS_DOC)
+arrange_stateful.__doc__ = arrange_stateful.__doc__.replace(INPUT_CHECKS_STUB, INPUT_CHECKS_DOC)

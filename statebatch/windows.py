@@ -18,7 +18,7 @@ from .layout import NATURAL, SLIDING, Provenance, register_provenance
 from .materialise import _strided, gather_rows, gather_windows, strided_windows
 from .plans.windows import REMAINDERS, WindowPlan, plan_windows
 from .result import Batched, Explanation
-from .series import (GAPS, INPUT_CHECKS_DOC, SeriesSet, _is_pandas, aligned_targets, apply_gaps, as_series,
+from .series import (GAPS, INPUT_CHECKS_DOC, INPUT_CHECKS_STUB, SeriesSet, _is_pandas, aligned_targets, apply_gaps, as_series,
                      check_finite_series, checked_finite, in_memory, source_of)
 from .source import ArraySource, RowSource, readonly
 
@@ -486,7 +486,9 @@ def make_windows(
           columns; each series' first ``max(lags)`` steps are inputs to lags only.
         - ``time_features``: calendar features from ``time_col`` (or a DatetimeIndex), each in
           [-0.5, 0.5]: some of ``statebatch.forecast.TIME_FEATURES``.
-    %(input_checks)s
+    allow_nan, gaps
+        The input checks every entry point shares: NaN/inf refused unless ``allow_nan=True``; holes in
+        the time stamps refused, split or accepted (``gaps``).
 
     Returns
     -------
@@ -764,4 +766,4 @@ def _forecast_windows(data: Any, timesteps: int, *, stride: int, sampling_rate: 
     return w
 
 
-make_windows.__doc__ = make_windows.__doc__.replace("    %(input_checks)s\n", INPUT_CHECKS_DOC)
+make_windows.__doc__ = make_windows.__doc__.replace(INPUT_CHECKS_STUB, INPUT_CHECKS_DOC)

@@ -933,8 +933,8 @@ def use_real_step_loss(model: Any) -> int:
     return _set_reduction(model, REAL_STEP_REDUCTION)
 
 
-def _set_reduction(model: Any, reduction: str) -> int:
-    """Set every compiled loss of ``model`` to ``reduction``; returns how many changed."""
+def _compiled_loss(model: Any) -> Any:
+    """The model's compiled loss container, built (its per-output losses exist)."""
     compiled = getattr(model, "_compile_loss", None)
     if compiled is None:
         raise ParameterError("the model is not compiled with a loss.", "call model.compile(optimizer=..., loss=...) first.")
@@ -942,6 +942,12 @@ def _set_reduction(model: Any, reduction: str) -> int:
         outputs = model.outputs
         y = outputs[0] if len(outputs) == 1 else outputs
         compiled.build(y, y)
+    return compiled
+
+
+def _set_reduction(model: Any, reduction: str) -> int:
+    """Set every compiled loss of ``model`` to ``reduction``; returns how many changed."""
+    compiled = _compiled_loss(model)
     changed = 0
     for entry in compiled._flat_losses:
         loss = entry.loss
@@ -1053,13 +1059,7 @@ def check_real_step_loss(model: Any) -> list[str]:
     masked output (``Masking``, ``mask_zero``: Keras divides by the unmasked steps, the same batch
     mean), ``"sum"`` and ``None``. Checks the compiled losses and, for the mask, the model's outputs.
     """
-    compiled = getattr(model, "_compile_loss", None)
-    if compiled is None:
-        raise ParameterError("the model is not compiled with a loss.", "call model.compile(optimizer=..., loss=...) first.")
-    if not compiled.built:
-        outputs = model.outputs
-        y = outputs[0] if len(outputs) == 1 else outputs
-        compiled.build(y, y)
+    compiled = _compiled_loss(model)
     # a functional model's symbolic outputs carry the mask Keras will apply (subclassed models: unknown)
     masked = [getattr(o, "_keras_mask", None) is not None for o in (getattr(model, "outputs", None) or [])]
     flat = compiled._flat_losses

@@ -409,9 +409,9 @@ def _alive(e: _Entry) -> np.ndarray | None:
 
 def provenance_of(X: Any) -> tuple[Provenance, np.ndarray | None] | None:
     """How statebatch made ``X``, when it did: ``(provenance, rows)`` with ``rows`` None when X is
-    the array itself or a leading slice of it (same memory), else, for a copy whose rows are whole
-    rows of a statebatch array (reordered, say), the index of each of X's rows in that array (-1:
-    not found). None when X is not statebatch's (or was changed in place since)."""
+    the array itself or a leading slice of it (same memory), else, for a copy whose rows are all the
+    rows of a statebatch array in another order, the index of each of X's rows in that array. None
+    when X is not statebatch's (or was changed in place since, or shares only some rows with it)."""
     if not isinstance(X, np.ndarray) or X.ndim < 2 or not _REGISTRY:
         return None
     ptr, rs, st, dt = _buffer_key(X)
@@ -434,7 +434,10 @@ def provenance_of(X: Any) -> tuple[Provenance, np.ndarray | None] | None:
             if e.keys is None:
                 e.keys = _row_keys(a)
             found = _match_rows(_row_keys(X), e.keys)
-            if found is not None:
+            # Exact only for a permutation of ALL the rows statebatch made (fit(shuffle=True), rows
+            # permuted in batches, lanes reordered): rows that merely coincide with some of them (lanes
+            # cut by hand from the same series, another subset) say nothing about the order of the rest.
+            if found is not None and n == a.shape[0] and (found >= 0).all() and np.unique(found).size == n:
                 return e.prov, found
     return None
 

@@ -454,14 +454,10 @@ class LaneLoader(torch.utils.data.IterableDataset):
         return LaneBatch(x, y, w, r)
 
     def _check_ranks_agree(self) -> None:
-        mine = self._identity()
-        every: list = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(every, mine)
-        if any(e != mine for e in every):
-            raise ParameterError(
-                "the ranks of this process group arranged different lanes (different data, seeds or options), so "
-                "their blocks of lanes would not be parts of the same batches.",
-                "call arrange_stateful with the same series and options and an explicit seed on every rank.")
+        _ranks_agree(self._identity(),
+                     "the ranks of this process group arranged different lanes (different data, seeds or options), so "
+                     "their blocks of lanes would not be parts of the same batches.",
+                     "call arrange_stateful with the same series and options and an explicit seed on every rank.")
 
     def _to_device(self, b: LaneBatch) -> LaneBatch:
         if self.num_replicas > 1:  # this rank's block of lanes: views, no copy
@@ -840,6 +836,14 @@ def even_batches(plan: BucketPlan, num_replicas: int) -> list[np.ndarray]:
     return batches
 
 
+def _ranks_agree(mine: Any, problem: str, fix: str) -> None:
+    """Every rank of the process group holds the same ``mine`` (what determines its plan), else an error."""
+    every: list = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(every, mine)
+    if any(e != mine for e in every):
+        raise ParameterError(problem, fix)
+
+
 def _distributed() -> tuple[int, int] | None:
     """``(world_size, rank)`` of an initialised process group, else None."""
     dist = torch.distributed
@@ -1009,14 +1013,11 @@ class BucketBatchSampler(_ResumableBatches, torch.utils.data.Sampler):
         digest = hashlib.sha1()  # not hash(): Python salts it per process
         for b in plan.batches:
             digest.update(np.asarray(b, dtype=np.int64).tobytes() + b"|")
-        mine = (len(self.lengths), int(self.lengths.sum()), self.batch_size, digest.hexdigest())
-        every: list = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(every, mine)
-        if any(e != mine for e in every):
-            raise ParameterError(
-                "the ranks of this process group planned different batches (different seeds, lengths or options), "
-                "so sequences would repeat on some ranks and be missed on others.",
-                "build the sampler (or the Bucketing) with the same data, options and an explicit seed on every rank.")
+        _ranks_agree((len(self.lengths), int(self.lengths.sum()), self.batch_size, digest.hexdigest()),
+                     "the ranks of this process group planned different batches (different seeds, lengths or options), "
+                     "so sequences would repeat on some ranks and be missed on others.",
+                     "build the sampler (or the Bucketing) with the same data, options and an explicit seed on every "
+                     "rank.")
 
     def batches(self, epoch: int | None = None) -> list[np.ndarray]:
         """This rank's batches of ``epoch`` (default: the current one), as index arrays."""

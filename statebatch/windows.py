@@ -16,7 +16,7 @@ from ._args import check_bool, check_choice, check_int, check_size, plural, reso
 from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchWarning
 from .layout import NATURAL, SLIDING, Provenance, register_provenance
 from .materialise import _strided, gather_rows, gather_windows, strided_windows
-from .plans.windows import REMAINDERS, WindowPlan, plan_windows
+from .plans.windows import REMAINDERS, WindowPlan, check_min_timesteps, plan_windows
 from .result import Batched, Explanation
 from .series import (GAPS, INPUT_CHECKS_DOC, INPUT_CHECKS_STUB, SeriesSet, _is_pandas, aligned_targets, apply_gaps, as_series,
                      check_finite_series, checked_finite, in_memory, source_of)
@@ -649,10 +649,7 @@ def _forecast_windows(data: Any, timesteps: int, *, stride: int, sampling_rate: 
                                                                    missing=missing, fill_value=fill_value)
     gaps = check_choice("gaps", gaps, GAPS)
     if min_timesteps is not None:
-        min_timesteps = check_int("min_timesteps", min_timesteps, 1)
-        if min_timesteps > timesteps:
-            raise ParameterError(f"min_timesteps={min_timesteps} is more than timesteps={timesteps}.",
-                                 "pass min_timesteps <= timesteps: the shortest history a window may have.")
+        min_timesteps = check_min_timesteps(min_timesteps, timesteps)
     lags = check_lags(lags)
     if sampling_rate != 1:
         raise ParameterError(f"forecasting inputs need sampling_rate=1, got {sampling_rate}.",

@@ -37,14 +37,17 @@ def model(jitter: bool):
 
 
 class Kill(keras.callbacks.Callback):
-    def __init__(self, at: int):
+    """End training after ``at`` batches: SIGKILL the process (``stop`` another way, e.g. an exception)."""
+
+    def __init__(self, at: int, stop=None):
         super().__init__()
         self.at, self.seen = at, 0
+        self.stop = stop or (lambda: os.kill(os.getpid(), signal.SIGKILL))
 
     def on_train_batch_end(self, batch, logs=None):
         self.seen += 1
         if self.seen == self.at:
-            os.kill(os.getpid(), signal.SIGKILL)
+            self.stop()
 
 
 def train(*, backup=None, save_freq=1, kill_at=None, epochs=3, validation=False, jitter=False) -> dict:

@@ -123,3 +123,23 @@ def test_arguments_that_do_not_match_x_are_refused():
         sb.detect_layout(X, 4, timesteps=7)
     assert sb.detect_layout(X, 4, timesteps=10, features=1).kind != "channels_first"
     assert sb.detect_layout(X, 4, timesteps=1, features=10).kind == "channels_first"   # swapped: transposed
+
+
+def test_lanes_cut_by_hand_that_share_rows_with_statebatch_lanes_are_not_called_reordered():
+    # found by a newcomer trial: correct lanes cut by hand from a series that statebatch also arranged
+    # (in the same process) share some rows with statebatch's X at other positions; only a permutation of
+    # ALL of statebatch's rows is exact evidence of reordering.
+    co2 = sb.load_co2().interpolate().to_numpy(dtype=np.float32)
+    T, B = 16, 8
+    made = sb.arrange_stateful(co2, timesteps=T, batch_size=B).X  # kept alive: registered
+    L = (len(co2) // (B * T)) * B * T
+    seg = co2[:L].reshape(B, -1, co2.shape[1])
+    K = seg.shape[1] // T
+    X = np.stack([seg[i, k * T:(k + 1) * T] for k in range(K) for i in range(B)])
+    assert made.shape[0] > 0
+    sb.validate(X, batch_size=B, stateful=True, shuffle=False)  # no ShuffleError
+    assert sb.detect_layout(X, B).kind == "lanes"
+    # the same array made by statebatch, its rows shuffled, stays exact evidence
+    with pytest.raises(sb.ShuffleError):
+        sb.validate(made[np.random.default_rng(0).permutation(made.shape[0])], batch_size=B, stateful=True,
+                    shuffle=False)

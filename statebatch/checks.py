@@ -351,6 +351,9 @@ def check_layout(X: np.ndarray, batch_size: int, timesteps: int | None = None, f
             raise ShapeError(f"X {X.shape} looks channels-first (samples, features, timesteps): {v.evidence}",
                              v.fix)
         return [f"X {X.shape} is likely transposed (channels-first): {v.evidence} Fix: {v.fix}"]
+    if v.kind == layout.LANES and v.exact and v.fix:  # statebatch's lanes with resets: right layout, but
+        return [f"X is lanes statebatch made, with resets a plain model.fit would not do: {v.evidence} "
+                f"Fix: {v.fix}"]  # a plain fit carries one series' state into the next
     if v.kind not in (layout.SLIDING, layout.NATURAL, layout.SHUFFLED):
         return []
     if v.kind == layout.SLIDING:

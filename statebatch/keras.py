@@ -1222,6 +1222,14 @@ def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int =
         raise ShuffleError("shuffle=True scrambles lanes of a stateful model.", "leave shuffle out (False).")
     fit_kwargs.pop("shuffle", None)
     save_freq = check_save_freq(save_freq)
+    for cb in callbacks or []:
+        if isinstance(cb, keras.callbacks.BackupAndRestore):
+            # it restores weights at an epoch start but not the lanes' states or the position inside
+            # an epoch's plan: a resumed run silently ends elsewhere than an uninterrupted one
+            raise ParameterError(
+                "keras.callbacks.BackupAndRestore does not save the lanes' recurrent states or the position in "
+                "the epoch's plan, so a run it resumes ends with other weights than an uninterrupted one.",
+                "drop it and pass fit_stateful(..., backup_dir=DIR, save_freq=N): exact resumption mid-epoch.")
     if backup_dir is not None and "initial_epoch" in fit_kwargs:
         raise ParameterError("initial_epoch cannot be combined with backup_dir: the backup says where training "
                              "stands.", "leave initial_epoch out (a fresh run starts at epoch 0).")

@@ -500,9 +500,13 @@ def _provenance_verdict(X: np.ndarray, b: int, prov: Provenance, rows: np.ndarra
         pb = prov.batch_size
         if pb == b:
             rs = f", {prov.resets} lane reset(s) where a new series starts" if prov.resets else ""
+            # a plain model.fit on these arrays neither resets those lanes nor weighs out their padding
+            fix = ("feed them with statebatch.keras.fit_stateful(model, arranged) (or LaneResetCallback(arranged) "
+                   "and the arrangement's sample weights), so that the lanes are reset where a new series starts "
+                   "and padded steps weigh nothing.") if prov.resets else ""
             return LayoutVerdict(LANES, evidence=(
                 f"{made}: lanes for batch size {pb}, {prov.timesteps} step(s) per row{rs}; row i of batch k+1 "
-                "continues row i of batch k by construction."), **V)
+                "continues row i of batch k by construction."), fix=fix, **V)
         return LayoutVerdict(SHUFFLED, evidence=(
             f"{made} as lanes for batch size {pb}, but is read with batch size {b}: row i of batch k+1 then "
             f"holds another lane's chunk, not the continuation of row i."),

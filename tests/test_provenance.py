@@ -31,10 +31,10 @@ def test_arranged_lanes_are_exact_with_batch_size_and_resets():
     assert v.kind == "lanes" and v.exact and "arrange_stateful" in v.evidence
     resets = int(np.count_nonzero(a.resets[1:]))
     assert resets > 0 and f"{resets} lane reset(s)" in v.evidence
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    # the right layout, but with resets a plain model.fit would not do: a warning with the fix (no error)
+    with pytest.warns(sb.StatebatchWarning, match="fit_stateful"):
         rep = sb.validate(a.X, batch_size=4, stateful=True, shuffle=False)
-    assert rep.ok and rep.info["layout_evidence"] == "exact" and not rep.warnings
+    assert rep.ok and rep.info["layout_evidence"] == "exact" and len(rep.warnings) == 1
     # the same array read with another batch size: exact, and the fix names the plan's batch size
     with pytest.raises(ShuffleError, match="batch size 4") as info:
         sb.validate(a.X, batch_size=8, stateful=True, shuffle=False, emit_warnings=False)
@@ -143,3 +143,17 @@ def test_lanes_cut_by_hand_that_share_rows_with_statebatch_lanes_are_not_called_
     with pytest.raises(sb.ShuffleError):
         sb.validate(made[np.random.default_rng(0).permutation(made.shape[0])], batch_size=B, stateful=True,
                     shuffle=False)
+
+
+def test_statebatch_lanes_with_resets_fed_as_plain_arrays_get_a_warning_with_the_fix():
+    # newcomer trial: a.X, a.y of lanes with resets passed validate silently, though a plain model.fit
+    # neither resets those lanes nor weighs out their padding
+    co2 = sb.load_co2().interpolate().to_numpy(dtype=np.float32)
+    a = sb.arrange_stateful([co2[:300], co2[300:700], co2[700:900], co2[900:1000]], timesteps=12, batch_size=2)
+    assert a.resets[1:].any()
+    with pytest.warns(sb.StatebatchWarning, match="fit_stateful"):
+        sb.validate(a.X, a.y, batch_size=2, stateful=True, shuffle=False)
+    one = sb.arrange_stateful(co2[:480], timesteps=12, batch_size=2)  # one series: no reset after batch 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sb.validate(one.X, one.y, batch_size=2, stateful=True, shuffle=False)

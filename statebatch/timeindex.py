@@ -53,6 +53,13 @@ def find_gaps(index: Any) -> tuple[np.ndarray, Any]:
     diffs = np.diff(t)
     values, counts = np.unique(diffs, return_counts=True)
     step = values[np.argmax(counts)]
+    if np.asarray(index).dtype.kind == "M" and step == pd.Timedelta(days=1).value:
+        stamps = pd.DatetimeIndex(index)
+        if stamps.normalize().equals(stamps) and (stamps.dayofweek < 5).all():
+            # daily stamps that never fall on a weekend (trading days): weekends are not holes, a missing
+            # weekday is (pandas infers no frequency once a holiday is missing, so it is not "B" above)
+            expected = stamps[:-1] + pd.offsets.BDay(1)
+            return np.flatnonzero(np.asarray(stamps[1:]) != np.asarray(expected)) + 1, "B"  # as infer_freq says
     shown = pd.Timedelta(int(step)) if np.asarray(index).dtype.kind in "mM" else step
     return np.flatnonzero(diffs > 1.5 * step) + 1, shown
 

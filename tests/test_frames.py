@@ -108,3 +108,22 @@ def test_polars_and_pyarrow_are_imported_only_when_given():
             "import pandas as pd; sb.make_windows(pd.DataFrame({'v': range(9)}), 3); "
             "assert 'polars' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_trading_days_with_a_missing_weekday_name_that_day_not_the_weekends():
+    # newcomer trial (EuStockMarkets with 3 trading days removed): pandas infers no frequency then, and
+    # every weekend was reported as a hole (371 of them); gaps="split" cut the series into weeks
+    import pandas as pd
+
+    from statebatch.timeindex import find_gaps
+
+    days = pd.bdate_range("1991-07-01", periods=300)
+    holes, step = find_gaps(days.delete([20, 100, 101]))
+    assert holes.tolist() == [20, 99] and step == "B"
+    assert find_gaps(days)[0].size == 0
+    frame = pd.DataFrame({"x": np.arange(297.0)}, index=days.delete([20, 100, 101]))
+    with pytest.raises(sb.DataValueError, match="2 hole"):
+        sb.make_windows(frame, 10)
+    with pytest.warns(sb.StatebatchWarning):
+        w = sb.make_windows(frame, 10, gaps="split")
+    assert len(set(w.series.tolist())) == 3  # three pieces

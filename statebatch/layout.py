@@ -1327,13 +1327,15 @@ def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n:
               + (f"{succ['end']:.0%} of row ends have one distinct best-matching row start somewhere (a "
                  f"continuation-like junction, the next-best start at least {1 / _SUCCESSOR_RATIO:.0f}x "
                  f"farther), against {succ['interior']:.0%} of cuts inside rows among the other rows' "
-                 f"starts at that cut (paired z={succ['z']:.1f}); " if succ_ok else "")
-              + f"row ends have more row starts right after "
-              f"them than cuts inside rows do ({ce:.2f} vs {cm:.2f} per row, z={z:.1f}"
-              + (f"; per batch, z={zb:.1f}: a whole batch holds the successors of a batch" if batch_ok else "")
-              + (f"; the best-matching starts of one batch's row ends gather in one other batch, "
-                 f"z={sc['coherence_z']:.1f} against the same rows with batch labels permuted" if coh_ok else "")
-              + f") among {k} checked rows"
+                 f"starts at that cut (paired z={succ['z']:.1f})" if succ_ok else "")
+              + ("; " if succ_ok and (row_ok or batch_ok or coh_ok) else "")
+              + ((f"row ends have more row starts right after "
+                  f"them than cuts inside rows do ({ce:.2f} vs {cm:.2f} per row, z={z:.1f}"
+                  + (f"; per batch, z={zb:.1f}: a whole batch holds the successors of a batch" if batch_ok else "")
+                  + (f"; the best-matching starts of one batch's row ends gather in one other batch, "
+                     f"z={sc['coherence_z']:.1f} against the same rows with batch labels permuted" if coh_ok else "")
+                  + ")") if (row_ok or batch_ok or coh_ok) else "")
+              + f" among {k} checked rows"
               f"{' and a random subset of ' + str(m_sub) + ' rows' if m_sub < n else ''}, while row i -> "
               f"row i of the next batch looks unrelated ({cL:.2f}; 0.5 = random)")
         conf = max(est if row_ok else 0, estb if batch_ok else 0, 0.5 if coh_ok else 0,

@@ -284,6 +284,10 @@ def summarise(results: list[dict]) -> list[dict]:
         row["cases_with_evidence"] = len(ev)
         row["rate_with_evidence"] = float(np.mean(ev)) if ev else None
         row["rate_with_evidence_2plus_features"] = float(np.mean(ev2)) if ev2 else None
+        # and with >= 2 timesteps per row: one step per row shows nothing of what a step looks like,
+        # so rows shuffled one by one cannot be told from independent samples there
+        ev2t = [r["result"] != "pass" for r in rs if r.get("evidence") and r["F"] >= 2 and r["T"] >= 2]
+        row["rate_with_evidence_2plus_features_T2plus"] = float(np.mean(ev2t)) if ev2t else None
         row["undetermined"] = sum(r["kind"] == "undetermined" for r in rs)
         rows.append(row)
     return rows

@@ -761,8 +761,8 @@ def bench_layout_calibration(quick):
     independent samples (sklearn digits read row by row, Japanese vowels, gapminder countries,
     cows, trees, pigs, chicks, US states, rats, EEG electrodes) in random orders. Per layout: the
     detection rate (mistakes: hard error or warning) or the false-alarm rate (correct layouts),
-    also over the cases that carry the evidence (>= 64 rows, continuity inside rows) and with two
-    or more features. No peer: the figures are the rates. (--quick: the test subset.)"""
+    also over the cases that carry the evidence (>= 64 rows, continuity inside rows), with two
+    or more features, and with two or more timesteps per row. No peer: the figures are the rates. (--quick: the test subset.)"""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import corpus
 

@@ -27,6 +27,11 @@ row subset looks for successors anywhere (shuffled lanes) against a null of cut 
 and a batch-coherence test asks whether the best-matching starts of one batch's row ends (with one
 step per row: its rows' nearest neighbours) gather in one other batch, against the same rows with
 their batch labels permuted -- an exact null for independent samples, whatever their distribution.
+Rows shuffled one by one (``fit(shuffle=True)``) are also found by a global successor search: the
+share of row ends whose best-matching start over the subset is *distinct* (continuation-like, and
+the next-best start several times farther) against the same share for cuts inside rows among the
+other rows' starts at that cut; a ratio of the nearest two distances does not grow where many
+starts lie close (rows that all start and end at rest), so such rows give no distinct matches.
 Rows permuted inside batches are found by comparing each row end's best junction with the next
 batch's row starts against the same with a control batch at the same positions (batch k-1; the
 row's own batch for one step per row), so rows that all start and end at one level (recordings at
@@ -1259,7 +1264,8 @@ def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n:
     agg = b > 1 and gstart.size >= 4
     e_best, e_arg, e_cnt, e_col, e_agg, e_top = _nearest(
         Esig[anchors], Ssig, anchors, okS, rad, gstart if agg else None, rng if agg else None, _COH_K)
-    m_best, _, m_cnt, m_col, m_agg = _nearest(Msig[anchors], Ssig_mid, anchors, okM, rad, gstart if agg else None)
+    m_best, _, m_cnt, m_col, m_agg, m_top = _nearest(Msig[anchors], Ssig_mid, anchors, okM, rad,
+                                                     gstart if agg else None, None, 2)
     k = anchors.size
     ce, cm = float(e_cnt.mean()), float(m_cnt.mean())
     # a true successor lies within the median continuation score half of the time.
@@ -1292,6 +1298,12 @@ def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n:
         estb = float(diff.mean() / max(0.5 * np.mean(rows_per) * (gstart.size - 1) / max(n // b - 1, 1), 1e-9))
         sc.update(shuffled_batch_z=zb, shuffled_batch_fraction=estb)
     row_ok = z >= 4 and est >= 0.4 and (ce - cm) * k >= 8
+    succ = _distinct_successors(Esig[anchors], Ssig, e_top, Msig[anchors], Ssig_mid, m_top, q90,
+                                sub[anchors], sub, b)
+    sc.update(successor_distinct_end=succ["end"], successor_distinct_interior=succ["interior"],
+              successor_z=succ["z"], successor_at_lane=succ["at_lane"])
+    succ_ok = (succ["z"] >= _SUCCESSOR_Z and succ["end"] - succ["interior"] >= _SUCCESSOR_EFFECT
+               and succ["count"] >= 8 and succ["at_lane"] < 0.5)
     batch_ok = zb >= 5 and estb >= 0.1
     # Power: if every row had a hidden successor in the subset, the end counts would exceed the
     # interior counts by 0.5 * frac_in per row (the successor lies within the median continuation
@@ -1314,19 +1326,27 @@ def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n:
         coh = _batch_coherence(bid, np.repeat(anchors, _COH_K), e_top.ravel(), rng)
         sc.update(coherence_z=coh["z"], coherence_effect=coh["effect"], coherence_own_z=coh["z_own"])
         coh_ok = _coherent(coh)
-    if row_ok or batch_ok or coh_ok:
+    if row_ok or batch_ok or coh_ok or succ_ok:
         kk = int(np.argmin(np.abs(e_best - np.median(Wd)) + 1e9 * (e_best > q90)))
         a, rr = int(sub[anchors[kk]]), int(sub[e_arg[kk]])
         ev = (f"rows do continue other rows, just not row i of the next batch: e.g. sample {rr} ({_rc(rr, b)}) "
-              f"picks up where sample {a} ({_rc(a, b)}) ends; row ends have more row starts right after "
-              f"them than cuts inside rows do ({ce:.2f} vs {cm:.2f} per row, z={z:.1f}"
-              + (f"; per batch, z={zb:.1f}: a whole batch holds the successors of a batch" if batch_ok else "")
-              + (f"; the best-matching starts of one batch's row ends gather in one other batch, "
-                 f"z={sc['coherence_z']:.1f} against the same rows with batch labels permuted" if coh_ok else "")
-              + f") among {k} checked rows"
+              f"picks up where sample {a} ({_rc(a, b)}) ends; "
+              + (f"{succ['end']:.0%} of row ends have one distinct best-matching row start somewhere (a "
+                 f"continuation-like junction, the next-best start at least {1 / _SUCCESSOR_RATIO:.0f}x "
+                 f"farther), against {succ['interior']:.0%} of cuts inside rows among the other rows' "
+                 f"starts at that cut (paired z={succ['z']:.1f})" if succ_ok else "")
+              + ("; " if succ_ok and (row_ok or batch_ok or coh_ok) else "")
+              + ((f"row ends have more row starts right after "
+                  f"them than cuts inside rows do ({ce:.2f} vs {cm:.2f} per row, z={z:.1f}"
+                  + (f"; per batch, z={zb:.1f}: a whole batch holds the successors of a batch" if batch_ok else "")
+                  + (f"; the best-matching starts of one batch's row ends gather in one other batch, "
+                     f"z={sc['coherence_z']:.1f} against the same rows with batch labels permuted" if coh_ok else "")
+                  + ")") if (row_ok or batch_ok or coh_ok) else "")
+              + f" among {k} checked rows"
               f"{' and a random subset of ' + str(m_sub) + ' rows' if m_sub < n else ''}, while row i -> "
               f"row i of the next batch looks unrelated ({cL:.2f}; 0.5 = random)")
-        conf = max(est if row_ok else 0, estb if batch_ok else 0, 0.5 if coh_ok else 0)
+        conf = max(est if row_ok else 0, estb if batch_ok else 0, 0.5 if coh_ok else 0,
+                   succ["end"] - succ["interior"] if succ_ok else 0)
         return LayoutVerdict(SHUFFLED, evidence=ev + ".", fix=_SHUFFLED_FIX, confidence=float(np.clip(conf, 0, 1)),
                              **V)
     # 'independent' claims that no row continues any other: that needs power for single rows, since
@@ -1356,6 +1376,50 @@ def _global(X: np.ndarray, jm: _Junction, Wd: np.ndarray, q90: float, b: int, n:
         "if the samples are unrelated, use stateful=False (or reset states after every batch); for "
         "long series, arrange them in lanes with statebatch.arrange_stateful."),
         confidence=_conf(sig), **V)
+
+
+_SUCCESSOR_RATIO = 0.25   # best match / second-best (squared distances) below which a match is distinct
+_SUCCESSOR_Z = 5.0        # paired z of distinct matches at row ends against cuts inside rows (threshold)
+_SUCCESSOR_EFFECT = 0.1   # and the excess share of row ends with a distinct match
+
+
+def _distinct_successors(E: np.ndarray, S: np.ndarray, e_top: np.ndarray, M: np.ndarray, SM: np.ndarray,
+                         m_top: np.ndarray, q90: float, rows: np.ndarray, sub: np.ndarray,
+                         b: int) -> dict[str, float]:
+    """Do row ends have one *distinct* best-matching row start anywhere (a hidden successor), more
+    often than cuts inside rows have one among the other rows' starts at that cut?
+
+    A row end's match is distinct when its junction score is like a continuation inside a row
+    (<= the 90% quantile of those) and the second-best start is at least 1/ratio times farther
+    (``_SUCCESSOR_RATIO``). The ratio of the nearest two distances does not depend on how densely
+    the starts lie around the end (for locally even data it is uniform-like whatever the scale),
+    so rows that all start and end at one level (recordings at rest: many starts equally close)
+    give *no* distinct matches at their ends, rather than many close ones. The null: the same
+    for a cut inside each row against the other rows' starts at that cut (no row continues
+    another's interior). Shuffled lanes: each row end has its successor somewhere, distinct
+    whenever the boundary carries enough information. Returns the shares of distinct matches at
+    ends and at cuts, the paired z, the count at ends, and the share of distinct end matches that
+    sit at sample j+B (the lane order; then the rows are not shuffled).
+
+    E, S : ``(k, D)`` anchor row-end signatures, ``(m, D)`` row-start signatures of the subset;
+    e_top : ``(k, >=2)`` indices of the nearest starts; M, SM, m_top : the same at a cut inside
+    rows; rows : ``(k,)`` the anchors' sample numbers; sub : ``(m,)`` the subset's sample numbers.
+    """
+    def distinct(Q: np.ndarray, P: np.ndarray, top: np.ndarray) -> np.ndarray:
+        d1 = np.sum((Q - P[top[:, 0]]) ** 2, axis=1)
+        d2 = np.sum((Q - P[top[:, 1]]) ** 2, axis=1)
+        ok = np.isfinite(d1) & np.isfinite(d2) & (top[:, 0] != top[:, 1])
+        return ok & (d1 <= q90) & (d1 < _SUCCESSOR_RATIO * d2)
+
+    de, dm = distinct(E, S, e_top), distinct(M, SM, m_top)
+
+    k = max(de.size, 1)
+    diff = de.astype(np.float64) - dm
+    sd = max(float(diff.std()), 0.5 / math.sqrt(k))
+    z = float(diff.mean() / (sd / math.sqrt(k))) if de.size else 0.0
+    at_lane = float(np.mean(sub[e_top[de, 0]] == rows[de] + b)) if de.any() else 0.0
+    return dict(end=float(de.mean()) if de.size else 0.0, interior=float(dm.mean()) if dm.size else 0.0,
+                z=z, count=int(de.sum()), at_lane=at_lane)
 
 
 def _coherent(coh: dict) -> bool:

@@ -529,6 +529,41 @@ def test_random_inputs_never_alarm(n, t, f, b, seed, q):
     assert not v.is_mistake, v
 
 
+def _top2(Q, P):
+    """Indices of the two nearest rows of P to each row of Q, not the row's own (brute force)."""
+    d = ((Q[:, None, :] - P[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    return np.argsort(d, axis=1, kind="stable")[:, :2]
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(12, 80), dim=st.integers(1, 6), b=st.integers(1, 8), seed=st.integers(0, 10_000),
+       scale=st.floats(1e-3, 1e3))
+def test_distinct_successors_invariants(m, dim, b, seed, scale):
+    rng = np.random.default_rng(seed)
+    E, M, SM = (rng.standard_normal((m, dim)) for _ in range(3))
+    perm = rng.permutation(m)
+    S = np.empty_like(E)
+    S[perm] = E + 1e-3 * rng.standard_normal((m, dim))   # row i's end continues into row perm[i]'s start
+    rows = np.arange(m)
+    et, mt = _top2(E, S), _top2(M, SM)
+    r = L._distinct_successors(E, S, et, M, SM, mt, 1.0, rows, rows, b)
+    assert 0 <= r["interior"] <= 1 and 0 <= r["end"] <= 1 and 0 <= r["at_lane"] <= 1
+    # the distance ratio and the continuation scale carry no unit: scaling everything changes nothing
+    rs = L._distinct_successors(scale * E, scale * S, et, scale * M, scale * SM, mt, scale ** 2, rows, rows, b)
+    assert rs == r
+    # a planted successor whose next-best start is far is a distinct match (where it is not the row itself)
+    d = ((E[:, None] - S[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    d.sort(axis=1)
+    clear = (perm != rows) & (d[:, 1] > 4 * d[:, 0] + 1e-9) & (d[:, 0] <= 1.0)
+    assert r["count"] >= clear.sum()
+    # starts all at one level (recordings at rest): no start is closer than another, nothing distinct
+    rest = np.zeros_like(S)
+    r0 = L._distinct_successors(E, rest, _top2(E, rest), M, SM, mt, 1e9, rows, rows, b)
+    assert r0["end"] == 0.0 and r0["count"] == 0
+
+
 # --------------------------------------------------------------------------------- summary
 
 

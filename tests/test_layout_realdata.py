@@ -121,3 +121,32 @@ def test_validate_with_a_stateful_model_still_warns_that_fit_shuffles():
     model = keras.Model(inp, keras.layers.LSTM(2, stateful=True)(inp))
     rep = sb.validate(a.X, model=model, emit_warnings=False)
     assert any("shuffles by default" in w for w in rep.warnings), rep.warnings
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fit_shuffle_order_is_found_from_distinct_hidden_successors(seed):
+    # monthly commodity prices (10 features), lanes of T=8 for B=4 served in fit(shuffle=True) order:
+    # each row end has one distinct best-matching row start somewhere (its hidden successor), far
+    # more often than a cut inside a row has one among the other rows' starts at that cut
+    name, s = next(corpus.long_series(["stevedata::commodity_prices"]))
+    case = [c for c in corpus.layouts_of(name, s, 8, 4, seed=seed) if c.layout == "fit_shuffle"][0]
+    v = sb.detect_layout(case.X, 4)
+    assert v.kind == "shuffled_lanes" and not v.exact, v
+    assert v.scores["successor_z"] >= 5 and v.scores["successor_at_lane"] < 0.5, v.scores
+    assert "distinct best-matching row start" in v.evidence
+    with pytest.warns(sb.StatebatchWarning, match="statistical reading"):
+        rep = sb.validate(case.X, batch_size=4, stateful=True, shuffle=False)
+    assert rep.ok
+
+
+def test_recordings_at_rest_give_no_distinct_successors():
+    # digits read row by row start and end with blank rows: many starts equally close to every end,
+    # so no distinct match at the row ends (the share is no higher than at cuts inside rows)
+    digits = next(corpus.independent_sets(["sklearn::digits"]))[1]
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        G = digits[rng.permutation(len(digits))[:400]]
+        v = sb.detect_layout(G, 8)
+        assert v.kind != "shuffled_lanes", v
+        if "successor_z" in v.scores:
+            assert v.scores["successor_z"] < 5, v.scores

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import re
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import DataValueError, DTypeError, ParameterError, StatebatchError
+from .errors import DataValueError, DTypeError, ParameterError, StatebatchError, StatebatchWarning
 
 
 def _positive(text: str) -> int:
@@ -365,7 +366,13 @@ _CLI_WORDS = (("gaps='split'", "--gaps split"), ("gaps='accept'", "--gaps accept
 def _cli_fix(text: str) -> str:
     for a, b in _CLI_WORDS:
         text = text.replace(a, b)
-    return text
+    # "batch_size=4" in a library fix is the CLI's --batch-size 4
+    return re.sub(r"\bbatch_size=(\d+)", r"--batch-size \1", text)
+
+
+def _cli_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library warning, as the CLI says it: one line, no source location, options for keywords."""
+    print(f"warning: {_cli_fix(str(message))}", file=sys.stderr if file is None else file)
 
 
 def _cli_advice(text: str) -> str:
@@ -415,7 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     c.set_defaults(func=_cmd_check)
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", StatebatchWarning)
+            warnings.showwarning = _cli_warning
+            return args.func(args)
     except StatebatchError as exc:
         print(f"error: {type(exc).__name__}: {_cli_fix(str(exc))}", file=sys.stderr)
         return 2

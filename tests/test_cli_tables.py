@@ -163,3 +163,20 @@ def test_cli_nan_advice_is_about_the_table_not_python(tmp_path, capsys):
                  "--target", "co2"]) == 1
     out = capsys.readouterr().out
     assert "NaN" in out and "in the table's columns" in out and "np.isfinite(X)" not in out
+
+
+def test_library_warnings_are_said_as_cli_lines_with_option_names(tmp_path):
+    # newcomer trial: the padding warning came out as a raw Python warning naming batch_size=
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"id": np.repeat(["a", "b"], [20, 30]), "t": np.r_[np.arange(20), np.arange(30)],
+                          "x": rng.normal(size=50)})
+    path = tmp_path / "small.csv"
+    frame.to_csv(path, index=False)
+    run = subprocess.run([sys.executable, "-m", "statebatch", "check", str(path), "--id-col", "id", "--time-col", "t",
+                          "--timesteps", "5", "--batch-size", "16", "--stateful"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "warning: padding is" in run.stderr and "--batch-size 2 or less" in run.stderr
+    assert "StatebatchWarning" not in run.stderr and "cli.py" not in run.stderr

@@ -117,10 +117,11 @@ def gather_rows(source: RowSource, rows: np.ndarray) -> np.ndarray:
 
 
 def gather_chunks(source: RowSource, starts: np.ndarray, valid: np.ndarray, length: int, pad_value: Any = 0,
-                  *, reader: "LaneReader | None" = None) -> np.ndarray:
+                  *, reader: "LaneReader | None" = None, limits: np.ndarray | None = None) -> np.ndarray:
     """Chunks ``(n, length, *row)``: rows ``[s, s + v)`` of each (start, valid) pair, padded after ``v``.
 
-    Chunks with ``v == 0`` are all padding. ``reader`` (out-of-core sources) reads ahead per lane.
+    Chunks with ``v == 0`` are all padding. ``reader`` (out-of-core sources) reads ahead per lane, up to
+    ``limits`` (per chunk: the row after the last its lane will read) when given.
     """
     starts = np.asarray(starts, dtype=np.int64)
     valid = np.asarray(valid, dtype=np.int64)
@@ -128,7 +129,7 @@ def gather_chunks(source: RowSource, starts: np.ndarray, valid: np.ndarray, leng
     row = tuple(source.shape[1:])
     check_size("the chunks", (n, length) + row, source.dtype.itemsize)
     if reader is not None and source.array is None:
-        return reader.read(starts, valid, length, pad_value)
+        return reader.read(starts, valid, length, pad_value, limits)
     arr = source.array
     if arr is None and isinstance(source, ConcatSource):
         out = np.empty((n, length) + row, dtype=source.dtype)
@@ -332,7 +333,10 @@ class LaneReader:
         # `end` in the buffer are the rows from `starts` on; None when lanes are not in lockstep.
         self._next: tuple | None = None
 
-    def read(self, starts: np.ndarray, valid: np.ndarray, length: int, pad_value: Any) -> np.ndarray:
+    def read(self, starts: np.ndarray, valid: np.ndarray, length: int, pad_value: Any,
+             limits: np.ndarray | None = None) -> np.ndarray:
+        """``limits``: per lane, the row its read-ahead stops before (the end of the rows the lane will
+        read in a row): a replica that serves some lanes then never reads the rows of the others."""
         src = self.source
         starts = np.asarray(starts, dtype=np.int64)
         valid = np.asarray(valid, dtype=np.int64)
@@ -362,7 +366,7 @@ class LaneReader:
             read_into = getattr(src, "read_into", None)
             for lane in np.flatnonzero(miss).tolist():
                 s = int(starts[lane])
-                e = min(n, s + cap)
+                e = min(n, s + cap) if limits is None else min(n, s + cap, max(int(limits[lane]), s + int(valid[lane])))
                 if read_into is not None:
                     read_into(s, e, buf[lane, : e - s])
                 else:

@@ -183,26 +183,48 @@ class Arranged(Batched):
         length = plan.batch_length(k)
         start, valid = self._rows(plan, k)
         block = None if lanes is None else (lanes.start or 0, lanes.stop)  # a block's own read-ahead buffers
+        limits = None
         if lanes is not None:
+            limits = self._run_ends(plan)[k][lanes]
             start, valid = start[lanes], valid[lanes]
         packed = self._lanes.get((self._cache_key(plan), "x")) if lanes is None else None
         if packed is not None:  # packed: batch k is a slice of every lane (one copy into a contiguous batch)
             X = np.ascontiguousarray(packed[:, k * length:(k + 1) * length])
         else:
             X = gather_chunks(self._ss.source, start, valid, length, self.pad_value,
-                              reader=self._reader("x" if block is None else ("x", block), self._ss.source))
+                              reader=self._reader("x" if block is None else ("x", block), self._ss.source),
+                              limits=limits)
         if self._ysource is None:
             return (X,)
-        return (X,) + self._targets_at(start, valid, length, block)
+        return (X,) + self._targets_at(start, valid, length, block, limits)
+
+    def _run_ends(self, plan: LanePlan) -> np.ndarray:
+        """``(n_batches, batch_size)``: for each chunk, the source row after the last one its lane reads
+        without a break (the chunks that follow it in its lane continue the same rows). A block of lanes
+        reads ahead only up to there, so it never reads rows that other lanes hold."""
+        cached = getattr(self, "_run_end_cache", None)
+        if cached is not None and cached[0] == plan.epoch:
+            return cached[1]
+        start, valid = self._rows(plan, slice(None))
+        first = start.reshape(plan.n_batches, -1)
+        steps = valid.reshape(plan.n_batches, -1)
+        end = first + steps
+        runs = end.copy()
+        for k in range(plan.n_batches - 2, -1, -1):  # from the last batch back: a lane's run goes on while
+            go_on = (first[k + 1] == end[k]) & (steps[k + 1] > 0)  # its next chunk starts where this one ends
+            runs[k] = np.where(go_on, runs[k + 1], end[k])
+        self._run_end_cache = (plan.epoch, runs)
+        return runs
 
     def _targets_at(self, start: np.ndarray, valid: np.ndarray, length: int,
-                    block: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    block: tuple | None = None, limits: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Targets and sample weights of chunks starting at source rows ``start`` with ``valid`` steps:
         per step (``return_sequences``, padded steps weight 0) or of each chunk's last step (a
         partial chunk weight 0)."""
         if self.return_sequences:
             y = gather_chunks(self._ysource, start + self._yshift, valid, length, self.pad_value,
-                              reader=self._reader("y" if block is None else ("y", block), self._ysource))
+                              reader=self._reader("y" if block is None else ("y", block), self._ysource),
+                              limits=None if limits is None else limits + self._yshift)
             w = (np.arange(length)[None, :] < valid[:, None]).astype(np.float32)
         else:
             last = np.where(valid > 0, start + valid - 1 + self._yshift, 0)

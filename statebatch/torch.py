@@ -435,19 +435,23 @@ class LaneLoader(torch.utils.data.IterableDataset):
         return tensors
 
     def _make(self, k: int, epoch: int, reset: np.ndarray) -> LaneBatch:
-        arrays = self.arranged.batch(k, epoch)
+        # several replicas: only this rank's lanes are read (out of core, only their rows), so the
+        # batch is already this rank's block (see _to_device)
+        block = self.block if self.num_replicas > 1 else slice(None)
+        arrays = self.arranged.batch(k, epoch, lanes=self.block) if self.num_replicas > 1 \
+            else self.arranged.batch(k, epoch)
         x = to_tensor(arrays[0])
         if len(arrays) > 1:
             y, w = to_tensor(arrays[1]), to_tensor(arrays[2])
         else:  # no targets: the weights still say which steps are real
             plan = self.arranged.plan(epoch)
-            valid = plan.valid[k]
+            valid = plan.valid[k][block]
             if self.arranged.return_sequences:
                 w = torch.from_numpy((np.arange(plan.batch_length(k))[None, :] < valid[:, None]).astype(np.float32))
             else:
                 w = torch.from_numpy((valid == plan.batch_length(k)).astype(np.float32))
             y = None
-        r = torch.from_numpy(reset)  # a row of this pass's own masks
+        r = torch.from_numpy(reset[block])  # a row of this pass's own masks
         if self.pin_memory:
             x, w, r = x.pin_memory(), w.pin_memory(), r.pin_memory()
             y = None if y is None else y.pin_memory()
@@ -459,8 +463,8 @@ class LaneLoader(torch.utils.data.IterableDataset):
                      "their blocks of lanes would not be parts of the same batches.",
                      "call arrange_stateful with the same series and options and an explicit seed on every rank.")
 
-    def _to_device(self, b: LaneBatch) -> LaneBatch:
-        if self.num_replicas > 1:  # this rank's block of lanes: views, no copy
+    def _to_device(self, b: LaneBatch, whole: bool = False) -> LaneBatch:
+        if whole and self.num_replicas > 1:  # a whole batch (in memory): this rank's block, as views
             b = LaneBatch(*(None if t is None else t[self.block] for t in b))
         if self.device is None:
             return b
@@ -497,7 +501,7 @@ class LaneLoader(torch.utils.data.IterableDataset):
                 make, move = LaneBatch._make, self.device is not None or self.num_replicas > 1
                 for b in itertools.islice(zip(*parts), start, None):
                     pos[1] += 1
-                    yield self._to_device(make(b)) if move else make(b)
+                    yield self._to_device(make(b), whole=True) if move else make(b)
         if self._pos is pos:
             self._pos = None
         self.arranged.set_epoch(epoch + 1)

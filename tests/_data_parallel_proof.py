@@ -8,6 +8,7 @@ count R the same stateful LSTM (same initial weights) is
 - run by ``statebatch.keras.predict`` on lanes repacked every epoch (12 series in 8 lanes, resets),
   epochs 0 and 1, and every series' outputs are compared with the same weights run on that series
   alone (a plain LSTM on the whole series);
+- evaluated by ``model.evaluate`` with ``LaneResetCallback``: the loss of one device;
 - trained by ``fit_stateful`` for 2 epochs on the replicas, and the weights, optimizer variables and
   lane states compared with the same training on one device.
 
@@ -34,7 +35,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import statebatch as sb  # noqa: E402
-from statebatch.keras import KerasState, fit_stateful, model_batch_size, predict  # noqa: E402
+from statebatch.keras import (KerasState, LaneResetCallback, StatefulDataset, fit_stateful,  # noqa: E402
+                              model_batch_size, predict)
 
 rng = np.random.default_rng(0)
 series = [rng.normal(size=(int(n), 2)).astype("float32") for n in rng.integers(20, 60, 12)]
@@ -68,6 +70,12 @@ def whole_series_error(model, arr, epoch):
     return max(float(np.abs(np.asarray(plain(s[None, :len(o)]))[0] - o).max()) for s, o in zip(series, outs))
 
 
+def evaluated(model):
+    """``model.evaluate`` over the lanes with LaneResetCallback (the loss of epoch 0's plan)."""
+    arr = arranged()
+    return float(model.evaluate(StatefulDataset(arr), callbacks=[LaneResetCallback(arr)], verbose=0))
+
+
 def trained(model):
     fit_stateful(model, arranged(), epochs=int(os.environ.get("EPOCHS", "2")), verbose=0)
     return ([np.asarray(w) for w in model.get_weights()],
@@ -91,6 +99,7 @@ def scope(r):
     return strategy.scope()
 
 
+reference_loss = evaluated(build(B))
 reference = trained(build(B))
 report = {}
 for r in REPLICAS:
@@ -100,9 +109,11 @@ for r in REPLICAS:
         model_fit = build(batch)
     arr = arranged()
     errs = [whole_series_error(model, arr, e) for e in (0, 1)]
+    loss = evaluated(model)
     got = trained(model_fit)
     if BACKEND == "jax":
         keras.distribution.set_distribution(None)
-    report[str(r)] = {"batch": batch, "predict": max(errs), "weights": max_diff(got[0], reference[0]),
+    report[str(r)] = {"batch": batch, "predict": max(errs), "evaluate": abs(loss - reference_loss),
+                      "weights": max_diff(got[0], reference[0]),
                       "optimizer": max_diff(got[1], reference[1]), "states": max_diff(got[2], reference[2])}
 print(json.dumps(report))

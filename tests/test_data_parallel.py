@@ -86,6 +86,7 @@ def test_data_parallel_lanes_equal_the_one_device_run(tmp_path):
         # TF builds the model per replica (B / R rows), JAX for the global batch
         assert got["batch"] == (8 // int(r) if backend == "tensorflow" else 8)
         assert got["predict"] <= 1e-5, (r, got)
+        assert got["evaluate"] <= 1e-5, (r, got)
         for what in ("weights", "optimizer", "states"):
             assert got[what] <= 1e-5, (r, what, got)
 

@@ -1,9 +1,9 @@
 """statebatch.torch under DistributedDataParallel: lanes sharded over real gloo processes.
 
-Two processes (``torch.multiprocessing.spawn``, the gloo backend on CPU) each build the same
+Two and four processes (``torch.multiprocessing.spawn``, the gloo backend on CPU) each build the same
 arrangement (12 real-valued series of different lengths in 8 lanes, repacked every epoch) and a
 ``LaneLoader`` whose ``num_replicas``/``rank`` come from the process group: every rank serves every
-batch but only its own 4 lanes, and its ``StateCarrier`` keeps their states.
+batch but only its own 8 / R lanes, and its ``StateCarrier`` keeps their states.
 
 - Forward: the ranks' outputs side by side (gathered) equal, per series, the same LSTM run on that
   series alone, in epochs 0 and 1.
@@ -85,9 +85,10 @@ def _worker(rank, world, init, out_path):
         dist.destroy_process_group()
 
 
-def test_lanes_sharded_over_gloo_ranks_equal_one_process(tmp_path):
+@pytest.mark.parametrize("world", [2, 4])
+def test_lanes_sharded_over_gloo_ranks_equal_one_process(tmp_path, world):
     out = tmp_path / "rank0.npy"
-    mp.spawn(_worker, args=(2, f"file://{tmp_path / 'rendezvous'}", str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(world, f"file://{tmp_path / 'rendezvous'}", str(out)), nprocs=world, join=True)
     got = np.load(out, allow_pickle=True).item()
     series = _series()
     arranged = sb.arrange_stateful(series, timesteps=T, batch_size=B, shuffle=True, seed=2)

@@ -40,7 +40,7 @@ test-main: $(STAMP)
 
 test-jax: $(JAX_STAMP)
 	# the statebatch.torch tests import torch (not in this venv) and are not marked `backend`
-	KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -q -m '(backend and not exhaustive) or jax_native' --ignore-glob='tests/test_torch*'
+	KERAS_BACKEND=jax .venv-jax/bin/python -m pytest -q -m '(backend and not exhaustive) or jax_native' --ignore-glob='tests/test_torch*' --ignore=tests/test_census_torch.py
 
 test-torch: $(TORCH_STAMP)
 	KERAS_BACKEND=torch .venv-torch/bin/python -m pytest -q -m 'backend and not exhaustive' --ignore=tests/test_jax_native.py

@@ -276,7 +276,7 @@ def test_epochs_whose_batches_share_one_length_do_not_fix_the_time_axis():
     # and the figures are still the real-step mean: every sequence run alone, averaged over its steps
     num = den = 0.0
     for s in S:
-        out = np.asarray(model(s[None, :-1]))[0]
+        out = keras.ops.convert_to_numpy(model(s[None, :-1]))[0]
         num += float(((out - s[1:]) ** 2).sum())
         den += len(s) - 1
     got = [model.evaluate(BucketDataset(bk), verbose=0) for _ in range(2)]

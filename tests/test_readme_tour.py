@@ -64,7 +64,7 @@ def test_the_readme_tour_runs_as_written(tmp_path, monkeypatch):
     inp1 = keras.Input(batch_shape=(1, None, 12))
     plain = keras.Model(inp1, keras.layers.Dense(12)(keras.layers.LSTM(4, return_sequences=True)(inp1)))
     plain.set_weights(model.get_weights())
-    worst = max(float(np.abs(np.asarray(plain(s[None, :-1]))[0] - o).max())
+    worst = max(float(np.abs(keras.ops.convert_to_numpy(plain(s[None, :-1]))[0] - o).max())
                 for s, o in zip(list_of_series[:20], per_series[:20]))
     assert worst <= 1e-5
     assert not os.path.exists(tmp_path / "ckpt" / "statebatch-backup.npz")  # removed when training finished

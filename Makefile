@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-dev
 JAX_STAMP := .venv-jax/.installed
 TORCH_STAMP := .venv-torch/.installed
 
-.PHONY: demo test test-main test-jax test-torch docs lint bench bench-quick clean
+.PHONY: demo test test-main test-jax test-torch docs bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)

@@ -195,6 +195,8 @@ def _windows_of(table: np.ndarray, first: np.ndarray, length: int) -> np.ndarray
     """Rows ``first .. first + length - 1`` of ``table`` per window, ``(N, length, columns)``: one gather
     from a strided view (as plain windows). Rows before row 0 (variable history of the first series)
     read row 0; they are padding, zeroed or left out by the caller."""
+    if table.shape[0] < length:  # fewer rows in all than one window (a short first series): gather directly
+        return table[np.maximum(first[:, None] + np.arange(length, dtype=np.int64), 0)]
     view = strided_windows(table, length)
     if len(first) and first.min() < 0:
         out = view[np.maximum(first, 0)]

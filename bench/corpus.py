@@ -239,7 +239,7 @@ def outcome(case: Case) -> dict:
     with the verdict's kind."""
     import warnings as _w
 
-    from statebatch import checks, layout
+    from statebatch.checking import checks, layout
     from statebatch.errors import StatebatchError
 
     v = layout.detect_layout(case.X, case.batch_size)

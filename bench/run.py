@@ -786,8 +786,8 @@ def bench_state_store(quick):
     Also the store's own share: lookup + gather + scatter time vs the model call it wraps."""
     import keras
 
-    from statebatch.inference import get_states, inference_model, set_states
-    from statebatch.statestore import StateStore
+    from statebatch.serving.inference import get_states, inference_model, set_states
+    from statebatch.serving.statestore import StateStore
 
     n, F, units, train_b = (2_000 if quick else 10_000), 4, 32, 64
     n_peer = 100 if quick else 300

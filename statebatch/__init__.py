@@ -8,35 +8,43 @@ matplotlib, scikit-learn, Dask and Zarr are imported by the modules that use the
 
 from __future__ import annotations
 
-from .bucketing import Batch, Bucketing, bucket_batches, bucket_boundaries, padding_of
+from ._moved import install_moved_paths, moved_module
+from .checking.explain import explain
+from .checking.layout import LayoutVerdict, detect_layout
+from .checking.validate import ValidationReport, validate
 from .errors import (BatchIndexError, BatchSizeError, DataValueError, DTypeError, LengthMismatchError, ModelMismatchError,
                      OrderError, OverlappingWindowsError, ParameterError, RemainderError, ShapeError,
                      ShuffleError, StatebatchError, StatebatchWarning, StatefulLayoutError, StoreError,
                      UnknownSeriesError, UnsupportedModelError)
-from .explain import explain
-from .layout import LayoutVerdict, detect_layout
+from .materialise.forecast import split_xy
 from .plans.buckets import BucketPlan, plan_buckets, retention
 from .plans.lanes import LanePlan, pack_lanes, plan_lanes
 from .plans.windows import WindowPlan, plan_windows
-from .result import Explanation, LeftOut
-from .source import ArraySource, ConcatSource, RowSource, as_source
-from .stateful import Arranged, arrange_stateful
-from .validate import ValidationReport, validate
-from .windows import Windows, make_windows, strided_windows
+from .results.batched import Explanation, LeftOut
+from .results.bucketing import Batch, Bucketing, bucket_batches, bucket_boundaries, padding_of
+from .results.stateful import Arranged, arrange_stateful
+from .results.windows import Windows, make_windows, strided_windows
+from .sources.base import ArraySource, ConcatSource, RowSource, as_source
+from .sources.npy import open_prepared, write_batches
+from .sources.options import InputOptions
+
+# statebatch.windows, statebatch.store, ... (the modules before the layer folders) still import, with
+# a FutureWarning naming the new place, for one release (CHANGELOG.md)
+install_moved_paths(__name__)
 
 __version__ = "0.2.0"
 
 # Lazily imported so that `import statebatch` stays light (matplotlib and pandas are heavy).
 _LAZY = {
-    "plot_lanes": ("statebatch.plot", "plot_lanes"),
-    "plot_buckets": ("statebatch.plot", "plot_buckets"),
+    "plot_lanes": ("statebatch.adapters.plot", "plot_lanes"),
+    "plot_buckets": ("statebatch.adapters.plot", "plot_buckets"),
     "load_co2": ("statebatch.datasets", "load_co2"),
     "load_japanese_vowels": ("statebatch.datasets", "load_japanese_vowels"),
     "load_us_macro": ("statebatch.datasets", "load_us_macro"),
     # serving a trained stateful model (these import keras)
-    "inference_model": ("statebatch.inference", "inference_model"),
-    "state_spec": ("statebatch.inference", "state_spec"),
-    "StateStore": ("statebatch.statestore", "StateStore"),
+    "inference_model": ("statebatch.serving.inference", "inference_model"),
+    "state_spec": ("statebatch.serving.inference", "state_spec"),
+    "StateStore": ("statebatch.serving.statestore", "StateStore"),
 }
 
 
@@ -46,6 +54,9 @@ def __getattr__(name: str):
 
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
+    moved = moved_module(name)
+    if moved is not None:
+        return moved
     raise AttributeError(f"module 'statebatch' has no attribute {name!r}")
 
 
@@ -56,7 +67,11 @@ __all__ = [
     "plan_windows", "WindowPlan", "plan_lanes", "LanePlan", "pack_lanes", "plan_buckets", "BucketPlan", "retention",
     "bucket_boundaries", "padding_of",
     # row sources
-    "RowSource", "ArraySource", "ConcatSource", "as_source", "strided_windows",
+    "RowSource", "ArraySource", "ConcatSource", "as_source", "strided_windows", "open_prepared", "write_batches",
+    # the input options every entry point shares
+    "InputOptions",
+    # forecasting batches (mappings) as Keras (x, y)
+    "split_xy",
     # checking and explaining
     "validate", "ValidationReport", "explain", "Explanation", "LeftOut", "detect_layout", "LayoutVerdict",
     # errors

@@ -275,7 +275,7 @@ def _from_table(df, args, stateful: bool):
     common = dict(id_col=id_col, time_col=time_col, feature_cols=features, target_cols=targets, allow_nan=True,
                   dtype=args.dtype, gaps=args.gaps)
     if stateful:
-        from .stateful import arrange_stateful
+        from .results.stateful import arrange_stateful
 
         if args.stride != 1:
             raise ParameterError(f"--stride {args.stride} with --stateful: lanes are cut into consecutive chunks "
@@ -295,7 +295,7 @@ def _from_table(df, args, stateful: bool):
               "table, not data you made")
         return arrays[0], (arrays[1] if len(arrays) > 1 else None), (arrays[2] if len(arrays) > 2 else None), \
             args.batch_size
-    from .windows import make_windows
+    from .results.windows import make_windows
 
     w = make_windows(df, args.timesteps, stride=args.stride, **common)
     args.built = w
@@ -306,7 +306,7 @@ def _from_table(df, args, stateful: bool):
 
 
 def _cmd_explain(args) -> int:
-    from .explain import explain
+    from .checking.explain import explain
 
     if (args.shape is None) == (args.file is None):
         raise ParameterError("explain needs either --shape or a data file, not both and not neither.",
@@ -331,7 +331,7 @@ def _cmd_explain(args) -> int:
 
 
 def _cmd_check(args) -> int:
-    from .validate import validate
+    from .checking.validate import validate
 
     arrays = load_arrays(args.file)
     if "table" in arrays:

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 import statebatch as sb
-from statebatch import store as sb_store
+from statebatch.sources import npy as sb_store
 from statebatch import torch as sbt
 
 store_dir, rank, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]

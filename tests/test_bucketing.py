@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import statebatch as sb
-from statebatch.bucketing import padding_of
+from statebatch.results.bucketing import padding_of
 from statebatch.keras import BucketDataset, to_tf_dataset
 
 

@@ -225,7 +225,7 @@ def test_cli_bad_files_give_one_error_and_exit_2(tmp_path, capsys, name):
 def test_out_of_core_batches_are_checked_for_nan_as_they_are_read(tmp_path):
     import zarr
 
-    from statebatch.store import write_npy
+    from statebatch.sources.npy import write_npy
 
     x = np.arange(200.0).reshape(100, 2)
     x[57, 1] = np.nan

@@ -18,7 +18,7 @@ from statebatch.errors import (BatchIndexError, DataValueError, DTypeError, Leng
                                ParameterError, ShapeError, ShuffleError, StatebatchError, StatefulLayoutError,
                                StoreError)
 from statebatch.sklearn import NotFittedError, StatefulTransformer, WindowTransformer, time_split, transform_xy
-from statebatch.store import BatchShards, NpyStore, ShardedStore, StoredSeries, write_batches, write_npy
+from statebatch.sources.npy import BatchShards, NpyStore, ShardedStore, StoredSeries, write_batches, write_npy
 
 warnings.simplefilter("ignore", sb.StatebatchWarning)
 x = np.arange(40.0)

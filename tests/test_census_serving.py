@@ -36,8 +36,8 @@ from keras import layers
 from statebatch.errors import (DataValueError, DTypeError, ModelMismatchError, ParameterError, ShapeError,
                                StatebatchError, StatebatchWarning, StoreError, UnknownSeriesError,
                                UnsupportedModelError)
-from statebatch.inference import get_states, inference_model, set_states, state_spec
-from statebatch.statestore import StateStore, remove_stale_temps, save_lock
+from statebatch.serving.inference import get_states, inference_model, set_states, state_spec
+from statebatch.serving.statestore import StateStore, remove_stale_temps, save_lock
 
 F = 2
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -578,7 +578,7 @@ import os, sys, json
 import numpy as np
 import keras
 from keras import layers
-from statebatch.statestore import StateStore
+from statebatch.serving.statestore import StateStore
 F = 2
 model = keras.Sequential([keras.Input(batch_shape=(4, None, F)), layers.LSTM(3, stateful=True, return_sequences=True),
                           layers.Dense(F)])
@@ -690,7 +690,7 @@ def test_thirty_threads_saving_one_path_all_succeed_and_leave_one_whole_file(mod
 
 WRITER = r"""
 import sys
-from statebatch.statestore import write_atomic
+from statebatch.serving.statestore import write_atomic
 target, count = sys.argv[1], int(sys.argv[2])
 datas = [open(p, "rb").read() for p in sys.argv[3:]]
 print("ready", flush=True)
@@ -717,7 +717,7 @@ def test_writer_processes_killed_mid_save_forty_times_never_leave_a_broken_file(
     path.write_bytes(payloads[0])
     s = StateStore.load(path, model)
     modules = subprocess.run(
-        [sys.executable, "-c", "import sys, statebatch.statestore; print(' '.join(sys.modules))"],
+        [sys.executable, "-c", "import sys, statebatch.serving.statestore; print(' '.join(sys.modules))"],
         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True).stdout.split()
     assert "numpy" in modules and "keras" not in modules  # the writer starts fast: no Keras to import
     rng = np.random.default_rng(0)
@@ -807,7 +807,7 @@ def test_a_failed_write_removes_its_own_temporary_file(model, tmp_path, monkeypa
     def full_disk(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("statebatch.statestore.os.fsync", full_disk)
+    monkeypatch.setattr("statebatch.serving.statestore.os.fsync", full_disk)
     with pytest.raises(StoreError) as info:
         s.save(path)
     assert_statebatch_error(info.value, StoreError)
@@ -844,7 +844,7 @@ def _all_rows(stored):
 
 @pytest.mark.parametrize("change", ["reversed rows", "one value", "zeros"])
 def test_a_shard_changed_with_its_time_restored_is_refused_on_first_read(tmp_path, change):
-    from statebatch.store import open_prepared
+    from statebatch.sources.npy import open_prepared
 
     out, stored = _prepared(tmp_path)
     shard = sorted(out.glob("part-*.npy"))[1]
@@ -865,7 +865,7 @@ def test_a_shard_changed_with_its_time_restored_is_refused_on_first_read(tmp_pat
 
 
 def test_the_content_check_costs_one_read_per_shard_per_process_not_per_epoch(tmp_path, monkeypatch):
-    from statebatch.store import NpyStore, open_prepared
+    from statebatch.sources.npy import NpyStore, open_prepared
 
     out, _ = _prepared(tmp_path, "once")
     calls = []
@@ -888,7 +888,7 @@ def test_the_content_check_costs_one_read_per_shard_per_process_not_per_epoch(tm
 
 @pytest.mark.parametrize("bad", ["no", 1, None])
 def test_open_prepared_check_content_is_a_bool(tmp_path, bad):
-    from statebatch.store import open_prepared
+    from statebatch.sources.npy import open_prepared
 
     out, _ = _prepared(tmp_path)
     with pytest.raises(ParameterError) as info:
@@ -897,7 +897,7 @@ def test_open_prepared_check_content_is_a_bool(tmp_path, bad):
 
 
 def test_an_unchanged_prepared_store_reads_the_prepared_rows(tmp_path):
-    from statebatch.store import open_prepared
+    from statebatch.sources.npy import open_prepared
 
     out, stored = _prepared(tmp_path)
     np.testing.assert_array_equal(_all_rows(open_prepared(out)), _all_rows(stored))

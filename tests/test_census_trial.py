@@ -17,7 +17,7 @@ from statebatch.dask import prepare
 from statebatch.errors import (BatchIndexError, DataValueError, DTypeError, OrderError, ParameterError, ShapeError,
                                StatebatchError, StoreError)
 from statebatch.sklearn import WindowTransformer, time_split
-from statebatch.store import open_prepared
+from statebatch.sources.npy import open_prepared
 
 TMP = pathlib.Path(tempfile.mkdtemp(prefix="statebatch-census3-"))
 X3 = np.zeros((64, 5, 1), dtype="float32")

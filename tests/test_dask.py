@@ -15,8 +15,8 @@ from distributed import Client, LocalCluster
 import statebatch as sb
 from statebatch.dask import feature_stats, prepare
 from statebatch.keras import LaneResetCallback, ShardDataset, StatefulDataset
-from statebatch.materialise import LaneReader
-from statebatch.store import BatchShards, NpyStore, ShardedStore, StoredSeries, write_batches, write_npy
+from statebatch.materialise.gather import LaneReader
+from statebatch.sources.npy import BatchShards, NpyStore, ShardedStore, StoredSeries, write_batches, write_npy
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,7 @@ def test_prepared_store_has_a_manifest_that_reading_verifies(tmp_path):
     import os
 
     from statebatch.errors import StoreError
-    from statebatch.store import open_prepared
+    from statebatch.sources.npy import open_prepared
 
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"id": rng.integers(0, 4, 300), "v": rng.normal(size=300).astype("float32")})
@@ -233,7 +233,7 @@ def test_dask_holes_in_time_stamps_are_treated_like_pandas(gaps):
 
 
 def test_batches_of_a_store_checked_when_written_skip_the_nan_scan_and_others_keep_it(tmp_path):
-    from statebatch.store import open_prepared
+    from statebatch.sources.npy import open_prepared
 
     x = np.random.default_rng(9).normal(size=(2_000, 2)).astype("float32")
     clean = prepare(da.from_array(x, chunks=500), tmp_path / "clean")

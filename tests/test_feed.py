@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import statebatch as sb
-import statebatch.keras as sk
+import statebatch.adapters.keras as sk  # its internal sizes are patched below
 
 
 def _many_series(seed=0, n=23, f=3):

@@ -19,7 +19,7 @@ from statebatch.errors import (
     ShapeError,
     StatebatchError,
 )
-from statebatch.forecast import split_xy
+from statebatch.materialise.forecast import split_xy
 
 EPS = float(np.finfo(np.float16).eps)
 TIME_FEATURES = ["minute", "hour", "dayofweek", "dayofmonth", "dayofyear", "month", "weekofyear"]

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 import statebatch as sb
-from statebatch.frames import to_pandas_or_numpy
+from statebatch.sources.frames import to_pandas_or_numpy
 from statebatch.sklearn import SeriesScaler, StatefulTransformer, WindowSplit, WindowTransformer, time_split
 
 
@@ -115,7 +115,7 @@ def test_trading_days_with_a_missing_weekday_name_that_day_not_the_weekends():
     # every weekend was reported as a hole (371 of them); gaps="split" cut the series into weeks
     import pandas as pd
 
-    from statebatch.timeindex import find_gaps
+    from statebatch.sources.timeindex import find_gaps
 
     days = pd.bdate_range("1991-07-01", periods=300)
     holes, step = find_gaps(days.delete([20, 100, 101]))

@@ -14,7 +14,7 @@ import pytest
 from keras import layers
 
 from statebatch.errors import ParameterError, StatefulLayoutError, UnsupportedModelError
-from statebatch.inference import get_states, inference_model, reset_states, set_states, state_spec
+from statebatch.serving.inference import get_states, inference_model, reset_states, set_states, state_spec
 
 pytestmark = pytest.mark.backend
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 import statebatch as sb
 from statebatch.dask import prepare
-from statebatch.store import open_prepared
+from statebatch.sources.npy import open_prepared
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = Path(__file__).with_name("_lane_host.py")

@@ -1,4 +1,4 @@
-"""The layout detector (statebatch.layout) on a grid of layouts, batch sizes, window lengths and strides.
+"""The layout detector (statebatch.checking.layout) on a grid of layouts, batch sizes, window lengths and strides.
 
 Grid: B in {1, 2, 4, 8, 16, 64}, T in {1, 3, 10, 50}, stride in {1, 2, T-1, T, 2T}, two kinds of series
 (smooth: sines plus a random walk; AR(1) with phi 0.95), one or three features. Classes: correct lanes
@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import statebatch as sb
-import statebatch.layout as L
+import statebatch.checking.layout as L
 
 BATCHES = (1, 2, 4, 8, 16, 64)
 TIMESTEPS = (1, 3, 10, 50)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import statebatch as sb
-from statebatch import layout
+from statebatch.checking import layout
 from statebatch.errors import OverlappingWindowsError, ShapeError, ShuffleError, StatefulLayoutError
 
 

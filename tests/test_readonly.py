@@ -71,7 +71,7 @@ def test_many_series_never_hand_out_writable_views():
     and batches served from the packed lanes are the arrangement's own read-only arrays."""
     series = [np.arange(40.0).reshape(20, 2), np.arange(60.0).reshape(30, 2)]
     before = [s.copy() for s in series]
-    src = sb.series.as_series(series).source
+    src = sb.sources.series.as_series(series).source
     assert all(not p.flags.writeable for p in src.pieces)
     assert not src.read(0, 5).flags.writeable and not src.read(22, 30).flags.writeable
     for B in (1, 2):

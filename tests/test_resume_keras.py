@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import statebatch as sb
 from statebatch.errors import ParameterError, StoreError
 from statebatch.keras import BucketDataset, StatefulDataset, WindowDataset
-from statebatch.schedule import BACKUP_FILE, TrainingBackup
+from statebatch.results.schedule import BACKUP_FILE, TrainingBackup
 
 pytestmark = pytest.mark.backend
 SCRIPT = Path(__file__).with_name("_resume_train.py")
@@ -245,7 +245,7 @@ def test_concurrent_saves_from_threads_never_leave_a_broken_backup(tmp_path):
 
 _WRITER = """
 import sys, numpy as np
-from statebatch.schedule import TrainingBackup
+from statebatch.results.schedule import TrainingBackup
 b = TrainingBackup(sys.argv[1], {"data": "x"})
 print("ready", flush=True)
 i = 0

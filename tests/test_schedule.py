@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from statebatch.errors import ShuffleError
-from statebatch.schedule import InOrderGuard
+from statebatch.results.schedule import InOrderGuard
 
 
 def run_pool(guard, order, workers, seed, delay=0.002, queue=10):

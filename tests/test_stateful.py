@@ -8,7 +8,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import statebatch as sb
-from statebatch import materialise
+from statebatch.materialise import gather as materialise
 from statebatch.errors import LengthMismatchError, ParameterError, RemainderError, ShapeError
 
 

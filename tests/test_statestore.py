@@ -17,7 +17,7 @@ from keras import layers
 import statebatch as sb
 from statebatch.errors import (DataValueError, ModelMismatchError, ParameterError, ShapeError, StatefulLayoutError,
                                StoreError, UnknownSeriesError, UnsupportedModelError)
-from statebatch.statestore import StateStore
+from statebatch.serving.statestore import StateStore
 
 pytestmark = pytest.mark.backend
 
@@ -197,7 +197,7 @@ def test_a_failed_save_leaves_the_previous_file_whole(tmp_path, monkeypatch):
     def dies(src, dst):
         raise OSError("disk gone")
 
-    monkeypatch.setattr("statebatch.statestore.os.replace", dies)
+    monkeypatch.setattr("statebatch.serving.statestore.os.replace", dies)
     with pytest.raises(StoreError, match="cannot write"):
         store.save(path)
     assert path.read_bytes() == old
@@ -293,7 +293,7 @@ def test_reset_drop_and_idle_eviction_with_a_fake_clock():
 
 def test_public_names_are_reexported_lazily():
     assert sb.StateStore is StateStore
-    from statebatch.inference import inference_model
+    from statebatch.serving.inference import inference_model
 
     assert sb.inference_model is inference_model
 
@@ -311,7 +311,7 @@ def test_the_saved_file_still_loads_after_the_original_model_ran_on():
 
 
 def test_fit_stateful_then_the_store_and_the_holdout_continue_from_training():
-    from statebatch.inference import inference_model, state_spec
+    from statebatch.serving.inference import inference_model, state_spec
     from statebatch.keras import fit_stateful
 
     series = many_series(n=40, lo=20, hi=80, seed=9)

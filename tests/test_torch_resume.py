@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader
 
 import statebatch as sb
 from statebatch import torch as sbt
-from statebatch.schedule import LaneSchedule, ValidationSchedule
+from statebatch.results.feed import ResetRecorder
+from statebatch.results.schedule import LaneSchedule, ValidationSchedule
 
 
 def _series(n=9, lo=8, hi=50, features=3, seed=0):
@@ -122,7 +123,7 @@ def test_reset_masks_equal_the_schedule_run_batch_by_batch(n, T, B, shuffle, jit
     loader = sbt.LaneLoader(arranged, validation=validation, reset_on_epoch_begin=not carry_on)
     for epoch in range(2):
         got = [b.reset.numpy().copy() for b in loader]
-        rec = sbt._ResetRecorder(B)
+        rec = ResetRecorder(B)
         n_batches = arranged.plan(epoch).n_batches
         probe = sb.arrange_stateful(series, T, B, shuffle=shuffle, seed=seed, jitter=jitter)
         if validation:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import statebatch as sb
-from statebatch import checks
+from statebatch.checking import checks
 from statebatch.errors import OverlappingWindowsError, ShapeError, ShuffleError, StatefulLayoutError
 
 

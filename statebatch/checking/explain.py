@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from ._args import check_optional_int, plural
-from . import _introspect, layout
-from .errors import ParameterError, ShapeError
-from .result import Batched, Explanation
+from .._args import check_optional_int, plural
+from .. import _introspect
+from . import layout
+from ..errors import ParameterError, ShapeError
+from ..results.batched import Batched, Explanation
 
 __all__ = ["explain", "Explanation"]
 

@@ -21,9 +21,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._args import check_bool, check_int
-from .errors import ParameterError, StatebatchWarning, StoreError
-from .source import RowSource
+from .._args import check_bool, check_int
+from ..errors import ParameterError, StatebatchWarning, StoreError
+from .base import RowSource
 
 
 def _npy_header(path: Path) -> tuple[tuple, np.dtype, int]:

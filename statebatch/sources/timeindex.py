@@ -110,7 +110,7 @@ def check_id_kinds(values: Any, what: str, kinds: Any = None) -> None:
     a guess (pandas keeps them apart, a Dask shuffle hashes them together). Ids of one kind, tuples
     included, pass. ``kinds``: :func:`id_kind` of each part already read (a Dask frame's partitions).
     """
-    from .errors import DTypeError
+    from ..errors import DTypeError
 
     parts = list(kinds) if kinds is not None else [id_kind(values)]
     found = sorted({k for part in parts for k in str(part).split("|") if k})

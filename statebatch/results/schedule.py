@@ -28,8 +28,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ._args import check_int
-from .errors import ParameterError, ShuffleError, StoreError
+from .._args import check_int
+from ..errors import ParameterError, ShuffleError, StoreError
 
 
 class StateHandle(Protocol):

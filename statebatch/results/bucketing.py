@@ -13,18 +13,18 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ._args import check_bool, check_choice, check_fraction, check_int, check_optional_int, percent, plural, resolve_seed
-from .errors import DataValueError, LengthMismatchError, ParameterError, ShapeError
-from .layout import INDEPENDENT, Provenance, register_provenance
-from .materialise import gather_padded
-from .plans.base import LeftOut, named
-from .plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, bucket_boundaries, check_boundaries,
+from .._args import check_bool, check_choice, check_fraction, check_int, check_optional_int, percent, plural, resolve_seed
+from ..errors import DataValueError, LengthMismatchError, ParameterError, ShapeError
+from .provenance import INDEPENDENT, Provenance, register_provenance
+from ..materialise.gather import gather_padded
+from ..plans.base import LeftOut, named
+from ..plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, bucket_boundaries, check_boundaries,
                             padding_of, plan_buckets,
                             sorted_padding)
-from .result import Batched, Explanation
-from .series import (GAPS, INPUT_CHECKS_DOC, INPUT_CHECKS_STUB, SeriesSet, aligned_targets, apply_gaps, as_series,
+from .batched import Batched, Explanation
+from ..sources.series import (GAPS, INPUT_CHECKS_DOC, INPUT_CHECKS_STUB, SeriesSet, aligned_targets, apply_gaps, as_series,
                      check_finite_series, checked_finite, in_memory, source_of)
-from .source import ArraySource, RowSource
+from ..sources.base import ArraySource, RowSource
 from .windows import Windows
 
 __all__ = ["Batch", "Bucketing", "bucket_batches", "bucket_boundaries", "padding_of"]

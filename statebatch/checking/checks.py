@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from . import _introspect, layout
-from ._args import check_int, plural
-from .errors import (BatchSizeError, DataValueError, DTypeError, LengthMismatchError, ModelMismatchError,
+from .. import _introspect
+from . import layout
+from .._args import check_int, plural
+from ..errors import (BatchSizeError, DataValueError, DTypeError, LengthMismatchError, ModelMismatchError,
                      OverlappingWindowsError, ParameterError, ShapeError, ShuffleError, StatefulLayoutError)
-from .series import dtype_error
+from ..sources.series import dtype_error
 
 
 def check_array(obj: Any, name: str = "X") -> np.ndarray:

@@ -25,10 +25,10 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from ._args import check_choice, check_int
-from .errors import DataValueError, DTypeError, ParameterError, ShapeError
-from .materialise import _in_memory, strided_windows
-from .series import SeriesSet
+from .._args import check_choice, check_int
+from ..errors import DataValueError, DTypeError, ParameterError, ShapeError
+from .gather import _in_memory, strided_windows
+from ..sources.series import SeriesSet
 
 __all__ = [
     "FORECAST_KEYS",

@@ -43,8 +43,8 @@ import keras
 import numpy as np
 from keras import layers as L
 
-from ._args import check_bool
-from .errors import (DataValueError, DTypeError, ParameterError, ShapeError, StatebatchError, StatefulLayoutError,
+from .._args import check_bool
+from ..errors import (DataValueError, DTypeError, ParameterError, ShapeError, StatebatchError, StatefulLayoutError,
                      UnsupportedModelError)
 
 try:  # Internal class: public keras.Model(inputs, outputs) returns a Functional instance.

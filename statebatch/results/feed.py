@@ -17,8 +17,8 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
-from ._args import check_bool, check_int
-from .errors import BatchSizeError, ParameterError
+from .._args import check_bool, check_int
+from ..errors import BatchSizeError, ParameterError
 from .schedule import LaneSchedule, ValidationSchedule
 from .stateful import Arranged
 

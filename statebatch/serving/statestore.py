@@ -47,8 +47,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
-from ._args import check_bool, check_int, check_path, check_real, check_size, plural
-from .errors import (DataValueError, DTypeError, ModelMismatchError, ParameterError, ShapeError,
+from .._args import check_bool, check_int, check_path, check_real, check_size, plural
+from ..errors import (DataValueError, DTypeError, ModelMismatchError, ParameterError, ShapeError,
                      StatebatchWarning, StoreError, UnknownSeriesError, UnsupportedModelError)
 
 try:  # POSIX advisory locks; elsewhere saves are not serialised between processes (documented)

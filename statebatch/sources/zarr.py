@@ -10,8 +10,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ParameterError, ShapeError, StoreError
-from .source import RowSource
+from ..errors import ParameterError, ShapeError, StoreError
+from .base import RowSource
 
 
 class ZarrSource(RowSource):

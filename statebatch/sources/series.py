@@ -22,9 +22,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import DataValueError, DTypeError, OrderError, ParameterError, ShapeError
-from .source import ArraySource, ColumnSource, ConcatSource, RowSource, as_source, is_source
-from .store import StoredSeries
+from ..errors import DataValueError, DTypeError, OrderError, ParameterError, ShapeError
+from .base import ArraySource, ColumnSource, ConcatSource, RowSource, as_source, is_source
+from .npy import StoredSeries
 from .timeindex import check_id_kinds, find_gaps
 
 
@@ -517,7 +517,7 @@ def as_series(
     if arr.ndim == 2 and arr.shape[1] > arr.shape[0] > 0 and arr.shape[1] >= 16:
         import warnings
 
-        from .errors import StatebatchWarning
+        from ..errors import StatebatchWarning
 
         warnings.warn(f"{what} has {arr.shape[0]} steps and {arr.shape[1]} features: rows are steps, columns are "
                       f"features. If each row is a series (or a feature) over {arr.shape[1]} steps, pass "
@@ -620,7 +620,7 @@ def apply_gaps(ss: SeriesSet, gaps: str, what: str = "data") -> SeriesSet:
     """Refuse (``"error"``), split at (``"split"``) or accept (``"accept"``) holes in the time stamps."""
     import warnings
 
-    from .errors import StatebatchWarning
+    from ..errors import StatebatchWarning
 
     if gaps == "accept" or ss.index is None:
         return ss
@@ -744,7 +744,7 @@ def aligned_targets(targets: Any, ss: SeriesSet, what: str = "targets") -> list[
 
     Lengths are checked by the caller (Keras-style windows allow fewer targets than steps).
     """
-    from .errors import LengthMismatchError
+    from ..errors import LengthMismatchError
 
     if (ss.row_order is not None or ss.frame_index is not None) and not isinstance(targets, (list, tuple)):
         return _reordered_targets(targets, ss, what)  # a frame's rows, whether or not they were reordered
@@ -780,7 +780,7 @@ def aligned_targets(targets: Any, ss: SeriesSet, what: str = "targets") -> list[
 
 def _reordered_targets(targets: Any, ss: SeriesSet, what: str) -> list[np.ndarray]:
     """Row-aligned targets of a reordered long frame, put in the frame's new row order, split per series."""
-    from .errors import LengthMismatchError
+    from ..errors import LengthMismatchError
 
     n = int(ss.offsets[-1])
     if _is_pandas(targets, "Series") or _is_pandas(targets, "DataFrame"):

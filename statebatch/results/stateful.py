@@ -15,17 +15,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._args import check_bool, check_choice, check_fraction, check_int, check_size, percent, plural, resolve_seed
-from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchError, StatebatchWarning
-from .layout import LANES, Provenance, register_provenance
-from .materialise import (LaneReader, fill_lanes, gather_chunks, gather_rows, lanes_to_batches, source_views,
+from .._args import check_bool, check_choice, check_fraction, check_int, check_size, percent, plural, resolve_seed
+from ..errors import LengthMismatchError, ParameterError, ShapeError, StatebatchError, StatebatchWarning
+from .provenance import LANES, Provenance, register_provenance
+from ..materialise.gather import (LaneReader, fill_lanes, gather_chunks, gather_rows, lanes_to_batches, source_views,
                           sums_finite)
-from .plans.base import LeftOut, named
-from .plans.lanes import REMAINDERS, LanePlan, plan_lanes
-from .result import Batched, Explanation
-from .series import (GAPS, INPUT_CHECKS_DOC, INPUT_CHECKS_STUB, SeriesSet, aligned_targets, apply_gaps, as_series,
+from ..plans.base import LeftOut, named
+from ..plans.lanes import REMAINDERS, LanePlan, plan_lanes
+from .batched import Batched, Explanation
+from ..sources.series import (GAPS, INPUT_CHECKS_DOC, INPUT_CHECKS_STUB, SeriesSet, aligned_targets, apply_gaps, as_series,
                      check_finite_series, checked_finite, in_memory, source_of)
-from .source import ConcatSource, RowSource, readonly
+from ..sources.base import ConcatSource, RowSource, readonly
 
 __all__ = ["Arranged", "arrange_stateful"]
 

@@ -12,15 +12,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._args import check_bool, check_choice, check_int, check_size, plural, resolve_seed
-from .errors import LengthMismatchError, ParameterError, ShapeError, StatebatchWarning
-from .layout import NATURAL, SLIDING, Provenance, register_provenance
-from .materialise import _strided, gather_rows, gather_windows, strided_windows
-from .plans.windows import REMAINDERS, WindowPlan, check_min_timesteps, plan_windows
-from .result import Batched, Explanation
-from .series import (GAPS, INPUT_CHECKS_DOC, INPUT_CHECKS_STUB, SeriesSet, _is_pandas, aligned_targets, apply_gaps, as_series,
+from .._args import check_bool, check_choice, check_int, check_size, plural, resolve_seed
+from ..errors import LengthMismatchError, ParameterError, ShapeError, StatebatchWarning
+from .provenance import NATURAL, SLIDING, Provenance, register_provenance
+from ..materialise.gather import _strided, gather_rows, gather_windows, strided_windows
+from ..plans.windows import REMAINDERS, WindowPlan, check_min_timesteps, plan_windows
+from .batched import Batched, Explanation
+from ..sources.series import (GAPS, INPUT_CHECKS_DOC, INPUT_CHECKS_STUB, SeriesSet, _is_pandas, aligned_targets, apply_gaps, as_series,
                      check_finite_series, checked_finite, in_memory, source_of)
-from .source import ArraySource, RowSource, readonly
+from ..sources.base import ArraySource, RowSource, readonly
 
 __all__ = ["Windows", "make_windows", "strided_windows"]
 
@@ -284,7 +284,7 @@ class Windows(Batched):
     def inverse(self, predictions: Any, scale: Any) -> np.ndarray:
         """Scaled predictions back on the data's scale: ``predictions * scale + center`` with the batch's
         ``"scale"`` ``(N, 2, targets)`` (see :func:`statebatch.forecast.inverse`)."""
-        from .forecast import inverse
+        from ..materialise.forecast import inverse
 
         if self.forecast is None or self.forecast.scale is None:
             raise ParameterError("these windows are not scaled (scale=None): there is nothing to invert.",
@@ -643,7 +643,7 @@ def _forecast_windows(data: Any, timesteps: int, *, stride: int, sampling_rate: 
     """``make_windows`` with forecasting inputs (see its docstring); the arguments above are checked."""
     import sys
 
-    from .forecast import _names, build_forecast, check_forecast_args, check_lags, check_time_features
+    from ..materialise.forecast import _names, build_forecast, check_forecast_args, check_lags, check_time_features
 
     scale, scale_method, missing, fill_value = check_forecast_args(scale=scale, scale_method=scale_method,
                                                                    missing=missing, fill_value=fill_value)
@@ -667,7 +667,7 @@ def _forecast_windows(data: Any, timesteps: int, *, stride: int, sampling_rate: 
     known = _names(known_cols, "known_cols")
     static = _names(static_cols, "static_cols")
     if not isinstance(data, np.ndarray):
-        from .frames import to_pandas_or_numpy
+        from ..sources.frames import to_pandas_or_numpy
 
         data = to_pandas_or_numpy(data)
     is_frame = "pandas" in sys.modules and _is_pandas(data, "DataFrame")
@@ -714,7 +714,7 @@ def _forecast_windows(data: Any, timesteps: int, *, stride: int, sampling_rate: 
                                  "pass either target_cols (frame columns) or target_features (positions).")
         if not in_memory(ss.targets):
             raise ParameterError("forecasting inputs need the series in memory.", "pass a DataFrame or numpy arrays.")
-        from .materialise import _in_memory
+        from ..materialise.gather import _in_memory
 
         tarr = _in_memory(ss.targets)
         fnames = list(ss.feature_names or [])[:nf]
@@ -734,7 +734,7 @@ def _forecast_windows(data: Any, timesteps: int, *, stride: int, sampling_rate: 
             positions = [int(c) % nf for c in positions]
         if not arr:
             raise ParameterError("forecasting inputs need the series in memory.", "pass a DataFrame or numpy arrays.")
-        from .materialise import _in_memory
+        from ..materialise.gather import _in_memory
 
         tarr = np.asarray(_in_memory(ss.source))[:, positions]
     spec = build_forecast(ss, frame=data if is_frame else None, n_features=nf, known_cols=known, static_cols=static,

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import DTypeError, ParameterError, ShapeError
+from ..errors import DTypeError, ParameterError, ShapeError
 
 
 def readonly(arr: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import DataValueError, DTypeError, OrderError, ParameterError, ShapeError
+from ..errors import DataValueError, DTypeError, OrderError, ParameterError, ShapeError
 
 __all__ = ["to_pandas_or_numpy", "is_foreign_frame"]
 

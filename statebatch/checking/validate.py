@@ -13,10 +13,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _introspect, checks, layout
-from .errors import ParameterError, StatebatchError, StatebatchWarning
-from .result import Batched
-from .source import ConcatSource
+from .. import _introspect
+from . import checks, layout
+from ..errors import ParameterError, StatebatchError, StatebatchWarning
+from ..results.batched import Batched
+from ..sources.base import ConcatSource
 
 
 @dataclass

@@ -27,9 +27,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ._args import check_int
-from .errors import DataValueError, ParameterError
-from .plans.base import LeftOut, named
+from .._args import check_int
+from ..errors import DataValueError, ParameterError
+from ..plans.base import LeftOut, named
 
 __all__ = ["LeftOut", "Explanation", "Batched"]
 

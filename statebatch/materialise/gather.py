@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from ._args import allocate, check_int, check_size
-from .errors import DTypeError, ParameterError, ShapeError
-from .source import ConcatSource, RowSource, readonly
+from .._args import allocate, check_int, check_size
+from ..errors import DTypeError, ParameterError, ShapeError
+from ..sources.base import ConcatSource, RowSource, readonly
 
 
 def strided_windows(base: np.ndarray, length: int, step: int = 1) -> np.ndarray:

@@ -15,15 +15,31 @@ def test_every_path_design_md_names_exists():
     assert not missing, f"docs/design.md names paths that do not exist: {missing}"
 
 
-def test_every_module_of_the_layer_table_exists():
+def _folder_table() -> dict[str, set[str]]:
+    """design.md's folder table: folder (or core/entry) -> the modules its row names."""
     text = (ROOT / "docs" / "design.md").read_text()
-    rows = [line for line in text.splitlines() if re.match(r"\| \d+(-\d+)? \|", line)]
-    assert len(rows) >= 10
-    modules = {m for row in rows for m in re.findall(r"`([a-z_]+(?:\.[a-z_]+)?)`", row.split("|")[2])}
-    missing = sorted(m for m in modules
-                     if not (ROOT / "statebatch" / (m.replace(".", "/") + ".py")).exists()
-                     and not (ROOT / "statebatch" / m.replace(".", "/") / "__init__.py").exists())
-    assert not missing, f"the layer table names modules that do not exist: {missing}"
+    rows = {}
+    for line in text.splitlines():
+        m = re.match(r"\| (core|entry|`([a-z_]+)/`) \| (.*?) \|", line)
+        if m:
+            rows[m.group(2) or m.group(1)] = set(re.findall(r"`([a-z_]+)`", m.group(3)))
+    return rows
+
+
+def test_the_folder_table_names_every_module_and_only_modules_that_exist():
+    rows = _folder_table()
+    assert {"core", "entry", "sources", "plans", "materialise", "results", "checking", "adapters", "serving"} <= set(rows)
+    pkg = ROOT / "statebatch"
+    for folder, modules in rows.items():
+        where = pkg if folder in ("core", "entry") else pkg / folder
+        missing = sorted(m for m in modules if not (where / f"{m}.py").exists() and not (where / m / "__init__.py").exists())
+        assert not missing, f"design.md's {folder} row names modules that do not exist: {missing}"
+        if folder not in ("core", "entry"):
+            present = {p.stem for p in where.glob("*.py") if p.stem != "__init__"} | \
+                {p.parent.name for p in where.glob("*/__init__.py")}
+            assert present <= modules, f"design.md's {folder} row leaves out {sorted(present - modules)}"
+    top = {p.stem for p in pkg.glob("*.py")}
+    assert top <= rows["core"] | rows["entry"], f"top-level modules not in the table: {sorted(top - rows['core'] - rows['entry'])}"
 
 
 def test_readme_links_exist_and_readme_stays_short():

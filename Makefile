@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-dev
 JAX_STAMP := .venv-jax/.installed
 TORCH_STAMP := .venv-torch/.installed
 
-.PHONY: demo test test-main test-jax test-torch docs bench bench-quick clean
+.PHONY: demo test lint test-main test-jax test-torch docs bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,7 +33,12 @@ $(TORCH_STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m statebatch.demo
 
-test: test-main test-jax test-torch
+test: lint test-main test-jax test-torch
+
+lint: $(STAMP)
+	# pyflakes/pycodestyle errors/bugbear and the type checker (config: pyproject.toml)
+	$(BIN)/ruff check statebatch tests bench examples
+	$(BIN)/mypy
 
 test-main: $(STAMP)
 	$(BIN)/python -m pytest -q --ignore=tests/test_jax_native.py   # statebatch.jax: in .venv-jax

@@ -16,6 +16,8 @@ import os
 import time
 import warnings
 
+__all__: list[str] = []  # an entry point (python -m statebatch.demo, make demo), no public API
+
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -56,7 +58,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     print("\n== 3. the classic mistake: sliding windows into a stateful model")
     try:
-        sb.validate(windows.X[: len(windows.X) // B * B], windows.y[: len(windows.X) // B * B], batch_size=B,
+        X, y = windows.X, windows.y
+        assert y is not None  # targets="next"
+        sb.validate(X[: len(X) // B * B], y[: len(X) // B * B], batch_size=B,
                     stateful=True, shuffle=False, emit_warnings=False)
     except sb.OverlappingWindowsError as exc:
         print(f"caught {type(exc).__name__}: {exc}")
@@ -89,6 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"val_loss {losses['val_loss'][0]:.4f} -> {losses['val_loss'][-1]:.4f}")
 
     pred = model.predict(StatefulDataset(test), callbacks=[LaneResetCallback(test)], verbose=0)
+    assert test.sample_weight is not None and test.y is not None  # targets of every step; weights: padding
     w = test.sample_weight.astype(bool)
     # next week's level = this week's level + predicted change, so level errors equal change errors
     rmse = float(np.sqrt(np.mean((pred[..., 0][w] - test.y[..., 0][w]) ** 2))) * float(std)

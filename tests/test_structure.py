@@ -186,3 +186,38 @@ def test_old_module_paths_import_for_one_release_with_a_warning():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "warned: statebatch.store moved to statebatch.sources.npy" in out and "removed in 0.4" in out
     assert out.strip().endswith("True True True True True")
+
+
+MAX_MODULE_LINES, MAX_FUNCTION_CODE_LINES = 600, 80
+
+
+def _code_lines(lines: list[str], fn: ast.AST) -> int:
+    """Lines of code of a function: blank lines, comments and its docstring not counted."""
+    doc: set[int] = set()
+    first = fn.body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        doc = set(range(first.lineno, first.end_lineno + 1))
+    return sum(1 for i in range(fn.lineno, fn.end_lineno + 1)
+               if i not in doc and lines[i - 1].strip() and not lines[i - 1].strip().startswith("#"))
+
+
+def test_modules_and_functions_stay_small():
+    # a newcomer reads a module in one sitting and a function on one screen
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        lines = path.read_text().split("\n")
+        where = path.relative_to(PACKAGE.parent)
+        if len(lines) > MAX_MODULE_LINES:
+            too_long.append(f"{where}: {len(lines)} lines")
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = _code_lines(lines, node)
+                if n > MAX_FUNCTION_CODE_LINES:
+                    too_long.append(f"{where}:{node.lineno} {node.name}: {n} lines of code")
+    assert not too_long, "\n".join(too_long)
+
+
+def test_the_size_rule_can_fail():
+    src = "def f():\n    '''doc\n    more'''\n" + "    x = 1\n" * 81 + "    # a comment\n\n"
+    fn = ast.parse(src).body[0]
+    assert _code_lines(src.split("\n"), fn) == 82

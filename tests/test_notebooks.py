@@ -11,7 +11,7 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 def test_notebooks_exist():
     names = [p.name for p in NOTEBOOKS]
     assert {"01_input_shapes.ipynb", "02_stateful_batching.ipynb", "03_bucketing.ipynb", "04_pipeline.ipynb",
-            "05_forecasting.ipynb"} <= set(names)
+            "05_forecasting.ipynb", "06_covariates.ipynb"} <= set(names)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

@@ -285,3 +285,4 @@ def as_source(obj: Any) -> RowSource:
     raise ParameterError(f"{type(obj).__name__} is not a row source.",
                          "pass a numpy array, a statebatch store, or an object with shape, dtype, read(start, stop) "
                          "and take(rows).")
+

@@ -24,6 +24,7 @@ import numpy as np
 from .._args import check_bool, check_int
 from ..errors import ParameterError, StatebatchWarning, StoreError
 from .base import RowSource
+from .registry import register_input
 
 
 def _npy_header(path: Path) -> tuple[tuple, np.dtype, int]:
@@ -505,3 +506,24 @@ def write_batches(result: Any, out_dir: str | os.PathLike, *, batches_per_shard:
         "n_batches": n, "batches_per_shard": batches_per_shard, "names": names or ["X"],
         "batch_size": int(result.batch_size), "continues": bool(getattr(result, "continues", False))}))
     return BatchShards(out)
+
+
+def _stored_to_series(data: "StoredSeries", options: Any, what: str) -> Any:
+    """Many series prepared out of core (:func:`statebatch.dask.prepare`): read by their lengths."""
+    from .seriesset import SeriesSet, _check_numeric, _checked, _no_frame_args
+
+    if options.target_cols is not None:  # naming the prepared target columns again is fine
+        wanted = [str(c) for c in options.target_cols]
+        if data.target_store is None or wanted != list(data.target_names or []):
+            raise ParameterError(f"target_cols={wanted} but the stored series were prepared with target columns "
+                                 f"{data.target_names}.", "prepare them with these target_cols, or drop target_cols.")
+    _no_frame_args(options.id_col is not None or options.time_col is not None or options.feature_cols is not None,
+                   data, what)
+    _check_numeric(np.empty(0, dtype=data.store.dtype), what)
+    offsets = np.concatenate([[0], np.cumsum(data.lengths)]).astype(np.int64)
+    return _checked(SeriesSet(data.store, offsets, list(data.ids), feature_names=data.feature_names,
+                              targets=data.target_store, target_names=data.target_names), what)
+
+
+register_input(lambda d: isinstance(d, StoredSeries), _stored_to_series, name="stored_series", many=True,
+               _rank=20, _native=True)

@@ -3,7 +3,6 @@ series ids are of one kind (pandas imported only when used)."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -92,7 +91,7 @@ def id_kind(values: Any) -> str:
     if inferred == "empty":
         return ""
     if inferred in _ONE_KIND and not (_ONE_KIND[inferred] in ("number", "bool") and getattr(values, "dtype", None)
-                                      == object):
+                                      == np.dtype(object)):
         return _ONE_KIND[inferred]  # a typed column, or text: one kind
     if inferred in _ONE_KIND:  # numbers as objects: 1 and True pass as "integer", so look at their types
         inferred = "mixed"

@@ -21,11 +21,14 @@ import sys
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import DataValueError, DTypeError, ParameterError, StatebatchError, StatebatchWarning
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    import pandas as pd
 
 
 def _positive(text: str) -> int:
@@ -153,12 +156,19 @@ def _try_format(text, fmt: str):
     return parsed if not parsed.isna().any() else None
 
 
-def parse_time_column(df, time_col: str, time_format: str | None):
+def parse_time_column(df: "pd.DataFrame", time_col: str, time_format: str | None) -> tuple["pd.DataFrame", str | None]:
     """The table with ``time_col`` parsed to datetimes when it holds text, and the format used (or None).
 
     Numbers and datetimes are kept. Text is read with ``time_format`` (a strftime format) when given,
     else with the first of the common formats that reads every value; unreadable or day/month-ambiguous
     text is refused with the ``--time-format`` to pass.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df, fmt = parse_time_column(pd.DataFrame({"t": ["02.01.2020", "03.01.2020"], "v": [1.0, 2.0]}), "t", None)
+    >>> fmt, df["t"].dt.day.tolist()
+    ('%d.%m.%Y', [2, 3])
     """
     import pandas as pd
 
@@ -221,7 +231,7 @@ def _first_unread(text, fmt: str) -> tuple[int, str]:
     return 0, str(text.iloc[0])
 
 
-def _table_columns(df, args) -> tuple[str | None, str | None, list[str] | None, list[str]]:
+def _table_columns(df: Any, args: Any) -> tuple[str | None, str | None, list[Any] | None, list[Any]]:
     """id, time, target and feature columns of a table; an unnamed but obvious id or time column is refused
     with a message rather than read as a feature (which would window across series or feed clock values)."""
     id_col = _column(df, args.id_col, "--id-col")
@@ -315,7 +325,7 @@ def _from_data(data: Any, args: Any, stateful: bool) -> tuple | None:
     return _build(ss, args, stateful, {}, ss.n_series, ss.targets is not None)
 
 
-def _lenient(fn: Any) -> dict[str, bool]:
+def _lenient(fn: Any) -> dict[str, Any]:
     """NaN and inf pass the builders, so that validate reports them with the rest (allow_inf where the
     builder takes it)."""
     import inspect
@@ -469,6 +479,16 @@ def _table_options(p) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``statebatch`` command: ``explain`` or ``check``; returns the exit status (0 fine, 1 the check
+    found problems, 2 a statebatch error, 3 an unexpected one).
+
+    Examples
+    --------
+    >>> main(["explain", "--shape", "8,4,1", "--batch-size", "4", "--stateful"])  # doctest: +ELLIPSIS
+    statebatch explain: X (8, 4, 1), batch_size=4, stateful=True
+    ...
+    0
+    """
     parser = argparse.ArgumentParser(prog="statebatch", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("explain", help="explain batches, state resets and lanes for a shape")

@@ -12,6 +12,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import statebatch as sb
 from statebatch.cli import main
@@ -169,3 +171,29 @@ def test_a_registration_that_never_reads_is_refused():
             sb.make_windows(ColumnTable({"a": np.arange(5.0)}), 2)
     finally:
         sb.unregister_input("loops")
+
+
+class Wrapped:
+    """A toy kind that holds per-series arrays and hands them over as a list (the built-in kinds do the rest)."""
+
+    def __init__(self, arrays):
+        self.arrays = arrays
+
+
+@given(lengths=st.lists(st.integers(1, 12), min_size=1, max_size=6), n_features=st.integers(1, 3),
+       timesteps=st.integers(1, 5))
+@settings(max_examples=40, deadline=None)
+def test_a_kind_that_hands_over_a_list_gives_the_windows_of_the_list(lengths, n_features, timesteps):
+    rng = np.random.default_rng(sum(lengths))
+    arrays = [rng.normal(size=(n, n_features)) for n in lengths]
+    sb.register_input(lambda d: isinstance(d, Wrapped), lambda d, options, what: list(d.arrays), name="wrapped")
+    try:
+        got = as_series(Wrapped(arrays))
+        want = as_series(arrays)
+        assert got.ids == want.ids and got.lengths.tolist() == lengths
+        np.testing.assert_array_equal(got.source.read(0, sum(lengths)), np.concatenate(arrays))
+        if max(lengths) >= timesteps:
+            np.testing.assert_array_equal(sb.make_windows(Wrapped(arrays), timesteps).X,
+                                          sb.make_windows(arrays, timesteps).X)
+    finally:
+        sb.unregister_input("wrapped")

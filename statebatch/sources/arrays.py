@@ -44,6 +44,7 @@ def _from_list(data: Sequence[Any], dtype: Any, what: str) -> SeriesSet:
     if fast is not None:
         return _checked(_from_plain(fast), what)
     arrays: list[Any] = []
+    arr: Any
     feature_names = None
     for i, a in enumerate(data):
         name = f"{what}[{i}]"

@@ -53,6 +53,12 @@ def feature_stats(data: Any, *, feature_cols: Sequence[str] | None = None, id_co
 
     Compute them on the training part only (e.g. ``data[:n_train]``) and pass ``scale=(mean, std)``
     to :func:`prepare` for every part.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> feature_stats(da.from_array(np.array([[1.0, 10.0], [3.0, 10.0]]), chunks=1))
+    (array([ 2., 10.]), array([1., 0.]))
     """
     _check_collection(data, "feature_stats")
     if isinstance(data, da.Array):
@@ -375,7 +381,7 @@ def _prepare_array(data: Any, path: Path, tmp: Any, dtype: str, scale: Any, allo
     return store
 
 
-def _prepare_frame(data: Any, path: Path, tmp: Any, id_col: str, time_col: str | None, feature_cols: Any,
+def _prepare_frame(data: Any, path: Path, tmp: Any, id_col: Any, time_col: str | None, feature_cols: Any,
                    target_cols: Any, dtype: str, scale: Any, gaps: str, allow_nan: bool, allow_inf: bool,
                    targets_checked_on_read: bool) -> StoredSeries:
     """Many series from a long Dask frame: shuffled by id, one shard (and target shard) per partition."""

@@ -31,7 +31,14 @@ def _kind(obj: Any) -> tuple[str, str]:
 
 
 def is_foreign_frame(obj: Any) -> bool:
-    """True for a polars or pyarrow value that :func:`to_pandas_or_numpy` converts."""
+    """True for a polars or pyarrow value that :func:`to_pandas_or_numpy` converts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_foreign_frame(np.zeros(2))
+    False
+    """
     mod, name = _kind(obj)
     return (mod == "polars" and name in ("DataFrame", "Series", "LazyFrame")
             or mod == "pyarrow" and name in ("Table", "RecordBatch", "Array", "ChunkedArray")

@@ -136,15 +136,26 @@ INPUT_CHECKS_DOC = """\
 
 
 def apply_gaps(ss: SeriesSet, gaps: str, what: str = "data") -> SeriesSet:
-    """Refuse (``"error"``), split at (``"split"``) or accept (``"accept"``) holes in the time stamps."""
+    """Refuse (``"error"``), split at (``"split"``) or accept (``"accept"``) holes in the time stamps.
+
+    Examples
+    --------
+    >>> import pandas as pd, warnings
+    >>> days = pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-04", "2020-01-05"])
+    >>> ss = as_series(pd.Series([1.0, 2.0, 3.0, 4.0], index=days))
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     apply_gaps(ss, "split").ids  # cut at the missing 3 January
+    [(0, 0), (0, 1)]
+    """
     import warnings
 
     from ..errors import StatebatchWarning
 
     if gaps == "accept" or ss.index is None:
         return ss
-    found = [(i, find_gaps(idx)) for i, idx in enumerate(ss.index) if not _evenly_spaced(idx)]
-    found = [(i, pos, step) for i, (pos, step) in found if len(pos)]
+    scanned = [(i, find_gaps(idx)) for i, idx in enumerate(ss.index) if not _evenly_spaced(idx)]
+    found = [(i, pos, step) for i, (pos, step) in scanned if len(pos)]
     if not found:
         return ss
     n_gaps = sum(len(pos) for _, pos, _ in found)
@@ -298,6 +309,12 @@ def aligned_targets(targets: Any, ss: SeriesSet, what: str = "targets") -> list[
     """Target arrays given alongside the data: one numeric array per series (same dtype and columns).
 
     Lengths are checked by the caller (Keras-style windows allow fewer targets than steps).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> aligned_targets([np.zeros(3), np.ones(2)], as_series([np.zeros(3), np.ones(2)]))
+    [array([0., 0., 0.]), array([1., 1.])]
     """
     from ..errors import LengthMismatchError
 

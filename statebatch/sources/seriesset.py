@@ -149,7 +149,17 @@ class SeriesSet:
 
 # --------------------------------------------------------------------------- dtype checks
 def dtype_error(arr: np.ndarray, what: str) -> DTypeError | None:
-    """The error for an array a network cannot use (object/ragged, strings, complex...), else ``None``."""
+    """The error for an array a network cannot use (object/ragged, strings, complex...), else ``None``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> print(dtype_error(np.array(["a"]), "data"))
+    data has non-numeric dtype <U1 (shape (1,)).
+      Fix: encode text/categories as numbers (integers, one-hot columns) first.
+    >>> dtype_error(np.zeros(2), "data") is None
+    True
+    """
     if arr.dtype == object:
         return DTypeError(
             f"{what} has dtype object (shape {arr.shape}): ragged rows or mixed types, which a network cannot use.",
@@ -238,19 +248,40 @@ def _checked(s: SeriesSet, what: str) -> SeriesSet:
 
 
 def in_memory(source: RowSource) -> bool:
-    """Whether the rows are in memory (checked up front) rather than read lazily."""
+    """Whether the rows are in memory (checked up front) rather than read lazily.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> in_memory(ArraySource(np.zeros((2, 1))))
+    True
+    """
     return source.array is not None or (isinstance(source, ConcatSource) and source.in_memory)
 
 
 def checked_finite(source: RowSource) -> bool:
     """Whether an out-of-core source was found free of NaN/inf when it was written (a store prepared by
     :func:`statebatch.dask.prepare`, whose manifest refuses shards changed since), so that its batches
-    need no scan as they are read."""
+    need no scan as they are read.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> checked_finite(ArraySource(np.zeros((2, 1))))  # in memory: checked when read, not when written
+    False
+    """
     return bool(getattr(source, "finite_checked", False))
 
 
 def source_of(arrays: list[np.ndarray]) -> RowSource:
-    """One row source over per-series arrays (no copy)."""
+    """One row source over per-series arrays (no copy).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> source_of([np.zeros((2, 1)), np.ones((3, 1))])
+    ConcatSource(shape=(5, 1), dtype=float64)
+    """
     return ArraySource(arrays[0]) if len(arrays) == 1 else ConcatSource(arrays)
 
 

@@ -105,8 +105,11 @@ def _from_plain(arrays: list[np.ndarray]) -> SeriesSet:
 
 
 def _accepts_sequence(data: Any) -> bool:
-    return isinstance(data, (list, tuple)) and len(data) > 0 and (
-        _plain_arrays(data) is not None or all(_is_series_like(a) for a in data))
+    if not isinstance(data, (list, tuple)) or not data:
+        return False
+    if set(map(type, data)) == {np.ndarray}:  # the common case, one C-level pass: every array is a series
+        return True
+    return all(_is_series_like(a) for a in data)
 
 
 def _sequence_to_series(data: Sequence[Any], options: "InputOptions", what: str) -> SeriesSet:

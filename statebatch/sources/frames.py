@@ -56,7 +56,7 @@ def _is_nested_panel(obj: Any) -> bool:
     return all(type(v).__name__ == "Series" and type(v).__module__.startswith("pandas") for v in first)
 
 
-def to_pandas_or_numpy(data: Any, what: str = "data") -> Any:
+def to_pandas_or_numpy(data: Any, what: str = "data", options: Any = None) -> Any:
     """``data`` as pandas (frames, series) or numpy (arrays), or unchanged when its registered kind is
     one that pandas/numpy consumers read as it is (arrays, lists, pandas, stores, Dask, Zarr).
 
@@ -69,7 +69,8 @@ def to_pandas_or_numpy(data: Any, what: str = "data") -> Any:
     unsorted is sorted by it, as a long frame is sorted by ``time_col``; duplicated or missing time
     points, and variables of one instance with different time points, are refused. A kind whose
     registration reads straight to a ``SeriesSet`` gives its series as numpy arrays (one array for one
-    series, a list for many).
+    series, a list for many); ``options`` (:class:`~statebatch.InputOptions`, default none set) is what
+    such a registration reads the data with.
 
     Examples
     --------
@@ -85,7 +86,7 @@ def to_pandas_or_numpy(data: Any, what: str = "data") -> Any:
         kind = find_input(data)
         if kind is None or kind.native:
             return data
-        data = kind.to_series(data, InputOptions(), what)
+        data = kind.to_series(data, options if options is not None else InputOptions(), what)
         if isinstance(data, SeriesSet):
             if not in_memory(data.source):
                 return data

@@ -197,3 +197,21 @@ def test_a_kind_that_hands_over_a_list_gives_the_windows_of_the_list(lengths, n_
                                           sb.make_windows(arrays, timesteps).X)
     finally:
         sb.unregister_input("wrapped")
+
+
+def test_errors_of_a_users_registration_are_named_not_passed_on():
+    def picky(d):
+        return d.columns is not None  # AttributeError for anything but a table
+
+    sb.register_input(picky, table_to_series, name="picky")
+    try:
+        with pytest.raises(ParameterError, match="accepts of input kind 'picky' raised AttributeError"):
+            sb.make_windows(np.arange(5.0), 2)
+    finally:
+        sb.unregister_input("picky")
+    sb.register_input(lambda d: isinstance(d, ColumnTable), table_to_series, name="column_table")
+    try:
+        with pytest.raises(sb.DataValueError, match="input kind 'column_table' could not read data .KeyError"):
+            sb.make_windows(ColumnTable({"a": np.arange(5.0)}), 2, id_col="missing")
+    finally:
+        sb.unregister_input("column_table")

@@ -211,7 +211,17 @@ def find_input(data: Any) -> InputKind | None:
     'array'
     """
     for kind in registered_inputs():
-        if kind.accepts(data):
+        if kind.rank is not None:
+            if kind.accepts(data):
+                return kind
+            continue
+        try:  # a user's accepts sees every input statebatch is given: its errors are named, not passed on
+            accepted = kind.accepts(data)
+        except Exception as exc:  # noqa: BLE001 - whatever it raised, say which registration it was
+            raise ParameterError(f"the accepts of input kind {kind.name!r} raised {type(exc).__name__}: {exc} (given "
+                                 f"a {type(data).__name__}).", "make it return False for inputs it does not read, "
+                                 f"or statebatch.unregister_input({kind.name!r}).") from exc
+        if accepted:
             return kind
     return None
 

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import DataValueError, DTypeError, ParameterError, ShapeError
+from ..errors import DataValueError, DTypeError, ParameterError, ShapeError, StatebatchError
 from .base import ArraySource, ConcatSource, RowSource
 from .options import GAPS, InputOptions
 from .registry import find_input, type_is
@@ -96,8 +96,21 @@ def as_series(
             raise ParameterError(f"the input kind {kind.name!r} does not turn {what} into series (still a "
                                  f"{type(data).__name__} after {steps - 1} conversions).",
                                  "its to_series must return a SeriesSet or another input kind statebatch reads.")
-        data = kind.to_series(data, opts, what)
+        data = _read(kind, data, opts, what)
     return data
+
+
+def _read(kind: Any, data: Any, opts: InputOptions, what: str) -> Any:
+    """One registration's reading; a user's to_series that fails with a foreign error is named."""
+    if kind.rank is not None:  # built-in kinds raise statebatch errors themselves
+        return kind.to_series(data, opts, what)
+    try:
+        return kind.to_series(data, opts, what)
+    except StatebatchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a user's reader: any error, named with the kind that raised it
+        raise DataValueError(f"input kind {kind.name!r} could not read {what} ({type(exc).__name__}: {exc}).",
+                             f"check the data, or the to_series registered as {kind.name!r}.") from exc
 
 
 

@@ -27,6 +27,8 @@ from .results.windows import Windows, make_windows, strided_windows
 from .sources.base import ArraySource, ConcatSource, RowSource, as_source
 from .sources.npy import open_prepared, write_batches
 from .sources.options import InputOptions
+from .sources.registry import register_input, registered_inputs, unregister_input
+from .sources.seriesset import SeriesSet
 
 # statebatch.windows, statebatch.store, ... (the modules before the layer folders) still import, with
 # a FutureWarning naming the new place, for one release (CHANGELOG.md)
@@ -70,6 +72,10 @@ __all__ = [
     "RowSource", "ArraySource", "ConcatSource", "as_source", "strided_windows", "open_prepared", "write_batches",
     # the input options every entry point shares
     "InputOptions",
+    "register_input",
+    "SeriesSet",
+    "registered_inputs",
+    "unregister_input",
     # forecasting batches (mappings) as Keras (x, y)
     "split_xy",
     # checking and explaining

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 import numpy as np
 
@@ -112,12 +112,15 @@ def resolve_seed(seed: Any) -> int:
     """A concrete seed: the given one, or fresh entropy drawn once (so a result stays reproducible)."""
     seed = check_seed("seed", seed)
     if seed is None:
-        return int(np.random.SeedSequence().entropy % (2**63))
+        return int(cast(int, np.random.SeedSequence().entropy)) % (2**63)  # entropy is an int when none is given
     return seed
 
 
-def rng_for(seed: int, epoch: int, stream: int = 0) -> np.random.Generator:
+def rng_for(seed: int | None, epoch: int, stream: int = 0) -> np.random.Generator:
     """The generator of one epoch: a pure function of ``(seed, epoch, stream)``."""
+    if seed is None:  # callers draw one first; a plan without a seed could not be replayed
+        raise ParameterError("a random plan needs a seed to be a pure function of its arguments.",
+                             "pass seed=0 (or any integer).")
     return np.random.default_rng((int(seed), int(epoch), int(stream)))
 
 

@@ -21,11 +21,14 @@ import sys
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import DataValueError, DTypeError, ParameterError, StatebatchError, StatebatchWarning
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    import pandas as pd
 
 
 def _positive(text: str) -> int:
@@ -45,22 +48,38 @@ def _shape(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"--shape must look like 1000,20,1 (got {text!r})") from None
 
 
-def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Load X (and y, sample_weight) from .npy, .npz, .csv or .parquet.
+def load_arrays(path: str | Path) -> dict[str, Any]:
+    """Load X (and y, sample_weight) from .npz, or the data of any registered file suffix.
 
-    ``.npz`` keys ``X``/``x``, ``y`` and ``sample_weight`` are used (else the first array is X);
-    ``.csv``/``.parquet`` are raw series tables ``(steps, features)``.
+    ``.npz`` keys ``X``/``x``, ``y`` and ``sample_weight`` are used (else the first array is X).
+    Every other suffix is read by the input kind registered for it (see
+    :func:`statebatch.register_input`): ``.npy`` gives ``{"X": array}``; ``.csv``/``.parquet``
+    give ``{"table": frame}`` (raw series, one row per step); a user's kind gives ``{"data": value}``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "x.npy"
+    >>> np.save(path, np.zeros((4, 3, 1)))
+    >>> load_arrays(path)["X"].shape
+    (4, 3, 1)
     """
+    from .sources.registry import input_suffixes, reader_for_suffix
+
     path = Path(path)
+    kinds = "/".join([".npz"] + input_suffixes())
     if not path.exists():
-        raise ParameterError(f"file {str(path)!r} does not exist.", "pass the path of a .npy/.npz/.csv/.parquet file.")
+        raise ParameterError(f"file {str(path)!r} does not exist.", f"pass the path of a {kinds} file.")
     if path.is_dir():
-        raise ParameterError(f"{str(path)!r} is a directory.", "pass the path of one .npy/.npz/.csv/.parquet file.")
+        raise ParameterError(f"{str(path)!r} is a directory.", f"pass the path of one {kinds} file.")
     suffix = path.suffix.lower()
-    if suffix not in (".npy", ".npz", ".csv", ".parquet", ".pq"):
-        raise ParameterError(f"unsupported file type {suffix!r}.", "use .npy, .npz, .csv or .parquet.")
+    reader = reader_for_suffix(suffix)
+    if suffix != ".npz" and reader is None:
+        raise ParameterError(f"unsupported file type {suffix!r}.",
+                             f"use {', '.join(kinds.split('/'))}, or register a reader for it with "
+                             "statebatch.register_input(..., suffixes=[...], read_file=...).")
     try:
-        return _read(path, suffix)
+        return _read_npz(path) if reader is None else _as_loaded(reader(path))
     except StatebatchError:
         raise
     except Exception as exc:  # numpy, pandas, pyarrow and the OS each raise their own errors for bad files
@@ -72,30 +91,28 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
                              "check that the file is complete and of the type its name says.") from None
 
 
-def _read(path: Path, suffix: str) -> dict[str, Any]:
-    if suffix == ".npy":
-        with open(path, "rb") as f:
-            if f.read(6) != b"\x93NUMPY":
-                raise DataValueError(f"{path} is not a .npy file (it does not start with numpy's magic bytes; "
-                                     "compressed, or another format?).", "save it with np.save(path, X).")
-        return {"X": np.load(path, allow_pickle=False)}
-    if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            keys = list(z.keys())
-            xk = next((k for k in ("X", "x", "X_train", "x_train") if k in keys), keys[0] if keys else None)
-            if xk is None:
-                raise ParameterError(f"{path} holds no arrays.", "save X with np.savez(path, X=X, y=y).")
-            out = {"X": z[xk]}
-            for k in ("y", "Y", "y_train", "sample_weight"):
-                if k in keys:
-                    out["sample_weight" if k == "sample_weight" else "y"] = z[k]
-            return out
-    import pandas as pd
+def _as_loaded(data: Any) -> dict[str, Any]:
+    """What a registered reader gave: X (an array), a table (a pandas frame), or data of another kind."""
+    if isinstance(data, np.ndarray):
+        return {"X": data}
+    from .sources.registry import type_is
 
-    df = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-    if df.empty:
-        raise DataValueError(f"{path} holds no rows.", "pass a table with one row per time step.")
-    return {"table": df}
+    if type_is(data, "pandas", "DataFrame"):
+        return {"table": data}
+    return {"data": data}
+
+
+def _read_npz(path: Path) -> dict[str, Any]:
+    with np.load(path, allow_pickle=False) as z:
+        keys = list(z.keys())
+        xk = next((k for k in ("X", "x", "X_train", "x_train") if k in keys), keys[0] if keys else None)
+        if xk is None:
+            raise ParameterError(f"{path} holds no arrays.", "save X with np.savez(path, X=X, y=y).")
+        out = {"X": z[xk]}
+        for k in ("y", "Y", "y_train", "sample_weight"):
+            if k in keys:
+                out["sample_weight" if k == "sample_weight" else "y"] = z[k]
+        return out
 
 
 _ID_NAMES = ("id", "series", "series_id", "seriesid", "key", "unit", "unit_id", "group", "station", "ticker",
@@ -139,12 +156,19 @@ def _try_format(text, fmt: str):
     return parsed if not parsed.isna().any() else None
 
 
-def parse_time_column(df, time_col: str, time_format: str | None):
+def parse_time_column(df: "pd.DataFrame", time_col: str, time_format: str | None) -> tuple["pd.DataFrame", str | None]:
     """The table with ``time_col`` parsed to datetimes when it holds text, and the format used (or None).
 
     Numbers and datetimes are kept. Text is read with ``time_format`` (a strftime format) when given,
     else with the first of the common formats that reads every value; unreadable or day/month-ambiguous
     text is refused with the ``--time-format`` to pass.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df, fmt = parse_time_column(pd.DataFrame({"t": ["02.01.2020", "03.01.2020"], "v": [1.0, 2.0]}), "t", None)
+    >>> fmt, df["t"].dt.day.tolist()
+    ('%d.%m.%Y', [2, 3])
     """
     import pandas as pd
 
@@ -207,7 +231,7 @@ def _first_unread(text, fmt: str) -> tuple[int, str]:
     return 0, str(text.iloc[0])
 
 
-def _table_columns(df, args) -> tuple[str | None, str | None, list[str] | None, list[str]]:
+def _table_columns(df: Any, args: Any) -> tuple[str | None, str | None, list[Any] | None, list[Any]]:
     """id, time, target and feature columns of a table; an unnamed but obvious id or time column is refused
     with a message rather than read as a feature (which would window across series or feed clock values)."""
     id_col = _column(df, args.id_col, "--id-col")
@@ -271,9 +295,48 @@ def _from_table(df, args, stateful: bool):
           + (f", target {targets}" if targets else ""))
     if args.timesteps is None:
         return None
+    common = dict(id_col=id_col, time_col=time_col, feature_cols=features, target_cols=targets, dtype=args.dtype,
+                  gaps=args.gaps)
+    return _build(df, args, stateful, common, n_series, bool(targets))
+
+
+def _none(name: str | None) -> str | None:
+    return None if name is None or name.lower() == "none" else name
+
+
+def _from_data(data: Any, args: Any, stateful: bool) -> tuple | None:
+    """Data of a registered input kind (a user's file format): read by its registration with the options
+    given (no column guessing: the kind knows its own layout). Same return as :func:`_from_table`."""
+    from .sources.registry import find_input
+    from .sources.series import as_series
+
+    if args.time_format is not None:
+        raise ParameterError("--time-format applies to a .csv/.parquet table's --time-col.", "leave --time-format out.")
+    targets = [c.strip() for c in args.target.split(",")] if args.target else None
+    ss = as_series(data, id_col=_none(args.id_col), time_col=_none(args.time_col), target_cols=targets,
+                   dtype=args.dtype, gaps=args.gaps, what=str(args.file))
+    kind = find_input(data)
+    print(f"{kind.name if kind else 'data'} {args.file}: {int(ss.offsets[-1])} rows, {ss.n_series} series; "
+          f"{ss.n_features} feature(s)" + (f" {ss.feature_names}" if ss.feature_names else "")
+          + (f", target {ss.target_names}" if ss.target_names else ""))
+    args.series = ss
+    if args.timesteps is None:
+        return None
+    return _build(ss, args, stateful, {}, ss.n_series, ss.targets is not None)
+
+
+def _lenient(fn: Any) -> dict[str, Any]:
+    """NaN and inf pass the builders, so that validate reports them with the rest (allow_inf where the
+    builder takes it)."""
+    import inspect
+
+    return {"allow_nan": True, **({"allow_inf": True} if "allow_inf" in inspect.signature(fn).parameters else {})}
+
+
+def _build(data: Any, args: Any, stateful: bool, common: dict, n_series: int, has_targets: bool) -> tuple:
+    """The windows or lanes a model would see, built with statebatch, and a line saying what was built.
+    Returns (X, y, weights, batch_size)."""
     # the CLI builds X in the dtype Keras computes in (--dtype), so no advice about X's dtype is due
-    common = dict(id_col=id_col, time_col=time_col, feature_cols=features, target_cols=targets, allow_nan=True,
-                  dtype=args.dtype, gaps=args.gaps)
     if stateful:
         from .results.stateful import arrange_stateful
 
@@ -285,24 +348,32 @@ def _from_table(df, args, stateful: bool):
             raise ParameterError("--stateful needs --batch-size: the lanes are built for the model's fixed batch size.",
                                  "pass --batch-size B (the batch size the stateful model is built with).")
         # target columns: the value one step later, per timestep (arrange_stateful's "next")
-        a = arrange_stateful(df, args.timesteps, args.batch_size, targets="next" if targets else None, **common)
+        a = arrange_stateful(data, args.timesteps, args.batch_size, targets="next" if has_targets else None,
+                             **common, **_lenient(arrange_stateful))
         args.built = a  # explain describes the arrangement itself (lanes, resets, padding), not a bare X
         arrays = a.arrays()
         # repr(a) is the arrangement's own summary, so the padding figure is the one Python shows for it
         print(f"built {a.n_series} series -> lanes with statebatch.arrange_stateful(timesteps={args.timesteps}, "
-              f"batch_size={args.batch_size})" + (" (targets='next': each target column one step later)" if targets
-                                                  else "") + f": {a!r}; this is statebatch's arrangement of your "
-              "table, not data you made")
+              f"batch_size={args.batch_size})" + (" (targets='next': each target column one step later)"
+                                                  if has_targets else "") + f": {a!r}; this is statebatch's "
+              "arrangement of your table, not data you made")
         return arrays[0], (arrays[1] if len(arrays) > 1 else None), (arrays[2] if len(arrays) > 2 else None), \
             args.batch_size
     from .results.windows import make_windows
 
-    w = make_windows(df, args.timesteps, stride=args.stride, **common)
+    w = make_windows(data, args.timesteps, stride=args.stride, **common, **_lenient(make_windows))
     args.built = w
     arrays = w.arrays()
     print(f"built {len(arrays[0])} windows of {args.timesteps} steps (stride {args.stride}) from "
           f"{n_series} series with statebatch.make_windows; windows never cross a series boundary")
     return arrays[0], (arrays[1] if len(arrays) > 1 else None), None, args.batch_size
+
+
+def _built_from_file(arrays: dict[str, Any], args: Any) -> tuple | None:
+    """A table or a registered kind's data, built into windows or lanes (None without --timesteps)."""
+    if "table" in arrays:
+        return _from_table(arrays["table"], args, args.stateful)
+    return _from_data(arrays["data"], args, args.stateful)
 
 
 def _cmd_explain(args) -> int:
@@ -315,8 +386,8 @@ def _cmd_explain(args) -> int:
         print(explain(args.shape, batch_size=args.batch_size, stateful=args.stateful))
         return 0
     arrays = load_arrays(args.file)
-    if "table" in arrays:
-        built = _from_table(arrays["table"], args, args.stateful)
+    if "X" not in arrays:
+        built = _built_from_file(arrays, args)
         if built is None:
             raise ParameterError("explaining a table needs --timesteps: the windows or lanes are built from it.",
                                  "pass --timesteps T (and --batch-size B).")
@@ -334,11 +405,14 @@ def _cmd_check(args) -> int:
     from .checking.validate import validate
 
     arrays = load_arrays(args.file)
-    if "table" in arrays:
-        built = _from_table(arrays["table"], args, args.stateful)
+    if "X" not in arrays:
+        built = _built_from_file(arrays, args)
         if built is None:
-            id_col, time_col, targets, features = _table_columns(arrays["table"], args)
-            X = arrays["table"][features].to_numpy()[None]  # the whole table as one sample, for value checks
+            if "table" in arrays:
+                id_col, time_col, targets, features = _table_columns(arrays["table"], args)
+                X = arrays["table"][features].to_numpy()[None]  # the whole table as one sample, for value checks
+            else:
+                X = args.series.source.read(0, len(args.series.source))[None]
             rep = validate(X, raise_errors=False, emit_warnings=False)
             rep.warnings.append("pass --timesteps T to check the windows a model would see.")
         else:
@@ -351,7 +425,7 @@ def _cmd_check(args) -> int:
                        shuffle=False if args.stateful else None, timesteps=args.timesteps,
                        raise_errors=False, emit_warnings=False)
     # advice about an X the CLI built from a table is said in CLI terms (the user cannot run Python on it)
-    print(_cli_fix(_cli_advice(str(rep))) if "table" in arrays else rep)
+    print(_cli_fix(_cli_advice(str(rep))) if "X" not in arrays else rep)
     if rep.layout is not None and rep.ok:
         how = "" if rep.layout.exact else " (a statistical reading, not proof)"
         print(f"  layout: {rep.layout.kind}{how}: {rep.layout.evidence}")
@@ -405,6 +479,16 @@ def _table_options(p) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``statebatch`` command: ``explain`` or ``check``; returns the exit status (0 fine, 1 the check
+    found problems, 2 a statebatch error, 3 an unexpected one).
+
+    Examples
+    --------
+    >>> main(["explain", "--shape", "8,4,1", "--batch-size", "4", "--stateful"])  # doctest: +ELLIPSIS
+    statebatch explain: X (8, 4, 1), batch_size=4, stateful=True
+    ...
+    0
+    """
     parser = argparse.ArgumentParser(prog="statebatch", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("explain", help="explain batches, state resets and lanes for a shape")

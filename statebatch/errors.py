@@ -11,7 +11,7 @@ from __future__ import annotations
 class StatebatchError(Exception):
     """Base class of all statebatch errors."""
 
-    def __init__(self, problem: str, fix: str | None = None):
+    def __init__(self, problem: str, fix: str | None = None) -> None:
         self.problem = problem
         self.fix = fix
         super().__init__(problem if fix is None else f"{problem}\n  Fix: {fix}")

@@ -239,8 +239,8 @@ ERRORS = [
     ("dask id column as a feature", lambda: prepare(_dask(NAN_TARGET.fillna(0), 1), id_col="id",
                                                     feature_cols=["id", "v"]), ParameterError),
     ("dask text dtype", lambda: prepare(_dask(NAN_TARGET.fillna(0), 1), id_col="id", dtype="U3"), ParameterError),
-    ("dask allow_non_finite text", lambda: prepare(_dask(NAN_TARGET.fillna(0), 1), id_col="id",
-                                                   allow_non_finite="no"), ParameterError),
+    ("dask allow_nan text", lambda: prepare(_dask(NAN_TARGET.fillna(0), 1), id_col="id",
+                                            allow_nan="no"), ParameterError),
     ("dask prepare None", lambda: prepare(None), ParameterError),
     ("dask id_col as a list", lambda: prepare(_dask(TEXT, 1), id_col=["id"]), ParameterError),
     ("time_split time_col as a list", lambda: time_split(LONG, time_col=["t"]), ParameterError),
@@ -381,7 +381,7 @@ def test_nested_variables_with_the_same_time_points_in_other_orders_are_paired_b
 
 
 def test_dask_targets_with_nan_allowed_on_request_and_ids_of_one_kind_kept():
-    stored = prepare(_dask(NAN_TARGET, 1), id_col="id", feature_cols=["v"], target_cols=["y"], allow_non_finite=True)
+    stored = prepare(_dask(NAN_TARGET, 1), id_col="id", feature_cols=["v"], target_cols=["y"], allow_nan=True)
     assert list(stored.lengths) == [6]
     frame = pd.DataFrame({"id": ["1", "2"] * 6, "v": np.arange(12.0)})  # strings only: two series, as pandas gives
     ids = prepare(_dask(frame), id_col="id").ids
@@ -417,7 +417,7 @@ def test_nested_panel_conversion_in_the_fix_works():
 
 
 def test_dask_targets_given_to_make_windows_follow_its_allow_nan():
-    """prepare refuses NaN targets (allow_non_finite); a Dask frame given to make_windows keeps its allow_nan."""
+    """prepare refuses NaN targets (allow_nan); a Dask frame given to make_windows keeps its allow_nan."""
     frame = _dask(NAN_TARGET, 1)
     kw = dict(id_col="id", feature_cols=["v"], target_cols=["y"], targets="aligned")
     with pytest.raises(DataValueError, match="NaN"):

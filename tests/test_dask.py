@@ -240,8 +240,14 @@ def test_batches_of_a_store_checked_when_written_skip_the_nan_scan_and_others_ke
     reopened = open_prepared(tmp_path / "clean")
     bad = x.copy()
     bad[1_234, 1] = np.inf
-    dirty = prepare(da.from_array(bad, chunks=500), tmp_path / "dirty", allow_non_finite=True)
-    assert clean.info["non_finite"] == 0 and dirty.info["non_finite"] == 1
+    with pytest.raises(sb.DataValueError, match="1 inf value") as refused:  # NaN and inf are allowed separately
+        prepare(da.from_array(bad, chunks=500), tmp_path / "refused", allow_nan=True)
+    assert "allow_inf=True" in str(refused.value) and "allow_nan" not in str(refused.value)
+    dirty = prepare(da.from_array(bad, chunks=500), tmp_path / "dirty", allow_inf=True)
+    assert clean.info["non_finite"] == 0 and dirty.info["non_finite"] == 1 and dirty.info["inf"] == 1
+    with pytest.warns(FutureWarning, match="allow_nan=True and/or allow_inf=True"):  # the old name, one release
+        old = prepare(da.from_array(bad, chunks=500), tmp_path / "old", allow_non_finite=True)
+    assert old.info["inf"] == 1 and old.info["nan"] == 0
     assert clean.finite_checked and reopened.finite_checked and not dirty.finite_checked
     assert not open_prepared(tmp_path / "dirty").finite_checked
     for store in (clean, reopened):  # same batches as in memory; X is not scanned again as it is read
@@ -260,7 +266,7 @@ def test_batches_of_a_store_checked_when_written_skip_the_nan_scan_and_others_ke
         prepare(dd.from_pandas(df, npartitions=2), tmp_path / "refused", id_col="id", feature_cols=["a"],
                 target_cols=["y"])
     stored = prepare(dd.from_pandas(df, npartitions=2), tmp_path / "series", id_col="id", feature_cols=["a"],
-                     target_cols=["y"], allow_non_finite=True)
+                     target_cols=["y"], allow_nan=True)
     assert stored.store.finite_checked and not stored.target_store.finite_checked
     arr = sb.arrange_stateful(stored, 10, 2)
     with pytest.raises(sb.DataValueError, match="in y"):

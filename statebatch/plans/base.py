@@ -28,7 +28,13 @@ class LeftOut(NamedTuple):
 
 
 def check_lengths(lengths: Any, what: str = "lengths") -> np.ndarray:
-    """A 1-D array of non-negative integer lengths."""
+    """A 1-D array of non-negative integer lengths.
+
+    Examples
+    --------
+    >>> check_lengths([3, 0, 5])
+    array([3, 0, 5])
+    """
     try:
         arr = np.asarray(lengths)
     except (TypeError, ValueError):
@@ -53,5 +59,11 @@ def check_lengths(lengths: Any, what: str = "lengths") -> np.ndarray:
 
 
 def named(left_out: tuple[LeftOut, ...], ids: list) -> list[LeftOut]:
-    """Replace series positions by series ids (what results report)."""
+    """Replace series positions by series ids (what results report).
+
+    Examples
+    --------
+    >>> named((LeftOut(1, 0, 4, "too short"),), ["a", "b"])
+    [LeftOut(series='b', first_step=0, steps=4, reason='too short')]
+    """
     return [lo._replace(series=ids[lo.series]) for lo in left_out]

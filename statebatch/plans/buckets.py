@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from .._args import check_bool, check_choice, check_fraction, check_int, check_seed, percent, plural, rng_for
 from ..errors import ParameterError
@@ -106,7 +107,13 @@ def _layer(prev: np.ndarray, k: int, vmax: np.ndarray, c: np.ndarray, s: np.ndar
 
 
 def check_boundaries(boundaries: Any) -> np.ndarray:
-    """Bucket boundaries as strictly increasing positive int64 lengths (tf.data's convention), or refused."""
+    """Bucket boundaries as strictly increasing positive int64 lengths (tf.data's convention), or refused.
+
+    Examples
+    --------
+    >>> check_boundaries([4, 8])
+    array([4, 8])
+    """
     try:
         raw = np.asarray(boundaries)
     except (TypeError, ValueError):  # ragged lists
@@ -121,7 +128,7 @@ def check_boundaries(boundaries: Any) -> np.ndarray:
     return bnds
 
 
-def bucket_boundaries(lengths: Sequence[int], n_buckets: int | None = None, *, max_padding: float = 0.02,
+def bucket_boundaries(lengths: npt.ArrayLike, n_buckets: int | None = None, *, max_padding: float = 0.02,
                       max_buckets: int = 32) -> np.ndarray:
     """Bucket boundaries that minimise total padding (dynamic programming over sorted lengths).
 
@@ -140,6 +147,11 @@ def bucket_boundaries(lengths: Sequence[int], n_buckets: int | None = None, *, m
     Returns
     -------
     ndarray of int, shape ``(n_buckets - 1,)`` (fewer when there are fewer distinct lengths)
+
+    Examples
+    --------
+    >>> bucket_boundaries([3, 4, 4, 9, 10, 10], 2)  # lengths below 5, and the rest
+    array([5])
     """
     lengths = check_lengths(lengths)
     if n_buckets is not None:
@@ -173,8 +185,14 @@ def bucket_boundaries(lengths: Sequence[int], n_buckets: int | None = None, *, m
     return np.array(sorted(int(values[e]) + 1 for e in ends), dtype=np.int64)
 
 
-def padding_of(lengths: Sequence[int], boundaries: Sequence[int]) -> int:
-    """Padded steps when each bucket (tf.data convention) is padded to its longest member."""
+def padding_of(lengths: npt.ArrayLike, boundaries: npt.ArrayLike) -> int:
+    """Padded steps when each bucket (tf.data convention) is padded to its longest member.
+
+    Examples
+    --------
+    >>> padding_of([3, 4, 9, 10], [5])  # 3 padded to 4, 9 padded to 10
+    2
+    """
     lengths = check_lengths(lengths)
     bounds = check_lengths(boundaries, "boundaries") if np.size(boundaries) else np.empty(0, np.int64)
     if len(bounds) > 1 and (np.diff(bounds) <= 0).any():
@@ -187,13 +205,20 @@ def padding_of(lengths: Sequence[int], boundaries: Sequence[int]) -> int:
 
 
 def sorted_padding(lengths: np.ndarray, batch_size: int) -> float:
-    """Padding of the best fixed-size batching: all lengths sorted, cut into batches."""
+    """Padding of the best fixed-size batching: all lengths sorted, cut into batches.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> round(sorted_padding(np.array([3, 4, 9, 10]), 2), 4)  # 2 padded steps of 28
+    0.0714
+    """
     s = np.sort(np.asarray(lengths, dtype=np.int64))
     n = len(s)
     tops = s[np.minimum(np.arange(batch_size - 1, n + batch_size - 1, batch_size), n - 1)]
     sizes = np.diff(np.append(np.arange(0, n, batch_size), n))
     padded = int((tops * sizes).sum())
-    return 1.0 - s.sum() / padded if padded else 0.0
+    return float(1.0 - s.sum() / padded) if padded else 0.0
 
 
 # --------------------------------------------------------------------------- planning
@@ -268,7 +293,7 @@ def _rotating_left_out(members: np.ndarray, batch_size: int, seed: int, epoch: i
 
 
 def plan_buckets(
-    lengths: Sequence[int],
+    lengths: npt.ArrayLike,
     batch_size: int = 32,
     *,
     mode: str = "sort",
@@ -317,6 +342,12 @@ def plan_buckets(
     Returns
     -------
     BucketPlan
+
+    Examples
+    --------
+    >>> plan = plan_buckets([3, 4, 9, 10, 5, 6], 2, shuffle=False)
+    >>> plan.n_batches, [b.tolist() for b in plan.batches]
+    (3, [[0, 1], [4, 5], [2, 3]])
     """
     lengths = check_lengths(lengths)
     batch_size = check_int("batch_size", batch_size, 1)
@@ -363,10 +394,10 @@ def plan_buckets(
                                  f"all {n} sequences out.", "use remainder='keep' or a smaller batch_size.")
         left = tuple(LeftOut(int(i), 0, int(lengths[i]), f"remainder='drop': in no full batch of epoch {epoch}")
                      for i in np.sort(dropped))
-    if shuffle:
+    if rng is not None:  # shuffle
         batches = [batches[i] for i in rng.permutation(len(batches))]
     longest = np.array([int(lengths[b].max()) for b in batches], dtype=np.int64)
-    if pad_to == "bucket" and len(bnds):  # no boundaries (one distinct length): one bucket, padded to its batch
+    if pad_to == "bucket" and bnds is not None and len(bnds):  # no boundaries (one distinct length): one bucket, padded to its batch
         at = np.searchsorted(bnds, longest, side="right")
         longest = np.where(at < len(bnds), bnds[np.minimum(at, len(bnds) - 1)] - 1, longest)
     return BucketPlan(tuple(b if b.dtype.kind == "i" else np.asarray(b, dtype=np.int64) for b in map(np.asarray, batches)),
@@ -403,7 +434,7 @@ def _batches(lengths, batch_size, mode, bin_width, bnds, pool_batches, rng, seed
     keys = lengths if mode == "exact" else np.searchsorted(bnds, lengths, side="right")
     order = np.argsort(keys, kind="stable")  # grouped by key, shortest first within a group
     out, dropped_parts = [], []
-    for g, group in enumerate(np.split(order, np.flatnonzero(np.diff(keys[order])) + 1)):
+    for group in np.split(order, np.flatnonzero(np.diff(keys[order])) + 1):
         if rng is None:
             group = group[np.argsort(lengths[group], kind="stable")]
             cut = _cut(group, lengths, batch_size, token_budget)
@@ -436,6 +467,12 @@ def retention(a: BucketPlan, b: BucketPlan) -> float:
     Returns
     -------
     float in [0, 1]
+
+    Examples
+    --------
+    >>> a = plan_buckets([3, 4, 9, 10, 5, 6], 2, seed=0)
+    >>> retention(a, a)  # the same batches: every batch-mate kept
+    1.0
     """
     if not (isinstance(a, BucketPlan) and isinstance(b, BucketPlan)):
         raise ParameterError(f"retention compares two BucketPlans, got {type(a).__name__} and {type(b).__name__}.",

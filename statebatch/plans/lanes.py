@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .._args import check_bool, check_choice, check_int, check_seed, check_size, percent, plural, rng_for
 from ..errors import ParameterError, RemainderError, ShapeError
 from .base import LeftOut, check_lengths
 
 REMAINDERS = ("pad", "drop", "error")
+
+
+#: series, step, valid, resets: the (batches, lanes) arrays of a plan without per-batch lengths
+_PlanArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,12 +116,17 @@ class LanePlan:
 
 
 # --------------------------------------------------------------------------- packing
-def pack_lanes(chunks: Sequence[int], batch_size: int) -> list[list[int]]:
+def pack_lanes(chunks: npt.ArrayLike, batch_size: int) -> list[list[int]]:
     """Assign series (by chunk count) to lanes, longest first to the least-loaded lane (LPT).
 
     Returns the series positions of each lane in the order they run. The number of batches is the
     largest lane load, at most 4/3 of the optimum and close to ``ceil(sum(chunks) / batch_size)``
     when there are many series. Series with no chunk are in no lane.
+
+    Examples
+    --------
+    >>> pack_lanes([5, 3, 2, 2], 2)  # 5 chunks in lane 0; 3 + 2 in lane 1, then the last 2 in lane 0
+    [[0, 3], [1, 2]]
     """
     chunks = check_lengths(chunks, "chunks")
     batch_size = check_int("batch_size", batch_size, 1)
@@ -186,7 +196,7 @@ def _random_pack(chunks: np.ndarray, batch_size: int, capacity: int, rng: np.ran
 
 
 def _plan_from_lanes(members: np.ndarray, sizes: np.ndarray, usable: np.ndarray, chunks: np.ndarray,
-                     timesteps: int, batch_size: int, n_batches: int | None = None) -> tuple[np.ndarray, ...]:
+                     timesteps: int, batch_size: int, n_batches: int | None = None) -> "_PlanArrays":
     """The plan arrays of series packed into lanes (each lane runs its series back to back): ``members``
     lists lane 0's series in running order, then lane 1's, ...; ``sizes`` counts each lane's series."""
     seq = np.asarray(members, dtype=np.int64)
@@ -212,10 +222,11 @@ def _plan_from_lanes(members: np.ndarray, sizes: np.ndarray, usable: np.ndarray,
     step[slot] = first_step
     valid[slot] = np.minimum(timesteps, np.repeat(usable[seq], c) - first_step)
     resets[start_batch * batch_size + lane_of] = True
-    return tuple(a.reshape(nb, batch_size) for a in (series, step, valid, resets))
+    return series.reshape(nb, batch_size), step.reshape(nb, batch_size), valid.reshape(nb, batch_size), \
+        resets.reshape(nb, batch_size)
 
 
-def _balanced(usable: int, timesteps: int, batch_size: int, chunks: int) -> tuple[np.ndarray, ...]:
+def _balanced(usable: int, timesteps: int, batch_size: int, chunks: int) -> "_PlanArrays":
     """One series cut into ``batch_size`` contiguous lanes whose lengths differ by at most a chunk."""
     q, r = divmod(chunks, batch_size)
     per_lane = np.full(batch_size, q, dtype=np.int64)
@@ -234,7 +245,7 @@ def _balanced(usable: int, timesteps: int, batch_size: int, chunks: int) -> tupl
 
 
 def _jittered(usable: np.ndarray, timesteps: int, jitter: int, batch_size: int, one_series: bool,
-              seed: int, epoch: int, shuffle: bool) -> tuple[np.ndarray, ...]:
+              seed: int | None, epoch: int, shuffle: bool) -> tuple[np.ndarray, ...]:
     """Plan with a random length per batch in ``[timesteps - jitter, timesteps]`` (AWD-LSTM style).
 
     The number of batches is the same in every epoch, because Keras reads a dataset's length once per
@@ -271,8 +282,11 @@ def _jittered(usable: np.ndarray, timesteps: int, jitter: int, batch_size: int, 
     # with idle ones).
     units = -(-(2 * usable + 2 * jitter) // (2 * timesteps - jitter))
     lanes, capacity = _assign_lanes(units, batch_size, shuffle, seed, epoch)
-    return _top_up(_pack_jittered(usable, lanes, _paired_lengths(capacity, timesteps, jitter, rng), batch_size),
-                   capacity, mean)
+    packed = _pack_jittered(usable, lanes, _paired_lengths(capacity, timesteps, jitter, rng), batch_size)
+    if packed is None:  # cannot happen: the unit count above bounds every draw
+        raise ShapeError(f"the jittered lanes need more than {capacity} batches (a statebatch bug).",
+                         "report it, and use jitter=0 meanwhile.")
+    return _top_up(packed, capacity, mean)
 
 
 def _paired_lengths(n: int, timesteps: int, jitter: int, rng: np.random.Generator) -> np.ndarray:
@@ -362,7 +376,7 @@ def _top_up(arrays: tuple[np.ndarray, ...], nb: int, length: int) -> tuple[np.nd
 
 # --------------------------------------------------------------------------- the planner
 def plan_lanes(
-    lengths: Sequence[int],
+    lengths: npt.ArrayLike,
     timesteps: int,
     batch_size: int,
     *,
@@ -410,6 +424,12 @@ def plan_lanes(
     Returns
     -------
     LanePlan
+
+    Examples
+    --------
+    >>> plan = plan_lanes([10, 6], timesteps=2, batch_size=2, targets=None)
+    >>> plan.n_batches, plan.series[:, 1].tolist()  # lane 1 holds series 1 for 3 batches, then idles (-1)
+    (5, [1, 1, 1, -1, -1])
     """
     lengths = check_lengths(lengths)
     timesteps = check_int("timesteps", timesteps, 1)
@@ -437,7 +457,6 @@ def plan_lanes(
     one_series = len(lengths) == 1
     # The plan holds four (batches, lanes) arrays: refuse a lane count no machine could plan.
     check_size("the lane plan", (max(-(-int(usable.sum()) // (batch_size * timesteps)), 1), batch_size), 32)
-    rng = rng_for(seed, epoch) if seed is not None else None
 
     if jitter:
         series, step, valid, resets, batch_steps = _jittered(usable, timesteps, jitter, batch_size, one_series,
@@ -465,25 +484,7 @@ def plan_lanes(
         raise _nothing_fits(lengths, timesteps, held)
 
     if one_series:
-        c = int(chunks[0])
-        if remainder != "pad":
-            q = c // batch_size
-            if q == 0:
-                raise ShapeError(
-                    f"only {plural(c, 'chunk')} of {timesteps} steps for {batch_size} lanes: the series is too short "
-                    "to give every lane one chunk.",
-                    "use fewer lanes (batch_size) or shorter timesteps, or remainder='pad' (idle lanes get weight 0).")
-            if c % batch_size:
-                if remainder == "error":
-                    raise RemainderError(
-                        f"{c} chunks do not divide into {batch_size} equal lanes ({c % batch_size} chunk(s) over).",
-                        "use remainder='pad' or 'drop', or a batch_size that divides the chunk count.")
-                lost = (c - q * batch_size) * timesteps
-                left.append(LeftOut(0, int(q * batch_size * timesteps), int(lost),
-                                    f"remainder='{remainder}': chunks beyond {batch_size} equal lanes"))
-            c = q * batch_size
-            usable = np.array([c * timesteps], dtype=np.int64)
-        arrays = _balanced(int(usable[0]), timesteps, batch_size, c)
+        arrays = _one_series_lanes(int(chunks[0]), usable, timesteps, batch_size, remainder, left)
     elif shuffle:
         lanes, capacity = _assign_lanes(chunks, batch_size, True, seed, epoch)
         arrays = _plan_from_lanes(*_flat(lanes), usable, chunks, timesteps, batch_size, capacity)
@@ -494,7 +495,31 @@ def plan_lanes(
     return LanePlan(*arrays, timesteps=timesteps, batch_steps=None, epoch=epoch, left_out=tuple(left))
 
 
-def _orphan_targets(arrays: tuple, lengths: np.ndarray, held: int, remainder: str) -> list[LeftOut]:
+def _one_series_lanes(c: int, usable: np.ndarray, timesteps: int, batch_size: int, remainder: str,
+                      left: list[LeftOut]) -> "_PlanArrays":
+    """One series cut into ``batch_size`` contiguous lanes of ``c`` chunks in all: without padding, the
+    chunks beyond equal lanes are refused or left out (appended to ``left``)."""
+    if remainder != "pad":
+        q = c // batch_size
+        if q == 0:
+            raise ShapeError(
+                f"only {plural(c, 'chunk')} of {timesteps} steps for {batch_size} lanes: the series is too short "
+                "to give every lane one chunk.",
+                "use fewer lanes (batch_size) or shorter timesteps, or remainder='pad' (idle lanes get weight 0).")
+        if c % batch_size:
+            if remainder == "error":
+                raise RemainderError(
+                    f"{c} chunks do not divide into {batch_size} equal lanes ({c % batch_size} chunk(s) over).",
+                    "use remainder='pad' or 'drop', or a batch_size that divides the chunk count.")
+            lost = (c - q * batch_size) * timesteps
+            left.append(LeftOut(0, int(q * batch_size * timesteps), int(lost),
+                                f"remainder='{remainder}': chunks beyond {batch_size} equal lanes"))
+        c = q * batch_size
+        usable = np.array([c * timesteps], dtype=np.int64)
+    return _balanced(int(usable[0]), timesteps, batch_size, c)
+
+
+def _orphan_targets(arrays: "_PlanArrays", lengths: np.ndarray, held: int, remainder: str) -> list[LeftOut]:
     """The last ``held`` steps of a series are only targets; when the steps they follow were left out,
     they sit nowhere either: report them too."""
     series, step, valid = arrays[0], arrays[1], arrays[2]

@@ -9,9 +9,10 @@ batch asks for its start rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .._args import check_bool, check_choice, check_int, check_seed, plural, rng_for
 from ..errors import DataValueError, ParameterError
@@ -114,7 +115,14 @@ class WindowPlan:
 
 def window_counts(lengths: np.ndarray, span: int, target_steps: int, stride: int, start_index: int,
                   end_index: int | None, max_starts: np.ndarray | None = None, lead: int = 0) -> np.ndarray:
-    """Windows per series: starts ``start_index - lead, +stride, ...`` whose inputs and targets fit."""
+    """Windows per series: starts ``start_index - lead, +stride, ...`` whose inputs and targets fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> window_counts(np.array([5, 3]), span=3, target_steps=0, stride=1, start_index=0, end_index=None)
+    array([3, 1])
+    """
     end = lengths if end_index is None else np.minimum(end_index, lengths)
     last = end - span - target_steps  # last allowed start, inclusive
     if max_starts is not None:
@@ -128,6 +136,11 @@ def history_lead(timesteps: int, min_timesteps: int | None, stride: int) -> int:
 
     Window starts stay on the grid ``start_index + k * stride`` (k may be negative) and keep at least
     ``min_timesteps`` real steps: ``k * stride >= min_timesteps - timesteps``.
+
+    Examples
+    --------
+    >>> history_lead(4, 2, 1)  # windows of at least 2 steps may start 2 steps early
+    2
     """
     if min_timesteps is None or min_timesteps >= timesteps:
         return 0
@@ -136,7 +149,13 @@ def history_lead(timesteps: int, min_timesteps: int | None, stride: int) -> int:
 
 
 def check_min_timesteps(min_timesteps: Any, timesteps: int) -> int:
-    """The shortest history a window may have (variable history): an int in ``1 .. timesteps``."""
+    """The shortest history a window may have (variable history): an int in ``1 .. timesteps``.
+
+    Examples
+    --------
+    >>> check_min_timesteps(2, 4)
+    2
+    """
     min_timesteps = check_int("min_timesteps", min_timesteps, 1)
     if min_timesteps > timesteps:
         raise ParameterError(f"min_timesteps={min_timesteps} is more than timesteps={timesteps}.",
@@ -144,7 +163,7 @@ def check_min_timesteps(min_timesteps: Any, timesteps: int) -> int:
     return min_timesteps
 
 def plan_windows(
-    lengths: Sequence[int],
+    lengths: npt.ArrayLike,
     timesteps: int,
     *,
     stride: int = 1,
@@ -152,7 +171,7 @@ def plan_windows(
     start_index: int = 0,
     end_index: int | None = None,
     target_steps: int = 0,
-    max_starts: Sequence[int] | None = None,
+    max_starts: npt.ArrayLike | None = None,
     batch_size: int = 32,
     shuffle: bool = False,
     seed: int | None = None,
@@ -188,6 +207,11 @@ def plan_windows(
     Returns
     -------
     WindowPlan
+
+    Examples
+    --------
+    >>> plan_windows([5, 3], 3)
+    WindowPlan(4 windows in 2 series, 1 batches of 32, stride=1, span=3, in order, epoch=0, left_out=0)
     """
     lengths = check_lengths(lengths)
     if max_starts is not None:

@@ -22,9 +22,10 @@ from ..plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, b
                             padding_of, plan_buckets,
                             sorted_padding)
 from .batched import Batched, Explanation
+from ..sources.registry import holds_many, is_own_kind
 from ..sources.series import (GAPS, INPUT_CHECKS_DOC, INPUT_CHECKS_STUB, SeriesSet, aligned_targets, apply_gaps, as_series,
                      check_finite_series, checked_finite, in_memory, source_of)
-from ..sources.base import ArraySource, RowSource
+from ..sources.base import ArraySource
 from .windows import Windows
 
 __all__ = ["Batch", "Bucketing", "bucket_batches", "bucket_boundaries", "padding_of"]
@@ -372,12 +373,10 @@ def bucket_batches(
         if isinstance(sequences, tuple):
             sequences = list(sequences)
         if isinstance(sequences, list) and sequences:  # plain lists become arrays; row sources stay lazy
-            sequences = [s if (isinstance(s, (np.ndarray, RowSource)) or type(s).__module__.startswith(("pandas", "zarr")))
-                         else np.asarray(s) for s in sequences]
+            sequences = [s if isinstance(s, np.ndarray) or is_own_kind(s) else np.asarray(s) for s in sequences]
         ss = as_series(sequences, id_col=id_col, time_col=time_col, feature_cols=feature_cols, dtype=dtype,
                        what="sequences", gaps=check_choice("gaps", gaps, GAPS))
-        if ss.n_series == 1 and not (isinstance(sequences, list) or id_col is not None
-                                     or type(sequences).__name__ == "StoredSeries"):
+        if ss.n_series == 1 and not (isinstance(sequences, list) or id_col is not None or holds_many(sequences)):
             raise ShapeError(f"sequences is a single series {ss.source.shape}; bucketing needs many sequences.",
                              "pass a list of arrays (one per sequence) or a long DataFrame with id_col.")
         if (ss.lengths == 0).any():

@@ -25,7 +25,14 @@ from ..errors import DTypeError, ParameterError, ShapeError
 
 
 def readonly(arr: np.ndarray) -> np.ndarray:
-    """A read-only view of ``arr`` (the array itself when it is already read-only)."""
+    """A read-only view of ``arr`` (the array itself when it is already read-only).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> readonly(np.zeros(3)).flags.writeable
+    False
+    """
     if not arr.flags.writeable:
         return arr
     view = arr.view()
@@ -244,7 +251,14 @@ class ColumnSource(RowSource):
 
 
 def is_source(obj: Any) -> bool:
-    """Whether ``obj`` satisfies the row-source protocol (a :class:`RowSource` or a duck type)."""
+    """Whether ``obj`` satisfies the row-source protocol (a :class:`RowSource` or a duck type).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_source(ArraySource(np.zeros((2, 1)))), is_source(np.zeros(3))
+    (True, False)
+    """
     if isinstance(obj, RowSource):
         return True
     return all(hasattr(obj, a) for a in ("shape", "dtype", "read", "take", "__len__")) and not isinstance(obj, np.ndarray)
@@ -275,7 +289,14 @@ class _Wrapped(RowSource):
 
 
 def as_source(obj: Any) -> RowSource:
-    """A :class:`RowSource` for numpy arrays, memmaps and objects following the protocol."""
+    """A :class:`RowSource` for numpy arrays, memmaps and objects following the protocol.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> as_source(np.zeros((4, 2)))
+    ArraySource(shape=(4, 2), dtype=float64)
+    """
     if isinstance(obj, RowSource):
         return obj
     if isinstance(obj, np.ndarray):
@@ -285,3 +306,4 @@ def as_source(obj: Any) -> RowSource:
     raise ParameterError(f"{type(obj).__name__} is not a row source.",
                          "pass a numpy array, a statebatch store, or an object with shape, dtype, read(start, stop) "
                          "and take(rows).")
+

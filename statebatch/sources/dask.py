@@ -25,7 +25,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .._args import check_choice
+from .._args import check_bool, check_choice
 from ..errors import DataValueError, DTypeError, OrderError, ParameterError, ShapeError, StoreError
 from .npy import Segment, ShardedStore, StoredSeries, shard_record, write_manifest
 from .timeindex import find_gaps
@@ -53,6 +53,12 @@ def feature_stats(data: Any, *, feature_cols: Sequence[str] | None = None, id_co
 
     Compute them on the training part only (e.g. ``data[:n_train]``) and pass ``scale=(mean, std)``
     to :func:`prepare` for every part.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> feature_stats(da.from_array(np.array([[1.0, 10.0], [3.0, 10.0]]), chunks=1))
+    (array([ 2., 10.]), array([1., 0.]))
     """
     _check_collection(data, "feature_stats")
     if isinstance(data, da.Array):
@@ -173,9 +179,9 @@ def _scaled(values: np.ndarray, scale) -> np.ndarray:
 
 def _write_block(block: np.ndarray, path: str, dtype: str, scale) -> dict:
     values = _scaled(np.ascontiguousarray(block, dtype=dtype), scale)
-    bad = int((~np.isfinite(values)).sum()) if np.issubdtype(values.dtype, np.floating) else 0
+    n_nan, n_inf = _nan_inf(values)
     np.save(path, values)
-    return {"path": path, "rows": len(values), "non_finite": bad, "records": [shard_record(path, values)]}
+    return {"path": path, "rows": len(values), "nan": n_nan, "inf": n_inf, "records": [shard_record(path, values)]}
 
 
 def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str | None, cols: list,
@@ -184,8 +190,8 @@ def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str |
     import pandas as pd
 
     if len(pdf) == 0:
-        return {"meta": pd.DataFrame({"id": [], "start": [], "stop": [], "first_row": []}), "non_finite": 0,
-                "non_finite_targets": 0, "path": None, "tpath": None}
+        return {"meta": pd.DataFrame({"id": [], "start": [], "stop": [], "first_row": []}), "nan": 0, "inf": 0,
+                "nan_targets": 0, "inf_targets": 0, "path": None, "tpath": None}
     if time_col is not None:
         pdf = pdf.sort_values([id_col, time_col], kind="stable")
         ids, t = pdf[id_col].to_numpy(), pdf[time_col].to_numpy()
@@ -196,15 +202,16 @@ def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str |
     else:
         pdf = pdf.sort_values([id_col, _ROW], kind="stable")  # the frame's row order within each series
     values = np.ascontiguousarray(_scaled(pdf[cols].to_numpy(dtype=dtype), scale))  # pandas gives Fortran order
-    bad = int((~np.isfinite(values)).sum())
+    counts = dict(zip(("nan", "inf"), _nan_inf(values)))
     path = str(Path(out_dir) / f"part-{index:05d}.npy")
     np.save(path, values)
     records = [shard_record(path, values)]
-    tpath, tbad = None, 0
+    tpath = None
+    counts.update(nan_targets=0, inf_targets=0)
     if tcols:
         tpath = str(Path(out_dir) / f"targets-{index:05d}.npy")
         tvalues = np.ascontiguousarray(pdf[tcols].to_numpy(dtype=dtype))
-        tbad = int((~np.isfinite(tvalues)).sum())
+        counts.update(zip(("nan_targets", "inf_targets"), _nan_inf(tvalues)))
         np.save(tpath, tvalues)
         records.append(shard_record(tpath, tvalues))
     ids = pdf[id_col].to_numpy()
@@ -228,11 +235,9 @@ def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str |
             rows += [((sid[k], j) if len(holes) else sid[k], lo, hi, first_row[k])
                      for j, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:]))]
         meta = pd.DataFrame(rows, columns=["id", "start", "stop", "first_row"])
-        return {"meta": meta, "non_finite": bad, "non_finite_targets": tbad, "path": path, "tpath": tpath,
-                "records": records}
+        return {"meta": meta, **counts, "path": path, "tpath": tpath, "records": records}
     meta = pd.DataFrame({"id": ids[starts], "start": starts, "stop": stops, "first_row": first_row})
-    return {"meta": meta, "non_finite": bad, "non_finite_targets": tbad, "path": path, "tpath": tpath,
-            "records": records}
+    return {"meta": meta, **counts, "path": path, "tpath": tpath, "records": records}
 
 
 def prepare(
@@ -245,10 +250,12 @@ def prepare(
     target_cols: Sequence[str] | None = None,
     dtype: Any = None,
     scale: Any = None,
-    allow_non_finite: bool = False,
+    allow_nan: bool = False,
+    allow_inf: bool = False,
     gaps: str = "error",
+    allow_non_finite: bool | None = None,
     _targets_checked_on_read: bool = False,
-):
+) -> ShardedStore | StoredSeries:
     """Prepare a Dask collection as sharded ``.npy`` files, one Dask task per block/partition.
 
     Parameters
@@ -263,29 +270,31 @@ def prepare(
         feature columns).
     scale : ``(mean, std)`` per feature applied while writing (see :func:`feature_stats`), or
         ``"standard"`` to compute them from all of ``data`` first.
-    allow_non_finite : bool
-        Raise :class:`~statebatch.errors.DataValueError` on NaN/inf (default) or only report them
-        in ``info``.
+    allow_nan, allow_inf : bool
+        NaN (and +-inf) in feature or target columns raise
+        :class:`~statebatch.errors.DataValueError` by default; allowed, they are only counted in
+        ``info`` (``"nan"``, ``"inf"``, ``"non_finite"``).
     gaps : "error", "split" or "accept"
         Holes in a series' ``time_col`` stamps (steps missing from its regular frequency): refused
         by default, ``"split"`` cuts the series there (pieces get ids ``(id, piece)``), ``"accept"``
         keeps them, as for pandas input.
+    allow_non_finite : bool, optional
+        Deprecated (FutureWarning): ``allow_non_finite=True`` is ``allow_nan=True, allow_inf=True``.
 
     Returns
     -------
     ShardedStore (one series) or StoredSeries (many series); both are accepted by ``make_windows``,
     ``arrange_stateful`` and ``bucket_batches``.
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> store = prepare(da.from_array(np.arange(12.0).reshape(6, 2), chunks=3))
+    >>> store.shape, store.info["shards"], store.read(4, 6).tolist()
+    ((6, 2), 2, [[8.0, 9.0], [10.0, 11.0]])
     """
-    if dtype is not None:
-        try:
-            np.dtype(dtype)
-        except TypeError:
-            raise ParameterError(f"dtype={dtype!r} is not a numpy dtype.", "pass e.g. dtype='float32'.") from None
-        if not _numeric_dtype(dtype):
-            raise ParameterError(f"dtype={dtype!r} is not a numeric dtype.", "pass e.g. dtype='float32'.")
-    if not isinstance(allow_non_finite, (bool, np.bool_)):
-        raise ParameterError(f"allow_non_finite must be True or False, got {allow_non_finite!r}.",
-                             "pass allow_non_finite=True or False.")
+    allow_nan, allow_inf = _finite_options(allow_nan, allow_inf, allow_non_finite)
+    _check_dtype(dtype)
     _check_collection(data, "prepare")
     if isinstance(data, da.Array):
         if id_col is not None or time_col is not None:
@@ -298,6 +307,47 @@ def prepare(
     else:
         _check_frame_columns(data, id_col, time_col, feature_cols, target_cols)
     path, tmp = _out_dir(out_dir)
+    dtype = _shard_dtype(data, dtype, feature_cols, id_col, time_col)
+    if isinstance(scale, str):
+        if scale != "standard":
+            raise ParameterError(f"scale={scale!r} is not understood.", "pass 'standard' or (mean, std).")
+        scale = feature_stats(data, feature_cols=feature_cols, id_col=id_col, time_col=time_col)
+    n_features = (data.shape[1] if data.ndim == 2 else 1) if isinstance(data, da.Array) else len(
+        _feature_cols(data, feature_cols, id_col, time_col))
+    scale = _check_scale(scale, n_features)
+    if isinstance(data, da.Array):
+        return _prepare_array(data, path, tmp, dtype, scale, allow_nan, allow_inf)
+    return _prepare_frame(data, path, tmp, id_col, time_col, feature_cols, target_cols, dtype, scale, gaps,
+                          allow_nan, allow_inf, _targets_checked_on_read)
+
+
+def _finite_options(allow_nan: Any, allow_inf: Any, allow_non_finite: Any) -> tuple[bool, bool]:
+    """``allow_nan``/``allow_inf``, or the deprecated ``allow_non_finite`` (both at once), checked."""
+    import warnings
+
+    if allow_non_finite is not None:
+        warnings.warn("prepare(allow_non_finite=...) is deprecated and will be removed in the next release: pass "
+                      "allow_nan=True and/or allow_inf=True (NaN and inf are allowed separately).", FutureWarning,
+                      stacklevel=3)
+        if allow_nan or allow_inf:
+            raise ParameterError("allow_non_finite is given with allow_nan/allow_inf.",
+                                 "pass allow_nan= and allow_inf= only (allow_non_finite is deprecated).")
+        allow_nan = allow_inf = check_bool("allow_non_finite", allow_non_finite)
+    return check_bool("allow_nan", allow_nan), check_bool("allow_inf", allow_inf)
+
+
+def _check_dtype(dtype: Any) -> None:
+    if dtype is not None:
+        try:
+            np.dtype(dtype)
+        except TypeError:
+            raise ParameterError(f"dtype={dtype!r} is not a numpy dtype.", "pass e.g. dtype='float32'.") from None
+        if not _numeric_dtype(dtype):
+            raise ParameterError(f"dtype={dtype!r} is not a numeric dtype.", "pass e.g. dtype='float32'.")
+
+
+def _shard_dtype(data: Any, dtype: Any, feature_cols: Any, id_col: Any, time_col: Any) -> str:
+    """The shards' dtype: the one asked for, the array's own, or the common type of the feature columns."""
     if dtype is None:
         if isinstance(data, da.Array):
             dtype = data.dtype
@@ -307,44 +357,34 @@ def prepare(
                                      for c in cols])
         else:
             dtype = np.float32
-    dtype = np.dtype(dtype).name
-    if isinstance(scale, str):
-        if scale != "standard":
-            raise ParameterError(f"scale={scale!r} is not understood.", "pass 'standard' or (mean, std).")
-        scale = feature_stats(data, feature_cols=feature_cols, id_col=id_col, time_col=time_col)
-    n_features = (data.shape[1] if data.ndim == 2 else 1) if isinstance(data, da.Array) else len(
-        _feature_cols(data, feature_cols, id_col, time_col))
-    scale = _check_scale(scale, n_features)
-    if isinstance(data, da.Array):
-        if id_col is not None or time_col is not None:
-            raise ParameterError("id_col/time_col apply to a dask DataFrame, not a dask array.",
-                                 "drop them, or pass a long dask.dataframe.")
-        arr = data if data.ndim == 2 else data[:, None]
-        if arr.ndim != 2:
-            raise ParameterError(f"a dask array series must be (steps,) or (steps, features), got {data.shape}.",
-                                 "reshape it to (steps, features).")
-        arr = arr.rechunk({1: -1})  # whole rows in every block
-        blocks = arr.to_delayed().ravel()
-        tasks = [dask.delayed(_write_block)(b, str(path / f"block-{i:05d}.npy"), dtype, scale)
-                 for i, b in enumerate(blocks)]
-        results = dask.compute(*tasks)
-        _check_finite(sum(r["non_finite"] for r in results), allow_non_finite)
-        records = {r["path"]: r["records"][0] for r in results if r["rows"]}
-        store = ShardedStore(list(records), records)
-        store.info = {"non_finite": sum(r["non_finite"] for r in results), "shards": len(results),
-                      "scale": None if scale is None else tuple(np.asarray(s).tolist() for s in scale)}
-        store.finite_checked = store.info["non_finite"] == 0
-        write_manifest(path, list(records.values()), kind="array", info=store.info)
-        store._tmpdir = tmp  # keep a temporary directory alive as long as the store
-        return store
+    return np.dtype(dtype).name
 
-    if not hasattr(data, "to_delayed") or not hasattr(data, "columns"):
-        raise ParameterError(f"prepare takes a dask array or dask DataFrame, got {type(data).__name__}.",
-                             "wrap in-memory data with dask.array.from_array / dask.dataframe.from_pandas, or pass "
-                             "it to statebatch directly.")
-    if id_col is None:
-        raise ParameterError("a dask DataFrame needs id_col (the series id column).",
-                             "pass id_col=...; for one wide series use data.to_dask_array(lengths=True).")
+
+def _prepare_array(data: Any, path: Path, tmp: Any, dtype: str, scale: Any, allow_nan: bool,
+                   allow_inf: bool) -> ShardedStore:
+    """One series from a Dask array: one shard per block of whole rows."""
+    arr = data if data.ndim == 2 else data[:, None]
+    arr = arr.rechunk({1: -1})  # whole rows in every block
+    blocks = arr.to_delayed().ravel()
+    tasks = [dask.delayed(_write_block)(b, str(path / f"block-{i:05d}.npy"), dtype, scale)
+             for i, b in enumerate(blocks)]
+    results = dask.compute(*tasks)
+    n_nan, n_inf = sum(r["nan"] for r in results), sum(r["inf"] for r in results)
+    _check_finite(n_nan, n_inf, allow_nan, allow_inf)
+    records = {r["path"]: r["records"][0] for r in results if r["rows"]}
+    store = ShardedStore(list(records), records)
+    store.info = {"non_finite": n_nan + n_inf, "nan": n_nan, "inf": n_inf, "shards": len(results),
+                  "scale": None if scale is None else tuple(np.asarray(s).tolist() for s in scale)}
+    store.finite_checked = store.info["non_finite"] == 0
+    write_manifest(path, list(records.values()), kind="array", info=store.info)
+    store._tmpdir = tmp  # keep a temporary directory alive as long as the store
+    return store
+
+
+def _prepare_frame(data: Any, path: Path, tmp: Any, id_col: Any, time_col: str | None, feature_cols: Any,
+                   target_cols: Any, dtype: str, scale: Any, gaps: str, allow_nan: bool, allow_inf: bool,
+                   targets_checked_on_read: bool) -> StoredSeries:
+    """Many series from a long Dask frame: shuffled by id, one shard (and target shard) per partition."""
     cols = _feature_cols(data, feature_cols, id_col, time_col)
     # Shuffling by id scrambles rows: number them first, so that each series keeps the frame's row order
     # without time_col, and series come out in order of first appearance, as pandas gives them. The same
@@ -360,10 +400,17 @@ def prepare(
     results = [r for r in dask.compute(*tasks) if r["path"] is not None]
     if not results:
         raise DataValueError("the dask frame has no rows.", "pass a frame with at least one row.")
-    non_finite = sum(r["non_finite"] for r in results)
-    _check_finite(non_finite, allow_non_finite)
-    if not _targets_checked_on_read:  # as_stored: make_windows & co. check targets as read, per their allow_nan
-        _check_finite(sum(r["non_finite_targets"] for r in results), allow_non_finite, f"the target columns {tcols}")
+    n_nan, n_inf = sum(r["nan"] for r in results), sum(r["inf"] for r in results)
+    _check_finite(n_nan, n_inf, allow_nan, allow_inf)
+    if not targets_checked_on_read:  # as_stored: make_windows & co. check targets as read, per their allow_nan
+        _check_finite(sum(r["nan_targets"] for r in results), sum(r["inf_targets"] for r in results), allow_nan,
+                      allow_inf, f"the target columns {tcols}")
+    return _stored_series(results, path, tmp, cols, tcols, scale, n_nan, n_inf)
+
+
+def _stored_series(results: list, path: Path, tmp: Any, cols: list, tcols: list | None, scale: Any, n_nan: int,
+                   n_inf: int) -> StoredSeries:
+    """The partitions' shards as one StoredSeries (in order of first appearance), with its manifest."""
     import pandas as pd
 
     meta = pd.concat([r["meta"].assign(path=r["path"], tpath=r["tpath"]) for r in results], ignore_index=True)
@@ -373,7 +420,7 @@ def prepare(
     records = {str(Path(r["path"]).parent / rec["file"]): rec for r in results for rec in r["records"]}
     store = ShardedStore([Segment(p, int(a), int(b)) for p, a, b in zip(meta["path"], meta["start"], meta["stop"])],
                          records)
-    store.finite_checked = non_finite == 0  # counted over the feature columns (the targets' count refused above)
+    store.finite_checked = n_nan + n_inf == 0  # counted over the feature columns (the targets' count refused above)
     tstore = None
     if tcols:
         tstore = ShardedStore([Segment(p, int(a), int(b)) for p, a, b in zip(meta["tpath"], meta["start"], meta["stop"])],
@@ -381,7 +428,8 @@ def prepare(
     lengths = (meta["stop"] - meta["start"]).to_numpy(dtype=np.int64)
     stored = StoredSeries(store=store, ids=meta["id"].tolist(), lengths=lengths, feature_names=[str(c) for c in cols],
                           target_store=tstore, target_names=None if tcols is None else [str(c) for c in tcols],
-                          info={"non_finite": non_finite, "partitions": len(results), "rows": int(lengths.sum()),
+                          info={"non_finite": n_nan + n_inf, "nan": n_nan, "inf": n_inf, "partitions": len(results),
+                                "rows": int(lengths.sum()),
                                 "scale": None if scale is None else tuple(np.asarray(s).tolist() for s in scale)})
     write_manifest(path, list(records.values()), kind="series", ids=meta["id"].tolist(), lengths=lengths.tolist(),
                    segments=[[Path(p).name, int(a), int(b)] for p, a, b in zip(meta["path"], meta["start"], meta["stop"])],
@@ -393,12 +441,24 @@ def prepare(
     return stored
 
 
-def _check_finite(count: int, allow: bool, what: str = "the data") -> None:
-    if count and not allow:
-        raise DataValueError(
-            f"{what} hold(s) {count} NaN/inf value(s).",
-            "fill or interpolate them per series before preparing (e.g. ddf.groupby(id).apply(interpolate)), or "
-            "pass allow_non_finite=True and drop the affected windows later.")
+def _check_finite(n_nan: int, n_inf: int, allow_nan: bool, allow_inf: bool, what: str = "the data") -> None:
+    """Refuse the NaN and inf counted while writing (each unless allowed), naming which were found."""
+    bad = [(n, name) for n, name, allowed in ((n_nan, "NaN", allow_nan), (n_inf, "inf", allow_inf)) if n and not allowed]
+    if not bad:
+        return
+    names = " and ".join(name for _, name in bad)
+    raise DataValueError(
+        f"{what} hold(s) {' and '.join(f'{n} {name}' for n, name in bad)} value(s) (NaN/inf).",
+        "fill or interpolate them per series before preparing (e.g. ddf.groupby(id).apply(interpolate)), or pass "
+        + " and ".join(f"allow_{name.lower()}=True" for _, name in bad)
+        + f" and drop the affected windows later ({names} reach the model otherwise).")
+
+
+def _nan_inf(values: np.ndarray) -> tuple[int, int]:
+    """How many NaN and how many +-inf an array holds (none for integer dtypes)."""
+    if not np.issubdtype(values.dtype, np.floating):
+        return 0, 0
+    return int(np.isnan(values).sum()), int(np.isinf(values).sum())
 
 
 _ROW = "__statebatch_row__"

@@ -14,11 +14,15 @@ and a 3-D array is read as ``(samples, timesteps, features)``, not sktime's ``nu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
+
+import numpy as np
 
 from ..errors import DataValueError, DTypeError, OrderError, ParameterError, ShapeError
+from .registry import register_input, type_is
 
 __all__ = ["to_pandas_or_numpy", "is_foreign_frame"]
+
 
 
 def _kind(obj: Any) -> tuple[str, str]:
@@ -27,7 +31,14 @@ def _kind(obj: Any) -> tuple[str, str]:
 
 
 def is_foreign_frame(obj: Any) -> bool:
-    """True for a polars or pyarrow value that :func:`to_pandas_or_numpy` converts."""
+    """True for a polars or pyarrow value that :func:`to_pandas_or_numpy` converts.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_foreign_frame(np.zeros(2))
+    False
+    """
     mod, name = _kind(obj)
     return (mod == "polars" and name in ("DataFrame", "Series", "LazyFrame")
             or mod == "pyarrow" and name in ("Table", "RecordBatch", "Array", "ChunkedArray")
@@ -39,42 +50,72 @@ def _is_nested_panel(obj: Any) -> bool:
     mod, name = _kind(obj)
     if mod != "pandas" or name != "DataFrame" or len(obj) == 0 or obj.shape[1] == 0:
         return False
-    if not all(dt == object for dt in obj.dtypes):
+    if not all(dt == np.dtype(object) for dt in obj.dtypes):
         return False
     first = obj.iloc[0]
     return all(type(v).__name__ == "Series" and type(v).__module__.startswith("pandas") for v in first)
 
 
-def to_pandas_or_numpy(data: Any, what: str = "data") -> Any:
-    """``data`` as pandas (frames, series) or numpy (arrays), or unchanged when it is neither foreign
-    nor nested.
+def to_pandas_or_numpy(data: Any, what: str = "data", options: Any = None) -> Any:
+    """``data`` as pandas (frames, series) or numpy (arrays), or unchanged when its registered kind is
+    one that pandas/numpy consumers read as it is (arrays, lists, pandas, stores, Dask, Zarr).
 
-    polars ``DataFrame``/``Series`` and pyarrow ``Table``/``RecordBatch`` become pandas with the same
-    column names and row order (a polars ``LazyFrame`` is refused: collect it first); pyarrow arrays
-    become numpy arrays; a nested sktime panel becomes a list of pandas DataFrames, one series per
-    instance with one column per variable, each in time order: a cell whose time index (numbers,
-    datetimes, periods) is decreasing or unsorted is sorted by it, as a long frame is sorted by
-    ``time_col``; duplicated or missing time points, and variables of one instance with different time
-    points, are refused.
+    Any other registered kind is converted by its registration (see
+    :func:`statebatch.register_input`): polars ``DataFrame``/``Series`` and pyarrow
+    ``Table``/``RecordBatch`` become pandas with the same column names and row order (a polars
+    ``LazyFrame`` is refused: collect it first); pyarrow arrays become numpy arrays; a nested sktime
+    panel becomes a list of pandas DataFrames, one series per instance with one column per variable,
+    each in time order: a cell whose time index (numbers, datetimes, periods) is decreasing or
+    unsorted is sorted by it, as a long frame is sorted by ``time_col``; duplicated or missing time
+    points, and variables of one instance with different time points, are refused. A kind whose
+    registration reads straight to a ``SeriesSet`` gives its series as numpy arrays (one array for one
+    series, a list for many); ``options`` (:class:`~statebatch.InputOptions`, default none set) is what
+    such a registration reads the data with.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> to_pandas_or_numpy(np.arange(3.0))
+    array([0., 1., 2.])
     """
-    mod, name = _kind(data)
-    if mod == "polars":
-        if name == "LazyFrame":
-            raise ParameterError(f"{what} is a polars LazyFrame, which holds no rows until it is collected.",
-                                 f"pass {what}.collect().")
-        if name in ("DataFrame", "Series"):
-            return _convert(data, what, "polars", lambda: data.to_pandas())
-    if mod == "pyarrow":
-        if name in ("Table", "RecordBatch"):
-            return _convert(data, what, "pyarrow", lambda: data.to_pandas())
-        if name == "ChunkedArray" or name.endswith("Array"):
-            return _convert(data, what, "pyarrow", lambda: data.to_numpy(zero_copy_only=False))
-    if _is_nested_panel(data):
-        return _from_nested(data, what)
+    from .options import InputOptions
+    from .registry import find_input
+    from .seriesset import SeriesSet, in_memory
+
+    for _ in range(8):  # a conversion may hand over to another kind (polars -> pandas): a few steps at most
+        kind = find_input(data)
+        if kind is None or kind.native:
+            return data
+        data = kind.to_series(data, options if options is not None else InputOptions(), what)
+        if isinstance(data, SeriesSet):
+            if not in_memory(data.source):
+                return data
+            arrays = [data.series(i) for i in range(data.n_series)]
+            return arrays[0] if data.n_series == 1 else arrays
     return data
 
 
-def _convert(data: Any, what: str, library: str, convert) -> Any:
+def _polars_to_pandas(data: Any, options: Any, what: str) -> Any:
+    """A polars DataFrame/Series as pandas (same columns and row order); a LazyFrame is refused."""
+    if type(data).__name__ == "LazyFrame":
+        raise ParameterError(f"{what} is a polars LazyFrame, which holds no rows until it is collected.",
+                             f"pass {what}.collect().")
+    return _convert(data, what, "polars", lambda: data.to_pandas())
+
+
+def _pyarrow_to_pandas_or_numpy(data: Any, options: Any, what: str) -> Any:
+    """A pyarrow Table/RecordBatch as pandas, a pyarrow array as numpy."""
+    if type(data).__name__ in ("Table", "RecordBatch"):
+        return _convert(data, what, "pyarrow", lambda: data.to_pandas())
+    return _convert(data, what, "pyarrow", lambda: data.to_numpy(zero_copy_only=False))
+
+
+def _nested_to_frames(data: Any, options: Any, what: str) -> list:
+    """An sktime nested panel as a list of pandas frames, one per instance."""
+    return _from_nested(data, what)
+
+
+def _convert(data: Any, what: str, library: str, convert: Callable[[], Any]) -> Any:
     try:
         return convert()
     except ImportError as exc:  # polars' to_pandas needs pandas and pyarrow installed
@@ -131,3 +172,11 @@ def _in_time_order(cell: Any, what: str) -> Any:
     if index.is_monotonic_increasing:
         return cell
     return cell.sort_index(kind="stable")
+
+
+register_input(lambda d: type_is(d, "polars", "DataFrame", "Series", "LazyFrame"), _polars_to_pandas, name="polars",
+               _rank=60)
+register_input(lambda d: type_is(d, "pyarrow") and (type(d).__name__ in ("Table", "RecordBatch")
+                                                    or type(d).__name__.endswith("Array")),
+               _pyarrow_to_pandas_or_numpy, name="pyarrow", _rank=61)
+register_input(_is_nested_panel, _nested_to_frames, name="sktime_nested", _rank=70)

@@ -3,7 +3,6 @@ series ids are of one kind (pandas imported only when used)."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -31,6 +30,12 @@ def find_gaps(index: Any) -> tuple[np.ndarray, Any]:
     The regular step is the index's ``freq`` (or the frequency pandas infers, e.g. business days),
     else the most common difference; without a known frequency a jump of more than 1.5 regular steps
     is a hole (monthly data, whose months differ by a few days, has none).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> find_gaps(pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-04"]))
+    (array([2]), Timedelta('1 days 00:00:00'))
     """
     import pandas as pd
 
@@ -83,7 +88,14 @@ def _type_kind(t: type) -> str:
 def id_kind(values: Any) -> str:
     """The kinds of a column's values, ``"|"``-joined (``"number"``, ``"str"``, ``"number|str"``...), missing
     values skipped. ``pandas.api.types.infer_dtype`` answers at C speed for a column of one kind; only a
-    mixed column (or numbers stored as objects) is looked at value by value, and a categorical by its categories."""
+    mixed column (or numbers stored as objects) is looked at value by value, and a categorical by its categories.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> id_kind(pd.Series(["a", "b"])), id_kind(pd.Series([1, "a"]))
+    ('str', 'number|str')
+    """
     import pandas as pd
 
     if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):
@@ -92,7 +104,7 @@ def id_kind(values: Any) -> str:
     if inferred == "empty":
         return ""
     if inferred in _ONE_KIND and not (_ONE_KIND[inferred] in ("number", "bool") and getattr(values, "dtype", None)
-                                      == object):
+                                      == np.dtype(object)):
         return _ONE_KIND[inferred]  # a typed column, or text: one kind
     if inferred in _ONE_KIND:  # numbers as objects: 1 and True pass as "integer", so look at their types
         inferred = "mixed"
@@ -109,6 +121,15 @@ def check_id_kinds(values: Any, what: str, kinds: Any = None) -> None:
     id written two ways is a classic result of joining tables, and whether they name one series or two is
     a guess (pandas keeps them apart, a Dask shuffle hashes them together). Ids of one kind, tuples
     included, pass. ``kinds``: :func:`id_kind` of each part already read (a Dask frame's partitions).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> check_id_kinds(pd.Series(["a", "b"]), "ids")  # one kind: passes
+    >>> check_id_kinds(pd.Series([1, "1"]), "ids")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    statebatch.errors.DTypeError: ids ...
     """
     from ..errors import DTypeError
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import ParameterError, ShapeError, StoreError
 from .base import RowSource
+from .registry import register_input, type_is
 
 
 class ZarrSource(RowSource):
@@ -48,3 +49,13 @@ class ZarrSource(RowSource):
 
     def __repr__(self) -> str:
         return f"ZarrSource(shape={self.shape}, dtype={self.dtype})"
+
+
+def _zarr_to_series(data: Any, options: Any, what: str) -> Any:
+    """A Zarr array: one series read chunk-wise (a :class:`ZarrSource`)."""
+    from .seriesset import series_of_source
+
+    return series_of_source(ZarrSource(data), options, what)
+
+
+register_input(lambda d: type_is(d, "zarr"), _zarr_to_series, name="zarr", _rank=40, _native=True)

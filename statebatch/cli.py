@@ -273,7 +273,7 @@ def _from_table(df, args, stateful: bool):
         return None
     # the CLI builds X in the dtype Keras computes in (--dtype), so no advice about X's dtype is due
     common = dict(id_col=id_col, time_col=time_col, feature_cols=features, target_cols=targets, allow_nan=True,
-                  dtype=args.dtype, gaps=args.gaps)
+                  allow_inf=True, dtype=args.dtype, gaps=args.gaps)
     if stateful:
         from .results.stateful import arrange_stateful
 

@@ -691,15 +691,16 @@ def checked_finite(source: RowSource) -> bool:
     return bool(getattr(source, "finite_checked", False))
 
 
-def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = False) -> None:
-    """Refuse NaN/inf in in-memory series (vectorised, block by block), naming where the first one is.
+def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = False, allow_inf: bool = False) -> None:
+    """Refuse NaN (unless ``allow_nan``) and +-inf (unless ``allow_inf``) in in-memory series (vectorised,
+    block by block), naming where the first one is.
 
     Out-of-core sources are not read here (that would read the whole store up front).
     """
-    if allow_nan:
+    if allow_nan and allow_inf:
         return
     if ss.targets is not None and what != "target columns":  # target columns of a frame: checked the same way
-        check_finite_series(SeriesSet(ss.targets, ss.offsets, ss.ids), "target columns")
+        check_finite_series(SeriesSet(ss.targets, ss.offsets, ss.ids), "target columns", allow_nan, allow_inf)
     src = ss.source
     if src.dtype.kind not in "fc":
         return
@@ -709,6 +710,7 @@ def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = Fal
         pieces, starts = list(src.raw_pieces), src.offsets[:-1].tolist()  # only read
     else:
         return
+    refused = np.isinf if allow_nan else np.isnan if allow_inf else lambda a: ~np.isfinite(a)
     first, count = None, 0
     for arr, start in zip(pieces, starts):
         if arr.size <= _FINITE_BLOCK:  # the common case for many series: one call, no temporary index
@@ -723,7 +725,7 @@ def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = Fal
                     continue
             rows_per_block = max(1, _FINITE_BLOCK // max(1, math.prod(arr.shape[1:])))
         for lo in range(0, len(arr), rows_per_block):
-            bad = ~np.isfinite(arr[lo: lo + rows_per_block])
+            bad = refused(arr[lo: lo + rows_per_block])
             if bad.any():
                 rows = np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))
                 count += int(bad.sum())
@@ -733,10 +735,11 @@ def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = Fal
         return
     k = int(np.searchsorted(ss.offsets, first, side="right") - 1)
     where = f"series {ss.ids[k]!r} step {first - int(ss.offsets[k])}" if ss.n_series > 1 else f"step {first}"
+    kind, allow = ("inf", "allow_inf") if allow_nan else ("NaN", "allow_nan") if allow_inf else ("NaN/inf", "allow_nan")
     raise DataValueError(
-        f"{what} has {count} NaN/inf value(s), the first at {where}; a recurrent network turns them into a NaN loss.",
-        "fill or drop them first (e.g. df.interpolate() or df.dropna()), or pass allow_nan=True if the model handles "
-        "them (e.g. a masking layer).")
+        f"{what} has {count} {kind} value(s), the first at {where}; a recurrent network turns them into a NaN loss.",
+        f"fill or drop them first (e.g. df.interpolate() or df.dropna()), or pass {allow}=True if the model handles "
+        "them (e.g. a masking layer)" + ("" if allow_nan or allow_inf else "; allow_inf=True for +-inf") + ".")
 
 
 def aligned_targets(targets: Any, ss: SeriesSet, what: str = "targets") -> list[np.ndarray]:

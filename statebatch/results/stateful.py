@@ -4,7 +4,8 @@ A stateful Keras RNN keeps ``batch_size`` parallel states; the state of row ``i`
 batch ``k`` is the initial state of row ``i`` in batch ``k+1``. :func:`arrange_stateful` is "plan,
 then bind a row source": :func:`~statebatch.plans.lanes.plan_lanes` decides from the series lengths
 which series and steps sit in each lane at each batch and where lanes reset (per epoch, when
-shuffled or jittered); :class:`Arranged` materialises X, y and sample weights batch by batch.
+shuffled or jittered); :class:`Arranged` binds that plan to the row source and hands out X, y and
+sample weights batch by batch, read (and cached) by :class:`~statebatch.materialise.lanes.LaneEpochs`.
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ def main(argv=None) -> None:
     B, T, F, U = 64, 50, 8, 32
     n_batches = 50 if args.quick else 200
     series = np.random.default_rng(0).standard_normal((B * T * n_batches + 1, F)).astype("float32")
-    a = sb.arrange_stateful(series, T, B, targets="next", remainder="drop")
+    a = sb.arrange_stateful(series, T, B, targets="next", tail="drop")
     X = np.concatenate([a.batch(k)[0] for k in range(a.n_batches)])
     Y = np.concatenate([a.batch(k)[1] for k in range(a.n_batches)])
     keras.utils.set_random_seed(0)

@@ -181,7 +181,7 @@ def bench_arrange_one_series(quick):
         return data.copy()
 
     def arrange_view():
-        return sb.arrange_stateful(data, T, B, targets=None, remainder="drop").batch_view
+        return sb.arrange_stateful(data, T, B, targets=None, tail="drop").batch_view
 
     sb_s, X = timeit(arrange)
     peer_s, _ = timeit(memcpy)
@@ -517,7 +517,7 @@ def bench_torch_lanes(quick):
             batches += 1
         return steps, batches
 
-    arranged = sb.arrange_stateful(tokens, T, B, remainder="drop")
+    arranged = sb.arrange_stateful(tokens, T, B, tail="drop")
 
     def statebatch_epoch():
         steps = batches = 0
@@ -527,7 +527,7 @@ def bench_torch_lanes(quick):
         return steps, batches
 
     def statebatch_with_setup():
-        return sum(1 for _ in sbt.LaneLoader(sb.arrange_stateful(tokens, T, B, remainder="drop")))
+        return sum(1 for _ in sbt.LaneLoader(sb.arrange_stateful(tokens, T, B, tail="drop")))
 
     def statebatch_prefetch():  # batch by batch on a reader thread (the path for out-of-core data)
         return sum(1 for _ in sbt.LaneLoader(arranged, prefetch=4))

@@ -168,7 +168,7 @@ CASES = [
     ("horizon with array targets", lambda: sb.make_windows(x, 3, targets=x, horizon=2), ParameterError),
     ("stride gaps reported", lambda: sb.make_windows(x, 2, stride=5),
      lambda w: sum(lo.steps for lo in w.left_out) == 20 - 2 * len(w.X)),
-    ("target steps of dropped steps reported", lambda: sb.arrange_stateful(np.arange(23.0), 5, 2, remainder="drop"),
+    ("target steps of dropped steps reported", lambda: sb.arrange_stateful(np.arange(23.0), 5, 2, tail="drop"),
      lambda a: sorted((lo.first_step, lo.steps) for lo in a.left_out) == [(20, 2), (22, 1)]),
     ("transformer left_out listed", lambda: _fitted_stateful().left_out(np.arange(23.0)[:, None]),
      lambda left: sum(lo.steps for lo in left) == 3),

@@ -87,7 +87,7 @@ def lane_model(B, T, head=False):
 def test_plain_keras_calls_carry_state_inside_stateful_scope():
     B, T = 2, 5
     series = RNG.normal(size=(B * T * 6, 1)).astype("float32")
-    a = sb.arrange_stateful(series, T, B, targets=None, remainder="drop")
+    a = sb.arrange_stateful(series, T, B, targets=None, tail="drop")
     m = lane_model(B, T)
     X = np.concatenate([a.batch(k)[0] for k in range(a.n_batches)])
     with stateful_scope(m):

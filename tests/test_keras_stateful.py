@@ -39,7 +39,7 @@ def twins(cell, B, T=None, seq=True, head=None):
 def test_continuity_one_series_in_lanes(cell):
     B, T = 4, 6
     series = RNG.normal(size=(4 * 6 * 5, F)).astype("float32")
-    a = sb.arrange_stateful(series, T, B, targets=None, remainder="drop")
+    a = sb.arrange_stateful(series, T, B, targets=None, tail="drop")
     m, ref = twins(cell, B, T=T)
     pred = m.predict(StatefulDataset(a), callbacks=[LaneResetCallback(a)], verbose=0)
     lanes = a.batch_view.transpose(1, 0, 2, 3).reshape(B, -1, F)  # each lane as one sequence
@@ -147,7 +147,7 @@ def test_seed_example_batch1_and_lanes_see_the_same_steps():
             return batch
 
     for B in (1, 4):
-        a = sb.arrange_stateful(series, T, B, remainder="drop")
+        a = sb.arrange_stateful(series, T, B, tail="drop")
         inp = keras.Input(batch_shape=(B, T, 1))
         model = keras.Model(inp, keras.layers.Dense(1)(keras.layers.LSTM(4, return_sequences=True, stateful=True)(inp)))
         model.compile(optimizer="adam", loss="mse")

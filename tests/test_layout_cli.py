@@ -32,7 +32,7 @@ def test_explain_stateful_sliding_windows_is_a_problem_not_a_lane_story():
 
 
 def test_explain_lanes_and_shape_only():
-    lanes = sb.arrange_stateful(walk(4000), 10, 4, targets=None, remainder="drop").X
+    lanes = sb.arrange_stateful(walk(4000), 10, 4, targets=None, tail="drop").X
     e = sb.explain(lanes, batch_size=4, stateful=True)
     assert e.layout == "lanes" and not e.problems and "the layout a stateful model needs" in str(e)
     assert sb.explain((1000, 20, 1), batch_size=200).layout is None  # a shape has no data to read

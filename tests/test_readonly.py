@@ -30,9 +30,9 @@ def _returned(x, y):
     yield "Windows next X/y", (nxt.X, nxt.y, nxt.batch(0))
     for T, B, remainder in ((5, 1, "drop"), (5, 4, "drop"), (5, 1, "pad"), (10, 2, "pad")):
         for targets in ("next", y):
-            a = sb.arrange_stateful(x, T, B, targets=targets, remainder=remainder)
+            a = sb.arrange_stateful(x, T, B, targets=targets, tail=remainder)
             yield f"Arranged {T},{B},{remainder}", (a.X, a.y, a.batch_view, a.batch(0), a.sample_weight)
-    yield "StatefulDataset[0]", StatefulDataset(sb.arrange_stateful(x, 5, 2, targets="next", remainder="drop"))[0]
+    yield "StatefulDataset[0]", StatefulDataset(sb.arrange_stateful(x, 5, 2, targets="next", tail="drop"))[0]
     bk = sb.bucket_batches([x[:10], x[10:30], x[30:33]], 2, seed=0)
     yield "Bucketing.batch(0)", bk.batch(0)
     yield "WindowTransformer", WindowTransformer(5).fit_transform(x)

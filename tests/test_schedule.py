@@ -91,3 +91,35 @@ def test_a_thread_that_overtakes_the_start_of_a_pass():
     for _ in range(3):
         for k in [2, 0, 1] + list(range(3, 30)):
             g.check(k)
+
+
+def test_resets_of_follows_resets_source_and_guesses_nothing_else():
+    """Wrappers name the lanes they serve as ``resets_source`` (issue 23: an explicit protocol, not Keras
+    attribute names); a wrapper of a wrapper is followed; an object that names nothing is refused."""
+    import statebatch as sb
+    from statebatch.errors import ParameterError
+    from statebatch.results.schedule import LaneSchedule, resets_of
+
+    a = sb.arrange_stateful([np.arange(9.0), np.arange(4.0), np.arange(6.0)], 2, 2)
+
+    class Wrapper:
+        def __init__(self, inner, **attrs):
+            self.resets_source = inner
+            self.__dict__.update(attrs)
+
+    assert resets_of(a) == (a, False, 2)
+    assert resets_of(Wrapper(Wrapper(a)))[0] is a
+    np.testing.assert_array_equal(LaneSchedule(Wrapper(a)).result.resets, a.resets)
+
+    class OldStyle:  # the attribute names resets_of used to guess from
+        arranged = a
+        shards = a
+
+    with pytest.raises(ParameterError, match="resets_source"):
+        resets_of(OldStyle())
+    with pytest.raises(ParameterError, match="expected arranged lanes"):
+        resets_of(Wrapper(sb.make_windows(np.arange(10.0), 3)))  # windows have no resets
+    loop = Wrapper(None)
+    loop.resets_source = loop  # a wrapper that names itself: no endless loop
+    with pytest.raises(ParameterError):
+        resets_of(loop)

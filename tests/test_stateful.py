@@ -108,7 +108,7 @@ def test_single_series_lanes_are_contiguous(n, T, B, targets):
 
 def test_one_series_drop_is_a_zero_copy_view_and_reports():
     x = np.arange(1003.0 * 2).reshape(1003, 2)
-    a = sb.arrange_stateful(x, 10, 4, targets=None, remainder="drop")
+    a = sb.arrange_stateful(x, 10, 4, targets=None, tail="drop")
     assert np.shares_memory(a.batch_view, x) and not a.batch_view.flags.writeable
     assert a.batch_view.shape == (25, 4, 10, 2)
     assert sum(d.steps for d in a.left_out) == 3
@@ -120,16 +120,27 @@ def test_one_series_drop_is_a_zero_copy_view_and_reports():
 def test_remainder_policies():
     x = np.arange(105.0)
     with pytest.raises(RemainderError, match="remainder='pad'"):
-        sb.arrange_stateful(x, 10, 2, remainder="error")
-    d = sb.arrange_stateful(x, 10, 2, remainder="drop")
+        sb.arrange_stateful(x, 10, 2, tail="error")
+    d = sb.arrange_stateful(x, 10, 2, tail="drop")
     assert {r.reason.split(":")[0] for r in d.left_out} == {"remainder='drop'"}
     # every step is an input or reported (the final step, the target of a dropped step, included)
     assert sum(r.steps for r in d.left_out) + d.plan().valid.sum() == 105
-    with pytest.raises(ParameterError, match="remainder"):
-        sb.arrange_stateful(x, 10, 2, remainder="truncate")
+    with pytest.raises(ParameterError, match="tail"):
+        sb.arrange_stateful(x, 10, 2, tail="truncate")
     many = [np.arange(23.0), np.arange(31.0)]
-    d = sb.arrange_stateful(many, 5, 2, remainder="drop", targets=None)
+    d = sb.arrange_stateful(many, 5, 2, tail="drop", targets=None)
     assert [(r.series, r.steps) for r in d.left_out] == [(0, 3), (1, 1)]
+
+
+def test_remainder_is_the_deprecated_name_of_tail():
+    x = np.arange(105.0)
+    with pytest.warns(FutureWarning, match="renamed tail"):
+        old = sb.arrange_stateful(x, 10, 2, remainder="drop")
+    new = sb.arrange_stateful(x, 10, 2, tail="drop")
+    assert old.tail == new.tail == old.remainder == "drop"
+    np.testing.assert_array_equal(old.X, new.X)
+    with pytest.warns(FutureWarning), pytest.raises(ParameterError, match="given twice"):
+        sb.arrange_stateful(x, 10, 2, tail="error", remainder="drop")
 
 
 def test_many_to_one_targets_and_weights():
@@ -175,7 +186,6 @@ def test_unarrange_roundtrip(lengths, T, B):
 @pytest.mark.parametrize("return_sequences", [True, False])
 @pytest.mark.parametrize("horizon", [1, 3])
 def test_split_holds_out_the_last_part_of_every_series_in_time(return_sequences, horizon):
-    rng = np.random.default_rng(3)
     lengths = [40, 55, 23, 90, 31, 64, 47, 28]
     # value = series * 1000 + step: every number says where it came from
     series = [(i * 1000 + np.arange(n, dtype=np.float64))[:, None] for i, n in enumerate(lengths)]
@@ -245,13 +255,14 @@ def test_plan_lanes_is_the_plan_arrange_stateful_uses(lengths, T, B, remainder, 
     jitter = min(jitter, T - 1) if remainder == "pad" else 0
     series = make_series(lengths, nf=1)
     data = series if len(series) > 1 else series[0]
-    kw = dict(targets=targets, remainder=remainder, shuffle=shuffle, seed=seed, jitter=jitter)
+    kw = dict(targets=targets, shuffle=shuffle, seed=seed, jitter=jitter)
     try:
-        a = sb.arrange_stateful(data, T, B, **kw)
+        a = sb.arrange_stateful(data, T, B, tail=remainder, **kw)
     except (ShapeError, RemainderError, sb.DataValueError) as exc:
         with pytest.raises((ShapeError, RemainderError) if isinstance(exc, sb.DataValueError) else type(exc)):
-            sb.plan_lanes(lengths, T, B, **kw)
+            sb.plan_lanes(lengths, T, B, remainder=remainder, **kw)
         return
+    kw["remainder"] = remainder
     a.set_epoch(epoch)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # computing a plan warns about nothing
@@ -425,11 +436,11 @@ def _check_packed_batches(lengths, T, B, targets, return_sequences, remainder, s
     series = make_series(lengths)
     h = 1 if targets == "next" else 0
     try:
-        a = sb.arrange_stateful(series, T, B, targets=targets, return_sequences=return_sequences, remainder=remainder,
+        a = sb.arrange_stateful(series, T, B, targets=targets, return_sequences=return_sequences, tail=remainder,
                                 shuffle=shuffle, seed=seed, pad_value=-7.0)
     except ShapeError:  # nothing fits: refused with the reason (tested elsewhere)
         return
-    assert [w for (_, w) in a._lanes] == ["x"]  # many in-memory series are packed when arranged
+    assert [w for (_, w) in a._m.lanes] == ["x"]  # many in-memory series are packed when arranged
     for epoch in (0, 1):
         a.set_epoch(epoch)
         plan = a.plan()
@@ -464,12 +475,11 @@ def test_nan_or_inf_anywhere_in_many_series_is_refused_and_located(bad, where, t
     k, t = {"inside": (3, 21), "last": (2, 16), "short": (1, 0)}[where]
     series[k][t, 1] = bad
     with pytest.raises(sb.errors.DataValueError, match=f"series {k} step {t}"):
-        sb.arrange_stateful(series, 5, 3, targets=targets, remainder=remainder)
-    if np.isnan(bad):
-        sb.arrange_stateful(series, 5, 3, targets=targets, remainder=remainder, allow_nan=True)  # allowed on request
-    else:  # allow_nan lets NaN through, not infinities (issue 23: NaN and inf are allowed separately)
-        with pytest.raises(sb.errors.DataValueError, match=f"inf value.*series {k} step {t}"):
-            sb.arrange_stateful(series, 5, 3, targets=targets, remainder=remainder, allow_nan=True)
+        sb.arrange_stateful(series, 5, 3, targets=targets, tail=remainder)
+    nan = bool(np.isnan(bad))  # NaN and inf are allowed separately: the other kind is still refused
+    with pytest.raises(sb.errors.DataValueError, match=f"series {k} step {t}"):
+        sb.arrange_stateful(series, 5, 3, targets=targets, tail=remainder, allow_nan=not nan, allow_inf=nan)
+    sb.arrange_stateful(series, 5, 3, targets=targets, tail=remainder, allow_nan=nan, allow_inf=not nan)
 
 
 def test_huge_finite_values_are_accepted_by_the_one_pass_check():

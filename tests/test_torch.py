@@ -202,7 +202,7 @@ def test_set_epoch_serves_that_epochs_plan():
 def test_read_only_batches_reach_torch_without_warning_and_without_touching_user_data():
     data = np.random.default_rng(0).standard_normal((200, 2)).astype(np.float32)
     before = data.copy()
-    arranged = sb.arrange_stateful(data, 10, 4, remainder="drop")
+    arranged = sb.arrange_stateful(data, 10, 4, tail="drop")
     arranged.X  # the epoch is now cached as read-only arrays
     assert not arranged.batch(0)[0].flags.writeable
     with warnings.catch_warnings():
@@ -331,7 +331,7 @@ def test_validation_state_is_kept_apart_and_starts_from_zero():
 def test_validation_of_a_split_in_time_equals_the_whole_series_run_on_the_held_out_steps():
     series = np.random.default_rng(3).standard_normal((300, 2)).astype(np.float32)
     rnn = nn.GRU(2, 4, batch_first=True)
-    arranged = sb.arrange_stateful(series, 10, 3, remainder="drop")
+    arranged = sb.arrange_stateful(series, 10, 3, tail="drop")
     train, val = arranged.split(0.3)
     carrier = sbt.StateCarrier()
     vl = sbt.LaneLoader(val, validation=True)

@@ -149,12 +149,12 @@ def test_batches_served_as_views_equal_the_arrangements_batches_and_stay_apart_f
     series = _series()
     long = np.random.default_rng(1).standard_normal((203, 2)).astype(np.float32)
     arranged = {
-        "one_series": lambda: sb.arrange_stateful(series[0], 4, 3, remainder="drop"),
+        "one_series": lambda: sb.arrange_stateful(series[0], 4, 3, tail="drop"),
         "one_series_padded": lambda: sb.arrange_stateful(long, 4, 3),
-        "one_series_horizon_3": lambda: sb.arrange_stateful(long, 5, 4, horizon=3, remainder="drop"),
-        "one_series_own_targets": lambda: sb.arrange_stateful(long, 5, 4, targets=long[:, :1] * 2, remainder="drop"),
-        "one_series_no_targets": lambda: sb.arrange_stateful(long, 5, 4, targets=None, remainder="drop"),
-        "one_lane": lambda: sb.arrange_stateful(long, 5, 1, remainder="drop"),
+        "one_series_horizon_3": lambda: sb.arrange_stateful(long, 5, 4, horizon=3, tail="drop"),
+        "one_series_own_targets": lambda: sb.arrange_stateful(long, 5, 4, targets=long[:, :1] * 2, tail="drop"),
+        "one_series_no_targets": lambda: sb.arrange_stateful(long, 5, 4, targets=None, tail="drop"),
+        "one_lane": lambda: sb.arrange_stateful(long, 5, 1, tail="drop"),
         "many_shuffled": lambda: sb.arrange_stateful(series, 4, 3, shuffle=True, seed=2),
         "no_targets": lambda: sb.arrange_stateful(series, 4, 3, targets=None),
         "many_to_one": lambda: sb.arrange_stateful(series, 4, 3, return_sequences=False),

@@ -173,7 +173,7 @@ def test_sliding_windows_caught_for_any_batch_size_and_lanes_never_flagged(B, T)
         X = X[: len(X) // B * B]
         with pytest.raises(OverlappingWindowsError, match="sliding windows|overlapping"):
             sb.validate(X, batch_size=B, stateful=True, shuffle=False)
-    lanes = sb.arrange_stateful(_SERIES, T, B, targets=None, remainder="drop")
+    lanes = sb.arrange_stateful(_SERIES, T, B, targets=None, tail="drop")
     assert sb.validate(lanes.X, batch_size=B, stateful=True, shuffle=False).ok
     independent = np.random.default_rng(B * T).normal(size=(B * 8, T, 2)).astype("float32")
     assert sb.validate(independent, batch_size=B, stateful=True, shuffle=False).ok

@@ -403,7 +403,7 @@ class Dataset(keras.utils.PyDataset):
             raise ParameterError("stateful batches cannot be served by several processes: each process would keep "
                                  "its own copy of the in-order guard.", "drop use_multiprocessing (threads are fine).")
         super().__init__(**kwargs)
-        self.result = result
+        self.result = self.resets_source = result  # schedule.resets_of follows resets_source to the lanes
         # Keras' OrderedEnqueuer keeps up to max_queue_size batches in flight across `workers` threads
         self._guard = (InOrderGuard(workers=workers, lookahead=check_int("max_queue_size", kwargs.get("max_queue_size", 10), 1))
                        if hasattr(result, "resets") else None)
@@ -745,7 +745,7 @@ class ShardDataset(keras.utils.PyDataset):
 
         workers = check_int("workers", kwargs.get("workers", 1), 1)
         super().__init__(**kwargs)
-        self.shards = shards if isinstance(shards, BatchShards) else BatchShards(shards)
+        self.shards = self.resets_source = shards if isinstance(shards, BatchShards) else BatchShards(shards)
         self._guard = (InOrderGuard(workers=workers, lookahead=check_int("max_queue_size", kwargs.get("max_queue_size", 10), 1))
                        if self.shards.resets is not None else None)
 

@@ -410,7 +410,7 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wr
         y = to_pandas_or_numpy(y, "y")
         if y is not None:
             y = _check_y(X if _is_frame(X) else data, y)
-        kw = dict(horizon=self.horizon, remainder=self.remainder, return_sequences=self.return_sequences)
+        kw = dict(horizon=self.horizon, tail=self.remainder, return_sequences=self.return_sequences)
         if y is None:
             return arrange_stateful(data, self.timesteps, self.batch_size, targets="next", **kw,
                                     **self._series_kwargs())
@@ -425,7 +425,7 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wr
                                       "pass y aligned row by row with X (before arranging).")
         h = self.horizon
         return arrange_stateful(data[: len(data) - h], self.timesteps, self.batch_size, targets=values[h:],
-                                remainder=self.remainder, return_sequences=self.return_sequences)
+                                tail=self.remainder, return_sequences=self.return_sequences)
 
     def left_out(self, X: Any) -> list:
         """What :meth:`transform` leaves out of ``X`` (steps in no lane), with the reasons."""

@@ -26,7 +26,8 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from .._args import check_choice, check_int
-from ..errors import DataValueError, DTypeError, ParameterError, ShapeError
+from ..errors import DataValueError, ParameterError, ShapeError
+from .covariates import TIME_FEATURES, check_static_constant, static_table, time_table
 from .gather import _in_memory, strided_windows
 from ..sources.series import SeriesSet
 
@@ -49,16 +50,6 @@ __all__ = [
 #: ``missing="mask"``.
 FORECAST_KEYS = ("past", "future", "static", "y", "mask", "scale", "past_observed", "y_observed")
 
-#: Calendar features from ``time_col``, each scaled to [-0.5, 0.5] (as gluonts' time features).
-TIME_FEATURES = {
-    "minute": (lambda t: t.minute, 0, 59),
-    "hour": (lambda t: t.hour, 0, 23),
-    "dayofweek": (lambda t: t.day_of_week, 0, 6),
-    "dayofmonth": (lambda t: t.day, 1, 31),
-    "dayofyear": (lambda t: t.day_of_year, 1, 366),
-    "month": (lambda t: t.month, 1, 12),
-    "weekofyear": (lambda t: t.isocalendar().week.to_numpy(), 1, 53),
-}
 SCALES = (None, "series", "window")
 SCALE_METHODS = ("standard", "robust")
 MISSING = ("error", "mask")
@@ -183,6 +174,7 @@ class ForecastSpec:
 
     def _scale_of(self, series: np.ndarray, first: np.ndarray, valid: np.ndarray) -> np.ndarray:
         if self.scale == "series":
+            assert self.series_scale is not None  # built with scale="series"
             return self.series_scale[series]
         # "window": the window's own input steps of the targets (real and observed ones only)
         values = _windows_of(self.target_rows, first, self.timesteps).astype(np.float64)  # (N, T, targets)
@@ -251,6 +243,13 @@ def inverse(predictions: Any, scale: Any) -> np.ndarray:
         Model outputs on the scaled targets.
     scale : array ``(N, 2, targets)``
         The batch's ``"scale"`` (center, scale), same windows in the same order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> scale = np.array([[[10.0], [2.0]]])  # one window: center 10, scale 2, one target
+    >>> inverse(np.array([[[0.5], [-1.0]]]), scale)[0, :, 0]
+    array([11.,  8.])
     """
     p = np.asarray(predictions)
     s = np.asarray(scale)
@@ -280,6 +279,13 @@ def split_xy(batch: Mapping[str, Any], inputs: Sequence[str] | None = None) -> t
     (``keras.Model({"past": keras.Input((T, F), name="past"), ...}, outputs)``) takes them by name:
     ``model.fit(*split_xy(windows.arrays()))``. Keras 3 ignores keys the model has no input for, with a
     warning; name the model's inputs in ``inputs`` to leave the others (``"scale"`` for the loss) out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> inputs, y = split_xy({"past": np.zeros((2, 3, 1)), "future": np.zeros((2, 1, 0)), "y": np.ones((2, 1, 1))})
+    >>> sorted(inputs), y.shape
+    (['future', 'past'], (2, 1, 1))
     """
     if not isinstance(batch, Mapping) or "y" not in batch:
         raise ParameterError(f"split_xy needs a forecasting batch (a mapping with 'y'), got {type(batch).__name__}.",
@@ -332,105 +338,6 @@ def check_time_features(names: Any, time_col: Any, has_index: bool) -> list[str]
     return names
 
 
-def check_static_constant(values: np.ndarray, offsets: np.ndarray, ids: list, column: Any) -> np.ndarray:
-    """One value per series from a row-aligned column; refuse a column that varies within a series.
-
-    NaN counts as a value: a column that is NaN in some rows of a series and not in others varies.
-    """
-    firsts = values[offsets[:-1]]
-    lengths = np.diff(offsets)
-    rep = np.repeat(firsts, lengths)
-    same = (values == rep) | (_isnan(values) & _isnan(rep))
-    if not same.all():
-        row = int(np.flatnonzero(~same)[0])
-        k = int(np.searchsorted(offsets, row, side="right") - 1)
-        raise DataValueError(
-            f"static column {column!r} varies within series {ids[k]!r} (step {row - int(offsets[k])} holds "
-            f"{values[row]!r}, its first step {firsts[k]!r}); a static covariate has one value per series.",
-            "pass columns that vary over time as known_cols (known in advance) or feature_cols (observed), "
-            "or fix the data so each series holds one value.")
-    return firsts
-
-
-def _isnan(a: np.ndarray) -> np.ndarray:
-    if a.dtype.kind in "fc":
-        return np.isnan(a)
-    if a.dtype == object:
-        import pandas as pd
-
-        return pd.isna(a)
-    return np.zeros(a.shape, dtype=bool)
-
-
-def _static_table(df: Any, cols: list, ss: SeriesSet, float_dtype: np.dtype) -> tuple[np.ndarray, list, dict]:
-    """``(n_series, S)``: numeric columns as values, the others as integer codes (vocabulary kept)."""
-    import pandas as pd
-
-    order = ss.row_order
-    n = ss.n_series
-    if not cols:
-        return np.zeros((n, 0), dtype=float_dtype), [], {}
-    columns, vocab, numeric = [], {}, []
-    for c in cols:
-        col = df[c]
-        kind = getattr(col.dtype, "kind", "O")
-        is_cat = isinstance(col.dtype, pd.CategoricalDtype) or kind not in "iufb"
-        raw = col.to_numpy() if not is_cat else col.astype(object).to_numpy()
-        if order is not None:
-            raw = raw[order]
-        if len(raw) != int(ss.offsets[-1]):
-            raise ShapeError(f"static column {c!r} has {len(raw)} rows for {int(ss.offsets[-1])} data rows.",
-                             "pass static columns of the same frame as the data.")
-        firsts = check_static_constant(raw, ss.offsets, ss.ids, c)
-        if is_cat:
-            if pd.isna(firsts).any():
-                k = int(np.flatnonzero(pd.isna(firsts))[0])
-                raise DataValueError(f"static column {c!r} is missing for series {ss.ids[k]!r}.",
-                                     "fill it (e.g. with an 'unknown' category) or drop the series.")
-            if isinstance(col.dtype, pd.CategoricalDtype):
-                cats = list(col.cat.categories)
-                codes = pd.Categorical(firsts, categories=cats).codes.astype(np.int64)
-            else:
-                codes, uniq = pd.factorize(firsts, sort=True)
-                cats = list(uniq)
-            vocab[str(c)] = cats
-            columns.append(codes.astype(np.int64))
-            numeric.append(False)
-        else:
-            v = firsts.astype(np.float64)
-            if not np.isfinite(v).all():
-                k = int(np.flatnonzero(~np.isfinite(v))[0])
-                raise DataValueError(f"static column {c!r} is NaN/inf for series {ss.ids[k]!r}.",
-                                     "fill it, or drop the series.")
-            columns.append(v)
-            numeric.append(True)
-    # one array: integer codes when every column is categorical, else the float dtype (codes are exact
-    # small integers in it)
-    dt = np.int64 if not any(numeric) else float_dtype
-    return np.stack(columns, axis=1).astype(dt), [str(c) for c in cols], vocab
-
-
-def _time_table(ss: SeriesSet, names: list[str], float_dtype: np.dtype) -> np.ndarray:
-    import pandas as pd
-
-    stamps = np.concatenate([np.asarray(ix) for ix in ss.index])
-    t = None
-    if stamps.dtype.kind == "M" or stamps.dtype == object:  # object: time zone aware stamps
-        try:
-            t = pd.DatetimeIndex(stamps)
-        except (TypeError, ValueError):
-            t = None
-    if t is None:
-        raise DTypeError(f"time_features need datetime time stamps, got {stamps.dtype} values.",
-                         "convert the time column first: df[time_col] = pd.to_datetime(df[time_col]).")
-    cols = []
-    for n in names:
-        fn, lo, hi = TIME_FEATURES[n]
-        v = np.asarray(fn(t), dtype=np.float64)
-        cols.append((v - lo) / (hi - lo) - 0.5)
-    return np.stack(cols, axis=1).astype(float_dtype)
-
-
 def _first_bad(arr: np.ndarray, ss: SeriesSet, names: list) -> tuple[str, int]:
     bad = ~np.isfinite(arr)
     row, col = (int(a[0]) for a in np.nonzero(bad))
@@ -466,6 +373,19 @@ def build_forecast(
 
     ``target_positions``: feature columns (of the first ``n_features``) that hold the targets, in target
     order (-1 where a target is not among the features).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from statebatch.sources.series import as_series
+    >>> ss = as_series(np.arange(8.0))
+    >>> spec = build_forecast(ss, frame=None, n_features=1, known_cols=[], static_cols=[], target=np.arange(8.0),
+    ...                       target_positions=[0], timesteps=3, horizon=1, n_ahead=2, start_index=0, end_index=None,
+    ...                       min_timesteps=None, scale=None, scale_method="standard", missing="error",
+    ...                       fill_value=0.0, lags=[], time_features=[])
+    >>> batch = spec.gather(np.array([0]), np.array([2]))  # the window whose last input step is row 2
+    >>> batch["past"][0, :, 0], batch["y"][0, :, 0]
+    (array([0., 1., 2.]), array([3., 4.]))
     """
     data = _in_memory(ss.source)
     if data is None:
@@ -480,6 +400,50 @@ def build_forecast(
                                                             for j, p in enumerate(target_positions)]
     nk = len(known_cols)
     offsets = ss.offsets
+    _check_values(data, target, ss, names, tnames, n_features, nk, missing)
+    # lags of the targets: row r holds target[r - lag] (rows before a series' first usable step are padding)
+    max_lag = max(lags) if lags else 0
+    parts = [data]
+    past_names = names[:n_features] + names[n_features:]
+    lag_pairs = []
+    for lag in lags:
+        shifted = np.full_like(target, np.nan)
+        shifted[lag:] = target[:-lag]
+        parts.append(shifted)
+        for j, tn in enumerate(tnames):
+            lag_pairs.append((len(past_names), j))
+            past_names.append(f"{tn} lag {lag}")
+    future_parts = [data[:, n_features:].astype(fdt)]
+    future_names = names[n_features:]
+    if time_features:
+        tf = time_table(ss, time_features, fdt)
+        parts.append(tf)
+        future_parts.append(tf)
+        past_names = past_names + list(time_features)
+        future_names = future_names + list(time_features)
+    # the tables may be the user's own array (no lag, time feature or cast): only read, batches are
+    # gathered copies
+    past_rows = np.concatenate([np.asarray(p, dtype=fdt) for p in parts], axis=1) if len(parts) > 1 \
+        else np.asarray(data, dtype=fdt)
+    future_rows = np.concatenate(future_parts, axis=1) if len(future_parts) > 1 else future_parts[0]
+    past_target = [(p, j) for j, p in enumerate(target_positions) if p >= 0] + lag_pairs
+    floor = offsets[:-1] + start_index + max_lag
+    static, static_names, vocab = static_table(frame, static_cols, ss, fdt) if static_cols else (
+        np.zeros((ss.n_series, 0), dtype=fdt), [], {})
+    series_scale = _series_scale(target, offsets, floor, end_index, fdt, scale_method) if scale == "series" else None
+    return ForecastSpec(past_rows=past_rows, future_rows=future_rows, target_rows=target, floor=floor.astype(np.int64),
+                        static=static, timesteps=timesteps, horizon=horizon, n_ahead=n_ahead, scale=scale,
+                        scale_method=scale_method, missing=missing, fill_value=fill_value,
+                        variable_history=min_timesteps is not None,
+                        past_target=np.asarray(past_target, dtype=np.int64).reshape(-1, 2), series_scale=series_scale,
+                        past_names=past_names, future_names=list(future_names), static_names=static_names,
+                        target_names=tnames, static_vocab=vocab)
+
+
+def _check_values(data: np.ndarray, target: np.ndarray, ss: SeriesSet, names: list, tnames: list, n_features: int,
+                  nk: int, missing: str) -> None:
+    """Refuse NaN/inf in known covariates (always), and in the data and targets: all non-finite values with
+    ``missing="error"``, inf with ``missing="mask"`` (which masks NaN only)."""
     # known covariates must be known: NaN there is never a "missing observation"
     if nk:
         known = data[:, n_features:]
@@ -504,53 +468,21 @@ def build_forecast(
                 raise DataValueError(f"{what} has {count} infinite value(s), the first at {where}; missing='mask' "
                                      "masks NaN (missing observations), not inf.",
                                      "replace inf by NaN (df.replace([np.inf, -np.inf], np.nan)) or by a value.")
-    # lags of the targets: row r holds target[r - lag] (rows before a series' first usable step are padding)
-    max_lag = max(lags) if lags else 0
-    parts = [data]
-    past_names = names[:n_features] + names[n_features:]
-    lag_pairs = []
-    for lag in lags:
-        shifted = np.full_like(target, np.nan)
-        shifted[lag:] = target[:-lag]
-        parts.append(shifted)
-        for j, tn in enumerate(tnames):
-            lag_pairs.append((len(past_names), j))
-            past_names.append(f"{tn} lag {lag}")
-    future_parts = [data[:, n_features:].astype(fdt)]
-    future_names = names[n_features:]
-    if time_features:
-        tf = _time_table(ss, time_features, fdt)
-        parts.append(tf)
-        future_parts.append(tf)
-        past_names = past_names + list(time_features)
-        future_names = future_names + list(time_features)
-    # the tables may be the user's own array (no lag, time feature or cast): only read, batches are
-    # gathered copies
-    past_rows = np.concatenate([np.asarray(p, dtype=fdt) for p in parts], axis=1) if len(parts) > 1 \
-        else np.asarray(data, dtype=fdt)
-    future_rows = np.concatenate(future_parts, axis=1) if len(future_parts) > 1 else future_parts[0]
-    past_target = [(p, j) for j, p in enumerate(target_positions) if p >= 0] + lag_pairs
-    floor = offsets[:-1] + start_index + max_lag
-    static, static_names, vocab = _static_table(frame, static_cols, ss, fdt) if static_cols else (
-        np.zeros((ss.n_series, 0), dtype=fdt), [], {})
-    series_scale = None
-    if scale == "series":
-        # over each series' usable steps (from its first usable step to end_index): inputs and targets
-        lengths = np.diff(offsets)
-        end = lengths if end_index is None else np.minimum(lengths, end_index)
-        out = np.empty((ss.n_series, 2, target.shape[1]), dtype=fdt)
-        for k in range(ss.n_series):
-            lo, hi = int(floor[k]), int(offsets[k] + end[k])
-            vals = target[lo:max(lo, hi)].astype(np.float64)[None]  # (1, steps, targets)
-            out[k] = center_and_scale(vals, axis=1, method=scale_method)[0]
-        series_scale = out
-    return ForecastSpec(past_rows=past_rows, future_rows=future_rows, target_rows=target, floor=floor.astype(np.int64),
-                        static=static, timesteps=timesteps, horizon=horizon, n_ahead=n_ahead, scale=scale,
-                        scale_method=scale_method, missing=missing, fill_value=fill_value,
-                        variable_history=min_timesteps is not None,
-                        past_target=np.asarray(past_target, dtype=np.int64).reshape(-1, 2), series_scale=series_scale,
-                        past_names=past_names, future_names=list(future_names), static_names=static_names,
-                        target_names=tnames, static_vocab=vocab)
+
+
+def _series_scale(target: np.ndarray, offsets: np.ndarray, floor: np.ndarray, end_index: int | None, fdt: Any,
+                  scale_method: str) -> np.ndarray:
+    """Center and scale of each series' targets ``(n_series, 2, targets)``, over its usable steps (from its
+    first usable step to ``end_index``): inputs and targets."""
+    n_series = len(offsets) - 1
+    lengths = np.diff(offsets)
+    end = lengths if end_index is None else np.minimum(lengths, end_index)
+    out = np.empty((n_series, 2, target.shape[1]), dtype=fdt)
+    for k in range(n_series):
+        lo, hi = int(floor[k]), int(offsets[k] + end[k])
+        vals = target[lo:max(lo, hi)].astype(np.float64)[None]  # (1, steps, targets)
+        out[k] = center_and_scale(vals, axis=1, method=scale_method)[0]
+    return out
 
 
 def check_forecast_args(*, scale: Any, scale_method: Any, missing: Any, fill_value: Any) -> tuple:

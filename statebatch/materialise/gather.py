@@ -43,6 +43,13 @@ def strided_windows(base: np.ndarray, length: int, step: int = 1) -> np.ndarray:
     -------
     ndarray, shape ``(max(rows - (length - 1) * step, 0), length, *trailing)``
         Window ``i`` is ``base[i : i + (length - 1) * step + 1 : step]``; no data is copied.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> strided_windows(np.arange(6), 3, step=2)
+    array([[0, 2, 4],
+           [1, 3, 5]])
     """
     length = check_int("length", length, 1)
     step = check_int("step", step, 1)
@@ -79,7 +86,16 @@ def _in_memory(source: RowSource) -> np.ndarray | None:
 
 
 def gather_windows(source: RowSource, starts: np.ndarray, length: int, step: int = 1) -> np.ndarray:
-    """Windows ``(len(starts), length, *row)``: rows ``s, s+step, ..., s+(length-1)*step`` for each start."""
+    """Windows ``(len(starts), length, *row)``: rows ``s, s+step, ..., s+(length-1)*step`` for each start.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from statebatch.sources.base import ArraySource
+    >>> gather_windows(ArraySource(np.arange(10)), np.array([0, 5]), 3)
+    array([[0, 1, 2],
+           [5, 6, 7]])
+    """
     starts = np.asarray(starts, dtype=np.int64)
     # sliding windows repeat each row up to `length` times: the copy can be far larger than the data
     check_size("the windows", (len(starts), length) + tuple(source.shape[1:]), source.dtype.itemsize,
@@ -108,7 +124,15 @@ def gather_windows(source: RowSource, starts: np.ndarray, length: int, step: int
 
 
 def gather_rows(source: RowSource, rows: np.ndarray) -> np.ndarray:
-    """Rows by index (a new array)."""
+    """Rows by index (a new array).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from statebatch.sources.base import ArraySource
+    >>> gather_rows(ArraySource(np.arange(10) * 10), np.array([3, 0]))
+    array([30,  0])
+    """
     rows = np.asarray(rows, dtype=np.int64)
     arr = _in_memory(source)
     if arr is not None:
@@ -122,6 +146,14 @@ def gather_chunks(source: RowSource, starts: np.ndarray, valid: np.ndarray, leng
 
     Chunks with ``v == 0`` are all padding. ``reader`` (out-of-core sources) reads ahead per lane, up to
     ``limits`` (per chunk: the row after the last its lane will read) when given.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from statebatch.sources.base import ArraySource
+    >>> gather_chunks(ArraySource(np.arange(10.0)), np.array([0, 8]), np.array([3, 2]), 3, pad_value=-1)
+    array([[ 0.,  1.,  2.],
+           [ 8.,  9., -1.]])
     """
     starts = np.asarray(starts, dtype=np.int64)
     valid = np.asarray(valid, dtype=np.int64)
@@ -170,6 +202,14 @@ def source_views(source: ConcatSource, starts: np.ndarray, counts: np.ndarray) -
     where a range spans several. The pieces are found for all ranges at once (no search per range).
 
     For copying from only: they may be writable views of the caller's arrays, so never return them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from statebatch.sources.series import source_of
+    >>> src = source_of([np.arange(4), np.arange(10, 13)])  # rows 0-3, then 4-6
+    >>> [v.tolist() for v in source_views(src, np.array([4, 2]), np.array([3, 3]))]  # rows 4-6; 2-4 cross pieces
+    [[10, 11, 12], [2, 3, 10]]
     """
     starts = np.asarray(starts, dtype=np.int64)
     counts = np.asarray(counts, dtype=np.int64)
@@ -209,6 +249,17 @@ def fill_lanes(source: ConcatSource, lanes: int, rows_per_lane: int, lane: np.nd
         ``finite`` (``check_finite=True``; else True): :func:`sums_finite` of everything written,
         computed block by block right after each block is written, while it is still in the CPU cache
         (cheaper than a second pass over the whole epoch).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from statebatch.sources.series import source_of
+    >>> src = source_of([np.arange(3.0), np.arange(10.0, 12.0)])
+    >>> lanes, finite = fill_lanes(src, 2, 4, lane=np.array([0, 1]), first_row=np.array([0, 0]),
+    ...                            starts=np.array([0, 3]), counts=np.array([3, 2]), pad_value=-1.0)
+    >>> lanes, finite
+    (array([[ 0.,  1.,  2., -1.],
+           [10., 11., -1., -1.]]), True)
     """
     row = tuple(source.shape[1:])
     total = lanes * rows_per_lane
@@ -255,7 +306,14 @@ def sums_finite(arr: np.ndarray) -> bool:
     """Whether a sum over all of ``arr`` is finite: False for any NaN or inf (they propagate through sums
     and products), and for an overflow of finite values (callers then run an exact check). Real floats:
     the sum of squares (one BLAS dot, faster than ``np.add.reduce``; squares are never negative, so no
-    inf - inf either); other kinds: ``np.add.reduce``."""
+    inf - inf either); other kinds: ``np.add.reduce``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> sums_finite(np.ones(4)), sums_finite(np.array([1.0, np.nan]))
+    (True, False)
+    """
     flat = np.ascontiguousarray(arr).reshape(-1)
     with np.errstate(all="ignore"):
         if flat.dtype in (np.float32, np.float64):
@@ -265,7 +323,18 @@ def sums_finite(arr: np.ndarray) -> bool:
 
 def lanes_to_batches(lanes: np.ndarray, timesteps: int) -> np.ndarray:
     """``(lanes, n_batches * timesteps, *row)`` -> the same epoch in batch order ``(n_batches * lanes,
-    timesteps, *row)`` (one transposed copy; batch ``k`` is rows ``k * lanes:(k + 1) * lanes``)."""
+    timesteps, *row)`` (one transposed copy; batch ``k`` is rows ``k * lanes:(k + 1) * lanes``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lanes = np.arange(8).reshape(2, 4)  # 2 lanes, 2 batches of 2 steps
+    >>> lanes_to_batches(lanes, 2)  # batch 0 (lanes 0, 1), then batch 1
+    array([[0, 1],
+           [4, 5],
+           [2, 3],
+           [6, 7]])
+    """
     b, rows = lanes.shape[:2]
     nb = rows // timesteps
     view = lanes.reshape((b, nb, timesteps) + lanes.shape[2:]).swapaxes(0, 1)
@@ -274,7 +343,19 @@ def lanes_to_batches(lanes: np.ndarray, timesteps: int) -> np.ndarray:
 
 def gather_padded(source: RowSource, offsets: np.ndarray, idx: np.ndarray, lengths: np.ndarray, padded_length: int,
                   padding: str, pad_value: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Sequences ``idx`` padded to ``padded_length``: ``(X (n, L, *row), mask (n, L))``."""
+    """Sequences ``idx`` padded to ``padded_length``: ``(X (n, L, *row), mask (n, L))``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from statebatch.sources.base import ArraySource
+    >>> src = ArraySource(np.arange(5.0)[:, None])  # two sequences: rows 0-2 and 3-4
+    >>> x, mask = gather_padded(src, np.array([0, 3, 5]), np.array([1, 0]), np.array([3, 2]), 3, "post", 0.0)
+    >>> x[:, :, 0], mask
+    (array([[3., 4., 0.],
+           [0., 1., 2.]]), array([[ True,  True, False],
+           [ True,  True,  True]]))
+    """
     idx = np.asarray(idx, dtype=np.int64)
     lens = lengths[idx]
     steps = np.arange(padded_length)
@@ -347,6 +428,7 @@ class LaneReader:
                 and np.array_equal(starts, nxt[0])):
             r = nxt[1]
             self._next = (starts + length, r + length, length, nxt[3])
+            assert self._buf is not None  # _next is set only after the buffer is filled
             return self._buf[:, r: r + length].copy()
         self._next = None
         lanes = len(starts)
@@ -387,5 +469,13 @@ class LaneReader:
 
 
 def as_readonly_if_shared(arr: np.ndarray) -> np.ndarray:
-    """Arrays that may share memory with user data are returned read-only."""
+    """Arrays that may share memory with user data are returned read-only.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> base = np.zeros(4)
+    >>> as_readonly_if_shared(base[:2]).flags.writeable, as_readonly_if_shared(np.zeros(2)).flags.writeable
+    (False, True)
+    """
     return arr if arr.flags.owndata else readonly(arr)

@@ -28,10 +28,12 @@ from typing import Any, Iterator
 import numpy as np
 
 from .._args import check_int
-from ..errors import DataValueError, ParameterError
+from ..errors import DataValueError, ParameterError, ShapeError
 from ..plans.base import LeftOut, named
+from ..sources.base import RowSource
+from ..sources.series import SeriesSet
 
-__all__ = ["LeftOut", "Explanation", "Batched"]
+__all__ = ["LeftOut", "Explanation", "Batched", "SizedResult", "stack_outputs"]
 
 
 @dataclass
@@ -116,9 +118,19 @@ class Batched:
         return cache[epoch]
 
     # Out-of-core data is not read up front, so NaN/inf are looked for in each batch as it is read
-    # (X not, where its store was checked when written: series.checked_finite).
+    # (X not, where its store was checked when written: series.checked_finite). NaN and inf are allowed
+    # separately (allow_nan, allow_inf), as the up-front check does.
     _check_batches: bool = False
     _x_checked: bool = False
+    _allow_nan: bool = False
+    _allow_inf: bool = False
+    _lazy: bool = False
+
+    def _allow(self, allow_nan: bool, allow_inf: bool, *, checked: bool, lazy: bool) -> None:
+        """Which values the batch-time scan refuses: ``lazy`` (out-of-core) data is scanned unless both NaN and
+        inf are allowed; X not where its store was ``checked`` when written."""
+        self._allow_nan, self._allow_inf, self._lazy, self._x_checked = allow_nan, allow_inf, lazy, checked
+        self._check_batches = lazy and not (allow_nan and allow_inf)
 
     def _finite(self, arrays: tuple, k: int) -> tuple:
         if self._check_batches:
@@ -129,13 +141,20 @@ class Batched:
                 with np.errstate(all="ignore"):
                     if a.dtype.kind not in "fc" or math.isfinite(float(np.add.reduce(a, axis=None))):
                         continue
-                if not np.isfinite(a).all():
+                kind = self._refused(a)
+                if kind:
                     raise DataValueError(
-                        f"batch {k} holds NaN/inf in {name}, read from out-of-core data (checked batch by batch as it "
-                        "is read; in-memory data is checked up front).",
+                        f"batch {k} holds {kind} in {name}, read from out-of-core data (NaN/inf are looked for batch by "
+                        "batch as it is read; in-memory data is checked up front).",
                         "fill or drop them when preparing the store (statebatch.dask.prepare refuses them by default), "
-                        "or pass allow_nan=True.")
+                        f"or pass {'allow_nan=True' if 'NaN' in kind else 'allow_inf=True'}.")
         return arrays
+
+    def _refused(self, a: np.ndarray) -> str:
+        """Which refused non-finite values ``a`` holds: ``"NaN"``, ``"inf"``, ``"NaN/inf"`` or ``""``."""
+        nan = not self._allow_nan and bool(np.isnan(a).any())
+        inf = not self._allow_inf and bool(np.isinf(a).any())
+        return "NaN/inf" if nan and inf else "NaN" if nan else "inf" if inf else ""
 
     def _serve(self, epoch: int | None):
         """The plan whose batches are being handed out; remembered so that :meth:`unbatch` maps model
@@ -191,3 +210,65 @@ class Batched:
     def padding_fraction(self) -> float:
         """Padded steps / all steps of the current epoch."""
         return float(self.plan().padding_fraction)
+
+
+class SizedResult:
+    """The size properties of a result over a :class:`~statebatch.sources.series.SeriesSet`, written once
+    (``Windows`` and ``Arranged``): the subclass sets ``_ss``, ``_ysource`` and ``timesteps`` and says
+    how many samples (rows of ``X``) it has.
+    """
+
+    _ss: SeriesSet
+    _ysource: RowSource | None
+    timesteps: int
+
+    def _n_samples(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def n_features(self) -> int:
+        """Features per step of ``X``."""
+        return self._ss.n_features
+
+    @property
+    def n_series(self) -> int:
+        """Series the result was built from."""
+        return self._ss.n_series
+
+    @property
+    def has_targets(self) -> bool:
+        """Whether batches carry targets (``y``)."""
+        return self._ysource is not None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``X``'s shape: ``(samples, timesteps, features)``."""
+        return (self._n_samples(), self.timesteps, self.n_features)
+
+
+def stack_outputs(outputs: Any) -> np.ndarray:
+    """Model outputs as one array, rows in batch order: an array, or a list with one array per batch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stack_outputs([np.zeros((2, 3)), np.ones((1, 3))]).shape
+    (3, 3)
+    """
+    if isinstance(outputs, (list, tuple)) and outputs and all(hasattr(o, "shape") for o in outputs):
+        try:
+            return np.concatenate([np.asarray(o) for o in outputs])
+        except ValueError as exc:
+            raise ShapeError(f"per-batch outputs cannot be joined ({exc}).",
+                             "pass outputs with the same shape after the batch axis.") from None
+    if outputs is None:
+        raise ParameterError("outputs is None.", "pass the model's predictions (an array, or a list of per-batch arrays).")
+    try:
+        out = np.asarray(outputs)
+    except (TypeError, ValueError) as exc:
+        raise ParameterError("outputs are a ragged list (rows of different shapes), not one array"
+                             + ("" if "inhomogeneous" in str(exc) else f" ({type(exc).__name__})") + ".",
+                             "pass an array of predictions, or a list with one array per batch.") from None
+    if out.ndim == 0:
+        raise ShapeError("outputs is a scalar.", "pass one output row per sample.")
+    return out

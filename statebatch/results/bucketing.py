@@ -9,7 +9,7 @@ too; their batches are gathered from the windows' strided view, never copied who
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, cast
 
 import numpy as np
 
@@ -17,15 +17,15 @@ from .._args import check_bool, check_choice, check_fraction, check_int, check_o
 from ..errors import DataValueError, LengthMismatchError, ParameterError, ShapeError
 from .provenance import INDEPENDENT, Provenance, register_provenance
 from ..materialise.gather import gather_padded
-from ..plans.base import LeftOut, named
 from ..plans.buckets import (DEFAULT_BIN_WIDTH, MODES, REMAINDERS, BucketPlan, bucket_boundaries, check_boundaries,
                             padding_of, plan_buckets,
                             sorted_padding)
 from .batched import Batched, Explanation
 from ..sources.registry import holds_many, is_own_kind
-from ..sources.series import (GAPS, INPUT_CHECKS_DOC, INPUT_CHECKS_STUB, SeriesSet, aligned_targets, apply_gaps, as_series,
-                     check_finite_series, checked_finite, in_memory, source_of)
-from ..sources.base import ArraySource
+from ..sources.options import InputOptions
+from ..sources.series import (SeriesSet, aligned_targets, apply_gaps, as_series, check_finite_series, checked_finite,
+                              in_memory, source_of)
+from ..sources.base import ArraySource, RowSource
 from .windows import Windows
 
 __all__ = ["Batch", "Bucketing", "bucket_batches", "bucket_boundaries", "padding_of"]
@@ -280,11 +280,13 @@ def bucket_batches(
     pad_to: str = "batch",
     token_budget: int | None = None,
     remainder: str = "keep",
+    options: InputOptions | None = None,
     id_col: str | None = None,
     time_col: str | None = None,
     feature_cols: Sequence[str] | None = None,
     dtype: Any = None,
     allow_nan: bool = False,
+    allow_inf: bool = False,
     gaps: str = "error",
 ) -> Bucketing:
     """Group variable-length sequences into batches of similar length.
@@ -321,16 +323,30 @@ def bucket_batches(
     remainder : "keep" or "drop"
         Keep batches smaller than ``batch_size`` or leave their sequences out of the epoch (reported
         in ``left_out``; they rotate, so no sequence is left out two epochs in a row).
-    allow_nan, gaps
-        The input checks every entry point shares: NaN/inf refused unless ``allow_nan=True``; holes in
-        the time stamps refused, split or accepted (``gaps``).
+    options, id_col, time_col, feature_cols, dtype, allow_nan, allow_inf, gaps
+        How the input is read: see :class:`~statebatch.InputOptions` (the keywords are its fields;
+        targets are given with ``targets``, not ``target_cols``).
 
     Returns
     -------
     Bucketing
         Iterate once per epoch; each batch is a tuple ``(X[, y[, sample_weight]])`` with X padded
         ``(batch, length, features)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import statebatch as sb
+    >>> seqs = [np.ones(n) for n in (2, 5, 3, 4)]
+    >>> b = sb.bucket_batches(seqs, batch_size=2, mode="exact", shuffle=False)
+    >>> [x.shape for (x,) in b.batches()]
+    [(1, 2, 1), (1, 3, 1), (1, 4, 1), (1, 5, 1)]
     """
+    opts = InputOptions.resolve(options, id_col=id_col, time_col=time_col, feature_cols=feature_cols, dtype=dtype,
+                                allow_nan=allow_nan, allow_inf=allow_inf, gaps=gaps)
+    if opts.target_cols is not None:
+        raise ParameterError("bucket_batches takes targets=... (one per sequence, or per step), not target_cols.",
+                             "pass the targets as an array, or drop target_cols from options.")
     batch_size = check_int("batch_size", batch_size, 1)
     pool_batches = check_optional_int("pool_batches", pool_batches, 1)
     mode = check_choice("mode", mode, MODES)
@@ -342,116 +358,144 @@ def bucket_batches(
     shuffle = check_bool("shuffle", shuffle)
     token_budget = check_optional_int("token_budget", token_budget, 1)
     seed = resolve_seed(seed)
+    _check_pad_value(pad_value)
+    if isinstance(sequences, Windows):  # each window one sequence: gathered from the strided view
+        seqs: _WindowSequences | _SeriesSequences = _WindowSequences(sequences)
+        ids: Sequence[Any] = range(sequences.n_windows)  # window positions: a range, not 8 bytes + a Python int each
+        targets, return_sequences = _window_targets(sequences, opts, targets, return_sequences)
+    else:
+        seqs = _SeriesSequences(_as_sequences(sequences, opts))
+        ids = list(seqs.ss.ids)
+    lengths = seqs.lengths
+    tarr, tsource, toffsets = _targets(targets, return_sequences, lengths, ids, opts)
+    bk = Bucketing(seqs, ids=ids, batch_size=batch_size, mode=mode, bin_width=bin_width,
+                   boundaries=_boundaries(mode, lengths, boundaries, n_buckets), pool_batches=pool_batches,
+                   shuffle=shuffle, seed=seed, padding=padding, pad_value=pad_value, pad_to=pad_to,
+                   token_budget=token_budget, remainder=remainder, targets=tarr, target_source=tsource,
+                   target_offsets=toffsets, return_sequences=return_sequences)
+    if isinstance(seqs, _SeriesSequences):  # Windows were checked when they were made
+        # stored sequences are checked batch by batch as they are read
+        bk._allow(opts.allow_nan, opts.allow_inf, checked=checked_finite(seqs.ss.source),
+                  lazy=not in_memory(seqs.ss.source))
+    return bk
+
+
+def _check_pad_value(pad_value: Any) -> None:
+    """A finite number: padded steps are masked, but NaN or inf inputs still reach the output."""
     if isinstance(pad_value, bool) or not isinstance(pad_value, (int, float, np.integer, np.floating)):
         raise ParameterError(f"pad_value must be a number, got {pad_value!r}.", "pass e.g. pad_value=0.0.")
     if not np.isfinite(pad_value):
         raise ParameterError(f"pad_value={pad_value!r} is not finite: padded steps are masked, but a NaN or inf input "
                              "still turns the layer's output (and the loss) into NaN.", "pass a finite pad_value, e.g. 0.0.")
 
-    if isinstance(sequences, Windows):  # each window one sequence: gathered from the strided view
-        w = sequences
-        _no_frame_args(id_col, time_col, feature_cols)
-        if dtype is not None:
-            raise ParameterError("dtype cannot convert windows.", "pass dtype to make_windows instead.")
-        seqs: Any = _WindowSequences(w)
-        ids = range(w.n_windows)  # window positions: a range, not 8 bytes + a Python int each
-        if targets is None and w.has_targets:
-            targets = w.y
-            if w.y.ndim >= 2 and w.y.shape[1] == w.timesteps and w._ylength == w.timesteps:
-                return_sequences = True
-                targets = list(w.y)
-    else:
-        if isinstance(sequences, np.ndarray) and sequences.dtype != object and sequences.ndim == 3:
-            sequences = list(sequences)  # an array of equal-length sequences
-        elif isinstance(sequences, np.ndarray) and sequences.ndim == 2 and id_col is None:
-            raise ShapeError(
-                f"sequences is one 2-D array {sequences.shape}: is it {sequences.shape[0]} sequences of "
-                f"{sequences.shape[1]} steps (one feature), or one sequence of {sequences.shape[0]} steps x "
-                f"{sequences.shape[1]} features?",
-                "pass a list of arrays (one per sequence), or a 3-D array (sequences, steps, features): "
-                "list(arr[..., None]) for one feature per step.")
-        if isinstance(sequences, tuple):
-            sequences = list(sequences)
-        if isinstance(sequences, list) and sequences:  # plain lists become arrays; row sources stay lazy
-            sequences = [s if isinstance(s, np.ndarray) or is_own_kind(s) else np.asarray(s) for s in sequences]
-        ss = as_series(sequences, id_col=id_col, time_col=time_col, feature_cols=feature_cols, dtype=dtype,
-                       what="sequences", gaps=check_choice("gaps", gaps, GAPS))
-        if ss.n_series == 1 and not (isinstance(sequences, list) or id_col is not None or holds_many(sequences)):
-            raise ShapeError(f"sequences is a single series {ss.source.shape}; bucketing needs many sequences.",
-                             "pass a list of arrays (one per sequence) or a long DataFrame with id_col.")
-        if (ss.lengths == 0).any():
-            raise ParameterError(f"{int((ss.lengths == 0).sum())} sequences are empty.", "drop empty sequences first.")
-        ss = apply_gaps(ss, check_choice("gaps", gaps, GAPS), "sequences")
-        allow_nan = check_bool("allow_nan", allow_nan)
-        check_finite_series(ss, "sequences", allow_nan)
-        seqs = _SeriesSequences(ss)
-        ids = list(ss.ids)
-    lengths = seqs.lengths
 
-    tarr = tsource = toffsets = None
-    if targets is not None:
-        if return_sequences:
-            fake = SeriesSet(ArraySource(np.zeros((int(lengths.sum()), 1))),
-                             np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), ids)
-            if not isinstance(targets, (list, tuple)) or len(targets) != len(lengths):
-                raise LengthMismatchError(
-                    f"return_sequences=True needs one target array per sequence ({len(lengths)}), got "
-                    f"{type(targets).__name__}{f' of length {len(targets)}' if hasattr(targets, '__len__') else ''}.",
-                    "pass a list of per-step target arrays, one per sequence, or return_sequences=False.")
-            tl = aligned_targets(list(targets), fake) if len(lengths) > 1 else aligned_targets(targets[0], fake)
-            bad = [i for i, (t, n) in enumerate(zip(tl, lengths)) if len(t) != n]
-            if bad:
-                raise LengthMismatchError(
-                    f"per-step targets must be as long as their sequence: sequence {bad[0]} has {lengths[bad[0]]} "
-                    f"steps but {len(tl[bad[0]])} targets ({len(bad)} such sequence(s)).",
-                    "pass one target per step of each sequence.")
-            tl = [t[:, None] if t.ndim == 1 else t for t in tl]
-            tsource = source_of(tl)
-            toffsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        else:
-            try:
-                tarr = np.asarray(targets)
-            except (TypeError, ValueError):
-                raise LengthMismatchError("targets are ragged: one target per sequence must form one array.",
-                                          "pass return_sequences=True for per-step targets (a list of arrays aligned "
-                                          "with each sequence).") from None
-            if tarr.dtype == object:
-                raise LengthMismatchError("targets are ragged: one target per sequence must form one array.",
-                                          "pass return_sequences=True for per-step targets (a list of arrays aligned "
-                                          "with each sequence).")
-            if tarr.ndim == 0 or len(tarr) != len(lengths):
-                raise LengthMismatchError(
-                    f"{len(lengths)} sequences but {0 if tarr.ndim == 0 else len(tarr)} targets.",
-                    "give one target per sequence, or return_sequences=True with a list of per-step target arrays.")
-    if not check_bool("allow_nan", allow_nan):
-        if tarr is not None and tarr.dtype.kind in "fc" and not np.isfinite(tarr).all():
-            raise DataValueError(f"targets hold {int((~np.isfinite(tarr)).sum())} NaN/inf value(s) (first at sequence "
-                                 f"{int(np.flatnonzero(~np.isfinite(tarr).reshape(len(tarr), -1).any(axis=1))[0])}).",
-                                 "fill or drop them, or pass allow_nan=True.")
-        if tsource is not None:
-            check_finite_series(SeriesSet(tsource, toffsets, ids), "targets")
-    bnds = None
+def _window_targets(w: Windows, opts: InputOptions, targets: Any, return_sequences: bool) -> tuple[Any, bool]:
+    """Windows as sequences: no frame options; their own targets unless ``targets`` are given (per step when
+    they are per step)."""
+    _no_frame_args(opts.id_col, opts.time_col, opts.feature_cols)
+    if opts.dtype is not None:
+        raise ParameterError("dtype cannot convert windows.", "pass dtype to make_windows instead.")
+    if targets is None and w.has_targets:
+        y = w.y
+        assert y is not None
+        targets = y
+        if y.ndim >= 2 and y.shape[1] == w.timesteps and w._ylength == w.timesteps:
+            return list(y), True
+    return targets, return_sequences
+
+
+def _as_sequences(sequences: Any, opts: InputOptions) -> SeriesSet:
+    """Many sequences (a list, a 3-D array, a long frame, stored series) as a checked :class:`SeriesSet`."""
+    if isinstance(sequences, np.ndarray) and sequences.dtype != object and sequences.ndim == 3:
+        sequences = list(sequences)  # an array of equal-length sequences
+    elif isinstance(sequences, np.ndarray) and sequences.ndim == 2 and opts.id_col is None:
+        raise ShapeError(
+            f"sequences is one 2-D array {sequences.shape}: is it {sequences.shape[0]} sequences of "
+            f"{sequences.shape[1]} steps (one feature), or one sequence of {sequences.shape[0]} steps x "
+            f"{sequences.shape[1]} features?",
+            "pass a list of arrays (one per sequence), or a 3-D array (sequences, steps, features): "
+            "list(arr[..., None]) for one feature per step.")
+    if isinstance(sequences, tuple):
+        sequences = list(sequences)
+    if isinstance(sequences, list) and sequences:  # plain lists become arrays; row sources stay lazy
+        sequences = [s if isinstance(s, np.ndarray) or is_own_kind(s) else np.asarray(s) for s in sequences]
+    ss = as_series(sequences, id_col=opts.id_col, time_col=opts.time_col, feature_cols=opts.feature_cols,
+                   dtype=opts.dtype, what="sequences", gaps=opts.gaps)
+    if ss.n_series == 1 and not (isinstance(sequences, list) or opts.id_col is not None or holds_many(sequences)):
+        raise ShapeError(f"sequences is a single series {ss.source.shape}; bucketing needs many sequences.",
+                         "pass a list of arrays (one per sequence) or a long DataFrame with id_col.")
+    if (ss.lengths == 0).any():
+        raise ParameterError(f"{int((ss.lengths == 0).sum())} sequences are empty.", "drop empty sequences first.")
+    ss = apply_gaps(ss, opts.gaps, "sequences")
+    check_finite_series(ss, what="sequences", allow_nan=opts.allow_nan, allow_inf=opts.allow_inf)
+    return ss
+
+
+def _targets(targets: Any, return_sequences: bool, lengths: np.ndarray, ids: Sequence[Any],
+             opts: InputOptions) -> tuple[np.ndarray | None, RowSource | None, np.ndarray | None]:
+    """``(one target per sequence, per-step target source, its offsets)``, checked (lengths, NaN/inf)."""
+    if targets is None:
+        return None, None, None
+    if return_sequences:
+        tsource, toffsets = _step_targets(targets, lengths, ids)
+        check_finite_series(SeriesSet(tsource, toffsets, cast(list, ids)), what="targets", allow_nan=opts.allow_nan,
+                            allow_inf=opts.allow_inf)
+        return None, tsource, toffsets
+    ragged = LengthMismatchError("targets are ragged: one target per sequence must form one array.",
+                                 "pass return_sequences=True for per-step targets (a list of arrays aligned "
+                                 "with each sequence).")
+    try:
+        tarr = np.asarray(targets)
+    except (TypeError, ValueError):
+        raise ragged from None
+    if tarr.dtype == object:
+        raise ragged
+    if tarr.ndim == 0 or len(tarr) != len(lengths):
+        raise LengthMismatchError(
+            f"{len(lengths)} sequences but {0 if tarr.ndim == 0 else len(tarr)} targets.",
+            "give one target per sequence, or return_sequences=True with a list of per-step target arrays.")
+    if tarr.dtype.kind in "fc":
+        bad = (np.isnan(tarr) if not opts.allow_nan else False) | (np.isinf(tarr) if not opts.allow_inf else False)
+        if np.any(bad):
+            kind = "NaN/inf" if not (opts.allow_nan or opts.allow_inf) else "inf" if opts.allow_nan else "NaN"
+            raise DataValueError(f"targets hold {int(np.sum(bad))} {kind} value(s) (first at sequence "
+                                 f"{int(np.flatnonzero(np.reshape(bad, (len(tarr), -1)).any(axis=1))[0])}).",
+                                 "fill or drop them, or pass "
+                                 f"{'allow_inf=True' if kind == 'inf' else 'allow_nan=True'}.")
+    return tarr, None, None
+
+
+def _step_targets(targets: Any, lengths: np.ndarray, ids: Sequence[Any]) -> tuple[RowSource, np.ndarray]:
+    """Per-step targets: one array per sequence, each as long as its sequence."""
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    fake = SeriesSet(ArraySource(np.zeros((int(lengths.sum()), 1))), offsets, list(ids))
+    if not isinstance(targets, (list, tuple)) or len(targets) != len(lengths):
+        raise LengthMismatchError(
+            f"return_sequences=True needs one target array per sequence ({len(lengths)}), got "
+            f"{type(targets).__name__}{f' of length {len(targets)}' if hasattr(targets, '__len__') else ''}.",
+            "pass a list of per-step target arrays, one per sequence, or return_sequences=False.")
+    tl = aligned_targets(list(targets), fake) if len(lengths) > 1 else aligned_targets(targets[0], fake)
+    bad = [i for i, (t, n) in enumerate(zip(tl, lengths)) if len(t) != n]
+    if bad:
+        raise LengthMismatchError(
+            f"per-step targets must be as long as their sequence: sequence {bad[0]} has {lengths[bad[0]]} "
+            f"steps but {len(tl[bad[0]])} targets ({len(bad)} such sequence(s)).",
+            "pass one target per step of each sequence.")
+    return source_of([t[:, None] if t.ndim == 1 else t for t in tl]), offsets
+
+
+def _boundaries(mode: str, lengths: np.ndarray, boundaries: Any, n_buckets: int | None) -> np.ndarray | None:
+    """The bucket boundaries of ``mode="buckets"`` (given, or computed from the lengths); refused otherwise."""
     if mode == "buckets":
         if boundaries is None:
-            bnds = bucket_boundaries(lengths, n_buckets)
-        else:
-            bnds = check_boundaries(boundaries)
-    elif boundaries is not None or n_buckets is not None:
+            return bucket_boundaries(lengths, n_buckets)  # type: ignore[arg-type]  # int arrays are sequences
+        return check_boundaries(boundaries)
+    if boundaries is not None or n_buckets is not None:
         raise ParameterError(f"boundaries/n_buckets apply to mode='buckets', not mode={mode!r}.",
                              "pass mode='buckets', or drop boundaries/n_buckets.")
-    bk = Bucketing(seqs, ids=ids, batch_size=batch_size, mode=mode, bin_width=bin_width, boundaries=bnds,
-                   pool_batches=pool_batches, shuffle=shuffle, seed=seed, padding=padding, pad_value=pad_value,
-                   pad_to=pad_to, token_budget=token_budget, remainder=remainder, targets=tarr,
-                   target_source=tsource, target_offsets=toffsets, return_sequences=return_sequences)
-    # Windows were checked when they were made; stored sequences are checked batch by batch as read
-    bk._check_batches = isinstance(seqs, _SeriesSequences) and not allow_nan and not in_memory(seqs.ss.source)
-    bk._x_checked = isinstance(seqs, _SeriesSequences) and checked_finite(seqs.ss.source)
-    return bk
+    return None
 
 
-def _no_frame_args(*args) -> None:
+def _no_frame_args(*args: Any) -> None:
     if any(a is not None for a in args):
         raise ParameterError("id_col/time_col/feature_cols do not apply to windows.", "drop them.")
-
-
-bucket_batches.__doc__ = bucket_batches.__doc__.replace(INPUT_CHECKS_STUB, INPUT_CHECKS_DOC)

@@ -90,7 +90,16 @@ def lane_block(batch_size: int, num_replicas: int = 1, rank: int = 0) -> slice:
 
 def plan_resets(arranged: Arranged, epoch: int, *, validation: bool = False,
                 reset_on_epoch_begin: bool = True) -> Iterator[tuple[int, np.ndarray]]:
-    """``(k, reset mask over all lanes)`` for every batch of ``epoch``, as the schedule decides."""
+    """``(k, reset mask over all lanes)`` for every batch of ``epoch``, as the schedule decides.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import statebatch as sb
+    >>> a = sb.arrange_stateful([np.arange(9.0), np.arange(3.0), np.arange(5.0)], timesteps=2, batch_size=2)
+    >>> [(k, m.tolist()) for k, m in plan_resets(a, 0)]  # every lane first, then where a new series starts
+    [(0, [True, True]), (1, [False, False]), (2, [False, True]), (3, [False, False])]
+    """
     rec = ResetRecorder(arranged.batch_size)
     n = arranged.plan(epoch).n_batches
     if validation:
@@ -109,7 +118,17 @@ def plan_resets(arranged: Arranged, epoch: int, *, validation: bool = False,
 
 
 def real_step_weights(arranged: Arranged, k: int, epoch: int) -> np.ndarray:
-    """The weights of batch ``k`` when the arrangement has no targets: 1 on real steps, 0 on padding."""
+    """The weights of batch ``k`` when the arrangement has no targets: 1 on real steps, 0 on padding.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import statebatch as sb
+    >>> a = sb.arrange_stateful([np.arange(5.0), np.arange(3.0)], timesteps=2, batch_size=2, targets=None)
+    >>> real_step_weights(a, 1, 0)  # batch 1: lane 0 holds steps 2-3, lane 1 one last step and padding
+    array([[1., 1.],
+           [1., 0.]], dtype=float32)
+    """
     plan = arranged.plan(epoch)
     valid = plan.valid[k]
     if arranged.return_sequences:

@@ -111,7 +111,17 @@ def _drop(key: tuple, entry_ref: "weakref.ref[_Entry]") -> None:
 
 def register_provenance(arr: Any, prov: Provenance) -> Any:
     """Record how statebatch made ``arr`` (results call this on the arrays they hand out). Costs a
-    copy of a few rows; the record goes when the array does. Returns ``arr``."""
+    copy of a few rows; the record goes when the array does. Returns ``arr``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.arange(12.0).reshape(3, 4)
+    >>> X is register_provenance(X, Provenance(LANES, 1, 4, maker="example"))
+    True
+    >>> provenance_of(X)[0].maker
+    'example'
+    """
     if not isinstance(arr, np.ndarray) or arr.ndim < 2 or arr.shape[0] == 0:
         return arr
     try:
@@ -150,7 +160,19 @@ def provenance_of(X: Any) -> tuple[Provenance, np.ndarray | None] | None:
     """How statebatch made ``X``, when it did: ``(provenance, rows)`` with ``rows`` None when X is
     the array itself or a leading slice of it (same memory), else, for a copy whose rows are all the
     rows of a statebatch array in another order, the index of each of X's rows in that array. None
-    when X is not statebatch's (or was changed in place since, or shares only some rows with it)."""
+    when X is not statebatch's (or was changed in place since, or shares only some rows with it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import statebatch as sb
+    >>> X = sb.make_windows(np.arange(10.0), timesteps=4, stride=4).X
+    >>> prov, rows = provenance_of(X)
+    >>> prov.kind, prov.maker, rows
+    ('natural_order_chunks', 'make_windows', None)
+    >>> provenance_of(np.zeros((3, 4, 1))) is None  # not made by statebatch
+    True
+    """
     if not isinstance(X, np.ndarray) or X.ndim < 2 or not _REGISTRY:
         return None
     ptr, rs, st, dt = _buffer_key(X)

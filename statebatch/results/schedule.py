@@ -45,13 +45,44 @@ class StateHandle(Protocol):
         """Put a snapshot back."""
 
 
+class ResetsSource(Protocol):
+    """What :func:`resets_of` reads: lanes' ``resets`` ``(n_batches, batch_size)``, ``batch_size`` and,
+    optionally, ``continues`` (validation lanes that continue the training lanes). ``Arranged`` and
+    stored lane batches (``BatchShards``) are such sources."""
+
+    resets: Any
+    batch_size: int
+
+
+#: The attribute by which a wrapper (a framework's dataset, a loader) names the lanes it serves:
+#: ``wrapper.resets_source`` is an :class:`ResetsSource` (or another wrapper), and :func:`resets_of`
+#: follows it. A wrapper declares it explicitly; nothing is guessed from other attribute names.
+RESETS_SOURCE = "resets_source"
+
+
 def resets_of(data: Any) -> tuple[Any, bool, int]:
-    """``(result, continues, batch_size)`` of an arrangement-like object (anything with ``resets``)."""
-    inner = getattr(data, "arranged", None) or getattr(data, "shards", None) or data
+    """``(source, continues, batch_size)`` of lanes, or of a wrapper that names them as ``resets_source``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import statebatch as sb
+    >>> a = sb.arrange_stateful([np.arange(9.0), np.arange(5.0)], timesteps=2, batch_size=2)
+    >>> class Loader:  # any wrapper: it names the lanes it serves
+    ...     def __init__(self, lanes):
+    ...         self.resets_source = lanes
+    >>> source, continues, batch_size = resets_of(Loader(a))
+    >>> source is a, continues, batch_size
+    (True, False, 2)
+    """
+    inner, seen = data, set()
+    while getattr(inner, RESETS_SOURCE, None) is not None and id(inner) not in seen:  # wrappers of wrappers
+        seen.add(id(inner))
+        inner = getattr(inner, RESETS_SOURCE)
     if getattr(inner, "resets", None) is None or not hasattr(inner, "batch_size"):
         raise ParameterError(f"expected arranged lanes (statebatch.arrange_stateful) or their dataset, got "
                              f"{type(data).__name__}.", "pass what statebatch.arrange_stateful returned (or its "
-                             "StatefulDataset).")
+                             "StatefulDataset); a wrapper of lanes names them as its resets_source attribute.")
     return inner, bool(getattr(inner, "continues", False)), int(inner.batch_size)
 
 
@@ -201,7 +232,13 @@ _BACKUP_FORMAT = 1
 
 
 def check_save_freq(save_freq: Any) -> int | str:
-    """``"epoch"`` or a positive number of batches (``True``/floats/strings other than "epoch" refused)."""
+    """``"epoch"`` or a positive number of batches (``True``/floats/strings other than "epoch" refused).
+
+    Examples
+    --------
+    >>> check_save_freq("epoch"), check_save_freq(50)
+    ('epoch', 50)
+    """
     if isinstance(save_freq, str) and save_freq == "epoch":
         return save_freq
     if isinstance(save_freq, bool) or not isinstance(save_freq, (int, np.integer)) or int(save_freq) < 1:
@@ -212,7 +249,15 @@ def check_save_freq(save_freq: Any) -> int | str:
 
 
 def check_backup_dir(backup_dir: Any) -> Path:
-    """The backup directory, created if missing and proved writable (a probe file is written and removed)."""
+    """The backup directory, created if missing and proved writable (a probe file is written and removed).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     check_backup_dir(pathlib.Path(d) / "run1").is_dir()
+    True
+    """
     if isinstance(backup_dir, bool) or not isinstance(backup_dir, (str, os.PathLike)) or not os.fspath(backup_dir):
         raise ParameterError(f"backup_dir must be a directory path, got {backup_dir!r}.",
                              "pass e.g. backup_dir='runs/backup' (a directory only this training run uses).")
@@ -237,6 +282,15 @@ def plan_fingerprint(result: Any, **options: Any) -> str:
     Two runs with equal fingerprints serve the same batches in every epoch (the plan is a pure function
     of the seed and the epoch); data changed elsewhere than in those two batches, with the same
     lengths, is not noticed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import statebatch as sb
+    >>> a = sb.arrange_stateful(np.arange(20.0), timesteps=2, batch_size=2, seed=0)
+    >>> b = sb.arrange_stateful(np.arange(20.0), timesteps=2, batch_size=2, seed=0)
+    >>> plan_fingerprint(a) == plan_fingerprint(b), plan_fingerprint(a) == plan_fingerprint(a, epochs=3)
+    (True, False)
     """
     served = result.__dict__.get("_served", None)
     h = hashlib.sha256()
@@ -320,7 +374,7 @@ class TrainingBackup:
         tmp = self.directory / f".{BACKUP_FILE}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}.tmp"
         try:
             with open(tmp, "wb") as f:
-                np.savez(f, meta=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **flat)
+                np.savez(f, meta=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **flat)  # type: ignore[arg-type]  # numpy stub
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)

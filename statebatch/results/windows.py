@@ -9,6 +9,7 @@ gather per batch).
 from __future__ import annotations
 
 from typing import Any, Sequence
+import warnings
 
 import numpy as np
 
@@ -16,16 +17,19 @@ from .._args import check_bool, check_choice, check_int, check_size, plural, res
 from ..errors import LengthMismatchError, ParameterError, ShapeError, StatebatchWarning
 from .provenance import NATURAL, SLIDING, Provenance, register_provenance
 from ..materialise.gather import _strided, gather_rows, gather_windows, strided_windows
-from ..plans.windows import REMAINDERS, WindowPlan, check_min_timesteps, plan_windows
-from .batched import Batched, Explanation
-from ..sources.series import (GAPS, INPUT_CHECKS_DOC, INPUT_CHECKS_STUB, SeriesSet, _is_pandas, aligned_targets, apply_gaps, as_series,
-                     check_finite_series, checked_finite, in_memory, source_of)
+from ..plans.windows import REMAINDERS, WindowPlan, plan_windows
+from .batched import Batched, Explanation, SizedResult, stack_outputs
+from .forecast_windows import check_forecast_only_args, forecast_inputs, wants_forecast
+from .window_targets import check_target_args, window_targets
+from ..sources.options import InputOptions
+from ..sources.series import (SeriesSet, apply_gaps, as_series, check_finite_series,
+                              checked_finite, in_memory)
 from ..sources.base import ArraySource, RowSource, readonly
 
 __all__ = ["Windows", "make_windows", "strided_windows"]
 
 
-class Windows(Batched):
+class Windows(SizedResult, Batched):
     """Windows over one or many series, with their provenance, batched per epoch.
 
     Follows the result protocol (:mod:`statebatch.result`): ``plan()``, ``n_batches``, ``batch(k)``,
@@ -45,6 +49,9 @@ class Windows(Batched):
         step within that series.
     """
 
+    #: With ``lags``: steps after the user's ``start_index`` read as lag values only (see :attr:`left_out`).
+    _lag_steps: int = 0
+
     def __init__(self, ss: SeriesSet, *, timesteps: int, stride: int, sampling_rate: int, start_index: int,
                  end_index: int | None, ysource: RowSource | None, yoffset: int, ylength: int | None, ystep: int,
                  target_steps: int, max_starts: np.ndarray | None, batch_size: int, shuffle: bool, seed: int,
@@ -53,7 +60,7 @@ class Windows(Batched):
         #: Forecasting inputs (:class:`statebatch.forecast.ForecastSpec`: names, static vocabulary) or None.
         self.forecast = forecast
         self.min_timesteps = min_timesteps
-        self._forecast_arrays = None
+        self._forecast_arrays: dict[str, np.ndarray] | None = None
         self.timesteps = timesteps
         self.stride = stride
         self.sampling_rate = sampling_rate
@@ -72,16 +79,17 @@ class Windows(Batched):
         self._target_steps = target_steps
         self._max_starts = max_starts
         self._copy = copy
-        self._X = None
-        self._y = None
+        self._X: np.ndarray | None = None
+        self._y: np.ndarray | None = None
         self.epoch = 0
         self._base = self._make_plan(0, shuffle=False)  # raises when no window fits
 
     # ---------------------------------------------------------------- plan
     def _make_plan(self, epoch: int, shuffle: bool | None = None) -> WindowPlan:
-        return plan_windows(self._ss.lengths, self.timesteps, stride=self.stride, sampling_rate=self.sampling_rate,
+        return plan_windows(self._ss.lengths,  # type: ignore[arg-type]  # int arrays are sequences
+                            self.timesteps, stride=self.stride, sampling_rate=self.sampling_rate,
                             start_index=self.start_index, end_index=self.end_index, target_steps=self._target_steps,
-                            max_starts=self._max_starts, batch_size=self.batch_size,
+                            max_starts=self._max_starts, batch_size=self.batch_size,  # type: ignore[arg-type]
                             shuffle=self.shuffle if shuffle is None else shuffle, seed=self.seed, epoch=epoch,
                             remainder=self.remainder, min_timesteps=self.min_timesteps)
 
@@ -92,17 +100,13 @@ class Windows(Batched):
 
     @property
     def n_features(self) -> int:
-        if self.forecast is not None:  # the columns of "past"
+        """Features per step of ``X`` (with forecasting inputs: the columns of ``"past"``)."""
+        if self.forecast is not None:
             return len(self.forecast.past_names)
         return self._ss.n_features
 
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.n_windows, self.timesteps, self.n_features)
-
-    @property
-    def has_targets(self) -> bool:
-        return self._ysource is not None
+    def _n_samples(self) -> int:  # shape: SizedResult
+        return self.n_windows
 
     @property
     def starts(self) -> np.ndarray:
@@ -165,6 +169,7 @@ class Windows(Batched):
         return xb, self._targets_at(rows)
 
     def _targets_at(self, rows: np.ndarray) -> np.ndarray:
+        assert self._ysource is not None  # called only with targets
         yrows = rows + self._yoffset
         if self._ylength is None:
             return gather_rows(self._ysource, yrows)
@@ -179,8 +184,8 @@ class Windows(Batched):
             return self._forecast_take(self._window_indices(idx))
         if isinstance(idx, slice) and self._regular() and not self._copy:
             # natural order, one in-memory series: a slice of the strided view, copied once
-            xb = np.ascontiguousarray(self.X[idx])
-            return (xb,) if self._ysource is None else (xb, np.ascontiguousarray(self.y[idx]))
+            xb, y = np.ascontiguousarray(self.X[idx]), self.y
+            return (xb,) if y is None else (xb, np.ascontiguousarray(y[idx]))
         return self._finite(self.take(idx), k)
 
     def batches(self, epoch: int | None = None):
@@ -198,16 +203,20 @@ class Windows(Batched):
             return
         yield from super().batches(epoch)
 
-    def arrays(self) -> tuple[np.ndarray, ...]:
+    def arrays(self) -> tuple[np.ndarray, ...] | dict[str, np.ndarray]:
         """All windows in natural order: ``(X,)`` or ``(X, y)`` (for ``model.fit(X, y)``); with forecasting
         inputs a mapping (``"past"``, ``"future"``, ``"static"``, ``"y"``, ...; see :meth:`batch`),
         gathered once and kept read-only."""
         if self.forecast is not None:
-            if self._forecast_arrays is None:
-                self._forecast_arrays = {k: readonly(v) for k, v in
-                                         self._forecast_take(np.arange(self.n_windows, dtype=np.int64)).items()}
-            return self._forecast_arrays
-        return (self.X,) if self._ysource is None else (self.X, self.y)
+            return self._forecast_all()
+        y = self.y
+        return (self.X,) if y is None else (self.X, y)
+
+    def _forecast_all(self) -> dict[str, np.ndarray]:
+        if self._forecast_arrays is None:
+            self._forecast_arrays = {k: readonly(v) for k, v in
+                                     self._forecast_take(np.arange(self.n_windows, dtype=np.int64)).items()}
+        return self._forecast_arrays
 
     def _regular(self) -> bool:
         return self._ss.n_series == 1 and self._ss.source.array is not None
@@ -218,9 +227,10 @@ class Windows(Batched):
             raise ParameterError("forecasting windows have no single X: their inputs are 'past', 'future' and 'static'.",
                                  "use windows.arrays() or windows.batch(k) (mappings), or statebatch.forecast.split_xy.")
         if self._X is None:
-            if self._regular():
+            arr = self._ss.source.array if self._regular() else None
+            if arr is not None:
                 first, n = self.start_index, self.n_windows
-                view = _strided(self._ss.source.array, self.timesteps, self.sampling_rate)
+                view = _strided(arr, self.timesteps, self.sampling_rate)
                 x = view[first: first + (n - 1) * self.stride + 1: self.stride]
             else:
                 x = readonly(gather_windows(self._ss.source, self.starts, self.timesteps, self.sampling_rate))
@@ -237,7 +247,7 @@ class Windows(Batched):
     @property
     def y(self) -> np.ndarray | None:
         if self.forecast is not None:
-            return self.arrays()["y"]
+            return self._forecast_all()["y"]
         if self._ysource is None:
             return None
         if self._y is None:
@@ -256,8 +266,9 @@ class Windows(Batched):
         return self._y
 
     # ---------------------------------------------------------------- forecasting inputs
-    def _forecast_take(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-        """Windows ``idx`` (natural order) as a forecasting mapping: one gather per table."""
+    def _forecast_take(self, idx: np.ndarray) -> Any:
+        """Windows ``idx`` (natural order) as a forecasting mapping: one gather per table (``Any``: returned
+        where the protocol's batches are tuples; forecasting batches are mappings, as documented)."""
         s = self._base.series_of(idx)
         last = self._base.starts(idx) + self.timesteps - 1
         return self.forecast.gather(s, np.asarray(last, dtype=np.int64).reshape(-1))
@@ -268,7 +279,7 @@ class Windows(Batched):
         ``max(lags)`` steps after ``start_index`` are read as lag values only: they are in the batches
         (as lags), not left out."""
         out = super().left_out
-        lag = getattr(self, "_lag_steps", 0)
+        lag = self._lag_steps
         if self.forecast is None or not lag:
             return out
         first = self.start_index - lag  # the start_index the user gave
@@ -306,7 +317,7 @@ class Windows(Batched):
         the epoch (``remainder="drop"``) hold NaN.
         """
         plan = self._outputs_plan(epoch)
-        out = _stack_outputs(outputs)
+        out = stack_outputs(outputs)
         order = np.concatenate([self._window_indices(plan.batch_indices(k)) for k in range(plan.n_batches)] or
                                [np.empty(0, np.int64)])
         if len(out) != len(order):
@@ -366,26 +377,6 @@ class Windows(Batched):
                 f"{self.batch_size}, shuffle={self.shuffle}, left_out_steps={lo})")
 
 
-def _stack_outputs(outputs: Any) -> np.ndarray:
-    if isinstance(outputs, (list, tuple)) and outputs and all(hasattr(o, "shape") for o in outputs):
-        try:
-            return np.concatenate([np.asarray(o) for o in outputs])
-        except ValueError as exc:
-            raise ShapeError(f"per-batch outputs cannot be joined ({exc}).",
-                             "pass outputs with the same shape after the batch axis.") from None
-    if outputs is None:
-        raise ParameterError("outputs is None.", "pass the model's predictions (an array, or a list of per-batch arrays).")
-    try:
-        out = np.asarray(outputs)
-    except (TypeError, ValueError) as exc:
-        raise ParameterError("outputs are a ragged list (rows of different shapes), not one array"
-                             + ("" if "inhomogeneous" in str(exc) else f" ({type(exc).__name__})") + ".",
-                             "pass an array of predictions, or a list with one array per batch.") from None
-    if out.ndim == 0:
-        raise ShapeError("outputs is a scalar.", "pass one output row per sample.")
-    return out
-
-
 def make_windows(
     data: Any,
     timesteps: int,
@@ -400,12 +391,14 @@ def make_windows(
     align: str = "first",
     return_sequences: bool = False,
     target_features: Sequence[int] | None = None,
+    options: InputOptions | None = None,
     id_col: str | None = None,
     time_col: str | None = None,
     feature_cols: Sequence[str] | None = None,
     target_cols: Sequence[str] | None = None,
     dtype: Any = None,
     allow_nan: bool = False,
+    allow_inf: bool = False,
     gaps: str = "error",
     batch_size: int = 32,
     shuffle: bool = False,
@@ -451,10 +444,10 @@ def make_windows(
         For ``targets="next"``: steps ahead (>= 1) and consecutive values predicted.
     target_features : sequence of int, optional
         For ``targets="next"``: which features of the data are targets (default all).
-    id_col, time_col, feature_cols, target_cols : str, optional
-        For DataFrames. ``target_cols`` alone means ``targets="next"`` on those columns.
-    dtype : optional
-        Convert the data (this copies it). By default the data's own dtype is kept.
+    options, id_col, time_col, feature_cols, target_cols, dtype, allow_nan, allow_inf, gaps
+        How the input is read: see :class:`~statebatch.InputOptions` (the keywords are its fields).
+        ``target_cols`` alone means ``targets="next"`` on those columns; ``dtype`` converts the data
+        (a copy; by default its own dtype is kept).
     batch_size, shuffle, seed, remainder
         How :meth:`Windows.batches` (and ``WindowDataset``) batch an epoch: ``batch_size`` windows per
         batch, visited in a new random order every epoch when ``shuffle`` (from ``seed``; drawn once
@@ -486,9 +479,6 @@ def make_windows(
           columns; each series' first ``max(lags)`` steps are inputs to lags only.
         - ``time_features``: calendar features from ``time_col`` (or a DatetimeIndex), each in
           [-0.5, 0.5]: some of ``statebatch.forecast.TIME_FEATURES``.
-    allow_nan, gaps
-        The input checks every entry point shares: NaN/inf refused unless ``allow_nan=True``; holes in
-        the time stamps refused, split or accepted (``gaps``).
 
     Returns
     -------
@@ -501,126 +491,93 @@ def make_windows(
     ``keras.utils.timeseries_dataset_from_array(data, targets, sequence_length=timesteps,
     sequence_stride=stride, sampling_rate=sampling_rate, start_index=..., end_index=...)``
     concatenated (tested). For many series, start/end apply to each series.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import statebatch as sb
+    >>> w = sb.make_windows(np.arange(6.0), timesteps=3, targets="next")
+    >>> w.shape, w.y.ravel()
+    ((3, 3, 1), array([3., 4., 5.]))
+    >>> w.X[1, :, 0], w.provenance(1)
+    (array([1., 2., 3.]), {'series': 0, 'steps': (1, 4), 'sampling_rate': 1})
     """
+    opts = InputOptions.resolve(options, id_col=id_col, time_col=time_col, feature_cols=feature_cols,
+                                target_cols=target_cols, dtype=dtype, allow_nan=allow_nan, allow_inf=allow_inf,
+                                gaps=gaps)
     timesteps = check_int("timesteps", timesteps, 1)
     stride = check_int("stride", stride, 1)
     sampling_rate = check_int("sampling_rate", sampling_rate, 1)
     horizon = check_int("horizon", horizon, 1)
     n_ahead = check_int("n_ahead", n_ahead, 1)
+    start_index, end_index = _index_range(start_index, end_index)
+    align = check_choice("align", align, ("first", "last"))
+    return_sequences = check_bool("return_sequences", return_sequences)
+    batching = dict(batch_size=check_int("batch_size", batch_size, 1), shuffle=check_bool("shuffle", shuffle),
+                    remainder=check_choice("remainder", remainder, REMAINDERS), copy=check_bool("copy", copy),
+                    seed=resolve_seed(seed))
+    targets = "next" if opts.target_cols is not None and targets is None else targets  # target columns alone
+    check_forecast_only_args(scale, scale_method, missing, fill_value)
+    if wants_forecast(known_cols=known_cols, static_cols=static_cols, min_timesteps=min_timesteps, scale=scale,
+                      lags=lags, time_features=time_features, missing=missing):
+        ss, spec, first, min_timesteps = forecast_inputs(
+            data, timesteps, opts=opts, sampling_rate=sampling_rate, start_index=start_index, end_index=end_index,
+            targets=targets, horizon=horizon, n_ahead=n_ahead, return_sequences=return_sequences,
+            target_features=target_features, known_cols=known_cols, static_cols=static_cols,
+            min_timesteps=min_timesteps, scale=scale, scale_method=scale_method, missing=missing,
+            fill_value=fill_value, lags=lags, time_features=time_features)
+        return _forecast_windows(ss, spec, timesteps=timesteps, stride=stride, first=first, start_index=start_index,
+                                 end_index=end_index, horizon=horizon, n_ahead=n_ahead, min_timesteps=min_timesteps,
+                                 batching=batching)
+    check_target_args(targets, opts.target_cols, horizon, n_ahead, return_sequences, target_features)
+    ss = as_series(data, id_col=opts.id_col, time_col=opts.time_col, feature_cols=opts.feature_cols,
+                   target_cols=opts.target_cols, dtype=opts.dtype, gaps=opts.gaps)
+    ss = apply_gaps(ss, opts.gaps)
+    check_finite_series(ss, allow_nan=opts.allow_nan, allow_inf=opts.allow_inf)
+    t = window_targets(ss, targets, opts, timesteps=timesteps, sampling_rate=sampling_rate, horizon=horizon,
+                        n_ahead=n_ahead, align=align, return_sequences=return_sequences,
+                        target_features=target_features)
+    ss = _planning_only(ss)
+    w = Windows(ss, timesteps=timesteps, stride=stride, sampling_rate=sampling_rate, start_index=start_index,
+                end_index=end_index, ysource=t.source, yoffset=t.offset, ylength=t.length, ystep=t.step,
+                target_steps=t.extra, max_starts=t.max_starts, **batching)
+    w._allow(opts.allow_nan, opts.allow_inf, checked=checked_finite(ss.source), lazy=not in_memory(ss.source))
+    _warn_short(w, "one window", "")
+    return w
+
+
+def _index_range(start_index: int | None, end_index: int | None) -> tuple[int, int | None]:
+    """``start_index`` (default 0) and ``end_index`` checked: the steps ``start <= t < end`` of each series."""
     start_index = 0 if start_index is None else check_int("start_index", start_index, 0)
     if end_index is not None:
         end_index = check_int("end_index", end_index, 1)
         if end_index <= start_index:
             raise ParameterError(f"end_index={end_index} must be greater than start_index={start_index}.",
                                  "pass end_index > start_index (end_index is exclusive).")
-    align = check_choice("align", align, ("first", "last"))
-    return_sequences = check_bool("return_sequences", return_sequences)
-    batch_size = check_int("batch_size", batch_size, 1)
-    shuffle = check_bool("shuffle", shuffle)
-    remainder = check_choice("remainder", remainder, REMAINDERS)
-    copy = check_bool("copy", copy)
-    seed = resolve_seed(seed)
-    if target_cols is not None and targets is None:
-        targets = "next"
-    if scale is None and not (isinstance(scale_method, str) and scale_method == "standard"):
-        raise ParameterError(f"scale_method={scale_method!r} without scale: nothing is scaled.",
-                             "pass scale='series' or scale='window' with it, or drop scale_method.")
-    if not (isinstance(missing, str) and missing == "mask") and not (
-            isinstance(fill_value, (int, float)) and not isinstance(fill_value, bool) and fill_value == 0):
-        raise ParameterError(f"fill_value={fill_value!r} without missing='mask': nothing is filled.",
-                             "pass missing='mask' with it, or drop fill_value.")
-    if any(v is not None for v in (known_cols, static_cols, min_timesteps, scale, lags, time_features)) or \
-            missing != "error":
-        return _forecast_windows(
-            data, timesteps, stride=stride, sampling_rate=sampling_rate, start_index=start_index, end_index=end_index,
-            targets=targets, horizon=horizon, n_ahead=n_ahead, return_sequences=return_sequences,
-            target_features=target_features, id_col=id_col, time_col=time_col, feature_cols=feature_cols,
-            target_cols=target_cols, dtype=dtype, allow_nan=allow_nan, gaps=gaps, batch_size=batch_size,
-            shuffle=shuffle, seed=seed, remainder=remainder, copy=copy, known_cols=known_cols,
-            static_cols=static_cols, min_timesteps=min_timesteps, scale=scale, scale_method=scale_method,
-            missing=missing, fill_value=fill_value, lags=lags, time_features=time_features)
-    if isinstance(targets, str) and targets not in ("next", "aligned"):
-        raise ParameterError(f"targets={targets!r} is not understood.",
-                             "pass None, 'next', 'aligned' (with target_cols) or an array aligned with the data.")
-    if isinstance(targets, str) and targets == "aligned" and target_cols is None:
-        raise ParameterError("targets='aligned' needs target_cols=[...] of a DataFrame.",
-                             "name the target columns, or pass the target array itself.")
-    if n_ahead > 1 and (return_sequences or not (isinstance(targets, str) and targets == "next")):
-        raise ParameterError(f"n_ahead={n_ahead} applies to next-value targets without return_sequences.",
-                             "use targets='next' with return_sequences=False, or leave n_ahead=1.")
-    if target_features is not None and not (isinstance(targets, str) and targets == "next"):
-        raise ParameterError("target_features selects which features are next-value targets; it has no meaning with "
-                             f"targets={'an array' if not isinstance(targets, str) and targets is not None else repr(targets)}.",
-                             "use targets='next', or drop target_features.")
-    if horizon != 1 and not (isinstance(targets, str) and targets == "next"):
-        raise ParameterError(f"horizon={horizon} applies to targets='next' only; array targets are aligned with the "
-                             "window's first or last step (align=...).",
-                             "shift the target array yourself (targets[h:]) or use targets='next'.")
+    return start_index, end_index
 
-    ss = as_series(data, id_col=id_col, time_col=time_col, feature_cols=feature_cols, target_cols=target_cols,
-                   dtype=dtype, gaps=check_choice("gaps", gaps, GAPS))
-    ss = apply_gaps(ss, check_choice("gaps", gaps, GAPS))
-    allow_nan = check_bool("allow_nan", allow_nan)
-    check_finite_series(ss, allow_nan=allow_nan)
-    span = (timesteps - 1) * sampling_rate + 1
 
-    ysource, yoffset, ylength, ystep, extra, max_starts = None, 0, None, 1, 0, None
-    if isinstance(targets, str) and targets == "next":
-        ysource = ss.next_value_source(target_features)
-        if return_sequences:
-            yoffset, ylength, ystep, extra = horizon, timesteps, sampling_rate, horizon
-        else:
-            yoffset = span - 1 + horizon
-            extra = horizon + n_ahead - 1
-            if n_ahead > 1:
-                ylength = n_ahead
-    elif targets is not None:
-        if isinstance(targets, str):  # "aligned": the target columns of the frame
-            tlist = [ss.targets.read(int(a), int(b)) for a, b in zip(ss.offsets[:-1], ss.offsets[1:])]
-        else:
-            tlist = aligned_targets(targets, ss)
-        ends_early = align == "last" and not return_sequences and ss.n_series == 1
-        for i, (t, n) in enumerate(zip(tlist, ss.lengths)):
-            # Keras' timeseries_dataset_from_array silently keeps fewer windows for shorter targets; with the
-            # first step's target (its default) one row short is almost always an off-by-one shift that pairs
-            # every window with a wrong target, so it is refused. A window's *last* step's target is still its
-            # own row's when the targets end early (y[h:] for the value h rows later, scikit-learn's
-            # WindowTransformer): those windows are kept, and the rows without a target are in left_out.
-            if len(t) > n or (len(t) < n and not ends_early):
-                name = f"targets{f'[{i}]' if ss.n_series > 1 else ''}"
-                raise LengthMismatchError(
-                    f"{name} has {len(t)} rows but the series has {n} steps: aligned targets need exactly one row "
-                    "per step of the data.",
-                    (f"trim {name} to the data's length ({name}[:{n}])" if len(t) > n else
-                     f"for the value h steps after each window use targets='next' (horizon=h) instead of a shifted "
-                     f"copy, or cut the data to the targets' length (data[:{len(t)}])") + ".")
-        short = [len(t) for t in tlist]
-        if not allow_nan:
-            check_finite_series(SeriesSet(source_of(tlist), np.concatenate([[0], np.cumsum(short)]).astype(np.int64),
-                                          ss.ids), "targets")
-        if any(s < n for s, n in zip(short, ss.lengths)):  # align="last", one series: windows up to the last target
-            tlist = [np.concatenate([t, np.zeros((n - len(t),) + t.shape[1:], t.dtype)]) if len(t) < n else t
-                     for t, n in zip(tlist, ss.lengths)]
-            max_starts = np.array([s - span for s in short], dtype=np.int64)
-        ysource = source_of(tlist)
-        if return_sequences:
-            ylength, ystep = timesteps, sampling_rate
-        elif align == "last":
-            yoffset = span - 1
-    ss = _planning_only(ss)
-    w = Windows(ss, timesteps=timesteps, stride=stride, sampling_rate=sampling_rate, start_index=start_index,
-                end_index=end_index, ysource=ysource, yoffset=yoffset, ylength=ylength, ystep=ystep, target_steps=extra,
-                max_starts=max_starts, batch_size=batch_size, shuffle=shuffle, seed=seed, remainder=remainder, copy=copy)
-    w._check_batches = not allow_nan and not in_memory(ss.source)
-    w._x_checked = checked_finite(ss.source)
+def _forecast_windows(ss: SeriesSet, spec: Any, *, timesteps: int, stride: int, first: int, start_index: int,
+                      end_index: int | None, horizon: int, n_ahead: int, min_timesteps: int | None,
+                      batching: dict[str, Any]) -> Windows:
+    """Windows over forecasting tables (:func:`~statebatch.results.forecast_windows.forecast_inputs`): inputs
+    from ``first`` (``start_index`` plus the largest lag), targets the ``n_ahead`` rows ``horizon`` on."""
+    w = Windows(_planning_only(ss), timesteps=timesteps, stride=stride, sampling_rate=1, start_index=first,
+                end_index=end_index, ysource=ArraySource(spec.target_rows), yoffset=timesteps - 1 + horizon,
+                ylength=n_ahead, ystep=1, target_steps=horizon + n_ahead - 1, max_starts=None,
+                forecast=spec, min_timesteps=min_timesteps, **batching)
+    w._lag_steps = first - start_index
+    _warn_short(w, "min_timesteps" if min_timesteps else "one window", " plus the target steps", stacklevel=4)
+    return w
+
+
+def _warn_short(w: Windows, what: str, plus: str, stacklevel: int = 3) -> None:
+    """Warn about series shorter than ``what`` (one window, ``min_timesteps``) that give no window."""
     short = [lo for lo in w.left_out if lo.reason.startswith("shorter")]
     if short:
-        import warnings
-
-        warnings.warn(f"{plural(len(short), 'series', 'series')} are shorter than one window and give no window "
-                      f"(ids {[lo.series for lo in short[:5]]}{'...' if len(short) > 5 else ''}); see Windows.left_out.",
-                      StatebatchWarning, stacklevel=2)
-    return w
+        warnings.warn(f"{plural(len(short), 'series', 'series')} are shorter than {what}{plus} and give no window "
+                      f"(ids {[lo.series for lo in short[:5]]}{'...' if len(short) > 5 else ''}); see "
+                      "Windows.left_out.", StatebatchWarning, stacklevel=stacklevel)
 
 
 def _planning_only(ss: SeriesSet) -> SeriesSet:
@@ -631,136 +588,3 @@ def _planning_only(ss: SeriesSet) -> SeriesSet:
     if ss.index is None and ss.row_order is None:
         return ss
     return dataclasses.replace(ss, index=None, row_order=None)
-
-
-def _forecast_windows(data: Any, timesteps: int, *, stride: int, sampling_rate: int, start_index: int,
-                      end_index: int | None, targets: Any, horizon: int, n_ahead: int, return_sequences: bool,
-                      target_features: Any, id_col: Any, time_col: Any, feature_cols: Any, target_cols: Any,
-                      dtype: Any, allow_nan: bool, gaps: str, batch_size: int, shuffle: bool, seed: int,
-                      remainder: str, copy: bool, known_cols: Any, static_cols: Any, min_timesteps: Any,
-                      scale: Any, scale_method: Any, missing: Any, fill_value: Any, lags: Any,
-                      time_features: Any) -> Windows:
-    """``make_windows`` with forecasting inputs (see its docstring); the arguments above are checked."""
-    import sys
-
-    from ..materialise.forecast import _names, build_forecast, check_forecast_args, check_lags, check_time_features
-
-    scale, scale_method, missing, fill_value = check_forecast_args(scale=scale, scale_method=scale_method,
-                                                                   missing=missing, fill_value=fill_value)
-    gaps = check_choice("gaps", gaps, GAPS)
-    if min_timesteps is not None:
-        min_timesteps = check_min_timesteps(min_timesteps, timesteps)
-    lags = check_lags(lags)
-    if sampling_rate != 1:
-        raise ParameterError(f"forecasting inputs need sampling_rate=1, got {sampling_rate}.",
-                             "resample the series first, or drop the forecasting inputs.")
-    if return_sequences:
-        raise ParameterError("forecasting inputs predict the n_ahead steps after each window; return_sequences "
-                             "does not apply.", "drop return_sequences.")
-    if not (isinstance(targets, str) and targets == "next"):
-        raise ParameterError("forecasting inputs need next-value targets: y holds the n_ahead steps after each "
-                             f"window, but targets={'an array' if targets is not None and not isinstance(targets, str) else repr(targets)}.",
-                             "pass target_cols=[...] (frame columns) or targets='next' (with target_features=[...]).")
-    if check_bool("allow_nan", allow_nan):
-        raise ParameterError("allow_nan=True with forecasting inputs: NaN is handled by missing=.",
-                             "pass missing='mask' (NaN filled, with observed-value masks) instead of allow_nan.")
-    known = _names(known_cols, "known_cols")
-    static = _names(static_cols, "static_cols")
-    if not isinstance(data, np.ndarray):
-        from ..sources.frames import to_pandas_or_numpy
-
-        data = to_pandas_or_numpy(data)
-    is_frame = "pandas" in sys.modules and _is_pandas(data, "DataFrame")
-    if (known or static) and not is_frame:
-        raise ParameterError(f"known_cols/static_cols name DataFrame columns, but data is {type(data).__name__}.",
-                             "pass a (long) DataFrame with those columns, with id_col=... and time_col=....")
-    feats = None if feature_cols is None else _names(feature_cols, "feature_cols")
-    if is_frame:
-        cols = list(data.columns)
-        for what, names in (("known_cols", known), ("static_cols", static)):
-            absent = [c for c in names if c not in cols]
-            if absent:
-                raise ParameterError(f"{what} {absent} are not columns of the data (columns: {cols}).",
-                                     f"pass existing column names in {what}.")
-            clash = [c for c in names if c in (id_col, time_col)]
-            if clash:
-                raise ParameterError(f"{what} {clash} is the id or time column.",
-                                     "the id and time columns are not covariates: use time_features=[...] for calendar "
-                                     "features of the time column.")
-        both = [c for c in known if c in static]
-        if both:
-            raise ParameterError(f"columns {both} are in both known_cols and static_cols.",
-                                 "a column is either known over time (known_cols) or one value per series (static_cols).")
-        if feats is None:
-            tnames = _names(target_cols, "target_cols")
-            feats = [c for c in cols if c not in (id_col, time_col) and c not in known and c not in static]
-            feats = feats or tnames
-        twice = [c for c in feats if c in known or c in static]
-        if twice:
-            raise ParameterError(f"feature_cols {twice} are also in known_cols/static_cols.",
-                                 "list each column once: observed inputs in feature_cols, known ones in known_cols, "
-                                 "per-series ones in static_cols.")
-    ss = as_series(data, id_col=id_col, time_col=time_col,
-                   feature_cols=None if feats is None else list(feats) + known, target_cols=target_cols,
-                   dtype=dtype, gaps=gaps)
-    ss = apply_gaps(ss, gaps)
-    times = check_time_features(time_features, time_col, ss.index is not None)
-    nf = ss.n_features - len(known)
-    arr = in_memory(ss.source)
-    # the targets: target columns of a frame, some features (target_features), or every feature
-    if ss.targets is not None:
-        if target_features is not None:
-            raise ParameterError("target_features selects features of the data, but target_cols were given too.",
-                                 "pass either target_cols (frame columns) or target_features (positions).")
-        if not in_memory(ss.targets):
-            raise ParameterError("forecasting inputs need the series in memory.", "pass a DataFrame or numpy arrays.")
-        from ..materialise.gather import _in_memory
-
-        tarr = _in_memory(ss.targets)
-        fnames = list(ss.feature_names or [])[:nf]
-        positions = [fnames.index(t) if t in fnames else -1 for t in (ss.target_names or [])]
-    else:
-        if target_features is None:
-            positions = list(range(nf))
-        else:
-            if isinstance(target_features, (str, bytes)) or not hasattr(target_features, "__iter__"):
-                raise ParameterError(f"target_features must be a list of feature positions, got {target_features!r}.",
-                                     "pass e.g. target_features=[0].")
-            positions = list(target_features)
-            if any(isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) or not -nf <= c < nf
-                   for c in positions):
-                raise ParameterError(f"target_features {positions} are not feature positions 0..{nf - 1}.",
-                                     f"pass positions between 0 and {nf - 1} (known_cols are not targets).")
-            positions = [int(c) % nf for c in positions]
-        if not arr:
-            raise ParameterError("forecasting inputs need the series in memory.", "pass a DataFrame or numpy arrays.")
-        from ..materialise.gather import _in_memory
-
-        tarr = np.asarray(_in_memory(ss.source))[:, positions]
-    spec = build_forecast(ss, frame=data if is_frame else None, n_features=nf, known_cols=known, static_cols=static,
-                          target=tarr, target_positions=positions, timesteps=timesteps, horizon=horizon,
-                          n_ahead=n_ahead, start_index=start_index, end_index=end_index, min_timesteps=min_timesteps,
-                          scale=scale, scale_method=scale_method, missing=missing, fill_value=fill_value, lags=lags,
-                          time_features=times)
-    first = start_index + (max(lags) if lags else 0)  # lags need max(lags) steps before the first input step
-    if end_index is not None and end_index <= first:
-        raise ParameterError(f"end_index={end_index} leaves no step after start_index plus the largest lag ({first}).",
-                             "use smaller lags or a larger end_index.")
-    ss = _planning_only(ss)
-    w = Windows(ss, timesteps=timesteps, stride=stride, sampling_rate=1, start_index=first, end_index=end_index,
-                ysource=ArraySource(spec.target_rows), yoffset=timesteps - 1 + horizon, ylength=n_ahead, ystep=1,
-                target_steps=horizon + n_ahead - 1, max_starts=None, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                remainder=remainder, copy=copy, forecast=spec, min_timesteps=min_timesteps)
-    w._lag_steps = first - start_index
-    short = [lo for lo in w.left_out if lo.reason.startswith("shorter")]
-    if short:
-        import warnings
-
-        warnings.warn(f"{plural(len(short), 'series', 'series')} are shorter than "
-                      f"{'min_timesteps' if min_timesteps else 'one window'} plus the target steps and give no window "
-                      f"(ids {[lo.series for lo in short[:5]]}{'...' if len(short) > 5 else ''}); see "
-                      "Windows.left_out.", StatebatchWarning, stacklevel=3)
-    return w
-
-
-make_windows.__doc__ = make_windows.__doc__.replace(INPUT_CHECKS_STUB, INPUT_CHECKS_DOC)

@@ -259,6 +259,60 @@ def outcome(case: Case) -> dict:
 MIN_ROWS = 64
 
 
+def successor_information(lanes_case: Case, max_anchors: int = 2048, seed: int = 0) -> dict:
+    """How well a row boundary singles out the true successor, measured with the truth known (an
+    oracle no detector has): for a correct ``lanes`` case (row j's successor is row j+B), the rank of
+    the true successor among all row starts by the detector's own junction score (its autoregressive
+    predictors fitted inside the rows), for up to ``max_anchors`` row ends.
+
+    Returns the median rank, ``top1`` (the share of row ends whose best-matching start *is* the
+    successor), ``bits`` = log2(n) - mean log2(rank) (what the boundary tells about which row comes
+    next) and ``bits_needed`` = log2(n) (what picking the successor out of n rows takes). The same
+    numbers hold for any shuffle of these rows (the set of ends and starts does not change), so they
+    say how far any successor search can get on the ``fit_shuffle`` case of the same series.
+    """
+    from statebatch.checking.layout.junction import _Junction
+    from statebatch.checking.layout.ranks import _sqdist
+
+    X, b = lanes_case.X, lanes_case.batch_size
+    n, t, f = X.shape
+    X = X[..., X.reshape(-1, f).std(axis=0) > 0].astype(np.float64)
+    p = min(2, t // 2)
+    jm = _Junction(X, p)
+    E, S = jm.end_sig(X[:, -p:]), jm.start_sig(X[:, :p])
+    j = np.arange(n - b)
+    if j.size > max_anchors:
+        j = np.sort(np.random.default_rng(seed).choice(j, max_anchors, replace=False))
+    D = _sqdist(E[j], S)
+    D[np.arange(j.size), j] = np.inf                      # a row does not continue itself
+    true = D[np.arange(j.size), j + b]
+    rank = 1 + np.sum(D < true[:, None], axis=1)
+    return dict(median_rank=float(np.median(rank)), top1=float(np.mean(rank == 1)),
+                bits=float(np.log2(n) - np.mean(np.log2(rank))), bits_needed=float(np.log2(n)))
+
+
+def identifiability(cs: list[Case], results: list[dict], top1_cut: float = 0.6) -> dict:
+    """``fit_shuffle`` detection against how identifiable the hidden successor is: for every series
+    case with evidence (>= ``MIN_ROWS`` rows, continuity inside rows), two or more features and two
+    or more steps per row, the successor information of its lanes (:func:`successor_information`)
+    and whether its ``fit_shuffle`` case was flagged; and the detection rate with the successor the
+    best match for more / at most ``top1_cut`` of the row ends."""
+    flagged = {(r["dataset"], r["T"], r["B"]): r["result"] != "pass" for r in results if r["layout"] == "fit_shuffle"}
+    rows = []
+    for c in cs:
+        if (c.layout != "lanes" or c.features < 2 or c.X.shape[1] < 2 or c.X.shape[0] < MIN_ROWS
+                or not signal(c)):
+            continue
+        info = successor_information(c)
+        rows.append(dict(dataset=c.dataset, T=int(c.X.shape[1]), B=c.batch_size, rows=int(c.X.shape[0]), **info,
+                         fit_shuffle_flagged=flagged.get((c.dataset, c.X.shape[1], c.batch_size))))
+    hi = [r["fit_shuffle_flagged"] for r in rows if r["top1"] > top1_cut]
+    lo = [r["fit_shuffle_flagged"] for r in rows if r["top1"] <= top1_cut]
+    return dict(cases=len(rows), top1_cut=top1_cut, identifiable=len(hi),
+                detection_rate_identifiable=float(np.mean(hi)) if hi else None, not_identifiable=len(lo),
+                detection_rate_not_identifiable=float(np.mean(lo)) if lo else None, table=rows)
+
+
 def summarise(results: list[dict]) -> list[dict]:
     """Per layout: cases, hard errors, warnings, and the detection rate (mistakes: error or
     warning) or false-alarm rate (correct layouts); shuffles also with two or more features."""

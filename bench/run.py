@@ -762,7 +762,10 @@ def bench_layout_calibration(quick):
     cows, trees, pigs, chicks, US states, rats, EEG electrodes) in random orders. Per layout: the
     detection rate (mistakes: hard error or warning) or the false-alarm rate (correct layouts),
     also over the cases that carry the evidence (>= 64 rows, continuity inside rows), with two
-    or more features, and with two or more timesteps per row. No peer: the figures are the rates. (--quick: the test subset.)"""
+    or more features, and with two or more timesteps per row. And, with the truth known, how well a
+    row boundary singles out the hidden successor (its rank among all row starts by the detector's
+    junction score; bits per boundary vs log2(rows) needed) next to whether fit(shuffle=True) order
+    was flagged. No peer: the figures are the rates. (--quick: the test subset.)"""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import corpus
 
@@ -776,7 +779,8 @@ def bench_layout_calibration(quick):
                   datasets=len({c.dataset for c in cs}), per_case_s=s / max(len(cs), 1),
                   hard_errors_on_correct=sum(r["result"] == "error" for r in correct),
                   false_alarm_rate_correct=float(np.mean([r["result"] != "pass" for r in correct])),
-                  table=[{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()} for row in table])
+                  table=[{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()} for row in table],
+                  successor_information=corpus.identifiability(cs, results))
 
 
 def bench_state_store(quick):

@@ -25,6 +25,8 @@ import pytest
 
 import statebatch as sb
 import statebatch.checking.layout as L
+from statebatch.checking.layout.search import _batch_coherence, _nearest_top
+from statebatch.checking.layout.shuffled import _distinct_successors
 
 BATCHES = (1, 2, 4, 8, 16, 64)
 TIMESTEPS = (1, 3, 10, 50)
@@ -395,15 +397,15 @@ def test_batch_coherence_null_is_exact_under_exchangeable_rows():
     # nearest-neighbour targets of i.i.d. rows: the permutation z stays small whatever the geometry
     rng = np.random.default_rng(0)
     zs = []
-    for i in range(20):
+    for _ in range(20):
         q = rng.standard_normal((512, 2)) @ rng.standard_normal((2, 2))
         anchors = np.arange(512)
-        top = L._nearest_top(q, q, anchors, np.ones(512, bool), rng)
-        zs.append(L._batch_coherence(anchors // 8, np.repeat(anchors, top.shape[1]), top.ravel(), rng)["z"])
+        top = _nearest_top(q, q, anchors, np.ones(512, bool), rng)
+        zs.append(_batch_coherence(anchors // 8, np.repeat(anchors, top.shape[1]), top.ravel(), rng)["z"])
     assert max(zs) < 4 and abs(np.mean(zs)) < 1, zs
     # and a planted successor batch is found: targets of batch k in batch k+1
     targets = (anchors + 8) % 512
-    c = L._batch_coherence(anchors // 8, anchors, targets, rng)
+    c = _batch_coherence(anchors // 8, anchors, targets, rng)
     assert c["z"] > 20 and c["beat_all"] and c["effect"] > 0.9
 
 
@@ -431,7 +433,7 @@ def test_ar1_single_feature_junction_is_hopeless():
             x = rng.normal(0, math.sqrt(var), f)
             true = PHI * x + rng.normal(0, 1, f)
             cand = rng.normal(0, math.sqrt(var), (1023, f))
-            llr = lambda s: np.sum(-(s - PHI * x) ** 2 / 2 + s ** 2 / (2 * var), axis=-1)  # noqa: E731
+            llr = lambda s, x=x: np.sum(-(s - PHI * x) ** 2 / 2 + s ** 2 / (2 * var), axis=-1)  # noqa: E731
             ranks.append(1 + np.sum(llr(cand) > llr(true)))
         med[f] = float(np.median(ranks))
     assert med[1] > 80 and med[3] < 15, med       # measured: ~113 and ~8
@@ -547,10 +549,10 @@ def test_distinct_successors_invariants(m, dim, b, seed, scale):
     S[perm] = E + 1e-3 * rng.standard_normal((m, dim))   # row i's end continues into row perm[i]'s start
     rows = np.arange(m)
     et, mt = _top2(E, S), _top2(M, SM)
-    r = L._distinct_successors(E, S, et, M, SM, mt, 1.0, rows, rows, b)
+    r = _distinct_successors(E, S, et, M, SM, mt, 1.0, rows, rows, b)
     assert 0 <= r["interior"] <= 1 and 0 <= r["end"] <= 1 and 0 <= r["at_lane"] <= 1
     # the distance ratio and the continuation scale carry no unit: scaling everything changes nothing
-    rs = L._distinct_successors(scale * E, scale * S, et, scale * M, scale * SM, mt, scale ** 2, rows, rows, b)
+    rs = _distinct_successors(scale * E, scale * S, et, scale * M, scale * SM, mt, scale ** 2, rows, rows, b)
     assert rs == r
     # a planted successor whose next-best start is far is a distinct match (where it is not the row itself)
     d = ((E[:, None] - S[None]) ** 2).sum(-1)
@@ -560,7 +562,7 @@ def test_distinct_successors_invariants(m, dim, b, seed, scale):
     assert r["count"] >= clear.sum()
     # starts all at one level (recordings at rest): no start is closer than another, nothing distinct
     rest = np.zeros_like(S)
-    r0 = L._distinct_successors(E, rest, _top2(E, rest), M, SM, mt, 1e9, rows, rows, b)
+    r0 = _distinct_successors(E, rest, _top2(E, rest), M, SM, mt, 1e9, rows, rows, b)
     assert r0["end"] == 0.0 and r0["count"] == 0
 
 

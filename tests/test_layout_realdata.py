@@ -150,3 +150,29 @@ def test_recordings_at_rest_give_no_distinct_successors():
         assert v.kind != "shuffled_lanes", v
         if "successor_z" in v.scores:
             assert v.scores["successor_z"] < 5, v.scores
+
+
+def _series_case(name, T, B, layout, seed=0):
+    name, s = next(corpus.long_series([name]))
+    return [c for c in corpus.layouts_of(name, s, T, B, seed=seed) if c.layout == layout][0]
+
+
+def test_fit_shuffle_is_found_where_the_boundary_singles_out_the_successor():
+    # European stock indices, T=8: with the truth known, a row end's best-matching start is its true
+    # successor for most rows (the oracle of the calibration workload), and the search finds the shuffle
+    info = corpus.successor_information(_series_case("datasets::EuStockMarkets", 8, 4, "lanes"))
+    assert info["top1"] > 0.8 and info["bits"] > 0.9 * info["bits_needed"], info
+    v = sb.detect_layout(_series_case("datasets::EuStockMarkets", 8, 4, "fit_shuffle").X, 4)
+    assert v.kind == "shuffled_lanes" and not v.exact, v
+
+
+def test_fit_shuffle_stays_undetermined_where_the_boundary_cannot_single_out_the_successor():
+    # daily min/max temperatures, T=8, 4140 rows: the true successor ranks ~300th among the row starts
+    # (about 4 bits per boundary of the 12 it takes to pick one row of 4140), so neither a search nor a
+    # count of close starts can see it; the verdict says so and never claims independence
+    info = corpus.successor_information(_series_case("stevedata::clemson_temps", 8, 4, "lanes"))
+    assert info["top1"] < 0.05 and info["median_rank"] > 100, info
+    assert info["bits"] < 5 and info["bits_needed"] > 11, info
+    v = sb.detect_layout(_series_case("stevedata::clemson_temps", 8, 4, "fit_shuffle").X, 4)
+    assert v.kind == "undetermined", v
+    assert "cannot be told apart" in v.evidence and "not evidence that the rows are independent" in v.evidence

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import statebatch as sb
-from statebatch.checking import layout
 from statebatch.results import provenance
 from statebatch.errors import OverlappingWindowsError, ShapeError, ShuffleError, StatefulLayoutError
 
@@ -107,13 +106,13 @@ def test_bucket_batches_are_independent_sequences():
 
 def test_record_goes_with_the_array():
     a = sb.arrange_stateful(walk(4000), 10, 4)
-    key = provenance._buffer_key(a.X)  # the record lives in results/provenance since the layer folders
+    key = provenance._buffer_key(a.X)
     assert key in provenance._REGISTRY and provenance.provenance_of(a.X) is not None
     del a
     gc.collect()
     assert key not in provenance._REGISTRY
     # a plain array is never taken for statebatch's
-    assert layout.provenance_of(walk(400).reshape(40, 10, 3)) is None
+    assert provenance.provenance_of(walk(400).reshape(40, 10, 3)) is None
 
 
 def test_arguments_that_do_not_match_x_are_refused():

@@ -20,7 +20,17 @@ from ..sources.series import dtype_error
 
 
 def check_array(obj: Any, name: str = "X") -> np.ndarray:
-    """``obj`` as a numeric ndarray (pandas, tensors and nested lists accepted); ragged input refused."""
+    """``obj`` as a numeric ndarray (pandas, tensors and nested lists accepted); ragged input refused.
+
+    Examples
+    --------
+    >>> check_array([[1.0, 2.0], [3.0, 4.0]]).shape
+    (2, 2)
+    >>> check_array([[1.0, 2.0], [3.0]])
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.DTypeError: X is ragged: its rows have different lengths [1, 2] and cannot form one array...
+    """
     if hasattr(obj, "to_numpy") and type(obj).__module__.startswith("pandas"):
         if type(obj).__name__ == "DataFrame" and name == "X":
             raise ShapeError(
@@ -49,7 +59,17 @@ def check_array(obj: Any, name: str = "X") -> np.ndarray:
 
 
 def check_rank(X: np.ndarray, rank: int = 3, model_shape: tuple | None = None) -> None:
-    """X has the rank a recurrent layer needs (3: ``[samples, timesteps, features]``)."""
+    """X has the rank a recurrent layer needs (3: ``[samples, timesteps, features]``).
+
+    Examples
+    --------
+    >>> check_rank(np.zeros((4, 10, 2)))            # fine: returns None
+    >>> check_rank(np.zeros((4, 10)))
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.ShapeError: X is 2-D (4, 10); a recurrent layer needs 3-D [samples, timesteps, features].
+      Fix: if each row is one sample of 10 timesteps of a single feature, use X[..., None] (shape (4, 10, 1))...
+    """
     if X.ndim == rank:
         return
     shape = X.shape
@@ -78,13 +98,31 @@ def check_rank(X: np.ndarray, rank: int = 3, model_shape: tuple | None = None) -
 
 
 def check_not_empty(X: np.ndarray) -> None:
+    """X has at least one sample, timestep and feature.
+
+    Examples
+    --------
+    >>> check_not_empty(np.zeros((0, 3, 1)))
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.DataValueError: X is empty: shape (0, 3, 1).
+      Fix: pass at least one sample with at least one time step and one feature.
+    """
     if X.shape[0] == 0 or 0 in X.shape[1:]:
         raise DataValueError(f"X is empty: shape {X.shape}.",
                              "pass at least one sample with at least one time step and one feature.")
 
 
 def check_finite(arr: np.ndarray, name: str = "X") -> None:
-    """No NaN or inf (the loss becomes NaN at the first batch that holds one)."""
+    """No NaN or inf (the loss becomes NaN at the first batch that holds one).
+
+    Examples
+    --------
+    >>> check_finite(np.array([[0.5, np.nan]]))
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.DataValueError: X holds 1 NaN and 0 inf value(s) (first at index (0, 1)); ...
+    """
     if not np.issubdtype(arr.dtype, np.floating):
         return
     bad = ~np.isfinite(arr)
@@ -102,6 +140,17 @@ def check_finite(arr: np.ndarray, name: str = "X") -> None:
 
 
 def check_timesteps(X: np.ndarray, expected: int | None, model_shape: tuple | None = None) -> None:
+    """X has the model's number of timesteps (Keras 3 may accept a mismatch silently); a swapped
+    time and feature axis is named as such.
+
+    Examples
+    --------
+    >>> check_timesteps(np.zeros((8, 3, 10)), 10)
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.ModelMismatchError: X has 3 timesteps (shape (8, 3, 10)) but the model expects 10 ...
+      Fix: transpose it: X = X.transpose(0, 2, 1) (shape (8, 10, 3)).
+    """
     if expected is None or X.ndim != 3 or X.shape[1] == expected:
         return
     shown = model_shape or (None, expected, None)
@@ -118,13 +167,23 @@ def check_timesteps(X: np.ndarray, expected: int | None, model_shape: tuple | No
 
 
 def check_features(X: np.ndarray, expected: int | None, model_shape: tuple | None = None) -> None:
+    """X has the model's number of features.
+
+    Examples
+    --------
+    >>> check_features(np.zeros((8, 10, 3)), 3)        # fine: returns None
+    >>> check_features(np.zeros((8, 10, 3)), 4)
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.ModelMismatchError: X has 3 features (shape (8, 10, 3)) but the model expects 4 ...
+    """
     if expected is None or X.shape[-1] == expected:
         return
     shown = model_shape or (None, X.shape[1] if X.ndim > 1 else None, expected)
     hint = ""
     if X.ndim == 3 and X.shape[1] == expected:
-        hint = (f" The sizes look swapped: X may be channels-first (samples, features, timesteps); "
-                f"use X.transpose(0, 2, 1).")
+        hint = (" The sizes look swapped: X may be channels-first (samples, features, timesteps); "
+                "use X.transpose(0, 2, 1).")
     raise ModelMismatchError(
         f"X has {X.shape[-1]} features (shape {X.shape}) but the model expects {expected} (input shape {shown})."
         + hint,
@@ -133,7 +192,18 @@ def check_features(X: np.ndarray, expected: int | None, model_shape: tuple | Non
 
 
 def check_targets(X: np.ndarray, y: Any, model_output: tuple | None = None) -> np.ndarray:
-    """y has one entry per sample, finite values and a shape the model's output can match."""
+    """y has one entry per sample, finite values and a shape the model's output can match.
+
+    Examples
+    --------
+    >>> check_targets(np.zeros((4, 10, 2)), [0.0, 1.0, 2.0, 3.0]).shape
+    (4,)
+    >>> check_targets(np.zeros((4, 10, 2)), [0.0, 1.0, 2.0])
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.LengthMismatchError: X has 4 samples but y has 3 (X (4, 10, 2), y (3,)).
+      Fix: give exactly one target per sample; make_windows(..., targets=...) builds aligned X and y.
+    """
     ya = check_array(y, "y")
     n = X.shape[0]
     if ya.ndim == 0 or len(ya) != n:
@@ -165,6 +235,18 @@ def check_targets(X: np.ndarray, y: Any, model_output: tuple | None = None) -> n
 
 
 def check_sample_weight(X: np.ndarray, sample_weight: Any) -> np.ndarray:
+    """One finite, non-negative weight per sample (or per sample and timestep).
+
+    Examples
+    --------
+    >>> check_sample_weight(np.zeros((3, 5, 1)), [1.0, 1.0, 0.0])
+    array([1., 1., 0.])
+    >>> check_sample_weight(np.zeros((3, 5, 1)), [1.0, -1.0, 0.0])
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.DataValueError: sample_weight has negative, NaN or inf entries.
+      Fix: weights must be finite and >= 0 (0 ignores a sample/timestep).
+    """
     sw = check_array(sample_weight, "sample_weight")
     n = X.shape[0]
     if sw.ndim == 0 or len(sw) != n:
@@ -181,6 +263,18 @@ def check_sample_weight(X: np.ndarray, sample_weight: Any) -> np.ndarray:
 
 
 def check_batch_size(batch_size: Any) -> int | None:
+    """A positive integer (or None: not given).
+
+    Examples
+    --------
+    >>> check_batch_size(np.int64(16))
+    16
+    >>> check_batch_size(0)
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.ParameterError: batch_size must be a positive integer, got 0.
+      Fix: pass batch_size=32 or another positive integer.
+    """
     if batch_size is None:
         return None
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -191,7 +285,17 @@ def check_batch_size(batch_size: Any) -> int | None:
 
 def check_model_batch(batch_size: int | None, model_batch: int | None, X: np.ndarray,
                       model_shape: tuple | None) -> tuple[int | None, list[str]]:
-    """The batch size to use, given the model's fixed one; a mismatch is refused."""
+    """The batch size to use, given the model's fixed one; a mismatch is refused.
+
+    Examples
+    --------
+    >>> check_model_batch(None, 8, np.zeros((16, 5, 2)), (8, 5, 2))
+    (8, ['the model has a fixed batch size 8: pass batch_size=8 to fit/predict (their default is 32).'])
+    >>> check_model_batch(4, 8, np.zeros((16, 5, 2)), (8, 5, 2))
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.BatchSizeError: batch_size=4 but the model was built with a fixed batch size of 8 ...
+    """
     if model_batch is None:
         return batch_size, []
     if batch_size is None:
@@ -207,6 +311,17 @@ def check_model_batch(batch_size: int | None, model_batch: int | None, X: np.nda
 
 
 def check_replicas(batch_size: int | None, num_replicas: int | None) -> None:
+    """The global batch splits evenly over the replicas of a distribution strategy.
+
+    Examples
+    --------
+    >>> check_replicas(8, 2)          # fine: returns None
+    >>> check_replicas(6, 4)
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.BatchSizeError: batch_size=6 does not split evenly over 4 replicas.
+      Fix: use a batch size divisible by 4; each replica then keeps 1 consecutive lanes (rows stay in place).
+    """
     if num_replicas is not None:
         num_replicas = check_int("num_replicas", num_replicas, 1)
     if num_replicas is None or batch_size is None or batch_size % num_replicas == 0:
@@ -218,7 +333,18 @@ def check_replicas(batch_size: int | None, num_replicas: int | None) -> None:
 
 
 def check_stateful_flag(stateful: bool | None, stateful_layers: list) -> bool:
-    """The ``stateful`` given agrees with the model's layers; returns the effective value."""
+    """The ``stateful`` given agrees with the model's layers; returns the effective value.
+
+    Examples
+    --------
+    >>> check_stateful_flag(None, [])
+    False
+    >>> check_stateful_flag(True, [])
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.StatefulLayoutError: stateful=True was given but the model has no stateful recurrent layer.
+      Fix: build the RNN layers with stateful=True, or validate with stateful=False.
+    """
     if stateful is None:
         return bool(stateful_layers)
     if stateful and not stateful_layers:
@@ -232,7 +358,16 @@ def check_stateful_flag(stateful: bool | None, stateful_layers: list) -> bool:
 
 
 def check_stateful_batch(n: int, batch_size: int | None, model_fixed: bool | None = None) -> None:
-    """A stateful model needs a fixed batch size that divides the sample count."""
+    """A stateful model needs a fixed batch size that divides the sample count.
+
+    Examples
+    --------
+    >>> check_stateful_batch(64, 8)   # fine: returns None
+    >>> check_stateful_batch(10, 4)
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.BatchSizeError: 10 samples do not divide into batches of 4: the last batch would hold 2...
+    """
     if batch_size is None:
         raise BatchSizeError("a stateful model needs a fixed batch size, and none was given.",
                              "pass batch_size=B here and build the model with keras.Input(batch_shape=(B, T, F)).")
@@ -258,7 +393,17 @@ def check_shuffle(shuffle: Any, stateful: bool, model_given: bool = True) -> lis
     """Shuffling scrambles which sample continues which in a stateful model.
 
     ``shuffle=None`` (not said) is a warning only when a model is given (``model_given``): the
-    advice is about the ``fit`` call of that model, not about data checked on its own."""
+    advice is about the ``fit`` call of that model, not about data checked on its own.
+
+    Examples
+    --------
+    >>> check_shuffle(None, stateful=True)
+    ['model.fit shuffles by default: pass shuffle=False for a stateful model.']
+    >>> check_shuffle(True, stateful=True)
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.ShuffleError: shuffle=True with a stateful model scrambles which sample continues which ...
+    """
     if shuffle is not None and not isinstance(shuffle, (bool, np.bool_)) and shuffle != "batch":
         raise ParameterError(f"shuffle={shuffle!r} is not what model.fit takes.",
                              "pass shuffle=True, False or 'batch' (the value you will give fit), or leave it out.")
@@ -271,60 +416,6 @@ def check_shuffle(shuffle: Any, stateful: bool, model_given: bool = True) -> lis
     if shuffle is None and model_given:
         return ["model.fit shuffles by default: pass shuffle=False for a stateful model."]
     return []
-
-
-def _overlap_shift(a: np.ndarray, b: np.ndarray) -> int | None:
-    """The shift s (0 < s < T) with ``b[:T-s] == a[s:]``, i.e. b is a shifted copy of a."""
-    t = len(a)
-    cand = np.flatnonzero((a == b[0]).reshape(t, -1).all(axis=1))
-    for s in cand:
-        if 0 < s < t and np.array_equal(b[: t - s], a[s:]):
-            return int(s)
-    return None
-
-
-def _shift_evidence(X: np.ndarray, pairs: list[tuple[int, int]], batch_size: int, min_checked: int) -> dict | None:
-    """How many sampled row pairs ``(j, j2)`` are shifted copies (row j2 is row j moved by s steps);
-    evidence when at least half of the non-constant pairs are. ``example`` is (batch, row, shift) of j."""
-    checked = hits = 0
-    shifts: list[int] = []
-    example = None
-    for j, j2 in pairs:
-        a, b = X[j], X[j2]
-        if np.all(a == a[0]):  # a constant window proves nothing
-            continue
-        checked += 1
-        s = _overlap_shift(a, b)
-        if s is not None:
-            hits += 1
-            shifts.append(s)
-            if example is None:
-                example = (j // batch_size, j % batch_size, s)
-    if checked >= min_checked and hits / checked >= 0.5:
-        return {"shift": int(np.bincount(shifts).argmax()), "pairs_checked": checked, "pairs_overlapping": hits,
-                "example": example}
-    return None
-
-
-def find_overlap(X: np.ndarray, batch_size: int, max_pairs: int = 64, seed: int = 0) -> dict | None:
-    """Evidence that row i of batch k+1 is a shifted copy of row i of batch k (overlapping windows)."""
-    n_batches = X.shape[0] // batch_size
-    if n_batches < 2 or X.ndim != 3 or X.shape[1] < 2:
-        return None
-    rng = np.random.default_rng(seed)
-    js = rng.integers(0, n_batches - 1, size=max_pairs) * batch_size + rng.integers(0, batch_size, size=max_pairs)
-    return _shift_evidence(X, [(j, j + batch_size) for j in js.tolist()], batch_size, 1)
-
-
-def find_sliding(X: np.ndarray, batch_size: int, max_pairs: int = 64, seed: int = 0) -> dict | None:
-    """Evidence that consecutive samples of one batch are windows a few steps apart (sliding windows in
-    natural order), which row i of batch k vs row i of batch k+1 cannot show once ``batch_size x
-    stride >= timesteps``. Correct lanes never share steps between rows of one batch."""
-    if batch_size < 2 or X.ndim != 3 or X.shape[1] < 2 or X.shape[0] < 2:
-        return None
-    js = np.random.default_rng(seed).integers(0, X.shape[0] - 1, size=max_pairs)
-    js = js[js % batch_size != batch_size - 1]  # both samples in the same batch
-    return _shift_evidence(X, [(j, j + 1) for j in js.tolist()], batch_size, 4)
 
 
 def check_layout(X: np.ndarray, batch_size: int, timesteps: int | None = None, features: int | None = None,
@@ -341,6 +432,18 @@ def check_layout(X: np.ndarray, batch_size: int, timesteps: int | None = None, f
     measured, never raised, since real data can mimic it (recordings that all start and end at
     rest). Channels-first data without ``timesteps``/``features`` is a "likely transposed"
     warning. Lanes, independent samples and undetermined layouts pass without a warning.
+
+    Examples
+    --------
+    >>> series = np.cumsum(np.random.default_rng(0).normal(size=(4096, 2)), axis=0)
+    >>> lanes = series.reshape(4, 128, 8, 2).transpose(1, 0, 2, 3).reshape(512, 8, 2)
+    >>> check_layout(lanes, batch_size=4)           # row i of batch k+1 continues row i of batch k
+    []
+    >>> windows = np.lib.stride_tricks.sliding_window_view(series, 8, axis=0).transpose(0, 2, 1)
+    >>> check_layout(windows[:512], batch_size=4)
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.OverlappingWindowsError: X is overlapping sliding windows, not lanes, for a stateful model...
     """
     if X.ndim != 3:
         return []
@@ -372,7 +475,13 @@ def check_layout(X: np.ndarray, batch_size: int, timesteps: int | None = None, f
 
 
 def check_masking(X: np.ndarray, model: Any) -> list[str]:
-    """cuDNN (TF on GPU) accepts only right-padded masks without fully masked rows."""
+    """cuDNN (TF on GPU) accepts only right-padded masks without fully masked rows.
+
+    Examples
+    --------
+    >>> check_masking(np.zeros((2, 5, 1)), model=None)    # no model, nothing to check
+    []
+    """
     if model is None or X.ndim != 3:
         return []
     for layer in _introspect.iter_layers(model):
@@ -390,7 +499,17 @@ def check_masking(X: np.ndarray, model: Any) -> list[str]:
 
 
 def check_suspicious(X: np.ndarray, stateful: bool, batch_size: int | None) -> list[str]:
-    """Legal but suspicious: one timestep, float64, unscaled values, fewer samples than a batch."""
+    """Legal but suspicious: one timestep, float64, unscaled values, fewer samples than a batch.
+
+    Examples
+    --------
+    >>> check_suspicious(np.zeros((4, 10, 2), dtype="float32"), stateful=False, batch_size=2)
+    []
+    >>> for w in check_suspicious(np.zeros((4, 1, 2), dtype="float32"), stateful=False, batch_size=8):
+    ...     print(w)
+    X has a single timestep: the recurrent layer sees no sequence. If each sample should be a sequence, window the series with statebatch.make_windows(series, timesteps).
+    only 4 samples for batch_size=8: one small batch per epoch.
+    """
     out = []
     if X.ndim == 3 and X.shape[1] == 1:
         out.append("X has a single timestep: the recurrent layer sees no sequence. If each sample should be a "

@@ -64,13 +64,12 @@ def explain(obj: Any, batch_size: int | None = None, stateful: bool = False, *,
     --------
     >>> print(explain((1000, 20, 1), batch_size=200, stateful=True))  # doctest: +ELLIPSIS
     statebatch explain: X (1000, 20, 1), batch_size=200, stateful=True
-      - 5 batches per epoch ...
+      - stateful=True: Keras never resets the state by itself; row i of batch k+1 continues row i of batch k: ...
+      - 5 batches per epoch (1000 samples / batch_size 200): fit shows 5/5 steps.
+    ...
     """
     if isinstance(obj, Batched):  # statebatch results explain themselves
-        result = obj.explain()
-        if verbose:
-            print(result)
-        return result
+        return _explain_result(obj, verbose)
     if not isinstance(stateful, (bool, np.bool_)):
         raise ParameterError(f"stateful must be True or False, got {stateful!r}.", "pass stateful=True or stateful=False.")
     if _introspect.is_model(obj) or _introspect.is_symbolic_input(obj):
@@ -145,6 +144,15 @@ def explain(obj: Any, batch_size: int | None = None, stateful: bool = False, *,
     if verbose:
         print(expl)
     return expl
+
+
+def _explain_result(made: Any, verbose: bool) -> Explanation:
+    """A statebatch result's own explanation (every concrete result, Windows, Arranged or Bucketing,
+    has ``explain()``)."""
+    result = made.explain()
+    if verbose:
+        print(result)
+    return result
 
 
 def _explain_model(obj: Any, batch_size: int | None, stateful: bool) -> Explanation:

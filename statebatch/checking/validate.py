@@ -125,6 +125,19 @@ def validate(
     Returns
     -------
     ValidationReport
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> series = np.cumsum(np.random.default_rng(0).normal(size=(4096, 2)), axis=0).astype("float32")
+    >>> lanes = series.reshape(4, 128, 8, 2).transpose(1, 0, 2, 3).reshape(512, 8, 2)
+    >>> rep = validate(lanes, batch_size=4, stateful=True, shuffle=False)
+    >>> rep.ok, rep.info["layout"]
+    (True, 'lanes')
+    >>> validate(lanes, batch_size=4, stateful=True, shuffle=True)
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.ShuffleError: shuffle=True with a stateful model scrambles which sample continues which ...
     """
     rep = ValidationReport()
     run = _Runner(rep)
@@ -135,57 +148,95 @@ def validate(
     Xa = run(checks.check_array, X, "X")
     if Xa is None:
         return _finish(rep, raise_errors, emit_warnings)
+    m = _model_facts(model, stateful, run)
+    if not _check_data(run, Xa, y, sample_weight, m, timesteps, features):
+        return _finish(rep, raise_errors, emit_warnings)
+    n_err = len(rep.errors)
+    bs = run(checks.check_batch_size, batch_size)
+    if len(rep.errors) > n_err:
+        return _finish(rep, raise_errors, emit_warnings)
+    res = run(checks.check_model_batch, bs, m.batch, Xa, m.shape)
+    if res is not None:
+        bs, notes = res
+        rep.warnings.extend(notes)
+    rep.info.update(batch_size=bs, stateful=m.stateful)
+    run(checks.check_replicas, bs, num_replicas)
+    _check_layout(run, Xa, bs, m, timesteps, features, model is not None)
+    run(checks.check_shuffle, shuffle, m.stateful, model is not None)
+    run(checks.check_masking, Xa, model)
+    rep.warnings.extend(_introspect.backend_warnings(m.stateful_layers))
+    rep.warnings.extend(checks.check_suspicious(Xa, m.stateful, bs))
+    return _finish(rep, raise_errors, emit_warnings)
 
-    m_shape = m_out = m_batch = None
-    m_stateful: list[Any] = []
-    if model is not None and not (hasattr(model, "layers") or hasattr(model, "get_config")):
+
+@dataclass(frozen=True)
+class _ModelFacts:
+    """What :func:`validate` reads from the model (all None / empty without one): its input and
+    output shapes, stateful layers and fixed batch size; and whether the data is checked as
+    stateful."""
+
+    shape: tuple | None
+    out: tuple | None
+    stateful_layers: list
+    batch: int | None
+    stateful: bool
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape) if self.shape else 3
+
+
+def _model_facts(model: Any, stateful: bool | None, run: _Runner) -> _ModelFacts:
+    """The model's facts, and the effective ``stateful`` (the model's, when one is given and the
+    flag agrees with it)."""
+    if model is None:
+        return _ModelFacts(None, None, [], None, bool(stateful))
+    if not (hasattr(model, "layers") or hasattr(model, "get_config")):
         raise ParameterError(f"model must be a Keras model (or layer), got {type(model).__name__}.",
                              "pass the keras.Model you will train, or leave model out.")
-    if model is not None:
-        m_shape = _introspect.input_shape(model)
-        m_out = _introspect.output_shape(model)
-        m_stateful = _introspect.stateful_layers(model)
-        m_batch = _introspect.fixed_batch_size(model)
-        flag = run(checks.check_stateful_flag, stateful, m_stateful)
-        stateful = bool(m_stateful) if flag is None else flag
-    stateful = bool(stateful)
-    rank = len(m_shape) if m_shape else 3
+    shape, out = _introspect.input_shape(model), _introspect.output_shape(model)
+    m_stateful = _introspect.stateful_layers(model)
+    batch = _introspect.fixed_batch_size(model)
+    flag = run(checks.check_stateful_flag, stateful, m_stateful)
+    return _ModelFacts(shape, out, m_stateful, batch, bool(m_stateful) if flag is None else bool(flag))
 
+
+def _check_data(run: _Runner, Xa: np.ndarray, y: Any, sample_weight: Any, m: _ModelFacts,
+                timesteps: int | None, features: int | None) -> bool:
+    """Rank, emptiness, values, sizes against the model, targets and weights; False when the
+    rest cannot be checked (wrong rank, empty X)."""
+    rep, rank, m_shape = run.report, m.rank, m.shape
     n_err = len(rep.errors)
     run(checks.check_rank, Xa, rank, m_shape)
     if len(rep.errors) > n_err:
-        return _finish(rep, raise_errors, emit_warnings)
+        return False
     rep.info.update(n_samples=Xa.shape[0])
     if rank == 3:
         rep.info.update(timesteps=Xa.shape[1], features=Xa.shape[2])
     run(checks.check_not_empty, Xa)
     if rep.errors:
-        return _finish(rep, raise_errors, emit_warnings)
+        return False
     run(checks.check_finite, Xa, "X")
     run(checks.check_timesteps, Xa, m_shape[1] if m_shape and rank == 3 else timesteps, m_shape)
     run(checks.check_features, Xa, m_shape[-1] if m_shape else features, m_shape)
     if y is not None:
-        run(checks.check_targets, Xa, y, m_out)
+        run(checks.check_targets, Xa, y, m.out)
     if sample_weight is not None:
         run(checks.check_sample_weight, Xa, sample_weight)
+    return True
 
-    n_err = len(rep.errors)
-    bs = run(checks.check_batch_size, batch_size)
-    if len(rep.errors) > n_err:
-        return _finish(rep, raise_errors, emit_warnings)
-    res = run(checks.check_model_batch, bs, m_batch, Xa, m_shape)
-    if res is not None:
-        bs, notes = res
-        rep.warnings.extend(notes)
-    rep.info.update(batch_size=bs, stateful=stateful)
-    run(checks.check_replicas, bs, num_replicas)
 
-    if stateful:
-        fixed = None if model is None or not m_stateful else m_batch is not None
+def _check_layout(run: _Runner, Xa: np.ndarray, bs: int | None, m: _ModelFacts, timesteps: int | None,
+                  features: int | None, model_given: bool) -> None:
+    """Stateful: batches that divide the samples, and the layout read from the data. Stateless:
+    only a transposed X matters (a short time axis with many features is its sign)."""
+    rep, rank, m_shape = run.report, m.rank, m.shape
+    expected_t = m_shape[1] if m_shape and rank == 3 else timesteps
+    expected_f = m_shape[-1] if m_shape else features
+    if m.stateful:
+        fixed = None if not model_given or not m.stateful_layers else m.batch is not None
         run(checks.check_stateful_batch, Xa.shape[0], bs, fixed)
         if bs is not None and rank == 3 and Xa.shape[0] > 0:
-            expected_t = m_shape[1] if m_shape and rank == 3 else timesteps
-            expected_f = m_shape[-1] if m_shape else features
             verdict = _detect(Xa, bs, expected_t, expected_f)
             if verdict is not None:
                 rep.info["layout"] = verdict.kind + (" (sampled)" if verdict.sampled else "")
@@ -193,17 +244,10 @@ def validate(
                 rep.layout = verdict
                 run(checks.check_layout, Xa, bs, expected_t, expected_f, verdict=verdict)
     elif rank == 3 and 1 <= Xa.shape[1] < Xa.shape[2] and Xa.shape[0] > 0:
-        # stateless: only a transposed X matters, and a short time axis with many features is its sign
-        verdict = _detect(Xa, bs or 1, m_shape[1] if m_shape else timesteps, m_shape[-1] if m_shape else features)
+        verdict = _detect(Xa, bs or 1, m_shape[1] if m_shape else timesteps, expected_f)
         if verdict is not None and verdict.kind == layout.CHANNELS_FIRST:
             rep.layout = verdict
-            run(checks.check_layout, Xa, bs or 1, m_shape[1] if m_shape else timesteps,
-                m_shape[-1] if m_shape else features, verdict=verdict)
-    run(checks.check_shuffle, shuffle, stateful, model is not None)
-    run(checks.check_masking, Xa, model)
-    rep.warnings.extend(_introspect.backend_warnings(m_stateful))
-    rep.warnings.extend(checks.check_suspicious(Xa, stateful, bs))
-    return _finish(rep, raise_errors, emit_warnings)
+            run(checks.check_layout, Xa, bs or 1, m_shape[1] if m_shape else timesteps, expected_f, verdict=verdict)
 
 
 def _detect(Xa: np.ndarray, bs: int, t: int | None, f: int | None) -> "layout.LayoutVerdict | None":
@@ -215,8 +259,10 @@ def _detect(Xa: np.ndarray, bs: int, t: int | None, f: int | None) -> "layout.La
         return None
 
 
-def _from_result(result: Batched, y, sample_weight, batch_size, stateful, rep: ValidationReport):
-    """X, y and weights of a statebatch result (out of core: its first batch only)."""
+def _from_result(result: Any, y: Any, sample_weight: Any, batch_size: int | None, stateful: bool | None,
+                 rep: ValidationReport) -> tuple[Any, Any, Any, int | None, bool | None]:
+    """X, y and weights of a statebatch result (a :class:`Batched`: Windows, Arranged or Bucketing,
+    each with ``arrays()``; out of core: its first batch only)."""
     is_lanes = hasattr(result, "resets")
     source = getattr(getattr(result, "_ss", None), "source", None)
     in_memory = source is not None and (source.array is not None or isinstance(source, ConcatSource))
@@ -247,7 +293,3 @@ def _finish(rep: ValidationReport, raise_errors: bool, emit_warnings: bool) -> V
         rep.raise_if_errors()
     return rep
 
-
-def find_overlap(X: np.ndarray, batch_size: int, max_pairs: int = 64, seed: int = 0) -> dict | None:
-    """Detect sliding windows laid out for a stateful model (see :func:`statebatch.checks.find_overlap`)."""
-    return checks.find_overlap(X, batch_size, max_pairs, seed)

@@ -4,7 +4,8 @@ scikit-learn scorers, which would compare windows with rows, are refused with th
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from types import FrameType
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
@@ -222,9 +223,9 @@ def _check_model_selection_caller(estimator: Any) -> None:
     """
     import sys
 
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     for _ in range(40):
-        frame = frame.f_back
+        frame = frame.f_back if frame is not None else None
         if frame is None:
             return
         module = frame.f_globals.get("__name__", "")
@@ -260,9 +261,9 @@ def _check_not_plain_scorer(estimator: Any) -> None:
     y)``), which would compare windows with rows: the same fix as :func:`_check_model_selection_caller`."""
     import sys
 
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     for _ in range(12):
-        frame = frame.f_back
+        frame = frame.f_back if frame is not None else None
         if frame is None:
             return
         if frame.f_code.co_name == "_score" and frame.f_globals.get("__name__") == "sklearn.metrics._scorer":
@@ -289,7 +290,7 @@ class _Fixed(RegressorMixin, BaseEstimator):
         return self.predictions
 
 
-def window_scorer(scoring: Any = "r2"):
+def window_scorer(scoring: Any = "r2") -> Callable[..., float]:
     """A scorer for :class:`WindowRegressor` (or a pipeline ending with one): scikit-learn's scorer
     ``scoring`` (a name such as ``"neg_mean_absolute_error"``, or :func:`sklearn.metrics.make_scorer`)
     applied to the predictions and their aligned targets.
@@ -297,6 +298,16 @@ def window_scorer(scoring: Any = "r2"):
     A plain scorer compares ``predict(X)`` with ``y`` row by row, but a window's prediction belongs
     to the row ``horizon`` steps after it and the first ``timesteps + horizon - 1`` rows have none,
     so the lengths differ; pass ``scoring=window_scorer("...")`` to ``GridSearchCV``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.model_selection import cross_val_score
+    >>> from statebatch.sklearn import WindowRegressor, WindowSplit, window_scorer
+    >>> X = np.sin(np.arange(60.0) / 3)[:, None]
+    >>> cross_val_score(WindowRegressor(timesteps=4), X, X[:, 0], cv=WindowSplit(n_splits=3, history=4),
+    ...                 scoring=window_scorer("r2")).round(2)
+    array([0.83, 0.99, 0.99])
     """
     from sklearn.metrics import check_scoring, get_scorer
 

@@ -14,7 +14,10 @@ from .validation import _is_frame, check_is_fitted
 __all__ = ["SeriesScaler"]
 
 
-class SeriesScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+# auto_wrap_output_keys=None goes to scikit-learn's _SetOutputMixin.__init_subclass__ (no pandas wrapping of a
+# 3-D output); mypy, without scikit-learn stubs, sees object's __init_subclass__, hence the ignore.
+class SeriesScaler(TransformerMixin, BaseEstimator,  # type: ignore[call-arg]
+                   auto_wrap_output_keys=None):
     """Standardises every series of a long DataFrame with its own mean and standard deviation.
 
     Series of a long frame often live on different scales (sales of a big and a small shop);

@@ -14,7 +14,7 @@ __all__ = ["time_split", "WindowSplit"]
 
 
 def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0,
-               id_col: str | None = None, time_col: str | None = None):
+               id_col: str | None = None, time_col: str | None = None) -> tuple[Any, Any, Any, dict]:
     """Split rows by time into train / validation / test parts (earliest rows train).
 
     Window or arrange each part separately (fitting scalers on the training part only): then no
@@ -39,14 +39,39 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
     long frame are too short for it (a series of one row trains only), their ids are listed in
     ``series_without_val`` / ``series_without_test`` and a :class:`~statebatch.errors.StatebatchWarning`
     names them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from statebatch.sklearn import time_split
+    >>> train, val, test, left_out = time_split(np.arange(20), val=0.2, test=0.2, gap=1)
+    >>> train, val, test
+    (array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), array([11, 12, 13, 14]), array([16, 17, 18, 19]))
+    >>> left_out["rows_left_out_by_gap"]
+    2
     """
     from ..._args import check_fraction
-    from ...sources.series import _check_time_index, _time_values
-
     from ...sources.frames import to_pandas_or_numpy
 
     _refuse_nested(data, "time_split")
     data = to_pandas_or_numpy(data)
+    _check_rows_to_split(data)
+    val = check_fraction("val", val, low=0.0, high=1.0, inclusive=True)
+    test = check_fraction("test", test, low=0.0, high=1.0, inclusive=True)
+    _check_column_args(data, id_col=id_col, time_col=time_col)
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+        raise ParameterError(f"val={val} and test={test} must be fractions summing below 1.", "pass e.g. val=0.15, test=0.15.")
+    if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or gap < 0:
+        raise ParameterError(f"gap must be an integer >= 0, got {gap!r}.", "pass gap=0 or more rows.")
+    parts = _Parts(val, test, int(gap))
+    if id_col is not None:
+        return _split_series(data, parts, id_col, time_col)
+    return _split_rows(data, parts, time_col)
+
+
+def _check_rows_to_split(data: Any) -> None:
+    """``data`` holds rows: a list of series of different lengths (not one series) and things without rows
+    are refused before any fraction is read."""
     if isinstance(data, (list, tuple)) and len(data) and all(
             isinstance(a, np.ndarray) and a.ndim >= 1 or _is_pandas_rows(a) for a in data) and len(
             {len(a) for a in data}) > 1:
@@ -57,15 +82,18 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
     if data is None or isinstance(data, (str, bytes, dict)) or not hasattr(data, "__len__") or np.ndim(data) == 0:
         raise ParameterError(f"time_split splits rows, got {type(data).__name__}.",
                              "pass an array, a list of rows or a DataFrame (steps first).")
-    val = check_fraction("val", val, low=0.0, high=1.0, inclusive=True)
-    test = check_fraction("test", test, low=0.0, high=1.0, inclusive=True)
-    _check_column_args(data, id_col=id_col, time_col=time_col)
-    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
-        raise ParameterError(f"val={val} and test={test} must be fractions summing below 1.", "pass e.g. val=0.15, test=0.15.")
-    if isinstance(gap, bool) or not isinstance(gap, (int, np.integer)) or gap < 0:
-        raise ParameterError(f"gap must be an integer >= 0, got {gap!r}.", "pass gap=0 or more rows.")
-    def rows_needed() -> int:
+
+
+class _Parts:
+    """Where :func:`time_split` cuts a series of ``n`` rows: the rows of each part, given the fractions and
+    the gap (one place for the arithmetic that one series and every series of a long frame share)."""
+
+    def __init__(self, val: float, test: float, gap: int):
+        self.val, self.test, self.gap = val, test, gap
+
+    def rows_needed(self) -> int:
         """The fewest rows that give training and every part asked for at least one row."""
+        val, test, gap = self.val, self.test, self.gap
         for n in range(1, 1_000_000):
             n_val, n_test = int(round(n * val)), int(round(n * test))
             if ((n_val or not val) and (n_test or not test)
@@ -73,7 +101,9 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
                 return n
         return 1_000_000
 
-    def cuts(n: int, name: Any = None):
+    def cuts(self, n: int, name: Any = None) -> tuple[slice, slice, slice]:
+        """The train, validation and test rows of a series of ``n`` rows (training must get one)."""
+        val, test, gap = self.val, self.test, self.gap
         n_test = int(round(n * test))
         n_val = int(round(n * val))
         n_train = n - n_val - n_test - (gap if n_val else 0) - (gap if n_test else 0)
@@ -82,69 +112,92 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
             raise ParameterError(f"{where}{n} rows: too few for val={val}, test={test} with gap={gap} (training "
                                  "would get no row).",
                                  "use smaller val/test or gap" + (", or drop the short series." if name is not None
-                                                                  else f", or pass at least {rows_needed()} rows."))
+                                                                  else f", or pass at least {self.rows_needed()} rows."))
         a = n_train
         b = a + (gap if n_val else 0) + n_val
         c = b + (gap if n_test else 0)
         return slice(0, a), slice(a + (gap if n_val else 0), b), slice(c, n)
 
-    def empty_parts(tr, va, te) -> list[str]:
-        return [part for part, frac, sl in (("val", val, va), ("test", test, te)) if frac > 0 and sl.stop == sl.start]
+    def empty(self, cuts: tuple[slice, slice, slice]) -> list[str]:
+        """The parts asked for (fraction > 0) that these cuts leave without a row."""
+        return [part for part, frac, sl in (("val", self.val, cuts[1]), ("test", self.test, cuts[2]))
+                if frac > 0 and sl.stop == sl.start]
 
-    if id_col is not None:
-        if not _is_frame(data):
-            raise ParameterError("id_col needs a pandas DataFrame.", "pass the long frame.")
-        if len(data) == 0:
-            raise DataValueError("data has no rows.", "pass a frame with at least one row.")
-        if data[id_col].isna().any():
-            raise DataValueError(f"data[{id_col!r}] has {int(data[id_col].isna().sum())} missing series ids.",
-                                 "fill or drop those rows first.")
-        from ...sources.timeindex import check_id_kinds
+    @staticmethod
+    def left(n: int, cuts: tuple[slice, slice, slice]) -> int:
+        """Rows in no part (the gaps)."""
+        return n - sum(s.stop - s.start for s in cuts)
 
-        check_id_kinds(data[id_col], f"data[{id_col!r}]")
-        if time_col is not None:
-            t = _time_values(data, time_col, "data")  # numbers or datetimes, none missing: text would sort as text
-            codes = data[id_col].factorize(sort=False)[0]
-            order = np.lexsort((t, codes))
-            same = (codes[order][1:] == codes[order][:-1]) & (t[order][1:] == t[order][:-1])
-            if same.any():
-                raise OrderError(f"data has duplicate ({id_col}, {time_col}) pairs, e.g. series "
-                                 f"{data[id_col].iloc[order[1:][same][0]]!r}: the split point between them is "
-                                 "undefined.", "aggregate or drop duplicates first.")
-            frame = data.iloc[order]
-        else:
-            frame = data
-        parts: list[list[Any]] = [[], [], []]
-        left, missing = 0, {"val": [], "test": []}
-        for name, g in frame.groupby(id_col, sort=False):
-            tr, va, te = cuts(len(g), name)
-            for p, sl in zip(parts, (tr, va, te)):
-                p.append(g.iloc[sl])
-            for part in empty_parts(tr, va, te):
-                missing[part].append(name)
-            left += len(g) - sum(s.stop - s.start for s in (tr, va, te))
-        n_series = len(parts[0])
-        for part, ids in missing.items():
-            if ids and len(ids) == n_series:
-                raise ParameterError(f"{part}={val if part == 'val' else test} gives no {part} row to any of the "
-                                     f"{n_series} series (the longest has {max(len(p) for p in parts[0])} training "
-                                     "rows).", f"pass series of at least {rows_needed()} rows, a larger {part} fraction, or "
-                                     f"{part}=0 to skip that part.")
-        if missing["val"] or missing["test"]:
-            import warnings
 
-            from ...errors import StatebatchWarning
+def _in_series_time_order(data: Any, id_col: str, time_col: str | None) -> Any:
+    """A long frame checked for ids, with each series' rows in time order (by ``time_col`` when given)."""
+    from ...sources.series import _time_values
+    from ...sources.timeindex import check_id_kinds
 
-            short = list(dict.fromkeys(missing["val"] + missing["test"]))
-            warnings.warn(f"time_split: {len(short)} series are too short to give a row to every part asked for "
-                          f"(e.g. {short[:5]}; series_without_val: {len(missing['val'])}, series_without_test: "
-                          f"{len(missing['test'])}); their rows are in the earlier parts only. The fourth value "
-                          "returned lists them.", StatebatchWarning, stacklevel=2)
-        import pandas as pd
+    if not _is_frame(data):
+        raise ParameterError("id_col needs a pandas DataFrame.", "pass the long frame.")
+    if len(data) == 0:
+        raise DataValueError("data has no rows.", "pass a frame with at least one row.")
+    if data[id_col].isna().any():
+        raise DataValueError(f"data[{id_col!r}] has {int(data[id_col].isna().sum())} missing series ids.",
+                             "fill or drop those rows first.")
+    check_id_kinds(data[id_col], f"data[{id_col!r}]")
+    if time_col is None:
+        return data
+    t = _time_values(data, time_col, "data")  # numbers or datetimes, none missing: text would sort as text
+    codes = data[id_col].factorize(sort=False)[0]
+    order = np.lexsort((t, codes))
+    same = (codes[order][1:] == codes[order][:-1]) & (t[order][1:] == t[order][:-1])
+    if same.any():
+        raise OrderError(f"data has duplicate ({id_col}, {time_col}) pairs, e.g. series "
+                         f"{data[id_col].iloc[order[1:][same][0]]!r}: the split point between them is "
+                         "undefined.", "aggregate or drop duplicates first.")
+    return data.iloc[order]
 
-        return tuple(pd.concat(p) for p in parts) + ({"rows_left_out_by_gap": left,
-                                                      "series_without_val": missing["val"],
-                                                      "series_without_test": missing["test"]},)
+
+def _split_series(data: Any, parts: _Parts, id_col: str, time_col: str | None) -> tuple[Any, Any, Any, dict]:
+    """:func:`time_split` of a long frame: every series cut by its own time, the parts concatenated; a part
+    no series gets is refused, series too short for a part are listed and warned about."""
+    import pandas as pd
+
+    frame = _in_series_time_order(data, id_col, time_col)
+    out: list[list[Any]] = [[], [], []]
+    left = 0
+    missing: dict[str, list] = {"val": [], "test": []}
+    for name, g in frame.groupby(id_col, sort=False):
+        cuts = parts.cuts(len(g), name)
+        for p, sl in zip(out, cuts):
+            p.append(g.iloc[sl])
+        for part in parts.empty(cuts):
+            missing[part].append(name)
+        left += parts.left(len(g), cuts)
+    n_series = len(out[0])
+    for part, ids in missing.items():
+        if ids and len(ids) == n_series:
+            raise ParameterError(f"{part}={parts.val if part == 'val' else parts.test} gives no {part} row to any of "
+                                 f"the {n_series} series (the longest has {max(len(p) for p in out[0])} training "
+                                 "rows).", f"pass series of at least {parts.rows_needed()} rows, a larger {part} "
+                                 f"fraction, or {part}=0 to skip that part.")
+    if missing["val"] or missing["test"]:
+        import warnings
+
+        from ...errors import StatebatchWarning
+
+        short = list(dict.fromkeys(missing["val"] + missing["test"]))
+        warnings.warn(f"time_split: {len(short)} series are too short to give a row to every part asked for "
+                      f"(e.g. {short[:5]}; series_without_val: {len(missing['val'])}, series_without_test: "
+                      f"{len(missing['test'])}); their rows are in the earlier parts only. The fourth value "
+                      "returned lists them.", StatebatchWarning, stacklevel=3)
+    train, val, test = (pd.concat(p) for p in out)
+    return train, val, test, {"rows_left_out_by_gap": left, "series_without_val": missing["val"],
+                              "series_without_test": missing["test"]}
+
+
+def _split_rows(data: Any, parts: _Parts, time_col: str | None) -> tuple[Any, Any, Any, dict]:
+    """:func:`time_split` of one series: rows in time order (sorted by ``time_col``, or a time index checked),
+    cut once; a part asked for that gets no row is refused."""
+    from ...sources.series import _check_time_index, _time_values
+
     if time_col is not None:
         if not _is_frame(data):
             raise ParameterError("time_col needs a pandas DataFrame.", "pass the frame, or drop time_col for rows in time order.")
@@ -159,16 +212,16 @@ def time_split(data: Any, *, val: float = 0.15, test: float = 0.15, gap: int = 0
     n = len(data)
     if n == 0:
         raise DataValueError("data has no rows.", "pass at least one row.")
-    tr, va, te = cuts(n)
-    empty = empty_parts(tr, va, te)
+    cuts = parts.cuts(n)
+    empty = parts.empty(cuts)
     if empty:
-        raise ParameterError(f"{n} rows give no {' and no '.join(empty)} row for val={val}, test={test}, gap={gap}.",
-                             f"pass at least {rows_needed()} rows, larger fractions, or {'='.join(empty)}=0 to skip "
-                             f"{'that part' if len(empty) == 1 else 'those parts'}.")
+        raise ParameterError(f"{n} rows give no {' and no '.join(empty)} row for val={parts.val}, test={parts.test}, "
+                             f"gap={parts.gap}.",
+                             f"pass at least {parts.rows_needed()} rows, larger fractions, or {'='.join(empty)}=0 to "
+                             f"skip {'that part' if len(empty) == 1 else 'those parts'}.")
     take = (lambda s: data.iloc[s]) if hasattr(data, "iloc") else (lambda s: data[s])
-    left = n - sum(s.stop - s.start for s in (tr, va, te))
-    return take(tr), take(va), take(te), {"rows_left_out_by_gap": left, "series_without_val": [],
-                                          "series_without_test": []}
+    return take(cuts[0]), take(cuts[1]), take(cuts[2]), {"rows_left_out_by_gap": parts.left(n, cuts),
+                                                         "series_without_val": [], "series_without_test": []}
 
 
 class WindowSplit:

@@ -106,7 +106,10 @@ class _SeriesInput:
         return np.asarray(self._features, dtype=object)
 
 
-class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+# auto_wrap_output_keys=None goes to scikit-learn's _SetOutputMixin.__init_subclass__ (no pandas wrapping of a
+# 3-D output); mypy, without scikit-learn stubs, sees object's __init_subclass__, hence the ignore.
+class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type: ignore[call-arg]
+                        auto_wrap_output_keys=None):
     """Windows ``(steps, features)`` into ``(n_windows, timesteps, features)`` (see :func:`make_windows`).
 
     Parameters
@@ -213,7 +216,8 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap
         return np.ascontiguousarray(w.X), np.ascontiguousarray(w.y)
 
 
-class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type: ignore[call-arg]
+                        auto_wrap_output_keys=None):
     """Arranges series into lanes for a stateful RNN (see :func:`arrange_stateful`).
 
     :meth:`transform` returns X ``(n_batches * batch_size, timesteps, features)`` in lane order;
@@ -253,7 +257,8 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wr
         y = to_pandas_or_numpy(y, "y")
         if y is not None:
             y = _check_y(X if _is_frame(X) else data, y)
-        kw = dict(horizon=self.horizon, remainder=self.remainder, return_sequences=self.return_sequences)
+        kw: dict[str, Any] = dict(horizon=self.horizon, remainder=self.remainder,
+                                  return_sequences=self.return_sequences)
         if y is None:
             return arrange_stateful(data, self.timesteps, self.batch_size, targets="next", **kw,
                                     **self._series_kwargs())
@@ -288,12 +293,28 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator, auto_wr
         return a.X, a.y, a.sample_weight
 
 
-
-def transform_xy(pipeline: Any, X: Any, y: Any):
+def transform_xy(pipeline: Any, X: Any, y: Any) -> tuple[np.ndarray, ...]:
     """Run a fitted pipeline whose last step windows/arranges, returning aligned ``(X, y[, w])``.
 
     The earlier steps transform X (e.g. a scaler fitted on the training rows); the last step
     windows it and its targets together, so X and y cannot be misaligned.
+
+    Returns
+    -------
+    ``(X, y)`` from a :class:`WindowTransformer` (``(n_windows, timesteps, features)`` and the target of
+    each window), ``(X, y, sample_weight)`` in lane order from a :class:`StatefulTransformer`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from statebatch.sklearn import WindowTransformer, transform_xy
+    >>> X, y = np.arange(12.0).reshape(6, 2), np.arange(6.0) * 10
+    >>> pipe = make_pipeline(StandardScaler(), WindowTransformer(timesteps=3)).fit(X)
+    >>> Xw, yw = transform_xy(pipe, X, y)
+    >>> Xw.shape, yw.tolist()  # the target of each window is y one step after its last row
+    ((3, 3, 2), [30.0, 40.0, 50.0])
     """
     steps = getattr(pipeline, "steps", None)
     if steps is None:

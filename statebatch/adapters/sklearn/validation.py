@@ -81,6 +81,14 @@ def align_y_index(X: Any, y: Any, what: str = "y") -> Any:
     duplicated ones) are refused: no rule pairs them. When only ``y`` carries an index and it is out of
     order, ``X`` (an array, e.g. the output of a scaler) cannot be checked: a
     :class:`~statebatch.errors.StatebatchWarning` says that rows are paired by position.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"v": [1.0, 2.0, 3.0]}, index=[10, 11, 12])
+    >>> y = pd.Series([3.0, 1.0, 2.0], index=[12, 10, 11])  # the same rows, shuffled
+    >>> align_y_index(X, y).tolist()
+    [1.0, 2.0, 3.0]
     """
     import warnings
 
@@ -171,6 +179,17 @@ class NotFittedError(StatebatchError, _SklearnNotFitted):
 
 
 def check_is_fitted(estimator: Any) -> None:
+    """Refuse an estimator used before ``fit`` with :class:`NotFittedError` (scikit-learn's, and a statebatch
+    error that says to fit first).
+
+    Examples
+    --------
+    >>> from statebatch.sklearn import WindowTransformer
+    >>> check_is_fitted(WindowTransformer())
+    Traceback (most recent call last):
+    statebatch.adapters.sklearn.validation.NotFittedError: this WindowTransformer is not fitted yet.
+      Fix: call fit(X) (or fit_transform) before transform.
+    """
     try:
         _check_is_fitted(estimator)
     except _SklearnNotFitted:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 
+from ...sources.options import InputOptions
 from ...errors import LengthMismatchError, ParameterError, ShapeError
 from .transformers import WindowTransformer
 from .validation import _check_is_fitted_pipeline, _is_pandas_rows, align_y_index, check_is_fitted
@@ -57,6 +58,9 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
         ``WindowSplit(id_col=..., time_col=...)``).
     dtype : numpy dtype
         Dtype of the windows (float32 by default).
+    options : InputOptions, optional
+        The input options together, as in :class:`WindowTransformer` (``target_cols`` here is this
+        estimator's own parameter: the features whose next values are the targets).
 
     Attributes
     ----------
@@ -67,7 +71,7 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(self, estimator: Any = None, *, timesteps: int = 10, horizon: int = 1, stride: int = 1,
                  flatten: bool = True, target_cols: Sequence[Any] | None = None, id_col: str | None = None,
-                 time_col: str | None = None, dtype: Any = np.float32):
+                 time_col: str | None = None, dtype: Any = np.float32, options: InputOptions | None = None):
         self.estimator = estimator
         self.timesteps = timesteps
         self.horizon = horizon
@@ -77,6 +81,7 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
         self.id_col = id_col
         self.time_col = time_col
         self.dtype = dtype
+        self.options = options
 
     def __sklearn_clone__(self):
         _check_model_selection_caller(self)  # a search with a plain scorer: refused before any fit, with the fix
@@ -104,7 +109,7 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
             raise ParameterError(f"horizon must be an integer >= 1, got {self.horizon!r}.",
                                  "pass horizon=1 (the next step) or more.")
         return WindowTransformer(self.timesteps, stride=self.stride, horizon=self.horizon, id_col=self.id_col,
-                                 time_col=self.time_col, dtype=self.dtype)
+                                 time_col=self.time_col, dtype=self.dtype, options=self.options)
 
     def _inputs(self, windows: np.ndarray) -> np.ndarray:
         return windows.reshape(len(windows), -1) if self.flatten else windows

@@ -9,10 +9,12 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import validate_data
 
+from ...sources.options import InputOptions
 from ...errors import DataValueError, DTypeError, LengthMismatchError, ParameterError, ShapeError, StatebatchError
 from ...results.stateful import Arranged, arrange_stateful
 from ...results.windows import make_windows
-from .validation import (_check_column_args, _check_is_fitted_pipeline, _check_params, _check_y, _is_frame,
+from .validation import (_check_column_args, _check_finite, _check_is_fitted_pipeline, _check_params, _check_y,
+                         _is_frame,
                          _is_pandas_rows, _refuse_nested, _report, _shift_targets, _with_target_columns,
                          align_y_index, check_is_fitted)
 
@@ -20,41 +22,102 @@ __all__ = ["WindowTransformer", "StatefulTransformer", "transform_xy"]
 
 
 class _SeriesInput:
-    """Shared input handling: wide arrays/frames via sklearn's validate_data, long frames by id."""
+    """Shared input handling: wide arrays/frames via sklearn's validate_data, long frames by id.
+
+    The input options (``id_col``, ``time_col``, ``dtype`` as keywords, the rest in ``options``) are
+    stored as given in ``__init__`` (scikit-learn's contract: ``get_params``/``clone`` see them) and
+    resolved into one :class:`~statebatch.InputOptions` in ``fit`` (``input_options_``).
+    """
 
     id_col: str | None
     time_col: str | None
     dtype: Any
+    options: InputOptions | None
+    input_options_: InputOptions
 
-    def _check_input(self, X: Any, reset: bool):
+    def _keep_input_params(self, id_col: str | None, time_col: str | None, dtype: Any,
+                           options: InputOptions | None) -> None:
+        """Store the input parameters as given (checked in ``fit``, scikit-learn's convention)."""
+        self.id_col = id_col
+        self.time_col = time_col
+        self.dtype = dtype
+        self.options = options
+
+    def _resolve_inputs(self) -> InputOptions:
+        """``options`` with the keywords given; ``dtype`` left at its default (float32) defers to
+        ``options.dtype``. Target columns are refused: a transformer's targets are its ``y``."""
+        given: dict[str, Any] = {"id_col": self.id_col, "time_col": self.time_col}
+        if self.dtype is not np.float32:
+            given["dtype"] = self.dtype
+        opts = InputOptions.resolve(self.options, **given)
+        if opts.dtype is None:
+            opts = opts.replace(dtype=np.float32)
+        if opts.target_cols is not None:
+            raise ParameterError(f"options.target_cols={list(opts.target_cols)} has no use here: the targets of "
+                                 f"{type(self).__name__} are the y given to transform_xy/arrange.",
+                                 "pass y=[column names] (or the targets) to transform_xy, and options without "
+                                 "target_cols.")
+        try:
+            np.dtype(opts.dtype)
+        except TypeError:
+            raise ParameterError(f"dtype={opts.dtype!r} is not a numpy dtype.", "pass e.g. dtype='float32'.") from None
+        return opts
+
+    def _check_input(self, X: Any, reset: bool) -> Any:
         from ...sources.frames import to_pandas_or_numpy
 
         if reset:
             _check_params(self)
+            self.input_options_ = self._resolve_inputs()
+        else:
+            check_is_fitted(self)
+        opts = self.input_options_
         _refuse_nested(X, type(self).__name__)
         X = to_pandas_or_numpy(X, "X")
-        if self.id_col is not None or self.time_col is not None:
-            if not _is_frame(X):
-                raise ParameterError(f"id_col/time_col need a pandas DataFrame, got {type(X).__name__}.",
-                                     "pass the long frame, or drop id_col/time_col.")
-            _check_column_args(X, id_col=self.id_col, time_col=self.time_col)
-            cols = [c for c in X.columns if c not in (self.id_col, self.time_col)]
-            if reset:
-                self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-                self.n_features_in_ = X.shape[1]
-                self._features = cols
-            else:
-                check_is_fitted(self)
-                missing = [c for c in self._features if c not in X.columns]
-                if missing:
-                    raise ShapeError(f"columns {missing} seen in fit are missing.", "pass the same columns as in fit.")
-            return X
+        if opts.id_col is not None or opts.time_col is not None:
+            return self._check_long(X, opts, reset)
+        if opts.feature_cols is not None:
+            raise ParameterError(f"options.feature_cols={list(opts.feature_cols)} selects columns of a long frame "
+                                 "(with id_col/time_col); this X is one series.",
+                                 "select the columns first (X[cols]), or pass id_col/time_col for a long frame.")
+        return self._check_wide(X, opts, reset)
+
+    def _check_long(self, X: Any, opts: InputOptions, reset: bool) -> Any:
+        """A long frame: its id/time columns exist, its feature columns are those of fit; NaN and inf
+        checked separately (``make_windows`` gets ``allow_nan`` for both, see :func:`_check_finite`)."""
+        if not _is_frame(X):
+            raise ParameterError(f"id_col/time_col need a pandas DataFrame, got {type(X).__name__}.",
+                                 "pass the long frame, or drop id_col/time_col.")
+        _check_column_args(X, id_col=opts.id_col, time_col=opts.time_col)
+        if reset:
+            keep = (opts.id_col, opts.time_col)
+            cols = ([c for c in X.columns if c not in keep] if opts.feature_cols is None
+                    else list(opts.feature_cols))
+            absent = [c for c in cols if c not in X.columns or c in keep]
+            if absent:
+                raise ParameterError(f"feature_cols {absent} are not value columns of X (columns: {list(X.columns)}).",
+                                     "name columns of X other than the id and time columns.")
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+            self.n_features_in_ = X.shape[1]
+            self._features = cols
+        else:
+            missing = [c for c in self._features if c not in X.columns]
+            if missing:
+                raise ShapeError(f"columns {missing} seen in fit are missing.", "pass the same columns as in fit.")
+        _check_finite(X[self._features], "X", opts)
+        return X
+
+    def _check_wide(self, X: Any, opts: InputOptions, reset: bool) -> np.ndarray:
+        """One series (an array or a wide frame): scikit-learn's ``validate_data``, its errors re-raised as
+        statebatch errors of the same kind; NaN and inf let through only as the options say."""
         if _is_pandas_rows(X):  # one series: a time index must be in time order (as make_windows requires)
             from ...sources.series import _check_time_index
 
             _check_time_index(X.index, "X")
+        finite = not (opts.allow_nan or opts.allow_inf)  # else checked below, NaN and inf apart
         try:
-            Xv = validate_data(self, X, reset=reset, dtype=self.dtype, ensure_min_samples=1)
+            Xv = validate_data(self, X, reset=reset, dtype=opts.dtype, ensure_min_samples=1,
+                               **({} if finite else {"ensure_all_finite": False}))
         except StatebatchError:
             raise
         except TypeError as exc:  # scikit-learn's own checks, re-raised as statebatch errors of the same kind
@@ -70,15 +133,33 @@ class _SeriesInput:
                 raise DataValueError(text, "pass at least one row.") from None
             raise ShapeError(text, "pass X as a 2-D array (steps, features) with the features it was fitted "
                              "on.") from None
+        if not finite:
+            _check_finite(Xv, "X", opts)
         if reset:
             names = getattr(self, "feature_names_in_", None)
             self._features = list(names) if names is not None else [f"x{i}" for i in range(Xv.shape[1])]
         return Xv
 
     def _series_kwargs(self) -> dict:
-        if self.id_col is None and self.time_col is None:
-            return {}
-        return {"id_col": self.id_col, "time_col": self.time_col, "feature_cols": self._features, "dtype": self.dtype}
+        """What ``make_windows``/``arrange_stateful`` take of the input options. ``allow_nan`` covers inf
+        too there (today's vocabulary): NaN and inf were checked apart before (:func:`_check_finite`)."""
+        opts = self.input_options_
+        kw: dict[str, Any] = {"allow_nan": opts.allow_nan or opts.allow_inf}
+        if opts.id_col is None and opts.time_col is None:
+            return kw
+        return {**kw, "id_col": opts.id_col, "time_col": opts.time_col, "feature_cols": self._features,
+                "dtype": opts.dtype, "gaps": opts.gaps}
+
+    def _check_y_finite(self, X: Any, y: Any) -> None:
+        """The targets (values, or columns of a frame ``X``) hold NaN/inf only as the options allow."""
+        if isinstance(y, (str, list)) and not isinstance(y, np.ndarray) and _is_frame(X):
+            y = X[[y] if isinstance(y, str) else y]
+        _check_finite(y, "y", self.input_options_)
+
+    @property
+    def _long(self) -> bool:
+        """Fitted on a long frame (many series by id and/or time column)."""
+        return self.input_options_.id_col is not None or self.input_options_.time_col is not None
 
     def set_output(self, *, transform: str | None = None):
         """Accepted so that ``Pipeline.set_output`` can configure the other steps; the output of this
@@ -101,7 +182,7 @@ class _SeriesInput:
             if len(input_features) != self.n_features_in_:
                 raise ShapeError(f"input_features has {len(input_features)} names for {self.n_features_in_} features.",
                                  "pass one name per input column.")
-            if self.id_col is None and self.time_col is None:
+            if not self._long:
                 return np.asarray(input_features, dtype=object)
         return np.asarray(self._features, dtype=object)
 
@@ -128,22 +209,28 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type: 
         For a long DataFrame of many series (windows never cross series).
     dtype : numpy dtype
         Output dtype (float32 by default, what Keras uses).
+    options : InputOptions, optional
+        The input options together (:class:`~statebatch.InputOptions`: ``id_col``, ``time_col``,
+        ``feature_cols`` of a long frame, ``dtype``, ``allow_nan``, ``allow_inf``, ``gaps``); a keyword
+        given as well must not repeat one with another value (``dtype`` left at float32 defers to
+        ``options.dtype``). ``target_cols`` is refused: the targets are the ``y`` of ``transform_xy``.
 
     Attributes
     ----------
     n_features_in_ : int
     feature_names_in_ : ndarray of str (when fitted on a DataFrame)
+    input_options_ : InputOptions
+        The input options in effect (the keywords and ``options`` resolved in ``fit``).
     """
 
     def __init__(self, timesteps: int = 10, *, stride: int = 1, sampling_rate: int = 1, horizon: int = 1,
-                 id_col: str | None = None, time_col: str | None = None, dtype: Any = np.float32):
+                 id_col: str | None = None, time_col: str | None = None, dtype: Any = np.float32,
+                 options: InputOptions | None = None):
         self.timesteps = timesteps
         self.stride = stride
         self.sampling_rate = sampling_rate
         self.horizon = horizon
-        self.id_col = id_col
-        self.time_col = time_col
-        self.dtype = dtype
+        self._keep_input_params(id_col, time_col, dtype, options)
 
     def fit(self, X: Any, y: Any = None) -> "WindowTransformer":
         if isinstance(self.horizon, bool) or not isinstance(self.horizon, (int, np.integer)) or self.horizon < 0:
@@ -195,14 +282,14 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type: 
         X, y = to_pandas_or_numpy(X, "X"), to_pandas_or_numpy(y, "y")
         X, y = (np.asarray(v) if not hasattr(v, "__len__") and hasattr(v, "__array__") else v for v in (X, y))
         y = _check_y(X, y)
-        if _is_frame(X) and (self.id_col is not None or self.time_col is not None):
+        self._check_y_finite(X, y)
+        if _is_frame(X) and self._long:
             # The frame is reordered (by series, by time): y travels with it as target columns, so
             # that the target of a window is read in time order, never in the input's row order.
             frame, cols = _with_target_columns(X, y)
             w = make_windows(frame, self.timesteps, stride=self.stride, sampling_rate=self.sampling_rate,
-                             id_col=self.id_col, time_col=self.time_col, feature_cols=self._features,
                              target_cols=cols, targets="next" if self.horizon else "aligned",
-                             horizon=max(self.horizon, 1), align="last", dtype=self.dtype)
+                             horizon=max(self.horizon, 1), align="last", **self._series_kwargs())
             return np.ascontiguousarray(w.X), np.ascontiguousarray(w.y)
         if _is_frame(X) and isinstance(y, (str, list)) and not isinstance(y, np.ndarray):
             y = X[[y] if isinstance(y, str) else y].to_numpy()
@@ -223,19 +310,40 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type
     :meth:`transform` returns X ``(n_batches * batch_size, timesteps, features)`` in lane order;
     :meth:`arrange` returns the full :class:`~statebatch.Arranged` result (targets, weights, resets,
     ``unbatch``), which a pipeline's last step cannot pass on.
+
+    Parameters
+    ----------
+    timesteps, batch_size : int
+        Chunk length and lanes per batch (see :func:`~statebatch.arrange_stateful`).
+    horizon : int
+        Steps from an input step to its target (>= 1; see :meth:`arrange`).
+    remainder, return_sequences
+        As in :func:`~statebatch.arrange_stateful`.
+    id_col, time_col : str, optional
+        For a long DataFrame of many series.
+    dtype : numpy dtype
+        Output dtype (float32 by default).
+    options : InputOptions, optional
+        The input options together (:class:`~statebatch.InputOptions`: ``id_col``, ``time_col``,
+        ``feature_cols`` of a long frame, ``dtype``, ``allow_nan``, ``allow_inf``, ``gaps``); a keyword
+        given as well must not repeat one with another value (``dtype`` left at float32 defers to
+        ``options.dtype``). ``target_cols`` is refused: the targets are the ``y`` of ``transform_xy``.
+
+    Attributes
+    ----------
+    input_options_ : InputOptions
+        The input options in effect (the keywords and ``options`` resolved in ``fit``).
     """
 
     def __init__(self, timesteps: int = 10, batch_size: int = 32, *, horizon: int = 1, remainder: str = "pad",
                  return_sequences: bool = True, id_col: str | None = None, time_col: str | None = None,
-                 dtype: Any = np.float32):
+                 dtype: Any = np.float32, options: InputOptions | None = None):
         self.timesteps = timesteps
         self.batch_size = batch_size
         self.horizon = horizon
         self.remainder = remainder
         self.return_sequences = return_sequences
-        self.id_col = id_col
-        self.time_col = time_col
-        self.dtype = dtype
+        self._keep_input_params(id_col, time_col, dtype, options)
 
     def fit(self, X: Any, y: Any = None) -> "StatefulTransformer":
         self._check_input(X, reset=True)
@@ -257,12 +365,13 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type
         y = to_pandas_or_numpy(y, "y")
         if y is not None:
             y = _check_y(X if _is_frame(X) else data, y)
+            self._check_y_finite(X if _is_frame(X) else data, y)
         kw: dict[str, Any] = dict(horizon=self.horizon, remainder=self.remainder,
                                   return_sequences=self.return_sequences)
         if y is None:
             return arrange_stateful(data, self.timesteps, self.batch_size, targets="next", **kw,
                                     **self._series_kwargs())
-        if self.id_col is not None or self.time_col is not None:
+        if self._long:
             # y travels with the long frame as a target column, shifted per series in time order
             frame, cols = _with_target_columns(data, y)
             return arrange_stateful(frame, self.timesteps, self.batch_size, targets="next", target_cols=cols,
@@ -273,7 +382,8 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type
                                       "pass y aligned row by row with X (before arranging).")
         h = self.horizon
         return arrange_stateful(data[: len(data) - h], self.timesteps, self.batch_size, targets=values[h:],
-                                remainder=self.remainder, return_sequences=self.return_sequences)
+                                remainder=self.remainder, return_sequences=self.return_sequences,
+                                **self._series_kwargs())
 
     def left_out(self, X: Any) -> list:
         """What :meth:`transform` leaves out of ``X`` (steps in no lane), with the reasons."""

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.exceptions import NotFittedError as _SklearnNotFitted
 from sklearn.utils.validation import check_is_fitted as _check_is_fitted
 
-from ...errors import LengthMismatchError, ParameterError, ShapeError, StatebatchError
+from ...errors import DataValueError, LengthMismatchError, ParameterError, ShapeError, StatebatchError
 
 __all__ = ["NotFittedError", "check_is_fitted", "align_y_index", "INAPPLICABLE_CHECKS", "INAPPLICABLE_REGRESSOR_CHECKS"]
 
@@ -210,10 +210,34 @@ def _check_params(est: Any) -> None:
         _int("stride", est.stride, 1)
         _int("sampling_rate", est.sampling_rate, 1)
     _int("horizon", est.horizon, 0 if not hasattr(est, "batch_size") else 1)
-    try:
-        np.dtype(est.dtype)
-    except TypeError:
-        raise ParameterError(f"dtype={est.dtype!r} is not a numpy dtype.", "pass e.g. dtype='float32'.") from None
+
+
+def _check_finite(values: Any, what: str, opts: Any) -> None:
+    """NaN and inf let through apart, as ``opts`` (an :class:`~statebatch.InputOptions`) says.
+
+    Only one allowed is checked here: ``make_windows``/``arrange_stateful`` take one ``allow_nan`` that
+    covers both (refusing both, naming the first, when it is False), so with ``allow_nan=True`` and
+    ``allow_inf=False`` an inf would pass them: a division by zero upstream, trained on in silence.
+    """
+    if bool(opts.allow_nan) == bool(opts.allow_inf):
+        return  # both refused (downstream, with its message) or both allowed
+    kind, found = ("inf", np.isinf) if opts.allow_nan else ("NaN", np.isnan)
+    columns = ([(f"[{c!r}]", values[c].to_numpy()) for c in values.columns] if _is_frame(values)
+               else [("", values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values))])
+    for name, a in columns:
+        if a.dtype.kind not in "fc" or a.ndim == 0:
+            continue  # not numbers: refused downstream by dtype
+        hit = found(a)
+        if hit.any():
+            row = int(np.flatnonzero(hit.reshape(len(a), -1).any(axis=1))[0])
+            fix = ("replace the inf first (often a division by zero or a log of 0 upstream), or pass "
+                   "options=InputOptions(allow_inf=True) if the model handles it." if kind == "inf" else
+                   "fill or drop the NaN first (e.g. df.interpolate()), or pass options=InputOptions(allow_nan=True) "
+                   "for a model that masks them.")
+            raise DataValueError(f"{what}{name} holds {int(hit.sum())} {kind} value(s) (first in row {row}), and "
+                                 f"allow_{'inf' if kind == 'inf' else 'nan'} is False "
+                                 f"(allow_{'nan' if kind == 'inf' else 'inf'}=True lets only "
+                                 f"{'NaN' if kind == 'inf' else 'inf'} through).", fix)
 
 
 def _check_is_fitted_pipeline(pipeline: Any) -> None:

@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 import zipfile
@@ -32,6 +31,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from keras import layers
+
+from _threads import run_threads
 
 from statebatch.errors import (DataValueError, DTypeError, ModelMismatchError, ParameterError, ShapeError,
                                StatebatchError, StatebatchWarning, StoreError, UnknownSeriesError,
@@ -665,22 +666,8 @@ def test_thirty_threads_saving_one_path_all_succeed_and_leave_one_whole_file(mod
         s.warm([f"t{j}-{i}" for i in range(50)], np.full((50, 2, F), j, "float32"))
         stores.append(s)
     path = tmp_path / "s.npz"
-    barrier = threading.Barrier(30)
-    errors = []
-
-    def save(j):
-        barrier.wait()
-        try:
-            stores[j % 3].save(path)
-        except Exception as exc:  # collected: every save must succeed
-            errors.append(exc)
-
-    threads = [threading.Thread(target=save, args=(j,)) for j in range(30)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    errors = run_threads(lambda j: stores[j % 3].save(path), [(j,) for j in range(30)], together=True)
+    assert errors == []  # every save succeeds
     loaded = StateStore.load(path, model)
     owner = [j for j in range(3) if loaded.ids == stores[j].ids]
     assert len(owner) == 1

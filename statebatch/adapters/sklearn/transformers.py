@@ -35,13 +35,11 @@ class _SeriesInput:
     options: InputOptions | None
     input_options_: InputOptions
 
-    def _keep_input_params(self, id_col: str | None, time_col: str | None, dtype: Any,
-                           options: InputOptions | None) -> None:
-        """Store the input parameters as given (checked in ``fit``, scikit-learn's convention)."""
-        self.id_col = id_col
-        self.time_col = time_col
-        self.dtype = dtype
-        self.options = options
+    def _keep_params(self, **params: Any) -> None:
+        """Store the constructor's parameters as given, under their own names (scikit-learn's contract:
+        ``get_params`` reads them back by the ``__init__`` signature; they are checked in ``fit``)."""
+        for name, value in params.items():
+            setattr(self, name, value)
 
     def _resolve_inputs(self) -> InputOptions:
         """``options`` with the keywords given; ``dtype`` left at its default (float32) defers to
@@ -226,11 +224,8 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type: 
     def __init__(self, timesteps: int = 10, *, stride: int = 1, sampling_rate: int = 1, horizon: int = 1,
                  id_col: str | None = None, time_col: str | None = None, dtype: Any = np.float32,
                  options: InputOptions | None = None):
-        self.timesteps = timesteps
-        self.stride = stride
-        self.sampling_rate = sampling_rate
-        self.horizon = horizon
-        self._keep_input_params(id_col, time_col, dtype, options)
+        self._keep_params(timesteps=timesteps, stride=stride, sampling_rate=sampling_rate, horizon=horizon,
+                          id_col=id_col, time_col=time_col, dtype=dtype, options=options)
 
     def fit(self, X: Any, y: Any = None) -> "WindowTransformer":
         if isinstance(self.horizon, bool) or not isinstance(self.horizon, (int, np.integer)) or self.horizon < 0:
@@ -319,31 +314,17 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type
         Steps from an input step to its target (>= 1; see :meth:`arrange`).
     remainder, return_sequences
         As in :func:`~statebatch.arrange_stateful`.
-    id_col, time_col : str, optional
-        For a long DataFrame of many series.
-    dtype : numpy dtype
-        Output dtype (float32 by default).
-    options : InputOptions, optional
-        The input options together (:class:`~statebatch.InputOptions`: ``id_col``, ``time_col``,
-        ``feature_cols`` of a long frame, ``dtype``, ``allow_nan``, ``allow_inf``, ``gaps``); a keyword
-        given as well must not repeat one with another value (``dtype`` left at float32 defers to
-        ``options.dtype``). ``target_cols`` is refused: the targets are the ``y`` of ``transform_xy``.
-
-    Attributes
-    ----------
-    input_options_ : InputOptions
-        The input options in effect (the keywords and ``options`` resolved in ``fit``).
+    id_col, time_col, dtype, options
+        The input options, as in :class:`WindowTransformer` (resolved in ``fit`` into
+        ``input_options_``).
     """
 
     def __init__(self, timesteps: int = 10, batch_size: int = 32, *, horizon: int = 1, remainder: str = "pad",
                  return_sequences: bool = True, id_col: str | None = None, time_col: str | None = None,
                  dtype: Any = np.float32, options: InputOptions | None = None):
-        self.timesteps = timesteps
-        self.batch_size = batch_size
-        self.horizon = horizon
-        self.remainder = remainder
-        self.return_sequences = return_sequences
-        self._keep_input_params(id_col, time_col, dtype, options)
+        self._keep_params(timesteps=timesteps, batch_size=batch_size, horizon=horizon, remainder=remainder,
+                          return_sequences=return_sequences, id_col=id_col, time_col=time_col, dtype=dtype,
+                          options=options)
 
     def fit(self, X: Any, y: Any = None) -> "StatefulTransformer":
         self._check_input(X, reset=True)

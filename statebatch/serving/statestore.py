@@ -93,7 +93,7 @@ class StateStore:
     ``idle_timeout``.
     """
 
-    def __init__(self, model: Any, *, idle_timeout: float | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, model: Any, *, idle_timeout: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         from .inference import _stateless_model, check_model, state_spec
 
         check_model(model, "StateStore")
@@ -363,7 +363,7 @@ class StateStore:
         self._last[rows] = self._clock()
         return pred
 
-    def warm_from(self, arranged: Any, **kwargs) -> np.ndarray:
+    def warm_from(self, arranged: Any, **kwargs: Any) -> np.ndarray:
         """Take the series of a training arrangement into the store, each at the end of its data.
 
         Every series of ``arranged`` (e.g. the training part of :meth:`Arranged.split`) is run from zero
@@ -529,7 +529,7 @@ class StateStore:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: Any, *, check_weights: bool = True, **kwargs) -> "StateStore":
+    def load(cls, path: str | os.PathLike, model: Any, *, check_weights: bool = True, **kwargs: Any) -> "StateStore":
         """A store for ``model`` with the states saved in ``path``.
 
         Raises :class:`~statebatch.errors.StoreError`, naming the file and the fix, when the file is

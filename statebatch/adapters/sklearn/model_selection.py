@@ -67,6 +67,15 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
     windower_ : WindowTransformer
     estimator_ : the fitted inner regressor
     n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LinearRegression
+    >>> x = np.arange(30.0)[:, None]
+    >>> reg = WindowRegressor(LinearRegression(), timesteps=3).fit(x, x[:, 0])
+    >>> reg.predict(x[:5]).round(4).tolist(), reg.align_y(x[:5], x[:5, 0]).tolist()  # per window, its target
+    ([3.0, 4.0], [3.0, 4.0])
     """
 
     def __init__(self, estimator: Any = None, *, timesteps: int = 10, horizon: int = 1, stride: int = 1,
@@ -83,7 +92,7 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
         self.dtype = dtype
         self.options = options
 
-    def __sklearn_clone__(self):
+    def __sklearn_clone__(self) -> "WindowRegressor":
         _check_model_selection_caller(self)  # a search with a plain scorer: refused before any fit, with the fix
         return super().__sklearn_clone__()
 
@@ -134,7 +143,7 @@ class WindowRegressor(RegressorMixin, BaseEstimator):
             yw = yw.reshape(len(yw))
         return Xw, yw
 
-    def fit(self, X: Any, y: Any = None, **fit_params) -> "WindowRegressor":
+    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> "WindowRegressor":
         """Window ``X`` (and ``y`` row-aligned with it, or the next values of ``X``) and fit the estimator."""
         from sklearn.base import clone
         from sklearn.linear_model import Ridge
@@ -285,7 +294,7 @@ def _check_not_plain_scorer(estimator: Any) -> None:
 class _Fixed(RegressorMixin, BaseEstimator):
     """Predictions already made, in a form scikit-learn's scorers accept."""
 
-    def __init__(self, predictions: Any = None):
+    def __init__(self, predictions: Any = None) -> None:
         self.predictions = predictions
 
     def fit(self, X: Any = None, y: Any = None) -> "_Fixed":

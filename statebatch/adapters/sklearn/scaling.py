@@ -40,6 +40,16 @@ class SeriesScaler(TransformerMixin, BaseEstimator,  # type: ignore[call-arg]
     ----------
     mean_, scale_ : pandas DataFrame, one row per id, one column per scaled column
         (``scale_`` is 1 where a series is constant, as in ``StandardScaler``).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"id": ["a", "a", "b", "b"], "v": [1.0, 3.0, 10.0, 30.0]})
+    >>> sc = SeriesScaler("id").fit(df)
+    >>> sc.transform(df)["v"].tolist()  # each series by its own mean and standard deviation
+    [-1.0, 1.0, -1.0, 1.0]
+    >>> sc.inverse_transform_by_id([0.0, 1.0], ["a", "b"]).tolist()  # back in each series' units
+    [2.0, 30.0]
     """
 
     def __init__(self, id_col: str = "id", *, time_col: str | None = None, columns: Sequence[str] | None = None,
@@ -160,6 +170,6 @@ class SeriesScaler(TransformerMixin, BaseEstimator,  # type: ignore[call-arg]
         check_is_fitted(self)
         return np.asarray(self.feature_names_in_, dtype=object)
 
-    def set_output(self, *, transform: str | None = None):
+    def set_output(self, *, transform: str | None = None) -> "SeriesScaler":
         """The output is already the (pandas) frame that came in; accepted for ``Pipeline.set_output``."""
         return self

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -88,7 +88,7 @@ class _Parts:
     """Where :func:`time_split` cuts a series of ``n`` rows: the rows of each part, given the fractions and
     the gap (one place for the arithmetic that one series and every series of a long frame share)."""
 
-    def __init__(self, val: float, test: float, gap: int):
+    def __init__(self, val: float, test: float, gap: int) -> None:
         self.val, self.test, self.gap = val, test, gap
 
     def rows_needed(self) -> int:
@@ -253,6 +253,14 @@ class WindowSplit:
     id_col, time_col : str, optional
         A long DataFrame: every series is split by its own time (sorted by ``time_col`` when given),
         and a fold is the union of those row positions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> for train, test in WindowSplit(n_splits=2, history=2).split(np.zeros(14)):
+    ...     print(train, test)  # each test fold opens with 2 rows of history, in no training part
+    [0 1 2 3] [4 5 6 7 8 9]
+    [0 1 2 3 4 5 6 7] [ 8  9 10 11 12 13]
     """
 
     def __init__(self, n_splits: int = 5, *, history: int = 10, gap: int = 0, test_size: int | None = None,
@@ -299,7 +307,7 @@ class WindowSplit:
             folds.append((start, stop, s - history, s + m))
         return folds
 
-    def split(self, X: Any, y: Any = None, groups: Any = None):
+    def split(self, X: Any, y: Any = None, groups: Any = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(train, test)`` arrays of row positions of ``X``."""
         from ...sources.frames import to_pandas_or_numpy
 

@@ -159,7 +159,7 @@ class _SeriesInput:
         """Fitted on a long frame (many series by id and/or time column)."""
         return self.input_options_.id_col is not None or self.input_options_.time_col is not None
 
-    def set_output(self, *, transform: str | None = None):
+    def set_output(self, *, transform: str | None = None) -> Any:
         """Accepted so that ``Pipeline.set_output`` can configure the other steps; the output of this
         step stays a 3-D numpy array, which has no pandas/polars form."""
         if transform not in (None, "default", "pandas", "polars"):
@@ -167,8 +167,8 @@ class _SeriesInput:
                                  "pass 'default', 'pandas' or 'polars'.")
         return self
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()  # type: ignore[misc]  # a mixin: BaseEstimator is next in the MRO
         tags.transformer_tags.preserves_dtype = []  # the output dtype is the `dtype` parameter
         return tags
 
@@ -219,6 +219,16 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type: 
     feature_names_in_ : ndarray of str (when fitted on a DataFrame)
     input_options_ : InputOptions
         The input options in effect (the keywords and ``options`` resolved in ``fit``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.arange(20.0).reshape(10, 2)  # 10 steps, 2 features
+    >>> wt = WindowTransformer(timesteps=3).fit(X)
+    >>> wt.transform(X).shape  # the last step has no next-step target: 7 windows
+    (7, 3, 2)
+    >>> wt.transform_y(X, np.arange(10.0)).tolist()  # y one step after each window's last row
+    [3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
     """
 
     def __init__(self, timesteps: int = 10, *, stride: int = 1, sampling_rate: int = 1, horizon: int = 1,
@@ -233,7 +243,7 @@ class WindowTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type: 
         self._check_input(X, reset=True)
         return self
 
-    def _windows(self, X: Any, y: Any = None):
+    def _windows(self, X: Any, y: Any = None) -> Any:
         data = self._check_input(X, reset=False)
         kw = dict(stride=self.stride, sampling_rate=self.sampling_rate, copy=False, **self._series_kwargs())
         if self.horizon == 0:
@@ -317,6 +327,15 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type
     id_col, time_col, dtype, options
         The input options, as in :class:`WindowTransformer` (resolved in ``fit`` into
         ``input_options_``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.arange(20.0).reshape(10, 2)
+    >>> st = StatefulTransformer(timesteps=2, batch_size=2).fit(X)
+    >>> Xs, ys, weights = st.transform_xy(X, np.arange(10.0))
+    >>> Xs.shape, ys.shape, weights.shape  # 3 batches of 2 lanes, chunks of 2 steps
+    ((6, 2, 2), (6, 2, 1), (6, 2))
     """
 
     def __init__(self, timesteps: int = 10, batch_size: int = 32, *, horizon: int = 1, remainder: str = "pad",

@@ -43,7 +43,9 @@ import numpy as np
 from .._args import check_bool, check_int, check_path, check_real, check_size, plural
 from ..errors import (DataValueError, DTypeError, ModelMismatchError, ParameterError, ShapeError, StoreError,
                       UnknownSeriesError, UnsupportedModelError)
-from .files import write_atomic
+# remove_stale_temps and save_lock are imported too so that the path before the split
+# (statebatch.statestore.save_lock, a moved module kept for one release) still finds them.
+from .files import remove_stale_temps, save_lock, write_atomic  # noqa: F401
 from .ids import check_ids
 from .storefile import FORMAT, _model_signature, check_signature, check_store_arrays, encode_store, read_store_file
 

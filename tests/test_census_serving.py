@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 import zipfile
@@ -33,11 +32,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from keras import layers
 
+from _threads import run_threads
+
 from statebatch.errors import (DataValueError, DTypeError, ModelMismatchError, ParameterError, ShapeError,
                                StatebatchError, StatebatchWarning, StoreError, UnknownSeriesError,
                                UnsupportedModelError)
 from statebatch.serving.inference import get_states, inference_model, set_states, state_spec
-from statebatch.serving.statestore import StateStore, remove_stale_temps, save_lock
+from statebatch.serving.files import remove_stale_temps, save_lock
+from statebatch.serving.statestore import StateStore
 
 F = 2
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -664,22 +666,8 @@ def test_thirty_threads_saving_one_path_all_succeed_and_leave_one_whole_file(mod
         s.warm([f"t{j}-{i}" for i in range(50)], np.full((50, 2, F), j, "float32"))
         stores.append(s)
     path = tmp_path / "s.npz"
-    barrier = threading.Barrier(30)
-    errors = []
-
-    def save(j):
-        barrier.wait()
-        try:
-            stores[j % 3].save(path)
-        except Exception as exc:  # collected: every save must succeed
-            errors.append(exc)
-
-    threads = [threading.Thread(target=save, args=(j,)) for j in range(30)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    errors = run_threads(lambda j: stores[j % 3].save(path), [(j,) for j in range(30)], together=True)
+    assert errors == []  # every save succeeds
     loaded = StateStore.load(path, model)
     owner = [j for j in range(3) if loaded.ids == stores[j].ids]
     assert len(owner) == 1
@@ -690,7 +678,7 @@ def test_thirty_threads_saving_one_path_all_succeed_and_leave_one_whole_file(mod
 
 WRITER = r"""
 import sys
-from statebatch.serving.statestore import write_atomic
+from statebatch.serving.files import write_atomic
 target, count = sys.argv[1], int(sys.argv[2])
 datas = [open(p, "rb").read() for p in sys.argv[3:]]
 print("ready", flush=True)
@@ -717,7 +705,7 @@ def test_writer_processes_killed_mid_save_forty_times_never_leave_a_broken_file(
     path.write_bytes(payloads[0])
     s = StateStore.load(path, model)
     modules = subprocess.run(
-        [sys.executable, "-c", "import sys, statebatch.serving.statestore; print(' '.join(sys.modules))"],
+        [sys.executable, "-c", "import sys, statebatch.serving.files; print(' '.join(sys.modules))"],
         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True).stdout.split()
     assert "numpy" in modules and "keras" not in modules  # the writer starts fast: no Keras to import
     rng = np.random.default_rng(0)
@@ -807,7 +795,7 @@ def test_a_failed_write_removes_its_own_temporary_file(model, tmp_path, monkeypa
     def full_disk(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("statebatch.serving.statestore.os.fsync", full_disk)
+    monkeypatch.setattr("statebatch.serving.files.os.fsync", full_disk)
     with pytest.raises(StoreError) as info:
         s.save(path)
     assert_statebatch_error(info.value, StoreError)

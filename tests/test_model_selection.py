@@ -85,7 +85,7 @@ def test_windowsplit_long_frame_splits_each_series_by_its_time():
                        "v": rng.normal(size=105)}).sample(frac=1, random_state=0).reset_index(drop=True)
     cv = WindowSplit(n_splits=2, history=3, id_col="id", time_col="t")
     for train, test in cv.split(df):
-        for name, g in df.groupby("id"):
+        for name, _g in df.groupby("id"):
             tr = df.loc[train][df.loc[train, "id"] == name]["t"]
             te = df.loc[test][df.loc[test, "id"] == name]["t"]
             assert len(tr) > 3 and len(te) > 3 and tr.max() < te.min()
@@ -224,3 +224,17 @@ def test_windowsplit_invariants(n, k, history, gap, test_size, max_train):
         assert len(train) > history and (max_train is None or len(train) <= max_train)
         scored.append(test[history:])
     assert np.array_equal(np.concatenate(scored), np.arange(n - len(np.concatenate(scored)), n))
+
+
+def test_window_regressor_takes_the_input_options_together():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"id": np.repeat(["a", "b"], 30), "t": np.tile(np.arange(30), 2),
+                       "v": rng.normal(size=60), "noise": rng.normal(size=60)})
+    opts = sb.InputOptions(id_col="id", time_col="t", feature_cols=["v"])
+    reg = WindowRegressor(LinearRegression(), timesteps=4, options=opts).fit(df)
+    assert reg.n_features_in_ == 4 and list(reg.windower_.get_feature_names_out()) == ["v"]
+    by_kw = WindowRegressor(LinearRegression(), timesteps=4, id_col="id", time_col="t").fit(df[["id", "t", "v"]])
+    np.testing.assert_allclose(reg.predict(df), by_kw.predict(df[["id", "t", "v"]]))
+    assert clone(reg).get_params()["options"] == opts
+    with pytest.raises(sb.errors.ParameterError, match="given twice"):
+        WindowRegressor(timesteps=4, time_col="id", options=opts).fit(df)

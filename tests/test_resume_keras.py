@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import pytest
 from _backend import BACKEND
+from _threads import run_threads
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -223,21 +224,12 @@ def test_stale_temporary_files_of_dead_writers_are_removed_live_ones_kept(tmp_pa
 
 def test_concurrent_saves_from_threads_never_leave_a_broken_backup(tmp_path):
     b = TrainingBackup(tmp_path, {"data": "x"})
-    errors = []
 
     def work(t):
-        try:
-            for i in range(10):
-                b.save(t, i, {"weights": [np.full(1000, t * 100 + i, dtype=np.float32)]})
-        except Exception as exc:  # noqa: BLE001 - collected and asserted on
-            errors.append(exc)
+        for i in range(10):
+            b.save(t, i, {"weights": [np.full(1000, t * 100 + i, dtype=np.float32)]})
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_threads(work, [(t,) for t in range(4)]) == []
     header, arrays = b.load()
     assert (arrays["weights"][0] == header["epoch"] * 100 + header["batch"]).all()
     assert sorted(p.name for p in tmp_path.iterdir()) == [BACKUP_FILE]

@@ -140,3 +140,79 @@ def test_time_split_errors():
         time_split(np.zeros((10, 1)), val=0.6, test=0.5)
     with pytest.raises(sb.ParameterError, match="too few"):
         time_split(np.zeros((10, 1)), val=0.3, test=0.3, gap=3)
+
+
+# ---------------------------------------------------------------- one vocabulary: InputOptions, NaN and inf apart
+def _long(n=12):
+    return pd.DataFrame({"id": np.repeat(["a", "b"], n), "t": np.tile(np.arange(n), 2),
+                         "v": np.arange(2.0 * n), "w": np.arange(2.0 * n) * 10})
+
+
+@pytest.mark.parametrize("cls", [WindowTransformer, StatefulTransformer])
+def test_options_give_the_same_result_as_the_keywords_and_survive_clone(cls):
+    df = _long()
+    kw = dict(timesteps=3) if cls is WindowTransformer else dict(timesteps=2, batch_size=2)
+    by_keywords = cls(**kw, id_col="id", time_col="t").fit(df)
+    opts = sb.InputOptions(id_col="id", time_col="t")
+    by_options = cls(**kw, options=opts).fit(df)
+    np.testing.assert_array_equal(by_options.transform(df), by_keywords.transform(df))
+    assert by_options.get_params()["options"] is opts  # stored as given (scikit-learn's contract)
+    c = clone(by_options)
+    assert c.get_params()["options"] == opts and not hasattr(c, "input_options_")
+    assert by_options.input_options_.id_col == "id"
+
+
+def test_options_dtype_feature_cols_and_conflicts():
+    df = _long()
+    wt = WindowTransformer(3, options=sb.InputOptions(id_col="id", time_col="t", feature_cols=["w"],
+                                                      dtype="float64")).fit(df)
+    out = wt.transform(df)
+    assert out.dtype == np.float64 and out.shape == (2 * (12 - 3), 3, 1)  # horizon 1: one target step kept out
+    np.testing.assert_array_equal(out[0, :, 0], [0.0, 10.0, 20.0])  # the w column only
+    with pytest.raises(sb.errors.ParameterError, match="given twice"):
+        WindowTransformer(3, id_col="t", options=sb.InputOptions(id_col="id")).fit(df)
+    with pytest.raises(sb.errors.ParameterError, match="target_cols"):
+        WindowTransformer(3, options=sb.InputOptions(id_col="id", target_cols=["w"])).fit(df)
+    with pytest.raises(sb.errors.ParameterError, match="feature_cols"):
+        WindowTransformer(3, options=sb.InputOptions(feature_cols=["v"])).fit(df[["v", "w"]])
+    with pytest.raises(sb.errors.ParameterError, match="nope"):
+        WindowTransformer(3, options=sb.InputOptions(id_col="id", feature_cols=["nope"])).fit(df)
+
+
+@pytest.mark.parametrize("long", [False, True], ids=["array", "long frame"])
+def test_nan_and_inf_are_allowed_apart(long):
+    def data(bad):
+        x = np.arange(24.0)
+        x[5] = bad
+        if long:
+            return pd.DataFrame({"id": np.repeat([0, 1], 12), "v": x})
+        return x[:, None]
+
+    cols = dict(id_col="id") if long else {}
+    refuse_nan = WindowTransformer(3, options=sb.InputOptions(allow_inf=True, **cols))
+    refuse_inf = WindowTransformer(3, options=sb.InputOptions(allow_nan=True, **cols))
+    out = refuse_inf.fit(data(np.nan)).transform(data(np.nan))
+    assert np.isnan(out).sum() == 3  # the NaN step sits in three windows, let through
+    with pytest.raises(sb.errors.DataValueError, match=r"inf .*allow_inf is False"):
+        refuse_inf.transform(data(np.inf))
+    out = refuse_nan.fit(data(np.inf)).transform(data(np.inf))
+    assert np.isinf(out).sum() == 3
+    with pytest.raises(sb.errors.DataValueError, match=r"NaN .*allow_nan is False"):
+        refuse_nan.transform(data(np.nan))
+    with pytest.raises(sb.errors.DataValueError):  # the default refuses both
+        WindowTransformer(3, **cols).fit(data(np.inf)).transform(data(np.inf))
+
+
+def test_targets_with_inf_are_refused_when_only_nan_is_allowed():
+    X = np.arange(20.0)[:, None]
+    y = np.arange(20.0)
+    y[7] = np.inf
+    st = StatefulTransformer(2, 2, options=sb.InputOptions(allow_nan=True)).fit(X)
+    with pytest.raises(sb.errors.DataValueError, match=r"y holds 1 inf"):
+        st.transform_xy(X, y)
+    wt = WindowTransformer(3, options=sb.InputOptions(allow_nan=True)).fit(X)
+    with pytest.raises(sb.errors.DataValueError, match=r"y holds 1 inf"):
+        wt.transform_xy(X, y)
+    y[7] = np.nan
+    Xw, yw = wt.transform_xy(X, y)
+    assert np.isnan(yw).sum() == 1

@@ -197,7 +197,7 @@ def test_a_failed_save_leaves_the_previous_file_whole(tmp_path, monkeypatch):
     def dies(src, dst):
         raise OSError("disk gone")
 
-    monkeypatch.setattr("statebatch.serving.statestore.os.replace", dies)
+    monkeypatch.setattr("statebatch.serving.files.os.replace", dies)
     with pytest.raises(StoreError, match="cannot write"):
         store.save(path)
     assert path.read_bytes() == old

@@ -17,61 +17,42 @@ per sequence, start/end controls, idle timeout), done in-process with numpy stat
 
 What saving guarantees (tested with real processes killed by SIGKILL and with concurrent writers):
 
-- *crash*: a save writes a temporary file of its own (``.<name>.<pid>.<random>.tmp``, unique per
-  save, so threads never share one), ``fsync``s it and moves it into place with ``os.replace``; a
-  process killed at any point leaves either the previous file or the new one, whole. A temporary
-  file left by a writer that died is removed by the next save or load of that path (its pid is gone);
-- *concurrency*: saves to one path, from threads or processes, take an advisory lock
-  (``fcntl.flock`` on a sidecar ``.<name>.lock``, removed after each save) and so run one at a
-  time; the file is always one complete save, the *last* one (last writer wins: saves are not
-  merged, a series only the earlier writer held is not in the file). Local filesystems only: the
-  lock and the dead-writer test (by pid) mean nothing across machines sharing a network disk.
+- *crash*: a save writes a temporary file of its own, ``fsync``s it and moves it into place with
+  ``os.replace``; a process killed at any point leaves either the previous file or the new one,
+  whole (:mod:`statebatch.serving.files`);
+- *concurrency*: saves to one path, from threads or processes, take an advisory lock and so run
+  one at a time; the file is always one complete save, the *last* one (last writer wins: saves are
+  not merged, a series only the earlier writer held is not in the file). Local filesystems only.
 
-Keras is imported by :mod:`statebatch.inference`, which this module needs; the file-writing helpers
-need only numpy (a saving subprocess in the tests uses them without importing Keras).
+The file's format, the model signature and the checks a file passes on loading are in
+:mod:`statebatch.serving.storefile`. Keras is imported by :mod:`statebatch.serving.inference`, which
+this module needs, only when a store is built: importing this module (and the file-writing helpers)
+needs only numpy.
 """
 
 from __future__ import annotations
 
 import collections.abc as abc
-import contextlib
-import hashlib
-import io
-import json
 import os
 import time
-import uuid
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from .._args import check_bool, check_int, check_path, check_real, check_size, plural
-from ..errors import (DataValueError, DTypeError, ModelMismatchError, ParameterError, ShapeError,
-                     StatebatchWarning, StoreError, UnknownSeriesError, UnsupportedModelError)
-
-try:  # POSIX advisory locks; elsewhere saves are not serialised between processes (documented)
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
+from ..errors import (DataValueError, DTypeError, ModelMismatchError, ParameterError, ShapeError, StoreError,
+                      UnknownSeriesError, UnsupportedModelError)
+# remove_stale_temps and save_lock are imported too so that the path before the split
+# (statebatch.statestore.save_lock, a moved module kept for one release) still finds them.
+from .files import remove_stale_temps, save_lock, write_atomic  # noqa: F401
+from .ids import check_ids
+from .storefile import FORMAT, _model_signature, check_signature, check_store_arrays, encode_store, read_store_file
 
 if TYPE_CHECKING:
     from .inference import StateSpec
 
 __all__ = ["StateStore"]
-
-_FORMAT = "statebatch.StateStore/2"
-# Version 1 identified states by layer paths, i.e. Keras' auto-generated names ("lstm_7"): a model
-# rebuilt in a fresh process gets other names. Such files still load (with a warning) when everything
-# that is not a name matches: the states' classes, shapes and dtypes, the sizes, the weights.
-_OLD_FORMAT = "statebatch.StateStore/1"
-# Config keys that describe what a layer computes (never its name): part of the model signature.
-_STRUCTURAL = ("units", "activation", "recurrent_activation", "use_bias", "unit_forget_bias", "reset_after",
-               "return_sequences", "return_state", "go_backwards", "stateful", "unroll", "merge_mode", "filters",
-               "kernel_size", "strides", "padding", "dilation_rate", "rate", "axis", "epsilon", "target_shape",
-               "dims", "output_dim", "input_dim", "pool_size", "data_format", "mask_value", "negative_slope",
-               "max_value", "threshold", "center", "scale", "output_mode", "n")
 
 
 def _bucket(n: int) -> int:
@@ -81,194 +62,6 @@ def _bucket(n: int) -> int:
     if n <= 1024:
         return 1 << max(0, (n - 1).bit_length())
     return -(-n // 1024) * 1024
-
-
-def _check_id(sid: Any) -> Any:
-    # bool is refused although it is an int: True == 1 would silently address series 1.
-    if isinstance(sid, (bool, np.bool_)) or not isinstance(sid, (str, int, np.integer)):
-        raise ParameterError(f"series id {sid!r} ({type(sid).__name__}) is not a str or int.",
-                             "use str or int series ids (they are saved with the states).")
-    if isinstance(sid, np.integer):
-        return int(sid)
-    return str(sid) if isinstance(sid, str) and type(sid) is not str else sid  # np.str_ -> str (saved as JSON)
-
-
-def check_ids(ids: Any) -> list:
-    """``ids`` as a list of distinct str/int series ids, read exactly once.
-
-    A generator or iterator is consumed here and only here, so every later use sees the same ids.
-    Unordered collections (``set``, ``frozenset``) are refused: values are paired with ids by
-    position, and a set's order is arbitrary. A ``dict``'s keys view keeps insertion order and is
-    accepted; a mapping itself is refused (ids or values?).
-    """
-    if isinstance(ids, (str, bytes, int, np.integer, np.str_)) and not isinstance(ids, (bool, np.bool_)):
-        shown = ids.decode(errors="replace") if isinstance(ids, bytes) else ids
-        raise ParameterError(f"ids must be a list of series ids, got the single id {ids!r}.", f"pass [{shown!r}].")
-    if isinstance(ids, abc.Mapping):
-        raise ParameterError(f"ids is a mapping ({type(ids).__name__}): it is unclear whether its keys are the ids.",
-                             "pass list(mapping) for its keys (insertion order) and the values in that order.")
-    if isinstance(ids, abc.Set) and not isinstance(ids, abc.KeysView):
-        raise ParameterError(
-            f"ids is a {type(ids).__name__}, whose order is arbitrary: values are paired with ids by position, so "
-            "each series could receive another series' values.",
-            "pass a list (e.g. sorted(ids)) and the values in the same order.")
-    if isinstance(ids, np.ndarray) and ids.ndim != 1:
-        raise ParameterError(f"ids has shape {ids.shape}; a 1-D list of ids was expected.", "pass a flat list of ids.")
-    try:
-        out = list(ids)
-    except TypeError:
-        raise ParameterError(f"ids must be a list of series ids, got {type(ids).__name__}.",
-                             "pass a list (or array) of str/int ids.") from None
-    out = [_check_id(i) for i in out]
-    if len(set(out)) != len(out):
-        seen, dup = set(), []
-        for i in out:
-            if i in seen and i not in dup:
-                dup.append(i)
-            seen.add(i)
-        raise ParameterError(f"series ids repeat in one call: {dup[:5]}.",
-                             "pass each series once per call (step twice for two steps, or pass (n, k, F) values).")
-    return out
-
-
-# ---------------------------------------------------------------- atomic, locked file writes (numpy only)
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: it exists, owned by someone else
-        return True
-    return True
-
-
-def remove_stale_temps(path: str | os.PathLike) -> list[str]:
-    """Remove the temporary files ``.<name>.<pid>[.<random>].tmp`` of writers of ``path`` whose process is
-    gone (killed while saving); returns their names. A live writer's file (its pid exists) is kept."""
-    path = Path(path)
-    prefix = f".{path.name}."
-    try:
-        entries = os.listdir(path.parent)
-    except OSError:
-        return []
-    removed = []
-    for entry in entries:
-        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
-            continue
-        pid = entry[len(prefix):-len(".tmp")].split(".")[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
-            continue
-        try:
-            os.unlink(path.parent / entry)
-            removed.append(entry)
-        except OSError:  # removed by someone else meanwhile, or not ours to remove
-            pass
-    return removed
-
-
-@contextlib.contextmanager
-def save_lock(path: str | os.PathLike) -> Iterator[None]:
-    """Hold the advisory save lock of ``path``: ``fcntl.flock`` on the sidecar ``.<name>.lock``.
-
-    The holder removes the sidecar before releasing it, so none is left behind; a waiter that then
-    gets the lock on the removed file sees that its inode is no longer the path's and tries again
-    (the usual lock-file protocol). ``flock`` locks belong to open file descriptions, so threads of
-    one process exclude each other too.
-    """
-    if fcntl is None:  # pragma: no cover - no POSIX locks: documented last-writer-wins without ordering
-        yield
-        return
-    lock = Path(path).with_name(f".{Path(path).name}.lock")
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            mine = os.fstat(fd)
-            try:
-                now = os.stat(lock)
-                current = (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino)
-            except FileNotFoundError:
-                current = False
-        except BaseException:
-            os.close(fd)
-            raise
-        if current:
-            break
-        os.close(fd)
-    try:
-        yield
-    finally:
-        try:
-            os.unlink(lock)
-        except OSError:
-            pass
-        os.close(fd)
-
-
-def write_atomic(path: str | os.PathLike, data: bytes | memoryview) -> None:
-    """Write ``data`` to ``path`` whole or not at all, under the save lock.
-
-    A temporary file unique to this save (pid and a random part: threads of one process never share
-    one) is written and ``fsync``ed next to ``path``, then moved into place with ``os.replace``;
-    the directory is ``fsync``ed so the rename survives a power cut. Raises ``OSError``.
-    """
-    path = Path(path)
-    with save_lock(path):
-        remove_stale_temps(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-            raise
-        try:
-            dfd = os.open(path.parent, os.O_RDONLY)
-        except OSError:  # pragma: no cover - directories that cannot be opened (not POSIX)
-            return
-        try:
-            os.fsync(dfd)
-        except OSError:  # pragma: no cover - some filesystems refuse fsync on a directory
-            pass
-        finally:
-            os.close(dfd)
-
-
-def _structure(layer: Any) -> list:
-    """What ``layer``'s sub-layers compute, in order, without any name: ``[class, structural config,
-    children]`` per layer; nested models are inlined (a model in a model computes what its layers do)
-    and input layers skipped."""
-    out = []
-    flatten = getattr(layer, "_flatten_layers", None)
-    children = list(flatten(include_self=False, recursive=False)) if flatten is not None else []
-    import keras
-
-    for child in children:
-        kind = type(child).__name__
-        if kind == "InputLayer":
-            continue
-        if isinstance(child, keras.Model):
-            out.extend(_structure(child))
-            continue
-        try:
-            config = child.get_config()
-        except Exception:  # a custom layer without get_config: its class and children still count
-            config = {}
-        keep = {k: config[k] for k in _STRUCTURAL if k in config}
-        out.append([kind, keep, _structure(child)])
-    return out
-
-
-def _plain_json(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples become lists; anything else becomes its str)."""
-    return json.loads(json.dumps(value, default=str))
 
 
 class StateStore:
@@ -302,7 +95,7 @@ class StateStore:
     ``idle_timeout``.
     """
 
-    def __init__(self, model: Any, *, idle_timeout: float | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, model: Any, *, idle_timeout: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         from .inference import _stateless_model, check_model, state_spec
 
         check_model(model, "StateStore")
@@ -572,7 +365,7 @@ class StateStore:
         self._last[rows] = self._clock()
         return pred
 
-    def warm_from(self, arranged: Any, **kwargs) -> np.ndarray:
+    def warm_from(self, arranged: Any, **kwargs: Any) -> np.ndarray:
         """Take the series of a training arrangement into the store, each at the end of its data.
 
         Every series of ``arranged`` (e.g. the training part of :meth:`Arranged.split`) is run from zero
@@ -712,24 +505,7 @@ class StateStore:
         No name enters it: Keras names layers ``lstm``, ``lstm_1``, ... by how many were built before in
         the process, so the same model rebuilt after a restart has other names.
         """
-        import keras
-
-        h = hashlib.sha256()
-        shapes = []
-        # Recurrent state variables and random-seed counters change with every call: not part of the model.
-        skip = {id(v) for info in self.spec for v in (info.layer.states or []) if v is not None}
-        for w in self.model.weights:  # in model order, which is the layers' order: names play no part
-            if id(w) in skip or "seed_generator" in str(getattr(w, "path", "")) or "rnn_state" in str(w.name):
-                continue
-            a = np.ascontiguousarray(keras.ops.convert_to_numpy(w.value))
-            shapes.append([list(a.shape), a.dtype.str])
-            h.update(a.tobytes())
-        return _plain_json({
-            "layers": _structure(self.model),
-            "states": [[s.layer_class, s.kind, s.direction, list(s.shape), s.dtype] for s in self.spec],
-            "n_features": self.n_features, "n_outputs": self.n_outputs, "weights": shapes,
-            "weights_sha256": h.hexdigest()})
-
+        return _model_signature(self.model, self.spec, self.n_features, self.n_outputs)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write every series' states, last prediction and step count with their ids to ``path`` (``.npz``).
@@ -744,20 +520,18 @@ class StateStore:
             raise StoreError(f"{str(path)!r} is a directory.", "pass a file path such as 'states.npz' inside it.")
         ids = list(self._rows)
         rows = np.fromiter(self._rows.values(), dtype=np.int64, count=len(ids))
-        meta = {"format": _FORMAT, "ids": ids, "signature": self.signature(), "saved_at": time.time()}
+        meta = {"format": FORMAT, "ids": ids, "signature": self.signature(), "saved_at": time.time()}
         arrays = {f"state_{j}": s[rows] for j, s in enumerate(self._states)}
         arrays.update(prediction=self._pred[rows], steps=self._steps[rows])
-        buf = io.BytesIO()
-        np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
         try:
-            write_atomic(path, buf.getbuffer())
+            write_atomic(path, encode_store(meta, arrays))
         except OSError as exc:
             raise StoreError(f"cannot write the state store to {str(path)!r} ({exc.strerror or exc}).",
                              "pass a path in an existing, writable directory with free space.") from None
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: Any, *, check_weights: bool = True, **kwargs) -> "StateStore":
+    def load(cls, path: str | os.PathLike, model: Any, *, check_weights: bool = True, **kwargs: Any) -> "StateStore":
         """A store for ``model`` with the states saved in ``path``.
 
         Raises :class:`~statebatch.errors.StoreError`, naming the file and the fix, when the file is
@@ -774,40 +548,15 @@ class StateStore:
         """
         check_weights = check_bool("check_weights", check_weights)
         path = Path(check_path("path", path))
-        meta, arrays = _read_file(path)  # the file's form first: no model is rebuilt for a file that is no store
+        meta, arrays = read_store_file(path)  # the file's form first: no model is rebuilt for a file that is no store
         store = cls(model, **kwargs)
-        store._check_signature(path, meta, check_weights)
-        ids, n = meta["ids"], len(meta["ids"])
-        where = f"{str(path)!r}"
-        fix = "the file is damaged or was not written by StateStore.save: save the store again (or restore a backup)."
-        names = {"prediction", "steps", *(f"state_{j}" for j in range(len(store.spec)))}
-        missing, extra = sorted(names - set(arrays)), sorted(set(arrays) - names)
-        if missing or extra:
-            raise StoreError(f"{where} does not hold the arrays a store of this model has"
-                             f"{': missing ' + str(missing) if missing else ''}"
-                             f"{'; unexpected ' + str(extra) if extra else ''}.", fix)
-        expected = {f"state_{j}": ((n,) + tuple(s.shape), np.dtype(s.dtype)) for j, s in enumerate(store.spec)}
-        expected["prediction"] = ((n, store.n_outputs), None)
-        expected["steps"] = ((n,), None)
-        for key, (shape, dtype) in expected.items():
-            a = arrays[key]
-            if a.shape != shape:
-                raise StoreError(f"{where} holds {key} of shape {a.shape}, but {shape} for its {plural(n, 'id')} and "
-                                 "this model.", fix)
-            if key == "steps":
-                if a.dtype.kind not in "iu":
-                    raise StoreError(f"{where} holds step counts of dtype {a.dtype}, not integers.", fix)
-                if n and int(a.min()) < 0:
-                    raise StoreError(f"{where} holds negative step counts (series {ids[int(np.argmin(a))]!r}: "
-                                     f"{int(a.min())}).", fix)
-                continue
-            if (dtype is not None and a.dtype != dtype) or a.dtype.kind != "f":
-                raise StoreError(f"{where} holds {key} of dtype {a.dtype}, but the model's is "
-                                 f"{dtype or 'a float dtype'}.", fix)
-            if not np.isfinite(a).all():
-                bad = ids[int(np.nonzero((~np.isfinite(a.reshape(n, -1))).any(axis=1))[0][0])]
-                raise StoreError(f"{where} holds NaN/inf in {key} (series {bad!r} first); such a state would poison "
-                                 "every later step of its series.", fix)
+        where, ids = f"{str(path)!r}", meta["ids"]
+        check_signature(where, meta, store.signature(), check_weights)
+        expected: dict[str, tuple[tuple, Any]] = {
+            f"state_{j}": ((len(ids),) + tuple(s.shape), np.dtype(s.dtype)) for j, s in enumerate(store.spec)}
+        expected["prediction"] = ((len(ids), store.n_outputs), None)
+        expected["steps"] = ((len(ids),), None)
+        check_store_arrays(where, arrays, ids, expected)
         rows = store._allocate(ids)
         for j, s in enumerate(store._states):
             s[rows] = arrays[f"state_{j}"]
@@ -815,79 +564,3 @@ class StateStore:
         store._steps[rows] = arrays["steps"]
         store._last[rows] = store._clock()
         return store
-
-    def _check_signature(self, path: Path, meta: dict, check_weights: bool) -> None:
-        mine, theirs = self.signature(), meta.get("signature")
-        where = f"{str(path)!r}"
-        if not isinstance(theirs, dict):
-            raise StoreError(f"{where} holds no model signature.", "save the store again with StateStore.save.")
-        if meta["format"] == _OLD_FORMAT:  # layer names ignored: [name, class, shape, dtype] -> [class, shape, dtype]
-            old = theirs.get("states")
-            theirs = {**theirs, "states": [list(s[1:]) for s in old] if isinstance(old, list) and all(
-                isinstance(s, list) and len(s) == 4 for s in old) else old}
-            mine = {**mine, "states": [[s[0], s[3], s[4]] for s in mine["states"]]}
-            keys = ("states", "n_features", "n_outputs", "weights")
-        else:
-            keys = ("layers", "states", "n_features", "n_outputs", "weights")
-        for key in keys:
-            if theirs.get(key) != mine[key]:
-                raise StoreError(
-                    f"{where} was saved for another model: its {key} differ ({str(theirs.get(key))[:160]} vs "
-                    f"{str(mine[key])[:160]}).", "load it with the model it was saved with (the same layers, in the "
-                    "same order, with the same sizes; layer names do not matter).")
-        if check_weights and theirs.get("weights_sha256") != mine["weights_sha256"]:
-            raise StoreError(f"{where} was saved with other weight values than the model's: the states were "
-                             "computed by other weights.",
-                             "load it with the model it was saved with, or pass check_weights=False to continue from "
-                             "them anyway (e.g. after fine-tuning).")
-        if meta["format"] == _OLD_FORMAT:
-            warnings.warn(f"{where} has the older format {_OLD_FORMAT}, whose signature named the layers; everything "
-                          "else (states, sizes, weights) matches this model, so it was loaded. Save the store again to "
-                          "write the current format.", StatebatchWarning, stacklevel=3)
-
-
-def _read_file(path: Path) -> tuple[dict, dict]:
-    """The metadata and arrays of a state store file, checked for form (not yet against a model).
-    Every failure is a :class:`StoreError` naming the file."""
-    where = f"{str(path)!r}"
-    remove_stale_temps(path)
-    fix = "pass a file written by StateStore.save (it may be truncated, damaged or another file)."
-    if path.is_dir():
-        raise StoreError(f"{where} is a directory, not a state store file.", "pass the path given to store.save().")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        raise StoreError(f"no state store file at {where}.", "pass the path given to store.save().") from None
-    except OSError as exc:
-        raise StoreError(f"cannot read {where} ({exc.strerror or exc}).", "check the path and its permissions.") from None
-    if data[:6] == b"\x93NUMPY":
-        raise StoreError(f"{where} is a single .npy array, not a state store (.npz written by StateStore.save).", fix)
-    if data[:2] != b"PK":
-        raise StoreError(f"{where} is not a state store file (not a zip/.npz archive; {len(data)} bytes).", fix)
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            names = set(z.files)
-            if "meta" not in names:
-                raise StoreError(f"{where} is not a state store file (no 'meta' entry; it holds {sorted(names)[:6]}).",
-                                 fix)
-            raw = z["meta"]
-            if raw.dtype != np.uint8 or raw.ndim != 1:
-                raise StoreError(f"{where} has a malformed 'meta' entry ({raw.dtype}, shape {raw.shape}).", fix)
-            meta = json.loads(bytes(raw).decode("utf-8"))
-            if not isinstance(meta, dict) or meta.get("format") not in (_FORMAT, _OLD_FORMAT):
-                got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-                raise StoreError(f"{where} is not a state store file of a known format (format {got!r}; this version "
-                                 f"reads {_FORMAT} and {_OLD_FORMAT}).", fix)
-            arrays = {k: z[k] for k in names - {"meta"}}
-    except StoreError:
-        raise
-    except Exception as exc:  # zipfile, zlib, numpy, json, unicode: all mean "not a whole store file"
-        raise StoreError(f"{where} is not a readable state store file ({type(exc).__name__}: {exc}).", fix) from None
-    ids = meta.get("ids")
-    if not isinstance(ids, list) or any(isinstance(i, bool) or not isinstance(i, (str, int)) for i in ids):
-        raise StoreError(f"{where} holds malformed series ids (a list of str/int was expected, got "
-                         f"{str(ids)[:80]}).", fix)
-    if len(set(ids)) != len(ids):
-        raise StoreError(f"{where} lists a series id more than once.", fix)
-    return meta, arrays

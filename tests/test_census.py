@@ -31,7 +31,7 @@ def _wt_xy(horizon, y):
 def _fitted_stateful():
     from statebatch.sklearn import StatefulTransformer
 
-    return StatefulTransformer(5, 2, remainder="drop").fit(np.arange(23.0)[:, None])
+    return StatefulTransformer(5, 2, tail="drop").fit(np.arange(23.0)[:, None])
 
 
 def test_likely_transposed_array_warns():

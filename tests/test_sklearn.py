@@ -216,3 +216,14 @@ def test_targets_with_inf_are_refused_when_only_nan_is_allowed():
     y[7] = np.nan
     Xw, yw = wt.transform_xy(X, y)
     assert np.isnan(yw).sum() == 1
+
+
+def test_stateful_transformer_remainder_is_the_deprecated_name_of_tail():
+    X = np.arange(23.0)[:, None]
+    new = StatefulTransformer(5, 2, tail="drop").fit(X).transform(X)
+    with pytest.warns(FutureWarning, match="now tail"):
+        old = StatefulTransformer(5, 2, remainder="drop").fit(X)
+    np.testing.assert_array_equal(old.transform(X), new)
+    assert new.shape[0] < StatefulTransformer(5, 2).fit(X).transform(X).shape[0]  # "pad" keeps the tail
+    with pytest.raises(sb.ParameterError, match="disagree"), pytest.warns(FutureWarning):
+        StatefulTransformer(5, 2, tail="error", remainder="drop").fit(X)

@@ -3,12 +3,14 @@ stateful network) and :func:`transform_xy` (a fitted pipeline's windows with the
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import validate_data
 
+from ..._args import check_choice
 from ...sources.options import InputOptions
 from ...errors import DataValueError, DTypeError, LengthMismatchError, ParameterError, ShapeError, StatebatchError
 from ...results.stateful import Arranged, arrange_stateful
@@ -321,8 +323,11 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type
         Chunk length and lanes per batch (see :func:`~statebatch.arrange_stateful`).
     horizon : int
         Steps from an input step to its target (>= 1; see :meth:`arrange`).
-    remainder, return_sequences
-        As in :func:`~statebatch.arrange_stateful`.
+    tail, return_sequences
+        As in :func:`~statebatch.arrange_stateful` (``tail``: the last chunk of a lane shorter than
+        ``timesteps`` is padded, dropped or refused).
+    remainder : deprecated
+        The old name of ``tail`` (a FutureWarning in ``fit``; removed in 0.4).
     id_col, time_col, dtype, options
         The input options, as in :class:`WindowTransformer` (resolved in ``fit`` into
         ``input_options_``).
@@ -337,15 +342,24 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type
     ((6, 2, 2), (6, 2, 1), (6, 2))
     """
 
-    def __init__(self, timesteps: int = 10, batch_size: int = 32, *, horizon: int = 1, remainder: str = "pad",
+    def __init__(self, timesteps: int = 10, batch_size: int = 32, *, horizon: int = 1, tail: str = "pad",
                  return_sequences: bool = True, id_col: str | None = None, time_col: str | None = None,
-                 dtype: Any = np.float32, options: InputOptions | None = None):
-        self._keep_params(timesteps=timesteps, batch_size=batch_size, horizon=horizon, remainder=remainder,
+                 dtype: Any = np.float32, options: InputOptions | None = None, remainder: str = "deprecated"):
+        self._keep_params(timesteps=timesteps, batch_size=batch_size, horizon=horizon, tail=tail,
                           return_sequences=return_sequences, id_col=id_col, time_col=time_col, dtype=dtype,
-                          options=options)
+                          options=options, remainder=remainder)
 
     def fit(self, X: Any, y: Any = None) -> "StatefulTransformer":
         self._check_input(X, reset=True)
+        self.tail_ = self.tail
+        if self.remainder != "deprecated":  # the old name, for one release
+            warnings.warn("StatefulTransformer(remainder=...) is now tail=... (the same values); remainder is "
+                          "removed in 0.4.", FutureWarning, stacklevel=2)
+            if self.tail != "pad" and self.tail != self.remainder:
+                raise ParameterError(f"tail={self.tail!r} and remainder={self.remainder!r} disagree.",
+                                     "pass tail only (remainder is its old name).")
+            self.tail_ = self.remainder
+        check_choice("tail", self.tail_, ("pad", "drop", "error"))
         return self
 
     def arrange(self, X: Any, y: Any = None) -> Arranged:
@@ -365,7 +379,7 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type
         if y is not None:
             y = _check_y(X if _is_frame(X) else data, y)
             self._check_y_finite(X if _is_frame(X) else data, y)
-        kw: dict[str, Any] = dict(horizon=self.horizon, tail=self.remainder,
+        kw: dict[str, Any] = dict(horizon=self.horizon, tail=self.tail_,
                                   return_sequences=self.return_sequences)
         if y is None:
             return arrange_stateful(data, self.timesteps, self.batch_size, targets="next", **kw,
@@ -381,7 +395,7 @@ class StatefulTransformer(_SeriesInput, TransformerMixin, BaseEstimator,  # type
                                       "pass y aligned row by row with X (before arranging).")
         h = self.horizon
         return arrange_stateful(data[: len(data) - h], self.timesteps, self.batch_size, targets=values[h:],
-                                tail=self.remainder, return_sequences=self.return_sequences,
+                                tail=self.tail_, return_sequences=self.return_sequences,
                                 **self._series_kwargs())
 
     def left_out(self, X: Any) -> list:

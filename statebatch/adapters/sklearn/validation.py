@@ -205,7 +205,6 @@ def _check_params(est: Any) -> None:
     _int("timesteps", est.timesteps, 1)
     if hasattr(est, "batch_size"):
         _int("batch_size", est.batch_size, 1)
-        _choice("remainder", est.remainder, ("pad", "drop", "error"))
     if hasattr(est, "stride"):
         _int("stride", est.stride, 1)
         _int("sampling_rate", est.sampling_rate, 1)

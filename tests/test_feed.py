@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import statebatch as sb
-import statebatch.adapters.keras as sk  # its internal sizes are patched below
+import statebatch.adapters.keras as sk  # its internal sizes are patched below (in sk.tfdata, sk.datasets)
 
 
 def _many_series(seed=0, n=23, f=3):
@@ -43,7 +43,7 @@ def _assert_same(got, want, where):
 @pytest.mark.parametrize("name", list(ARRANGEMENTS))
 @pytest.mark.parametrize("block_bytes", [1, 3000, 8 << 20])
 def test_tf_dataset_blocks_equal_batches(name, block_bytes, monkeypatch):
-    monkeypatch.setattr(sk, "_BLOCK_BYTES", block_bytes)  # one batch per block, a few, all in one block
+    monkeypatch.setattr(sk.tfdata, "_BLOCK_BYTES", block_bytes)  # one batch per block, a few, all in one block
     a, twin = ARRANGEMENTS[name](), ARRANGEMENTS[name]()
     ds = sk.to_tf_dataset(a)
     for epoch in range(3):  # every pass is the next epoch (shuffled plans repack)
@@ -54,7 +54,7 @@ def test_tf_dataset_blocks_equal_batches(name, block_bytes, monkeypatch):
 
 
 def test_tf_dataset_blocks_of_a_materialised_epoch_and_of_buckets(monkeypatch):
-    monkeypatch.setattr(sk, "_BLOCK_BYTES", 5000)
+    monkeypatch.setattr(sk.tfdata, "_BLOCK_BYTES", 5000)
     a, twin = ARRANGEMENTS["one series"](), ARRANGEMENTS["one series"]()
     a.X  # noqa: B018  the epoch is cached: blocks are views of it
     for k, item in enumerate(sk.to_tf_dataset(a)):
@@ -77,9 +77,9 @@ def test_tf_dataset_blocks_of_a_materialised_epoch_and_of_buckets(monkeypatch):
 @pytest.mark.parametrize("budget", [0, 1 << 30])
 @pytest.mark.parametrize("name", ["one series", "many, shuffled every epoch", "split validation (held-out weights)"])
 def test_stateful_dataset_serves_the_same_batches_with_or_without_the_epoch_cache(name, budget, monkeypatch):
-    monkeypatch.setattr(sk, "_EPOCH_CACHE_BYTES", budget)  # 0: gathered batch by batch; 1 GB: views of the epoch
+    monkeypatch.setattr(sk.datasets, "_EPOCH_CACHE_BYTES", budget)  # 0: gathered batch by batch; 1 GB: views of the epoch
     a, twin = ARRANGEMENTS[name](), ARRANGEMENTS[name]()
-    ds = sk.StatefulDataset(a, resets="manual")
+    ds = sk.StatefulDataset(a, resets_by="manual")
     for epoch in range(2):
         for k in range(len(ds)):
             _assert_same(ds[k], twin.batch(k, epoch), f"{name}: epoch {epoch}, batch {k}")

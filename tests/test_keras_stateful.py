@@ -72,9 +72,9 @@ def test_many_series_with_resets_equal_each_series_alone(cell):
         for k in range(len(ds)):
             ds[k]
     # ... and, when the caller says they reset lanes themselves but does not, the leak is real:
-    m.predict(StatefulDataset(a, resets="manual"), verbose=0)  # warm the state
+    m.predict(StatefulDataset(a, resets_by="manual"), verbose=0)  # warm the state
     reset_rows(m)
-    stale = a.unbatch(m.predict(StatefulDataset(a, resets="manual"), verbose=0))
+    stale = a.unbatch(m.predict(StatefulDataset(a, resets_by="manual"), verbose=0))
     starts_mid_lane = {int(a.plan().series[k, i]) for k, i in zip(*np.nonzero(a.resets[1:])) for k in [k + 1]}
     diffs = [np.abs(stale[s] - ref.predict(series[s][None], verbose=0)[0]).max() for s in starts_mid_lane]
     assert min(diffs) > 1e-3

@@ -273,7 +273,7 @@ def _datasets():
     seqs = _series(30)
     return {
         "stateful": lambda: StatefulDataset(sb.arrange_stateful(_series(), 4, 3, shuffle=True, seed=2, jitter=1),
-                                            resets="manual"),
+                                            resets_by="manual"),
         "bucket": lambda: BucketDataset(sb.bucket_batches(seqs, 4, targets=np.arange(30.0)[:, None], seed=3)),
         "windows": lambda: WindowDataset(sb.make_windows(np.random.default_rng(5).normal(size=(40, 2)), 5,
                                                          targets="next", batch_size=3, shuffle=True, seed=4)),

@@ -59,8 +59,8 @@ class BatchSource:
     >>> import numpy as np, statebatch as sb
     >>> w = sb.make_windows(np.arange(40.0), timesteps=5, batch_size=8, shuffle=True, seed=0)
     >>> src = BatchSource(w, epochs=2)
-    >>> len(src), src[0]["x"].shape, int(src[len(w.plan(0).batches)]["epoch"])
-    (8, (8, 5, 1), 1)
+    >>> len(src), src[0]["x"].shape, int(src[w.plan(0).n_batches]["epoch"])  # 5 batches per epoch
+    (10, (8, 5, 1), 1)
     """
 
     def __init__(self, result: Any, *, epochs: int = 1, num_replicas: int | None = None, rank: int | None = None):
@@ -76,10 +76,10 @@ class BatchSource:
                                  "leave them out and give grain_loader(..., shard=True) (grain's ShardByJaxProcess).")
         self.num_replicas = count if num_replicas is None else check_int("num_replicas", num_replicas, 1)
         self.rank = index if rank is None else check_int("rank", rank, 0)
-        if isinstance(result, Arranged):
-            self.block = lane_block(result.batch_size, self.num_replicas, self.rank)
-        else:
-            self.block = None
+        self.block: slice | None = None
+        self._lanes = result if isinstance(result, Arranged) else None  # lanes are sharded by lane
+        if self._lanes is not None:
+            self.block = lane_block(self._lanes.batch_size, self.num_replicas, self.rank)
         # plans are pure functions of (seed, epoch): the batch count of every epoch is known up front
         counts = [result.plan(e).n_batches for e in range(self.epochs)]
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
@@ -98,9 +98,9 @@ class BatchSource:
 
     def __getitem__(self, i: int) -> dict[str, np.ndarray]:
         epoch, k = self.locate(int(i))
-        if self.block is not None:
-            arrays = self.result.batch(k, epoch)
-            weight = arrays[2] if len(arrays) > 1 else real_step_weights(self.result, k, epoch)
+        if self._lanes is not None:
+            arrays = self._lanes.batch(k, epoch)
+            weight = arrays[2] if len(arrays) > 1 else real_step_weights(self._lanes, k, epoch)
             record = {"x": arrays[0][self.block], "weight": weight[self.block], "reset": self._resets(epoch)[k]}
             if len(arrays) > 1:
                 record["y"] = arrays[1][self.block]
@@ -113,8 +113,8 @@ class BatchSource:
 
     def _resets(self, epoch: int) -> list[np.ndarray]:
         """This replica's reset masks for every batch of ``epoch`` (the schedule runs once per epoch)."""
-        if self._reset_cache[0] != epoch:
-            self._reset_cache = (epoch, [r[self.block] for _, r in plan_resets(self.result, epoch)])
+        if self._reset_cache[0] != epoch and self._lanes is not None:
+            self._reset_cache = (epoch, [r[self.block] for _, r in plan_resets(self._lanes, epoch)])
         return self._reset_cache[1]
 
     def __repr__(self) -> str:
@@ -130,6 +130,18 @@ def grain_loader(result: Any, *, epochs: int = 1, shard: bool | None = None, num
     every ``process_count``-th batch (grain's ``ShardByJaxProcess``); lanes are sharded by lane in the
     source instead. ``iter(loader)`` has ``get_state()``/``set_state()``: restoring the state resumes
     with the next batch, exactly.
+
+    Examples
+    --------
+    >>> import numpy as np, statebatch as sb
+    >>> w = sb.make_windows(np.arange(40.0), timesteps=5, batch_size=8, shuffle=True, seed=0)
+    >>> it = iter(grain_loader(w, epochs=2))
+    >>> first = next(it)
+    >>> state = it.get_state()
+    >>> second = next(it)
+    >>> it.set_state(state)  # resume after the first batch
+    >>> np.array_equal(next(it)["x"], second["x"]), first["x"].shape
+    (True, (8, 5, 1))
     """
     import grain
 
@@ -219,6 +231,14 @@ def lane_batches(arranged: Arranged, epoch: int | None = None, *, num_replicas: 
 
     Defaults shard the lanes over JAX's processes. Zero the carry rows of ``reset`` before each batch
     (:func:`zero_rows`); the loss is ``sum(weight * err) / sum(weight)`` over the real steps.
+
+    Examples
+    --------
+    >>> import numpy as np, statebatch as sb
+    >>> arranged = sb.arrange_stateful([np.arange(12.0), np.arange(6.0)], timesteps=3, batch_size=2)
+    >>> steps = list(lane_batches(arranged))
+    >>> steps[0].x.shape, [s.reset.tolist() for s in steps]  # doctest: +NORMALIZE_WHITESPACE
+    ((2, 3, 1), [[True, True], [False, False], [False, False], [False, False]])
     """
     count, index = _process_shard()
     for step in lane_steps(arranged, epoch, num_replicas=count if num_replicas is None else num_replicas,

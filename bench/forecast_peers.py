@@ -8,7 +8,9 @@ target ``y``, two known-future covariates ``price`` and ``dow`` and one static c
 (``python bench/forecast_peers.py --lib NAME ...``), the same way:
 
 - ``build_s``: from the frame (already in memory) to the object an epoch is drawn from;
-- ``epoch_s``: one epoch of batches as torch tensors (statebatch: median of 3 epochs; peers: 1);
+- ``epoch_s``: one epoch of batches as torch tensors (statebatch: median of 3 epochs; peers: 1), and
+  ``epoch_cpu_s``, the process's CPU time over it (all threads), which load from other work on a shared
+  machine moves much less than the wall time (the libraries run one after the other, not interleaved);
 - ``peak_added_bytes``: the process's peak resident memory (``VmHWM``, reset through
   ``/proc/self/clear_refs`` once the frame is built) above its resident memory at that point: build and
   epoch together. tracemalloc would miss torch's own allocations, which several peers make.
@@ -324,18 +326,20 @@ def measure(lib: str, n_series: int, steps: int, sample: str | None = None) -> d
     gc.collect()
     base = rss_bytes()
     resettable = reset_peak()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     built = build()
-    build_s = time.perf_counter() - t0
-    times, n = [], 0
+    build_s, build_cpu_s = time.perf_counter() - t0, time.process_time() - c0
+    times, cpu, n = [], [], 0
     for _ in range(repeat):
         gc.collect()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         n = epoch(built)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     peak = peak_bytes() - base
     rec = {"lib": lib, "installed": True, "version": sys.modules[MODULES[lib]].__dict__.get("__version__"),
            "build_s": build_s, "epoch_s": float(np.median(times)), "epochs_timed": repeat, "windows_served": n,
+           "build_cpu_s": build_cpu_s, "epoch_cpu_s": float(np.median(cpu)), "load_avg_1min": os.getloadavg()[0],
            "peak_added_bytes": peak if resettable else None, "data_bytes": int(df.memory_usage(deep=True).sum())}
     if lib == "pytorch-forecasting":
         rec["windows"] = len(built)

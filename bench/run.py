@@ -611,7 +611,8 @@ def bench_forecast_windows(quick):
     ``TimeSeriesDataSet.to_dataloader`` (the peer column, normalisers off), gluonts' InstanceSplitter
     loader, darts' SequentialTorchTrainingDataset in a DataLoader and neuralforecast's window sampling;
     bench/forecast_peers.py says exactly what each does. Every library runs in a process of its own and is
-    measured alike: build time, epoch time, peak resident memory added (build + epoch). A peer that is
+    measured alike: build time, epoch time (wall; and CPU time, ``cpu_ratio_*``, which load from other work
+    moves less: the libraries run one after another), peak resident memory added (build + epoch). A peer that is
     not installed (outside ``make bench-peers``' venv) or fails gets ratio None and its reason. The
     windows are checked: 512 of pytorch-forecasting's, matched by series id and time, equal statebatch's
     encoder values, decoder known values, static category and target (asserted).
@@ -647,13 +648,17 @@ def bench_forecast_windows(quick):
              "windows": own["windows"], "statebatch_build_s": own["build_s"],
              "statebatch_peak_added_mb": own["peak_added_bytes"] / 2**20 if own["peak_added_bytes"] else None,
              "data_mb": own["data_bytes"] / 2**20, "statebatch_epochs_timed": own["epochs_timed"],
-             "statebatch_batches_as": own["batches_as"]}
+             "statebatch_batches_as": own["batches_as"], "statebatch_epoch_cpu_s": own["epoch_cpu_s"],
+             "statebatch_build_cpu_s": own["build_cpu_s"], "statebatch_load_avg_1min": own["load_avg_1min"]}
     for lib in fp.LIBS[1:]:
         r, key = res[lib], lib.replace("-", "_")
         ok = "epoch_s" in r
         if lib != "pytorch-forecasting":
             extra[f"ratio_{key}"] = r["epoch_s"] / sb_epoch if ok else None
+        extra[f"cpu_ratio_{key}"] = r["epoch_cpu_s"] / own["epoch_cpu_s"] if ok else None
         extra[f"{key}_epoch_s"] = r.get("epoch_s")
+        extra[f"{key}_epoch_cpu_s"] = r.get("epoch_cpu_s")
+        extra[f"{key}_load_avg_1min"] = r.get("load_avg_1min")
         extra[f"{key}_build_s"] = r.get("build_s")
         extra[f"{key}_peak_added_mb"] = r["peak_added_bytes"] / 2**20 if ok and r["peak_added_bytes"] else None
         extra[f"{key}_peak_vs_statebatch"] = (r["peak_added_bytes"] / own["peak_added_bytes"]

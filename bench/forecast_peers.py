@@ -158,7 +158,12 @@ def gluonts_lib(df):
     import torch
     from gluonts.dataset.field_names import FieldName
     from gluonts.dataset.loader import as_stacked_batches
-    from gluonts.transform import AsNumpyArray, Chain, InstanceSplitter, UniformSplitSampler
+    from gluonts.transform import (
+        AsNumpyArray,
+        Chain,
+        InstanceSplitter,
+        UniformSplitSampler,
+    )
 
     fields = ["past_target", "future_target", "past_feat_dynamic_real", "future_feat_dynamic_real",
               "feat_static_cat", "past_is_pad"]
@@ -191,11 +196,12 @@ def gluonts_lib(df):
 
 
 def darts_lib(df):
-    from torch.utils.data import DataLoader
-
     from darts import TimeSeries
     from darts.models.forecasting.torch_forecasting_model import TorchForecastingModel
-    from darts.utils.data.torch_datasets.training_dataset import SequentialTorchTrainingDataset
+    from darts.utils.data.torch_datasets.training_dataset import (
+        SequentialTorchTrainingDataset,
+    )
+    from torch.utils.data import DataLoader
 
     def build():
         frame = df.assign(store_code=df["store"].cat.codes.astype(np.float32))  # static covariates are numeric
@@ -244,7 +250,7 @@ def neuralforecast_lib(df):
                 windows = model._sample_windows(temporal, static, static_cols, temporal_cols, order[lo: lo + B],
                                                 final, sw)
                 windows = model._normalization(windows=windows, y_idx=batch["y_idx"])
-                insample_y, insample_mask, outsample_y, *_ = model._parse_windows(batch, windows)
+                _, _, outsample_y, *_ = model._parse_windows(batch, windows)
                 n += len(outsample_y)
         return n
 
@@ -296,7 +302,7 @@ def compare_with_pf(sample: str, n_series: int, steps: int) -> dict:
     where = {(int(i), int(t)): k for k, (i, t) in enumerate(zip(sid, dec_t))}
     idx = np.array([where.get((int(i), int(t)), -1) for i, t in zip(d["id"], d["decoder_t"])])
     found = bool((idx >= 0).all())
-    out = {"compared": int(len(idx)), "all_matched": found}
+    out = {"compared": len(idx), "all_matched": found}
     if not found:
         return {**out, "windows_equal": False}
     a = w.take(idx)

@@ -3,6 +3,8 @@
 #   .venv-jax    JAX backend:   the tests marked `backend` (stateful Keras proofs, datasets, callbacks), and
 #                statebatch.jax (flax, grain: the tests marked `jax_native`)
 #   .venv-torch  torch backend: the same tests
+#   .venv-peers  `make bench-peers` only: the forecasting peers (bench/peers/requirements.txt) beside
+#                statebatch, for bench/run.py's forecast_windows workload; not part of `make test` or CI
 PY ?= python3
 TORCH := torch==2.13.0
 PIP := -m pip install --quiet --disable-pip-version-check
@@ -11,8 +13,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 JAX_STAMP := .venv-jax/.installed
 TORCH_STAMP := .venv-torch/.installed
+PEERS_STAMP := .venv-peers/.installed
+PEERS_ARGS ?=
 
-.PHONY: demo test lint test-main test-jax test-torch docs bench bench-quick clean
+.PHONY: demo test lint test-main test-jax test-torch docs bench bench-quick bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,6 +33,13 @@ $(TORCH_STAMP): pyproject.toml
 	.venv-torch/bin/python $(PIP) '$(TORCH)'
 	.venv-torch/bin/python $(PIP) -e '.[torch,test]'
 	touch $(TORCH_STAMP)
+
+# torch first (the CPU build from the local wheel folder), so that no peer pulls a CUDA build
+$(PEERS_STAMP): pyproject.toml bench/peers/requirements.txt bench/peers/constraints.txt
+	$(PY) -m venv .venv-peers
+	.venv-peers/bin/python $(PIP) '$(TORCH)'
+	.venv-peers/bin/python $(PIP) -r bench/peers/requirements.txt -c bench/peers/constraints.txt -e .
+	touch $(PEERS_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m statebatch.demo
@@ -60,5 +71,10 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python bench/run.py --quick
 
+# statebatch's forecasting windows vs pytorch-forecasting, gluonts, darts, neuralforecast (own venv);
+# e.g. `make bench-peers PEERS_ARGS=--quick`
+bench-peers: $(PEERS_STAMP)
+	.venv-peers/bin/python bench/run.py --only forecast_windows --out bench/results/peers.json $(PEERS_ARGS)
+
 clean:
-	rm -rf $(VENV) .venv-jax .venv-torch .pytest_cache .hypothesis bench/results site
+	rm -rf $(VENV) .venv-jax .venv-torch .venv-peers .pytest_cache .hypothesis bench/results site

@@ -1,7 +1,7 @@
 """statebatch benchmarks: side by side with the peer, in one run. Prints a table, writes JSON.
 
     python bench/run.py [--quick] [--only windows,arrange_one_series,...] [--out bench/results/latest.json]
-                        [--ooc-gb 12]
+                        [--ooc-gb 12] [--forecast-series 2000]
 
 Every record: workload, statebatch_s, peer, peer_s, ratio (= peer_s / statebatch_s, higher is better
 for statebatch), floor_s (the plainest numpy doing the same work) and extra figures.
@@ -600,6 +600,85 @@ def bench_torch_windows_dataloader(quick):
                   per_window_vs_own=t["per_window"] / t["own"], timing="median")
 
 
+FORECAST_SERIES = None  # --forecast-series: series in forecast_windows (default 2,000; 200 with --quick)
+
+
+def bench_forecast_windows(quick):
+    """Forecasting windows vs the forecasting libraries' data layers (issue 24): 2,000 series x 500 steps
+    (200 with --quick), target + 2 known-future covariates + 1 static categorical, T=48, one step ahead,
+    batch 256, one shuffled epoch of torch tensors. statebatch's ``make_windows(..., known_cols=,
+    static_cols=)`` batches through ``statebatch.torch.forecast_batch`` against pytorch-forecasting's
+    ``TimeSeriesDataSet.to_dataloader`` (the peer column, normalisers off), gluonts' InstanceSplitter
+    loader, darts' SequentialTorchTrainingDataset in a DataLoader and neuralforecast's window sampling;
+    bench/forecast_peers.py says exactly what each does. Every library runs in a process of its own and is
+    measured alike: build time, epoch time (wall; and CPU time, ``cpu_ratio_*``, which load from other work
+    moves less: the libraries run one after another), peak resident memory added (build + epoch). A peer that is
+    not installed (outside ``make bench-peers``' venv) or fails gets ratio None and its reason. The
+    windows are checked: 512 of pytorch-forecasting's, matched by series id and time, equal statebatch's
+    encoder values, decoder known values, static category and target (asserted).
+    """
+    import subprocess
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import forecast_peers as fp
+
+    n_series = FORECAST_SERIES or (200 if quick else 2000)
+    steps = 500
+    res, check = {}, None
+    with tempfile.TemporaryDirectory() as tmp:
+        sample = str(Path(tmp) / "pf_sample.npz")
+        for lib in fp.LIBS:
+            out = Path(tmp) / f"{lib}.json"
+            cmd = [sys.executable, fp.__file__, "--lib", lib, "--series", str(n_series), "--steps", str(steps),
+                   "--json", str(out)] + (["--sample", sample] if lib == "pytorch-forecasting" else [])
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0 or not out.exists():
+                tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+                res[lib] = {"lib": lib, "installed": True, "reason": f"failed (exit {proc.returncode}): {tail[0]}"}
+            else:
+                res[lib] = json.loads(out.read_text())
+        pf_ok = "epoch_s" in res["pytorch-forecasting"]
+        if pf_ok:
+            check = fp.compare_with_pf(sample, n_series, steps)
+    own = res["statebatch"]
+    assert "epoch_s" in own, own
+    sb_epoch = own["epoch_s"]
+    extra = {"series": n_series, "steps": steps, "timesteps": fp.T, "n_ahead": fp.N_AHEAD, "batch_size": fp.B,
+             "windows": own["windows"], "statebatch_build_s": own["build_s"],
+             "statebatch_peak_added_mb": own["peak_added_bytes"] / 2**20 if own["peak_added_bytes"] else None,
+             "data_mb": own["data_bytes"] / 2**20, "statebatch_epochs_timed": own["epochs_timed"],
+             "statebatch_batches_as": own["batches_as"], "statebatch_epoch_cpu_s": own["epoch_cpu_s"],
+             "statebatch_build_cpu_s": own["build_cpu_s"], "statebatch_load_avg_1min": own["load_avg_1min"]}
+    for lib in fp.LIBS[1:]:
+        r, key = res[lib], lib.replace("-", "_")
+        ok = "epoch_s" in r
+        if lib != "pytorch-forecasting":
+            extra[f"ratio_{key}"] = r["epoch_s"] / sb_epoch if ok else None
+        extra[f"cpu_ratio_{key}"] = r["epoch_cpu_s"] / own["epoch_cpu_s"] if ok else None
+        extra[f"{key}_epoch_s"] = r.get("epoch_s")
+        extra[f"{key}_epoch_cpu_s"] = r.get("epoch_cpu_s")
+        extra[f"{key}_load_avg_1min"] = r.get("load_avg_1min")
+        extra[f"{key}_build_s"] = r.get("build_s")
+        extra[f"{key}_peak_added_mb"] = r["peak_added_bytes"] / 2**20 if ok and r["peak_added_bytes"] else None
+        extra[f"{key}_peak_vs_statebatch"] = (r["peak_added_bytes"] / own["peak_added_bytes"]
+                                             if ok and r["peak_added_bytes"] and own["peak_added_bytes"] else None)
+        extra[f"{key}_windows_served"] = r.get("windows_served")
+        extra[f"{key}_version"] = r.get("version")
+        if not ok:
+            extra[f"{key}_reason"] = r.get("reason")
+    if check is not None:
+        assert check["windows_equal"], check
+        extra.update(windows_equal=True, windows_compared=check["compared"],
+                     pytorch_forecasting_windows=res["pytorch-forecasting"]["windows"])
+        assert res["pytorch-forecasting"]["windows"] == own["windows"]
+    else:
+        extra.update(windows_equal=None, reason=res["pytorch-forecasting"].get("reason"))
+    pf = res["pytorch-forecasting"]
+    return record("forecast_windows", sb_epoch, "pytorch-forecasting TimeSeriesDataSet.to_dataloader(train=True)",
+                  pf.get("epoch_s"), None, **extra)
+
+
 def _hf_length_grouped_indices(lengths, batch_size, generator):
     """Hugging Face transformers' get_length_grouped_indices (trainer_pt_utils), as LengthGroupedSampler uses it."""
     import torch
@@ -852,6 +931,7 @@ WORKLOADS = {
     "laneloader_vs_batchify": bench_torch_lanes,
     "torch_windows_dataloader": bench_torch_windows_dataloader,
     "torch_bucketing": bench_torch_bucketing,
+    "forecast_windows": bench_forecast_windows,
     "state_store_step": bench_state_store,
 }
 
@@ -870,9 +950,12 @@ def main(argv=None):
     parser.add_argument("--only", default=None, help="comma-separated workloads")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "latest.json"))
     parser.add_argument("--ooc-gb", type=float, default=None, help="out-of-core series size (default 12; 1 with --quick)")
+    parser.add_argument("--forecast-series", type=int, default=None,
+                        help="series in forecast_windows (default 2,000; 200 with --quick)")
     args = parser.parse_args(argv)
-    global OOC_GB
+    global OOC_GB, FORECAST_SERIES
     OOC_GB = args.ooc_gb
+    FORECAST_SERIES = args.forecast_series
     names = list(WORKLOADS) if not args.only else args.only.split(",")
     records = []
     for name in names:

@@ -52,7 +52,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test-main: $(STAMP)
-	$(BIN)/python -m pytest -q --ignore=tests/test_jax_native.py   # statebatch.jax: in .venv-jax
+	$(BIN)/python -m pytest -q -m 'not jax_native' --ignore=tests/test_jax_native.py   # statebatch.jax: in .venv-jax
 
 test-jax: $(JAX_STAMP)
 	# the statebatch.torch tests import torch (not in this venv) and are not marked `backend`

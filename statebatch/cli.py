@@ -363,7 +363,9 @@ def _build(data: Any, args: Any, stateful: bool, common: dict, n_series: int, ha
 
     w = make_windows(data, args.timesteps, stride=args.stride, **common, **_lenient(make_windows))
     args.built = w
-    arrays = w.arrays()
+    got = w.arrays()
+    assert isinstance(got, tuple)  # the CLI asks for no forecasting inputs, so no mapping
+    arrays = got
     print(f"built {len(arrays[0])} windows of {args.timesteps} steps (stride {args.stride}) from "
           f"{n_series} series with statebatch.make_windows; windows never cross a series boundary")
     return arrays[0], (arrays[1] if len(arrays) > 1 else None), None, args.batch_size

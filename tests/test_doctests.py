@@ -19,9 +19,12 @@ MODULES = sorted(
     ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
     for p in PACKAGE.rglob("*.py") if p.name != "__main__.py")
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+# statebatch.jax needs jax, which only the JAX environment has (make test-jax runs these)
+JAX_MODULES = {"statebatch.jax", "statebatch.adapters.jax"}
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", [pytest.param(m, marks=pytest.mark.jax_native) if m in JAX_MODULES else m
+                                  for m in MODULES])
 def test_docstring_examples_run(name):
     module = importlib.import_module(name)
     with np.printoptions(legacy=False, precision=4, suppress=True):
@@ -35,8 +38,8 @@ def _public_functions(path: pathlib.Path):
     names = None
     for node in tree.body:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        if any(getattr(t, "id", None) == "__all__" for t in targets) and node.value is not None:
-            names = set(ast.literal_eval(node.value))
+        if any(getattr(t, "id", None) == "__all__" for t in targets) and isinstance(node.value, ast.List):
+            names = {e.value for e in node.value.elts if isinstance(e, ast.Constant)}  # *_LAZY: not functions here
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and not node.name.startswith("_") and (names is None or node.name in names):
             yield node

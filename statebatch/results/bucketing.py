@@ -488,7 +488,7 @@ def _boundaries(mode: str, lengths: np.ndarray, boundaries: Any, n_buckets: int 
     """The bucket boundaries of ``mode="buckets"`` (given, or computed from the lengths); refused otherwise."""
     if mode == "buckets":
         if boundaries is None:
-            return bucket_boundaries(lengths, n_buckets)  # type: ignore[arg-type]  # int arrays are sequences
+            return bucket_boundaries(lengths, n_buckets)
         return check_boundaries(boundaries)
     if boundaries is not None or n_buckets is not None:
         raise ParameterError(f"boundaries/n_buckets apply to mode='buckets', not mode={mode!r}.",

@@ -99,7 +99,7 @@ class Arranged(SizedResult, Batched):
     def _make_plan(self, epoch: int) -> LanePlan:
         if self._fixed is not None:
             return self._fixed
-        return plan_lanes(self._ss.lengths, self.timesteps, self.batch_size,  # type: ignore[arg-type]  # ndarray
+        return plan_lanes(self._ss.lengths, self.timesteps, self.batch_size,
                           targets="next" if self.target_mode == "next" else None, horizon=self.horizon,
                           remainder=self.tail, shuffle=self.shuffle, seed=self.seed, epoch=epoch,
                           jitter=self.jitter)
@@ -311,7 +311,7 @@ class Arranged(SizedResult, Batched):
             # One series is cut into batch_size lanes that each start from zero state; validation must run it whole
             # in one lane so that the held-out part follows every step before it. With a second, empty series the
             # planner packs whole series into lanes instead of cutting one (the empty one takes no lane).
-            whole = plan_lanes(np.append(lengths, 0), self.timesteps, self.batch_size,  # type: ignore[arg-type]
+            whole = plan_lanes(np.append(lengths, 0), self.timesteps, self.batch_size,
                                targets="next" if self.target_mode == "next" else None, horizon=self.horizon,
                                remainder=self.tail)
         val = self._like(self._ss, shuffle=False, jitter=0, weight_from=keep - self._yshift, fixed_plan=whole)

@@ -86,10 +86,10 @@ class Windows(SizedResult, Batched):
 
     # ---------------------------------------------------------------- plan
     def _make_plan(self, epoch: int, shuffle: bool | None = None) -> WindowPlan:
-        return plan_windows(self._ss.lengths,  # type: ignore[arg-type]  # int arrays are sequences
+        return plan_windows(self._ss.lengths,
                             self.timesteps, stride=self.stride, sampling_rate=self.sampling_rate,
                             start_index=self.start_index, end_index=self.end_index, target_steps=self._target_steps,
-                            max_starts=self._max_starts, batch_size=self.batch_size,  # type: ignore[arg-type]
+                            max_starts=self._max_starts, batch_size=self.batch_size,
                             shuffle=self.shuffle if shuffle is None else shuffle, seed=self.seed, epoch=epoch,
                             remainder=self.remainder, min_timesteps=self.min_timesteps)
 

@@ -134,7 +134,7 @@ def pytorch_forecasting_lib(df):
 
     def epoch(ds):
         n = 0
-        for x, (y, _) in ds.to_dataloader(train=True, batch_size=B, num_workers=0):
+        for _x, (y, _) in ds.to_dataloader(train=True, batch_size=B, num_workers=0):
             n += len(y)
         return n
 

@@ -36,7 +36,7 @@ rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 served = {}
 for epoch in range(2):
     reads_before = len(reads)
-    for k, (x, y, w, reset) in enumerate(loader):
+    for k, (x, _y, _w, _reset) in enumerate(loader):
         served[f"x{epoch}_{k}"] = x.numpy()
     served[f"reads{epoch}"] = np.array(reads[reads_before:], dtype=np.int64).reshape(-1, 2)
 rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

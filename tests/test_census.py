@@ -242,7 +242,7 @@ def test_out_of_core_batches_are_checked_for_nan_as_they_are_read(tmp_path):
                 refused.append(k)
         assert refused == [5]  # windows 50..59 hold row 57; only that batch
         with pytest.raises(DataValueError, match="NaN"):
-            sb.arrange_stateful(source, 5, 2).X
+            _ = sb.arrange_stateful(source, 5, 2).X  # reading X materialises and checks the lanes
         with pytest.raises(DataValueError, match="NaN"):
             sb.bucket_batches([source, source], 2, seed=0).batch(0)
         assert np.isnan(sb.make_windows(source, 5, batch_size=10, allow_nan=True).batch(5)[0]).any()

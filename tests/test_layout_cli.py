@@ -1,7 +1,6 @@
 """explain reads data (the layout detector), and the CLI checks and explains files and long tables."""
 import numpy as np
 import pandas as pd
-import pytest
 
 import statebatch as sb
 from statebatch.cli import main

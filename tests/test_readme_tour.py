@@ -54,7 +54,7 @@ def test_the_readme_tour_runs_as_written(tmp_path, monkeypatch):
     code = code.replace("sb.validate(X, y, model=model, batch_size=32, shuffle=False)",
                         "sb.validate(X, y, batch_size=32, shuffle=False)")
     exec(compile(code, "README tour", "exec"), ns)
-    X, y = ns["X"], ns["y"]
+    X = ns["X"]
     assert X.shape[1] == 20 and not X.flags.writeable
     per_series = ns["per_series"]
     assert len(per_series) == len(list_of_series)

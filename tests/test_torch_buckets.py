@@ -130,7 +130,7 @@ def test_window_dataset_items_and_loader():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         seen = []
-        for xb, yb in DataLoader(ds, batch_size=16, shuffle=True):
+        for xb, _yb in DataLoader(ds, batch_size=16, shuffle=True):
             xb.mul_(0)
             seen.append(len(xb))
     assert sum(seen) == w.n_windows

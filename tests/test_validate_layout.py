@@ -8,7 +8,7 @@ import pytest
 
 import statebatch as sb
 from statebatch.checking import checks
-from statebatch.errors import OverlappingWindowsError, ShapeError, ShuffleError, StatefulLayoutError
+from statebatch.errors import OverlappingWindowsError, ShapeError, StatefulLayoutError
 
 
 def walk(steps, f=2, seed=0):

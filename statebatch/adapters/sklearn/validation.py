@@ -199,7 +199,6 @@ def check_is_fitted(estimator: Any) -> None:
 
 def _check_params(est: Any) -> None:
     """Constructor parameters are checked in fit (scikit-learn's convention), with statebatch errors."""
-    from ..._args import check_choice as _choice
     from ..._args import check_int as _int
 
     _int("timesteps", est.timesteps, 1)

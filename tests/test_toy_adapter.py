@@ -112,6 +112,7 @@ def outputs_by_step(served: list[tuple[LaneStep, np.ndarray]]) -> dict[tuple[int
     found: dict[tuple[int, int], np.ndarray] = {}
     for step, out in served:
         real = step.weight > 0
+        assert step.y is not None
         for i, t in zip(*np.nonzero(real)):
             sid = int(step.y[i, t, 0])
             key = (sid // ID, sid % ID)

@@ -80,7 +80,8 @@ class BucketBatchSampler(_ResumableBatches, torch.utils.data.Sampler):
             self._kwargs = dict(plan_kwargs)
             if self._kwargs.get("mode") == "buckets" and self._kwargs.get("boundaries") is None:
                 # as bucket_batches does: boundaries that minimise padding (n_buckets of them, or chosen)
-                self._kwargs["boundaries"] = bucket_boundaries(self.lengths, self._kwargs.pop("n_buckets", None))
+                self._kwargs["boundaries"] = bucket_boundaries(self.lengths,  # type: ignore[arg-type]  # takes arrays
+                                                               self._kwargs.pop("n_buckets", None))
             self._plan_of(0)  # errors in the options surface here
         self.epoch = 0
         if group and self.num_replicas > 1:
@@ -90,7 +91,8 @@ class BucketBatchSampler(_ResumableBatches, torch.utils.data.Sampler):
         if self.bucketing is not None:
             return self.bucketing.plan(epoch)
         try:
-            return plan_buckets(self.lengths, self.batch_size, seed=self.seed, epoch=epoch, **self._kwargs)
+            return plan_buckets(self.lengths, self.batch_size,  # type: ignore[arg-type]  # takes arrays (check_lengths)
+                                seed=self.seed, epoch=epoch, **self._kwargs)
         except TypeError as e:
             raise ParameterError(f"unknown planning option ({e}).",
                                  "pass options of statebatch.plan_buckets (mode, bin_width, shuffle, ...).") from None
@@ -142,7 +144,7 @@ class SequenceItem(NamedTuple):
 
     x: torch.Tensor
     y: torch.Tensor | None
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index; the public field name is kept
 
 
 class PaddedBatch(NamedTuple):
@@ -191,6 +193,17 @@ def pad_collate(items: Sequence[Any], *, padding: str = "post", pad_value: float
     per_step : bool
         ``y`` holds one target per step (padded like ``x``, with ``weight``); else one per sequence
         (stacked). :attr:`SequenceDataset.collate` sets it from the bucketing.
+
+    Examples
+    --------
+    >>> import torch
+    >>> items = [(torch.ones(2, 1), torch.tensor(0.5), 0), (torch.ones(3, 1), torch.tensor(1.5), 1)]
+    >>> b = pad_collate(items)
+    >>> b.x[..., 0]
+    tensor([[1., 1., 0.],
+            [1., 1., 1.]])
+    >>> b.lengths, b.y
+    (tensor([2, 3]), tensor([0.5000, 1.5000]))
     """
     if not isinstance(padding, str) or padding not in ("post", "pre"):
         raise ParameterError(f"padding={padding!r} is not 'post' or 'pre'.", "pass padding='post' or 'pre'.")
@@ -317,7 +330,7 @@ class _LazyItems(list):
     def __eq__(self, other) -> bool:
         return list.__eq__(self._fill(), other)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
     def __repr__(self) -> str:
         return list.__repr__(self._fill())

@@ -28,6 +28,15 @@ def even_batches(plan: BucketPlan, num_replicas: int) -> list[np.ndarray]:
     sequences for that (batches of one sequence) are the smallest batches merged down to the
     multiple below instead, so such a batch may exceed ``batch_size``. Raises when there are fewer
     sequences than replicas.
+
+    Examples
+    --------
+    >>> import statebatch as sb
+    >>> plan = sb.plan_buckets([5, 3, 8, 2, 7, 4, 6], batch_size=3, shuffle=False)
+    >>> [len(b) for b in plan.batches]
+    [3, 3, 1]
+    >>> [len(b) for b in even_batches(plan, 2)]  # 4 batches: 2 for each of 2 replicas
+    [3, 1, 2, 1]
     """
     if not isinstance(plan, BucketPlan):
         raise ParameterError(f"even_batches needs a bucket plan, got {type(plan).__name__}.",

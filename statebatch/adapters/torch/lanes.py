@@ -257,19 +257,19 @@ class LaneLoader(torch.utils.data.IterableDataset):
         if not plan.n_batches:
             return masks
         if self.validation:
-            sched = ValidationSchedule(view)
-            sched.begin(rec)
-            sched.batch_begin(rec, 0)
+            held_out = ValidationSchedule(view)
+            held_out.begin(rec)
+            held_out.batch_begin(rec, 0)
             masks[0] = rec.take()
-            sched.end(rec)
+            held_out.end(rec)
         else:
-            sched = LaneSchedule(view, reset_on_epoch_begin=self.reset_on_epoch_begin)
-            sched.epoch_begin(rec, epoch)
-            sched.batch_begin(rec, 0)
+            training = LaneSchedule(view, reset_on_epoch_begin=self.reset_on_epoch_begin)
+            training.epoch_begin(rec, epoch)
+            training.batch_begin(rec, 0)
             masks[0] = rec.take()
         return masks
 
-    def _epoch_tensors(self, epoch: int) -> tuple[torch.Tensor, ...] | None:
+    def _epoch_tensors(self, epoch: int) -> tuple[torch.Tensor | None, ...] | None:
         """The whole epoch as tensors ``(x, y, weight)`` in batch order (batch ``k`` = rows ``k*B:(k+1)*B``), so
         that every batch is a view: in-memory data, batches of one length, at most ``_VIEW_EPOCH_BYTES``.
         The tensors are this pass's own (made for it, or copied from a read-only cached epoch), so a batch
@@ -290,7 +290,7 @@ class LaneLoader(torch.utils.data.IterableDataset):
             if arrays is None:
                 arrays = a._finite(a._held_out(plan, a._materialise_epoch(plan), None), -1)
         a._served = plan.epoch
-        tensors = tuple(to_tensor(x) for x in arrays)
+        tensors: tuple[torch.Tensor | None, ...] = tuple(to_tensor(x) for x in arrays)
         if len(tensors) == 1:  # no targets: the weights still say which steps are real
             valid = plan.valid.reshape(-1)
             if a.return_sequences:
@@ -333,11 +333,11 @@ class LaneLoader(torch.utils.data.IterableDataset):
 
     def _to_device(self, b: LaneBatch, whole: bool = False) -> LaneBatch:
         if whole and self.num_replicas > 1:  # a whole batch (in memory): this rank's block, as views
-            b = LaneBatch(*(None if t is None else t[self.block] for t in b))
+            b = LaneBatch._make(None if t is None else t[self.block] for t in b)
         if self.device is None:
             return b
         nb = self.pin_memory
-        return LaneBatch(*(None if t is None else t.to(self.device, non_blocking=nb) for t in b))
+        return LaneBatch._make(None if t is None else t.to(self.device, non_blocking=nb) for t in b)
 
     def __iter__(self) -> Iterator[LaneBatch]:
         if torch.utils.data.get_worker_info() is not None:
@@ -367,9 +367,9 @@ class LaneLoader(torch.utils.data.IterableDataset):
                 parts = [(None,) * n if t is None else t.view((n, self.batch_size) + tuple(t.shape[1:])).unbind(0)
                          for t in whole] + [(r.pin_memory() if self.pin_memory else r).unbind(0)]
                 make, move = LaneBatch._make, self.device is not None or self.num_replicas > 1
-                for b in itertools.islice(zip(*parts), start, None):
+                for batch in itertools.islice(zip(*parts), start, None):
                     pos[1] += 1
-                    yield self._to_device(make(b), whole=True) if move else make(b)
+                    yield self._to_device(make(batch), whole=True) if move else make(batch)
         if self._pos is pos:
             self._pos = None
         self.arranged.set_epoch(epoch + 1)

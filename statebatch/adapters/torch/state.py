@@ -53,7 +53,16 @@ def _checked_state(state: Any, batch_dim: int, what: str) -> Any:
 
 
 def detach_state(state: Any) -> Any:
-    """The state cut from the graph of the batches before it (``repackage_hidden``), nested or not."""
+    """The state cut from the graph of the batches before it (``repackage_hidden``), nested or not.
+
+    Examples
+    --------
+    >>> import torch
+    >>> h = torch.ones(1, 2, 3, requires_grad=True) * 2
+    >>> h2, c2 = detach_state((h, h))
+    >>> h2.requires_grad, h.requires_grad, bool((h2 == h).all())
+    (False, True, True)
+    """
     return _map_state(state, lambda t: t.detach())
 
 
@@ -115,6 +124,17 @@ def carry(state: Any, reset: Any, *, batch_dim: int = 1) -> Any:
     Returns
     -------
     The state with the same structure, detached; rows ``reset`` are zero. The input is not modified.
+
+    Examples
+    --------
+    >>> import torch
+    >>> h = torch.ones(1, 3, 2)  # (layers, lanes, hidden), as nn.GRU returns it
+    >>> carry(h, torch.tensor([False, True, False]))[0]
+    tensor([[1., 1.],
+            [0., 0.],
+            [1., 1.]])
+    >>> carry(None, torch.tensor([True, True, True])) is None  # the zero state stays the model's own zeros
+    True
     """
     r = _reset_mask(reset)
     batch_dim = check_int("batch_dim", batch_dim)

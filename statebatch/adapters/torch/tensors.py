@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,18 @@ def to_tensor(a: Any) -> torch.Tensor:
     A tensor is returned as it is. Anything else is read with ``np.asarray``; dtypes torch has no
     tensor type for (object, strings, datetimes, ``longdouble``) and ragged lists raise
     :class:`~statebatch.DTypeError`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mine = np.arange(3.0)
+    >>> t = to_tensor(mine)  # writable: shared
+    >>> t[0] = 9.0; mine
+    array([9., 1., 2.])
+    >>> users = np.arange(3.0); users.flags.writeable = False
+    >>> t = to_tensor(users)  # read-only: copied, so the user's array never changes
+    >>> t[0] = 9.0; users
+    array([0., 1., 2.])
     """
     if isinstance(a, torch.Tensor):
         return a
@@ -49,13 +62,21 @@ def _torch_dtype_ok(dtype: np.dtype) -> bool:
             or (dtype.kind == "c" and dtype.itemsize <= 16))
 
 
-def forecast_batch(batch: Any) -> Any:
+def forecast_batch(batch: Mapping[str, Any]) -> Any:
     """A forecasting batch (the mapping of :meth:`Windows.batch` / ``arrays()`` with forecasting inputs)
     as a :class:`statebatch.forecast.ForecastBatch` named tuple of tensors (``None`` where a key is
     absent): ``past``, ``future``, ``static``, ``y``, ``mask``, ``scale``, ``past_observed``,
-    ``y_observed``."""
-    from collections.abc import Mapping
+    ``y_observed``.
 
+    Examples
+    --------
+    >>> import numpy as np
+    >>> batch = {"past": np.zeros((2, 4, 3), np.float32), "future": np.zeros((2, 1, 1), np.float32),
+    ...          "static": np.zeros((2, 1), np.float32), "y": np.zeros((2, 1, 1), np.float32)}
+    >>> b = forecast_batch(batch)
+    >>> tuple(b.past.shape), tuple(b.y.shape), b.mask is None
+    ((2, 4, 3), (2, 1, 1), True)
+    """
     from ...materialise.forecast import FORECAST_KEYS, ForecastBatch
 
     if not isinstance(batch, Mapping) or not {"past", "future", "static", "y"} <= set(batch):
@@ -86,7 +107,7 @@ def _check_device(device: Any) -> torch.device | None:
     if isinstance(device, bool) or not isinstance(device, (str, torch.device, numbers.Integral)):
         raise ParameterError(f"device={device!r} ({type(device).__name__}) is not a torch device.", fix)
     try:
-        dev = torch.device(device)
+        dev = torch.device(int(device) if isinstance(device, numbers.Integral) else device)
     except (RuntimeError, TypeError, ValueError) as e:
         raise ParameterError(f"device={device!r} is not a torch device ({e}).",
                              "pass e.g. device='cpu', 'cuda' or torch.device('cuda:0').") from None

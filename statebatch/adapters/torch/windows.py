@@ -33,9 +33,10 @@ class WindowDataset(torch.utils.data.Dataset):
                                  "iterate the windows' own batches: for b in windows.batches(): "
                                  "batch = statebatch.torch.forecast_batch(b) (one gather per batch).")
         self.windows = windows
+        self._n = int(windows.n_windows)  # fixed for the windows' lifetime; read once per batch otherwise
 
     def __len__(self) -> int:
-        return self.windows.n_windows
+        return self._n
 
     def __getitem__(self, i: int) -> tuple:
         i = check_int("window index", i)
@@ -48,9 +49,8 @@ class WindowDataset(torch.utils.data.Dataset):
         type registered with ``default_collate``, which then hands on the gathered ``[x, y]`` tensors as
         they are instead of splitting them into windows and stacking them again (the same values, order
         and types as stacking). Any other collate reads the items as usual."""
-        idx = _positions(indices, len(self), "window")
-        arrays = tuple(np.asarray(a) for a in self.windows.take(idx))
-        return _GatheredWindows(tuple(to_tensor(a) for a in arrays), arrays)
+        idx = _positions(indices, self._n, "window")
+        return _GatheredWindows(tuple(to_tensor(a) for a in self.windows.take(idx)))
 
 
 class _WindowItem(tuple):
@@ -66,18 +66,16 @@ class _GatheredWindows(_LazyItems):
     """The windows of one batch, gathered; ``gathered`` = the batch tensors ``(X, y)``. An item is made when it is
     read (``default_collate`` reads the first to pick its collate function, then uses ``gathered``)."""
 
-    def __init__(self, tensors: tuple[torch.Tensor, ...], arrays: tuple[np.ndarray, ...]):
+    def __init__(self, tensors: tuple[torch.Tensor, ...]):
         super().__init__()
         self.gathered = tensors
         self._n = int(tensors[0].shape[0])
-        # the numpy arrays the tensors share memory with (to_tensor copies read-only ones): items are made from
-        # them, a numpy index and torch.from_numpy being cheaper than indexing a tensor
-        self._arrays = tuple(a if t.data_ptr() == a.__array_interface__["data"][0] else t.numpy()
-                             for t, a in zip(tensors, arrays))
 
     def _item(self, j: int) -> "_WindowItem":
-        return _WindowItem(torch.from_numpy(a[j]) if a[j].ndim else torch.from_numpy(a[j:j + 1]).view(())
-                           for a in self._arrays)
+        # numpy views of the tensors' memory: a numpy index and torch.from_numpy are cheaper than indexing a
+        # tensor (default_collate reads one item per batch, a custom collate every item)
+        return _WindowItem(torch.from_numpy(a[j]) if a.ndim > 1 else torch.from_numpy(a[j:j + 1]).view(())
+                           for a in (t.numpy() for t in self.gathered))
 
     def _make_items(self):
         return (_WindowItem(a[j] for a in self.gathered) for j in range(self._n))

@@ -13,7 +13,7 @@ import torch
 from ..._args import check_bool, check_int
 from ...errors import ParameterError, ShuffleError
 from ...results.feed import ResetRecorder as _ResetRecorder
-from ...results.feed import lane_block
+from ...results.feed import lane_block, real_step_weights
 from ...results.schedule import LaneSchedule, ValidationSchedule
 from ...results.stateful import Arranged
 from .checkpoints import _crc, _keys_of, _same_identity
@@ -311,14 +311,8 @@ class LaneLoader(torch.utils.data.IterableDataset):
         x = to_tensor(arrays[0])
         if len(arrays) > 1:
             y, w = to_tensor(arrays[1]), to_tensor(arrays[2])
-        else:  # no targets: the weights still say which steps are real
-            plan = self.arranged.plan(epoch)
-            valid = plan.valid[k][block]
-            if self.arranged.return_sequences:
-                w = torch.from_numpy((np.arange(plan.batch_length(k))[None, :] < valid[:, None]).astype(np.float32))
-            else:
-                w = torch.from_numpy((valid == plan.batch_length(k)).astype(np.float32))
-            y = None
+        else:  # no targets: the weights still say which steps are real (as the neutral feed computes them)
+            w, y = torch.from_numpy(real_step_weights(self.arranged, k, epoch)[block]), None
         r = torch.from_numpy(reset[block])  # a row of this pass's own masks
         if self.pin_memory:
             x, w, r = x.pin_memory(), w.pin_memory(), r.pin_memory()

@@ -182,10 +182,12 @@ def plot_buckets(data: Any, boundaries: Any = None, *, ax: Any = None, title: st
     Returns
     -------
     matplotlib.figure.Figure
+        A new figure, or the figure of ``ax`` when one is given.
 
     Examples
     --------
-    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")  # draw off screen
     >>> fig = plot_buckets([3, 5, 5, 9, 12, 30], boundaries=[6, 13])  # a histogram of lengths and buckets
     >>> fig.axes[0].get_xlabel()
     'sequence length'

@@ -35,7 +35,7 @@ def _reference(rnn, series):
 def _run_epoch(rnn, loader, carrier):
     outs = []
     with torch.no_grad():
-        for x, y, w, reset in loader:
+        for x, _y, _w, reset in loader:
             out, h = rnn(x, carrier(reset))
             carrier.update(h)
             outs.append(out.numpy())
@@ -95,7 +95,7 @@ def test_without_the_resets_a_lane_leaks_state_into_the_next_series():
     arranged = sb.arrange_stateful(series, 7, 3)
     outs, h = [], None
     with torch.no_grad():
-        for x, y, w, reset in sbt.LaneLoader(arranged):
+        for x, _y, _w, _reset in sbt.LaneLoader(arranged):
             out, h = rnn(x, h)
             outs.append(out.numpy())
     with pytest.raises(AssertionError):
@@ -146,19 +146,26 @@ def test_truncated_bptt_training_epoch_loss_equals_the_per_series_loss():
 def test_many_to_one_weights_mark_full_chunks():
     series = _series(n=4, lo=10, hi=30)
     arranged = sb.arrange_stateful(series, 6, 2, return_sequences=False)
-    for (x, y, w, reset), k in zip(sbt.LaneLoader(arranged), range(10 ** 6)):
+    for (_x, y, w, _reset), k in zip(sbt.LaneLoader(arranged), range(10 ** 6)):
         plan = arranged.plan(0)
         assert y.shape == (2, 3) and w.shape == (2,)
         np.testing.assert_array_equal(w.numpy(), (plan.valid[k] == 6).astype(np.float32))
 
 
-def test_no_targets_yields_none_and_weights_of_real_steps():
+@pytest.mark.parametrize("prefetch", [0, 2])  # the whole epoch as views, or batch by batch on a thread
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_no_targets_yields_none_and_weights_of_real_steps(prefetch, return_sequences):
     series = _series(n=3, lo=5, hi=20)
-    arranged = sb.arrange_stateful(series, 4, 2, targets=None)
+    arranged = sb.arrange_stateful(series, 4, 2, targets=None, return_sequences=return_sequences)
     plan = arranged.plan(0)
-    for k, (x, y, w, reset) in enumerate(sbt.LaneLoader(arranged)):
+    served = 0
+    for k, (_x, y, w, _reset) in enumerate(sbt.LaneLoader(arranged, prefetch=prefetch)):
         assert y is None
-        np.testing.assert_array_equal(w.numpy(), (np.arange(4)[None] < plan.valid[k][:, None]).astype(np.float32))
+        real = np.arange(4)[None] < plan.valid[k][:, None]  # per step: 1 on real steps, 0 on padding
+        np.testing.assert_array_equal(w.numpy(), real.astype(np.float32) if return_sequences
+                                      else real.all(axis=1).astype(np.float32))  # many-to-one: a whole chunk
+        served += 1
+    assert served == plan.n_batches
 
 
 # --------------------------------------------------------------------------- the loader's contract
@@ -203,11 +210,11 @@ def test_read_only_batches_reach_torch_without_warning_and_without_touching_user
     data = np.random.default_rng(0).standard_normal((200, 2)).astype(np.float32)
     before = data.copy()
     arranged = sb.arrange_stateful(data, 10, 4, tail="drop")
-    arranged.X  # the epoch is now cached as read-only arrays
+    _ = arranged.X  # the epoch is now cached as read-only arrays
     assert not arranged.batch(0)[0].flags.writeable
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for x, y, w, reset in sbt.LaneLoader(arranged):
+        for x, y, _w, _reset in sbt.LaneLoader(arranged):
             x.mul_(0)
             y.add_(1)
     np.testing.assert_array_equal(data, before)
@@ -300,7 +307,7 @@ def test_validation_state_is_kept_apart_and_starts_from_zero():
     with torch.no_grad():
         batches = list(tl)
         half = len(batches) // 2
-        for x, y, w, reset in batches[:half]:
+        for x, _y, _w, reset in batches[:half]:
             out, h = rnn(x, carrier(reset))
             carrier.update(h)
         before = carrier.snapshot()[1]
@@ -310,7 +317,7 @@ def test_validation_state_is_kept_apart_and_starts_from_zero():
         after = carrier.state
         # training resumes from exactly where it was: the rest of the epoch equals the series alone
         rest = []
-        for x, y, w, reset in batches[half:]:
+        for x, _y, _w, reset in batches[half:]:
             out, h = rnn(x, carrier(reset))
             carrier.update(h)
             rest.append(out.numpy())

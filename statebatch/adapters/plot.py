@@ -8,12 +8,15 @@ axes and titles wrapped to the figure's width, so nothing is clipped at small or
 from __future__ import annotations
 
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._args import percent
 from ..errors import ParameterError
+
+if TYPE_CHECKING:  # matplotlib is imported only when a plot is drawn
+    from matplotlib.figure import Figure
 
 __all__ = ["plot_lanes", "plot_buckets"]
 
@@ -45,7 +48,7 @@ def _title(ax: Any, text: str, fontsize: float) -> None:
 
 
 def plot_lanes(arranged: Any, *, ax: Any = None, max_batches: int | None = 200, max_lanes: int | None = 64,
-               title: str | None = None, figsize: tuple[float, float] | None = None):
+               title: str | None = None, figsize: tuple[float, float] | None = None) -> Figure:
     """Draw lanes x batches: each cell coloured by the series it holds, padding shaded, resets marked.
 
     A legend names the series by colour (up to 20 series; beyond that colours repeat and the lanes
@@ -66,6 +69,14 @@ def plot_lanes(arranged: Any, *, ax: Any = None, max_batches: int | None = 200, 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import numpy as np, statebatch as sb
+    >>> fig = plot_lanes(sb.arrange_stateful([np.arange(12.0), np.arange(7.0)], timesteps=3, batch_size=2))
+    >>> [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    ['series 0', 'series 1', 'reset (new series)', 'idle lane (weight 0)', 'padded steps']
     """
     from ..results.stateful import Arranged
 
@@ -89,7 +100,7 @@ def plot_lanes(arranged: Any, *, ax: Any = None, max_batches: int | None = 200, 
         figsize = (min(4 + nb * 0.25, 16), min(2.5 + lanes * 0.3, 10))
     fig, ax, own = _figure(ax, figsize)
     fs = _font(fig)
-    palette = plt.get_cmap("tab20").colors
+    palette = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]  # tab20 is a ListedColormap
     cmap = ListedColormap(palette)
     img = np.ma.masked_where(series < 0, series % len(palette))
     ax.imshow(img, aspect="auto", cmap=cmap, vmin=0, vmax=len(palette) - 1, interpolation="nearest",
@@ -128,7 +139,7 @@ def plot_lanes(arranged: Any, *, ax: Any = None, max_batches: int | None = 200, 
     shown = "" if nb == plan.n_batches and lanes == plan.batch_size else f" (showing {lanes} lanes x {nb} batches)"
     _title(ax, title or (f"{n_series} series in {arranged.batch_size} lanes x {arranged.n_batches} batches of "
                          f"{size}, padding {percent(arranged.padding_fraction)}{shown}"), fs)
-    handles = []
+    handles: list[Any] = []  # patches and a line
     if n_series <= _MAX_SERIES_LEGEND:
         handles += [Patch(facecolor=palette[s % len(palette)], label=f"series {ids[s]}") for s in range(n_series)]
     else:
@@ -145,7 +156,8 @@ def plot_lanes(arranged: Any, *, ax: Any = None, max_batches: int | None = 200, 
 
 
 def plot_buckets(data: Any, boundaries: Any = None, *, ax: Any = None, title: str | None = None,
-                 epoch: int | None = None, max_batches: int | None = 60, figsize: tuple[float, float] = (9, 4)):
+                 epoch: int | None = None, max_batches: int | None = 60,
+                 figsize: tuple[float, float] = (9, 4)) -> Figure:
     """Draw the batches of a bucketing with their padding, or a histogram of lengths and buckets.
 
     Given a :class:`~statebatch.bucketing.Bucketing`, draws the batches of its plan for ``epoch``
@@ -170,6 +182,15 @@ def plot_buckets(data: Any, boundaries: Any = None, *, ax: Any = None, title: st
     Returns
     -------
     matplotlib.figure.Figure
+        A new figure, or the figure of ``ax`` when one is given.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")  # draw off screen
+    >>> fig = plot_buckets([3, 5, 5, 9, 12, 30], boundaries=[6, 13])  # a histogram of lengths and buckets
+    >>> fig.axes[0].get_xlabel()
+    'sequence length'
     """
     from ..results.bucketing import Bucketing
 
@@ -248,7 +269,7 @@ def _plot_histogram(data: Any, boundaries: Any, *, ax: Any, title: str | None, f
                              f"{type(data).__name__} of dtype {lengths.dtype} and shape {lengths.shape}.",
                              "pass statebatch.bucket_batches(...) or [len(s) for s in sequences].")
     if boundaries is None:
-        boundaries = bucket_boundaries(lengths)
+        boundaries = bucket_boundaries(lengths)  # type: ignore[arg-type]  # takes arrays (check_lengths)
     else:
         b = np.asarray(boundaries) if not isinstance(boundaries, (list, tuple)) or all(
             np.ndim(v) == 0 for v in boundaries) else np.asarray([], dtype=object)
@@ -270,7 +291,7 @@ def _plot_histogram(data: Any, boundaries: Any, *, ax: Any, title: str | None, f
            label="padding (to bucket maximum)")
     for b in boundaries:
         ax.axvline(b - 0.5, color="black", linestyle="--", linewidth=1)
-    pad = padding_of(lengths, boundaries)
+    pad = padding_of(lengths, boundaries)  # type: ignore[arg-type]  # takes arrays (check_lengths)
     frac = pad / (lengths.sum() + pad) if lengths.sum() + pad else 0.0
     ax.set_xlabel("sequence length", fontsize=fs)
     ax.set_ylabel("time steps (sequences x length)", fontsize=fs)

@@ -1,0 +1,150 @@
+"""Windows for ``torch.utils.data``: :class:`WindowDataset` and :class:`WindowBatchSampler`."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from ..._args import check_int
+from ...errors import ParameterError
+from ...results.windows import Windows
+from .buckets import _LazyItems
+from .checkpoints import _crc, _ResumableBatches
+from .tensors import _positions, to_tensor
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Windows from :func:`~statebatch.make_windows` as a map-style dataset: item ``i`` is window ``i``
+    as ``(x,)`` or ``(x, y)`` tensors, gathered from the zero-copy strided view.
+
+    ``DataLoader`` does the batching and shuffling (the windows' own ``batch_size``/``shuffle`` are not
+    used); a batch of indices is fetched with one gather (``__getitems__``).
+    """
+
+    def __init__(self, windows: Windows):
+        if not isinstance(windows, Windows):
+            raise ParameterError(f"WindowDataset needs statebatch Windows, got {type(windows).__name__}.",
+                                 "build them with statebatch.make_windows(...).")
+        if getattr(windows, "forecast", None) is not None:  # items would be mappings, not (x, y) tensors
+            raise ParameterError("WindowDataset serves (x, y) windows; forecasting windows (known_cols, static_cols, "
+                                 "min_timesteps, scale, ...) give mappings.",
+                                 "iterate the windows' own batches: for b in windows.batches(): "
+                                 "batch = statebatch.torch.forecast_batch(b) (one gather per batch).")
+        self.windows = windows
+        self._n = int(windows.n_windows)  # fixed for the windows' lifetime; read once per batch otherwise
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> tuple:
+        i = check_int("window index", i)
+        return tuple(to_tensor(a[0]) for a in self.windows.take(_positions([i], len(self), "window")))
+
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple]:
+        """Windows ``indices`` with one gather (``DataLoader`` calls this with each batch of indices).
+
+        The batch comes back as a list of per-window ``(x, y)`` items made only when read; its items are of a
+        type registered with ``default_collate``, which then hands on the gathered ``[x, y]`` tensors as
+        they are instead of splitting them into windows and stacking them again (the same values, order
+        and types as stacking). Any other collate reads the items as usual."""
+        idx = _positions(indices, self._n, "window")
+        return _GatheredWindows(tuple(to_tensor(a) for a in self.windows.take(idx)))
+
+
+class _WindowItem(tuple):
+    """One window ``(x,)`` or ``(x, y)`` of a gathered batch (a plain tuple of tensors to every reader)."""
+
+    __slots__ = ()
+
+    def __reduce__(self):  # pickled (by a worker process) as a plain tuple
+        return tuple, (tuple(self),)
+
+
+class _GatheredWindows(_LazyItems):
+    """The windows of one batch, gathered; ``gathered`` = the batch tensors ``(X, y)``. An item is made when it is
+    read (``default_collate`` reads the first to pick its collate function, then uses ``gathered``)."""
+
+    def __init__(self, tensors: tuple[torch.Tensor, ...]):
+        super().__init__()
+        self.gathered = tensors
+        self._n = int(tensors[0].shape[0])
+
+    def _item(self, j: int) -> "_WindowItem":
+        # numpy views of the tensors' memory: a numpy index and torch.from_numpy are cheaper than indexing a
+        # tensor (default_collate reads one item per batch, a custom collate every item)
+        return _WindowItem(torch.from_numpy(a[j]) if a.ndim > 1 else torch.from_numpy(a[j:j + 1]).view(())
+                           for a in (t.numpy() for t in self.gathered))
+
+    def _make_items(self):
+        return (_WindowItem(a[j] for a in self.gathered) for j in range(self._n))
+
+    def __getitem__(self, k):
+        if not self._filled and isinstance(k, (int, np.integer)) and -self._n <= k < self._n:
+            return self._item(int(k) % self._n)
+        return list.__getitem__(self._fill(), k)
+
+
+def _collate_windows(batch: Sequence, *, collate_fn_map: dict | None = None) -> Any:
+    """``default_collate`` of windows: the gathered tensors as they are, as a list like stacking gives."""
+    if isinstance(batch, _GatheredWindows) and batch._unchanged():
+        return list(batch.gathered)
+    from torch.utils.data._utils.collate import collate
+
+    return collate([tuple(it) for it in batch], collate_fn_map=collate_fn_map)
+
+
+def _register_window_collate() -> None:
+    # torch documents extending default_collate by adding a type to default_collate_fn_map; only our own item
+    # type is added, so no other collation changes.
+    from torch.utils.data._utils.collate import default_collate_fn_map
+
+    default_collate_fn_map.setdefault(_WindowItem, _collate_windows)
+
+
+_register_window_collate()
+
+
+class WindowBatchSampler(_ResumableBatches, torch.utils.data.Sampler):
+    """The windows' own batches of indices for ``DataLoader(WindowDataset(w), batch_sampler=...)``.
+
+    Batch ``k`` of epoch ``e`` holds the windows of ``w.batch(k, e)``, in that order (the plan of
+    :func:`~statebatch.make_windows`: its ``batch_size``, ``shuffle``, ``seed``, ``remainder``), handed
+    over as one index array, so the loader does no work per window. Call ``set_epoch(epoch)`` at the
+    start of every epoch to reshuffle (the ``DistributedSampler`` convention); ``state_dict`` /
+    ``load_state_dict`` resume in the middle of an epoch.
+    """
+
+    def __init__(self, windows: Windows):
+        if not isinstance(windows, Windows):
+            raise ParameterError(f"WindowBatchSampler needs statebatch Windows, got {type(windows).__name__}.",
+                                 "build them with statebatch.make_windows(..., batch_size=..., shuffle=..., seed=...).")
+        self.windows = windows
+        self.epoch = 0
+
+    def batches(self, epoch: int | None = None) -> list[np.ndarray]:
+        """The batches of ``epoch`` (default: the current one), as index arrays."""
+        epoch = self.epoch if epoch is None else check_int("epoch", epoch, 0)
+        plan = self.windows.plan(epoch)
+        out = []
+        for k in range(plan.n_batches):
+            idx = plan.batch_indices(k)
+            out.append(np.arange(idx.start, idx.stop, dtype=np.int64) if isinstance(idx, slice) else idx)
+        return out
+
+    _epoch_batches = batches
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self._served(self.batches(), lambda b: b)
+
+    def __len__(self) -> int:
+        return self.windows.plan(self.epoch).n_batches
+
+    def _identity(self) -> dict[str, Any]:
+        w = self.windows
+        return {"n_windows": int(w.n_windows), "starts_crc32": _crc(w.starts), "batch_size": int(w.batch_size),
+                "shuffle": bool(w.shuffle), "seed": int(w.seed), "remainder": str(w.remainder)}
+
+    def __repr__(self) -> str:
+        return f"WindowBatchSampler({len(self)} batches of up to {self.windows.batch_size}, epoch={self.epoch})"

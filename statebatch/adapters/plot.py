@@ -269,7 +269,7 @@ def _plot_histogram(data: Any, boundaries: Any, *, ax: Any, title: str | None, f
                              f"{type(data).__name__} of dtype {lengths.dtype} and shape {lengths.shape}.",
                              "pass statebatch.bucket_batches(...) or [len(s) for s in sequences].")
     if boundaries is None:
-        boundaries = bucket_boundaries(lengths)  # type: ignore[arg-type]  # takes arrays (check_lengths)
+        boundaries = bucket_boundaries(lengths)
     else:
         b = np.asarray(boundaries) if not isinstance(boundaries, (list, tuple)) or all(
             np.ndim(v) == 0 for v in boundaries) else np.asarray([], dtype=object)
@@ -291,7 +291,7 @@ def _plot_histogram(data: Any, boundaries: Any, *, ax: Any, title: str | None, f
            label="padding (to bucket maximum)")
     for b in boundaries:
         ax.axvline(b - 0.5, color="black", linestyle="--", linewidth=1)
-    pad = padding_of(lengths, boundaries)  # type: ignore[arg-type]  # takes arrays (check_lengths)
+    pad = padding_of(lengths, boundaries)
     frac = pad / (lengths.sum() + pad) if lengths.sum() + pad else 0.0
     ax.set_xlabel("sequence length", fontsize=fs)
     ax.set_ylabel("time steps (sequences x length)", fontsize=fs)

@@ -80,7 +80,7 @@ class BucketBatchSampler(_ResumableBatches, torch.utils.data.Sampler):
             self._kwargs = dict(plan_kwargs)
             if self._kwargs.get("mode") == "buckets" and self._kwargs.get("boundaries") is None:
                 # as bucket_batches does: boundaries that minimise padding (n_buckets of them, or chosen)
-                self._kwargs["boundaries"] = bucket_boundaries(self.lengths,  # type: ignore[arg-type]  # takes arrays
+                self._kwargs["boundaries"] = bucket_boundaries(self.lengths,
                                                                self._kwargs.pop("n_buckets", None))
             self._plan_of(0)  # errors in the options surface here
         self.epoch = 0
@@ -91,7 +91,7 @@ class BucketBatchSampler(_ResumableBatches, torch.utils.data.Sampler):
         if self.bucketing is not None:
             return self.bucketing.plan(epoch)
         try:
-            return plan_buckets(self.lengths, self.batch_size,  # type: ignore[arg-type]  # takes arrays (check_lengths)
+            return plan_buckets(self.lengths, self.batch_size,
                                 seed=self.seed, epoch=epoch, **self._kwargs)
         except TypeError as e:
             raise ParameterError(f"unknown planning option ({e}).",

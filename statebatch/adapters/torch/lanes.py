@@ -286,9 +286,8 @@ class LaneLoader(torch.utils.data.IterableDataset):
         if cached is not None:
             arrays = cached
         else:  # this pass's own arrays (writable: handed to torch without another copy)
-            arrays = _one_series_epoch(a, plan)
-            if arrays is None:
-                arrays = a._finite(a._held_out(plan, a._materialise_epoch(plan), None), -1)
+            one = _one_series_epoch(a, plan)
+            arrays = one if one is not None else a._finite(a._held_out(plan, a._materialise_epoch(plan), None), -1)
         a._served = plan.epoch
         tensors: tuple[torch.Tensor | None, ...] = tuple(to_tensor(x) for x in arrays)
         if len(tensors) == 1:  # no targets: the weights still say which steps are real

@@ -34,7 +34,9 @@ def _center_scale(vals, method):
         c = sum(vals) / len(vals)
         sd = statistics.stdev(vals) if len(vals) >= 2 else 0.0
         return c, sd + EPS
-    q = lambda p: float(np.percentile(vals, p))
+    def q(p):
+        return float(np.percentile(vals, p))
+
     return q(50), (q(75) - q(25)) / 2.0 + EPS
 
 
@@ -390,7 +392,7 @@ def test_other_bad_inputs():
         sb.make_windows(d2, 3, id_col="id", time_col="t", target_cols=["y"], static_cols=["store", "size"])
     w = sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], static_cols=["size", "store"])
     with pytest.raises(ParameterError, match="no single X"):
-        w.X
+        _ = w.X
     with pytest.raises(ParameterError, match="not scaled"):
         w.inverse(np.zeros((1, 1, 1)), np.zeros((1, 2, 1)))
     with pytest.raises(ParameterError, match="forecasting batch"):
@@ -462,16 +464,65 @@ def test_keras_encoder_decoder_with_named_inputs_fits_the_mapping_batches():
     model = keras.Model(inputs, keras.layers.Dense(1)(decoded))
     model.compile(optimizer="adam", loss="mse")
     before = [np.array(v) for v in model.get_weights()]
-    ds = WindowDataset(w)
+    ds = WindowDataset(w, model=model)  # this model takes "scale" as an input: matched by name
     x0, y0 = ds[0]  # Keras gets (inputs by name, y)
     assert set(x0) == set(inputs) and y0.shape == (16, 3, 1)
     hist = model.fit(ds, epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
     assert any(not np.allclose(b, np.array(v)) for b, v in zip(before, model.get_weights()))
-    x, y = split_xy(w.batch(0))
+    batch = w.batch(0)
+    x, y = split_xy(batch, model=model)
     pred = np.asarray(model.predict_on_batch(x))
     assert pred.shape == y.shape
-    assert np.isfinite(w.inverse(pred, x["scale"])).all()
+    assert np.isfinite(w.inverse(pred, batch["scale"])).all()
+
+
+@pytest.mark.backend
+def test_keras_models_get_each_batch_array_in_the_input_of_its_name():
+    """A dict-input or list-input model whose inputs are a subset of the batch keys (the batch also has
+    scale, mask and observed masks): each input receives the array of its name, never another by position
+    (Keras 3 matches an over-full dict to a dict-input model by sorted position, with only a warning)."""
+    import keras
+
+    from statebatch.keras import WindowDataset
+
+    df = long_frame([20, 16], 1, 0, static=True)
+    w = sb.make_windows(df, 5, id_col="id", time_col="t", target_cols=["y"], feature_cols=["y", "x"],
+                        known_cols=["k0"], static_cols=["size", "store"], min_timesteps=2, scale="window", n_ahead=2,
+                        missing="mask", dtype="float32", batch_size=8)
+    batch = w.batch(0)
+    assert {"scale", "mask", "past_observed", "y_observed"} <= set(batch)
+    T, F = batch["past"].shape[1:]
+    n, K = batch["future"].shape[1:]
+    S = batch["static"].shape[1]
+
+    def model_of(form, out_name):
+        ins = {"past": keras.Input((T, F), name="past"), "future": keras.Input((n, K), name="future"),
+               "static": keras.Input((S,), name="static")}
+        out = keras.layers.Flatten()(ins[out_name])  # the output is the array that reached that input
+        return keras.Model(ins if form == "dict" else [ins["static"], ins["past"], ins["future"]], out)
+
+    for form in ("dict", "list"):
+        for name in ("past", "future", "static"):
+            model = model_of(form, name)
+            want = batch[name].reshape(len(batch[name]), -1)
+            x, y = split_xy(batch, model=model)
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), want)
+            np.testing.assert_array_equal(y, batch["y"])
+            x_ds, _ = WindowDataset(w, model=model)[0]
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x_ds)), want)
+            if form == "dict":  # the default keys leave scale and the observed masks out: right too
+                x_default, _ = split_xy({k: v for k, v in batch.items() if k != "mask"})
+                assert set(x_default) == {"past", "future", "static"}
+                np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x_default)), want)
+    assert set(split_xy(batch)[0]) == {"past", "future", "static", "mask"}
+    # a model input the batch lacks: refused, naming it
+    bad_in = {"past": keras.Input((T, F), name="past"), "covariates": keras.Input((S,), name="covariates")}
+    bad = keras.Model(bad_in, keras.layers.Concatenate()([keras.layers.Flatten()(bad_in["past"]), bad_in["covariates"]]))
+    with pytest.raises(ParameterError, match="covariates"):
+        split_xy(batch, model=bad)
+    with pytest.raises(ParameterError, match="covariates"):
+        WindowDataset(w, model=bad)
 
 
 # --------------------------------------------------------------------------- the plan alone

@@ -66,13 +66,9 @@ def reference(df, *, id_col, time_col, target_cols, known, static, timesteps, mi
         first = start_index + max_lag
         tgt = [[float(r[c]) for c in target_cols] for r in rows]
         stat = [float(vocab[c].index(rows[0][c])) if c in vocab else float(rows[0][c]) for c in static]
-        if scale == "series":
-            s_series = []
-            for j in range(len(target_cols)):
-                vals = [tgt[r][j] for r in range(first, end) if not math.isnan(tgt[r][j])]
-                s_series.append(_center_scale(vals, method))
         need = timesteps if min_timesteps is None else min_timesteps
         k = -(timesteps // stride) - 2
+        windows = []  # (first, last) input step of every window of this series
         while True:
             s = first + k * stride
             e = s + timesteps - 1
@@ -83,6 +79,14 @@ def reference(df, *, id_col, time_col, target_cols, known, static, timesteps, mi
                 continue
             if s < first and min_timesteps is None:
                 continue
+            windows.append((s, e))
+        if scale == "series":  # the series' input steps: first usable step .. last input of its last window
+            last_input = max((e for _, e in windows), default=first - 1)
+            s_series = []
+            for j in range(len(target_cols)):
+                vals = [tgt[r][j] for r in range(first, last_input + 1) if not math.isnan(tgt[r][j])]
+                s_series.append(_center_scale(vals, method))
+        for s, e in windows:
             # scale of this window
             if scale == "series":
                 cs = s_series
@@ -289,7 +293,7 @@ def test_numpy_arrays_without_frame():
     a = w.arrays()
     assert a["past"].dtype == np.float32 and a["future"].shape == (len(a["y"]), 2, 0)
     c, s = a["scale"][0, :, 0]
-    col = x[:, 1].astype(np.float64)
+    col = x[:18, 1].astype(np.float64)  # the input steps: the last window's inputs end at row 17
     assert c == pytest.approx(col.mean()) and s == pytest.approx(col.std(ddof=1) + EPS)
     # the first window: history of 2 steps (rows 0, 1), targets rows 2, 3
     np.testing.assert_array_equal(a["mask"][0], [False, False, True, True])
@@ -641,3 +645,67 @@ def test_gaps_split_keeps_static_and_calendar_per_piece():
     first = np.flatnonzero(w.series == k)[0]
     np.testing.assert_allclose(a["past"][first, :, -1], (np.array([7, 8]) - 1) / 30 - 0.5)
     np.testing.assert_allclose(a["future"][first, 0, -1], (9 - 1) / 30 - 0.5)
+
+
+# --------------------------------------------------------------------------- series scale without leaks
+def _ramp_frame(n=40):
+    return pd.DataFrame({"id": np.repeat(["a", "b"], n), "t": np.tile(np.arange(n), 2),
+                         "y": np.concatenate([np.arange(n, dtype=float), 100.0 + 3.0 * np.arange(n) ** 1.5])})
+
+
+def test_series_scale_reads_only_input_steps_of_holdout_windows():
+    """Holdout windows (start_index/end_index): the series scale is read from the steps that are inputs
+    of the windows, never from the held-out targets after the last input (hand-computed in numpy)."""
+    df = _ramp_frame()
+    for kw, stride in ((dict(start_index=12), 1), (dict(start_index=12, end_index=20), 1),
+                       (dict(start_index=5, end_index=33), 3), (dict(end_index=12), 1)):
+        w = sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], scale="series", n_ahead=2,
+                            stride=stride, **kw)
+        start, end = kw.get("start_index", 0), kw.get("end_index", 40)
+        # last input step of the last window: windows start at start + k*stride, inputs 4 steps, 2 targets after
+        last_input = max(e for e in range(start + 3, end - 2) if (e - start - 3) % stride == 0)
+        for k, sid in enumerate(["a", "b"]):
+            vals = df[df.id == sid].y.to_numpy()[start:last_input + 1]
+            want = [vals.mean(), vals.std(ddof=1) + EPS]
+            np.testing.assert_allclose(w.forecast.series_scale.values[k, :, 0], want, rtol=1e-12)
+            assert w.forecast.series_scale.last_step[k] == last_input
+            # and the held-out targets are not in it: the targets of the last window end after last_input
+            assert last_input + 2 <= end - 1
+        got = w.arrays()["scale"]
+        np.testing.assert_allclose(got, w.forecast.series_scale.values[w.series])
+    # the repro: two ramps y = 0..39, T=4, start_index=12, end_index=20 -> inputs 12..17, center 14.5 (not 15.5)
+    df2 = pd.DataFrame({"id": np.repeat(["a", "b"], 40), "t": np.tile(np.arange(40), 2),
+                        "y": np.tile(np.arange(40.0), 2)})
+    w = sb.make_windows(df2, 4, id_col="id", time_col="t", target_cols=["y"], scale="series", start_index=12,
+                        end_index=20)
+    assert w.arrays()["scale"][:, 0, 0].tolist() == [15.0] * len(w.arrays()["scale"])  # inputs 12..18, target 19
+
+
+def test_holdout_windows_reuse_the_training_series_scale():
+    df = _ramp_frame()
+    train = sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], scale="series", end_index=24,
+                            scale_method="robust")
+    test = sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], scale=train, start_index=20,
+                           stride=2)
+    same = sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], start_index=20, stride=2,
+                           scale=train.forecast.series_scale, scale_method="robust")
+    for k, sid in enumerate(["a", "b"]):
+        vals = df[df.id == sid].y.to_numpy()[:23]  # train inputs: steps 0..22 (the last target: 23)
+        q25, q50, q75 = np.percentile(vals, [25, 50, 75])
+        want = np.array([q50, (q75 - q25) / 2 + EPS])
+        rows = test.series == k
+        np.testing.assert_allclose(test.arrays()["scale"][rows, :, 0], np.tile(want, (rows.sum(), 1)), rtol=1e-12)
+        y_raw = np.array([df[df.id == sid].y.to_numpy()[s + 4] for s in test.start[rows]])
+        np.testing.assert_allclose(test.arrays()["y"][rows, 0, 0], (y_raw - want[0]) / want[1], rtol=1e-12)
+    np.testing.assert_array_equal(same.arrays()["scale"], test.arrays()["scale"])
+    assert test.forecast.scale_method == "robust"
+    with pytest.raises(ParameterError, match="fitted with 'robust'"):
+        sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], scale=train, scale_method="minmax")
+    plain = sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], scale="window")
+    with pytest.raises(ParameterError, match="without a series scale"):
+        sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], scale=plain)
+    with pytest.raises(ParameterError, match="no fitted scale"):
+        sb.make_windows(df.assign(id=df.id.replace("b", "c")), 4, id_col="id", time_col="t", target_cols=["y"],
+                        scale=train)
+    with pytest.raises(ParameterError, match="scale must be"):
+        sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], scale=3)

@@ -20,11 +20,12 @@ from ..errors import ParameterError
 from ..materialise.forecast import (ForecastSpec, _names, build_forecast, check_forecast_args, check_lags,
                                     check_time_features)
 from ..materialise.gather import _in_memory
+from ..materialise.scaling import SeriesScale
 from ..plans.windows import check_min_timesteps
 from ..sources.options import InputOptions
 from ..sources.series import SeriesSet, _is_pandas, apply_gaps, as_series, in_memory
 
-__all__ = ["forecast_inputs", "check_forecast_only_args", "wants_forecast"]
+__all__ = ["forecast_inputs", "check_forecast_only_args", "fitted_scale", "wants_forecast"]
 
 
 def wants_forecast(*, known_cols: Any, static_cols: Any, min_timesteps: Any, scale: Any, lags: Any,
@@ -83,6 +84,33 @@ def _check_call(*, sampling_rate: int, return_sequences: bool, targets: Any, opt
     if check_bool("allow_inf", opts.allow_inf):
         raise ParameterError("allow_inf=True with forecasting inputs: inf cannot be scaled, masked or lagged.",
                              "replace inf by NaN and pass missing='mask', or by a finite value.")
+
+
+def fitted_scale(scale: Any, scale_method: Any) -> tuple[Any, SeriesScale | None]:
+    """``scale=`` given as windows built with ``scale="series"`` (their series scale) or as a
+    :class:`~statebatch.materialise.scaling.SeriesScale`: ``("series", that scale)``, to scale holdout
+    windows with the training scale; any other value is returned as it is (checked later).
+
+    Examples
+    --------
+    >>> fitted_scale("window", "standard")
+    ('window', None)
+    """
+    if scale is None or isinstance(scale, str):
+        return scale, None
+    spec = getattr(scale, "forecast", None)
+    fitted = getattr(spec, "series_scale", None) if spec is not None else scale
+    if spec is not None and fitted is None:
+        raise ParameterError("scale= was given windows without a series scale.",
+                             "build those windows with scale='series' (the scale is fitted on their input steps).")
+    if not isinstance(fitted, SeriesScale):
+        raise ParameterError(f"scale must be None, 'series', 'window', windows built with scale='series' or their "
+                             f"windows.forecast.series_scale, got {type(scale).__name__}.",
+                             "pass scale='series', or scale=train_windows to reuse the training windows' scale.")
+    if not (isinstance(scale_method, str) and scale_method in ("standard", fitted.method)):
+        raise ParameterError(f"scale_method={scale_method!r}, but the series scale passed was fitted with "
+                             f"{fitted.method!r}.", "drop scale_method: a fitted scale keeps its own method.")
+    return "series", fitted
 
 
 def _frame_features(data: Any, opts: InputOptions, known: list, static: list, feats: list | None) -> list | None:
@@ -167,6 +195,7 @@ def forecast_inputs(data: Any, timesteps: int, *, opts: InputOptions, sampling_r
     >>> first, spec.past_names
     (1, ['feature 0', 'feature 0 lag 1'])
     """
+    scale, fitted = fitted_scale(scale, scale_method)
     scale, scale_method, missing, fill_value = check_forecast_args(scale=scale, scale_method=scale_method,
                                                                    missing=missing, fill_value=fill_value)
     if min_timesteps is not None:
@@ -197,7 +226,7 @@ def forecast_inputs(data: Any, timesteps: int, *, opts: InputOptions, sampling_r
                           target=tarr, target_positions=positions, timesteps=timesteps, horizon=horizon,
                           n_ahead=n_ahead, start_index=start_index, end_index=end_index, min_timesteps=min_timesteps,
                           scale=scale, scale_method=scale_method, missing=missing, fill_value=fill_value, lags=lags,
-                          time_features=times)
+                          time_features=times, fitted_scale=fitted)
     first = start_index + (max(lags) if lags else 0)  # lags need max(lags) steps before the first input step
     if end_index is not None and end_index <= first:
         raise ParameterError(f"end_index={end_index} leaves no step after start_index plus the largest lag ({first}).",

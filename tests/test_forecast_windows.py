@@ -332,7 +332,9 @@ BAD = [
     (dict(min_timesteps=0), ParameterError, "min_timesteps"),
     (dict(known_cols=["k0"], static_cols=["k0"]), ParameterError, "both known_cols and static_cols"),
     (dict(known_cols=["k0"], feature_cols=["x", "k0"]), ParameterError, "also in known_cols"),
-    (dict(known_cols=["t"]), ParameterError, "id or time column"),
+    (dict(known_cols=["t"]), ParameterError, "(?s)time column 't'.*time_features"),
+    (dict(static_cols=["t"]), ParameterError, "time column 't'"),
+    (dict(known_cols=["id"]), ParameterError, "id column 'id'"),
     (dict(scale="global"), ParameterError, "scale="),
     (dict(scale="series", scale_method="minmax"), ParameterError, "scale_method"),
     (dict(missing="drop"), ParameterError, "missing="),
@@ -709,3 +711,22 @@ def test_holdout_windows_reuse_the_training_series_scale():
                         scale=train)
     with pytest.raises(ParameterError, match="scale must be"):
         sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], scale=3)
+
+
+# --------------------------------------------------------------------------- the id as a static categorical
+@pytest.mark.parametrize("numeric_ids", [False, True])
+def test_id_column_is_a_static_categorical_with_its_vocabulary(numeric_ids):
+    """static_cols may name the id column (as pytorch-forecasting's group ids): integer codes of the sorted
+    ids, even numeric ones (a label, not a magnitude), vocabulary kept; hand-built reference per window."""
+    df = long_frame([7, 9, 6], 1, 3, static=True)
+    if numeric_ids:
+        df["id"] = df["id"].map({"s0": 30, "s1": 10, "s2": 20})
+    w = sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], feature_cols=["y", "x"],
+                        static_cols=["id", "size"])
+    vocab = sorted(df["id"].unique())
+    assert w.forecast.static_vocab == {"id": vocab} and w.forecast.static_names == ["id", "size"]
+    static = w.arrays()["static"]
+    for i, k in enumerate(w.series):
+        sid = w.series_ids[k]
+        size = float(df.loc[df["id"] == sid, "size"].iloc[0])
+        assert static[i].tolist() == [float(vocab.index(sid)), size]

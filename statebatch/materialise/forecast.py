@@ -440,6 +440,7 @@ def build_forecast(
     lags: list[int],
     time_features: list[str],
     fitted_scale: SeriesScale | None = None,
+    id_col: Any = None,
 ) -> ForecastSpec:
     """The tables of :class:`ForecastSpec` from a series set whose last ``len(known_cols)`` feature
     columns are the known columns (``make_windows`` reads them with the features).
@@ -447,7 +448,7 @@ def build_forecast(
     ``target_positions``: feature columns (of the first ``n_features``) that hold the targets, in target
     order (-1 where a target is not among the features). ``fitted_scale``: a series scale fitted on other
     windows, reused (``scale="series"``); otherwise a series scale is fitted when the windows are planned
-    (:meth:`ForecastSpec.fit_series_scale`).
+    (:meth:`ForecastSpec.fit_series_scale`). ``id_col`` among ``static_cols``: coded as a category.
 
     Examples
     --------
@@ -503,7 +504,7 @@ def build_forecast(
     future_rows = np.concatenate(future_parts, axis=1) if len(future_parts) > 1 else future_parts[0]
     past_target = [(p, j) for j, p in enumerate(target_positions) if p >= 0] + lag_pairs
     floor = offsets[:-1] + start_index + max_lag
-    static, static_names, vocab = static_table(frame, static_cols, ss, fdt) if static_cols else (
+    static, static_names, vocab = static_table(frame, static_cols, ss, fdt, categorical=[id_col]) if static_cols else (
         np.zeros((ss.n_series, 0), dtype=fdt), [], {})
     series_scale = None if fitted_scale is None else fitted_scale.of(ss.ids, tnames)
     return ForecastSpec(past_rows=past_rows, future_rows=future_rows, target_rows=target, floor=floor.astype(np.int64),

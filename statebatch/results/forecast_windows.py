@@ -123,11 +123,13 @@ def _frame_features(data: Any, opts: InputOptions, known: list, static: list, fe
         if absent:
             raise ParameterError(f"{what} {absent} are not columns of the data (columns: {cols}).",
                                  f"pass existing column names in {what}.")
-        clash = [c for c in names if c in (opts.id_col, opts.time_col)]
-        if clash:
-            raise ParameterError(f"{what} {clash} is the id or time column.",
-                                 "the id and time columns are not covariates: use time_features=[...] for calendar "
-                                 "features of the time column.")
+        if opts.time_col is not None and opts.time_col in names:
+            raise ParameterError(f"{what} names the time column {opts.time_col!r}: it orders the steps and varies "
+                                 "within every series.", "drop it from " + what + "; use time_features=[...] "
+                                 "(calendar features of the time column) or add a column derived from it.")
+        if what == "known_cols" and opts.id_col is not None and opts.id_col in names:
+            raise ParameterError(f"known_cols names the id column {opts.id_col!r}: it is one value per series.",
+                                 "pass it in static_cols (integer codes, vocabulary in windows.forecast.static_vocab).")
     both = [c for c in known if c in static]
     if both:
         raise ParameterError(f"columns {both} are in both known_cols and static_cols.",
@@ -226,7 +228,7 @@ def forecast_inputs(data: Any, timesteps: int, *, opts: InputOptions, sampling_r
                           target=tarr, target_positions=positions, timesteps=timesteps, horizon=horizon,
                           n_ahead=n_ahead, start_index=start_index, end_index=end_index, min_timesteps=min_timesteps,
                           scale=scale, scale_method=scale_method, missing=missing, fill_value=fill_value, lags=lags,
-                          time_features=times, fitted_scale=fitted)
+                          time_features=times, fitted_scale=fitted, id_col=opts.id_col)
     first = start_index + (max(lags) if lags else 0)  # lags need max(lags) steps before the first input step
     if end_index is not None and end_index <= first:
         raise ParameterError(f"end_index={end_index} leaves no step after start_index plus the largest lag ({first}).",

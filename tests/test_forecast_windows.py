@@ -529,6 +529,23 @@ def test_keras_models_get_each_batch_array_in_the_input_of_its_name():
         split_xy(batch, model=bad)
     with pytest.raises(ParameterError, match="covariates"):
         WindowDataset(w, model=bad)
+    with pytest.raises(ParameterError, match="both inputs= and model="):
+        split_xy(batch, inputs=["past"], model=model)
+    plain = sb.make_windows(df, 5, id_col="id", time_col="t", target_cols=["y"], feature_cols=["y", "x"])
+    with pytest.raises(ParameterError, match="serve \\(X, y\\)"):
+        WindowDataset(plain, model=model)
+
+
+def test_split_xy_refuses_a_model_whose_inputs_cannot_be_read():
+    class Unbuilt:  # as an unbuilt Sequential: reading .input raises
+        @property
+        def input(self):
+            raise AttributeError("The layer has never been called")
+
+    w = sb.make_windows(long_frame([6, 6], 1, 0), 3, id_col="id", time_col="t", target_cols=["y"], scale="window")
+    with pytest.raises(ParameterError, match="cannot be read") as info:
+        split_xy(w.batch(0), model=Unbuilt())
+    assert "name='past'" in info.value.fix
 
 
 # --------------------------------------------------------------------------- the plan alone

@@ -34,7 +34,9 @@ def _center_scale(vals, method):
         c = sum(vals) / len(vals)
         sd = statistics.stdev(vals) if len(vals) >= 2 else 0.0
         return c, sd + EPS
-    q = lambda p: float(np.percentile(vals, p))
+    def q(p):
+        return float(np.percentile(vals, p))
+
     return q(50), (q(75) - q(25)) / 2.0 + EPS
 
 
@@ -64,13 +66,9 @@ def reference(df, *, id_col, time_col, target_cols, known, static, timesteps, mi
         first = start_index + max_lag
         tgt = [[float(r[c]) for c in target_cols] for r in rows]
         stat = [float(vocab[c].index(rows[0][c])) if c in vocab else float(rows[0][c]) for c in static]
-        if scale == "series":
-            s_series = []
-            for j in range(len(target_cols)):
-                vals = [tgt[r][j] for r in range(first, end) if not math.isnan(tgt[r][j])]
-                s_series.append(_center_scale(vals, method))
         need = timesteps if min_timesteps is None else min_timesteps
         k = -(timesteps // stride) - 2
+        windows = []  # (first, last) input step of every window of this series
         while True:
             s = first + k * stride
             e = s + timesteps - 1
@@ -81,6 +79,14 @@ def reference(df, *, id_col, time_col, target_cols, known, static, timesteps, mi
                 continue
             if s < first and min_timesteps is None:
                 continue
+            windows.append((s, e))
+        if scale == "series":  # the series' input steps: first usable step .. last input of its last window
+            last_input = max((e for _, e in windows), default=first - 1)
+            s_series = []
+            for j in range(len(target_cols)):
+                vals = [tgt[r][j] for r in range(first, last_input + 1) if not math.isnan(tgt[r][j])]
+                s_series.append(_center_scale(vals, method))
+        for s, e in windows:
             # scale of this window
             if scale == "series":
                 cs = s_series
@@ -287,7 +293,7 @@ def test_numpy_arrays_without_frame():
     a = w.arrays()
     assert a["past"].dtype == np.float32 and a["future"].shape == (len(a["y"]), 2, 0)
     c, s = a["scale"][0, :, 0]
-    col = x[:, 1].astype(np.float64)
+    col = x[:18, 1].astype(np.float64)  # the input steps: the last window's inputs end at row 17
     assert c == pytest.approx(col.mean()) and s == pytest.approx(col.std(ddof=1) + EPS)
     # the first window: history of 2 steps (rows 0, 1), targets rows 2, 3
     np.testing.assert_array_equal(a["mask"][0], [False, False, True, True])
@@ -326,7 +332,9 @@ BAD = [
     (dict(min_timesteps=0), ParameterError, "min_timesteps"),
     (dict(known_cols=["k0"], static_cols=["k0"]), ParameterError, "both known_cols and static_cols"),
     (dict(known_cols=["k0"], feature_cols=["x", "k0"]), ParameterError, "also in known_cols"),
-    (dict(known_cols=["t"]), ParameterError, "id or time column"),
+    (dict(known_cols=["t"]), ParameterError, "(?s)time column 't'.*time_features"),
+    (dict(static_cols=["t"]), ParameterError, "time column 't'"),
+    (dict(known_cols=["id"]), ParameterError, "id column 'id'"),
     (dict(scale="global"), ParameterError, "scale="),
     (dict(scale="series", scale_method="minmax"), ParameterError, "scale_method"),
     (dict(missing="drop"), ParameterError, "missing="),
@@ -390,7 +398,7 @@ def test_other_bad_inputs():
         sb.make_windows(d2, 3, id_col="id", time_col="t", target_cols=["y"], static_cols=["store", "size"])
     w = sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], static_cols=["size", "store"])
     with pytest.raises(ParameterError, match="no single X"):
-        w.X
+        _ = w.X
     with pytest.raises(ParameterError, match="not scaled"):
         w.inverse(np.zeros((1, 1, 1)), np.zeros((1, 2, 1)))
     with pytest.raises(ParameterError, match="forecasting batch"):
@@ -462,16 +470,82 @@ def test_keras_encoder_decoder_with_named_inputs_fits_the_mapping_batches():
     model = keras.Model(inputs, keras.layers.Dense(1)(decoded))
     model.compile(optimizer="adam", loss="mse")
     before = [np.array(v) for v in model.get_weights()]
-    ds = WindowDataset(w)
+    ds = WindowDataset(w, model=model)  # this model takes "scale" as an input: matched by name
     x0, y0 = ds[0]  # Keras gets (inputs by name, y)
     assert set(x0) == set(inputs) and y0.shape == (16, 3, 1)
     hist = model.fit(ds, epochs=1, verbose=0)
     assert np.isfinite(hist.history["loss"][0])
     assert any(not np.allclose(b, np.array(v)) for b, v in zip(before, model.get_weights()))
-    x, y = split_xy(w.batch(0))
+    batch = w.batch(0)
+    x, y = split_xy(batch, model=model)
     pred = np.asarray(model.predict_on_batch(x))
     assert pred.shape == y.shape
-    assert np.isfinite(w.inverse(pred, x["scale"])).all()
+    assert np.isfinite(w.inverse(pred, batch["scale"])).all()
+
+
+@pytest.mark.backend
+def test_keras_models_get_each_batch_array_in_the_input_of_its_name():
+    """A dict-input or list-input model whose inputs are a subset of the batch keys (the batch also has
+    scale, mask and observed masks): each input receives the array of its name, never another by position
+    (Keras 3 matches an over-full dict to a dict-input model by sorted position, with only a warning)."""
+    import keras
+
+    from statebatch.keras import WindowDataset
+
+    df = long_frame([20, 16], 1, 0, static=True)
+    w = sb.make_windows(df, 5, id_col="id", time_col="t", target_cols=["y"], feature_cols=["y", "x"],
+                        known_cols=["k0"], static_cols=["size", "store"], min_timesteps=2, scale="window", n_ahead=2,
+                        missing="mask", dtype="float32", batch_size=8)
+    batch = w.batch(0)
+    assert {"scale", "mask", "past_observed", "y_observed"} <= set(batch)
+    T, F = batch["past"].shape[1:]
+    n, K = batch["future"].shape[1:]
+    S = batch["static"].shape[1]
+
+    def model_of(form, out_name):
+        ins = {"past": keras.Input((T, F), name="past"), "future": keras.Input((n, K), name="future"),
+               "static": keras.Input((S,), name="static")}
+        out = keras.layers.Flatten()(ins[out_name])  # the output is the array that reached that input
+        return keras.Model(ins if form == "dict" else [ins["static"], ins["past"], ins["future"]], out)
+
+    for form in ("dict", "list"):
+        for name in ("past", "future", "static"):
+            model = model_of(form, name)
+            want = batch[name].reshape(len(batch[name]), -1)
+            x, y = split_xy(batch, model=model)
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x)), want)
+            np.testing.assert_array_equal(y, batch["y"])
+            x_ds, _ = WindowDataset(w, model=model)[0]
+            np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x_ds)), want)
+            if form == "dict":  # the default keys leave scale and the observed masks out: right too
+                x_default, _ = split_xy({k: v for k, v in batch.items() if k != "mask"})
+                assert set(x_default) == {"past", "future", "static"}
+                np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(x_default)), want)
+    assert set(split_xy(batch)[0]) == {"past", "future", "static", "mask"}
+    # a model input the batch lacks: refused, naming it
+    bad_in = {"past": keras.Input((T, F), name="past"), "covariates": keras.Input((S,), name="covariates")}
+    bad = keras.Model(bad_in, keras.layers.Concatenate()([keras.layers.Flatten()(bad_in["past"]), bad_in["covariates"]]))
+    with pytest.raises(ParameterError, match="covariates"):
+        split_xy(batch, model=bad)
+    with pytest.raises(ParameterError, match="covariates"):
+        WindowDataset(w, model=bad)
+    with pytest.raises(ParameterError, match="both inputs= and model="):
+        split_xy(batch, inputs=["past"], model=model)
+    plain = sb.make_windows(df, 5, id_col="id", time_col="t", target_cols=["y"], feature_cols=["y", "x"])
+    with pytest.raises(ParameterError, match="serve \\(X, y\\)"):
+        WindowDataset(plain, model=model)
+
+
+def test_split_xy_refuses_a_model_whose_inputs_cannot_be_read():
+    class Unbuilt:  # as an unbuilt Sequential: reading .input raises
+        @property
+        def input(self):
+            raise AttributeError("The layer has never been called")
+
+    w = sb.make_windows(long_frame([6, 6], 1, 0), 3, id_col="id", time_col="t", target_cols=["y"], scale="window")
+    with pytest.raises(ParameterError, match="cannot be read") as info:
+        split_xy(w.batch(0), model=Unbuilt())
+    assert "name='past'" in info.value.fix
 
 
 # --------------------------------------------------------------------------- the plan alone
@@ -590,3 +664,86 @@ def test_gaps_split_keeps_static_and_calendar_per_piece():
     first = np.flatnonzero(w.series == k)[0]
     np.testing.assert_allclose(a["past"][first, :, -1], (np.array([7, 8]) - 1) / 30 - 0.5)
     np.testing.assert_allclose(a["future"][first, 0, -1], (9 - 1) / 30 - 0.5)
+
+
+# --------------------------------------------------------------------------- series scale without leaks
+def _ramp_frame(n=40):
+    return pd.DataFrame({"id": np.repeat(["a", "b"], n), "t": np.tile(np.arange(n), 2),
+                         "y": np.concatenate([np.arange(n, dtype=float), 100.0 + 3.0 * np.arange(n) ** 1.5])})
+
+
+def test_series_scale_reads_only_input_steps_of_holdout_windows():
+    """Holdout windows (start_index/end_index): the series scale is read from the steps that are inputs
+    of the windows, never from the held-out targets after the last input (hand-computed in numpy)."""
+    df = _ramp_frame()
+    for kw, stride in ((dict(start_index=12), 1), (dict(start_index=12, end_index=20), 1),
+                       (dict(start_index=5, end_index=33), 3), (dict(end_index=12), 1)):
+        w = sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], scale="series", n_ahead=2,
+                            stride=stride, **kw)
+        start, end = kw.get("start_index", 0), kw.get("end_index", 40)
+        # last input step of the last window: windows start at start + k*stride, inputs 4 steps, 2 targets after
+        last_input = max(e for e in range(start + 3, end - 2) if (e - start - 3) % stride == 0)
+        for k, sid in enumerate(["a", "b"]):
+            vals = df[df.id == sid].y.to_numpy()[start:last_input + 1]
+            want = [vals.mean(), vals.std(ddof=1) + EPS]
+            np.testing.assert_allclose(w.forecast.series_scale.values[k, :, 0], want, rtol=1e-12)
+            assert w.forecast.series_scale.last_step[k] == last_input
+            # and the held-out targets are not in it: the targets of the last window end after last_input
+            assert last_input + 2 <= end - 1
+        got = w.arrays()["scale"]
+        np.testing.assert_allclose(got, w.forecast.series_scale.values[w.series])
+    # the repro: two ramps y = 0..39, T=4, start_index=12, end_index=20 -> inputs 12..17, center 14.5 (not 15.5)
+    df2 = pd.DataFrame({"id": np.repeat(["a", "b"], 40), "t": np.tile(np.arange(40), 2),
+                        "y": np.tile(np.arange(40.0), 2)})
+    w = sb.make_windows(df2, 4, id_col="id", time_col="t", target_cols=["y"], scale="series", start_index=12,
+                        end_index=20)
+    assert w.arrays()["scale"][:, 0, 0].tolist() == [15.0] * len(w.arrays()["scale"])  # inputs 12..18, target 19
+
+
+def test_holdout_windows_reuse_the_training_series_scale():
+    df = _ramp_frame()
+    train = sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], scale="series", end_index=24,
+                            scale_method="robust")
+    test = sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], scale=train, start_index=20,
+                           stride=2)
+    same = sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], start_index=20, stride=2,
+                           scale=train.forecast.series_scale, scale_method="robust")
+    for k, sid in enumerate(["a", "b"]):
+        vals = df[df.id == sid].y.to_numpy()[:23]  # train inputs: steps 0..22 (the last target: 23)
+        q25, q50, q75 = np.percentile(vals, [25, 50, 75])
+        want = np.array([q50, (q75 - q25) / 2 + EPS])
+        rows = test.series == k
+        np.testing.assert_allclose(test.arrays()["scale"][rows, :, 0], np.tile(want, (rows.sum(), 1)), rtol=1e-12)
+        y_raw = np.array([df[df.id == sid].y.to_numpy()[s + 4] for s in test.start[rows]])
+        np.testing.assert_allclose(test.arrays()["y"][rows, 0, 0], (y_raw - want[0]) / want[1], rtol=1e-12)
+    np.testing.assert_array_equal(same.arrays()["scale"], test.arrays()["scale"])
+    assert test.forecast.scale_method == "robust"
+    with pytest.raises(ParameterError, match="fitted with 'robust'"):
+        sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], scale=train, scale_method="minmax")
+    plain = sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], scale="window")
+    with pytest.raises(ParameterError, match="without a series scale"):
+        sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], scale=plain)
+    with pytest.raises(ParameterError, match="no fitted scale"):
+        sb.make_windows(df.assign(id=df.id.replace("b", "c")), 4, id_col="id", time_col="t", target_cols=["y"],
+                        scale=train)
+    with pytest.raises(ParameterError, match="scale must be"):
+        sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], scale=3)
+
+
+# --------------------------------------------------------------------------- the id as a static categorical
+@pytest.mark.parametrize("numeric_ids", [False, True])
+def test_id_column_is_a_static_categorical_with_its_vocabulary(numeric_ids):
+    """static_cols may name the id column (as pytorch-forecasting's group ids): integer codes of the sorted
+    ids, even numeric ones (a label, not a magnitude), vocabulary kept; hand-built reference per window."""
+    df = long_frame([7, 9, 6], 1, 3, static=True)
+    if numeric_ids:
+        df["id"] = df["id"].map({"s0": 30, "s1": 10, "s2": 20})
+    w = sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], feature_cols=["y", "x"],
+                        static_cols=["id", "size"])
+    vocab = sorted(df["id"].unique())
+    assert w.forecast.static_vocab == {"id": vocab} and w.forecast.static_names == ["id", "size"]
+    static = w.arrays()["static"]
+    for i, k in enumerate(w.series):
+        sid = w.series_ids[k]
+        size = float(df.loc[df["id"] == sid, "size"].iloc[0])
+        assert static[i].tolist() == [float(vocab.index(sid)), size]

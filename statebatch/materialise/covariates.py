@@ -5,7 +5,7 @@ forecast.build_forecast` joins them with the series' own columns.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -61,8 +61,12 @@ def _isnan(a: np.ndarray) -> np.ndarray:
     return np.zeros(a.shape, dtype=bool)
 
 
-def static_table(df: Any, cols: list, ss: SeriesSet, float_dtype: np.dtype) -> tuple[np.ndarray, list, dict]:
+def static_table(df: Any, cols: list, ss: SeriesSet, float_dtype: np.dtype,
+                 categorical: Sequence[Any] = ()) -> tuple[np.ndarray, list, dict]:
     """``(n_series, S)``: numeric columns as values, the others as integer codes (vocabulary kept).
+
+    ``categorical``: columns coded as categories even when numeric (the id column: a group id is a label,
+    not a magnitude, as pytorch-forecasting's group ids among the static categoricals).
 
     Examples
     --------
@@ -85,7 +89,7 @@ def static_table(df: Any, cols: list, ss: SeriesSet, float_dtype: np.dtype) -> t
     for c in cols:
         col = df[c]
         kind = getattr(col.dtype, "kind", "O")
-        is_cat = isinstance(col.dtype, pd.CategoricalDtype) or kind not in "iufb"
+        is_cat = isinstance(col.dtype, pd.CategoricalDtype) or kind not in "iufb" or c in categorical
         raw = col.to_numpy() if not is_cat else col.astype(object).to_numpy()
         if order is not None:
             raw = raw[order]

@@ -20,7 +20,7 @@ Semantics (one window, last input step ``e`` of series ``s``; ``T`` = ``timestep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -29,18 +29,23 @@ from .._args import check_choice, check_int
 from ..errors import DataValueError, ParameterError, ShapeError
 from .covariates import TIME_FEATURES, check_static_constant, static_table, time_table
 from .gather import _in_memory, strided_windows
+from .scaling import SCALE_EPS, SCALE_METHODS, SeriesScale, center_and_scale, fit_series_scale
 from ..sources.series import SeriesSet
 
 __all__ = [
     "FORECAST_KEYS",
     "MISSING",
+    "MODEL_INPUT_KEYS",
+    "SCALE_EPS",
     "SCALES",
+    "SeriesScale",
     "TIME_FEATURES",
     "ForecastBatch",
     "ForecastSpec",
     "build_forecast",
     "check_static_constant",
     "inverse",
+    "model_inputs",
     "split_xy",
 ]
 
@@ -51,11 +56,7 @@ __all__ = [
 FORECAST_KEYS = ("past", "future", "static", "y", "mask", "scale", "past_observed", "y_observed")
 
 SCALES = (None, "series", "window")
-SCALE_METHODS = ("standard", "robust")
 MISSING = ("error", "mask")
-#: Added to every scale, as pytorch-forecasting's normalisers do (float16 machine epsilon): a constant
-#: series or window gets a finite scale.
-SCALE_EPS = float(np.finfo(np.float16).eps)
 
 
 class ForecastBatch(NamedTuple):
@@ -86,7 +87,11 @@ class ForecastSpec:
     floor : int64 ``(n_series,)``
         First row of each series a window may read (``offsets + start_index + max(lags)``).
     static : ndarray ``(n_series, S)``
-    series_scale : ndarray ``(n_series, 2, targets)`` or None
+    series_scale : :class:`~statebatch.materialise.scaling.SeriesScale` or None
+        With ``scale="series"``: each series' center and scale, fitted on the input steps of these windows
+        (:meth:`fit_series_scale`) or reused from other windows (``make_windows(..., scale=train)``).
+    offsets : int64 ``(n_series + 1,)``
+        First row of each series in the tables.
     past_target : int64 ``(P, 2)``
         Pairs (past column, target column): past columns that hold target values (the targets among the
         features, and their lags), scaled with the targets.
@@ -106,7 +111,9 @@ class ForecastSpec:
     fill_value: float
     variable_history: bool
     past_target: np.ndarray
-    series_scale: np.ndarray | None = None
+    series_scale: SeriesScale | None = None
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    series_ids: list = field(default_factory=list)
     past_names: list = field(default_factory=list)
     future_names: list = field(default_factory=list)
     static_names: list = field(default_factory=list)
@@ -172,10 +179,33 @@ class ForecastSpec:
             out["y_observed"] = y_obs
         return out
 
+    def fit_series_scale(self, series: np.ndarray, last_rows: np.ndarray) -> ForecastSpec:
+        """This spec with its series scale fitted on the windows' input steps (``series``, ``last_rows``:
+        each window's series and last input row): from each series' first usable row to the last input
+        row of its last window, so no window's scale reads a target after its series' last input.
+        Unchanged when not ``scale="series"`` or when a fitted scale was given.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from statebatch.sources.series import as_series
+        >>> spec = build_forecast(as_series(np.arange(8.0)), frame=None, n_features=1, known_cols=[], static_cols=[],
+        ...                       target=np.arange(8.0), target_positions=[0], timesteps=3, horizon=1, n_ahead=1,
+        ...                       start_index=0, end_index=None, min_timesteps=None, scale="series",
+        ...                       scale_method="standard", missing="error", fill_value=0.0, lags=[], time_features=[])
+        >>> spec.fit_series_scale(np.array([0, 0]), np.array([2, 3])).series_scale.values[0, 0]  # rows 0..3
+        array([1.5])
+        """
+        if self.scale != "series" or self.series_scale is not None:
+            return self
+        fitted = fit_series_scale(self.target_rows, self.offsets, self.floor, series, last_rows, self.scale_method,
+                                  self.series_ids, self.target_names)
+        return replace(self, series_scale=fitted)
+
     def _scale_of(self, series: np.ndarray, first: np.ndarray, valid: np.ndarray) -> np.ndarray:
         if self.scale == "series":
-            assert self.series_scale is not None  # built with scale="series"
-            return self.series_scale[series]
+            assert self.series_scale is not None  # fitted when the windows were planned
+            return self.series_scale.values[series]
         # "window": the window's own input steps of the targets (real and observed ones only)
         values = _windows_of(self.target_rows, first, self.timesteps).astype(np.float64)  # (N, T, targets)
         if self.variable_history:  # padded steps are no data
@@ -197,41 +227,6 @@ def _windows_of(table: np.ndarray, first: np.ndarray, length: int) -> np.ndarray
             out[i] = table[rows]
         return out
     return view[first]
-
-
-def center_and_scale(values: np.ndarray, axis: int, method: str) -> np.ndarray:
-    """Center and scale of ``values`` along ``axis``, NaN ignored, stacked on a new axis 1 (after the
-    leading axis): ``(lead, 2, ...)``.
-
-    ``"standard"``: mean and standard deviation (``ddof=1``, as pandas' and torch's ``std`` in
-    pytorch-forecasting's ``GroupNormalizer``/``EncoderNormalizer``); ``"robust"``: median and half the
-    inter-quartile range. :data:`SCALE_EPS` is added to every scale. Fewer than two observed values:
-    the standard deviation counts as 0; no observed value at all: center 0 and scale 1 (nothing to
-    scale, so nothing is divided by almost zero).
-    """
-    n = np.sum(~np.isnan(values), axis=axis)
-    if values.shape[axis] == 0:  # no step at all (a series too short for any window): nothing to scale
-        shape = n.shape
-        return np.stack([np.zeros(shape), np.ones(shape)], axis=1)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: handled below
-            # NaN-aware reductions only where a value is missing (they are several times slower)
-            full = bool((n == values.shape[axis]).all())
-            if method == "standard":
-                center = values.mean(axis=axis) if full else np.nanmean(values, axis=axis)
-                sq = (values - np.expand_dims(center, axis)) ** 2
-                var = (sq.sum(axis=axis) if full else np.nansum(sq, axis=axis)) / np.maximum(n - 1, 1)
-                spread = np.sqrt(np.where(n >= 2, var, 0.0))
-            else:
-                q25, q50, q75 = (np.percentile if full else np.nanpercentile)(values, [25, 50, 75], axis=axis)
-                center, spread = q50, (q75 - q25) / 2.0
-                spread = np.where(n >= 1, spread, 0.0)
-    center = np.where(n >= 1, center, 0.0)
-    scale = np.where(n >= 1, spread + SCALE_EPS, 1.0)
-    return np.stack([center, scale], axis=1)
 
 
 def inverse(predictions: Any, scale: Any) -> np.ndarray:
@@ -271,27 +266,104 @@ def inverse(predictions: Any, scale: Any) -> np.ndarray:
                      "pass predictions of shape (N, n_ahead, targets) or (N, targets).")
 
 
-def split_xy(batch: Mapping[str, Any], inputs: Sequence[str] | None = None) -> tuple[dict[str, Any], Any]:
-    """A forecasting batch as Keras takes it: ``(inputs, y)``, ``inputs`` every key but ``"y"`` (or the
-    keys named in ``inputs``).
+#: The keys of a forecasting batch that are model inputs (in this order). ``y`` is the target; ``scale``
+#: and the observed-value masks serve the loss and the inversion of predictions, never the model.
+MODEL_INPUT_KEYS = ("past", "future", "static", "mask")
 
-    A Keras functional model with a dict of inputs named after the keys
-    (``keras.Model({"past": keras.Input((T, F), name="past"), ...}, outputs)``) takes them by name:
-    ``model.fit(*split_xy(windows.arrays()))``. Keras 3 ignores keys the model has no input for, with a
-    warning; name the model's inputs in ``inputs`` to leave the others (``"scale"`` for the loss) out.
+
+def model_inputs(model: Any, keys: Sequence[str]) -> tuple[list[str], str]:
+    """The input names of a Keras model and how it takes them, checked against a batch's ``keys``.
+
+    Returns ``(names, form)``: ``form`` is ``"dict"`` (a model built from a dict of inputs: the dict's
+    keys), ``"list"`` (a list of inputs: their names, in order) or ``"single"`` (one input: its name).
+    The model is only read (no Keras import here): anything with an ``input`` structure of named tensors.
+
+    Raises
+    ------
+    ParameterError
+        The model's inputs cannot be read, or name keys the batch does not have (the error names them).
+
+    Examples
+    --------
+    >>> class Tensor:  # a stand-in for keras.Input(name=...)
+    ...     def __init__(self, name): self.name = name
+    >>> class Model:
+    ...     input = [Tensor("static"), Tensor("past")]
+    >>> model_inputs(Model(), ["past", "future", "static", "y", "scale"])
+    (['static', 'past'], 'list')
+    """
+    try:
+        struct = model.input
+    except (AttributeError, ValueError) as exc:  # an unbuilt Sequential or a subclassed model
+        raise ParameterError(f"the inputs of {type(model).__name__} cannot be read ({exc}).",
+                             "build a functional model with named inputs (keras.Input(..., name='past')), or "
+                             "pass inputs=[...] with the batch keys in the order the model takes them.") from None
+    if isinstance(struct, Mapping):
+        names, form = [str(k) for k in struct], "dict"
+    elif isinstance(struct, (list, tuple)):
+        names, form = [str(getattr(t, "name", "?")) for t in struct], "list"
+    else:
+        names, form = [str(getattr(struct, "name", "?"))], "single"
+    usable = [k for k in keys if k != "y"]
+    missing = [n for n in names if n not in usable]
+    if missing:
+        raise ParameterError(f"the model's inputs {missing} are not keys of the forecasting batch (model inputs: "
+                             f"{names}; batch keys: {usable}); feeding it would put arrays in the wrong inputs.",
+                             "name the model's inputs after the batch keys (keras.Input(..., name='past'), "
+                             "'future', 'static', 'mask'), or build the windows with the inputs the model expects.")
+    return names, form
+
+
+def split_xy(batch: Mapping[str, Any], inputs: Sequence[str] | None = None, *,
+             model: Any = None) -> tuple[Any, Any]:
+    """A forecasting batch as Keras takes it: ``(inputs, y)``.
+
+    By default ``inputs`` holds only the model-input keys present (:data:`MODEL_INPUT_KEYS`: ``past``,
+    ``future``, ``static``, ``mask``); ``scale`` and the observed-value masks are loss and inversion aids,
+    left out (read them from the batch). ``inputs=[...]`` names the keys instead. ``model=`` matches a
+    Keras model's own inputs: exactly its dict keys (a model built from a dict of inputs), or a list in
+    the order of its inputs' names (a list of inputs), or the one array; a model input the batch lacks
+    raises :class:`~statebatch.errors.ParameterError` naming it.
+
+    Why: Keras 3 matches a dict to a dict-input model by sorted position when the dict has a key the model
+    has no input for (only a warning), so an extra key such as ``"scale"`` silently lands in another input.
+    Pass ``model=`` (or keep to the default keys with a model that takes all of them).
+
+    Parameters
+    ----------
+    batch : mapping
+        A forecasting batch (``windows.batch(k)`` or ``windows.arrays()``).
+    inputs : sequence of str, optional
+        Keys to pass, in this order (a dict).
+    model : keras.Model, optional
+        The model the inputs are for.
+
+    Returns
+    -------
+    (inputs, y) : inputs a dict (or, with a list-input model, a list; with a one-input model, the array),
+        y ``(N, n_ahead, targets)``.
 
     Examples
     --------
     >>> import numpy as np
-    >>> inputs, y = split_xy({"past": np.zeros((2, 3, 1)), "future": np.zeros((2, 1, 0)), "y": np.ones((2, 1, 1))})
+    >>> batch = {"past": np.zeros((2, 3, 1)), "future": np.zeros((2, 1, 0)), "y": np.ones((2, 1, 1)),
+    ...          "scale": np.ones((2, 2, 1))}
+    >>> inputs, y = split_xy(batch)
     >>> sorted(inputs), y.shape
     (['future', 'past'], (2, 1, 1))
     """
     if not isinstance(batch, Mapping) or "y" not in batch:
         raise ParameterError(f"split_xy needs a forecasting batch (a mapping with 'y'), got {type(batch).__name__}.",
                              "pass windows.arrays() or windows.batch(k) of forecasting windows.")
+    if model is not None:
+        if inputs is not None:
+            raise ParameterError("split_xy got both inputs= and model=.", "pass one of them: model= reads the names.")
+        names, form = model_inputs(model, list(batch))
+        if form == "dict":
+            return {k: batch[k] for k in names}, batch["y"]
+        return ([batch[k] for k in names] if form == "list" else batch[names[0]]), batch["y"]
     if inputs is None:
-        return {k: v for k, v in batch.items() if k != "y"}, batch["y"]
+        return {k: batch[k] for k in MODEL_INPUT_KEYS if k in batch}, batch["y"]
     names = _names(inputs, "inputs")
     absent = [k for k in names if k not in batch or k == "y"]
     if absent:
@@ -367,12 +439,16 @@ def build_forecast(
     fill_value: float,
     lags: list[int],
     time_features: list[str],
+    fitted_scale: SeriesScale | None = None,
+    id_col: Any = None,
 ) -> ForecastSpec:
     """The tables of :class:`ForecastSpec` from a series set whose last ``len(known_cols)`` feature
     columns are the known columns (``make_windows`` reads them with the features).
 
     ``target_positions``: feature columns (of the first ``n_features``) that hold the targets, in target
-    order (-1 where a target is not among the features).
+    order (-1 where a target is not among the features). ``fitted_scale``: a series scale fitted on other
+    windows, reused (``scale="series"``); otherwise a series scale is fitted when the windows are planned
+    (:meth:`ForecastSpec.fit_series_scale`). ``id_col`` among ``static_cols``: coded as a category.
 
     Examples
     --------
@@ -428,16 +504,17 @@ def build_forecast(
     future_rows = np.concatenate(future_parts, axis=1) if len(future_parts) > 1 else future_parts[0]
     past_target = [(p, j) for j, p in enumerate(target_positions) if p >= 0] + lag_pairs
     floor = offsets[:-1] + start_index + max_lag
-    static, static_names, vocab = static_table(frame, static_cols, ss, fdt) if static_cols else (
+    static, static_names, vocab = static_table(frame, static_cols, ss, fdt, categorical=[id_col]) if static_cols else (
         np.zeros((ss.n_series, 0), dtype=fdt), [], {})
-    series_scale = _series_scale(target, offsets, floor, end_index, fdt, scale_method) if scale == "series" else None
+    series_scale = None if fitted_scale is None else fitted_scale.of(ss.ids, tnames)
     return ForecastSpec(past_rows=past_rows, future_rows=future_rows, target_rows=target, floor=floor.astype(np.int64),
                         static=static, timesteps=timesteps, horizon=horizon, n_ahead=n_ahead, scale=scale,
-                        scale_method=scale_method, missing=missing, fill_value=fill_value,
+                        scale_method=scale_method if fitted_scale is None else fitted_scale.method, missing=missing, fill_value=fill_value,
                         variable_history=min_timesteps is not None,
                         past_target=np.asarray(past_target, dtype=np.int64).reshape(-1, 2), series_scale=series_scale,
                         past_names=past_names, future_names=list(future_names), static_names=static_names,
-                        target_names=tnames, static_vocab=vocab)
+                        target_names=tnames, static_vocab=vocab, offsets=np.asarray(offsets, dtype=np.int64),
+                        series_ids=list(ss.ids))
 
 
 def _check_values(data: np.ndarray, target: np.ndarray, ss: SeriesSet, names: list, tnames: list, n_features: int,
@@ -468,21 +545,6 @@ def _check_values(data: np.ndarray, target: np.ndarray, ss: SeriesSet, names: li
                 raise DataValueError(f"{what} has {count} infinite value(s), the first at {where}; missing='mask' "
                                      "masks NaN (missing observations), not inf.",
                                      "replace inf by NaN (df.replace([np.inf, -np.inf], np.nan)) or by a value.")
-
-
-def _series_scale(target: np.ndarray, offsets: np.ndarray, floor: np.ndarray, end_index: int | None, fdt: Any,
-                  scale_method: str) -> np.ndarray:
-    """Center and scale of each series' targets ``(n_series, 2, targets)``, over its usable steps (from its
-    first usable step to ``end_index``): inputs and targets."""
-    n_series = len(offsets) - 1
-    lengths = np.diff(offsets)
-    end = lengths if end_index is None else np.minimum(lengths, end_index)
-    out = np.empty((n_series, 2, target.shape[1]), dtype=fdt)
-    for k in range(n_series):
-        lo, hi = int(floor[k]), int(offsets[k] + end[k])
-        vals = target[lo:max(lo, hi)].astype(np.float64)[None]  # (1, steps, targets)
-        out[k] = center_and_scale(vals, axis=1, method=scale_method)[0]
-    return out
 
 
 def check_forecast_args(*, scale: Any, scale_method: Any, missing: Any, fill_value: Any) -> tuple:

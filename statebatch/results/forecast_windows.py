@@ -20,11 +20,12 @@ from ..errors import ParameterError
 from ..materialise.forecast import (ForecastSpec, _names, build_forecast, check_forecast_args, check_lags,
                                     check_time_features)
 from ..materialise.gather import _in_memory
+from ..materialise.scaling import SeriesScale
 from ..plans.windows import check_min_timesteps
 from ..sources.options import InputOptions
 from ..sources.series import SeriesSet, _is_pandas, apply_gaps, as_series, in_memory
 
-__all__ = ["forecast_inputs", "check_forecast_only_args", "wants_forecast"]
+__all__ = ["forecast_inputs", "check_forecast_only_args", "fitted_scale", "wants_forecast"]
 
 
 def wants_forecast(*, known_cols: Any, static_cols: Any, min_timesteps: Any, scale: Any, lags: Any,
@@ -85,6 +86,33 @@ def _check_call(*, sampling_rate: int, return_sequences: bool, targets: Any, opt
                              "replace inf by NaN and pass missing='mask', or by a finite value.")
 
 
+def fitted_scale(scale: Any, scale_method: Any) -> tuple[Any, SeriesScale | None]:
+    """``scale=`` given as windows built with ``scale="series"`` (their series scale) or as a
+    :class:`~statebatch.materialise.scaling.SeriesScale`: ``("series", that scale)``, to scale holdout
+    windows with the training scale; any other value is returned as it is (checked later).
+
+    Examples
+    --------
+    >>> fitted_scale("window", "standard")
+    ('window', None)
+    """
+    if scale is None or isinstance(scale, str):
+        return scale, None
+    spec = getattr(scale, "forecast", None)
+    fitted = getattr(spec, "series_scale", None) if spec is not None else scale
+    if spec is not None and fitted is None:
+        raise ParameterError("scale= was given windows without a series scale.",
+                             "build those windows with scale='series' (the scale is fitted on their input steps).")
+    if not isinstance(fitted, SeriesScale):
+        raise ParameterError(f"scale must be None, 'series', 'window', windows built with scale='series' or their "
+                             f"windows.forecast.series_scale, got {type(scale).__name__}.",
+                             "pass scale='series', or scale=train_windows to reuse the training windows' scale.")
+    if not (isinstance(scale_method, str) and scale_method in ("standard", fitted.method)):
+        raise ParameterError(f"scale_method={scale_method!r}, but the series scale passed was fitted with "
+                             f"{fitted.method!r}.", "drop scale_method: a fitted scale keeps its own method.")
+    return "series", fitted
+
+
 def _frame_features(data: Any, opts: InputOptions, known: list, static: list, feats: list | None) -> list | None:
     """The observed feature columns of a frame (``feature_cols``, or every column that is no id, time, known
     or static column, else the targets), after checking that known and static columns exist and that no
@@ -95,11 +123,13 @@ def _frame_features(data: Any, opts: InputOptions, known: list, static: list, fe
         if absent:
             raise ParameterError(f"{what} {absent} are not columns of the data (columns: {cols}).",
                                  f"pass existing column names in {what}.")
-        clash = [c for c in names if c in (opts.id_col, opts.time_col)]
-        if clash:
-            raise ParameterError(f"{what} {clash} is the id or time column.",
-                                 "the id and time columns are not covariates: use time_features=[...] for calendar "
-                                 "features of the time column.")
+        if opts.time_col is not None and opts.time_col in names:
+            raise ParameterError(f"{what} names the time column {opts.time_col!r}: it orders the steps and varies "
+                                 "within every series.", "drop it from " + what + "; use time_features=[...] "
+                                 "(calendar features of the time column) or add a column derived from it.")
+        if what == "known_cols" and opts.id_col is not None and opts.id_col in names:
+            raise ParameterError(f"known_cols names the id column {opts.id_col!r}: it is one value per series.",
+                                 "pass it in static_cols (integer codes, vocabulary in windows.forecast.static_vocab).")
     both = [c for c in known if c in static]
     if both:
         raise ParameterError(f"columns {both} are in both known_cols and static_cols.",
@@ -167,6 +197,7 @@ def forecast_inputs(data: Any, timesteps: int, *, opts: InputOptions, sampling_r
     >>> first, spec.past_names
     (1, ['feature 0', 'feature 0 lag 1'])
     """
+    scale, fitted = fitted_scale(scale, scale_method)
     scale, scale_method, missing, fill_value = check_forecast_args(scale=scale, scale_method=scale_method,
                                                                    missing=missing, fill_value=fill_value)
     if min_timesteps is not None:
@@ -197,7 +228,7 @@ def forecast_inputs(data: Any, timesteps: int, *, opts: InputOptions, sampling_r
                           target=tarr, target_positions=positions, timesteps=timesteps, horizon=horizon,
                           n_ahead=n_ahead, start_index=start_index, end_index=end_index, min_timesteps=min_timesteps,
                           scale=scale, scale_method=scale_method, missing=missing, fill_value=fill_value, lags=lags,
-                          time_features=times)
+                          time_features=times, fitted_scale=fitted, id_col=opts.id_col)
     first = start_index + (max(lags) if lags else 0)  # lags need max(lags) steps before the first input step
     if end_index is not None and end_index <= first:
         raise ParameterError(f"end_index={end_index} leaves no step after start_index plus the largest lag ({first}).",

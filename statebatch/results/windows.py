@@ -468,8 +468,9 @@ def make_windows(
           ``windows.forecast.static_vocab``. A column that varies within a series is refused.
         - ``min_timesteps``: variable history; windows with ``min_timesteps <= history < timesteps``
           steps (the start of every series, short series) are left-padded with 0 and ``mask`` False.
-        - ``scale``: ``"series"`` (each series' usable steps) or ``"window"`` (the window's input steps)
-          center and scale of the targets, ``scale_method`` ``"standard"`` (mean, std with ddof=1) or
+        - ``scale``: ``"series"`` (each series' input steps, up to its last window's last input: never a
+          held-out target; reuse a training scale on holdout windows with ``scale=train_windows``) or
+          ``"window"`` (the window's input steps) center and scale of the targets, ``scale_method`` ``"standard"`` (mean, std with ddof=1) or
           ``"robust"`` (median, half the inter-quartile range), plus float16 epsilon as
           pytorch-forecasting; applied to ``y`` and to the target values in ``past``;
           ``windows.inverse(pred, batch["scale"])`` undoes it.
@@ -567,6 +568,8 @@ def _forecast_windows(ss: SeriesSet, spec: Any, *, timesteps: int, stride: int, 
                 ylength=n_ahead, ystep=1, target_steps=horizon + n_ahead - 1, max_starts=None,
                 forecast=spec, min_timesteps=min_timesteps, **batching)
     w._lag_steps = first - start_index
+    # the series scale reads the windows' input steps only (never a target after a series' last input)
+    w.forecast = spec.fit_series_scale(w.series, w.starts + (timesteps - 1))
     _warn_short(w, "min_timesteps" if min_timesteps else "one window", " plus the target steps", stacklevel=4)
     return w
 

@@ -60,7 +60,7 @@ def find_gaps(index: Any) -> tuple[np.ndarray, Any]:
     step = values[np.argmax(counts)]
     if np.asarray(index).dtype.kind == "M" and step == pd.Timedelta(days=1).value:
         stamps = pd.DatetimeIndex(index)
-        if stamps.normalize().equals(stamps) and (stamps.dayofweek < 5).all():
+        if stamps.normalize().equals(stamps) and (stamps.day_of_week < 5).all():
             # daily stamps that never fall on a weekend (trading days): weekends are not holes, a missing
             # weekday is (pandas infers no frequency once a holiday is missing, so it is not "B" above)
             expected = stamps[:-1] + pd.offsets.BDay(1)

@@ -82,7 +82,7 @@ class Dataset(keras.utils.PyDataset):
         if isinstance(batch, dict):  # forecasting windows: Keras takes (inputs by name, y)
             from ...materialise.forecast import split_xy
 
-            return split_xy(batch)
+            return split_xy(batch, model=getattr(self, "_input_model", None))  # by the model's input names
         return batch
 
     # -- resuming (the torchdata StatefulDataLoader names, as statebatch.torch's loader)
@@ -149,13 +149,23 @@ class WindowDataset(Dataset):
 
     Batching (``batch_size``, ``shuffle``, ``seed``, ``remainder``) is the windows' own; the window
     order is reshuffled every epoch when ``shuffle``. The fast replacement for
-    ``keras.utils.timeseries_dataset_from_array`` inside ``fit``.
+    ``keras.utils.timeseries_dataset_from_array`` inside ``fit``. Forecasting windows serve
+    ``(inputs, y)`` (:func:`statebatch.split_xy`): with ``model=``, exactly the model's inputs
+    by name (checked here); without, the model-input keys ``past``, ``future``, ``static``, ``mask``.
     """
 
-    def __init__(self, windows: Windows, **kwargs):
+    def __init__(self, windows: Windows, *, model: Any = None, **kwargs: Any):
         if not isinstance(windows, Windows):
             raise ParameterError(f"WindowDataset needs statebatch Windows, got {type(windows).__name__}.",
                                  "build them with statebatch.make_windows(...).")
+        if model is not None:  # refused now, not at the first batch inside fit
+            from ...materialise.forecast import model_inputs
+
+            if windows.forecast is None:
+                raise ParameterError("model= matches forecasting inputs by name; these windows serve (X, y).",
+                                     "drop model=, or build forecasting windows (known_cols=..., scale=...).")
+            model_inputs(model, windows.forecast.keys)
+        self._input_model = model
         super().__init__(windows, **kwargs)
 
     result: Windows  # what this dataset serves (Dataset keeps any Batched result)

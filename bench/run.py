@@ -521,7 +521,7 @@ def bench_torch_lanes(quick):
 
     def statebatch_epoch():
         steps = batches = 0
-        for x, y, w, reset in sbt.LaneLoader(arranged):
+        for x, _y, _w, _reset in sbt.LaneLoader(arranged):
             steps += x.shape[1]
             batches += 1
         return steps, batches
@@ -753,7 +753,7 @@ def bench_torch_bucketing(quick):
         return run((b.x, b.lengths) for b in loader)
 
     def statebatch_direct():  # statebatch's own batches: one padded gather each, then a tensor
-        real = padded = 0
+        padded = 0
         for (X,) in bk:
             x = sbt.to_tensor(X)
             padded += x.shape[0] * x.shape[1]

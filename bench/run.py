@@ -234,7 +234,7 @@ def bench_pack_many_series(quick):
 
     def pack_no_scan():  # without the NaN/inf check (allow_nan=True packs when first asked for)
         a = sb.arrange_stateful(series, T, B, targets=None, allow_nan=True)
-        a._packed(a.plan(), "x")
+        a._m.packed(a.plan(), "x")
         return a
 
     def plan_only():  # allow_nan=True: plan, nothing packed

@@ -225,6 +225,36 @@ def test_every_window_equals_its_source_slice(lengths, T, stride, sr, start, end
     np.testing.assert_array_equal(w.take(idx)[0], w.X[idx])
 
 
+@given(lengths=st.lists(st.integers(0, 30), min_size=1, max_size=4), T=st.integers(1, 5), stride=st.integers(1, 3),
+       sr=st.integers(1, 2), b=st.integers(1, 9), shuffle=st.booleans(), drop=st.booleans(),
+       targets=st.sampled_from([None, "next", "seq", "ahead"]), epoch=st.integers(0, 2))
+@settings(max_examples=60, deadline=None)
+def test_batches_are_the_windows_of_their_plan(lengths, T, stride, sr, b, shuffle, drop, targets, epoch):
+    # batches() serves in-memory epochs from a fast path (no per-batch index checks); every batch must
+    # hold the windows (and targets) that its plan names, as X and y index them
+    series = [np.arange(n * 2, dtype=np.float32).reshape(n, 2) + 1000 * k for k, n in enumerate(lengths)]
+    data = series[0] if len(series) == 1 else series
+    kw = {"None": {}, "next": {"targets": "next"}, "seq": {"targets": "next", "return_sequences": True},
+          "ahead": {"targets": "next", "n_ahead": 2, "horizon": 2}}[str(targets)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatebatchWarning)
+        try:
+            w = sb.make_windows(data, T, stride=stride, sampling_rate=sr, batch_size=b, shuffle=shuffle, seed=5,
+                                remainder="drop" if drop else "keep", **kw)
+        except DataValueError:  # no window fits: refused, as test_every_window_equals_its_source_slice checks
+            return
+    plan = w.plan(epoch)
+    got = list(w.batches(epoch))
+    assert len(got) == plan.n_batches
+    for k, batch in enumerate(got):
+        idx = np.arange(w.n_windows)[plan.batch_indices(k)]
+        expected = (w.X[idx],) if w.y is None else (w.X[idx], w.y[idx])
+        assert len(batch) == len(expected)
+        for a, e in zip(batch, expected):
+            assert a.flags.c_contiguous and a.dtype == e.dtype
+            np.testing.assert_array_equal(a, e)
+
+
 @given(seed=st.integers(0, 10**6))
 @settings(max_examples=40, deadline=None)
 def test_targets_stay_aligned_under_any_row_order_of_a_long_frame(seed):

@@ -8,7 +8,7 @@ gather per batch).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 import warnings
 
 import numpy as np
@@ -16,7 +16,8 @@ import numpy as np
 from .._args import check_bool, check_choice, check_int, check_size, plural, resolve_seed
 from ..errors import LengthMismatchError, ParameterError, ShapeError, StatebatchWarning
 from .provenance import NATURAL, SLIDING, Provenance, register_provenance
-from ..materialise.gather import _strided, gather_rows, gather_windows, strided_windows
+from ..materialise.gather import _in_memory, _strided, gather_rows, gather_windows, gathered_batches, sliced_batches
+from ..materialise.gather import strided_windows
 from ..plans.windows import REMAINDERS, WindowPlan, plan_windows
 from .batched import Batched, Explanation, SizedResult, stack_outputs
 from .forecast_windows import check_forecast_only_args, forecast_inputs, wants_forecast
@@ -193,15 +194,23 @@ class Windows(SizedResult, Batched):
         epoch = self.epoch if epoch is None else check_int("epoch", epoch, 0)
         plan = self._serve(epoch)
         if plan.order is None and self.forecast is None and self._regular() and not self._copy:
-            # natural order, one in-memory series: batch(k)'s slice of the strided view without its
-            # per-call checks (about 12 us a batch, a third of copying a 256 x 64 x 8 float32 batch)
-            X, y, b, n = self.X, self.y, self.batch_size, plan.n_windows
-            for k in range(plan.n_batches):
-                lo, hi = k * b, min((k + 1) * b, n)
-                yield (np.ascontiguousarray(X[lo:hi]),) if y is None else \
-                    (np.ascontiguousarray(X[lo:hi]), np.ascontiguousarray(y[lo:hi]))
+            yield from sliced_batches(self.X, self.y, self.batch_size, plan.n_batches)  # one series, in order
             return
-        yield from super().batches(epoch)
+        gathered = self._gathered_batches(plan)
+        yield from super().batches(epoch) if gathered is None else gathered
+
+    def _gathered_batches(self, plan: WindowPlan) -> Iterator[tuple[np.ndarray, ...]] | None:
+        """In memory, any order: rows found once, one gather a batch (``batch(k)``: +20 us each); else None."""
+        arr = None if self.forecast is not None or self._check_batches else _in_memory(self._ss.source)
+        yarr = None if arr is None or self._ysource is None else _in_memory(self._ysource)
+        if arr is None or (yarr is None and self._ysource is not None):
+            return None
+        check_size("the windows", (self.batch_size, self.timesteps) + tuple(arr.shape[1:]), arr.dtype.itemsize)
+        rows = plan.starts(plan.order)  # every window's start row, in the epoch's order
+        tables = [(_strided(arr, self.timesteps, self.sampling_rate), rows)]
+        if yarr is not None:
+            tables.append((yarr if self._ylength is None else _strided(yarr, self._ylength, self._ystep), rows + self._yoffset))
+        return gathered_batches(self.batch_size, plan.n_batches, *tables)
 
     def arrays(self) -> tuple[np.ndarray, ...] | dict[str, np.ndarray]:
         """All windows in natural order: ``(X,)`` or ``(X, y)`` (for ``model.fit(X, y)``); with forecasting

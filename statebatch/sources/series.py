@@ -287,10 +287,11 @@ def _scan_non_finite(pieces: list[np.ndarray], starts: list[int], allow_nan: boo
             rows_per_block = len(arr)
         else:
             # A finite sum means no NaN/inf: one pass without a temporary (NaN and inf propagate; an
-            # overflow to inf of finite values only sends the block to the exact scan below).
-            with np.errstate(all="ignore"):
-                if arr.flags.c_contiguous and math.isfinite(float(np.add.reduce(arr.reshape(-1)))):
-                    continue
+            # overflow to inf of finite values only sends the block to the exact scan below). float32: the
+            # sum of squares, one BLAS dot, about 0.6x np.add.reduce's time (squares are never negative, so
+            # no inf - inf); float64 measured no faster that way on a loaded 2-core machine.
+            if arr.flags.c_contiguous and _sum_finite(arr.reshape(-1)):
+                continue
             rows_per_block = max(1, _FINITE_BLOCK // max(1, math.prod(arr.shape[1:])))
         for lo in range(0, len(arr), rows_per_block):
             block = arr[lo: lo + rows_per_block]
@@ -302,6 +303,14 @@ def _scan_non_finite(pieces: list[np.ndarray], starts: list[int], allow_nan: boo
                 if first is None:
                     first = start + lo + int(rows[0])
     return None if first is None else (first, n_nan, n_inf)
+
+
+def _sum_finite(flat: np.ndarray) -> bool:
+    """Whether a sum over the 1-D ``flat`` is finite (False for any NaN/inf, or an overflow of finite values)."""
+    with np.errstate(all="ignore"):
+        if flat.dtype == np.float32:
+            return math.isfinite(float(np.dot(flat, flat)))
+        return math.isfinite(float(np.add.reduce(flat)))
 
 
 def _non_finite_error(what: str, where: str, n_nan: int, n_inf: int) -> DataValueError:

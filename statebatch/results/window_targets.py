@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._args import check_int
 from ..errors import LengthMismatchError, ParameterError
 from ..sources.base import RowSource
 from ..sources.options import InputOptions
@@ -119,3 +120,24 @@ def _check_target_lengths(tlist: list[np.ndarray], ss: SeriesSet, ends_early: bo
                 (f"trim {name} to the data's length ({name}[:{n}])" if len(t) > n else
                  f"for the value h steps after each window use targets='next' (horizon=h) instead of a shifted "
                  f"copy, or cut the data to the targets' length (data[:{len(t)}])") + ".")
+
+
+def index_range(start_index: int | None, end_index: int | None) -> tuple[int, int | None]:
+    """``start_index`` (default 0) and ``end_index`` checked: the steps ``start <= t < end`` of each series."""
+    start_index = 0 if start_index is None else check_int("start_index", start_index, 0)
+    if end_index is not None:
+        end_index = check_int("end_index", end_index, 1)
+        if end_index <= start_index:
+            raise ParameterError(f"end_index={end_index} must be greater than start_index={start_index}.",
+                                 "pass end_index > start_index (end_index is exclusive).")
+    return start_index, end_index
+
+
+def planning_only(ss: SeriesSet) -> SeriesSet:
+    """The series without what only construction reads (the time stamps, for holes and calendar features;
+    a long frame's row order, for targets given separately): windows keep the data, not 2 int64 per row."""
+    import dataclasses
+
+    if ss.index is None and ss.row_order is None:
+        return ss
+    return dataclasses.replace(ss, index=None, row_order=None)

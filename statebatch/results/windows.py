@@ -21,7 +21,7 @@ from ..materialise.gather import strided_windows
 from ..plans.windows import REMAINDERS, WindowPlan, plan_windows
 from .batched import Batched, Explanation, SizedResult, stack_outputs
 from .forecast_windows import check_forecast_only_args, forecast_inputs, wants_forecast
-from .window_targets import check_target_args, window_targets
+from .window_targets import check_target_args, index_range, planning_only, window_targets
 from ..sources.options import InputOptions
 from ..sources.series import (SeriesSet, apply_gaps, as_series, check_finite_series,
                               checked_finite, in_memory)
@@ -520,7 +520,7 @@ def make_windows(
     sampling_rate = check_int("sampling_rate", sampling_rate, 1)
     horizon = check_int("horizon", horizon, 1)
     n_ahead = check_int("n_ahead", n_ahead, 1)
-    start_index, end_index = _index_range(start_index, end_index)
+    start_index, end_index = index_range(start_index, end_index)
     align = check_choice("align", align, ("first", "last"))
     return_sequences = check_bool("return_sequences", return_sequences)
     batching = dict(batch_size=check_int("batch_size", batch_size, 1), shuffle=check_bool("shuffle", shuffle),
@@ -547,7 +547,7 @@ def make_windows(
     t = window_targets(ss, targets, opts, timesteps=timesteps, sampling_rate=sampling_rate, horizon=horizon,
                         n_ahead=n_ahead, align=align, return_sequences=return_sequences,
                         target_features=target_features)
-    ss = _planning_only(ss)
+    ss = planning_only(ss)
     w = Windows(ss, timesteps=timesteps, stride=stride, sampling_rate=sampling_rate, start_index=start_index,
                 end_index=end_index, ysource=t.source, yoffset=t.offset, ylength=t.length, ystep=t.step,
                 target_steps=t.extra, max_starts=t.max_starts, **batching)
@@ -556,23 +556,12 @@ def make_windows(
     return w
 
 
-def _index_range(start_index: int | None, end_index: int | None) -> tuple[int, int | None]:
-    """``start_index`` (default 0) and ``end_index`` checked: the steps ``start <= t < end`` of each series."""
-    start_index = 0 if start_index is None else check_int("start_index", start_index, 0)
-    if end_index is not None:
-        end_index = check_int("end_index", end_index, 1)
-        if end_index <= start_index:
-            raise ParameterError(f"end_index={end_index} must be greater than start_index={start_index}.",
-                                 "pass end_index > start_index (end_index is exclusive).")
-    return start_index, end_index
-
-
 def _forecast_windows(ss: SeriesSet, spec: Any, *, timesteps: int, stride: int, first: int, start_index: int,
                       end_index: int | None, horizon: int, n_ahead: int, min_timesteps: int | None,
                       batching: dict[str, Any]) -> Windows:
     """Windows over forecasting tables (:func:`~statebatch.results.forecast_windows.forecast_inputs`): inputs
     from ``first`` (``start_index`` plus the largest lag), targets the ``n_ahead`` rows ``horizon`` on."""
-    w = Windows(_planning_only(ss), timesteps=timesteps, stride=stride, sampling_rate=1, start_index=first,
+    w = Windows(planning_only(ss), timesteps=timesteps, stride=stride, sampling_rate=1, start_index=first,
                 end_index=end_index, ysource=ArraySource(spec.target_rows), yoffset=timesteps - 1 + horizon,
                 ylength=n_ahead, ystep=1, target_steps=horizon + n_ahead - 1, max_starts=None,
                 forecast=spec, min_timesteps=min_timesteps, **batching)
@@ -590,13 +579,3 @@ def _warn_short(w: Windows, what: str, plus: str, stacklevel: int = 3) -> None:
         warnings.warn(f"{plural(len(short), 'series', 'series')} are shorter than {what}{plus} and give no window "
                       f"(ids {[lo.series for lo in short[:5]]}{'...' if len(short) > 5 else ''}); see "
                       "Windows.left_out.", StatebatchWarning, stacklevel=stacklevel)
-
-
-def _planning_only(ss: SeriesSet) -> SeriesSet:
-    """The series without what only construction reads (the time stamps, for holes and calendar features;
-    a long frame's row order, for targets given separately): windows keep the data, not 2 int64 per row."""
-    import dataclasses
-
-    if ss.index is None and ss.row_order is None:
-        return ss
-    return dataclasses.replace(ss, index=None, row_order=None)

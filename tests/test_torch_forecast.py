@@ -120,6 +120,8 @@ def test_items_are_one_window_without_the_batch_axis_and_collate_like_the_gather
         ds[len(ds)]
     with pytest.raises(ParameterError, match="disagree on 'mask'"):
         default_collate([ds[0], plain._replace(static=ds[0].static, past=ds[0].past, future=ds[0].future)])
+    with pytest.raises(ParameterError, match="cannot be stacked on 'past'"):  # windows of two make_windows calls
+        default_collate([ds[0], ds[1]._replace(past=ds[1].past[1:])])
 
 
 def test_ranks_of_a_distributed_sampler_share_the_windows_out():

@@ -154,7 +154,7 @@ def _collate_forecast(batch: Sequence, *, collate_fn_map: dict | None = None) ->
     items (e.g. ``[ds[i] for i in ...]``) stacked field by field, a field absent from every item ``None``."""
     if isinstance(batch, _GatheredForecast) and batch._unchanged():
         return batch.gathered
-    from torch.utils.data._utils.collate import collate
+    from torch.utils.data._utils.collate import collate, default_collate_fn_map
 
     fields: list[Any] = []
     for name, values in zip(ForecastBatch._fields, zip(*batch)):
@@ -165,7 +165,11 @@ def _collate_forecast(batch: Sequence, *, collate_fn_map: dict | None = None) ->
             raise ParameterError(f"the forecasting windows of this batch disagree on {name!r}: some have it, some "
                                  "do not.", "batch windows of one make_windows(...) call together.")
         else:
-            fields.append(collate(list(values), collate_fn_map=collate_fn_map))
+            try:
+                fields.append(collate(list(values), collate_fn_map=collate_fn_map or default_collate_fn_map))
+            except (RuntimeError, TypeError) as e:  # tensors of other shapes, values torch cannot stack
+                raise ParameterError(f"the forecasting windows of this batch cannot be stacked on {name!r} ({e}).",
+                                     "batch windows of one make_windows(...) call together.") from None
     return ForecastBatch(*fields)
 
 

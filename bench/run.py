@@ -613,6 +613,15 @@ def bench_torch_windows_dataloader(quick):
                   per_window_vs_own=t["per_window"] / t["own"], timing="median")
 
 
+def bench_torch_forecast_dataloader(quick):
+    """bench/torch_forecast.py: forecasting windows through ``DataLoader(WindowDataset(w), ...)`` (the natural call
+    and the batch-sampler form) against statebatch's own batches through ``forecast_batch``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import torch_forecast
+
+    return torch_forecast.bench_torch_forecast_dataloader(quick, FORECAST_SERIES)
+
+
 FORECAST_SERIES = None  # --forecast-series: series in forecast_windows (default 2,000; 200 with --quick)
 
 
@@ -943,6 +952,7 @@ WORKLOADS = {
     "plan_from_lengths": bench_plan_from_lengths,
     "laneloader_vs_batchify": bench_torch_lanes,
     "torch_windows_dataloader": bench_torch_windows_dataloader,
+    "torch_forecast_dataloader": bench_torch_forecast_dataloader,
     "torch_bucketing": bench_torch_bucketing,
     "forecast_windows": bench_forecast_windows,
     "state_store_step": bench_state_store,
@@ -964,7 +974,7 @@ def main(argv=None):
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "latest.json"))
     parser.add_argument("--ooc-gb", type=float, default=None, help="out-of-core series size (default 12; 1 with --quick)")
     parser.add_argument("--forecast-series", type=int, default=None,
-                        help="series in forecast_windows (default 2,000; 200 with --quick)")
+                        help="series in forecast_windows and torch_forecast_dataloader (default 2,000; 200 with --quick)")
     args = parser.parse_args(argv)
     global OOC_GB, FORECAST_SERIES
     OOC_GB = args.ooc_gb

@@ -431,8 +431,9 @@ def test_torch_named_tuple_batches():
     assert b.past_observed is None and b.mask.dtype == torch.bool
     with pytest.raises(ParameterError):
         forecast_batch((1, 2))
-    with pytest.raises(ParameterError, match="forecast_batch"):
-        sbt.WindowDataset(w)
+    item = sbt.WindowDataset(w)[1]  # the DataLoader path (tests/test_torch_forecast.py): the same named tuple
+    assert type(item) is type(b) and item.past_observed is None
+    np.testing.assert_array_equal(item.past.numpy(), w.arrays()["past"][1])
     text = str(w.explain())
     assert "forecasting batches" in text and "mask" in text and "per series (standard)" in text
 

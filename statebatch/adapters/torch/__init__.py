@@ -15,7 +15,8 @@ state apart) lives in :mod:`statebatch.schedule`; this module maps it onto torch
   :func:`pad_collate` (lengths for ``pack_padded_sequence``, masks) for bucketing; ``set_epoch``
   reshuffles and ``num_replicas``/``rank`` split every epoch's batches between the ranks of a
   distributed run, each rank the same number of distinct batches.
-- :class:`WindowDataset`: windows from :func:`~statebatch.make_windows` as a map-style dataset.
+- :class:`WindowDataset`: windows from :func:`~statebatch.make_windows` as a map-style dataset (forecasting
+  windows as :class:`~statebatch.forecast.ForecastBatch` named tuples of tensors), one gather per batch.
 
 Arrays reach torch without a copy where statebatch built them for this batch (they are writable and
 share memory with nothing else); read-only arrays (views of the user's data, cached epochs) are

@@ -1,4 +1,8 @@
-"""Windows for ``torch.utils.data``: :class:`WindowDataset` and :class:`WindowBatchSampler`."""
+"""Windows for ``torch.utils.data``: :class:`WindowDataset` and :class:`WindowBatchSampler`.
+
+Plain windows are served as ``(x, y)`` tensors, forecasting windows (``make_windows(..., known_cols=,
+static_cols=, min_timesteps=, scale=, missing=, ...)``) as :class:`~statebatch.forecast.ForecastBatch`
+named tuples of tensors; either way a batch is one gather that ``default_collate`` hands on as it is."""
 
 from __future__ import annotations
 
@@ -9,48 +13,74 @@ import torch
 
 from ..._args import check_int
 from ...errors import ParameterError
+from ...materialise.forecast import ForecastBatch
 from ...results.windows import Windows
 from .buckets import _LazyItems
 from .checkpoints import _crc, _ResumableBatches
-from .tensors import _positions, to_tensor
+from .tensors import _positions, forecast_batch, to_tensor
 
 
 class WindowDataset(torch.utils.data.Dataset):
     """Windows from :func:`~statebatch.make_windows` as a map-style dataset: item ``i`` is window ``i``
     as ``(x,)`` or ``(x, y)`` tensors, gathered from the zero-copy strided view.
 
+    Forecasting windows (any of ``known_cols``, ``static_cols``, ``min_timesteps``, ``scale``, ``missing``,
+    ``lags``, ``time_features``) give a :class:`~statebatch.forecast.ForecastBatch` named tuple of tensors
+    instead, the type :func:`forecast_batch` returns: item ``i`` without the batch axis, a loader's batch
+    with it (``past (B, T, F)``, ``future``, ``static``, ``y``, ``mask``, ``scale``, ``past_observed``,
+    ``y_observed``); a field the windows do not have is ``None`` in items and batches alike.
+
     ``DataLoader`` does the batching and shuffling (the windows' own ``batch_size``/``shuffle`` are not
-    used); a batch of indices is fetched with one gather (``__getitems__``).
+    used; :class:`WindowBatchSampler` hands it their plan); a batch of indices is fetched with one gather
+    (``__getitems__``), which ``default_collate`` passes on without splitting it into windows.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, statebatch as sb
+    >>> from torch.utils.data import DataLoader
+    >>> df = pd.DataFrame({"id": np.repeat(["a", "b"], 6), "t": np.tile(np.arange(6), 2),
+    ...                    "y": np.arange(12.0), "k": np.ones(12)})
+    >>> w = sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], known_cols=["k"])
+    >>> b = next(iter(DataLoader(WindowDataset(w), batch_size=4, shuffle=True)))
+    >>> type(b).__name__, tuple(b.past.shape), tuple(b.future.shape), tuple(b.y.shape), b.mask
+    ('ForecastBatch', (4, 3, 2), (4, 1, 1), (4, 1, 1), None)
     """
 
     def __init__(self, windows: Windows):
         if not isinstance(windows, Windows):
             raise ParameterError(f"WindowDataset needs statebatch Windows, got {type(windows).__name__}.",
                                  "build them with statebatch.make_windows(...).")
-        if getattr(windows, "forecast", None) is not None:  # items would be mappings, not (x, y) tensors
-            raise ParameterError("WindowDataset serves (x, y) windows; forecasting windows (known_cols, static_cols, "
-                                 "min_timesteps, scale, ...) give mappings.",
-                                 "iterate the windows' own batches: for b in windows.batches(): "
-                                 "batch = statebatch.torch.forecast_batch(b) (one gather per batch).")
         self.windows = windows
         self._n = int(windows.n_windows)  # fixed for the windows' lifetime; read once per batch otherwise
+        self._forecast = getattr(windows, "forecast", None) is not None  # batches are mappings, not (x, y)
 
     def __len__(self) -> int:
         return self._n
 
-    def __getitem__(self, i: int) -> tuple:
+    def __getitem__(self, i: int) -> Any:
         i = check_int("window index", i)
-        return tuple(to_tensor(a[0]) for a in self.windows.take(_positions([i], len(self), "window")))
+        idx = _positions([i], len(self), "window")
+        if self._forecast:
+            return ForecastBatch(*(None if t is None else t[0] for t in self._forecast_take(idx)))
+        return tuple(to_tensor(a[0]) for a in self.windows.take(idx))
 
-    def __getitems__(self, indices: Sequence[int]) -> list[tuple]:
+    def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """Windows ``indices`` with one gather (``DataLoader`` calls this with each batch of indices).
 
-        The batch comes back as a list of per-window ``(x, y)`` items made only when read; its items are of a
-        type registered with ``default_collate``, which then hands on the gathered ``[x, y]`` tensors as
-        they are instead of splitting them into windows and stacking them again (the same values, order
-        and types as stacking). Any other collate reads the items as usual."""
+        The batch comes back as a list of per-window items (``(x, y)`` tuples, or ``ForecastBatch`` named
+        tuples) made only when read; its items are of a type registered with ``default_collate``, which then
+        hands on the gathered tensors (``[x, y]``, or one ``ForecastBatch``) as they are instead of splitting
+        them into windows and stacking them again (the same values, order and types as stacking). Any other
+        collate reads the items as usual."""
         idx = _positions(indices, self._n, "window")
+        if self._forecast:
+            return _GatheredForecast(self._forecast_take(idx))
         return _GatheredWindows(tuple(to_tensor(a) for a in self.windows.take(idx)))
+
+    def _forecast_take(self, idx: np.ndarray) -> ForecastBatch:
+        """Forecasting windows ``idx`` as tensors: one gather per table (``take`` gives them a mapping)."""
+        batch: Any = self.windows.take(idx)
+        return forecast_batch(batch)
 
 
 class _WindowItem(tuple):
@@ -95,12 +125,61 @@ def _collate_windows(batch: Sequence, *, collate_fn_map: dict | None = None) -> 
     return collate([tuple(it) for it in batch], collate_fn_map=collate_fn_map)
 
 
+class _GatheredForecast(_LazyItems):
+    """The forecasting windows of one batch, gathered; ``gathered`` = the batch's ``ForecastBatch`` of tensors.
+    An item (one window, a ``ForecastBatch`` without the batch axis) is made when it is read."""
+
+    def __init__(self, batch: ForecastBatch):
+        super().__init__()
+        self.gathered = batch
+        self._n = int(batch.y.shape[0])
+
+    def _item(self, j: int) -> ForecastBatch:
+        return ForecastBatch(*(None if t is None else t[j] for t in self.gathered))
+
+    def _make_items(self) -> Iterator[ForecastBatch]:
+        return (self._item(j) for j in range(self._n))
+
+    def __getitem__(self, k):
+        if not self._filled and isinstance(k, (int, np.integer)) and -self._n <= k < self._n:
+            return self._item(int(k) % self._n)
+        return list.__getitem__(self._fill(), k)
+
+    def __reduce_ex__(self, protocol):  # pickled (e.g. by a worker process) as a plain list of named tuples
+        return list, (list(self._fill()),)
+
+
+def _collate_forecast(batch: Sequence, *, collate_fn_map: dict | None = None) -> ForecastBatch:
+    """``default_collate`` of forecasting windows: the gathered batch as it is; other lists of ``ForecastBatch``
+    items (e.g. ``[ds[i] for i in ...]``) stacked field by field, a field absent from every item ``None``."""
+    if isinstance(batch, _GatheredForecast) and batch._unchanged():
+        return batch.gathered
+    from torch.utils.data._utils.collate import collate, default_collate_fn_map
+
+    fields: list[Any] = []
+    for name, values in zip(ForecastBatch._fields, zip(*batch)):
+        absent = [v is None for v in values]
+        if all(absent):
+            fields.append(None)
+        elif any(absent):
+            raise ParameterError(f"the forecasting windows of this batch disagree on {name!r}: some have it, some "
+                                 "do not.", "batch windows of one make_windows(...) call together.")
+        else:
+            try:
+                fields.append(collate(list(values), collate_fn_map=collate_fn_map or default_collate_fn_map))
+            except (RuntimeError, TypeError) as e:  # tensors of other shapes, values torch cannot stack
+                raise ParameterError(f"the forecasting windows of this batch cannot be stacked on {name!r} ({e}).",
+                                     "batch windows of one make_windows(...) call together.") from None
+    return ForecastBatch(*fields)
+
+
 def _register_window_collate() -> None:
     # torch documents extending default_collate by adding a type to default_collate_fn_map; only our own item
-    # type is added, so no other collation changes.
+    # types are added, so no other collation changes.
     from torch.utils.data._utils.collate import default_collate_fn_map
 
     default_collate_fn_map.setdefault(_WindowItem, _collate_windows)
+    default_collate_fn_map.setdefault(ForecastBatch, _collate_forecast)
 
 
 _register_window_collate()

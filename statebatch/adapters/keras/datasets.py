@@ -82,7 +82,9 @@ class Dataset(keras.utils.PyDataset):
         if isinstance(batch, dict):  # forecasting windows: Keras takes (inputs by name, y)
             from ...materialise.forecast import split_xy
 
-            return split_xy(batch, model=getattr(self, "_input_model", None))  # by the model's input names
+            x, y = split_xy(batch, model=getattr(self, "_input_model", None))  # by the model's input names
+            x = tuple(x) if isinstance(x, list) else x  # tf.data's signatures take tuples, not lists
+            return (x, y, batch["sample_weight"]) if "sample_weight" in batch else (x, y)  # lanes: with weights
         return batch
 
     # -- resuming (the torchdata StatefulDataLoader names, as statebatch.torch's loader)

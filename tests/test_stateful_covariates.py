@@ -163,7 +163,7 @@ def test_keras_two_inputs_batch_by_batch_equal_each_whole_series():
     assert a.resets[1:].any()
     model = two_input_model(True, B, T, 2)
     model.compile(optimizer="sgd", loss="mse")
-    history = fit_stateful(model, StatefulDataset(a), epochs=2, verbose=0)
+    history = fit_stateful(model, StatefulDataset(a, model=model), epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     per_series = predict(model, a)
     shops = sorted(df["shop"].unique())
@@ -176,3 +176,31 @@ def test_keras_two_inputs_batch_by_batch_equal_each_whole_series():
         whole = twin.predict([rows[["v"]].to_numpy("float32")[None, :n], static], verbose=0)[0]
         assert out.shape == whole.shape
         np.testing.assert_allclose(out, whole, atol=1e-5)
+
+
+@pytest.mark.backend
+def test_keras_feeds_check_the_model_inputs():
+    from statebatch.keras import StatefulDataset
+
+    df = frame([12, 7])
+    kw = dict(id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"])
+    a = sb.arrange_stateful(df, 3, 2, static_cols=["size"], **kw)
+    model = two_input_model(True, 2, 3, 1)
+    x, y, w = StatefulDataset(a, model=model, resets_by="manual")[0]
+    assert isinstance(x, tuple) and len(x) == 2  # in the model's input order: past, static
+    np.testing.assert_array_equal(x[0], a.batch(0)["past"])
+    np.testing.assert_array_equal(x[1], a.batch(0)["static"])
+    np.testing.assert_array_equal(w, a.batch(0)["sample_weight"])
+    with pytest.raises(ParameterError, match=r"model's inputs \['static'\] are not keys"):
+        StatefulDataset(sb.arrange_stateful(df, 3, 2, known_cols=["price"], **kw), model=model)
+    with pytest.raises(ParameterError, match="model= matches covariate inputs"):
+        StatefulDataset(sb.arrange_stateful(df, 3, 2, **kw), model=model)
+
+
+def test_to_tf_dataset_refuses_lanes_with_covariates():
+    from statebatch.keras import to_tf_dataset
+
+    a = sb.arrange_stateful(frame([12, 7]), 3, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                            static_cols=["size"])
+    with pytest.raises(ParameterError, match="lanes with covariates are mappings"):
+        to_tf_dataset(a)

@@ -204,3 +204,36 @@ def test_to_tf_dataset_refuses_lanes_with_covariates():
                             static_cols=["size"])
     with pytest.raises(ParameterError, match="lanes with covariates are mappings"):
         to_tf_dataset(a)
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_torch_lane_loader_serves_the_covariates(prefetch):
+    import torch  # noqa: F401  (the torch adapter needs it; installed in the main environment)
+
+    from statebatch.torch import LaneCovariateBatch, LaneLoader
+
+    df = frame([20, 9, 14, 6])
+    a = sb.arrange_stateful(df, 3, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                            static_cols=["shop", "size"], known_cols=["price", "promo"], shuffle=True, seed=5)
+    twin = sb.arrange_stateful(df, 3, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                               static_cols=["shop", "size"], known_cols=["price", "promo"], shuffle=True, seed=5)
+    loader = LaneLoader(a, prefetch=prefetch)
+    for epoch in (0, 1):
+        batches = list(loader)
+        assert len(batches) == twin.plan(epoch).n_batches
+        for k, b in enumerate(batches):
+            assert isinstance(b, LaneCovariateBatch)
+            want = twin.batch(k, epoch)
+            for field, key in (("x", "past"), ("y", "y"), ("weight", "sample_weight"), ("static", "static"),
+                               ("future", "future")):
+                np.testing.assert_array_equal(getattr(b, field).numpy(), want[key], err_msg=key)
+            np.testing.assert_array_equal(b.reset.numpy(), twin.plan(epoch).resets[k] | (k == 0))
+
+
+def test_neutral_lane_feed_refuses_covariates():
+    from statebatch.results.feed import lane_steps
+
+    a = sb.arrange_stateful(frame([12, 7]), 3, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                            static_cols=["size"])
+    with pytest.raises(ParameterError, match="lane_steps serves plain lanes"):
+        next(lane_steps(a))

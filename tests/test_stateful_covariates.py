@@ -25,12 +25,15 @@ def frame(lengths, seed=0, shuffled=True):
     return df.sample(frac=1.0, random_state=seed).reset_index(drop=True) if shuffled else df
 
 
-def reference(df, a, plan, k, horizon):
-    """Batch ``k`` of ``plan`` by hand: a loop over lanes and steps reading the frame itself."""
+def reference(df, a, plan, k, horizon, return_sequences=True):
+    """Batch ``k`` of ``plan`` by hand: a loop over lanes and steps reading the frame itself (many-to-one: the
+    target of each chunk's last real step, weight 1 only for a full chunk)."""
     B, T = plan.batch_size, plan.batch_length(k)
     shops = sorted(df["shop"].unique())
     out = {"past": np.zeros((B, T, 1)), "future": np.zeros((B, T, 2)), "static": np.zeros((B, 2)),
            "y": np.zeros((B, T, 1)), "sample_weight": np.zeros((B, T))}
+    if not return_sequences:
+        out["y"], out["sample_weight"] = np.zeros((B, 1)), np.zeros(B)
     for i in range(B):
         s = int(plan.series[k, i])
         if s < 0:
@@ -41,8 +44,13 @@ def reference(df, a, plan, k, horizon):
             step = int(plan.step[k, i]) + t
             out["past"][i, t, 0] = rows["v"].iloc[step]
             out["future"][i, t] = rows[["price", "promo"]].iloc[step + horizon].to_numpy()
-            out["y"][i, t, 0] = rows["v"].iloc[step + horizon]
-            out["sample_weight"][i, t] = 1.0
+            if return_sequences:
+                out["y"][i, t, 0] = rows["v"].iloc[step + horizon]
+                out["sample_weight"][i, t] = 1.0
+            else:
+                out["y"][i, 0] = rows["v"].iloc[step + horizon]  # the last real step's target wins
+        if not return_sequences:
+            out["sample_weight"][i] = float(plan.valid[k, i] == T)
     return out
 
 
@@ -53,26 +61,27 @@ def assert_batch(got, want):
 
 
 @pytest.mark.filterwarnings("ignore:padding is")
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=16, deadline=None)
 @given(lengths=st.lists(st.integers(3, 17), min_size=1, max_size=6), T=st.integers(1, 4), B=st.integers(1, 3),
-       shuffle=st.booleans(), jitter=st.integers(0, 1), horizon=st.integers(1, 2), seed=st.integers(0, 50))
-def test_every_batch_equals_the_plain_loop(lengths, T, B, shuffle, jitter, horizon, seed):
+       shuffle=st.booleans(), jitter=st.integers(0, 1), horizon=st.integers(1, 2), seed=st.integers(0, 50),
+       seq=st.booleans())
+def test_every_batch_equals_the_plain_loop(lengths, T, B, shuffle, jitter, horizon, seed, seq):
     lengths = [n + horizon for n in lengths]
     jitter = min(jitter, T - 1)
     df = frame(lengths, seed)
     a = sb.arrange_stateful(df, T, B, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
                             static_cols=["shop", "size"], known_cols=["price", "promo"], horizon=horizon,
-                            shuffle=shuffle, seed=seed, jitter=jitter)
+                            shuffle=shuffle, seed=seed, jitter=jitter, return_sequences=seq)
     for epoch in (0, 1, 2):
         plan = a.plan(epoch)
         for k in range(plan.n_batches):
-            assert_batch(a.batch(k, epoch), reference(df, a, plan, k, horizon))
+            assert_batch(a.batch(k, epoch), reference(df, a, plan, k, horizon, seq))
     if not jitter:  # the Keras feeds' epoch cache: batches become views of one materialised epoch
         a.set_epoch(1)
         assert a._cache_epoch(1 << 30)
         plan = a.plan()
         for k in range(plan.n_batches):
-            assert_batch(a.batch(k), reference(df, a, plan, k, horizon))
+            assert_batch(a.batch(k), reference(df, a, plan, k, horizon, seq))
 
 
 def test_split_parts_and_lane_blocks_carry_the_covariates():

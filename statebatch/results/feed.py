@@ -176,6 +176,10 @@ def lane_steps(arranged: Arranged, epoch: int | None = None, *, validation: bool
     if start > n:
         raise ParameterError(f"start={start} is past the {n} batches of epoch {epoch}.",
                              f"pass a batch index between 0 and {n}.")
+    if arranged.covariates is not None:  # LaneStep has no place for them: refused, never dropped silently
+        raise ParameterError("lane_steps serves plain lanes; these lanes have static/known covariates.",
+                             "read the mappings arranged.batch(k, epoch) (keys past, future, static, y, "
+                             "sample_weight) with statebatch.feed.plan_resets, or statebatch.torch.LaneLoader.")
     for k, reset in plan_resets(arranged, epoch, validation=validation, reset_on_epoch_begin=reset_on_epoch_begin):
         if k < start:
             continue

@@ -25,6 +25,7 @@ from ..plans.base import LeftOut, named
 from ..plans.lanes import REMAINDERS, LanePlan, plan_lanes
 from .batched import Batched, Explanation, SizedResult
 from .lane_checks import check_pad_value, lane_targets, warn_padding
+from .lane_covariates import LaneCovariates, build_lane_covariates, covariate_options
 from ..sources.options import InputOptions
 from ..sources.series import (SeriesSet, apply_gaps, as_series,
                               check_finite_series, checked_finite, in_memory)
@@ -84,6 +85,8 @@ class Arranged(SizedResult, Batched):
         self.feature_names = ss.feature_names
         self.series_lengths = ss.lengths
         self.epoch = 0
+        #: static/known covariates (``arrange_stateful(static_cols=..., known_cols=...)``): batches are mappings
+        self.covariates: LaneCovariates | None = None
         # batches, blocks and epochs are read (and cached) by the lane materialiser
         self._m = LaneEpochs(ss, ysource=ysource, yshift=yshift, return_sequences=return_sequences,
                              pad_value=pad_value, weight_from=weight_from,
@@ -168,14 +171,24 @@ class Arranged(SizedResult, Batched):
 
     _packs = staticmethod(packs_lanes)
 
-    def batch(self, k: int, epoch: int | None = None, *, lanes: slice | None = None) -> tuple[np.ndarray, ...]:
-        """Batch ``k`` of ``epoch`` (default: the current one): ``(X, y, sample_weight)`` or ``(X,)``.
+    def batch(self, k: int, epoch: int | None = None, *, lanes: slice | None = None) -> Any:
+        """Batch ``k`` of ``epoch`` (default: the current one): ``(X, y, sample_weight)`` or ``(X,)``; with
+        covariates a mapping (``past``, ``future``, ``static``, ``y``, ``sample_weight``:
+        :mod:`statebatch.results.lane_covariates`).
 
         ``lanes`` (a slice of lane indices, e.g. one replica's block from
         :func:`statebatch.feed.lane_block`): only those rows of the batch. Out-of-core data is then read
         only for those lanes, each block through its own read-ahead buffer, so a process that trains
         one block of lanes never reads the others' rows.
         """
+        arrays = self._arrays_of(k, epoch, lanes=lanes)
+        if self.covariates is None:
+            return arrays
+        plan = self.plan(epoch)  # the plan the arrays were read from
+        return self.covariates.batch(arrays, plan, int(k), lanes)
+
+    def _arrays_of(self, k: int, epoch: int | None = None, *, lanes: slice | None = None) -> tuple[np.ndarray, ...]:
+        """Batch ``k`` as plain arrays ``(X, y, sample_weight)`` or ``(X,)`` (see :meth:`batch`)."""
         plan = self._serve(epoch)
         k = self._check_k(k, plan.n_batches)
         m, key, b = self._m, self._m.cache_key(plan), self.batch_size
@@ -186,7 +199,7 @@ class Arranged(SizedResult, Batched):
                                      f"{lanes!r}.", "pass e.g. slice(0, 4), or statebatch.feed.lane_block(...).")
             if key in m.cache or m.lanes.get((key, "x")) is not None \
                     or m.in_memory():  # in memory: a slice of the whole batch
-                return tuple(a[lanes] for a in self.batch(k, plan.epoch))
+                return tuple(a[lanes] for a in self._arrays_of(k, plan.epoch))
             return self._finite(m.held_out(plan, m.batch_arrays(plan, k, lanes), k, lanes), k)
         if key in m.cache:
             arrays = m.cache[key]
@@ -316,6 +329,7 @@ class Arranged(SizedResult, Batched):
                                remainder=self.tail)
         val = self._like(self._ss, shuffle=False, jitter=0, weight_from=keep - self._yshift, fixed_plan=whole)
         for part in (train, val):
+            part.covariates = self.covariates  # same series, same rows: the same tables
             part._allow(self._allow_nan, self._allow_inf, checked=self._x_checked, lazy=self._lazy)
         return train, val
 
@@ -430,6 +444,8 @@ def arrange_stateful(
     allow_inf: bool = False,
     gaps: str = "error",
     remainder: str | None = None,
+    static_cols: Sequence[str] | None = None,
+    known_cols: Sequence[str] | None = None,
 ) -> Arranged:
     """Arrange series into lanes for a stateful RNN: plan from the lengths, then bind the data.
 
@@ -460,6 +476,13 @@ def arrange_stateful(
         fall on different steps (needs ``keras.Input(batch_shape=(B, None, F))``).
     options, id_col, time_col, feature_cols, target_cols, dtype, allow_nan, allow_inf, gaps
         How the input is read: see :class:`~statebatch.InputOptions` (the keywords are its fields).
+    static_cols, known_cols : lists of DataFrame columns, optional
+        Covariates of a long frame: ``static_cols`` one value per series (numeric values, other columns as
+        integer codes, vocabulary in ``arranged.covariates.static_vocab``), ``known_cols`` known in advance
+        at every step. With either, every batch is a mapping ``past`` ``(B, T, F)``, ``future`` ``(B, T, K)``
+        (at input step ``t`` the known values of its target step ``t + horizon``), ``static`` ``(B, S)``
+        (the series each lane holds; idle lanes 0), ``y``, ``sample_weight``
+        (:data:`~statebatch.results.lane_covariates.LANE_KEYS`).
     remainder : deprecated
         The old name of ``tail`` (a FutureWarning; removed in the next release).
 
@@ -503,6 +526,9 @@ def arrange_stateful(
     seed = resolve_seed(seed)
     if isinstance(pad_value, bool) or not isinstance(pad_value, (int, float, np.integer, np.floating)):
         raise ParameterError(f"pad_value must be a number, got {pad_value!r}.", "pass e.g. pad_value=0.0.")
+    covariates = static_cols is not None or known_cols is not None
+    if covariates:  # the observed features are the columns that are no covariates
+        data, opts, static_cols, known_cols = covariate_options(data, opts, static_cols, known_cols)
     ss = as_series(data, id_col=opts.id_col, time_col=opts.time_col, feature_cols=opts.feature_cols,
                    target_cols=opts.target_cols, dtype=opts.dtype, gaps=opts.gaps)
     ss = apply_gaps(ss, opts.gaps)
@@ -527,6 +553,10 @@ def arrange_stateful(
     if deferred and not arranged._pack_checked():
         check_finite_series(SeriesSet(ss.source, ss.offsets, ss.ids), allow_nan=nan, allow_inf=inf)
     arranged._allow(nan, inf, checked=checked_finite(ss.source), lazy=not in_memory(ss.source))
+    if covariates:
+        arranged.covariates = build_lane_covariates(data, ss, static_cols=list(static_cols or []),
+                                                    known_cols=list(known_cols or []), target_mode=arranged.target_mode,
+                                                    shift=arranged._yshift, id_col=opts.id_col)
     warn_padding(arranged.plan())
     return arranged
 

@@ -82,7 +82,9 @@ class Dataset(keras.utils.PyDataset):
         if isinstance(batch, dict):  # forecasting windows: Keras takes (inputs by name, y)
             from ...materialise.forecast import split_xy
 
-            return split_xy(batch, model=getattr(self, "_input_model", None))  # by the model's input names
+            x, y = split_xy(batch, model=getattr(self, "_input_model", None))  # by the model's input names
+            x = tuple(x) if isinstance(x, list) else x  # tf.data's signatures take tuples, not lists
+            return (x, y, batch["sample_weight"]) if "sample_weight" in batch else (x, y)  # lanes: with weights
         return batch
 
     # -- resuming (the torchdata StatefulDataLoader names, as statebatch.torch's loader)
@@ -208,6 +210,11 @@ class StatefulDataset(Dataset):
     and its batches are served as read-only views (the arrangement keeps it, as ``arranged.X`` does);
     a larger or out-of-core one is read batch by batch.
 
+    Lanes with covariates (``arrange_stateful(static_cols=..., known_cols=...)``) serve
+    ``(inputs, y, sample_weight)``: with ``model=``, exactly the model's inputs by name (checked here;
+    :func:`fit_stateful` and :func:`predict` pass their model); without, the keys ``past``, ``future``,
+    ``static`` present.
+
     Parameters
     ----------
     arranged : Arranged
@@ -215,13 +222,24 @@ class StatefulDataset(Dataset):
         Who resets the lanes that start a new series: a :class:`LaneResetCallback` (default; a batch
         with such lanes raises :class:`~statebatch.errors.StatefulLayoutError` when none is active),
         or the caller. (``resets=`` is the deprecated name of this parameter.)
+    model : keras.Model, optional
+        Lanes with covariates: the model whose named inputs get the batch keys of their names.
     **kwargs : passed to ``keras.utils.PyDataset``.
     """
 
-    def __init__(self, arranged: Arranged, *, resets_by: str = "callback", resets: str | None = None, **kwargs: Any):
+    def __init__(self, arranged: Arranged, *, resets_by: str = "callback", resets: str | None = None,
+                 model: Any = None, **kwargs: Any):
         if not isinstance(arranged, Arranged):
             raise ParameterError(f"StatefulDataset needs an Arranged result, got {type(arranged).__name__}.",
                                  "build it with statebatch.arrange_stateful(...).")
+        if model is not None:  # lanes with covariates: the model's inputs by name, checked now
+            from ...materialise.forecast import model_inputs
+
+            if arranged.covariates is None:
+                raise ParameterError("model= matches covariate inputs by name; these lanes serve (X, y, sample_weight).",
+                                     "drop model=, or arrange with static_cols=/known_cols=.")
+            model_inputs(model, arranged.covariates.keys(arranged.has_targets))
+        self._input_model = model
         # "callback": a LaneResetCallback must be active when a batch starts new series in some lanes,
         # or the state of one series would leak into the next; "manual": the caller resets them.
         self.resets_by = check_choice("resets_by", _resets_by(resets_by, resets), ("callback", "manual"))

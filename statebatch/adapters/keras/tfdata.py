@@ -71,6 +71,9 @@ def to_tf_dataset(data: Any) -> Any:
         raise ParameterError(f"to_tf_dataset needs a statebatch result or dataset, got {type(data).__name__}.",
                              "pass make_windows(...), arrange_stateful(...) or bucket_batches(...).")
     first = result.batch(0)
+    if isinstance(first, dict) and isinstance(result, Arranged):
+        raise ParameterError("to_tf_dataset serves (X, y, sample_weight) lanes; lanes with covariates are mappings.",
+                             "feed Keras statebatch.keras.StatefulDataset(arranged, model=model), or fit_stateful.")
     if isinstance(first, dict):
         raise ParameterError("to_tf_dataset serves (X, y) batches; forecasting windows' batches are mappings.",
                              "feed Keras statebatch.keras.WindowDataset(windows) (batches as (inputs by name, y)).")

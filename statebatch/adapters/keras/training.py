@@ -48,6 +48,8 @@ def check_model(model: Any, arranged: Arranged) -> None:
         raise StatefulLayoutError("the model has no stateful recurrent layer.",
                                   "build the RNN layers with stateful=True and "
                                   f"keras.Input(batch_shape={arranged.batch_shape}).")
+    if arranged.covariates is not None:  # a model with several inputs, one of them the lanes ("past")
+        return _check_covariate_model(model, arranged)
     shape = _introspect.input_shape(model)
     if shape is not None and shape[1] is not None:
         if arranged.jitter:
@@ -73,6 +75,33 @@ def check_model(model: Any, arranged: Arranged) -> None:
     # Under a tf.distribute strategy each replica runs the model on its own block of lanes: check one.
     validate(*(a[:per_replica] for a in first[:2]), model=model, batch_size=per_replica,
              stateful=True, shuffle=False, emit_warnings=False)
+
+
+def _check_covariate_model(model: Any, arranged: Arranged) -> None:
+    """:func:`check_model` for lanes with covariates: the model's inputs are batch keys (by name), it is
+    stateful, and its ``past`` input fits the lanes (batch size, timesteps, features)."""
+    from ...checking.validate import validate
+    from ...materialise.forecast import model_inputs
+
+    if not stateful_layers(model):
+        raise StatefulLayoutError("the model has no stateful recurrent layer.",
+                                  "build the RNN layers with stateful=True and "
+                                  f"keras.Input(batch_shape={arranged.batch_shape}, name='past').")
+    first = arranged.batch(0)
+    names, _ = model_inputs(model, list(first))
+    if "past" in names:
+        inp = model.inputs[names.index("past")] if isinstance(model.inputs, (list, tuple)) else None
+        shape = None if inp is None else tuple(None if d is None else int(d) for d in inp.shape)
+        if shape is not None and shape[1] is not None and shape[1] != arranged.timesteps:
+            raise ModelMismatchError(
+                f"the model's 'past' input expects {shape[1]} timesteps but the lanes are cut into chunks of "
+                f"{arranged.timesteps}.", f"arrange with timesteps={shape[1]} or build the input with "
+                f"keras.Input(batch_shape=({arranged.batch_size}, None, {arranged.n_features}), name='past').")
+    if replicas(model) > 1:
+        raise ParameterError("lanes with covariates are fed through a PyDataset, one replica only.",
+                             "train on one device, or drop static_cols/known_cols.")
+    validate(first["past"], first.get("y"), batch_size=arranged.batch_size, stateful=True, shuffle=False,
+             emit_warnings=False)
 
 
 def fit_stateful(model: Any, train: Arranged | StatefulDataset, *, epochs: int = 1,
@@ -204,13 +233,18 @@ class _Fit:
             if isinstance(data, StatefulDataset):
                 ds.load_state_dict(data.state_dict())  # a resumed epoch keeps its position
             return ds
-        if needs_static_batch_feed():
+        covariates = (data.arranged if isinstance(data, StatefulDataset) else data).covariates is not None
+        if needs_static_batch_feed() and not covariates:  # batches with covariates are mappings: the PyDataset
             return to_tf_dataset(data)
         if isinstance(data, StatefulDataset):
-            return data
-        with warnings.catch_warnings():  # the batch_size=1 warning: handled right here
-            warnings.simplefilter("ignore")
-            return StatefulDataset(data)
+            ds = data
+        else:
+            with warnings.catch_warnings():  # the batch_size=1 warning: handled right here
+                warnings.simplefilter("ignore")
+                ds = StatefulDataset(data)
+        if covariates and getattr(ds, "_input_model", None) is None:
+            ds._input_model = self.model  # each model input gets the batch key of its name
+        return ds
 
     def run(self, data: Any, lanes_cb: LaneResetCallback, backup_cb: Any, **kwargs: Any) -> Any:
         with _original_errors():
@@ -296,6 +330,8 @@ def predict(model: Any, data: Any, *, callbacks: list | None = None, verbose: in
     result = data.result if isinstance(data, Dataset) else data
     if isinstance(result, Arranged):
         ds = data if isinstance(data, StatefulDataset) else StatefulDataset(result, resets_by="callback")
+        if result.covariates is not None and getattr(ds, "_input_model", None) is None:
+            ds._input_model = model  # lanes with covariates: each model input gets the batch key of its name
         cb = LaneResetCallback(result)
         # Keras' TensorFlow adapter reads the first batches (to infer their spec) before any callback
         # runs; this callback will reset their lanes, so the dataset may hand them out.

@@ -26,11 +26,11 @@ user's data.
 
 from .buckets import BucketBatchSampler, PaddedBatch, SequenceDataset, SequenceItem, pad_collate
 from .distributed import even_batches
-from .lanes import LaneBatch, LaneLoader
+from .lanes import LaneBatch, LaneCovariateBatch, LaneLoader
 from .state import StateCarrier, carry, detach_state
 from .tensors import forecast_batch, to_tensor
 from .windows import WindowBatchSampler, WindowDataset
 
-__all__ = ["LaneLoader", "LaneBatch", "StateCarrier", "carry", "detach_state", "BucketBatchSampler",
+__all__ = ["LaneLoader", "LaneBatch", "LaneCovariateBatch", "StateCarrier", "carry", "detach_state", "BucketBatchSampler",
            "SequenceDataset", "SequenceItem", "PaddedBatch", "pad_collate", "WindowDataset", "WindowBatchSampler",
            "to_tensor", "even_batches", "forecast_batch"]

@@ -41,6 +41,20 @@ class LaneBatch(NamedTuple):
     reset: torch.Tensor
 
 
+class LaneCovariateBatch(NamedTuple):
+    """One batch of lanes with covariates (``arrange_stateful(static_cols=..., known_cols=...)``): the fields
+    of :class:`LaneBatch`, then ``static`` ``(batch_size, S)`` (the series each lane holds; idle lanes 0) and
+    ``future`` ``(batch_size, timesteps, K)`` (known values of each step's target step); ``None`` where not
+    asked for. ``x`` is the batch's ``past``."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+    weight: torch.Tensor
+    reset: torch.Tensor
+    static: torch.Tensor | None
+    future: torch.Tensor | None
+
+
 _END = object()
 
 def _one_series_epoch(a: Arranged, plan: Any) -> tuple[np.ndarray, ...] | None:
@@ -100,7 +114,9 @@ class LaneLoader(torch.utils.data.IterableDataset):
     ``for x, y, weight, reset in loader`` runs one epoch of the arrangement's current plan, then moves
     it to the next epoch (a shuffled or jittered arrangement re-plans; ``set_epoch`` jumps). Row ``i``
     of a batch continues row ``i`` of the previous batch unless ``reset[i]``; give ``reset`` to a
-    :class:`StateCarrier` (or zero those rows yourself) before running the batch.
+    :class:`StateCarrier` (or zero those rows yourself) before running the batch. Lanes with covariates
+    (``arrange_stateful(static_cols=..., known_cols=...)``) serve :class:`LaneCovariateBatch` es
+    (``x, y, weight, reset, static, future``), gathered batch by batch.
 
     Parameters
     ----------
@@ -276,7 +292,8 @@ class LaneLoader(torch.utils.data.IterableDataset):
         changed in place never reaches the user's data or a later epoch. ``None``: batch by batch instead."""
         a = self.arranged
         plan = a.plan(epoch)
-        if plan.batch_steps is not None or a._reader("x", a._ss.source) is not None or not plan.n_batches:
+        if plan.batch_steps is not None or a._reader("x", a._ss.source) is not None or not plan.n_batches \
+                or a.covariates is not None:  # covariates are gathered batch by batch (_make)
             return None
         rows = plan.n_batches * plan.batch_size
         per_row = plan.timesteps * a.n_features * a._ss.source.dtype.itemsize
@@ -301,12 +318,23 @@ class LaneLoader(torch.utils.data.IterableDataset):
             tensors = tuple(None if t is None else t.pin_memory() for t in tensors)
         return tensors
 
-    def _make(self, k: int, epoch: int, reset: np.ndarray) -> LaneBatch:
+    def _make(self, k: int, epoch: int, reset: np.ndarray) -> LaneBatch | LaneCovariateBatch:
         # several replicas: only this rank's lanes are read (out of core, only their rows), so the
         # batch is already this rank's block (see _to_device)
         block = self.block if self.num_replicas > 1 else slice(None)
         arrays = self.arranged.batch(k, epoch, lanes=self.block) if self.num_replicas > 1 \
             else self.arranged.batch(k, epoch)
+        if isinstance(arrays, dict):  # lanes with covariates
+            plain = self._make_plain(k, epoch, reset, block, tuple(arrays[key] for key in ("past", "y", "sample_weight")
+                                                                    if key in arrays))
+            extra = [None if arrays.get(key) is None else to_tensor(arrays[key]) for key in ("static", "future")]
+            if self.pin_memory:
+                extra = [None if t is None else t.pin_memory() for t in extra]
+            return LaneCovariateBatch(*plain, *extra)
+        return self._make_plain(k, epoch, reset, block, arrays)
+
+    def _make_plain(self, k: int, epoch: int, reset: np.ndarray, block: slice, arrays: tuple) -> LaneBatch:
+        """The :class:`LaneBatch` of batch ``k``'s arrays ``(X, y, w)`` or ``(X,)``."""
         x = to_tensor(arrays[0])
         if len(arrays) > 1:
             y, w = to_tensor(arrays[1]), to_tensor(arrays[2])
@@ -324,15 +352,16 @@ class LaneLoader(torch.utils.data.IterableDataset):
                      "their blocks of lanes would not be parts of the same batches.",
                      "call arrange_stateful with the same series and options and an explicit seed on every rank.")
 
-    def _to_device(self, b: LaneBatch, whole: bool = False) -> LaneBatch:
+    def _to_device(self, b: Any, whole: bool = False) -> Any:
+        kind = type(b)  # LaneBatch, or LaneCovariateBatch for lanes with covariates
         if whole and self.num_replicas > 1:  # a whole batch (in memory): this rank's block, as views
-            b = LaneBatch._make(None if t is None else t[self.block] for t in b)
+            b = kind._make(None if t is None else t[self.block] for t in b)
         if self.device is None:
             return b
         nb = self.pin_memory
-        return LaneBatch._make(None if t is None else t.to(self.device, non_blocking=nb) for t in b)
+        return kind._make(None if t is None else t.to(self.device, non_blocking=nb) for t in b)
 
-    def __iter__(self) -> Iterator[LaneBatch]:
+    def __iter__(self) -> Iterator[LaneBatch | LaneCovariateBatch]:
         if torch.utils.data.get_worker_info() is not None:
             raise ParameterError(
                 "LaneLoader is being read by a DataLoader worker process: each worker would serve the whole epoch "
@@ -352,9 +381,9 @@ class LaneLoader(torch.utils.data.IterableDataset):
             whole = self._epoch_tensors(epoch) if start < n else None
             if whole is None:
                 for k, reset in self._plan_resets(epoch, start):
-                    b = self._make(k, epoch, reset)
+                    item = self._make(k, epoch, reset)
                     pos[1] += 1
-                    yield self._to_device(b)
+                    yield self._to_device(item)
             else:  # views of this pass's own epoch tensors, split by one unbind each: no copy per batch
                 r = torch.from_numpy(self._reset_masks(epoch))
                 parts = [(None,) * n if t is None else t.view((n, self.batch_size) + tuple(t.shape[1:])).unbind(0)
@@ -367,7 +396,7 @@ class LaneLoader(torch.utils.data.IterableDataset):
             self._pos = None
         self.arranged.set_epoch(epoch + 1)
 
-    def _prefetched(self, epoch: int, start: int = 0) -> Iterator[LaneBatch]:
+    def _prefetched(self, epoch: int, start: int = 0) -> Iterator[LaneBatch | LaneCovariateBatch]:
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 

@@ -1,0 +1,248 @@
+"""arrange_stateful(static_cols=..., known_cols=...): every batch equals a plain-loop reference, a real
+stateful Keras model with two inputs (lanes + static) equals the same weights on each whole series, and
+bad covariates are refused with statebatch errors."""
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import statebatch as sb
+from statebatch.errors import DataValueError, ParameterError
+
+
+def frame(lengths, seed=0, shuffled=True):
+    """A long frame: per series a feature ``v``, a known ``price`` and ``promo``, static ``shop`` (text) and
+    ``size`` (numeric); rows in a random order (the arrangement sorts them by id and time)."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for i, n in enumerate(lengths):
+        parts.append(pd.DataFrame({
+            "id": f"s{i:02d}", "t": np.arange(n), "v": rng.normal(size=n).round(3) + 10 * i,
+            "price": rng.normal(size=n).round(3) + 100 * i, "promo": rng.integers(0, 2, size=n).astype(float),
+            "shop": "xyz"[i % 3], "size": float(i % 4 + 1)}))
+    df = pd.concat(parts, ignore_index=True)
+    return df.sample(frac=1.0, random_state=seed).reset_index(drop=True) if shuffled else df
+
+
+def reference(df, a, plan, k, horizon, return_sequences=True):
+    """Batch ``k`` of ``plan`` by hand: a loop over lanes and steps reading the frame itself (many-to-one: the
+    target of each chunk's last real step, weight 1 only for a full chunk)."""
+    B, T = plan.batch_size, plan.batch_length(k)
+    shops = sorted(df["shop"].unique())
+    out = {"past": np.zeros((B, T, 1)), "future": np.zeros((B, T, 2)), "static": np.zeros((B, 2)),
+           "y": np.zeros((B, T, 1)), "sample_weight": np.zeros((B, T))}
+    if not return_sequences:
+        out["y"], out["sample_weight"] = np.zeros((B, 1)), np.zeros(B)
+    for i in range(B):
+        s = int(plan.series[k, i])
+        if s < 0:
+            continue
+        rows = df[df["id"] == a.series_ids[s]].sort_values("t")
+        out["static"][i] = [shops.index(rows["shop"].iloc[0]), rows["size"].iloc[0]]
+        for t in range(int(plan.valid[k, i])):
+            step = int(plan.step[k, i]) + t
+            out["past"][i, t, 0] = rows["v"].iloc[step]
+            out["future"][i, t] = rows[["price", "promo"]].iloc[step + horizon].to_numpy()
+            if return_sequences:
+                out["y"][i, t, 0] = rows["v"].iloc[step + horizon]
+                out["sample_weight"][i, t] = 1.0
+            else:
+                out["y"][i, 0] = rows["v"].iloc[step + horizon]  # the last real step's target wins
+        if not return_sequences:
+            out["sample_weight"][i] = float(plan.valid[k, i] == T)
+    return out
+
+
+def assert_batch(got, want):
+    assert list(got) == ["past", "future", "static", "y", "sample_weight"]
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=key)
+
+
+@pytest.mark.filterwarnings("ignore:padding is")
+@settings(max_examples=16, deadline=None)
+@given(lengths=st.lists(st.integers(3, 17), min_size=1, max_size=6), T=st.integers(1, 4), B=st.integers(1, 3),
+       shuffle=st.booleans(), jitter=st.integers(0, 1), horizon=st.integers(1, 2), seed=st.integers(0, 50),
+       seq=st.booleans())
+def test_every_batch_equals_the_plain_loop(lengths, T, B, shuffle, jitter, horizon, seed, seq):
+    lengths = [n + horizon for n in lengths]
+    jitter = min(jitter, T - 1)
+    df = frame(lengths, seed)
+    a = sb.arrange_stateful(df, T, B, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                            static_cols=["shop", "size"], known_cols=["price", "promo"], horizon=horizon,
+                            shuffle=shuffle, seed=seed, jitter=jitter, return_sequences=seq)
+    for epoch in (0, 1, 2):
+        plan = a.plan(epoch)
+        for k in range(plan.n_batches):
+            assert_batch(a.batch(k, epoch), reference(df, a, plan, k, horizon, seq))
+    if not jitter:  # the Keras feeds' epoch cache: batches become views of one materialised epoch
+        a.set_epoch(1)
+        assert a._cache_epoch(1 << 30)
+        plan = a.plan()
+        for k in range(plan.n_batches):
+            assert_batch(a.batch(k), reference(df, a, plan, k, horizon, seq))
+
+
+def test_split_parts_and_lane_blocks_carry_the_covariates():
+    df = frame([20, 9, 14, 6])
+    a = sb.arrange_stateful(df, 3, 2, id_col="id", time_col="t", target_cols=["v"], static_cols=["shop", "size"],
+                            known_cols=["price", "promo"], shuffle=True, seed=3)
+    train, val = a.split(0.3)
+    for part in (train, val):
+        for epoch in (0, 1):
+            plan = part.plan(epoch)
+            for k in range(plan.n_batches):
+                got, want = part.batch(k, epoch), reference(df, part, plan, k, 1)
+                for key in ("past", "future", "static", "y"):  # val's weights: 0 before the held-out part
+                    np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=key)
+    got = a.batch(1, lanes=slice(1, 2))
+    whole = a.batch(1)
+    for key in whole:
+        np.testing.assert_array_equal(got[key], whole[key][1:2])
+
+
+def test_plain_batches_without_covariates_and_codes_kept():
+    df = frame([8, 5])
+    plain = sb.arrange_stateful(df, 2, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"])
+    assert isinstance(plain.batch(0), tuple) and plain.covariates is None
+    a = sb.arrange_stateful(df, 2, 2, id_col="id", time_col="t", target_cols=["v"], static_cols=["id", "shop"])
+    assert a.covariates.static_vocab == {"id": ["s00", "s01"], "shop": ["x", "y"]}
+    assert list(a.batch(0)) == ["past", "static", "y", "sample_weight"]  # no known_cols: no "future"
+    # the observed features default to every column that is no id, time or covariate column
+    first = df[df["id"] == a.series_ids[int(a.plan().series[0, 0])]].sort_values("t")
+    np.testing.assert_array_equal(a.batch(0)["past"][0], first[["v", "price", "promo", "size"]].to_numpy()[:2])
+    targetless = sb.arrange_stateful(df, 2, 2, id_col="id", time_col="t", targets=None, static_cols=["shop"])
+    assert list(targetless.batch(0)) == ["past", "static"]
+
+
+def test_bad_covariates_are_refused():
+    df = frame([8, 5])
+    kw = dict(id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"])
+    varying = df.copy()
+    varying.loc[varying.index[0], "size"] = 99.0
+    with pytest.raises(DataValueError, match="static column 'size' varies within series"):
+        sb.arrange_stateful(varying, 2, 2, static_cols=["size"], **kw)
+    with pytest.raises(ParameterError, match="names the time column"):
+        sb.arrange_stateful(df, 2, 2, known_cols=["t"], **kw)
+    with pytest.raises(ParameterError, match="names the time column"):
+        sb.arrange_stateful(df, 2, 2, static_cols=["t"], **kw)
+    with pytest.raises(ParameterError, match="not columns of the data"):
+        sb.arrange_stateful(df, 2, 2, known_cols=["nope"], **kw)
+    with pytest.raises(ParameterError, match="both known_cols and static_cols"):
+        sb.arrange_stateful(df, 2, 2, known_cols=["price"], static_cols=["price"], **kw)
+    with pytest.raises(ParameterError, match="need next-value targets"):
+        sb.arrange_stateful(df, 2, 2, id_col="id", time_col="t", feature_cols=["v"], targets=None, known_cols=["price"])
+    holes = df.copy()
+    holes.loc[holes.index[3], "price"] = np.nan
+    with pytest.raises(DataValueError, match="known column 'price' is NaN"):
+        sb.arrange_stateful(holes, 2, 2, known_cols=["price"], **kw)
+    with pytest.raises(ParameterError, match="name DataFrame columns"):
+        sb.arrange_stateful(np.zeros((10, 2)), 2, 2, static_cols=["a"])
+
+
+def two_input_model(stateful, B, T, n_static, seed=0):
+    """``past`` through a (stateful) LSTM, plus a projection of ``static`` repeated over the steps."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if stateful:
+        past = keras.Input(batch_shape=(B, T, 1), name="past")
+        static = keras.Input(batch_shape=(B, n_static), name="static")
+    else:
+        past, static = keras.Input((T, 1), name="past"), keras.Input((n_static,), name="static")
+    h = keras.layers.LSTM(4, return_sequences=True, stateful=stateful)(past)
+    s = keras.layers.RepeatVector(T)(keras.layers.Dense(4)(static))
+    out = keras.layers.Dense(1)(keras.layers.Concatenate()([h, s]))
+    return keras.Model([past, static], out)
+
+
+@pytest.mark.backend
+def test_keras_two_inputs_batch_by_batch_equal_each_whole_series():
+    """fit_stateful feeds the mapping by the model's input names (the extra ``future`` key is left out, not
+    put into another input); predicted batch by batch, lanes + static equal the same weights on each whole
+    series with its static vector."""
+    from statebatch.keras import StatefulDataset, fit_stateful, predict
+
+    lengths = [23, 9, 31, 14, 18]
+    df = frame(lengths, seed=4)
+    B, T = 2, 5
+    a = sb.arrange_stateful(df, T, B, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                            static_cols=["shop", "size"], known_cols=["price", "promo"], shuffle=True, seed=1)
+    assert a.resets[1:].any()
+    model = two_input_model(True, B, T, 2)
+    model.compile(optimizer="sgd", loss="mse")
+    history = fit_stateful(model, StatefulDataset(a, model=model), epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    per_series = predict(model, a)
+    shops = sorted(df["shop"].unique())
+    for s, out in enumerate(per_series):
+        rows = df[df["id"] == a.series_ids[s]].sort_values("t")
+        n = len(rows) - 1  # steps with a next-value target
+        twin = two_input_model(False, None, n, 2)
+        twin.set_weights(model.get_weights())
+        static = np.array([[shops.index(rows["shop"].iloc[0]), rows["size"].iloc[0]]], dtype="float32")
+        whole = twin.predict([rows[["v"]].to_numpy("float32")[None, :n], static], verbose=0)[0]
+        assert out.shape == whole.shape
+        np.testing.assert_allclose(out, whole, atol=1e-5)
+
+
+@pytest.mark.backend
+def test_keras_feeds_check_the_model_inputs():
+    from statebatch.keras import StatefulDataset
+
+    df = frame([12, 7])
+    kw = dict(id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"])
+    a = sb.arrange_stateful(df, 3, 2, static_cols=["size"], **kw)
+    model = two_input_model(True, 2, 3, 1)
+    x, y, w = StatefulDataset(a, model=model, resets_by="manual")[0]
+    assert isinstance(x, tuple) and len(x) == 2  # in the model's input order: past, static
+    np.testing.assert_array_equal(x[0], a.batch(0)["past"])
+    np.testing.assert_array_equal(x[1], a.batch(0)["static"])
+    np.testing.assert_array_equal(w, a.batch(0)["sample_weight"])
+    with pytest.raises(ParameterError, match=r"model's inputs \['static'\] are not keys"):
+        StatefulDataset(sb.arrange_stateful(df, 3, 2, known_cols=["price"], **kw), model=model)
+    with pytest.raises(ParameterError, match="model= matches covariate inputs"):
+        StatefulDataset(sb.arrange_stateful(df, 3, 2, **kw), model=model)
+
+
+def test_to_tf_dataset_refuses_lanes_with_covariates():
+    from statebatch.keras import to_tf_dataset
+
+    a = sb.arrange_stateful(frame([12, 7]), 3, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                            static_cols=["size"])
+    with pytest.raises(ParameterError, match="lanes with covariates are mappings"):
+        to_tf_dataset(a)
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_torch_lane_loader_serves_the_covariates(prefetch):
+    import torch  # noqa: F401  (the torch adapter needs it; installed in the main environment)
+
+    from statebatch.torch import LaneCovariateBatch, LaneLoader
+
+    df = frame([20, 9, 14, 6])
+    a = sb.arrange_stateful(df, 3, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                            static_cols=["shop", "size"], known_cols=["price", "promo"], shuffle=True, seed=5)
+    twin = sb.arrange_stateful(df, 3, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                               static_cols=["shop", "size"], known_cols=["price", "promo"], shuffle=True, seed=5)
+    loader = LaneLoader(a, prefetch=prefetch)
+    for epoch in (0, 1):
+        batches = list(loader)
+        assert len(batches) == twin.plan(epoch).n_batches
+        for k, b in enumerate(batches):
+            assert isinstance(b, LaneCovariateBatch)
+            want = twin.batch(k, epoch)
+            for field, key in (("x", "past"), ("y", "y"), ("weight", "sample_weight"), ("static", "static"),
+                               ("future", "future")):
+                np.testing.assert_array_equal(getattr(b, field).numpy(), want[key], err_msg=key)
+            np.testing.assert_array_equal(b.reset.numpy(), twin.plan(epoch).resets[k] | (k == 0))
+
+
+def test_neutral_lane_feed_refuses_covariates():
+    from statebatch.results.feed import lane_steps
+
+    a = sb.arrange_stateful(frame([12, 7]), 3, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                            static_cols=["size"])
+    with pytest.raises(ParameterError, match="lane_steps serves plain lanes"):
+        next(lane_steps(a))

@@ -213,6 +213,27 @@ class ForecastSpec:
         return center_and_scale(values, axis=1, method=self.scale_method).astype(self.target_rows.dtype)
 
 
+def _future_table(past_rows: np.ndarray, data: np.ndarray, n_features: int, tf: np.ndarray | None,
+                  fdt: np.dtype, lagged: bool) -> np.ndarray:
+    """The known-future table ``(rows, K)``: without lags, the known and calendar columns are the last
+    columns of ``past_rows`` in the same order, so it is a view of them (the covariates are stored once);
+    lag columns sit between them, so with lags it is its own array."""
+    if not lagged:
+        return past_rows[:, n_features:]
+    known = data[:, n_features:].astype(fdt)
+    return known if tf is None else np.concatenate([known, tf], axis=1)
+
+
+def _target_table(past_rows: np.ndarray, target: np.ndarray, positions: Sequence[int]) -> np.ndarray:
+    """The targets ``(rows, targets)`` as a view of their input columns when they are consecutive input
+    columns with the same values (the common case: a target that is also an input), else as given."""
+    p = list(positions)
+    if not p or min(p) < 0 or p != list(range(p[0], p[0] + len(p))) or past_rows.dtype != target.dtype:
+        return target
+    view = past_rows[:, p[0]: p[0] + len(p)]
+    return view if np.array_equal(view, target, equal_nan=True) else target
+
+
 def _windows_of(table: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
     """Rows ``first .. first + length - 1`` of ``table`` per window, ``(N, length, columns)``: one gather
     from a strided view (as plain windows). Rows before row 0 (variable history of the first series)
@@ -489,19 +510,18 @@ def build_forecast(
         for j, tn in enumerate(tnames):
             lag_pairs.append((len(past_names), j))
             past_names.append(f"{tn} lag {lag}")
-    future_parts = [data[:, n_features:].astype(fdt)]
     future_names = names[n_features:]
-    if time_features:
-        tf = time_table(ss, time_features, fdt)
+    tf = time_table(ss, time_features, fdt) if time_features else None
+    if tf is not None:
         parts.append(tf)
-        future_parts.append(tf)
         past_names = past_names + list(time_features)
         future_names = future_names + list(time_features)
     # the tables may be the user's own array (no lag, time feature or cast): only read, batches are
     # gathered copies
     past_rows = np.concatenate([np.asarray(p, dtype=fdt) for p in parts], axis=1) if len(parts) > 1 \
         else np.asarray(data, dtype=fdt)
-    future_rows = np.concatenate(future_parts, axis=1) if len(future_parts) > 1 else future_parts[0]
+    future_rows = _future_table(past_rows, data, n_features, tf, fdt, lagged=bool(lags))
+    target = _target_table(past_rows, target, target_positions)
     past_target = [(p, j) for j, p in enumerate(target_positions) if p >= 0] + lag_pairs
     floor = offsets[:-1] + start_index + max_lag
     static, static_names, vocab = static_table(frame, static_cols, ss, fdt, categorical=[id_col]) if static_cols else (

@@ -394,3 +394,29 @@ def test_fit_per_batch_training_loss_equals_each_series_alone():
     got[1] = running[1] * (k + 1) - np.concatenate([[0.0], running[1, :-1] * k[1:]])
     np.testing.assert_allclose(got[0], want, rtol=2e-4, atol=1e-6)
     np.testing.assert_allclose(got[1], want, rtol=2e-4, atol=1e-6)  # epoch 2 starts from zero state again
+
+
+def test_fit_stateful_val_loss_is_the_mean_over_held_out_steps():
+    # a validation arrangement replays each series from its start with weight 0: most of its batches
+    # hold no held-out step, and Keras' per-batch mean would count each as a loss of 0 (found by a
+    # newcomer: val_loss 0.51 against the true 1.26)
+    rng = np.random.default_rng(0)
+    vowels = sb.load_japanese_vowels()
+    series = [s.astype("float32") for s in vowels["X_train"][:10]]
+    arranged = sb.arrange_stateful(series, 4, 3, targets="next", shuffle=True, seed=0)
+    train, val = arranged.split(0.2)
+    w = val.sample_weight.reshape(val.n_batches, val.batch_size, -1)
+    assert (w.sum(axis=(1, 2)) == 0).any() and len(np.unique(w.sum(axis=(1, 2)))) > 2  # the case that failed
+    keras.utils.set_random_seed(int(rng.integers(1000)))
+    inp = keras.Input(batch_shape=(3, 4, 12))
+    h = keras.layers.GRU(8, stateful=True, return_sequences=True)(inp)
+    model = keras.Model(inp, keras.layers.Dense(12)(h))
+    model.compile("adam", "mse", weighted_metrics=["mse"])
+    hist = fit_stateful(model, train, validation=val, epochs=2, verbose=0)
+    # by hand: the trained weights on the validation lanes, from zero state, lane by lane
+    pred = model.predict(StatefulDataset(val), callbacks=[LaneResetCallback(val)], verbose=0)
+    err = ((keras.ops.convert_to_numpy(pred) - val.y) ** 2).mean(axis=-1)
+    by_hand = float((err * val.sample_weight).sum() / val.sample_weight.sum())
+    np.testing.assert_allclose(hist.history["val_loss"][-1], by_hand, rtol=2e-5)
+    np.testing.assert_allclose(hist.history["val_mse"][-1], by_hand, rtol=2e-5)
+    assert hist.history["loss"][-1] > 0

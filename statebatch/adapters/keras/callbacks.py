@@ -15,7 +15,7 @@ from ...errors import BatchSizeError, ParameterError, StatebatchWarning, Statefu
 from ...results.schedule import LaneSchedule, TrainingBackup, ValidationSchedule
 from ...results.stateful import Arranged
 from .backends import backend, sync_trainer, track_state, untrack_state
-from .losses import REAL_STEP_REDUCTION
+from .losses import REAL_STEP_REDUCTION, _reductions, _set_reduction
 from .resume import _assign, _numpy, _weight_variables
 from .state import KerasState, replicas
 
@@ -56,6 +56,8 @@ class LaneResetCallback(keras.callbacks.Callback):
         self._state: KerasState | None = None
         self._in_fit = False
         self._tracked: list[list] = []  # what each running fit/evaluate/predict made track_state change
+        self._val_factor: float | None = None   # exact_validation_loss: steps / sum(weights) of an epoch
+        self._val_reductions: list | None = None
 
     @property
     def resets_done(self) -> int:
@@ -141,6 +143,34 @@ class LaneResetCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.train.epoch_begin(self._state, epoch)
 
+    def on_epoch_end(self, epoch, logs=None):
+        if self._val_factor is not None and logs is not None and "val_loss" in logs:
+            # Keras averages the validation batches' sum(w * loss) / steps; the held-out mean is that
+            # times (all steps / the sum of the weights). The dict is the one History records next.
+            logs["val_loss"] = float(logs["val_loss"]) * self._val_factor
+
+    def exact_validation_loss(self, model: Any) -> bool:
+        """Make ``val_loss`` inside ``fit`` the mean over the held-out steps of the epoch.
+
+        A validation arrangement replays every series from its start with weight 0 until its held-out
+        steps (to rebuild the state), so many of its batches hold no held-out step at all; with the
+        per-batch mean (``"mean_with_sample_weight"``) Keras would count each of them as a loss of 0
+        and average batch means of different sizes. Instead the validation loss divides by every step
+        and is rescaled once per epoch by ``steps / sum(weights)``: exact whatever the batches hold.
+        Only for one compiled loss without extra model losses (regularisers would be rescaled too);
+        returns whether it applies. :func:`fit_stateful` calls it with the model it trains.
+        """
+        reductions = _reductions(model)
+        if (self.validation is None or len(reductions) != 1 or list(model.losses)
+                or reductions[0] not in (REAL_STEP_REDUCTION, "sum_over_batch_size")):  # a mean, not a sum
+            return False
+        w = self.validation.lanes.result.sample_weight
+        if w is None or not np.asarray(w).sum() > 0:
+            return False
+        w = np.asarray(w, dtype=np.float64)
+        self._val_factor = float(w.size / w.sum())
+        return True
+
     def on_train_batch_begin(self, batch, logs=None):
         self.train.batch_begin(self._state, batch)
 
@@ -157,6 +187,12 @@ class LaneResetCallback(keras.callbacks.Callback):
                     "arrangement, so it cannot reset its lanes or keep its state apart.",
                     "pass LaneResetCallback(train, validation_data=val) (or use statebatch.keras.fit_stateful).")
             self.validation.begin(self._state)
+            if self._val_factor is not None:
+                # The validation loss divides by every step (no per-batch mean), so that the epoch figure
+                # is sum(w * loss) / steps, which on_epoch_end turns into the mean over held-out steps.
+                # The test step is traced after this (Keras makes it lazily), the train step keeps its own.
+                self._val_reductions = _reductions(self.model)
+                _set_reduction(self.model, "sum_over_batch_size", retrace=False)
         else:
             self._state.zero(None)
 
@@ -169,6 +205,9 @@ class LaneResetCallback(keras.callbacks.Callback):
     def on_test_end(self, logs=None):
         if self._in_fit and self.validation is not None:
             self.validation.end(self._state)
+        if self._val_reductions is not None:  # the training loss again (see exact_validation_loss)
+            _set_reduction(self.model, self._val_reductions, retrace=False)
+            self._val_reductions = None
         if not self._in_fit:
             self._resetting(False)
             self._end()

@@ -58,19 +58,28 @@ def _compiled_loss(model: Any) -> Any:
     return compiled
 
 
-def _set_reduction(model: Any, reduction: str) -> int:
-    """Set every compiled loss of ``model`` to ``reduction``; returns how many changed."""
+def _set_reduction(model: Any, reduction: str | list, retrace: bool = True) -> int:
+    """Set every compiled loss of ``model`` to ``reduction`` (one, or one per loss as
+    :func:`_reductions` returns them); returns how many changed. ``retrace=False`` keeps the traced
+    train/test steps (a switch inside ``fit``, where Keras holds on to the functions it made)."""
     compiled = _compiled_loss(model)
+    entries = list(compiled._flat_losses)
+    wanted = reduction if isinstance(reduction, list) else [reduction] * len(entries)
     changed = 0
-    for entry in compiled._flat_losses:
+    for entry, r in zip(entries, wanted):
         loss = entry.loss
-        if loss is not None and getattr(loss, "reduction", None) != reduction:
-            loss.reduction = reduction
+        if loss is not None and getattr(loss, "reduction", None) != r:
+            loss.reduction = r
             changed += 1
-    if changed:  # traced train/test steps captured the old reduction
+    if changed and retrace:  # traced train/test steps captured the old reduction
         model.train_function = None
         model.test_function = None
     return changed
+
+
+def _reductions(model: Any) -> list:
+    """The reduction of every compiled loss of ``model``, in order."""
+    return [getattr(e.loss, "reduction", None) for e in _compiled_loss(model)._flat_losses]
 
 
 STEP_WEIGHTS = ("epoch_mean", "unit")

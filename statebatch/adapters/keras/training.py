@@ -220,6 +220,8 @@ class _Fit:
     def lanes_callback(self, cls: type = LaneResetCallback, **kwargs: Any) -> LaneResetCallback:
         cb = cls(self.train_arr, self.val_arr, reset_on_epoch_begin=self.reset_on_epoch_begin, **kwargs)
         cb.weights_normalised = self.normalise
+        if self.val_arr is not None and not self.normalise:
+            cb.exact_validation_loss(self.model)  # val_loss: the mean over the held-out steps
         return cb
 
     def feed(self, data: Any) -> Any:

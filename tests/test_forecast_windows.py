@@ -537,6 +537,65 @@ def test_keras_models_get_each_batch_array_in_the_input_of_its_name():
         WindowDataset(plain, model=model)
 
 
+@pytest.mark.backend
+def test_keras_predict_on_forecasting_windows_is_per_window_in_natural_order():
+    """``statebatch.keras.predict`` on shuffled forecasting windows: each model input gets the batch key
+    of its name, and row i is the model's output on window i (as ``model.predict`` over all windows)."""
+    import keras
+
+    from statebatch.keras import predict
+
+    df = long_frame([14, 11, 9], 1, 3, static=True)
+    w = sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], feature_cols=["y", "x"],
+                        known_cols=["k0"], static_cols=["size"], scale="window", n_ahead=2, dtype="float32",
+                        batch_size=5, shuffle=True, seed=1)  # 5 does not divide the windows: a short last batch
+    a = w.arrays()  # natural order
+    T, F = a["past"].shape[1:]
+    n, K = a["future"].shape[1:]
+    ins = {"past": keras.Input((T, F), name="past"), "future": keras.Input((n, K), name="future"),
+           "static": keras.Input((a["static"].shape[1],), name="static")}
+    z = keras.layers.Concatenate()([keras.layers.Flatten()(ins[k]) for k in ("past", "future", "static")])
+    out = keras.layers.Reshape((n, 1))(keras.layers.Dense(n)(z))
+    for model in (keras.Model(ins, out), keras.Model([ins["static"], ins["past"], ins["future"]], out)):
+        x = ({k: a[k] for k in ins} if isinstance(model.input, dict) else [a["static"], a["past"], a["future"]])
+        want = keras.ops.convert_to_numpy(model(x))
+        got = predict(model, w)
+        assert got.shape == (w.n_windows, n, 1)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        assert w.plan().order is not None  # shuffled: batch order is not window order
+
+
+@pytest.mark.backend
+def test_a_model_input_the_windows_hold_with_zero_columns_is_refused():
+    """Windows without static_cols/known_cols hold ``static``/``future`` with 0 columns: a model input of
+    that name is refused naming the input and the argument that fills it, never fed an empty array."""
+    import keras
+
+    from statebatch.keras import WindowDataset, predict
+
+    df = long_frame([12, 10], 1, 0, static=True)
+    kw = dict(id_col="id", time_col="t", target_cols=["y"], feature_cols=["y", "x"], n_ahead=2, batch_size=4)
+    cases = [(sb.make_windows(df, 4, known_cols=["k0"], **kw), "static", 1, "static_cols"),
+             (sb.make_windows(df, 4, static_cols=["size"], **kw), "future", (2, 1), "known_cols")]
+    for w, name, shape, fix in cases:
+        assert w.batch(0)[name].shape[-1] == 0  # the key is there, with 0 columns
+        ins = {"past": keras.Input(w.batch(0)["past"].shape[1:], name="past"), name: keras.Input(shape if isinstance(shape, tuple)
+                                                                             else (shape,), name=name)}
+        model = keras.Model(ins, keras.layers.Dense(1)(keras.layers.Concatenate()(
+            [keras.layers.Flatten()(v) for v in ins.values()])))
+        for call, arg in ((split_xy, w.batch(0)), (WindowDataset, w)):
+            with pytest.raises(ParameterError, match=f"\\['{name}'\\].*0 columns") as info:
+                call(arg, model=model)
+            assert fix in info.value.fix
+        with pytest.raises(ParameterError, match=f"\\['{name}'\\].*0 columns") as info:
+            predict(model, w)
+        assert fix in info.value.fix
+        # a model without that input is served as before
+        past_only = keras.Model(ins["past"], keras.layers.Dense(1)(keras.layers.Flatten()(ins["past"])))
+        assert predict(past_only, w).shape == (w.n_windows, 1)
+        assert split_xy(w.batch(0), model=past_only)[0].shape == w.batch(0)["past"].shape
+
+
 def test_split_xy_refuses_a_model_whose_inputs_cannot_be_read():
     class Unbuilt:  # as an unbuilt Sequential: reading .input raises
         @property

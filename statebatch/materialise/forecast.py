@@ -21,7 +21,7 @@ Semantics (one window, last input step ``e`` of series ``s``; ``T`` = ``timestep
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from .._args import check_choice, check_int
 from ..errors import DataValueError, ParameterError, ShapeError
 from .covariates import TIME_FEATURES, check_static_constant, static_table, time_table
 from .gather import _in_memory, strided_windows
+from .input_names import MODEL_INPUT_KEYS, _names, model_inputs, split_xy
 from .scaling import SCALE_EPS, SCALE_METHODS, SeriesScale, center_and_scale, fit_series_scale
 from ..sources.series import SeriesSet
 
@@ -126,6 +127,13 @@ class ForecastSpec:
         return tuple(k for k in FORECAST_KEYS if k in ("past", "future", "static", "y")
                      or (k == "mask" and self.variable_history) or (k == "scale" and self.scale is not None)
                      or (k in ("past_observed", "y_observed") and self.missing == "mask"))
+
+    @property
+    def empty_keys(self) -> tuple[str, ...]:
+        """The keys every batch holds with 0 columns (``future`` without known columns or time features,
+        ``static`` without static columns): no input for a model (:func:`model_inputs` refuses them)."""
+        return tuple(k for k, width in (("future", self.future_rows.shape[1]), ("static", self.static.shape[1]))
+                     if width == 0)
 
     def gather(self, series: np.ndarray, last_rows: np.ndarray) -> dict[str, np.ndarray]:
         """The windows whose last input row is ``last_rows`` (absolute rows), of series ``series``.
@@ -287,124 +295,7 @@ def inverse(predictions: Any, scale: Any) -> np.ndarray:
                      "pass predictions of shape (N, n_ahead, targets) or (N, targets).")
 
 
-#: The keys of a forecasting batch that are model inputs (in this order). ``y`` is the target; ``scale``
-#: and the observed-value masks serve the loss and the inversion of predictions, never the model.
-MODEL_INPUT_KEYS = ("past", "future", "static", "mask")
-
-
-def model_inputs(model: Any, keys: Sequence[str]) -> tuple[list[str], str]:
-    """The input names of a Keras model and how it takes them, checked against a batch's ``keys``.
-
-    Returns ``(names, form)``: ``form`` is ``"dict"`` (a model built from a dict of inputs: the dict's
-    keys), ``"list"`` (a list of inputs: their names, in order) or ``"single"`` (one input: its name).
-    The model is only read (no Keras import here): anything with an ``input`` structure of named tensors.
-
-    Raises
-    ------
-    ParameterError
-        The model's inputs cannot be read, or name keys the batch does not have (the error names them).
-
-    Examples
-    --------
-    >>> class Tensor:  # a stand-in for keras.Input(name=...)
-    ...     def __init__(self, name): self.name = name
-    >>> class Model:
-    ...     input = [Tensor("static"), Tensor("past")]
-    >>> model_inputs(Model(), ["past", "future", "static", "y", "scale"])
-    (['static', 'past'], 'list')
-    """
-    try:
-        struct = model.input
-    except (AttributeError, ValueError) as exc:  # an unbuilt Sequential or a subclassed model
-        raise ParameterError(f"the inputs of {type(model).__name__} cannot be read ({exc}).",
-                             "build a functional model with named inputs (keras.Input(..., name='past')), or "
-                             "pass inputs=[...] with the batch keys in the order the model takes them.") from None
-    if isinstance(struct, Mapping):
-        names, form = [str(k) for k in struct], "dict"
-    elif isinstance(struct, (list, tuple)):
-        names, form = [str(getattr(t, "name", "?")) for t in struct], "list"
-    else:
-        names, form = [str(getattr(struct, "name", "?"))], "single"
-    usable = [k for k in keys if k != "y"]
-    missing = [n for n in names if n not in usable]
-    if missing:
-        raise ParameterError(f"the model's inputs {missing} are not keys of the forecasting batch (model inputs: "
-                             f"{names}; batch keys: {usable}); feeding it would put arrays in the wrong inputs.",
-                             "name the model's inputs after the batch keys (keras.Input(..., name='past'), "
-                             "'future', 'static', 'mask'), or build the windows with the inputs the model expects.")
-    return names, form
-
-
-def split_xy(batch: Mapping[str, Any], inputs: Sequence[str] | None = None, *,
-             model: Any = None) -> tuple[Any, Any]:
-    """A forecasting batch as Keras takes it: ``(inputs, y)``.
-
-    By default ``inputs`` holds only the model-input keys present (:data:`MODEL_INPUT_KEYS`: ``past``,
-    ``future``, ``static``, ``mask``); ``scale`` and the observed-value masks are loss and inversion aids,
-    left out (read them from the batch). ``inputs=[...]`` names the keys instead. ``model=`` matches a
-    Keras model's own inputs: exactly its dict keys (a model built from a dict of inputs), or a list in
-    the order of its inputs' names (a list of inputs), or the one array; a model input the batch lacks
-    raises :class:`~statebatch.errors.ParameterError` naming it.
-
-    Why: Keras 3 matches a dict to a dict-input model by sorted position when the dict has a key the model
-    has no input for (only a warning), so an extra key such as ``"scale"`` silently lands in another input.
-    Pass ``model=`` (or keep to the default keys with a model that takes all of them).
-
-    Parameters
-    ----------
-    batch : mapping
-        A forecasting batch (``windows.batch(k)`` or ``windows.arrays()``).
-    inputs : sequence of str, optional
-        Keys to pass, in this order (a dict).
-    model : keras.Model, optional
-        The model the inputs are for.
-
-    Returns
-    -------
-    (inputs, y) : inputs a dict (or, with a list-input model, a list; with a one-input model, the array),
-        y ``(N, n_ahead, targets)``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> batch = {"past": np.zeros((2, 3, 1)), "future": np.zeros((2, 1, 0)), "y": np.ones((2, 1, 1)),
-    ...          "scale": np.ones((2, 2, 1))}
-    >>> inputs, y = split_xy(batch)
-    >>> sorted(inputs), y.shape
-    (['future', 'past'], (2, 1, 1))
-    """
-    if not isinstance(batch, Mapping) or "y" not in batch:
-        raise ParameterError(f"split_xy needs a forecasting batch (a mapping with 'y'), got {type(batch).__name__}.",
-                             "pass windows.arrays() or windows.batch(k) of forecasting windows.")
-    if model is not None:
-        if inputs is not None:
-            raise ParameterError("split_xy got both inputs= and model=.", "pass one of them: model= reads the names.")
-        names, form = model_inputs(model, list(batch))
-        if form == "dict":
-            return {k: batch[k] for k in names}, batch["y"]
-        return ([batch[k] for k in names] if form == "list" else batch[names[0]]), batch["y"]
-    if inputs is None:
-        return {k: batch[k] for k in MODEL_INPUT_KEYS if k in batch}, batch["y"]
-    names = _names(inputs, "inputs")
-    absent = [k for k in names if k not in batch or k == "y"]
-    if absent:
-        raise ParameterError(f"inputs {absent} are not input keys of this batch (keys: {[k for k in batch if k != 'y']}).",
-                             "name keys the windows were built with (e.g. 'mask' needs min_timesteps=...).")
-    return {k: batch[k] for k in names}, batch["y"]
-
-
 # --------------------------------------------------------------------------- building the tables
-def _names(value: Any, what: str) -> list:
-    if value is None:
-        return []
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        return [value]
-    out = list(value)
-    if len(set(map(str, out))) != len(out):
-        raise ParameterError(f"{what} names a column twice: {out}.", f"list each column once in {what}.")
-    return out
-
-
 def check_lags(lags: Any) -> list[int]:
     """Lag offsets: positive integers, each once."""
     if lags is None:

@@ -166,7 +166,7 @@ class WindowDataset(Dataset):
             if windows.forecast is None:
                 raise ParameterError("model= matches forecasting inputs by name; these windows serve (X, y).",
                                      "drop model=, or build forecasting windows (known_cols=..., scale=...).")
-            model_inputs(model, windows.forecast.keys)
+            model_inputs(model, windows.forecast.keys, empty=windows.forecast.empty_keys)
         self._input_model = model
         super().__init__(windows, **kwargs)
 

@@ -315,7 +315,8 @@ def predict(model: Any, data: Any, *, callbacks: list | None = None, verbose: in
 
     Returns
     -------
-    Windows: ndarray ``(n_windows, ...)`` (:meth:`Windows.unbatch`). Bucketing: a list of
+    Windows: ndarray ``(n_windows, ...)`` (:meth:`Windows.unbatch`); forecasting windows feed each model
+    input the batch key of its name (:func:`~statebatch.split_xy`). Bucketing: a list of
     ``(length_i, ...)`` arrays for per-step outputs, else ``(n_sequences, ...)``
     (:meth:`Bucketing.unbatch`); batches run one by one, so outputs of different lengths never need
     concatenating (Keras' ``predict`` cannot on JAX and torch). Arranged: a list with one
@@ -350,11 +351,23 @@ def predict(model: Any, data: Any, *, callbacks: list | None = None, verbose: in
                            for k in range(len(ds))])
     if isinstance(result, Windows):
         epoch = result.epoch
-        outs = [np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(result.batch(k, epoch)[0])))
+        outs = [np.asarray(keras.ops.convert_to_numpy(model.predict_on_batch(_window_inputs(model, result, k, epoch))))
                 for k in range(result.plan(epoch).n_batches)]
         return result.unbatch(outs, epoch=epoch)
     raise ParameterError(f"predict needs a statebatch result or dataset, got {type(data).__name__}.",
                          "pass make_windows(...), bucket_batches(...) or arrange_stateful(...).")
+
+
+def _window_inputs(model: Any, windows: Windows, k: int, epoch: int) -> Any:
+    """The model inputs of batch ``k``: ``X``, or of forecasting windows the batch keys of the model's
+    input names (:func:`~statebatch.split_xy`, which refuses an input the windows lack)."""
+    batch = windows.batch(k, epoch)
+    if isinstance(batch, dict):
+        from ...materialise.forecast import split_xy
+
+        x = split_xy(batch, model=model)[0]
+        return tuple(x) if isinstance(x, list) else x
+    return batch[0]
 
 
 def evaluate(model: Any, data: Any, *, epoch: int | None = None, **evaluate_kwargs: Any) -> Any:

@@ -55,7 +55,7 @@ CASES = [
     ("plan_lanes float lengths", lambda: sb.plan_lanes([10.5],2,1), ParameterError),
     ("plan_lanes jitter>=T", lambda: sb.plan_lanes([10],3,1,jitter=3,seed=0), ParameterError),
     ("plan_lanes jitter no seed", lambda: sb.plan_lanes([10],3,1,jitter=1), ParameterError),
-    ("plan_lanes jitter drop", lambda: sb.plan_lanes([10],3,1,jitter=1,seed=0,remainder="drop"), ParameterError),
+    ("plan_lanes jitter drop", lambda: sb.plan_lanes([10],3,1,jitter=1,seed=0,tail="drop"), ParameterError),
     ("plan_buckets mode", lambda: sb.plan_buckets([3,4],2,mode="x",seed=0), ParameterError),
     ("plan_buckets no seed", lambda: sb.plan_buckets([3,4],2), ParameterError),
     ("plan_buckets bin_width neg", lambda: sb.plan_buckets([3,4],2,seed=0,bin_width=-1), ParameterError),

@@ -176,3 +176,17 @@ def test_census_api(name, call, expected):
 
 def test_census_api_size():
     assert len(CASES) >= 100
+
+
+def test_messages_print_plain_numbers_not_numpy_reprs():
+    """numpy >= 2 reprs scalars as np.float64(72.0): messages show the value (series ids of numpy dtype too)."""
+    df = pd.DataFrame({"id": np.repeat(np.array([5, 6], dtype=np.int64), 4), "t": np.tile(np.arange(4), 2),
+                       "v": np.arange(8.0), "s": [1.0, 1.0, 1.0, 1.0, 2.0, 3.0, 2.0, 2.0]})
+    with pytest.raises(sb.DataValueError) as err:
+        sb.make_windows(df, 2, id_col="id", time_col="t", target_cols=["v"], static_cols=["s"], n_ahead=1)
+    assert "varies within series 6 (step 1 holds 3.0, its first step 2.0)" in str(err.value)
+    assert "np." not in str(err.value)
+    df.loc[6, "v"] = np.nan
+    with pytest.raises(sb.DataValueError) as err:
+        sb.make_windows(df[["id", "t", "v"]], 2, id_col="id", time_col="t")
+    assert "series 6 step 2" in str(err.value) and "np." not in str(err.value)

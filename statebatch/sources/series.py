@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._args import plain
 from ..errors import DataValueError, DTypeError, ParameterError, ShapeError, StatebatchError
 from .base import ArraySource, ConcatSource, RowSource
 from .options import GAPS, InputOptions
@@ -216,7 +217,7 @@ def apply_gaps(ss: SeriesSet, gaps: str, what: str = "data") -> SeriesSet:
     if gaps == "error":
         raise DataValueError(
             f"{what} has {n_gaps} hole(s) in its time stamps (in {len(found)} series), the first in series "
-            f"{ss.ids[i]!r} between {before} and {after} (regular step {step}); windows and lanes would run across it "
+            f"{plain(ss.ids[i])!r} between {before} and {after} (regular step {step}); windows and lanes would run across it "
             "as if the steps were consecutive.",
             "fill the missing steps (e.g. df.resample(freq).interpolate()), or pass gaps='split' to cut the series at "
             "its holes (each piece becomes a series), or gaps='accept' if the holes are expected.")
@@ -301,7 +302,7 @@ def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = Fal
         return
     first, n_nan, n_inf = found
     k = int(np.searchsorted(ss.offsets, first, side="right") - 1)
-    where = f"series {ss.ids[k]!r} step {first - int(ss.offsets[k])}" if ss.n_series > 1 else f"step {first}"
+    where = f"series {plain(ss.ids[k])!r} step {first - int(ss.offsets[k])}" if ss.n_series > 1 else f"step {first}"
     raise _non_finite_error(what, where, n_nan, n_inf)
 
 

@@ -176,6 +176,18 @@ def allocate(what: str, shape: tuple, dtype: Any, fill: Any = None, fix: str | N
                              "allocated: not enough memory.", fix or SIZE_FIX) from None
 
 
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds, so that messages print ``72.0``, not ``np.float64(72.0)``
+    (numpy >= 2 reprs); anything else as it is.
+
+    Examples
+    --------
+    >>> plain(np.float64(72.0)), plain(np.int64(5)), plain("a")
+    (72.0, 5, 'a')
+    """
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def plural(n: int, word: str, plural_form: str | None = None) -> str:
     """``"1 batch"``, ``"2 batches"``: counts in messages read right at every edge."""
     if n == 1:

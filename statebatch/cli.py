@@ -313,16 +313,40 @@ def _from_data(data: Any, args: Any, stateful: bool) -> tuple | None:
     if args.time_format is not None:
         raise ParameterError("--time-format applies to a .csv/.parquet table's --time-col.", "leave --time-format out.")
     targets = [c.strip() for c in args.target.split(",")] if args.target else None
-    ss = as_series(data, id_col=_none(args.id_col), time_col=_none(args.time_col), target_cols=targets,
-                   dtype=args.dtype, gaps=args.gaps, what=str(args.file))
     kind = find_input(data)
-    print(f"{kind.name if kind else 'data'} {args.file}: {int(ss.offsets[-1])} rows, {ss.n_series} series; "
+    name = kind.name if kind else type(data).__name__
+    try:
+        ss = as_series(data, id_col=_none(args.id_col), time_col=_none(args.time_col), target_cols=targets,
+                       dtype=args.dtype, gaps=args.gaps, what=str(args.file))
+    except ParameterError as exc:  # the kind did not apply a column option: said with the CLI's option names
+        if not exc.problem.startswith(("target_cols=", "id_col/time_col/feature_cols/target_cols were given")):
+            raise
+        named = [("--target", args.target)] if exc.problem.startswith("target_cols=") else [
+            ("--id-col", args.id_col), ("--time-col", args.time_col), ("--target", args.target)]
+        given = [f"{o} {v}" for o, v in named if _none(v) is not None]
+        raise ParameterError(f"{' '.join(given)}: {exc.problem.split(', but ')[-1]}",
+                             f"drop {' and '.join(g.split(' ')[0] for g in given)}, or make the to_series registered "
+                             f"as {name!r} read options.id_col/time_col/target_cols.") from None
+    _warn_unchecked_columns(args, name, ss)
+    print(f"{name} {args.file}: {int(ss.offsets[-1])} rows, {ss.n_series} series; "
           f"{ss.n_features} feature(s)" + (f" {ss.feature_names}" if ss.feature_names else "")
           + (f", target {ss.target_names}" if ss.target_names else ""))
     args.series = ss
     if args.timesteps is None:
         return None
     return _build(ss, args, stateful, {}, ss.n_series, ss.targets is not None)
+
+
+def _warn_unchecked_columns(args: Any, name: str, ss: Any) -> None:
+    """A registered kind's to_series decides the series itself: whether it split them by --id-col (or ordered
+    them by --time-col) cannot be seen in what it returns, so the option is named with the series it gave."""
+    for option, value in (("--id-col", args.id_col), ("--time-col", args.time_col)):
+        if _none(value) is not None:
+            warnings.warn(f"{option} {value}: the input kind {name!r} reads {args.file} itself and gave "
+                          f"{ss.n_series} series; statebatch cannot check that its to_series used {option} (handed to "
+                          f"it as options.{option[2:].replace('-', '_')}). Fix: if the series are wrong, make that "
+                          f"to_series read options.{option[2:].replace('-', '_')}, or drop {option}.",
+                          StatebatchWarning, stacklevel=2)
 
 
 def _lenient(fn: Any) -> dict[str, Any]:
@@ -465,7 +489,9 @@ def _dtype(text: str) -> str:
 
 
 def _table_options(p) -> None:
-    p.add_argument("--id-col", default=None, help="table: the column that names each series ('none': one series)")
+    p.add_argument("--id-col", default=None, help="table: the column that names each series ('none': one series); "
+                                                    "a registered input kind gets it (and --time-col) as options.id_col "
+                                                    "with a warning, as its use cannot be checked")
     p.add_argument("--time-col", default=None, help="table: the column that orders the steps of a series ('none': "
                                                       "file order)")
     p.add_argument("--time-format", default=None,
@@ -475,7 +501,8 @@ def _table_options(p) -> None:
                    help="table: holes in the time stamps: refuse (default), split the series at them, or accept them")
     p.add_argument("--dtype", type=_dtype, default="float32",
                    help="table: dtype of the windows or lanes built (default float32, what Keras computes in)")
-    p.add_argument("--target", default=None, help="table: target column(s), comma-separated (not used as features)")
+    p.add_argument("--target", default=None, help="table: target column(s), comma-separated (not used as "
+                   "features); a registered input kind must return targets for it, else it is refused")
     p.add_argument("--timesteps", type=_positive, default=None, help="window a table / expected timesteps")
     p.add_argument("--stride", type=_positive, default=1, help="table, stateless: steps between windows")
 

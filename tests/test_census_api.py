@@ -55,7 +55,7 @@ CASES = [
     ("plan_lanes float lengths", lambda: sb.plan_lanes([10.5],2,1), ParameterError),
     ("plan_lanes jitter>=T", lambda: sb.plan_lanes([10],3,1,jitter=3,seed=0), ParameterError),
     ("plan_lanes jitter no seed", lambda: sb.plan_lanes([10],3,1,jitter=1), ParameterError),
-    ("plan_lanes jitter drop", lambda: sb.plan_lanes([10],3,1,jitter=1,seed=0,remainder="drop"), ParameterError),
+    ("plan_lanes jitter drop", lambda: sb.plan_lanes([10],3,1,jitter=1,seed=0,tail="drop"), ParameterError),
     ("plan_buckets mode", lambda: sb.plan_buckets([3,4],2,mode="x",seed=0), ParameterError),
     ("plan_buckets no seed", lambda: sb.plan_buckets([3,4],2), ParameterError),
     ("plan_buckets bin_width neg", lambda: sb.plan_buckets([3,4],2,seed=0,bin_width=-1), ParameterError),
@@ -176,3 +176,17 @@ def test_census_api(name, call, expected):
 
 def test_census_api_size():
     assert len(CASES) >= 100
+
+
+def test_messages_print_plain_numbers_not_numpy_reprs():
+    """numpy >= 2 reprs scalars as np.float64(72.0): messages show the value (series ids of numpy dtype too)."""
+    df = pd.DataFrame({"id": np.repeat(np.array([5, 6], dtype=np.int64), 4), "t": np.tile(np.arange(4), 2),
+                       "v": np.arange(8.0), "s": [1.0, 1.0, 1.0, 1.0, 2.0, 3.0, 2.0, 2.0]})
+    with pytest.raises(sb.DataValueError) as err:
+        sb.make_windows(df, 2, id_col="id", time_col="t", target_cols=["v"], static_cols=["s"], n_ahead=1)
+    assert "varies within series 6 (step 1 holds 3.0, its first step 2.0)" in str(err.value)
+    assert "np." not in str(err.value)
+    df.loc[6, "v"] = np.nan
+    with pytest.raises(sb.DataValueError) as err:
+        sb.make_windows(df[["id", "t", "v"]], 2, id_col="id", time_col="t")
+    assert "series 6 step 2" in str(err.value) and "np." not in str(err.value)

@@ -215,3 +215,40 @@ def test_errors_of_a_users_registration_are_named_not_passed_on():
             sb.make_windows(ColumnTable({"a": np.arange(5.0)}), 2, id_col="missing")
     finally:
         sb.unregister_input("column_table")
+
+
+def test_column_options_a_users_kind_did_not_apply_are_refused_naming_the_kind(toy_kind):
+    """A to_series that ignores target_cols/feature_cols would drop them without a word; one that hands back
+    an array cannot apply id_col: each is refused naming the user's kind (not "got ndarray")."""
+    table = ColumnTable(_long(3))
+    with pytest.raises(ParameterError, match="input kind 'column_table' returned data without targets") as err:
+        sb.make_windows(table, 3, id_col="id", time_col="t", target_cols=["a"])
+    assert "options.target_cols" in str(err.value)
+    assert sb.make_windows(table, 3, id_col="id", time_col="t", feature_cols=["b"]).X.shape[-1] == 1  # applied
+    sb.register_input(lambda d: isinstance(d, Wrapped), lambda d, o, w: sb.SeriesSet.from_arrays(
+        d.arrays, feature_names=["x", "y"]), name="deaf")
+    try:
+        with pytest.raises(ParameterError, match=r"'deaf' returned data with features \['x', 'y'\]"):
+            sb.make_windows(Wrapped([np.ones((6, 2))]), 3, feature_cols=["x"])
+    finally:
+        sb.unregister_input("deaf")
+    sb.register_input(lambda d: isinstance(d, Wrapped), lambda d, o, w: np.column_stack(d.arrays), name="naive")
+    try:
+        for kw in ({"id_col": "x"}, {"target_cols": ["x"]}):
+            with pytest.raises(ParameterError, match="input kind 'naive' turned data into a ndarray") as err:
+                sb.make_windows(Wrapped([np.ones(6), np.ones(6)]), 3, **kw)
+            assert "got ndarray" not in str(err.value)
+    finally:
+        sb.unregister_input("naive")
+
+
+def test_the_cli_says_which_option_a_registered_kind_did_not_apply(toy_kind, tmp_path, capsys):
+    toy = tmp_path / "long.toycsv"
+    _write_toy(toy, _long(4))
+    args = ["--id-col", "id", "--time-col", "t", "--timesteps", "4", "--batch-size", "2"]
+    assert main(["check", str(toy), "--target", "a"] + args) == 2
+    err = capsys.readouterr().err
+    assert "--target a" in err and "'column_table' returned" in err and "drop --target" in err
+    assert main(["check", str(toy)] + args) == 0
+    err = capsys.readouterr().err  # id and time columns: handed to the kind, which statebatch cannot check
+    assert "--id-col id: the input kind 'column_table'" in err and "gave 3 series" in err and "--time-col t" in err

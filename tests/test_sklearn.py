@@ -124,6 +124,23 @@ def test_long_frame_with_id_column():
     assert [len(p) for p in splits[:3]] == [5 + 3, 2 + 2, 3 + 1]
 
 
+@pytest.mark.parametrize("cls", [WindowTransformer, StatefulTransformer])
+def test_a_list_of_several_series_is_refused_with_the_way_out(cls):
+    """Several series as a list: numpy's "inhomogeneous shape" (different lengths) or scikit-learn's "dim 3"
+    (equal lengths) would say nothing about the cause; the error names it and the long-frame fix."""
+    est = cls(timesteps=7) if cls is WindowTransformer else cls(timesteps=7, batch_size=2)
+    for X, said in [([np.ones((31, 2)), np.ones((30, 2))], "2 series of different lengths (31, 30)"),
+                    ([np.ones((31, 2))] * 3, "3 series (31 steps each)"),
+                    ([np.ones(12), np.ones(9)], "of different lengths (12, 9)")]:
+        with pytest.raises(sb.ShapeError, match="one series per call") as err:
+            est.fit_transform(X)
+        text = str(err.value)
+        assert said in text and "id_col=" in text and cls.__name__ in text
+        assert "inhomogeneous" not in text and "fitted on" not in text
+    # a list of rows (one series) is still one series
+    assert WindowTransformer(2).fit_transform([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]).shape == (2, 2, 2)
+
+
 def test_stateful_transformer_arranges():
     X = np.arange(200.0).reshape(100, 2)
     st = StatefulTransformer(timesteps=5, batch_size=4).fit(X)

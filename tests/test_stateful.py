@@ -119,10 +119,16 @@ def test_one_series_drop_is_a_zero_copy_view_and_reports():
 
 def test_remainder_policies():
     x = np.arange(105.0)
-    with pytest.raises(RemainderError, match="remainder='pad'"):
+    # the messages use the option's current name (remainder= is its deprecated one)
+    with pytest.raises(RemainderError, match="tail='pad'") as err:
         sb.arrange_stateful(x, 10, 2, tail="error")
+    assert "remainder" not in str(err.value)
     d = sb.arrange_stateful(x, 10, 2, tail="drop")
-    assert {r.reason.split(":")[0] for r in d.left_out} == {"remainder='drop'"}
+    assert {r.reason.split(":")[0] for r in d.left_out} == {"tail='drop'"}
+    with pytest.raises(RemainderError, match="tail='pad' or 'drop'"):
+        sb.arrange_stateful(np.arange(60.0), 10, 4, tail="error", targets=None)  # 6 chunks over 4 lanes
+    one = sb.arrange_stateful(np.arange(61.0), 10, 4, tail="drop", targets=None)
+    assert all(r.reason.startswith("tail='drop'") for r in one.left_out) and len(one.left_out) == 2
     # every step is an input or reported (the final step, the target of a dropped step, included)
     assert sum(r.steps for r in d.left_out) + d.plan().valid.sum() == 105
     with pytest.raises(ParameterError, match="tail"):
@@ -141,6 +147,11 @@ def test_remainder_is_the_deprecated_name_of_tail():
     np.testing.assert_array_equal(old.X, new.X)
     with pytest.warns(FutureWarning), pytest.raises(ParameterError, match="given twice"):
         sb.arrange_stateful(x, 10, 2, tail="error", remainder="drop")
+    with pytest.warns(FutureWarning, match="renamed tail"):
+        p = sb.plan_lanes([105], 10, 2, remainder="drop")
+    assert p.left_out == sb.plan_lanes([105], 10, 2, tail="drop").left_out
+    with pytest.warns(FutureWarning), pytest.raises(ParameterError, match="given twice"):
+        sb.plan_lanes([105], 10, 2, tail="error", remainder="drop")
 
 
 def test_many_to_one_targets_and_weights():
@@ -260,9 +271,9 @@ def test_plan_lanes_is_the_plan_arrange_stateful_uses(lengths, T, B, remainder, 
         a = sb.arrange_stateful(data, T, B, tail=remainder, **kw)
     except (ShapeError, RemainderError, sb.DataValueError) as exc:
         with pytest.raises((ShapeError, RemainderError) if isinstance(exc, sb.DataValueError) else type(exc)):
-            sb.plan_lanes(lengths, T, B, remainder=remainder, **kw)
+            sb.plan_lanes(lengths, T, B, tail=remainder, **kw)
         return
-    kw["remainder"] = remainder
+    kw["tail"] = remainder
     a.set_epoch(epoch)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # computing a plan warns about nothing
@@ -349,7 +360,7 @@ def test_plans_are_pure_and_seeded():
        horizon=st.integers(1, 3), remainder=st.sampled_from(["pad", "drop"]))
 def test_every_step_is_an_input_a_target_of_one_or_reported(lengths, T, B, horizon, remainder):
     try:
-        p = sb.plan_lanes(lengths, T, B, targets="next", horizon=horizon, remainder=remainder)
+        p = sb.plan_lanes(lengths, T, B, targets="next", horizon=horizon, tail=remainder)
     except (sb.ShapeError, sb.RemainderError):
         return  # nothing fits: refused with a statebatch error
     seen = [np.zeros(n, dtype=int) for n in lengths]

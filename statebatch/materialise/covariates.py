@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._args import plain
 from ..errors import DataValueError, DTypeError, ShapeError
 from ..sources.series import SeriesSet
 
@@ -44,8 +45,8 @@ def check_static_constant(values: np.ndarray, offsets: np.ndarray, ids: list, co
         row = int(np.flatnonzero(~same)[0])
         k = int(np.searchsorted(offsets, row, side="right") - 1)
         raise DataValueError(
-            f"static column {column!r} varies within series {ids[k]!r} (step {row - int(offsets[k])} holds "
-            f"{values[row]!r}, its first step {firsts[k]!r}); a static covariate has one value per series.",
+            f"static column {column!r} varies within series {plain(ids[k])!r} (step {row - int(offsets[k])} holds "
+            f"{plain(values[row])!r}, its first step {plain(firsts[k])!r}); a static covariate has one value per series.",
             "pass columns that vary over time as known_cols (known in advance) or feature_cols (observed), "
             "or fix the data so each series holds one value.")
     return firsts
@@ -100,7 +101,7 @@ def static_table(df: Any, cols: list, ss: SeriesSet, float_dtype: np.dtype,
         if is_cat:
             if pd.isna(firsts).any():
                 k = int(np.flatnonzero(pd.isna(firsts))[0])
-                raise DataValueError(f"static column {c!r} is missing for series {ss.ids[k]!r}.",
+                raise DataValueError(f"static column {c!r} is missing for series {plain(ss.ids[k])!r}.",
                                      "fill it (e.g. with an 'unknown' category) or drop the series.")
             if isinstance(col.dtype, pd.CategoricalDtype):
                 cats = list(col.cat.categories)
@@ -115,7 +116,7 @@ def static_table(df: Any, cols: list, ss: SeriesSet, float_dtype: np.dtype,
             v = firsts.astype(np.float64)
             if not np.isfinite(v).all():
                 k = int(np.flatnonzero(~np.isfinite(v))[0])
-                raise DataValueError(f"static column {c!r} is NaN/inf for series {ss.ids[k]!r}.",
+                raise DataValueError(f"static column {c!r} is NaN/inf for series {plain(ss.ids[k])!r}.",
                                      "fill it, or drop the series.")
             columns.append(v)
             numeric.append(True)

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from .._args import check_choice, check_int
+from .._args import check_choice, check_int, plain
 from ..errors import DataValueError, ParameterError, ShapeError
 from .covariates import TIME_FEATURES, check_static_constant, static_table, time_table
 from .gather import _in_memory, strided_windows
@@ -327,7 +327,7 @@ def _first_bad(arr: np.ndarray, ss: SeriesSet, names: list) -> tuple[str, int]:
     row, col = (int(a[0]) for a in np.nonzero(bad))
     k = int(np.searchsorted(ss.offsets, row, side="right") - 1)
     name = names[col] if col < len(names) else col
-    return f"series {ss.ids[k]!r} step {row - int(ss.offsets[k])} column {name!r}", int(bad.sum())
+    return f"series {plain(ss.ids[k])!r} step {row - int(ss.offsets[k])} column {name!r}", int(bad.sum())
 
 
 def build_forecast(

@@ -13,6 +13,7 @@ plan, and computing one changes nothing.
 from __future__ import annotations
 
 import heapq
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -382,11 +383,12 @@ def plan_lanes(
     *,
     targets: Any = "next",
     horizon: int = 1,
-    remainder: str = "pad",
+    tail: str = "pad",
     shuffle: bool = False,
     seed: int | None = None,
     epoch: int = 0,
     jitter: int = 0,
+    remainder: str | None = None,
 ) -> LanePlan:
     """The lane plan of one epoch, from the series lengths alone (no data needed).
 
@@ -407,7 +409,7 @@ def plan_lanes(
         ``None`` / ``"aligned"``: every step is an input.
     horizon : int
         Steps ahead of next-step targets (>= 1).
-    remainder : "pad", "drop" or "error"
+    tail : "pad", "drop" or "error"
         A series' last partial chunk (and, for one series, chunks beyond equal lanes): padded with
         weight 0, left out (reported in ``left_out``), or refused (:class:`RemainderError`).
     shuffle : bool
@@ -419,7 +421,9 @@ def plan_lanes(
         0 (default): every batch has ``timesteps`` steps. ``j > 0``: each batch's length is drawn from
         ``[timesteps - j, timesteps]`` every epoch, so chunk boundaries fall on different steps from
         epoch to epoch (AWD-LSTM varies its BPTT length for the same reason). The model needs a free
-        time axis: ``keras.Input(batch_shape=(B, None, F))``. Needs ``seed`` and ``remainder="pad"``.
+        time axis: ``keras.Input(batch_shape=(B, None, F))``. Needs ``seed`` and ``tail="pad"``.
+    remainder : deprecated
+        The old name of ``tail`` (a FutureWarning; accepted until the next release).
 
     Returns
     -------
@@ -434,7 +438,7 @@ def plan_lanes(
     lengths = check_lengths(lengths)
     timesteps = check_int("timesteps", timesteps, 1)
     batch_size = check_int("batch_size", batch_size, 1)
-    remainder = check_choice("remainder", remainder, REMAINDERS)
+    tail = check_choice("tail", _tail_arg(tail, remainder), REMAINDERS)
     shuffle = check_bool("shuffle", shuffle)
     seed = check_seed("seed", seed)
     epoch = check_int("epoch", epoch, 0)
@@ -446,9 +450,9 @@ def plan_lanes(
     if (shuffle or jitter) and seed is None:
         raise ParameterError("a shuffled or jittered plan needs a seed to be a pure function of its arguments.",
                              "pass seed=0 (or any integer); results from arrange_stateful draw one for you.")
-    if jitter and remainder != "pad":
+    if jitter and tail != "pad":
         raise ParameterError(f"jitter={jitter} varies the chunk length, so there is no fixed chunk to drop or refuse "
-                             f"(remainder={remainder!r}).", "use remainder='pad' with jitter.")
+                             f"(tail={tail!r}).", "use tail='pad' with jitter.")
     held = horizon if targets == "next" else 0
     usable = np.maximum(lengths - held, 0)
     left: list[LeftOut] = [LeftOut(int(k), 0, int(lengths[k]),
@@ -465,61 +469,61 @@ def plan_lanes(
             raise _nothing_fits(lengths, timesteps, held)
         return LanePlan(series, step, valid, resets, timesteps, batch_steps, epoch, tuple(left))
 
-    if remainder == "pad":
+    if tail == "pad":
         chunks = -(-usable // timesteps)
     else:
         chunks = usable // timesteps
-        tail = usable - chunks * timesteps
-        if remainder == "error" and tail.any():
-            bad = np.flatnonzero(tail)
+        over = usable - chunks * timesteps
+        if tail == "error" and over.any():
+            bad = np.flatnonzero(over)
             raise RemainderError(
                 f"{plural(len(bad), 'series', 'series')} do not divide into chunks of {timesteps} steps (series at "
-                f"positions {bad[:5].tolist()} leave {tail[bad[:5]].tolist()} step(s) over).",
-                "use remainder='pad' (padded steps get sample weight 0) or remainder='drop' (reported in left_out).")
-        left += [LeftOut(int(k), int(chunks[k] * timesteps), int(tail[k]),
-                         f"remainder='drop': the last partial chunk (chunks of {timesteps} steps)")
-                 for k in np.flatnonzero(tail)]
+                f"positions {bad[:5].tolist()} leave {over[bad[:5]].tolist()} step(s) over).",
+                "use tail='pad' (padded steps get sample weight 0) or tail='drop' (reported in left_out).")
+        left += [LeftOut(int(k), int(chunks[k] * timesteps), int(over[k]),
+                         f"tail='drop': the last partial chunk (chunks of {timesteps} steps)")
+                 for k in np.flatnonzero(over)]
         usable = chunks * timesteps
     if chunks.sum() == 0:
         raise _nothing_fits(lengths, timesteps, held)
 
     if one_series:
-        arrays = _one_series_lanes(int(chunks[0]), usable, timesteps, batch_size, remainder, left)
+        arrays = _one_series_lanes(int(chunks[0]), usable, timesteps, batch_size, tail, left)
     elif shuffle:
         lanes, capacity = _assign_lanes(chunks, batch_size, True, seed, epoch)
         arrays = _plan_from_lanes(*_flat(lanes), usable, chunks, timesteps, batch_size, capacity)
     else:
         arrays = _plan_from_lanes(*_lpt(chunks, batch_size), usable, chunks, timesteps, batch_size)
-    if held and remainder != "pad":
-        left += _orphan_targets(arrays, lengths, held, remainder)
+    if held and tail != "pad":
+        left += _orphan_targets(arrays, lengths, held, tail)
     return LanePlan(*arrays, timesteps=timesteps, batch_steps=None, epoch=epoch, left_out=tuple(left))
 
 
-def _one_series_lanes(c: int, usable: np.ndarray, timesteps: int, batch_size: int, remainder: str,
+def _one_series_lanes(c: int, usable: np.ndarray, timesteps: int, batch_size: int, tail: str,
                       left: list[LeftOut]) -> "_PlanArrays":
     """One series cut into ``batch_size`` contiguous lanes of ``c`` chunks in all: without padding, the
     chunks beyond equal lanes are refused or left out (appended to ``left``)."""
-    if remainder != "pad":
+    if tail != "pad":
         q = c // batch_size
         if q == 0:
             raise ShapeError(
                 f"only {plural(c, 'chunk')} of {timesteps} steps for {batch_size} lanes: the series is too short "
                 "to give every lane one chunk.",
-                "use fewer lanes (batch_size) or shorter timesteps, or remainder='pad' (idle lanes get weight 0).")
+                "use fewer lanes (batch_size) or shorter timesteps, or tail='pad' (idle lanes get weight 0).")
         if c % batch_size:
-            if remainder == "error":
+            if tail == "error":
                 raise RemainderError(
                     f"{c} chunks do not divide into {batch_size} equal lanes ({c % batch_size} chunk(s) over).",
-                    "use remainder='pad' or 'drop', or a batch_size that divides the chunk count.")
+                    "use tail='pad' or 'drop', or a batch_size that divides the chunk count.")
             lost = (c - q * batch_size) * timesteps
             left.append(LeftOut(0, int(q * batch_size * timesteps), int(lost),
-                                f"remainder='{remainder}': chunks beyond {batch_size} equal lanes"))
+                                f"tail='{tail}': chunks beyond {batch_size} equal lanes"))
         c = q * batch_size
         usable = np.array([c * timesteps], dtype=np.int64)
     return _balanced(int(usable[0]), timesteps, batch_size, c)
 
 
-def _orphan_targets(arrays: "_PlanArrays", lengths: np.ndarray, held: int, remainder: str) -> list[LeftOut]:
+def _orphan_targets(arrays: "_PlanArrays", lengths: np.ndarray, held: int, tail: str) -> list[LeftOut]:
     """The last ``held`` steps of a series are only targets; when the steps they follow were left out,
     they sit nowhere either: report them too."""
     series, step, valid = arrays[0], arrays[1], arrays[2]
@@ -529,9 +533,22 @@ def _orphan_targets(arrays: "_PlanArrays", lengths: np.ndarray, held: int, remai
     out = []
     for k in np.flatnonzero((lengths > held) & (ends < lengths - held)):
         out.append(LeftOut(int(k), int(lengths[k] - held), held,
-                           f"remainder='{remainder}': {plural(held, 'step')} that only the left-out steps "
+                           f"tail='{tail}': {plural(held, 'step')} that only the left-out steps "
                            f"had as target ({held} ahead)"))
     return out
+
+
+def _tail_arg(tail: str, remainder: str | None) -> str:
+    """``tail``, or its old name ``remainder`` (renamed with arrange_stateful's; a FutureWarning for one release,
+    both at once only when they agree)."""
+    if remainder is None:
+        return tail
+    warnings.warn("plan_lanes(remainder=...) is renamed tail=... (the same values); remainder= is accepted until "
+                  "the next release.", FutureWarning, stacklevel=3)
+    if tail != "pad" and tail != remainder:
+        raise ParameterError(f"tail={tail!r} and remainder={remainder!r} are the same option given twice.",
+                             "pass tail only (remainder is its old name).")
+    return remainder
 
 
 def _nothing_fits(lengths: np.ndarray, timesteps: int, held: int) -> ShapeError:

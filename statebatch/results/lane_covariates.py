@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._args import plain
 from ..errors import DataValueError, ParameterError, ShapeError
 from ..materialise.covariates import static_table
 from ..plans.lanes import LanePlan
@@ -191,7 +192,7 @@ def _known_rows(frame: Any, cols: list, ss: SeriesSet, fdt: np.dtype) -> np.ndar
     if not np.isfinite(values).all():
         row, col = (int(a[0]) for a in np.nonzero(~np.isfinite(values)))
         s = int(np.searchsorted(ss.offsets, row, side="right") - 1)
-        raise DataValueError(f"known column {cols[col]!r} is NaN/inf at series {ss.ids[s]!r} step "
+        raise DataValueError(f"known column {cols[col]!r} is NaN/inf at series {plain(ss.ids[s])!r} step "
                              f"{row - int(ss.offsets[s])}; known covariates must be known at every step.",
                              "fill them (they are known in advance), or pass the column as a feature instead.")
     return values.astype(fdt)

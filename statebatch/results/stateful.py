@@ -104,7 +104,7 @@ class Arranged(SizedResult, Batched):
             return self._fixed
         return plan_lanes(self._ss.lengths, self.timesteps, self.batch_size,
                           targets="next" if self.target_mode == "next" else None, horizon=self.horizon,
-                          remainder=self.tail, shuffle=self.shuffle, seed=self.seed, epoch=epoch,
+                          tail=self.tail, shuffle=self.shuffle, seed=self.seed, epoch=epoch,
                           jitter=self.jitter)
 
     @property
@@ -326,7 +326,7 @@ class Arranged(SizedResult, Batched):
             # planner packs whole series into lanes instead of cutting one (the empty one takes no lane).
             whole = plan_lanes(np.append(lengths, 0), self.timesteps, self.batch_size,
                                targets="next" if self.target_mode == "next" else None, horizon=self.horizon,
-                               remainder=self.tail)
+                               tail=self.tail)
         val = self._like(self._ss, shuffle=False, jitter=0, weight_from=keep - self._yshift, fixed_plan=whole)
         for part in (train, val):
             part.covariates = self.covariates  # same series, same rows: the same tables

@@ -25,7 +25,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from .._args import check_bool, check_choice
+from .._args import check_bool, check_choice, plain
 from ..errors import DataValueError, DTypeError, OrderError, ParameterError, ShapeError, StoreError
 from .npy import Segment, ShardedStore, StoredSeries, shard_record, write_manifest
 from .timeindex import find_gaps
@@ -228,7 +228,7 @@ def _write_partition(pdf, index: int, out_dir: str, id_col: str, time_col: str |
             if len(holes) and gaps == "error":
                 h = int(holes[0])
                 raise DataValueError(
-                    f"series {sid[k]!r} has {len(holes)} hole(s) in its time stamps, the first between "
+                    f"series {plain(sid[k])!r} has {len(holes)} hole(s) in its time stamps, the first between "
                     f"{times[a + h - 1]} and {times[a + h]} (regular step {step}).",
                     "fill the missing steps, or pass gaps='split' (each piece becomes a series) or gaps='accept'.")
             cuts = [a] + [a + int(h) for h in holes] + [b]

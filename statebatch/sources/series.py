@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._args import plain
 from ..errors import DataValueError, DTypeError, ParameterError, ShapeError, StatebatchError
 from .base import ArraySource, ConcatSource, RowSource
 from .options import GAPS, InputOptions
@@ -86,7 +87,7 @@ def as_series(
     """
     opts = InputOptions.resolve(options, id_col=id_col, time_col=time_col, feature_cols=feature_cols,
                                 target_cols=target_cols, dtype=dtype, gaps=gaps)
-    steps = 0
+    steps, origin = 0, None
     while not isinstance(data, SeriesSet):
         kind = find_input(data)
         if kind is None:
@@ -96,14 +97,27 @@ def as_series(
             raise ParameterError(f"the input kind {kind.name!r} does not turn {what} into series (still a "
                                  f"{type(data).__name__} after {steps - 1} conversions).",
                                  "its to_series must return a SeriesSet or another input kind statebatch reads.")
-        data = _read(kind, data, opts, what)
+        data = _read(kind, data, opts, what, origin)
+        if kind.rank is None:  # a user's kind: its reading must have applied the column options it was given
+            origin = origin or kind.name
+            _check_options_applied(kind.name, data, opts, what)
     return data
 
 
-def _read(kind: Any, data: Any, opts: InputOptions, what: str) -> Any:
-    """One registration's reading; a user's to_series that fails with a foreign error is named."""
+def _read(kind: Any, data: Any, opts: InputOptions, what: str, origin: str | None = None) -> Any:
+    """One registration's reading; a user's to_series that fails with a foreign error is named. ``origin``: the
+    user's kind that turned the data into what ``kind`` reads (named when the column options cannot apply)."""
     if kind.rank is not None:  # built-in kinds raise statebatch errors themselves
-        return kind.to_series(data, opts, what)
+        try:
+            return kind.to_series(data, opts, what)
+        except ParameterError as exc:
+            if origin is None or not str(exc).startswith(_FRAME_ONLY):
+                raise
+            raise ParameterError(
+                f"id_col/time_col/feature_cols/target_cols were given, but the input kind {origin!r} turned {what} "
+                f"into a {type(data).__name__}, which has no columns to apply them to.",
+                f"make the to_series registered as {origin!r} read those options (options.id_col, "
+                "options.feature_cols...) and return a SeriesSet or a DataFrame, or drop those arguments.") from None
     try:
         return kind.to_series(data, opts, what)
     except StatebatchError:
@@ -113,6 +127,31 @@ def _read(kind: Any, data: Any, opts: InputOptions, what: str) -> Any:
                              f"check the data, or the to_series registered as {kind.name!r}.") from exc
 
 
+
+
+_FRAME_ONLY = "id_col/time_col/feature_cols/target_cols only apply"  # how the array kinds refuse column options
+
+
+def _check_options_applied(name: str, ss: Any, opts: InputOptions, what: str) -> None:
+    """Series a user's kind returned must show the targets and features asked for: a to_series that does not
+    read ``options.target_cols``/``feature_cols`` would otherwise drop them without a word."""
+    if not isinstance(ss, SeriesSet):
+        return
+    if opts.target_cols is not None and ss.targets is None:
+        raise ParameterError(
+            f"target_cols={list(opts.target_cols)} were given, but the input kind {name!r} returned {what} without "
+            "targets: its to_series does not read options.target_cols, so the targets would be silently missing.",
+            f"make the to_series registered as {name!r} build the targets (SeriesSet(..., targets=..., "
+            "target_names=...)), or drop target_cols.")
+    if opts.feature_cols is not None:
+        want = [str(c) for c in opts.feature_cols]
+        got = ss.feature_names if ss.feature_names is not None else [f"<{ss.n_features} unnamed>"]
+        if got != want:
+            raise ParameterError(
+                f"feature_cols={want} were given, but the input kind {name!r} returned {what} with features {got}: "
+                "its to_series does not read options.feature_cols.",
+                f"make the to_series registered as {name!r} keep only options.feature_cols (and name them with "
+                "feature_names=...), or drop feature_cols.")
 
 
 def unknown_input(data: Any, what: str) -> DTypeError:
@@ -178,7 +217,7 @@ def apply_gaps(ss: SeriesSet, gaps: str, what: str = "data") -> SeriesSet:
     if gaps == "error":
         raise DataValueError(
             f"{what} has {n_gaps} hole(s) in its time stamps (in {len(found)} series), the first in series "
-            f"{ss.ids[i]!r} between {before} and {after} (regular step {step}); windows and lanes would run across it "
+            f"{plain(ss.ids[i])!r} between {before} and {after} (regular step {step}); windows and lanes would run across it "
             "as if the steps were consecutive.",
             "fill the missing steps (e.g. df.resample(freq).interpolate()), or pass gaps='split' to cut the series at "
             "its holes (each piece becomes a series), or gaps='accept' if the holes are expected.")
@@ -263,7 +302,7 @@ def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = Fal
         return
     first, n_nan, n_inf = found
     k = int(np.searchsorted(ss.offsets, first, side="right") - 1)
-    where = f"series {ss.ids[k]!r} step {first - int(ss.offsets[k])}" if ss.n_series > 1 else f"step {first}"
+    where = f"series {plain(ss.ids[k])!r} step {first - int(ss.offsets[k])}" if ss.n_series > 1 else f"step {first}"
     raise _non_finite_error(what, where, n_nan, n_inf)
 
 

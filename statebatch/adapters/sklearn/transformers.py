@@ -110,6 +110,7 @@ class _SeriesInput:
     def _check_wide(self, X: Any, opts: InputOptions, reset: bool) -> np.ndarray:
         """One series (an array or a wide frame): scikit-learn's ``validate_data``, its errors re-raised as
         statebatch errors of the same kind; NaN and inf let through only as the options say."""
+        _check_one_series(X, type(self).__name__)
         if _is_pandas_rows(X):  # one series: a time index must be in time order (as make_windows requires)
             from ...sources.series import _check_time_index
 
@@ -184,6 +185,34 @@ class _SeriesInput:
             if not self._long:
                 return np.asarray(input_features, dtype=object)
         return np.asarray(self._features, dtype=object)
+
+
+def _check_one_series(X: Any, owner: str) -> None:
+    """A list of several series (e.g. one array per id) is not one series: numpy would fail with "an
+    inhomogeneous shape" (different lengths) or scikit-learn with "dim 3", neither saying what to do."""
+    if not isinstance(X, (list, tuple)) or len(X) < 2:
+        return
+    dims, lengths = [], []
+    for item in X:
+        if isinstance(item, np.ndarray) or _is_frame(item) or _is_pandas_rows(item):
+            shape = np.shape(item)
+        elif isinstance(item, (list, tuple)):
+            nested = bool(item) and isinstance(item[0], (list, tuple, np.ndarray))
+            shape = (len(item), 1) if nested else (len(item),)
+        else:
+            return  # scalars: one univariate series given as a list
+        dims.append(len(shape))
+        lengths.append(shape[0] if shape else 1)
+    many, ragged = max(dims) >= 2, len(set(lengths)) > 1
+    if not (many or ragged):
+        return
+    shown = ", ".join(str(n) for n in lengths[:8]) + (", ..." if len(lengths) > 8 else "")
+    what = (f"a list of {len(X)} series" if many else f"a list of {len(X)} sequences (several series, or rows of "
+            "different widths)") + (f" of different lengths ({shown})" if ragged else f" ({lengths[0]} steps each)")
+    raise ShapeError(f"X is {what}: {owner} takes one series per call, an array or wide DataFrame of shape "
+                     "(steps, features).",
+                     f"transform each series in its own call, or pass all series as one long DataFrame with an id "
+                     f"and a time column: {owner}(..., id_col='id', time_col='time') (windows never cross series).")
 
 
 # auto_wrap_output_keys=None goes to scikit-learn's _SetOutputMixin.__init_subclass__ (no pandas wrapping of a

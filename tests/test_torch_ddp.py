@@ -81,6 +81,10 @@ def _worker(rank, world, init, out_path):
         result["weights"] = [p.detach().numpy().copy() for p in [*lstm.parameters(), *head.parameters()]]
         if rank == 0:
             np.save(out_path, np.array(result, dtype=object), allow_pickle=True)
+        # DDP's reducer holds the process group: free it, and let every rank finish its collectives
+        # before any rank tears the group down (a rank that leaves early aborts the others' gloo threads)
+        del lstm_ddp, head_ddp
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

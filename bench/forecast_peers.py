@@ -78,14 +78,8 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+# the VmHWM reset is the out-of-core benchmark's (bench/ooc.py), one definition for both
+from ooc import reset_peak_rss as reset_peak  # noqa: E402
 
 
 def peak_bytes() -> int:

@@ -39,16 +39,19 @@ def timeit(fn, repeat=3):
     return best, out
 
 
-def median_times(fns: dict, repeat: int = 7) -> dict:
+def median_times(fns: dict, repeat: int = 7, cpu: bool = False) -> dict:
     """Median wall time of each function over ``repeat`` rounds; each round runs every function once, in
-    turn, so that load from other work on the machine falls on all of them alike."""
-    times: dict = {name: [] for name in fns}
+    turn, so that load from other work on the machine falls on all of them alike. ``cpu``: also the median
+    process CPU time of each (``name_cpu``), which such load moves less."""
+    times: dict = {k: [] for name in fns for k in ((name, f"{name}_cpu") if cpu else (name,))}
     for _ in range(repeat):
         for name, fn in fns.items():
             gc.collect()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             times[name].append(time.perf_counter() - t0)
+            if cpu:
+                times[f"{name}_cpu"].append(time.process_time() - c0)
     return {name: float(np.median(ts)) for name, ts in times.items()}
 
 
@@ -568,8 +571,11 @@ def bench_torch_windows_dataloader(quick):
     ``DataLoader(WindowDataset(w), batch_sampler=WindowBatchSampler(w))`` (one index array per batch). The
     peer column is the DataLoader's old path, measured here by hiding ``__getitems__``'s gathered batch: 256
     per-window tuples stacked again by ``default_collate``. ``torch_sampler_only_s`` times torch's own
-    RandomSampler + BatchSampler alone (one Python int per window), the part of the natural call no dataset
-    can change. Medians of interleaved rounds.
+    RandomSampler + BatchSampler alone (one Python int per window); ``torch_loader_floor_s`` the same
+    DataLoader call over a dataset that does no work at all (sampler, batch sampler, fetch loop): the part of
+    the natural call no dataset can change. ``natural_beyond_torch_vs_own`` = (natural - floor) / own is what
+    the dataset itself costs against statebatch's own batches. Medians of interleaved rounds, wall and
+    process CPU time (``*_cpu``).
     """
     import torch
     from torch.utils.data import DataLoader, default_collate
@@ -600,17 +606,44 @@ def bench_torch_windows_dataloader(quick):
 
         return sum(len(b) for b in BatchSampler(RandomSampler(range(len(ds))), 256, False))
 
+    def loader_floor():  # the same DataLoader call over a dataset that does nothing: torch's whole part of it
+        return sum(len(b) for b in DataLoader(_NoWork(len(ds)), batch_size=256, shuffle=True, collate_fn=_identity))
+
     n = own()
-    assert natural() == batch_sampler() == per_window() == sampler_only() == n
+    assert natural() == batch_sampler() == per_window() == sampler_only() == loader_floor() == n
     for (x, y), (X, Y) in zip(DataLoader(ds, batch_sampler=sbt.WindowBatchSampler(w)), w.batches(0)):
         assert torch.equal(x, torch.from_numpy(X)) and torch.equal(y, torch.from_numpy(Y))
     t = median_times({"own": own, "natural": natural, "batch_sampler": batch_sampler, "per_window": per_window,
-                      "sampler_only": sampler_only}, repeat=3 if quick else 5)
+                      "sampler_only": sampler_only, "loader_floor": loader_floor}, repeat=3 if quick else 5, cpu=True)
     return record("torch_windows_dataloader", t["natural"], "the same DataLoader stacking per-window tuples",
                   t["per_window"], None, series=n_series, windows=n, timesteps=48, batch=256,
                   own_batches_s=t["own"], batch_sampler_s=t["batch_sampler"], torch_sampler_only_s=t["sampler_only"],
-                  natural_vs_own=t["natural"] / t["own"], batch_sampler_vs_own=t["batch_sampler"] / t["own"],
-                  per_window_vs_own=t["per_window"] / t["own"], timing="median")
+                  torch_loader_floor_s=t["loader_floor"], natural_vs_own=t["natural"] / t["own"],
+                  batch_sampler_vs_own=t["batch_sampler"] / t["own"],
+                  natural_beyond_torch_vs_own=(t["natural"] - t["loader_floor"]) / t["own"],
+                  torch_floor_vs_own=t["loader_floor"] / t["own"],
+                  per_window_vs_own=t["per_window"] / t["own"], natural_vs_own_cpu=t["natural_cpu"] / t["own_cpu"],
+                  batch_sampler_vs_own_cpu=t["batch_sampler_cpu"] / t["own_cpu"],
+                  torch_floor_vs_own_cpu=t["loader_floor_cpu"] / t["own_cpu"],
+                  natural_beyond_torch_vs_own_cpu=(t["natural_cpu"] - t["loader_floor_cpu"]) / t["own_cpu"],
+                  timing="median")
+
+
+class _NoWork:
+    """A map-style dataset of ``n`` items whose batches cost nothing: the DataLoader's own part of an epoch."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitems__(self, indices):
+        return indices
+
+
+def _identity(batch):
+    return batch
 
 
 def bench_torch_forecast_dataloader(quick):

@@ -169,6 +169,69 @@ def gathered_batches(batch_size: int, n_batches: int,
             yield tuple(view[rows[lo: lo + batch_size]] for view, rows in tables)
 
 
+class WindowTables:
+    """Windows by index from in-memory arrays, with the strided views and every window's start row made
+    once, so that a batch of window indices costs one small index and one gather per table (the path of
+    batches that arrive as indices, e.g. from a ``DataLoader``'s sampler, and of shuffled epochs).
+
+    Parameters
+    ----------
+    rows : ndarray of int, shape ``(n_windows,)``
+        Start row of every window, natural order (int32 where the rows fit: half the memory).
+    tables : sequence of ``(view, offset)``
+        Per table (inputs, targets), a read-only view indexed by row (e.g. :func:`strided_windows` of
+        the inputs) and the offset of the row it is read at from the window's start row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> base = np.arange(8)
+    >>> t = WindowTables(np.array([0, 2, 4]), [(strided_windows(base, 2), 0), (base * 10, 2)])
+    >>> [a.tolist() for a in t.take(np.array([2, 0]))]  # windows 2 and 0, each with the row 2 after its start
+    [[[4, 5], [0, 1]], [60, 20]]
+    >>> [[a.tolist() for a in b] for b in t.batches(np.array([1, 2, 0]), 2, 2)]
+    [[[[2, 3], [4, 5]], [40, 60]], [[[0, 1]], [20]]]
+    """
+
+    def __init__(self, rows: np.ndarray, tables: "list[tuple[np.ndarray, int]]"):
+        self.rows = rows
+        self.tables = tuple(tables)
+
+    def take(self, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Windows ``idx`` (valid window indices), one new array per table."""
+        r = self.rows[idx]
+        return tuple(view[r + off if off else r] for view, off in self.tables)
+
+    def batches(self, order: np.ndarray | None, batch_size: int, n_batches: int) -> Iterator[tuple[np.ndarray, ...]]:
+        """``n_batches`` batches of ``batch_size`` windows in ``order`` (None: natural order), as :meth:`take`."""
+        rows = self.rows if order is None else self.rows[order]
+        return gathered_batches(batch_size, n_batches, *((view, rows + off if off else rows) for view, off in self.tables))
+
+
+def window_tables(arr: np.ndarray, rows: np.ndarray, length: int, step: int,
+                  targets: "tuple[np.ndarray, int, int | None, int] | None" = None) -> WindowTables:
+    """:class:`WindowTables` of windows ``length`` rows ``step`` apart starting at ``rows`` of ``arr``, and
+    optionally targets ``(yarr, offset, ylength, ystep)``: row ``start + offset`` of ``yarr``, or the window
+    of ``ylength`` rows ``ystep`` apart starting there (``ylength`` None: one row).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = window_tables(np.arange(6.0), np.array([0, 3]), 2, 1, (np.arange(6) * 10, 2, None, 1))
+    >>> [a.tolist() for a in t.take(np.array([1]))]
+    [[[3.0, 4.0]], [50]]
+    """
+    tables = [(_strided(arr, length, step), 0)]
+    last = int(rows.max()) + (length - 1) * step if len(rows) else 0
+    if targets is not None:
+        yarr, offset, ylength, ystep = targets
+        tables.append((yarr if ylength is None else _strided(yarr, ylength, ystep), offset))
+        last = max(last, last + offset + (0 if ylength is None else (ylength - 1) * ystep))
+    if last < np.iinfo(np.int32).max:  # kept for the windows' lifetime: half the memory of int64
+        rows = rows.astype(np.int32)
+    return WindowTables(rows, tables)
+
+
 def gather_rows(source: RowSource, rows: np.ndarray) -> np.ndarray:
     """Rows by index (a new array).
 

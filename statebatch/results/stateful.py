@@ -22,7 +22,7 @@ from .provenance import LANES, Provenance, register_provenance
 from ..materialise.gather import LaneReader
 from ..materialise.lanes import HeadSeries, LaneEpochs, lane_outputs, packs_lanes
 from ..plans.base import LeftOut, named
-from ..plans.lanes import REMAINDERS, LanePlan, plan_lanes
+from ..plans.lanes import REMAINDERS, LanePlan, plan_lanes, reset_counts
 from .batched import Batched, Explanation, SizedResult
 from .lane_checks import check_pad_value, lane_targets, warn_padding
 from .lane_covariates import LaneCovariates, build_lane_covariates, covariate_options
@@ -388,8 +388,8 @@ class Arranged(SizedResult, Batched):
         lines = [
             f"stateful=True with {plural(b, 'lane')}: row i of batch k+1 continues row i of batch k, so each lane "
             f"carries one state through the epoch; state is zeroed at the start of every epoch"
-            + (f" and where a lane moves on to a new series ({plural(resets_mid, 'time')} after the first batch)"
-               if resets_mid else "") + " (statebatch.keras.LaneResetCallback does both).",
+            + (f" and where a lane moves on to a new series ({plural(resets_mid, 'mid-epoch lane reset')}, after "
+               "the first batch)" if resets_mid else "") + " (statebatch.keras.LaneResetCallback does both).",
             f"{plural(p.n_batches, 'batch')} per epoch of {plural(b, 'lane')} x {tshape} timesteps x "
             f"{self.n_features} feature(s); model: keras.Input(batch_shape=({b}, {'None' if self.jitter else t}, "
             f"{self.n_features})), fit(..., shuffle=False).",
@@ -415,7 +415,7 @@ class Arranged(SizedResult, Batched):
     def __repr__(self) -> str:
         p = self.plan()
         return (f"Arranged(X={self.shape}, batches={p.n_batches}, lanes={self.batch_size}, series={self.n_series}, "
-                f"padding={percent(p.padding_fraction)}, resets={int(p.resets.sum())}, epoch={self.epoch}"
+                f"padding={percent(p.padding_fraction)}, {reset_counts(p.resets)}, epoch={self.epoch}"
                 f"{', shuffled' if self.shuffle else ''}{f', jitter={self.jitter}' if self.jitter else ''}, "
                 f"left_out_steps={sum(lo.steps for lo in self.left_out)})")
 

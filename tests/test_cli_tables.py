@@ -240,3 +240,9 @@ def test_cli_known_and_static_cols_build_the_forecasting_inputs(tmp_path, capsys
                     "sales,temp", "known_cols", "price", "static_cols", "region")
     first = df[df.store == "S0"][["sales", "temp", "price"]].to_numpy()[:5]
     np.testing.assert_array_equal(X[0], first)  # past of the first window, by hand
+    # lanes: past, the known values of each step's target step, static codes; 2 lanes of 5 steps per batch
+    assert main(["check", str(csv), "--stateful", "--batch-size", "2"] + args) == 0
+    out = capsys.readouterr().out
+    n = int(re.search(r"Arranged\(X=\((\d+),", out).group(1))
+    assert f"forecasting inputs: past ({n}, 5, 2), future ({n}, 5, 1), static ({n}, 1), y ({n}, 5, 1), " \
+           f"sample_weight ({n}, 5)" in out

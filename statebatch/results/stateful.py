@@ -25,7 +25,7 @@ from ..plans.base import LeftOut, named
 from ..plans.lanes import REMAINDERS, LanePlan, plan_lanes, reset_counts
 from .batched import Batched, Explanation, SizedResult
 from .lane_checks import check_pad_value, lane_targets, warn_padding
-from .lane_covariates import LaneCovariates, build_lane_covariates, covariate_options
+from .lane_covariates import LaneCovariates, build_lane_covariates, covariate_fit_kwargs, covariate_options
 from ..sources.options import InputOptions
 from ..sources.series import (SeriesSet, apply_gaps, as_series,
                               check_finite_series, checked_finite, in_memory)
@@ -47,7 +47,8 @@ class Arranged(SizedResult, Batched):
     Attributes
     ----------
     X : ndarray ``(n_batches * batch_size, timesteps, features)``
-        The current epoch in batch order (for ``model.fit(**arranged.fit_kwargs())``).
+        The current epoch in batch order (for ``model.fit(**arranged.fit_kwargs())``); with covariates the
+        lanes' own input, ``past`` (``arrays()`` holds every input).
     y : ndarray or None
         ``(n, timesteps, target_features)`` with ``return_sequences``, else ``(n, target_features)``.
     sample_weight : ndarray
@@ -266,9 +267,11 @@ class Arranged(SizedResult, Batched):
             return self._epoch_arrays()[2]
         return self._m.weights(self.plan())
 
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """The current epoch as ``(X, y, sample_weight)`` (``(X,)`` without targets), batch after batch."""
-        return self._epoch_arrays()
+    def arrays(self) -> tuple[np.ndarray, ...] | dict[str, np.ndarray]:
+        """The current epoch as ``(X, y, sample_weight)`` (``(X,)`` without targets), batch after batch; with
+        covariates the mapping of :meth:`batch` over the whole epoch (``past`` is ``X``), as forecasting windows."""
+        arrays = self._epoch_arrays()
+        return arrays if self.covariates is None else self.covariates.batch(arrays, self.plan(), slice(None))
 
     @property
     def batch_view(self) -> np.ndarray:
@@ -280,8 +283,14 @@ class Arranged(SizedResult, Batched):
             return register_provenance(view, self._provenance(plan))
         return self.X.reshape((plan.n_batches, plan.batch_size) + self.X.shape[1:])
 
-    def fit_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``model.fit`` / ``evaluate`` on the current epoch's arrays."""
+    def fit_kwargs(self, model: Any = None) -> dict[str, Any]:
+        """Keyword arguments for ``model.fit`` / ``evaluate`` on the current epoch's arrays; with covariates ``x``
+        is a dict of ``past``/``future``/``static`` (``model=``: exactly its inputs, by name)."""
+        if self.covariates is not None:
+            return covariate_fit_kwargs(self.arrays(), self.batch_size, model)  # type: ignore[arg-type]
+        if model is not None:
+            raise ParameterError("fit_kwargs(model=) matches covariate inputs by name; these lanes have one input, X.",
+                                 "drop model=, or arrange with static_cols=/known_cols=.")
         kw: dict[str, Any] = {"x": self.X, "batch_size": self.batch_size, "shuffle": False}
         if self.has_targets:
             kw.update(y=self.y, sample_weight=self.sample_weight)

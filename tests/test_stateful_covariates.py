@@ -385,10 +385,28 @@ def test_torch_lane_loader_serves_the_covariates(prefetch):
             np.testing.assert_array_equal(b.reset.numpy(), twin.plan(epoch).resets[k] | (k == 0))
 
 
-def test_neutral_lane_feed_refuses_covariates():
-    from statebatch.results.feed import lane_steps
+@pytest.mark.filterwarnings("ignore:padding is")
+@pytest.mark.parametrize("num_replicas", [1, 2])
+def test_neutral_lane_feed_serves_the_covariates_by_key(num_replicas):
+    from statebatch.results.feed import lane_block, lane_steps, plan_resets
 
-    a = sb.arrange_stateful(frame([12, 7]), 3, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
-                            static_cols=["size"])
-    with pytest.raises(ParameterError, match="lane_steps serves plain lanes"):
-        next(lane_steps(a))
+    df = frame([20, 9, 14, 6, 11])
+    a = sb.arrange_stateful(df, 3, 4, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                            static_cols=["shop", "size"], known_cols=["price", "promo"], shuffle=True, seed=2)
+    for epoch in (0, 1):
+        plan, resets = a.plan(epoch), dict(plan_resets(a, epoch))
+        for rank in range(num_replicas):
+            block = lane_block(4, num_replicas, rank)
+            steps = list(lane_steps(a, epoch, num_replicas=num_replicas, rank=rank))
+            assert [s.batch for s in steps] == list(range(plan.n_batches))
+            for s in steps:  # this replica's lanes of the batch the plain loop builds
+                want = reference(df, a, plan, s.batch, 1)
+                assert list(s.x) == ["past", "future", "static"]
+                for key in s.x:
+                    np.testing.assert_allclose(s.x[key], want[key][block], rtol=1e-6, err_msg=key)
+                np.testing.assert_allclose(s.y, want["y"][block], rtol=1e-6)
+                np.testing.assert_array_equal(s.weight, want["sample_weight"][block])
+                np.testing.assert_array_equal(s.reset, resets[s.batch][block])
+    targetless = sb.arrange_stateful(df, 3, 2, id_col="id", time_col="t", targets=None, static_cols=["shop"])
+    step = next(lane_steps(targetless))
+    assert list(step.x) == ["past", "static"] and step.y is None and step.weight.shape == (2, 3)

@@ -287,7 +287,8 @@ class Arranged(SizedResult, Batched):
         """Keyword arguments for ``model.fit`` / ``evaluate`` on the current epoch's arrays; with covariates ``x``
         is a dict of ``past``/``future``/``static`` (``model=``: exactly its inputs, by name)."""
         if self.covariates is not None:
-            return covariate_fit_kwargs(self.arrays(), self.batch_size, model)  # type: ignore[arg-type]
+            epoch = self.covariates.batch(self._epoch_arrays(), self.plan(), slice(None))  # = arrays()
+            return covariate_fit_kwargs(epoch, self.batch_size, model)
         if model is not None:
             raise ParameterError("fit_kwargs(model=) matches covariate inputs by name; these lanes have one input, X.",
                                  "drop model=, or arrange with static_cols=/known_cols=.")

@@ -112,11 +112,25 @@ class LanePlan:
     def __repr__(self) -> str:
         return (f"LanePlan({self.n_batches} batches x {self.batch_size} lanes, timesteps={self.timesteps}"
                 f"{', varying' if self.batch_steps is not None else ''}, epoch={self.epoch}, "
-                f"resets={int(self.resets.sum())}, padding={percent(self.padding_fraction)}, "
+                f"{reset_counts(self.resets)}, padding={percent(self.padding_fraction)}, "
                 f"left_out={len(self.left_out)})")
 
 
 # --------------------------------------------------------------------------- packing
+def reset_counts(resets: np.ndarray) -> str:
+    """The lane resets of a plan in the one wording reprs and messages share: ``resets=`` counts every lane
+    that starts a series (the first batch's lanes too), ``mid-epoch`` those after the first batch, where a
+    lane moves on to its next series (what layout messages and ``explain`` count).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> reset_counts(np.array([[True, True], [False, True], [True, False]]))
+    'resets=4 (2 mid-epoch)'
+    """
+    return f"resets={int(np.count_nonzero(resets))} ({int(np.count_nonzero(resets[1:]))} mid-epoch)"
+
+
 def pack_lanes(chunks: npt.ArrayLike, batch_size: int) -> list[list[int]]:
     """Assign series (by chunk count) to lanes, longest first to the least-loaded lane (LPT).
 

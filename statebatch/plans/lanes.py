@@ -154,7 +154,7 @@ def _lpt(chunks: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     taken = np.empty(len(order), dtype=np.int64)
     heap = list(range(min(batch_size, len(order))))  # sorted: a valid heap
     edges = np.flatnonzero(np.diff(steps)) + 1  # series of equal size come in runs (sorted by size)
-    for a, b in zip([0] + edges.tolist(), edges.tolist() + [len(order)]):
+    for a, b in zip([0] + edges.tolist(), edges.tolist() + [len(order)]) if len(order) else ():
         step = int(steps[a])
         run = _lpt_run(np.sort(heap), step, b - a) if b - a >= _LPT_RUN else None
         if run is None:  # a short run: one heapreplace per series

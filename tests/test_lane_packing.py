@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 import statebatch as sb
 from statebatch.materialise import gather
 from statebatch.plans import lanes as plans
+from statebatch.plans import lpt
 from statebatch.sources.base import ConcatSource
 
 
@@ -37,18 +38,18 @@ chunk_lists = st.one_of(
 @settings(max_examples=150, deadline=None)
 @given(chunks=chunk_lists, batch_size=st.integers(1, 70), run=st.sampled_from([1, 2, 7, 192]))
 def test_lpt_places_every_run_as_one_series_at_a_time_would(chunks, batch_size, run):
-    default, plans._LPT_RUN = plans._LPT_RUN, run  # 1: every run merged at once; 192: mostly one at a time
+    default, lpt.RUN = lpt.RUN, run  # 1: every run merged at once; 192: mostly one at a time
     try:
         got = sb.pack_lanes(np.array(chunks, dtype=np.int64), batch_size)
     finally:
-        plans._LPT_RUN = default
+        lpt.RUN = default
     assert got == lpt_reference(chunks, batch_size)
 
 
 def test_lpt_run_of_lanes_far_apart_in_load_falls_back_to_the_loop():
     keys = np.array([0, 10_000 * 4 + 1, 10_000 * 4 + 2, 10_000 * 4 + 3])  # lane 0 far below the others
-    assert plans._lpt_run(keys, 4, 200) is None
-    taken, after = plans._lpt_run(np.array([0, 1, 2, 3]), 8, 6)  # equal loads: round robin
+    assert lpt._run(keys, 4, 200) is None
+    taken, after = lpt._run(np.array([0, 1, 2, 3]), 8, 6)  # equal loads: round robin
     assert taken.tolist() == [0, 1, 2, 3, 8, 9] and after.tolist() == [16, 17, 10, 11]
 
 

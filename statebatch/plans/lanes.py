@@ -12,7 +12,6 @@ plan, and computing one changes nothing.
 
 from __future__ import annotations
 
-import heapq
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ import numpy.typing as npt
 from .._args import check_bool, check_choice, check_int, check_seed, check_size, percent, plural, rng_for
 from ..errors import ParameterError, RemainderError, ShapeError
 from .base import LeftOut, check_lengths
+from .lpt import lpt as _lpt
 
 REMAINDERS = ("pad", "drop", "error")
 
@@ -140,76 +140,8 @@ def pack_lanes(chunks: npt.ArrayLike, batch_size: int) -> list[list[int]]:
     return [members[bounds[i]:bounds[i + 1]] for i in range(batch_size)]
 
 
-def _lpt(chunks: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`pack_lanes` as arrays: the series of lane 0 in running order, then lane 1's, ...; and the
-    number of series in each lane."""
-    order = np.argsort(-chunks, kind="stable")
-    order = order[chunks[order] > 0]
-    # The least-loaded lane (ties: the lowest) takes the next series. Keys load * batch_size + lane order
-    # lanes by (load, lane) with plain integers (all distinct: key % batch_size is the lane); the key each
-    # series is given is recorded, and lanes are collected afterwards. Empty lanes have load 0 and the
-    # lowest empty one is taken first, so the lanes used are always the first min(batch_size, series)
-    # ones: only those have keys (a huge batch_size costs no memory here).
-    steps = chunks[order].astype(np.int64) * batch_size
-    taken = np.empty(len(order), dtype=np.int64)
-    heap = list(range(min(batch_size, len(order))))  # sorted: a valid heap
-    edges = np.flatnonzero(np.diff(steps)) + 1  # series of equal size come in runs (sorted by size)
-    for a, b in zip([0] + edges.tolist(), edges.tolist() + [len(order)]) if len(order) else ():
-        step = int(steps[a])
-        run = _lpt_run(np.sort(heap), step, b - a) if b - a >= _LPT_RUN else None
-        if run is None:  # a short run: one heapreplace per series
-            taken[a:b] = _lpt_loop(heap, step, b - a)
-        else:
-            taken[a:b], keys = run
-            heap = np.sort(keys).tolist()
-    lane_of = taken % batch_size
-    by_lane = np.argsort(lane_of, kind="stable")  # keeps each lane's running order
-    return order[by_lane].astype(np.int64), np.bincount(lane_of, minlength=batch_size)
-
-
-#: Runs of at least this many series of one size are placed by :func:`_lpt_run` (a few numpy calls, about
-#: 40 us a run) rather than one heap operation each (about 0.2 us a series).
-_LPT_RUN = 192
-
-
-def _lpt_loop(heap: list[int], step: int, n: int) -> list[int]:
-    """``n`` series of one size, one at a time: the key of the least-loaded lane each is given (``heap``
-    is updated in place)."""
-    keys: list[int] = []
-    take, replace = keys.append, heapq.heapreplace
-    for _ in range(n):
-        key = heap[0]
-        replace(heap, key + step)
-        take(key)
-    return keys
-
-
-def _lpt_run(keys: np.ndarray, step: int, n: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """What :func:`_lpt_loop` gives ``n`` series of one size, without a loop: the keys they are given and
-    the lanes' keys afterwards; None when that would take much more memory than ``n`` (the loop then).
-
-    Taking the smallest key ``k`` and putting back ``k + step``, ``n`` times, merges the sequences
-    ``k_i, k_i + step, k_i + 2 step, ...`` of the lanes: the keys taken are the ``n`` smallest terms of
-    those sequences, in increasing order (all distinct: each lane's terms are its lane modulo
-    ``batch_size``). Every lane has at least ``ceil(n / lanes)`` terms up to ``bound`` below, so the
-    ``n`` smallest are among the terms up to ``bound``.
-    """
-    lanes = len(keys)
-    bound = int(keys[-1]) + (-(-n // lanes) - 1) * step  # keys are sorted
-    terms = (bound - keys) // step + 1  # per lane: terms up to bound (at least one)
-    ends = np.cumsum(terms)
-    total = int(ends[-1])
-    if total > 4 * n + 4 * lanes or bound + total * step >= 1 << 62:  # lanes far apart in load (rare): the
-        return None  # loop costs less memory (and int64 keys stay far from overflowing)
-    found = np.arange(0, total * step, step, dtype=np.int64)
-    found += np.repeat(keys - (ends - terms) * step, terms)
-    found.sort()
-    taken = found[:n]
-    return taken, keys + np.maximum((taken[-1] - keys) // step + 1, 0) * step
-
-
 def _flat(lanes: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Lanes as lists -> the arrays of :func:`_lpt`."""
+    """Lanes as lists -> the arrays of :func:`~statebatch.plans.lpt.lpt`."""
     sizes = np.array([len(lane) for lane in lanes], dtype=np.int64)
     return np.fromiter((s for lane in lanes for s in lane), dtype=np.int64, count=int(sizes.sum())), sizes
 

@@ -36,14 +36,33 @@ chunk_lists = st.one_of(
 
 
 @settings(max_examples=150, deadline=None)
-@given(chunks=chunk_lists, batch_size=st.integers(1, 70), run=st.sampled_from([1, 2, 7, 192]))
-def test_lpt_places_every_run_as_one_series_at_a_time_would(chunks, batch_size, run):
-    default, lpt.RUN = lpt.RUN, run  # 1: every run merged at once; 192: mostly one at a time
+@given(chunks=chunk_lists, batch_size=st.integers(1, 70), run=st.sampled_from([1, 2, 7, 192]),
+       short=st.sampled_from([1, 24, 10**6]), round_=st.sampled_from([1, 12, 10**6]))
+def test_lpt_places_every_run_as_one_series_at_a_time_would(chunks, batch_size, run, short, round_):
+    # run=1: every run merged at once (numpy); short=1, round_=1: rounds of keys; short=10**6: one at a time
+    default = lpt.RUN, lpt._SHORT, lpt._ROUND
+    lpt.RUN, lpt._SHORT, lpt._ROUND = run, short, round_
     try:
         got = sb.pack_lanes(np.array(chunks, dtype=np.int64), batch_size)
     finally:
-        lpt.RUN = default
+        lpt.RUN, lpt._SHORT, lpt._ROUND = default
     assert got == lpt_reference(chunks, batch_size)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lpt_of_many_lognormal_series_in_each_way_equals_one_at_a_time(seed):
+    """Realistic sizes (long runs of small sizes after a few large ones, lanes apart in load between runs)."""
+    rng = np.random.default_rng(seed)
+    chunks = np.clip(rng.lognormal(1.8, 0.8, 1500).astype(np.int64), 0, 100)
+    batch_size = int(rng.integers(5, 70))
+    want = lpt_reference(chunks.tolist(), batch_size)
+    default = lpt.RUN, lpt._SHORT, lpt._ROUND
+    try:
+        for run, short, round_ in [(1, 1, 1), (10**6, 1, 1), (10**6, 1, 12), (10**6, 10**6, 1), (192, 24, 12)]:
+            lpt.RUN, lpt._SHORT, lpt._ROUND = run, short, round_
+            assert sb.pack_lanes(chunks, batch_size) == want, (run, short, round_)
+    finally:
+        lpt.RUN, lpt._SHORT, lpt._ROUND = default
 
 
 def test_lpt_run_of_lanes_far_apart_in_load_falls_back_to_the_loop():

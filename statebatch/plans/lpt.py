@@ -8,6 +8,7 @@ the assignment of the one-at-a-time rule.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 
 import numpy as np
@@ -32,37 +33,80 @@ def lpt(chunks: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     # lowest empty one is taken first, so the lanes used are always the first min(batch_size, series)
     # ones: only those have keys (a huge batch_size costs no memory here).
     steps = chunks[order].astype(np.int64) * batch_size
-    taken = np.empty(len(order), dtype=np.int64)
-    heap = list(range(min(batch_size, len(order))))  # sorted: a valid heap
-    edges = np.flatnonzero(np.diff(steps)) + 1  # series of equal size come in runs (sorted by size)
-    for a, b in zip([0] + edges.tolist(), edges.tolist() + [len(order)]) if len(order) else ():
+    n = len(order)
+    taken = np.empty(n, dtype=np.int64)
+    heap = list(range(min(batch_size, n)))  # sorted: a valid heap
+    bounds = [0] + (np.flatnonzero(np.diff(steps)) + 1).tolist() + [n]  # runs of equal size (sorted by size)
+    done = 0  # series before this one are placed
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if b - a < _SHORT:  # placed with its neighbours, one heap operation each
+            continue
+        if done < a:
+            taken[done:a] = _each(heap, steps[done:a].tolist())
         step = int(steps[a])
         run = _run(np.sort(heap), step, b - a) if b - a >= RUN else None
-        if run is None:  # a short run: one heapreplace per series
+        if run is None:
             taken[a:b] = _loop(heap, step, b - a)
         else:
             taken[a:b], keys = run
             heap = np.sort(keys).tolist()
+        done = b
+    if done < n:
+        taken[done:] = _each(heap, steps[done:].tolist())
     lane_of = taken % batch_size
     by_lane = np.argsort(lane_of, kind="stable")  # keeps each lane's running order
     return order[by_lane].astype(np.int64), np.bincount(lane_of, minlength=batch_size)
 
 
 #: Runs of at least this many series of one size are placed by :func:`_run` (a few numpy calls, about
-#: 40 us a run) rather than one heap operation each (about 0.2 us a series).
+#: 40 us a run); runs of at least ``_SHORT`` by :func:`_loop` (a round of keys at a time); shorter runs
+#: one heap operation a series (about 0.2 us each: :func:`_each`).
 RUN = 192
+_SHORT = 24
 
 
-def _loop(heap: list[int], step: int, n: int) -> list[int]:
-    """``n`` series of one size, one at a time: the key of the least-loaded lane each is given (``heap``
-    is updated in place)."""
+def _each(heap: list[int], steps: list[int]) -> list[int]:
+    """Series one at a time (``steps``: load * lanes each adds): the key of the least-loaded lane each
+    is given (``heap`` is updated in place)."""
     keys: list[int] = []
     take, replace = keys.append, heapq.heapreplace
-    for _ in range(n):
+    for step in steps:
         key = heap[0]
         replace(heap, key + step)
         take(key)
     return keys
+
+
+def _loop(heap: list[int], step: int, n: int) -> list[int]:
+    """``n`` series of one size, one at a time: the key of the least-loaded lane each is given (``heap``
+    is updated in place, left sorted).
+
+    The keys below ``smallest + step`` are all taken, in increasing order, before any key put back (those
+    are at least ``smallest + step``): they are taken together, a round at a time; lanes far apart in
+    load (few keys in a round) go one key at a time on the heap.
+    """
+    keys = sorted(heap)  # sorted: a valid heap as well
+    taken: list[int] = []
+    while n > 0:
+        p = bisect.bisect_left(keys, keys[0] + step)
+        if p < _ROUND and p < n:  # a short round: heap operations cost less
+            take, replace = taken.append, heapq.heapreplace
+            for _ in range(n):
+                key = keys[0]
+                replace(keys, key + step)
+                take(key)
+            keys.sort()
+            break
+        head = keys[:min(p, n)]
+        taken += head
+        keys = sorted(keys[len(head):] + [k + step for k in head])
+        n -= len(head)
+    heap[:] = keys
+    return taken
+
+
+#: Rounds of fewer keys than this are taken one heap operation at a time.
+_ROUND = 12
 
 
 def _run(keys: np.ndarray, step: int, n: int) -> tuple[np.ndarray, np.ndarray] | None:

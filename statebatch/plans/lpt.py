@@ -78,8 +78,8 @@ def _each(heap: list[int], steps: list[int]) -> list[int]:
 
 
 def _loop(heap: list[int], step: int, n: int) -> list[int]:
-    """``n`` series of one size, one at a time: the key of the least-loaded lane each is given (``heap``
-    is updated in place, left sorted).
+    """``n`` series of one size: the key of the least-loaded lane each is given, as one at a time would
+    give them (``heap`` is updated in place, left sorted).
 
     The keys below ``smallest + step`` are all taken, in increasing order, before any key put back (those
     are at least ``smallest + step``): they are taken together, a round at a time; lanes far apart in

@@ -374,15 +374,19 @@ def fill_lanes(source: ConcatSource, lanes: int, rows_per_lane: int, lane: np.nd
     total = lanes * rows_per_lane
     out = allocate("the epoch's lanes", (lanes, rows_per_lane) + row, source.dtype)
     flat = out.reshape((total,) + row)
-    keep = np.asarray(counts) > 0
-    first_row = np.asarray(first_row, dtype=np.int64)[keep]
-    pos = np.asarray(lane, dtype=np.int64)[keep] * rows_per_lane + first_row
-    order = np.argsort(pos, kind="stable")
-    pos, first_row = pos[order], first_row[order]
-    starts, counts = np.asarray(starts, dtype=np.int64)[keep][order], np.asarray(counts, dtype=np.int64)[keep][order]
-    before = np.concatenate([[0], pos + counts]).astype(np.int64)  # part j: padding from before[j], rows from pos[j]
-    gaps = pos - before[:-1]
-    tail = total - int(before[-1])
+    first_row = np.asarray(first_row, dtype=np.int64)
+    pos = np.asarray(lane, dtype=np.int64) * rows_per_lane + first_row
+    starts, counts = np.asarray(starts, dtype=np.int64), np.asarray(counts, dtype=np.int64)
+    keep = counts > 0
+    if not keep.all():
+        pos, first_row, starts, counts = pos[keep], first_row[keep], starts[keep], counts[keep]
+    if len(pos) > 1 and not (pos[1:] > pos[:-1]).all():  # callers list ranges lane by lane: in order already
+        order = np.argsort(pos, kind="stable")
+        pos, first_row, starts, counts = pos[order], first_row[order], starts[order], counts[order]
+    ends = pos + counts
+    gaps = pos.copy()  # part j: padding from the end of range j - 1, then rows from pos[j]
+    gaps[1:] -= ends[:-1]
+    tail = total - int(ends[-1]) if len(ends) else total
     if (gaps < 0).any() or tail < 0 or (first_row + counts > rows_per_lane).any():
         raise ParameterError("lane ranges overlap or overrun their lane (a statebatch bug: the plan and the "
                              "layout disagree).", "report this with the arguments that produced it.")
@@ -393,7 +397,7 @@ def fill_lanes(source: ConcatSource, lanes: int, rows_per_lane: int, lane: np.nd
     parts[1::2] = source_views(source, starts, counts)
     parts.append(pad[:tail])
     # Blocks of about _FILL_BLOCK_BYTES at part boundaries: parts[2 j0:2 j1] fill rows bounds[j0]:bounds[j1].
-    bounds = np.append(before, total)
+    bounds = np.concatenate([[0], ends, [total]])
     per_block = max(1, _FILL_BLOCK_BYTES // max(1, math.prod(row) * source.dtype.itemsize))
     cuts = np.unique(np.searchsorted(bounds, np.arange(per_block, total, per_block), side="right") - 1)
     finite, j0 = True, 0
@@ -424,9 +428,9 @@ def sums_finite(arr: np.ndarray) -> bool:
     (True, False)
     """
     flat = np.ascontiguousarray(arr).reshape(-1)
+    if flat.dtype in (np.float32, np.float64):  # BLAS sets no numpy floating-point warnings: no errstate needed
+        return bool(np.isfinite(np.dot(flat, flat)))
     with np.errstate(all="ignore"):
-        if flat.dtype in (np.float32, np.float64):
-            return bool(np.isfinite(np.dot(flat, flat)))
         return bool(np.isfinite(np.add.reduce(flat)))
 
 

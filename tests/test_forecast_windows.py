@@ -807,3 +807,27 @@ def test_id_column_is_a_static_categorical_with_its_vocabulary(numeric_ids):
         sid = w.series_ids[k]
         size = float(df.loc[df["id"] == sid, "size"].iloc[0])
         assert static[i].tolist() == [float(vocab.index(sid)), size]
+
+
+def test_a_text_known_column_is_refused_naming_known_cols_and_static_cols():
+    # a newcomer's mistake: a per-series category (text) passed as a known covariate; the generic
+    # "non-numeric columns ... drop them with feature_cols" message pointed at the wrong parameter
+    df = long_frame([6, 6], 1, 0, static=True)
+    with pytest.raises(DTypeError, match=r"(?s)known_cols \['store'\].*static_cols") as info:
+        sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], feature_cols=["y"],
+                        known_cols=["k0", "store"])
+    assert "known_cols" in info.value.fix and "static_cols" in info.value.fix
+
+
+def test_a_misspelt_target_column_is_named_before_other_columns_are_read():
+    # the misspelt target, not a text column the default features would have read, is the mistake to report
+    df = long_frame([6, 6], 1, 0, static=True)
+    with pytest.raises(ParameterError, match=r"\['yy'\]"):
+        sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["yy"])
+
+
+def test_no_window_fits_names_end_index_when_it_is_what_cuts_the_series():
+    df = long_frame([10, 10], 1, 0)
+    with pytest.raises(DataValueError, match="end_index=5"):
+        sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], known_cols=["k0"], n_ahead=2,
+                        end_index=5)

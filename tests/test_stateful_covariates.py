@@ -410,3 +410,13 @@ def test_neutral_lane_feed_serves_the_covariates_by_key(num_replicas):
     targetless = sb.arrange_stateful(df, 3, 2, id_col="id", time_col="t", targets=None, static_cols=["shop"])
     step = next(lane_steps(targetless))
     assert list(step.x) == ["past", "static"] and step.y is None and step.weight.shape == (2, 3)
+
+
+def test_a_text_known_column_is_a_dtype_error_pointing_at_static_cols():
+    # the same mistake and the same error class as make_windows: a per-series category passed as known
+    from statebatch.errors import DTypeError
+
+    df = frame([8, 5])
+    with pytest.raises(DTypeError, match=r"(?s)known_cols \['shop'\].*static_cols"):
+        sb.arrange_stateful(df, 2, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                            known_cols=["price", "shop"])

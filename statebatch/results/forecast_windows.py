@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 
 from .._args import check_bool
-from ..errors import ParameterError
+from ..errors import DTypeError, ParameterError
 from ..materialise.forecast import (ForecastSpec, _names, build_forecast, check_forecast_args, check_lags,
                                     check_time_features)
 from ..materialise.gather import _in_memory
 from ..materialise.scaling import SeriesScale
 from ..plans.windows import check_min_timesteps
 from ..sources.options import InputOptions
+from ..sources.pandas_frames import _numeric_column
 from ..sources.series import SeriesSet, _is_pandas, apply_gaps, as_series, in_memory
 
 __all__ = ["forecast_inputs", "check_forecast_only_args", "fitted_scale", "wants_forecast"]
@@ -130,6 +131,13 @@ def _frame_features(data: Any, opts: InputOptions, known: list, static: list, fe
         if what == "known_cols" and opts.id_col is not None and opts.id_col in names:
             raise ParameterError(f"known_cols names the id column {opts.id_col!r}: it is one value per series.",
                                  "pass it in static_cols (integer codes, vocabulary in windows.forecast.static_vocab).")
+        text = [c for c in names if what == "known_cols" and not _numeric_column(data[c])]
+        if text:  # named here: read as features, the generic message would point at feature_cols
+            raise DTypeError(f"known_cols {text} are not numeric (dtypes {[str(data[c].dtype) for c in text]}); "
+                             "known covariates enter past and future as numbers.",
+                             "a category with one value per series goes in static_cols (integer codes); one that "
+                             "changes over time must be encoded as numbers first (one column per category) and "
+                             "passed in known_cols.")
     both = [c for c in known if c in static]
     if both:
         raise ParameterError(f"columns {both} are in both known_cols and static_cols.",

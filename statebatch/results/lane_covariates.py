@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .._args import plain
-from ..errors import DataValueError, ParameterError, ShapeError
+from ..errors import DataValueError, DTypeError, ParameterError, ShapeError
 from ..materialise.covariates import static_table
 from ..plans.lanes import LanePlan
 from ..sources.options import InputOptions
@@ -183,8 +183,10 @@ def _known_rows(frame: Any, cols: list, ss: SeriesSet, fdt: np.dtype) -> np.ndar
     raw = frame[cols]
     bad = [c for c in cols if getattr(raw[c].dtype, "kind", "O") not in "iufb"]
     if bad:
-        raise DataValueError(f"known_cols {bad} are not numeric.",
-                             "encode them as numbers first (e.g. integer codes, or one column per category).")
+        raise DTypeError(f"known_cols {bad} are not numeric (dtypes {[str(raw[c].dtype) for c in bad]}); known "
+                         "covariates enter the batches as numbers.",
+                         "a category with one value per series goes in static_cols (integer codes); one that changes "
+                         "over time must be encoded as numbers first (one column per category) and passed in known_cols.")
     values = raw.to_numpy(dtype=np.float64)
     if ss.row_order is not None:
         values = values[ss.row_order]

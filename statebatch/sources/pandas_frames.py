@@ -161,8 +161,9 @@ def _from_frame(df: Any, id_col: str | None, time_col: str | None, feature_cols:
     exclude = [c for c in (id_col, time_col) if c is not None]
     if time_col is None and feature_cols is None:
         _refuse_unnamed_time(df, exclude + list(target_cols or []), what)
-    cols = _frame_columns(df, feature_cols, exclude, what)
+    # targets first: a misspelt target is the mistake to name, not a text column the default features would read
     tcols = _frame_columns(df, target_cols, exclude, what) if target_cols is not None else None
+    cols = _frame_columns(df, feature_cols, exclude, what)
     names = [str(c) for c in cols]
     tnames = None if tcols is None else [str(c) for c in tcols]
 

@@ -831,3 +831,28 @@ def test_no_window_fits_names_end_index_when_it_is_what_cuts_the_series():
     with pytest.raises(DataValueError, match="end_index=5"):
         sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], known_cols=["k0"], n_ahead=2,
                         end_index=5)
+
+
+def test_the_guides_holdout_start_with_lags_targets_the_first_step_after_the_cut():
+    # docs/guides/forecasting.md: with lags, holdout windows start at cut - T - max(lags); cut - T would make
+    # the first max(lags) held-out steps targets of no window at all
+    df = _ramp_frame()
+    kw = dict(id_col="id", time_col="t", target_cols=["y"], lags=[3])
+    cut, T = 20, 4
+    train = sb.make_windows(df, T, scale="series", end_index=cut, **kw)
+    test = sb.make_windows(df, T, scale=train, start_index=cut - T - 3, **kw)
+    late = sb.make_windows(df, T, scale=train, start_index=cut - T, **kw)
+    for k in range(2):
+        assert train.start[train.series == k].max() + T == cut - 1  # the last training target: step cut - 1
+        assert test.start[test.series == k].min() + T == cut
+        assert late.start[late.series == k].min() + T == cut + 3
+
+
+def test_a_window_with_one_observed_target_step_is_scaled_by_epsilon_alone():
+    # docs/guides/forecasting.md: fewer than two observed steps -> std 0 -> scale EPS, y about 1,000x its distance
+    df = pd.DataFrame({"id": "a", "t": np.arange(6), "y": [26.0, 25.0, 29.0, 31.0, 30.0, 28.0]})
+    w = sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], min_timesteps=1, scale="window")
+    a = w.arrays()
+    assert a["mask"][0].tolist() == [False, False, True]
+    np.testing.assert_array_equal(a["scale"][0, :, 0], [26.0, EPS])
+    assert a["y"][0, 0, 0] == (25.0 - 26.0) / EPS == -1024.0

@@ -856,3 +856,12 @@ def test_a_window_with_one_observed_target_step_is_scaled_by_epsilon_alone():
     assert a["mask"][0].tolist() == [False, False, True]
     np.testing.assert_array_equal(a["scale"][0, :, 0], [26.0, EPS])
     assert a["y"][0, 0, 0] == (25.0 - 26.0) / EPS == -1024.0
+
+
+@pytest.mark.parametrize("kw", [dict(known_cols=["y"]), dict(static_cols=["y"]), dict(known_cols=["k0", "y"])])
+def test_a_target_passed_as_a_covariate_is_named_as_the_target(kw):
+    # without feature_cols the message used to blame feature_cols, which the user never passed
+    df = long_frame([6, 6], 1, 0)
+    with pytest.raises(ParameterError, match=r"target_cols \['y'\]") as info:
+        sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], **kw)
+    assert "feature_cols ['y']" not in str(info.value)

@@ -142,8 +142,13 @@ def _frame_features(data: Any, opts: InputOptions, known: list, static: list, fe
     if both:
         raise ParameterError(f"columns {both} are in both known_cols and static_cols.",
                              "a column is either known over time (known_cols) or one value per series (static_cols).")
+    tnames = _names(opts.target_cols, "target_cols")
+    covariate = [c for c in tnames if c in known or c in static]
+    if covariate:  # said as the target: with default features the overlap would be blamed on feature_cols
+        raise ParameterError(f"target_cols {covariate} are also in known_cols/static_cols: a target is what the "
+                             "model forecasts, not a covariate known in advance.",
+                             "drop it from known_cols/static_cols (by default its past values are inputs already, in past).")
     if feats is None:
-        tnames = _names(opts.target_cols, "target_cols")
         feats = [c for c in cols if c not in (opts.id_col, opts.time_col) and c not in known and c not in static]
         feats = feats or tnames
     twice = [c for c in feats if c in known or c in static]

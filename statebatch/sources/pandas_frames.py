@@ -253,6 +253,10 @@ def _time_values(df: Any, time_col: str, what: str) -> np.ndarray:
     """The time column as sortable values: numbers or datetimes, none missing (text is refused)."""
     t = df[time_col]
     kind = getattr(t.dtype, "kind", "O")
+    if type(t.dtype).__name__ == "PeriodDtype":  # Periods sort right, but have no timestamp to space steps by
+        raise DTypeError(f"{what}[{time_col!r}] holds {t.dtype} values (pandas Periods); the steps are ordered and "
+                         "spaced by datetimes or numbers.",
+                         f"convert them: df[{time_col!r}] = df[{time_col!r}].dt.to_timestamp().")
     if kind not in "iufmM":
         raise DTypeError(
             f"{what}[{time_col!r}] holds {t.dtype} values, which would sort as text (\"1/12/2020\" before "

@@ -865,3 +865,16 @@ def test_a_target_passed_as_a_covariate_is_named_as_the_target(kw):
     with pytest.raises(ParameterError, match=r"target_cols \['y'\]") as info:
         sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], **kw)
     assert "feature_cols ['y']" not in str(info.value)
+
+
+@pytest.mark.parametrize("param", ["known_cols", "static_cols", "feature_cols", "target_cols"])
+def test_a_set_of_column_names_is_refused_as_its_order_changes_between_processes(param):
+    # {"p", "q"} iterates in an order that depends on PYTHONHASHSEED: the columns of past/future would be
+    # swapped between the training process and the serving one, silently
+    df = long_frame([6, 6], 2, 0, static=True)
+    kw = dict(id_col="id", time_col="t", target_cols=["y"], feature_cols=["y", "x"])
+    kw[param] = {"known_cols": {"k0", "k1"}, "static_cols": {"store", "size"}, "feature_cols": {"y", "x"},
+                 "target_cols": {"y", "x"}}[param]
+    with pytest.raises(ParameterError, match=f"(?s){param}.*set.*list") as info:
+        sb.make_windows(df, 3, **kw)
+    assert "list" in info.value.fix

@@ -341,6 +341,7 @@ BAD = [
     (dict(missing="mask", fill_value=float("nan")), ParameterError, "fill_value"),
     (dict(lags=[0]), ParameterError, "lags"),
     (dict(lags=[1, 1]), ParameterError, "twice"),
+    (dict(lags="7"), ParameterError, r"(?s)got '7' \(str\).*lags=\[7\]"),
     (dict(time_features=["season"]), ParameterError, "not known"),
     (dict(scale="series", sampling_rate=2), ParameterError, "sampling_rate"),
     (dict(scale="series", allow_nan=True), ParameterError, "missing='mask'"),

@@ -300,7 +300,10 @@ def check_lags(lags: Any) -> list[int]:
     """Lag offsets: positive integers, each once."""
     if lags is None:
         return []
-    if isinstance(lags, (str, bytes)) or not hasattr(lags, "__iter__"):
+    if isinstance(lags, (str, bytes)):  # the generic "pass lags=1 or more" would not say what was wrong
+        raise ParameterError(f"lags must be integers, got {lags!r} (str).",
+                             f"pass lag offsets as integers, e.g. lags=[{lags.strip() if isinstance(lags, str) else 7}].")
+    if not hasattr(lags, "__iter__"):
         lags = [lags]
     out = [check_int("lags", lag, 1) for lag in lags]
     if len(set(out)) != len(out):

@@ -879,3 +879,31 @@ def test_a_set_of_column_names_is_refused_as_its_order_changes_between_processes
     with pytest.raises(ParameterError, match=f"(?s){param}.*set.*list") as info:
         sb.make_windows(df, 3, **kw)
     assert "list" in info.value.fix
+
+
+def test_static_vocab_keeps_the_training_codes_on_a_frame_of_fewer_series():
+    # a holdout/serving frame without some categories coded its text statics anew: 'north' read as training's 'east'
+    df = long_frame([6, 6, 6], 1, 0, static=True)  # stores: north, south, east
+    kw = dict(id_col="id", time_col="t", target_cols=["y"], static_cols=["store", "id", "size"])
+    train = sb.make_windows(df, 3, **kw)
+    assert train.forecast.static_vocab["store"] == ["east", "north", "south"]
+    sub = df[df.id != "s2"]  # no 'east' store left
+    fresh = sb.make_windows(sub, 3, **kw)
+    assert fresh.forecast.static_vocab["store"] == ["north", "south"]  # the codes shift without the vocabulary
+    for vocab in (train, train.forecast.static_vocab):
+        held = sb.make_windows(sub, 3, static_vocab=vocab, **kw)
+        assert held.forecast.static_vocab == train.forecast.static_vocab
+        st = held.arrays()["static"]
+        for k in range(len(st)):  # every window's codes mean its own series' values in the training vocabulary
+            sid = held.series_ids[held.series[k]]
+            row = sub[sub.id == sid].iloc[0]
+            assert train.forecast.static_vocab["store"][int(st[k, 0])] == row["store"]
+            assert train.forecast.static_vocab["id"][int(st[k, 1])] == sid
+            assert st[k, 2] == row["size"]
+    new = df.assign(store=df.store.replace("south", "west"))
+    with pytest.raises(DataValueError, match=r"(?s)static column 'store'.*\['west'\].*not in static_vocab"):
+        sb.make_windows(new, 3, static_vocab=train, **kw)
+    with pytest.raises(ParameterError, match="static_vocab"):
+        sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], known_cols=["k0"], static_vocab=train)
+    with pytest.raises(ParameterError, match="static_vocab"):
+        sb.make_windows(df, 3, static_vocab={"shop": ["a"]}, **kw)

@@ -11,7 +11,7 @@ so that each check can be read (and named in an error) on its own.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -30,7 +30,7 @@ __all__ = ["forecast_inputs", "check_forecast_only_args", "fitted_scale", "wants
 
 
 def wants_forecast(*, known_cols: Any, static_cols: Any, min_timesteps: Any, scale: Any, lags: Any,
-                   time_features: Any, missing: Any) -> bool:
+                   time_features: Any, missing: Any, static_vocab: Any = None) -> bool:
     """Whether a ``make_windows`` call asks for forecasting inputs (its batches are then mappings).
 
     Examples
@@ -39,7 +39,8 @@ def wants_forecast(*, known_cols: Any, static_cols: Any, min_timesteps: Any, sca
     ...                time_features=None, missing="error")
     True
     """
-    return any(v is not None for v in (known_cols, static_cols, min_timesteps, scale, lags, time_features)) or \
+    return any(v is not None for v in (known_cols, static_cols, min_timesteps, scale, lags, time_features,
+                                       static_vocab)) or \
         missing != "error"
 
 
@@ -112,6 +113,30 @@ def fitted_scale(scale: Any, scale_method: Any) -> tuple[Any, SeriesScale | None
         raise ParameterError(f"scale_method={scale_method!r}, but the series scale passed was fitted with "
                              f"{fitted.method!r}.", "drop scale_method: a fitted scale keeps its own method.")
     return "series", fitted
+
+
+def given_vocab(static_vocab: Any, static: list) -> dict | None:
+    """``static_vocab=`` as ``{column: categories}``: given as windows (their ``forecast.static_vocab``) or as
+    such a mapping; every column it names must be one of ``static``.
+
+    Examples
+    --------
+    >>> given_vocab({"shop": ["a", "b"]}, ["shop", "size"])
+    {'shop': ['a', 'b']}
+    """
+    if static_vocab is None:
+        return None
+    spec = getattr(static_vocab, "forecast", None)
+    vocab = getattr(spec, "static_vocab", None) if spec is not None else static_vocab
+    if not isinstance(vocab, Mapping):
+        raise ParameterError(f"static_vocab must be windows made with static_cols or their "
+                             f"windows.forecast.static_vocab, got {type(static_vocab).__name__}.",
+                             "pass static_vocab=train_windows (the windows the model was trained on).")
+    extra = [c for c in vocab if c not in [str(s) for s in static]]
+    if extra:
+        raise ParameterError(f"static_vocab has categories for {extra}, which are not static_cols {list(static)}.",
+                             "pass the static_cols the vocabulary was fitted with, or drop static_vocab.")
+    return {str(c): list(v) for c, v in vocab.items()}
 
 
 def _frame_features(data: Any, opts: InputOptions, known: list, static: list, feats: list | None) -> list | None:
@@ -194,7 +219,7 @@ def forecast_inputs(data: Any, timesteps: int, *, opts: InputOptions, sampling_r
                     end_index: int | None, targets: Any, horizon: int, n_ahead: int, return_sequences: bool,
                     target_features: Any, known_cols: Any, static_cols: Any, min_timesteps: Any, scale: Any,
                     scale_method: Any, missing: Any, fill_value: Any, lags: Any,
-                    time_features: Any) -> tuple[SeriesSet, ForecastSpec, int, int | None]:
+                    time_features: Any, static_vocab: Any = None) -> tuple[SeriesSet, ForecastSpec, int, int | None]:
     """The series, the forecasting tables, the first input step (``start_index`` plus the largest lag) and
     ``min_timesteps`` (checked) of a ``make_windows`` call with forecasting inputs (see its docstring).
 
@@ -219,6 +244,7 @@ def forecast_inputs(data: Any, timesteps: int, *, opts: InputOptions, sampling_r
     _check_call(sampling_rate=sampling_rate, return_sequences=return_sequences, targets=targets, opts=opts)
     known = _names(known_cols, "known_cols")
     static = _names(static_cols, "static_cols")
+    vocab = given_vocab(static_vocab, static)
     if not isinstance(data, np.ndarray):
         from ..sources.frames import to_pandas_or_numpy
 
@@ -241,7 +267,8 @@ def forecast_inputs(data: Any, timesteps: int, *, opts: InputOptions, sampling_r
                           target=tarr, target_positions=positions, timesteps=timesteps, horizon=horizon,
                           n_ahead=n_ahead, start_index=start_index, end_index=end_index, min_timesteps=min_timesteps,
                           scale=scale, scale_method=scale_method, missing=missing, fill_value=fill_value, lags=lags,
-                          time_features=times, fitted_scale=fitted, id_col=opts.id_col)
+                          time_features=times, fitted_scale=fitted, id_col=opts.id_col,
+                          static_vocab=vocab)
     first = start_index + (max(lags) if lags else 0)  # lags need max(lags) steps before the first input step
     if end_index is not None and end_index <= first:
         raise ParameterError(f"end_index={end_index} leaves no step after start_index plus the largest lag ({first}).",

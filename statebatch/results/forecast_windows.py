@@ -126,11 +126,11 @@ def given_vocab(static_vocab: Any, static: list) -> dict | None:
     """
     if static_vocab is None:
         return None
-    spec = getattr(static_vocab, "forecast", None)
+    spec = getattr(static_vocab, "forecast", None) or getattr(static_vocab, "covariates", None)  # Windows, Arranged
     vocab = getattr(spec, "static_vocab", None) if spec is not None else static_vocab
     if not isinstance(vocab, Mapping):
-        raise ParameterError(f"static_vocab must be windows made with static_cols or their "
-                             f"windows.forecast.static_vocab, got {type(static_vocab).__name__}.",
+        raise ParameterError(f"static_vocab must be windows or lanes made with static_cols, or their static_vocab "
+                             f"mapping, got {type(static_vocab).__name__}.",
                              "pass static_vocab=train_windows (the windows the model was trained on).")
     extra = [c for c in vocab if c not in [str(s) for s in static]]
     if extra:

@@ -30,7 +30,7 @@ from ..materialise.covariates import static_table
 from ..plans.lanes import LanePlan
 from ..sources.options import InputOptions
 from ..sources.series import SeriesSet, _is_pandas
-from .forecast_windows import _frame_features
+from .forecast_windows import _frame_features, given_vocab
 from ..materialise.forecast import _names
 from ..materialise.input_names import model_inputs
 
@@ -143,7 +143,7 @@ def covariate_options(data: Any, opts: InputOptions, static_cols: Any,
 
 
 def build_lane_covariates(frame: Any, ss: SeriesSet, *, static_cols: list, known_cols: list, target_mode: str | None,
-                          shift: int, id_col: Any) -> LaneCovariates:
+                          shift: int, id_col: Any, static_vocab: Any = None) -> LaneCovariates:
     """The :class:`LaneCovariates` of ``frame``'s ``static_cols`` and ``known_cols`` for the series ``ss`` read
     from it. Known columns need next-value targets (``targets="next"`` or ``target_cols``): their values sit
     next to the input whose target step they belong to.
@@ -163,8 +163,9 @@ def build_lane_covariates(frame: Any, ss: SeriesSet, *, static_cols: list, known
     static: np.ndarray | None = None
     static_names: list = []
     vocab: dict = {}
+    given = given_vocab(static_vocab, static_cols)  # the training codes (static_vocab=), checked
     if static_cols:
-        static, static_names, vocab = static_table(frame, static_cols, ss, fdt, categorical=[id_col])
+        static, static_names, vocab = static_table(frame, static_cols, ss, fdt, categorical=[id_col], vocab_given=given)
     known = None
     if known_cols:
         if target_mode != "next":

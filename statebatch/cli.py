@@ -236,6 +236,11 @@ def _from_table(df, args, stateful: bool):
           + (f", target {targets}" if targets else "") + (f", known {known}" if known else "")
           + (f", static {static}" if static else ""))
     if args.timesteps is None:
+        if known or static:  # the one-sample value check reads only the features: they would pass unchecked
+            given = " and ".join(o for o, v in (("--known-cols", known), ("--static-cols", static)) if v)
+            raise ParameterError(f"{given} are checked in the forecasting windows or lanes built from the table, and "
+                                 "no --timesteps was given (without it the table is checked as one sample of its "
+                                 "features only).", "pass --timesteps T (and --stateful --batch-size B for lanes).")
         return None
     common = dict(id_col=id_col, time_col=time_col, feature_cols=features, target_cols=targets, dtype=args.dtype,
                   gaps=args.gaps)

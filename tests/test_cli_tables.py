@@ -246,3 +246,13 @@ def test_cli_known_and_static_cols_build_the_forecasting_inputs(tmp_path, capsys
     n = int(re.search(r"Arranged\(X=\((\d+),", out).group(1))
     assert f"forecasting inputs: past ({n}, 5, 2), future ({n}, 5, 1), static ({n}, 1), y ({n}, 5, 1), " \
            f"sample_weight ({n}, 5)" in out
+
+
+def test_cli_covariates_without_timesteps_are_refused_not_passed_unchecked(tmp_path, capsys):
+    # without --timesteps the table is value-checked as one sample, which never reads --known-cols/--static-cols:
+    # a text known column (region) used to end in "statebatch validation: OK"
+    _, csv = sales_table(tmp_path)
+    rc = main(["check", str(csv), "--id-col", "store", "--time-col", "day", "--target", "sales",
+               "--known-cols", "region"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ParameterError: ") and "--timesteps" in err, err

@@ -105,3 +105,16 @@ def test_a_nan_only_message_still_says_nan_and_offers_the_nan_fixes():
         sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], known_cols=["k"])
     text = _message(forecast_err.value)
     assert "1 NaN value(s)" in text and "missing='mask'" in text and "inf" not in text, text
+
+
+def test_the_first_non_finite_value_is_named_by_its_column():
+    # a frame's columns have names: "series 1 step 4" alone left the user searching every column
+    df = pd.DataFrame({"id": [1] * 4 + [2] * 4, "a": np.arange(8.0), "b": np.arange(8.0), "y": np.arange(8.0)})
+    df.loc[5, "b"] = np.nan
+    df.loc[6, "y"] = np.inf
+    ss = as_series(df, id_col="id", feature_cols=["a", "b"], target_cols=["y"])
+    with pytest.raises(DataValueError, match=r"target columns has 1 inf value\(s\), the first at series 2 step 2 "
+                                             r"column 'y';"):
+        check_finite_series(ss)
+    with pytest.raises(DataValueError, match=r"data has 1 NaN value\(s\), the first at series 2 step 1 column 'b';"):
+        check_finite_series(ss, allow_inf=True)

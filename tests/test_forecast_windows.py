@@ -341,6 +341,7 @@ BAD = [
     (dict(missing="mask", fill_value=float("nan")), ParameterError, "fill_value"),
     (dict(lags=[0]), ParameterError, "lags"),
     (dict(lags=[1, 1]), ParameterError, "twice"),
+    (dict(lags="7"), ParameterError, r"(?s)got '7' \(str\).*lags=\[7\]"),
     (dict(time_features=["season"]), ParameterError, "not known"),
     (dict(scale="series", sampling_rate=2), ParameterError, "sampling_rate"),
     (dict(scale="series", allow_nan=True), ParameterError, "missing='mask'"),
@@ -807,3 +808,102 @@ def test_id_column_is_a_static_categorical_with_its_vocabulary(numeric_ids):
         sid = w.series_ids[k]
         size = float(df.loc[df["id"] == sid, "size"].iloc[0])
         assert static[i].tolist() == [float(vocab.index(sid)), size]
+
+
+def test_a_text_known_column_is_refused_naming_known_cols_and_static_cols():
+    # a newcomer's mistake: a per-series category (text) passed as a known covariate; the generic
+    # "non-numeric columns ... drop them with feature_cols" message pointed at the wrong parameter
+    df = long_frame([6, 6], 1, 0, static=True)
+    with pytest.raises(DTypeError, match=r"(?s)known_cols \['store'\].*static_cols") as info:
+        sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], feature_cols=["y"],
+                        known_cols=["k0", "store"])
+    assert "known_cols" in info.value.fix and "static_cols" in info.value.fix
+
+
+def test_a_misspelt_target_column_is_named_before_other_columns_are_read():
+    # the misspelt target, not a text column the default features would have read, is the mistake to report
+    df = long_frame([6, 6], 1, 0, static=True)
+    with pytest.raises(ParameterError, match=r"\['yy'\]"):
+        sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["yy"])
+
+
+def test_no_window_fits_names_end_index_when_it_is_what_cuts_the_series():
+    df = long_frame([10, 10], 1, 0)
+    with pytest.raises(DataValueError, match="end_index=5"):
+        sb.make_windows(df, 4, id_col="id", time_col="t", target_cols=["y"], known_cols=["k0"], n_ahead=2,
+                        end_index=5)
+
+
+def test_the_guides_holdout_start_with_lags_targets_the_first_step_after_the_cut():
+    # docs/guides/forecasting.md: with lags, holdout windows start at cut - T - max(lags); cut - T would make
+    # the first max(lags) held-out steps targets of no window at all
+    df = _ramp_frame()
+    kw = dict(id_col="id", time_col="t", target_cols=["y"], lags=[3])
+    cut, T = 20, 4
+    train = sb.make_windows(df, T, scale="series", end_index=cut, **kw)
+    test = sb.make_windows(df, T, scale=train, start_index=cut - T - 3, **kw)
+    late = sb.make_windows(df, T, scale=train, start_index=cut - T, **kw)
+    for k in range(2):
+        assert train.start[train.series == k].max() + T == cut - 1  # the last training target: step cut - 1
+        assert test.start[test.series == k].min() + T == cut
+        assert late.start[late.series == k].min() + T == cut + 3
+
+
+def test_a_window_with_one_observed_target_step_is_scaled_by_epsilon_alone():
+    # docs/guides/forecasting.md: fewer than two observed steps -> std 0 -> scale EPS, y about 1,000x its distance
+    df = pd.DataFrame({"id": "a", "t": np.arange(6), "y": [26.0, 25.0, 29.0, 31.0, 30.0, 28.0]})
+    w = sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], min_timesteps=1, scale="window")
+    a = w.arrays()
+    assert a["mask"][0].tolist() == [False, False, True]
+    np.testing.assert_array_equal(a["scale"][0, :, 0], [26.0, EPS])
+    assert a["y"][0, 0, 0] == (25.0 - 26.0) / EPS == -1024.0
+
+
+@pytest.mark.parametrize("kw", [dict(known_cols=["y"]), dict(static_cols=["y"]), dict(known_cols=["k0", "y"])])
+def test_a_target_passed_as_a_covariate_is_named_as_the_target(kw):
+    # without feature_cols the message used to blame feature_cols, which the user never passed
+    df = long_frame([6, 6], 1, 0)
+    with pytest.raises(ParameterError, match=r"target_cols \['y'\]") as info:
+        sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], **kw)
+    assert "feature_cols ['y']" not in str(info.value)
+
+
+@pytest.mark.parametrize("param", ["known_cols", "static_cols", "feature_cols", "target_cols"])
+def test_a_set_of_column_names_is_refused_as_its_order_changes_between_processes(param):
+    # {"p", "q"} iterates in an order that depends on PYTHONHASHSEED: the columns of past/future would be
+    # swapped between the training process and the serving one, silently
+    df = long_frame([6, 6], 2, 0, static=True)
+    kw = dict(id_col="id", time_col="t", target_cols=["y"], feature_cols=["y", "x"])
+    kw[param] = {"known_cols": {"k0", "k1"}, "static_cols": {"store", "size"}, "feature_cols": {"y", "x"},
+                 "target_cols": {"y", "x"}}[param]
+    with pytest.raises(ParameterError, match=f"(?s){param}.*set.*list") as info:
+        sb.make_windows(df, 3, **kw)
+    assert "list" in info.value.fix
+
+
+def test_static_vocab_keeps_the_training_codes_on_a_frame_of_fewer_series():
+    # a holdout/serving frame without some categories coded its text statics anew: 'north' read as training's 'east'
+    df = long_frame([6, 6, 6], 1, 0, static=True)  # stores: north, south, east
+    kw = dict(id_col="id", time_col="t", target_cols=["y"], static_cols=["store", "id", "size"])
+    train = sb.make_windows(df, 3, **kw)
+    assert train.forecast.static_vocab["store"] == ["east", "north", "south"]
+    sub = df[df.id != "s2"]  # no 'east' store left
+    fresh = sb.make_windows(sub, 3, **kw)
+    assert fresh.forecast.static_vocab["store"] == ["north", "south"]  # the codes shift without the vocabulary
+    for vocab in (train, train.forecast.static_vocab):
+        held = sb.make_windows(sub, 3, static_vocab=vocab, **kw)
+        assert held.forecast.static_vocab == train.forecast.static_vocab
+        st = held.arrays()["static"]
+        for k in range(len(st)):  # every window's codes mean its own series' values in the training vocabulary
+            sid = held.series_ids[held.series[k]]
+            row = sub[sub.id == sid].iloc[0]
+            assert train.forecast.static_vocab["store"][int(st[k, 0])] == row["store"]
+            assert train.forecast.static_vocab["id"][int(st[k, 1])] == sid
+            assert st[k, 2] == row["size"]
+    new = df.assign(store=df.store.replace("south", "west"))
+    with pytest.raises(DataValueError, match=r"(?s)static column 'store'.*\['west'\].*not in static_vocab"):
+        sb.make_windows(new, 3, static_vocab=train, **kw)
+    with pytest.raises(ParameterError, match="static_vocab"):
+        sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], known_cols=["k0"], static_vocab=train)
+    with pytest.raises(ParameterError, match="static_vocab"):
+        sb.make_windows(df, 3, static_vocab={"shop": ["a"]}, **kw)

@@ -127,3 +127,11 @@ def test_trading_days_with_a_missing_weekday_name_that_day_not_the_weekends():
     with pytest.warns(sb.StatebatchWarning):
         w = sb.make_windows(frame, 10, gaps="split")
     assert len(set(w.series.tolist())) == 3  # three pieces
+
+
+def test_a_period_time_column_is_refused_with_to_timestamp_not_as_text():
+    # pandas Periods sort correctly; the text advice ("1/12/2020" before "1/2/2020", pd.to_datetime) misled
+    df = pd.DataFrame({"id": "a", "t": pd.period_range("2000-01", periods=6, freq="M"), "y": np.arange(6.0)})
+    with pytest.raises(sb.DTypeError, match="period") as info:
+        sb.make_windows(df, 2, id_col="id", time_col="t", target_cols=["y"])
+    assert "to_timestamp()" in info.value.fix and "sort as text" not in str(info.value)

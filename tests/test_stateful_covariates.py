@@ -410,3 +410,43 @@ def test_neutral_lane_feed_serves_the_covariates_by_key(num_replicas):
     targetless = sb.arrange_stateful(df, 3, 2, id_col="id", time_col="t", targets=None, static_cols=["shop"])
     step = next(lane_steps(targetless))
     assert list(step.x) == ["past", "static"] and step.y is None and step.weight.shape == (2, 3)
+
+
+def test_a_text_known_column_is_a_dtype_error_pointing_at_static_cols():
+    # the same mistake and the same error class as make_windows: a per-series category passed as known
+    from statebatch.errors import DTypeError
+
+    df = frame([8, 5])
+    with pytest.raises(DTypeError, match=r"(?s)known_cols \['shop'\].*static_cols"):
+        sb.arrange_stateful(df, 2, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                            known_cols=["price", "shop"])
+
+
+def test_static_vocab_keeps_the_training_codes_in_lanes_of_fewer_series():
+    # shops x, y, z; a frame without shop 'x' coded y as 0 (training's 'x') without the vocabulary
+    df = frame([6, 5, 7, 4])  # shops: x, y, z, x
+    kw = dict(id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"], static_cols=["shop", "id"])
+    train = sb.arrange_stateful(df, 2, 2, **kw)
+    sub = df[df.shop != "x"]
+    assert sb.arrange_stateful(sub, 2, 2, **kw).covariates.static_vocab["shop"] == ["y", "z"]
+    vocab = train.covariates.static_vocab
+    for fitted in (train, vocab, sb.make_windows(df, 2, **kw)):
+        held = sb.arrange_stateful(sub, 2, 2, static_vocab=fitted, **kw)
+        assert held.covariates.static_vocab == vocab
+        plan = held.plan()
+        for k in range(held.n_batches):
+            st = held.batch(k)["static"]
+            for i in range(plan.batch_size):
+                s = int(plan.series[k, i])
+                if s < 0:
+                    continue
+                sid = held.series_ids[s] if hasattr(held, "series_ids") else None
+                shop, ident = vocab["shop"][int(st[i, 0])], vocab["id"][int(st[i, 1])]
+                assert ident in set(sub.id) and shop == sub[sub.id == ident].shop.iloc[0]
+                if sid is not None:
+                    assert ident == sid
+    with pytest.raises(DataValueError, match=r"(?s)static column 'shop'.*\['w'\].*not in static_vocab"):
+        sb.arrange_stateful(df.assign(shop=df.shop.replace("z", "w")), 2, 2, static_vocab=train, **kw)
+    with pytest.raises(ParameterError, match="static_vocab"):
+        sb.arrange_stateful(df, 2, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                            static_vocab=train)

@@ -180,3 +180,19 @@ def test_a_torch_encoder_decoder_trains_on_a_loader_batch():
     assert any(not torch.equal(p, q) for p, q in zip(before, model.parameters()))
     back = W.inverse(pred.detach().numpy(), b.scale.numpy())  # the scale travels with the batch
     assert back.shape == (8, 2, 1) and np.isfinite(back).all()
+
+
+def test_float64_frames_give_float64_tensors_and_dtype_float32_gives_what_a_default_module_takes():
+    # docs/guides/forecasting.md: the tensors keep the windows' dtype; dtype="float32" for a default torch module
+    df = frame(nan_fraction=0.0).astype({"y": np.float64, "x": np.float64, "k0": np.float64, "k1": np.float64})
+    kw = dict(id_col="id", time_col="t", feature_cols=["x"], target_cols=["y"], known_cols=["k0", "k1"],
+              static_cols=["store"], n_ahead=2, scale="window", min_timesteps=2)
+    lstm = nn.LSTM(3, 3, batch_first=True)  # past: x, k0, k1 (feature_cols names no target)
+    b64 = next(iter(DataLoader(sbt.WindowDataset(sb.make_windows(df, 4, **kw)), batch_size=5)))
+    assert b64.past.dtype == torch.float64
+    with pytest.raises((RuntimeError, ValueError), match="dtype"):  # torch's own refusal (ValueError in 2.13)
+        lstm(b64.past)
+    b32 = next(iter(DataLoader(sbt.WindowDataset(sb.make_windows(df, 4, dtype="float32", **kw)), batch_size=5)))
+    assert {b32.past.dtype, b32.future.dtype, b32.y.dtype, b32.scale.dtype} == {torch.float32}
+    assert b32.static.dtype == torch.int64 and b32.mask.dtype == torch.bool
+    assert lstm(b32.past)[0].shape == (5, 4, 3)

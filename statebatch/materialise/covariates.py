@@ -63,11 +63,13 @@ def _isnan(a: np.ndarray) -> np.ndarray:
 
 
 def static_table(df: Any, cols: list, ss: SeriesSet, float_dtype: np.dtype,
-                 categorical: Sequence[Any] = ()) -> tuple[np.ndarray, list, dict]:
+                 categorical: Sequence[Any] = (), vocab_given: Any = None) -> tuple[np.ndarray, list, dict]:
     """``(n_series, S)``: numeric columns as values, the others as integer codes (vocabulary kept).
 
     ``categorical``: columns coded as categories even when numeric (the id column: a group id is a label,
-    not a magnitude, as pytorch-forecasting's group ids among the static categoricals).
+    not a magnitude, as pytorch-forecasting's group ids among the static categoricals). ``vocab_given``:
+    ``{column: categories}`` fitted elsewhere (the training windows), so that a frame with fewer series
+    keeps the training codes; a value it lacks is refused.
 
     Examples
     --------
@@ -86,7 +88,9 @@ def static_table(df: Any, cols: list, ss: SeriesSet, float_dtype: np.dtype,
     n = ss.n_series
     if not cols:
         return np.zeros((n, 0), dtype=float_dtype), [], {}
-    columns, vocab, numeric = [], {}, []
+    columns: list[np.ndarray] = []
+    vocab: dict = {}
+    numeric: list[bool] = []
     for c in cols:
         col = df[c]
         kind = getattr(col.dtype, "kind", "O")
@@ -103,7 +107,10 @@ def static_table(df: Any, cols: list, ss: SeriesSet, float_dtype: np.dtype,
                 k = int(np.flatnonzero(pd.isna(firsts))[0])
                 raise DataValueError(f"static column {c!r} is missing for series {plain(ss.ids[k])!r}.",
                                      "fill it (e.g. with an 'unknown' category) or drop the series.")
-            if isinstance(col.dtype, pd.CategoricalDtype):
+            if vocab_given is not None and str(c) in vocab_given:
+                cats = list(vocab_given[str(c)])
+                codes = _codes_in(firsts, cats, c, ss)
+            elif isinstance(col.dtype, pd.CategoricalDtype):
                 cats = list(col.cat.categories)
                 codes = pd.Categorical(firsts, categories=cats).codes.astype(np.int64)
             else:
@@ -124,6 +131,20 @@ def static_table(df: Any, cols: list, ss: SeriesSet, float_dtype: np.dtype,
     # small integers in it)
     dt = np.int64 if not any(numeric) else float_dtype
     return np.stack(columns, axis=1).astype(dt), [str(c) for c in cols], vocab
+
+
+def _codes_in(firsts: np.ndarray, cats: list, col: Any, ss: SeriesSet) -> np.ndarray:
+    """Codes of each series' value in a given vocabulary; a value it lacks is refused, naming a series."""
+    import pandas as pd
+
+    codes = np.asarray(pd.Categorical(firsts, categories=cats).codes, dtype=np.int64)
+    if (codes < 0).any():
+        bad = np.flatnonzero(codes < 0)
+        values = list(dict.fromkeys(plain(v) for v in firsts[bad]))[:5]
+        raise DataValueError(f"static column {col!r} holds {values} (series {plain(ss.ids[int(bad[0])])!r}), not in "
+                             "static_vocab: the model has no code for them.",
+                             "drop those series, or build the windows without static_vocab (new codes for every value).")
+    return codes
 
 
 def time_table(ss: SeriesSet, names: list[str], float_dtype: np.dtype) -> np.ndarray:

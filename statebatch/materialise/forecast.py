@@ -317,7 +317,10 @@ def check_lags(lags: Any) -> list[int]:
     """Lag offsets: positive integers, each once."""
     if lags is None:
         return []
-    if isinstance(lags, (str, bytes)) or not hasattr(lags, "__iter__"):
+    if isinstance(lags, (str, bytes)):  # the generic "pass lags=1 or more" would not say what was wrong
+        raise ParameterError(f"lags must be integers, got {lags!r} (str).",
+                             f"pass lag offsets as integers, e.g. lags=[{lags.strip() if isinstance(lags, str) else 7}].")
+    if not hasattr(lags, "__iter__"):
         lags = [lags]
     out = [check_int("lags", lag, 1) for lag in lags]
     if len(set(out)) != len(out):
@@ -370,6 +373,7 @@ def build_forecast(
     time_features: list[str],
     fitted_scale: SeriesScale | None = None,
     id_col: Any = None,
+    static_vocab: dict | None = None,
 ) -> ForecastSpec:
     """The tables of :class:`ForecastSpec` from a series set whose last ``len(known_cols)`` feature
     columns are the known columns (``make_windows`` reads them with the features).
@@ -378,6 +382,7 @@ def build_forecast(
     order (-1 where a target is not among the features). ``fitted_scale``: a series scale fitted on other
     windows, reused (``scale="series"``); otherwise a series scale is fitted when the windows are planned
     (:meth:`ForecastSpec.fit_series_scale`). ``id_col`` among ``static_cols``: coded as a category.
+    ``static_vocab``: categories of static columns fitted on other windows, reused.
 
     Examples
     --------
@@ -432,7 +437,8 @@ def build_forecast(
     target = _target_table(past_rows, target, target_positions)
     past_target = [(p, j) for j, p in enumerate(target_positions) if p >= 0] + lag_pairs
     floor = offsets[:-1] + start_index + max_lag
-    static, static_names, vocab = static_table(frame, static_cols, ss, fdt, categorical=[id_col]) if static_cols else (
+    static, static_names, vocab = static_table(frame, static_cols, ss, fdt, categorical=[id_col],
+                                                vocab_given=static_vocab) if static_cols else (
         np.zeros((ss.n_series, 0), dtype=fdt), [], {})
     series_scale = None if fitted_scale is None else fitted_scale.of(ss.ids, tnames)
     return ForecastSpec(past_rows=past_rows, future_rows=future_rows, target_rows=target, floor=floor.astype(np.int64),

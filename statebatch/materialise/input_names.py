@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from ..errors import ParameterError
+from ..sources.pandas_frames import refuse_unordered
 
 __all__ = ["MODEL_INPUT_KEYS", "model_inputs", "split_xy"]
 
@@ -22,6 +23,7 @@ def _names(value: Any, what: str) -> list:
         return []
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         return [value]
+    refuse_unordered(value, what)
     out = list(value)
     if len(set(map(str, out))) != len(out):
         raise ParameterError(f"{what} names a column twice: {out}.", f"list each column once in {what}.")

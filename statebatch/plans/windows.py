@@ -254,9 +254,11 @@ def plan_windows(
     if not counts.any():
         raise DataValueError(
             f"no window fits: every series is shorter than timesteps={timesteps} (x sampling_rate={sampling_rate}) "
-            f"plus the target steps ({target_steps}) from start_index={start_index}; lengths: "
+            f"plus the target steps ({target_steps}) from start_index={start_index}"
+            f"{'' if end_index is None else f' up to end_index={end_index}'}; lengths: "
             f"{lengths[:10].tolist()}{'...' if len(lengths) > 10 else ''}.",
-            "use fewer timesteps (or a smaller min_timesteps), a smaller horizon, or longer series.")
+            "use fewer timesteps (or a smaller min_timesteps), a smaller horizon, "
+            + ("or longer series." if end_index is None else "a later end_index, or longer series."))
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     left = _left_out(lengths, counts, span, target_steps, stride, start_index, end_index, lead)
     order = rng_for(seed, epoch).permutation(int(counts.sum())) if shuffle else None

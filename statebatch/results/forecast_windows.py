@@ -11,25 +11,26 @@ so that each check can be read (and named in an error) on its own.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from .._args import check_bool
-from ..errors import ParameterError
+from ..errors import DTypeError, ParameterError
 from ..materialise.forecast import (ForecastSpec, _names, build_forecast, check_forecast_args, check_lags,
                                     check_time_features)
 from ..materialise.gather import _in_memory
 from ..materialise.scaling import SeriesScale
 from ..plans.windows import check_min_timesteps
 from ..sources.options import InputOptions
+from ..sources.pandas_frames import _numeric_column
 from ..sources.series import SeriesSet, _is_pandas, apply_gaps, as_series, in_memory
 
 __all__ = ["forecast_inputs", "check_forecast_only_args", "fitted_scale", "wants_forecast"]
 
 
 def wants_forecast(*, known_cols: Any, static_cols: Any, min_timesteps: Any, scale: Any, lags: Any,
-                   time_features: Any, missing: Any) -> bool:
+                   time_features: Any, missing: Any, static_vocab: Any = None) -> bool:
     """Whether a ``make_windows`` call asks for forecasting inputs (its batches are then mappings).
 
     Examples
@@ -38,7 +39,8 @@ def wants_forecast(*, known_cols: Any, static_cols: Any, min_timesteps: Any, sca
     ...                time_features=None, missing="error")
     True
     """
-    return any(v is not None for v in (known_cols, static_cols, min_timesteps, scale, lags, time_features)) or \
+    return any(v is not None for v in (known_cols, static_cols, min_timesteps, scale, lags, time_features,
+                                       static_vocab)) or \
         missing != "error"
 
 
@@ -113,6 +115,30 @@ def fitted_scale(scale: Any, scale_method: Any) -> tuple[Any, SeriesScale | None
     return "series", fitted
 
 
+def given_vocab(static_vocab: Any, static: list) -> dict | None:
+    """``static_vocab=`` as ``{column: categories}``: given as windows (their ``forecast.static_vocab``) or as
+    such a mapping; every column it names must be one of ``static``.
+
+    Examples
+    --------
+    >>> given_vocab({"shop": ["a", "b"]}, ["shop", "size"])
+    {'shop': ['a', 'b']}
+    """
+    if static_vocab is None:
+        return None
+    spec = getattr(static_vocab, "forecast", None) or getattr(static_vocab, "covariates", None)  # Windows, Arranged
+    vocab = getattr(spec, "static_vocab", None) if spec is not None else static_vocab
+    if not isinstance(vocab, Mapping):
+        raise ParameterError(f"static_vocab must be windows or lanes made with static_cols, or their static_vocab "
+                             f"mapping, got {type(static_vocab).__name__}.",
+                             "pass static_vocab=train_windows (the windows the model was trained on).")
+    extra = [c for c in vocab if c not in [str(s) for s in static]]
+    if extra:
+        raise ParameterError(f"static_vocab has categories for {extra}, which are not static_cols {list(static)}.",
+                             "pass the static_cols the vocabulary was fitted with, or drop static_vocab.")
+    return {str(c): list(v) for c, v in vocab.items()}
+
+
 def _frame_features(data: Any, opts: InputOptions, known: list, static: list, feats: list | None) -> list | None:
     """The observed feature columns of a frame (``feature_cols``, or every column that is no id, time, known
     or static column, else the targets), after checking that known and static columns exist and that no
@@ -130,12 +156,24 @@ def _frame_features(data: Any, opts: InputOptions, known: list, static: list, fe
         if what == "known_cols" and opts.id_col is not None and opts.id_col in names:
             raise ParameterError(f"known_cols names the id column {opts.id_col!r}: it is one value per series.",
                                  "pass it in static_cols (integer codes, vocabulary in windows.forecast.static_vocab).")
+        text = [c for c in names if what == "known_cols" and not _numeric_column(data[c])]
+        if text:  # named here: read as features, the generic message would point at feature_cols
+            raise DTypeError(f"known_cols {text} are not numeric (dtypes {[str(data[c].dtype) for c in text]}); "
+                             "known covariates enter past and future as numbers.",
+                             "a category with one value per series goes in static_cols (integer codes); one that "
+                             "changes over time must be encoded as numbers first (one column per category) and "
+                             "passed in known_cols.")
     both = [c for c in known if c in static]
     if both:
         raise ParameterError(f"columns {both} are in both known_cols and static_cols.",
                              "a column is either known over time (known_cols) or one value per series (static_cols).")
+    tnames = _names(opts.target_cols, "target_cols")
+    covariate = [c for c in tnames if c in known or c in static]
+    if covariate:  # said as the target: with default features the overlap would be blamed on feature_cols
+        raise ParameterError(f"target_cols {covariate} are also in known_cols/static_cols: a target is what the "
+                             "model forecasts, not a covariate known in advance.",
+                             "drop it from known_cols/static_cols (by default its past values are inputs already, in past).")
     if feats is None:
-        tnames = _names(opts.target_cols, "target_cols")
         feats = [c for c in cols if c not in (opts.id_col, opts.time_col) and c not in known and c not in static]
         feats = feats or tnames
     twice = [c for c in feats if c in known or c in static]
@@ -181,7 +219,7 @@ def forecast_inputs(data: Any, timesteps: int, *, opts: InputOptions, sampling_r
                     end_index: int | None, targets: Any, horizon: int, n_ahead: int, return_sequences: bool,
                     target_features: Any, known_cols: Any, static_cols: Any, min_timesteps: Any, scale: Any,
                     scale_method: Any, missing: Any, fill_value: Any, lags: Any,
-                    time_features: Any) -> tuple[SeriesSet, ForecastSpec, int, int | None]:
+                    time_features: Any, static_vocab: Any = None) -> tuple[SeriesSet, ForecastSpec, int, int | None]:
     """The series, the forecasting tables, the first input step (``start_index`` plus the largest lag) and
     ``min_timesteps`` (checked) of a ``make_windows`` call with forecasting inputs (see its docstring).
 
@@ -206,6 +244,7 @@ def forecast_inputs(data: Any, timesteps: int, *, opts: InputOptions, sampling_r
     _check_call(sampling_rate=sampling_rate, return_sequences=return_sequences, targets=targets, opts=opts)
     known = _names(known_cols, "known_cols")
     static = _names(static_cols, "static_cols")
+    vocab = given_vocab(static_vocab, static)
     if not isinstance(data, np.ndarray):
         from ..sources.frames import to_pandas_or_numpy
 
@@ -228,7 +267,8 @@ def forecast_inputs(data: Any, timesteps: int, *, opts: InputOptions, sampling_r
                           target=tarr, target_positions=positions, timesteps=timesteps, horizon=horizon,
                           n_ahead=n_ahead, start_index=start_index, end_index=end_index, min_timesteps=min_timesteps,
                           scale=scale, scale_method=scale_method, missing=missing, fill_value=fill_value, lags=lags,
-                          time_features=times, fitted_scale=fitted, id_col=opts.id_col)
+                          time_features=times, fitted_scale=fitted, id_col=opts.id_col,
+                          static_vocab=vocab)
     first = start_index + (max(lags) if lags else 0)  # lags need max(lags) steps before the first input step
     if end_index is not None and end_index <= first:
         raise ParameterError(f"end_index={end_index} leaves no step after start_index plus the largest lag ({first}).",

@@ -25,12 +25,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .._args import plain
-from ..errors import DataValueError, ParameterError, ShapeError
+from ..errors import DataValueError, DTypeError, ParameterError, ShapeError
 from ..materialise.covariates import static_table
 from ..plans.lanes import LanePlan
 from ..sources.options import InputOptions
 from ..sources.series import SeriesSet, _is_pandas
-from .forecast_windows import _frame_features
+from .forecast_windows import _frame_features, given_vocab
 from ..materialise.forecast import _names
 from ..materialise.input_names import model_inputs
 
@@ -143,7 +143,7 @@ def covariate_options(data: Any, opts: InputOptions, static_cols: Any,
 
 
 def build_lane_covariates(frame: Any, ss: SeriesSet, *, static_cols: list, known_cols: list, target_mode: str | None,
-                          shift: int, id_col: Any) -> LaneCovariates:
+                          shift: int, id_col: Any, static_vocab: Any = None) -> LaneCovariates:
     """The :class:`LaneCovariates` of ``frame``'s ``static_cols`` and ``known_cols`` for the series ``ss`` read
     from it. Known columns need next-value targets (``targets="next"`` or ``target_cols``): their values sit
     next to the input whose target step they belong to.
@@ -163,8 +163,9 @@ def build_lane_covariates(frame: Any, ss: SeriesSet, *, static_cols: list, known
     static: np.ndarray | None = None
     static_names: list = []
     vocab: dict = {}
+    given = given_vocab(static_vocab, static_cols)  # the training codes (static_vocab=), checked
     if static_cols:
-        static, static_names, vocab = static_table(frame, static_cols, ss, fdt, categorical=[id_col])
+        static, static_names, vocab = static_table(frame, static_cols, ss, fdt, categorical=[id_col], vocab_given=given)
     known = None
     if known_cols:
         if target_mode != "next":
@@ -183,8 +184,10 @@ def _known_rows(frame: Any, cols: list, ss: SeriesSet, fdt: np.dtype) -> np.ndar
     raw = frame[cols]
     bad = [c for c in cols if getattr(raw[c].dtype, "kind", "O") not in "iufb"]
     if bad:
-        raise DataValueError(f"known_cols {bad} are not numeric.",
-                             "encode them as numbers first (e.g. integer codes, or one column per category).")
+        raise DTypeError(f"known_cols {bad} are not numeric (dtypes {[str(raw[c].dtype) for c in bad]}); known "
+                         "covariates enter the batches as numbers.",
+                         "a category with one value per series goes in static_cols (integer codes); one that changes "
+                         "over time must be encoded as numbers first (one column per category) and passed in known_cols.")
     values = raw.to_numpy(dtype=np.float64)
     if ss.row_order is not None:
         values = values[ss.row_order]

@@ -456,6 +456,7 @@ def arrange_stateful(
     remainder: str | None = None,
     static_cols: Sequence[str] | None = None,
     known_cols: Sequence[str] | None = None,
+    static_vocab: Any = None,
 ) -> Arranged:
     """Arrange series into lanes for a stateful RNN: plan from the lengths, then bind the data.
 
@@ -493,6 +494,8 @@ def arrange_stateful(
         (at input step ``t`` the known values of its target step ``t + horizon``), ``static`` ``(B, S)``
         (the series each lane holds; idle lanes 0), ``y``, ``sample_weight``
         (:data:`~statebatch.results.lane_covariates.LANE_KEYS`).
+    static_vocab : the training ``Arranged``/``Windows`` or their vocabulary, optional
+        Codes of ``static_cols`` as in training, on a frame of fewer series (a value it lacks is refused).
     remainder : deprecated
         The old name of ``tail`` (a FutureWarning; removed in the next release).
 
@@ -536,7 +539,7 @@ def arrange_stateful(
     seed = resolve_seed(seed)
     if isinstance(pad_value, bool) or not isinstance(pad_value, (int, float, np.integer, np.floating)):
         raise ParameterError(f"pad_value must be a number, got {pad_value!r}.", "pass e.g. pad_value=0.0.")
-    covariates = static_cols is not None or known_cols is not None
+    covariates = static_cols is not None or known_cols is not None or static_vocab is not None
     if covariates:  # the observed features are the columns that are no covariates
         data, opts, static_cols, known_cols = covariate_options(data, opts, static_cols, known_cols)
     ss = as_series(data, id_col=opts.id_col, time_col=opts.time_col, feature_cols=opts.feature_cols,
@@ -549,8 +552,8 @@ def arrange_stateful(
     deferred = not (nan and inf) and packs_lanes(ss.source) and ss.dtype.kind in "fc"
     if deferred:
         if ss.targets is not None:
-            check_finite_series(SeriesSet(ss.targets, ss.offsets, ss.ids), what="target columns", allow_nan=nan,
-                                allow_inf=inf)
+            check_finite_series(SeriesSet(ss.targets, ss.offsets, ss.ids, ss.target_names), what="target columns",
+                                allow_nan=nan, allow_inf=inf)
     else:
         check_finite_series(ss, allow_nan=nan, allow_inf=inf)
     try:
@@ -558,15 +561,16 @@ def arrange_stateful(
                             target_features, shuffle, seed, jitter, opts)
     except StatebatchError:
         if deferred:
-            check_finite_series(SeriesSet(ss.source, ss.offsets, ss.ids), allow_nan=nan, allow_inf=inf)
+            check_finite_series(SeriesSet(ss.source, ss.offsets, ss.ids, ss.feature_names), allow_nan=nan, allow_inf=inf)
         raise
     if deferred and not arranged._pack_checked():
-        check_finite_series(SeriesSet(ss.source, ss.offsets, ss.ids), allow_nan=nan, allow_inf=inf)
+        check_finite_series(SeriesSet(ss.source, ss.offsets, ss.ids, ss.feature_names), allow_nan=nan, allow_inf=inf)
     arranged._allow(nan, inf, checked=checked_finite(ss.source), lazy=not in_memory(ss.source))
     if covariates:
         arranged.covariates = build_lane_covariates(data, ss, static_cols=list(static_cols or []),
                                                     known_cols=list(known_cols or []), target_mode=arranged.target_mode,
-                                                    shift=arranged._yshift, id_col=opts.id_col)
+                                                    shift=arranged._yshift, id_col=opts.id_col,
+                                                    static_vocab=static_vocab)
     warn_padding(arranged.plan())
     return arranged
 

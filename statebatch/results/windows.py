@@ -436,7 +436,7 @@ def make_windows(
     missing: str = "error",
     fill_value: float = 0.0,
     lags: Sequence[int] | None = None,
-    time_features: Sequence[str] | None = None,
+    time_features: Sequence[str] | None = None, static_vocab: Any = None,
 ) -> Windows:
     """Cut series into windows ``[samples, timesteps, features]`` that never cross a series boundary.
 
@@ -477,7 +477,7 @@ def make_windows(
         when None), the last smaller batch kept (``"keep"``) or left out (``"drop"``, reported).
     copy : bool
         Return contiguous, writeable ``X``/``y`` instead of read-only views.
-    known_cols, static_cols, min_timesteps, scale, scale_method, missing, fill_value, lags, time_features
+    known_cols, static_cols, min_timesteps, scale, scale_method, missing, fill_value, lags, time_features, static_vocab
         Forecasting inputs (next-value targets, ``sampling_rate=1``). When any is given, ``arrays()`` and
         every batch are a mapping: ``"past"`` ``(N, timesteps, F)`` (``feature_cols``, ``known_cols``,
         lags, time features over the input window), ``"future"`` ``(N, n_ahead, K)`` (``known_cols`` and
@@ -489,6 +489,7 @@ def make_windows(
         - ``static_cols``: frame columns with one value per series; numeric ones as values, others as
           integer codes (sorted categories; a pandas categorical keeps its order), vocabulary in
           ``windows.forecast.static_vocab``. A column that varies within a series is refused.
+          ``static_vocab=train_windows``: the training codes on a frame of fewer series (a new value: refused).
         - ``min_timesteps``: variable history; windows with ``min_timesteps <= history < timesteps``
           steps (the start of every series, short series) are left-padded with 0 and ``mask`` False.
         - ``scale``: ``"series"`` (each series' input steps, up to its last window's last input: never a
@@ -543,13 +544,13 @@ def make_windows(
     targets = "next" if opts.target_cols is not None and targets is None else targets  # target columns alone
     check_forecast_only_args(scale, scale_method, missing, fill_value)
     if wants_forecast(known_cols=known_cols, static_cols=static_cols, min_timesteps=min_timesteps, scale=scale,
-                      lags=lags, time_features=time_features, missing=missing):
+                      lags=lags, time_features=time_features, missing=missing, static_vocab=static_vocab):
         ss, spec, first, min_timesteps = forecast_inputs(
             data, timesteps, opts=opts, sampling_rate=sampling_rate, start_index=start_index, end_index=end_index,
             targets=targets, horizon=horizon, n_ahead=n_ahead, return_sequences=return_sequences,
             target_features=target_features, known_cols=known_cols, static_cols=static_cols,
             min_timesteps=min_timesteps, scale=scale, scale_method=scale_method, missing=missing,
-            fill_value=fill_value, lags=lags, time_features=time_features)
+            fill_value=fill_value, lags=lags, time_features=time_features, static_vocab=static_vocab)
         return _forecast_windows(ss, spec, timesteps=timesteps, stride=stride, first=first, start_index=start_index,
                                  end_index=end_index, horizon=horizon, n_ahead=n_ahead, min_timesteps=min_timesteps,
                                  batching=batching)

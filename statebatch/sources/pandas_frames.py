@@ -51,7 +51,26 @@ def _check_time_index(index: Any, what: str) -> None:
         )
 
 
-def _frame_columns(df: Any, cols: Sequence[str] | None, exclude: Sequence[str], what: str) -> list:
+def refuse_unordered(names: Any, param: str) -> None:
+    """Refuse a set of column names: its order depends on the process's hash seed, so the columns of the
+    batches would change order between the process that trains and the one that predicts.
+
+    Examples
+    --------
+    >>> refuse_unordered(["b", "a"], "known_cols")  # a list keeps its order
+    >>> refuse_unordered({"a"}, "known_cols")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    statebatch.errors.ParameterError: known_cols is a set ...
+    """
+    if isinstance(names, (set, frozenset)):
+        raise ParameterError(f"{param} is a set {sorted(map(str, names))}: a set's order changes from one Python "
+                             "process to the next, and so would the order of the columns in every batch.",
+                             f"pass a list in the order the model reads them, e.g. {param}={sorted(map(str, names))}.")
+
+
+def _frame_columns(df: Any, cols: Sequence[str] | None, exclude: Sequence[str], what: str,
+                   param: str = "columns") -> list:
     if df.columns.has_duplicates:
         dup = list(dict.fromkeys(df.columns[df.columns.duplicated()]))[:5]
         raise ShapeError(f"{what} has duplicate column names {dup}: a column name must say which values it means.",
@@ -61,6 +80,7 @@ def _frame_columns(df: Any, cols: Sequence[str] | None, exclude: Sequence[str], 
     else:
         if isinstance(cols, str):
             cols = [cols]
+        refuse_unordered(cols, param)
         cols = list(cols)
         missing = [c for c in cols if c not in df.columns]
         if missing:
@@ -161,8 +181,9 @@ def _from_frame(df: Any, id_col: str | None, time_col: str | None, feature_cols:
     exclude = [c for c in (id_col, time_col) if c is not None]
     if time_col is None and feature_cols is None:
         _refuse_unnamed_time(df, exclude + list(target_cols or []), what)
-    cols = _frame_columns(df, feature_cols, exclude, what)
-    tcols = _frame_columns(df, target_cols, exclude, what) if target_cols is not None else None
+    # targets first: a misspelt target is the mistake to name, not a text column the default features would read
+    tcols = _frame_columns(df, target_cols, exclude, what, "target_cols") if target_cols is not None else None
+    cols = _frame_columns(df, feature_cols, exclude, what, "feature_cols")
     names = [str(c) for c in cols]
     tnames = None if tcols is None else [str(c) for c in tcols]
 
@@ -254,6 +275,10 @@ def _time_values(df: Any, time_col: str, what: str) -> np.ndarray:
     """The time column as sortable values: numbers or datetimes, none missing (text is refused)."""
     t = df[time_col]
     kind = getattr(t.dtype, "kind", "O")
+    if type(t.dtype).__name__ == "PeriodDtype":  # Periods sort right, but have no timestamp to space steps by
+        raise DTypeError(f"{what}[{time_col!r}] holds {t.dtype} values (pandas Periods); the steps are ordered and "
+                         "spaced by datetimes or numbers.",
+                         f"convert them: df[{time_col!r}] = df[{time_col!r}].dt.to_timestamp().")
     if kind not in "iufmM":
         raise DTypeError(
             f"{what}[{time_col!r}] holds {t.dtype} values, which would sort as text (\"1/12/2020\" before "

@@ -289,7 +289,8 @@ def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = Fal
     if allow_nan and allow_inf:
         return
     if ss.targets is not None and what != "target columns":  # target columns of a frame: checked the same way
-        check_finite_series(SeriesSet(ss.targets, ss.offsets, ss.ids), "target columns", allow_nan, allow_inf)
+        check_finite_series(SeriesSet(ss.targets, ss.offsets, ss.ids, ss.target_names), "target columns", allow_nan,
+                            allow_inf)
     src = ss.source
     if src.dtype.kind not in "fc":
         return
@@ -305,7 +306,22 @@ def check_finite_series(ss: SeriesSet, what: str = "data", allow_nan: bool = Fal
     first, n_nan, n_inf = found
     k = int(np.searchsorted(ss.offsets, first, side="right") - 1)
     where = f"series {plain(ss.ids[k])!r} step {first - int(ss.offsets[k])}" if ss.n_series > 1 else f"step {first}"
+    col = _first_bad_column(pieces, starts, first, allow_nan, allow_inf)
+    if ss.feature_names and col is not None and col < len(ss.feature_names):  # a frame's column, by its name
+        where += f" column {ss.feature_names[col]!r}"
     raise _non_finite_error(what, where, n_nan, n_inf)
+
+
+def _first_bad_column(pieces: list[np.ndarray], starts: list[int], row: int, allow_nan: bool,
+                      allow_inf: bool) -> int | None:
+    """The column of the first refused value in (absolute) ``row`` of 2-D pieces; None for other shapes."""
+    for arr, start in zip(pieces, starts):
+        if start <= row < start + len(arr):
+            values = arr[row - start]
+            if values.ndim != 1:
+                return None
+            return int(np.flatnonzero(_bad_values(values, allow_nan, allow_inf))[0])
+    return None
 
 
 def _bad_values(block: np.ndarray, allow_nan: bool, allow_inf: bool) -> np.ndarray:

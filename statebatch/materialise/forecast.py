@@ -165,7 +165,9 @@ class ForecastSpec:
         first = last_rows - (T - 1)
         # mask: rows before the series' first usable step are padding (they may hold another series'
         # rows or, before row 0, the first rows: read, then zeroed)
-        valid = (first[:, None] + np.arange(T, dtype=np.int64)) >= self.floor[series][:, None]
+        # (without variable history every window starts at or after its series' floor: no arithmetic)
+        valid = (first[:, None] + np.arange(T, dtype=np.int64)) >= self.floor[series][:, None] \
+            if self.variable_history else np.ones((len(first), T), dtype=bool)
         past = self._windows("past_rows", first, T)
         frows = last_rows + self.horizon
         y = self._windows("target_rows", frows, self.n_ahead)

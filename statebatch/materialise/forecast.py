@@ -239,7 +239,18 @@ def _target_table(past_rows: np.ndarray, target: np.ndarray, positions: Sequence
     if not p or min(p) < 0 or p != list(range(p[0], p[0] + len(p))) or past_rows.dtype != target.dtype:
         return target
     view = past_rows[:, p[0]: p[0] + len(p)]
-    return view if np.array_equal(view, target, equal_nan=True) else target
+    return view if _same_memory(view, target) or np.array_equal(view, target, equal_nan=True) else target
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` are the same elements of the same buffer (so equal, NaN included): a frame's
+    target column read twice is, and comparing it value by value would copy it a few times over."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.size == 0:
+        return True
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and all(
+        sa == sb for sa, sb, n in zip(a.strides, b.strides, a.shape) if n > 1)
 
 
 def _windows_of(table: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:

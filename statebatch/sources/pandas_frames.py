@@ -198,9 +198,38 @@ def _one_frame_series(df: Any, time_col: str | None, cols: list, tcols: list | N
 def _long_frame_series(df: Any, id_col: str, time_col: str | None, cols: list, tcols: list | None,
                        names: list[str], tnames: list[str] | None, dtype: Any, what: str) -> SeriesSet:
     """A long frame: one series per id, grouped (one copy at most) and sorted by ``time_col`` in each."""
+    frame_index = df.index
+    grouped = None if time_col is None else _grouped_in_time(df, id_col, time_col, what)
+    if grouped is None:
+        uniques, counts, order = _series_order(df, id_col, time_col, what)
+        # rows already grouped by series (and in time order): no reordering copy
+        identity = bool((order[1:] > order[:-1]).all())  # a strictly increasing permutation is the identity
+    else:  # already grouped and in time order: no sort, no per-row codes (a lower peak over the data)
+        uniques, counts = grouped
+        order, identity = None, True
+    # the frame's values are read once into one array; ArraySource hands them out read-only
+    values = _frame_values(df, cols, what, dtype)
+    if not identity:
+        values = values[order]  # one copy, sorted by series
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    targets = None
+    if tcols is not None:
+        tv = _frame_values(df, tcols, what, dtype)
+        targets = ArraySource(tv if identity else tv[order])
+    tindex = None
+    if time_col is not None:
+        tcol = df[time_col].to_numpy()
+        tindex = np.split(tcol if identity else tcol[order], offsets[1:-1])
+    return _checked(SeriesSet(ArraySource(values), offsets, list(uniques), feature_names=names, targets=targets,
+                              target_names=tnames, index=tindex, row_order=None if identity else order,
+                              frame_index=frame_index), what)
+
+
+def _series_order(df: Any, id_col: str, time_col: str | None, what: str) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The series ids (in order of appearance), rows per series and the row order that groups the rows by
+    series (then by ``time_col``; stable), with the checks on ids and time stamps."""
     import pandas as pd
 
-    frame_index = df.index
     try:
         codes, uniques = pd.factorize(df[id_col], sort=False)
     except TypeError as exc:  # unhashable ids (dicts, lists)
@@ -226,26 +255,54 @@ def _long_frame_series(df: Any, id_col: str, time_col: str | None, cols: list, t
                 if np.any((sc[1:] == sc[:-1]) & (idx[1:] <= idx[:-1])):
                     raise OrderError(f"{what}'s index is not increasing within each series.",
                                      f"pass time_col=... or sort by [{id_col!r}, time] first.")
-    # rows already grouped by series (and in time order): no reordering copy (the frame's values are read
-    # once into one array; ArraySource hands them out read-only)
-    identity = bool((order[1:] > order[:-1]).all())  # a strictly increasing permutation is the identity
-    values = _frame_values(df, cols, what, dtype)
-    if not identity:
-        values = values[order]  # one copy, sorted by series
-    counts = np.bincount(codes, minlength=len(uniques))
-    del codes
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    targets = None
-    if tcols is not None:
-        tv = _frame_values(df, tcols, what, dtype)
-        targets = ArraySource(tv if identity else tv[order])
-    tindex = None
-    if time_col is not None:
-        tcol = df[time_col].to_numpy()
-        tindex = np.split(tcol if identity else tcol[order], offsets[1:-1])
-    return _checked(SeriesSet(ArraySource(values), offsets, list(uniques), feature_names=names, targets=targets,
-                              target_names=tnames, index=tindex, row_order=None if identity else order,
-                              frame_index=frame_index), what)
+    return uniques, np.bincount(codes, minlength=len(uniques)), order
+
+
+#: Rows compared at a time by :func:`_grouped_in_time`: its temporaries stay small whatever the frame's size.
+_CHUNK = 1 << 16
+
+
+def _grouped_in_time(df: Any, id_col: str, time_col: str, what: str) -> tuple[Any, np.ndarray] | None:
+    """``(ids, rows per series)`` of a long frame whose rows are already grouped by series and in strictly
+    increasing time within each (the usual layout), found by comparing neighbouring rows a chunk at a
+    time: no sort and no per-row codes. ``None`` for any other frame (and for ids that are not plain
+    numbers or datetimes, or missing): :func:`_series_order` sorts it and names any problem."""
+    import pandas as pd
+
+    col = df[id_col]
+    dt = col.dtype
+    if isinstance(dt, pd.StringDtype):  # text (pyarrow or python storage): compared as stored, no objects made
+        stored = col.array
+
+        def ids(lo: int, hi: int) -> Any:
+            return stored[lo:hi]
+    elif isinstance(dt, np.dtype) and (dt.kind in "iufmMb" or dt.kind == "O" and
+                                       pd.api.types.infer_dtype(col, skipna=False) == "string"):
+        values = col.to_numpy()  # a view
+
+        def ids(lo: int, hi: int) -> Any:
+            return values[lo:hi]
+    else:
+        return None
+    n = len(col)
+    if n == 0:
+        return None
+    tvals = _time_values(df, time_col, what)
+    cuts = [np.zeros(1, dtype=np.int64)]
+    for lo in range(0, n - 1, _CHUNK):
+        hi = min(lo + _CHUNK, n - 1)  # pairs (i, i + 1) for lo <= i < hi
+        chunk = ids(lo, hi + 1)
+        new = chunk[1:] != chunk[:-1]
+        if not isinstance(new, np.ndarray):  # a pandas boolean array: a missing id starts a run of its own
+            new = new.to_numpy(dtype=bool, na_value=True)
+        if not (new | (tvals[lo + 1: hi + 1] > tvals[lo: hi])).all():
+            return None  # not in time order within a series (or a duplicate time stamp)
+        cuts.append(np.flatnonzero(new) + (lo + 1))
+    starts = np.concatenate(cuts)
+    codes, uniques = pd.factorize(col.iloc[starts], sort=False)  # as the whole column would give them
+    if len(uniques) != len(starts) or (codes < 0).any():
+        return None  # a series in more than one run of rows (not grouped), or missing ids (NaN, NaT)
+    return uniques, np.diff(np.append(starts, n))
 
 
 def _time_values(df: Any, time_col: str, what: str) -> np.ndarray:

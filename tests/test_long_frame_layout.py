@@ -104,3 +104,40 @@ def test_a_categorical_static_column_is_read_as_codes_and_named_by_its_labels():
     bad.loc[7, "store"] = "east"  # missing, then a category: it varies
     with pytest.raises(DataValueError, match="step 3 holds 'east', its first step nan"):
         sb.make_windows(bad, 2, id_col="id", time_col="t", target_cols=["y"], static_cols=["store"])
+
+
+@st.composite
+def frames_and_columns(draw):
+    """A frame of columns of a few dtypes (consolidated in blocks, or added one by one, or from one 2-D
+    array) and some of its columns in any order."""
+    n = draw(st.integers(1, 6))
+    how = draw(st.sampled_from(["dict", "one by one", "2-D array"]))
+    rng = np.random.default_rng(draw(st.integers(0, 99)))
+    if how == "2-D array":
+        arr = rng.standard_normal((n, draw(st.integers(1, 4)))).astype(draw(st.sampled_from(["float32", "float64"])))
+        df = pd.DataFrame(arr if draw(st.booleans()) else np.asfortranarray(arr), columns=[f"c{j}" for j in range(arr.shape[1])])
+    else:
+        dtypes = draw(st.lists(st.sampled_from(["float32", "float64", "int64", "int8", "bool"]), min_size=1, max_size=5))
+        cols = {f"c{j}": (rng.standard_normal(n) * 5).astype(dt) for j, dt in enumerate(dtypes)}
+        df = pd.DataFrame(cols) if how == "dict" else pd.DataFrame(index=range(n))
+        if how == "one by one":
+            for k, v in cols.items():
+                df[k] = v
+    chosen = draw(st.lists(st.sampled_from(list(df.columns)), min_size=1, max_size=len(df.columns), unique=True))
+    return df, chosen
+
+
+@settings(max_examples=150, deadline=None)
+@given(frames_and_columns())
+def test_frame_columns_read_as_pandas_reads_them_and_never_writable(case):
+    df, cols = case
+    before = df.copy()
+    got = pandas_frames._frame_values(df, cols, "df", None)
+    want = df[cols].to_numpy()
+    if want.dtype == object:  # numbers and booleans together: read as float64
+        want = df[cols].astype("float64").to_numpy()
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    if np.shares_memory(got, df[cols[0]].to_numpy()):  # the frame's own memory: read-only
+        assert not got.flags.writeable
+    pd.testing.assert_frame_equal(df, before)

@@ -127,7 +127,11 @@ def _numeric_column(col: Any) -> bool:
 
 
 def _frame_values(df: Any, cols: list, what: str, dtype: Any) -> np.ndarray:
-    """The numeric values of some frame columns (extension dtypes included), one array."""
+    """The numeric values of some frame columns (extension dtypes included), one array: a read-only view
+    of the frame's memory where the columns allow it (:func:`_columns_view`), else a copy."""
+    view = _columns_view(df, cols)
+    if view is not None:
+        return _array(view, what, dtype)
     sub = df[cols]
     try:
         values = sub.to_numpy()
@@ -140,6 +144,51 @@ def _frame_values(df: Any, cols: list, what: str, dtype: Any) -> np.ndarray:
             raise DTypeError(f"{what} columns {cols} cannot be read as numbers ({exc}).",
                              "convert them to float first.") from None
     return _array(values, what, dtype)
+
+
+def _columns_view(df: Any, cols: list) -> np.ndarray | None:
+    """``(rows, len(cols))``, a read-only view of the frame's own memory when the columns are numpy numbers of
+    one dtype lying evenly spaced in one buffer (pandas keeps the columns of one dtype in one block, in
+    order): pandas 2 copies them all for ``df[cols].to_numpy()`` (pandas 3 gives such a view itself).
+    ``None`` otherwise. Nothing is read: the view is made from the columns' addresses and checked to lie
+    inside the buffer that holds them."""
+    arrs = []
+    if not cols or not df.columns.is_unique:
+        return None
+    for c in cols:
+        col = df[c]
+        if not _is_pandas(col, "Series") or not isinstance(col.dtype, np.dtype) or col.dtype.kind not in "iufb":
+            return None
+        arrs.append(col.to_numpy())  # a view of the frame's block for a numpy dtype
+    a0 = arrs[0]
+    if any(a.ndim != 1 or a.dtype != a0.dtype or a.strides != a0.strides or len(a) != len(a0) for a in arrs):
+        return None
+    roots = [_root(a) for a in arrs]
+    if any(r is not roots[0] for r in roots) or len(a0) == 0:
+        return None  # not one buffer (copies, or columns of separate blocks)
+    addr = [a.__array_interface__["data"][0] for a in arrs]
+    step = addr[1] - addr[0] if len(arrs) > 1 else a0.itemsize
+    if step == 0 or any(b - a != step for a, b in zip(addr, addr[1:])):
+        return None
+    view = np.lib.stride_tricks.as_strided(a0, shape=(len(a0), len(arrs)), strides=(a0.strides[0], step),
+                                           writeable=False)
+    lo, hi = _byte_bounds(view)
+    rlo, rhi = _byte_bounds(roots[0])
+    return view if rlo <= lo and hi <= rhi else None
+
+
+def _root(a: np.ndarray) -> np.ndarray:
+    """The array that owns ``a``'s memory (the end of its chain of ``base`` arrays)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
+    """First and one-past-last byte address an array may touch."""
+    start = a.__array_interface__["data"][0]
+    ends = [(n - 1) * st for n, st in zip(a.shape, a.strides)]  # a non-empty array (checked by the caller)
+    return start + sum(e for e in ends if e < 0), start + sum(e for e in ends if e > 0) + a.itemsize
 
 
 def _from_frame(df: Any, id_col: str | None, time_col: str | None, feature_cols: Sequence[str] | None,

@@ -39,16 +39,19 @@ def timeit(fn, repeat=3):
     return best, out
 
 
-def median_times(fns: dict, repeat: int = 7) -> dict:
+def median_times(fns: dict, repeat: int = 7, cpu: bool = False) -> dict:
     """Median wall time of each function over ``repeat`` rounds; each round runs every function once, in
-    turn, so that load from other work on the machine falls on all of them alike."""
-    times: dict = {name: [] for name in fns}
+    turn, so that load from other work on the machine falls on all of them alike. ``cpu``: also the median
+    process CPU time of each (``name_cpu``), which such load moves less."""
+    times: dict = {k: [] for name in fns for k in ((name, f"{name}_cpu") if cpu else (name,))}
     for _ in range(repeat):
         for name, fn in fns.items():
             gc.collect()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             times[name].append(time.perf_counter() - t0)
+            if cpu:
+                times[f"{name}_cpu"].append(time.process_time() - c0)
     return {name: float(np.median(ts)) for name, ts in times.items()}
 
 
@@ -215,8 +218,9 @@ def bench_pack_many_series(quick):
     block of batches (``to_tf_dataset``) and Keras epoch is served from it; the NaN/inf check runs on
     the packed lanes. ``arranged.X``, the same epoch in batch order ``(n_batches * lanes, T, F)`` for
     ``model.fit(x=...)``, is one more transposed copy of it and is reported on its own
-    (``with_X_s``), as is the packing without the NaN/inf check (``allow_nan=True``). Medians of
-    interleaved runs (the machine is shared: interleaving keeps drift out of the ratios).
+    (``with_X_s``), as are the packing without the NaN/inf check and the checks and plan alone
+    (``allow_nan=True, allow_inf=True``). Medians of interleaved runs (the machine is shared: interleaving keeps
+    drift out of the ratios), of wall and of process CPU time.
     """
     n_series = 2_000 if quick else 10_000
     rng = np.random.default_rng(0)
@@ -232,13 +236,14 @@ def bench_pack_many_series(quick):
         a.X  # noqa: B018
         return a
 
-    def pack_no_scan():  # without the NaN/inf check (allow_nan=True packs when first asked for)
-        a = sb.arrange_stateful(series, T, B, targets=None, allow_nan=True)
+    # allow_nan=True alone still refuses inf, so it still packs and scans at construction: both are allowed here.
+    def pack_no_scan():  # without the NaN/inf check (nothing to check: packed when first asked for)
+        a = sb.arrange_stateful(series, T, B, targets=None, allow_nan=True, allow_inf=True)
         a._m.packed(a.plan(), "x")
         return a
 
-    def plan_only():  # allow_nan=True: plan, nothing packed
-        return sb.arrange_stateful(series, T, B, targets=None, allow_nan=True)
+    def plan_only():  # checked and planned, nothing packed
+        return sb.arrange_stateful(series, T, B, targets=None, allow_nan=True, allow_inf=True)
 
     def concat():
         return np.concatenate(series)
@@ -248,7 +253,7 @@ def bench_pack_many_series(quick):
         return sum(xb.nbytes for (xb,) in a.batches())
 
     t = median_times({"pack": pack, "concat": concat, "pack_and_x": pack_and_x, "pack_no_scan": pack_no_scan,
-                      "plan_only": plan_only}, repeat=7 if quick else 11)
+                      "plan_only": plan_only}, repeat=7 if quick else 11, cpu=True)
     iter_s, iter_bytes = timeit(iterate_batches, repeat=1)
     a = pack()
     assert [which for (_, which) in a._lanes] == ["x"], "the epoch was not packed when arranged"
@@ -261,6 +266,7 @@ def bench_pack_many_series(quick):
     return record("pack_many_series", t["pack"], "np.concatenate of all series (one copy)", floor_s, floor_s,
                   series=n_series, steps=int(lengths.sum()), timesteps=T, lanes=B, timing="median", plan_only_s=t["plan_only"],
                   pack_vs_concatenate=t["pack"] / floor_s, target_max_vs_concatenate=2.0,
+                  pack_cpu_s=t["pack_cpu"], concat_cpu_s=t["concat_cpu"], pack_vs_concatenate_cpu=t["pack_cpu"] / t["concat_cpu"],
                   without_nan_scan_s=t["pack_no_scan"], without_nan_scan_vs_concatenate=t["pack_no_scan"] / floor_s,
                   with_X_s=t["pack_and_x"], with_X_vs_concatenate=t["pack_and_x"] / floor_s,
                   x_bytes=a.X.nbytes, concatenated_bytes=cat.nbytes, iterate_batches_s=iter_s,
@@ -568,8 +574,11 @@ def bench_torch_windows_dataloader(quick):
     ``DataLoader(WindowDataset(w), batch_sampler=WindowBatchSampler(w))`` (one index array per batch). The
     peer column is the DataLoader's old path, measured here by hiding ``__getitems__``'s gathered batch: 256
     per-window tuples stacked again by ``default_collate``. ``torch_sampler_only_s`` times torch's own
-    RandomSampler + BatchSampler alone (one Python int per window), the part of the natural call no dataset
-    can change. Medians of interleaved rounds.
+    RandomSampler + BatchSampler alone (one Python int per window); ``torch_loader_floor_s`` the same
+    DataLoader call over a dataset that does no work at all (sampler, batch sampler, fetch loop): the part of
+    the natural call no dataset can change. ``natural_beyond_torch_vs_own`` = (natural - floor) / own is what
+    the dataset itself costs against statebatch's own batches. Medians of interleaved rounds, wall and
+    process CPU time (``*_cpu``).
     """
     import torch
     from torch.utils.data import DataLoader, default_collate
@@ -600,17 +609,44 @@ def bench_torch_windows_dataloader(quick):
 
         return sum(len(b) for b in BatchSampler(RandomSampler(range(len(ds))), 256, False))
 
+    def loader_floor():  # the same DataLoader call over a dataset that does nothing: torch's whole part of it
+        return sum(len(b) for b in DataLoader(_NoWork(len(ds)), batch_size=256, shuffle=True, collate_fn=_identity))
+
     n = own()
-    assert natural() == batch_sampler() == per_window() == sampler_only() == n
+    assert natural() == batch_sampler() == per_window() == sampler_only() == loader_floor() == n
     for (x, y), (X, Y) in zip(DataLoader(ds, batch_sampler=sbt.WindowBatchSampler(w)), w.batches(0)):
         assert torch.equal(x, torch.from_numpy(X)) and torch.equal(y, torch.from_numpy(Y))
     t = median_times({"own": own, "natural": natural, "batch_sampler": batch_sampler, "per_window": per_window,
-                      "sampler_only": sampler_only}, repeat=3 if quick else 5)
+                      "sampler_only": sampler_only, "loader_floor": loader_floor}, repeat=3 if quick else 5, cpu=True)
     return record("torch_windows_dataloader", t["natural"], "the same DataLoader stacking per-window tuples",
                   t["per_window"], None, series=n_series, windows=n, timesteps=48, batch=256,
                   own_batches_s=t["own"], batch_sampler_s=t["batch_sampler"], torch_sampler_only_s=t["sampler_only"],
-                  natural_vs_own=t["natural"] / t["own"], batch_sampler_vs_own=t["batch_sampler"] / t["own"],
-                  per_window_vs_own=t["per_window"] / t["own"], timing="median")
+                  torch_loader_floor_s=t["loader_floor"], natural_vs_own=t["natural"] / t["own"],
+                  batch_sampler_vs_own=t["batch_sampler"] / t["own"],
+                  natural_beyond_torch_vs_own=(t["natural"] - t["loader_floor"]) / t["own"],
+                  torch_floor_vs_own=t["loader_floor"] / t["own"],
+                  per_window_vs_own=t["per_window"] / t["own"], natural_vs_own_cpu=t["natural_cpu"] / t["own_cpu"],
+                  batch_sampler_vs_own_cpu=t["batch_sampler_cpu"] / t["own_cpu"],
+                  torch_floor_vs_own_cpu=t["loader_floor_cpu"] / t["own_cpu"],
+                  natural_beyond_torch_vs_own_cpu=(t["natural_cpu"] - t["loader_floor_cpu"]) / t["own_cpu"],
+                  timing="median")
+
+
+class _NoWork:
+    """A map-style dataset of ``n`` items whose batches cost nothing: the DataLoader's own part of an epoch."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitems__(self, indices):
+        return indices
+
+
+def _identity(batch):
+    return batch
 
 
 def bench_torch_forecast_dataloader(quick):

@@ -60,14 +60,18 @@ def bench_torch_forecast_dataloader(quick: bool, n_series: int | None = None,
     dict
         A bench/run.py record: ``statebatch_s`` the natural call's epoch, ``peer_s`` statebatch's own batches
         (``ratio`` = own / natural: 1 is "as fast"), ``batch_sampler_s``, ``natural_vs_own`` and
-        ``batch_sampler_vs_own`` (the issue asks for <= 1.3), and the same in process CPU time (``*_cpu``).
+        ``batch_sampler_vs_own`` (the issue asks for <= 1.3), ``torch_loader_floor_s`` (the natural call over a
+        dataset that does no work: torch's sampler, batch sampler and fetch loop) with
+        ``natural_beyond_torch_vs_own`` = (natural - floor) / own, and the same in process CPU time (``*_cpu``).
 
     Examples
     --------
     >>> r = bench_torch_forecast_dataloader(True, n_series=3, repeat=1)
     >>> r["workload"], r["windows"], sorted(k for k in r if "_vs_own" in k)  # doctest: +NORMALIZE_WHITESPACE
     ('torch_forecast_dataloader', 1356,
-     ['batch_sampler_vs_own', 'batch_sampler_vs_own_cpu', 'natural_vs_own', 'natural_vs_own_cpu'])
+     ['batch_sampler_vs_own', 'batch_sampler_vs_own_cpu', 'natural_beyond_torch_vs_own',
+      'natural_beyond_torch_vs_own_cpu', 'natural_vs_own', 'natural_vs_own_cpu', 'torch_floor_vs_own',
+      'torch_floor_vs_own_cpu'])
     """
     from torch.utils.data import DataLoader
 
@@ -92,12 +96,15 @@ def bench_torch_forecast_dataloader(quick: bool, n_series: int | None = None,
     def batch_sampler() -> int:
         return sum(len(b.y) for b in DataLoader(ds, batch_sampler=sbt.WindowBatchSampler(w)))
 
+    def loader_floor() -> int:  # the natural call over a dataset that does no work: torch's own part of it
+        return sum(len(b) for b in DataLoader(_NoWork(len(ds)), batch_size=fp.B, shuffle=True, collate_fn=_identity))
+
     n = own()
-    assert natural() == batch_sampler() == n == w.n_windows
+    assert natural() == batch_sampler() == loader_floor() == n == w.n_windows
     for got, b in zip(DataLoader(ds, batch_sampler=sbt.WindowBatchSampler(w)), w.batches(0), strict=True):
         want = sbt.forecast_batch(b)  # the same windows, values and dtypes as statebatch's own batches
         assert all((x is None and y is None) or bool((x == y).all()) and x.dtype == y.dtype for x, y in zip(got, want))
-    t = _median_times({"own": own, "natural": natural, "batch_sampler": batch_sampler},
+    t = _median_times({"own": own, "natural": natural, "batch_sampler": batch_sampler, "loader_floor": loader_floor},
                       repeat or (3 if quick else 5))
     return {"workload": "torch_forecast_dataloader", "statebatch_s": t["natural"],
             "peer": "statebatch's own batches through forecast_batch", "peer_s": t["own"],
@@ -107,4 +114,26 @@ def bench_torch_forecast_dataloader(quick: bool, n_series: int | None = None,
             "batch_sampler_vs_own": t["batch_sampler"] / t["own"], "own_cpu_s": t["own_cpu"],
             "natural_cpu_s": t["natural_cpu"], "batch_sampler_cpu_s": t["batch_sampler_cpu"],
             "natural_vs_own_cpu": t["natural_cpu"] / t["own_cpu"],
-            "batch_sampler_vs_own_cpu": t["batch_sampler_cpu"] / t["own_cpu"], "timing": "median"}
+            "batch_sampler_vs_own_cpu": t["batch_sampler_cpu"] / t["own_cpu"],
+            "torch_loader_floor_s": t["loader_floor"], "torch_floor_vs_own": t["loader_floor"] / t["own"],
+            "torch_floor_vs_own_cpu": t["loader_floor_cpu"] / t["own_cpu"],
+            "natural_beyond_torch_vs_own": (t["natural"] - t["loader_floor"]) / t["own"],
+            "natural_beyond_torch_vs_own_cpu": (t["natural_cpu"] - t["loader_floor_cpu"]) / t["own_cpu"],
+            "timing": "median"}
+
+
+class _NoWork:
+    """A map-style dataset of ``n`` items whose batches cost nothing: the DataLoader's own part of an epoch."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitems__(self, indices: list[int]) -> list[int]:
+        return indices
+
+
+def _identity(batch: Any) -> Any:
+    return batch

@@ -21,14 +21,12 @@ import sys
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ._cli_time import parse_time_column
 from .errors import DataValueError, DTypeError, ParameterError, StatebatchError, StatebatchWarning
-
-if TYPE_CHECKING:  # pragma: no cover - types only
-    import pandas as pd
 
 
 def _positive(text: str) -> int:
@@ -129,106 +127,30 @@ def _column(df, name: str | None, option: str) -> str | None:
     return name
 
 
-# Text time formats tried in turn when --time-format is not given. A format is used only if it reads every
-# value of the column; day-first and month-first forms that both read every value are refused as ambiguous
-# (a silent month/day swap would reorder the series), and so is text no format reads.
-_TIME_FORMATS = ("ISO8601", "%Y/%m/%d", "%Y/%m/%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y%m%d", "%Y-%m", "%d.%m.%Y", "%b-%d-%Y",
-                 "%d.%m.%Y %H:%M", "%d.%m.%Y %H:%M:%S", "%d-%b-%Y", "%d %b %Y", "%b %d %Y", "%b %d, %Y",
-                 "%d %B %Y", "%B %d %Y", "%B %d, %Y", "%Y-%m-%d %H:%M:%S%z", "%a %b %d %H:%M:%S %Y")
-_AMBIGUOUS = (("%m/%d/%Y", "%d/%m/%Y"), ("%m/%d/%Y %H:%M", "%d/%m/%Y %H:%M"),
-              ("%m/%d/%Y %H:%M:%S", "%d/%m/%Y %H:%M:%S"), ("%m-%d-%Y", "%d-%m-%Y"), ("%m/%d/%y", "%d/%m/%y"))
-
-
-def _try_format(text, fmt: str):
-    import pandas as pd
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pandas' "could not infer format" chatter: we name the format
-            # utc=True: stamps with different offsets are one clock (UTC); naive stamps are kept as they are
-            parsed = pd.to_datetime(text, format=fmt, utc=True)
-    except (ValueError, TypeError, OverflowError):
+def _names(df: Any, text: str | None, option: str) -> list[Any] | None:
+    """The columns a comma-separated option names (None when not given), each checked against the table."""
+    if text is None:
         return None
-    if isinstance(parsed, pd.Series):
-        parsed = parsed.dt.tz_localize(None)
-    else:
-        parsed = parsed.tz_localize(None)
-    return parsed if not parsed.isna().any() else None
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise ParameterError(f"{option} {text!r} names no column.", f"pass {option} col1,col2 (the table's column names).")
+    for name in names:
+        if name not in df.columns:
+            raise ParameterError(f"{option} {name!r} is not a column of the table (columns: "
+                                 f"{list(df.columns)[:12]}).", f"pass {option} with the table's column names.")
+    return names
 
 
-def parse_time_column(df: "pd.DataFrame", time_col: str, time_format: str | None) -> tuple["pd.DataFrame", str | None]:
-    """The table with ``time_col`` parsed to datetimes when it holds text, and the format used (or None).
-
-    Numbers and datetimes are kept. Text is read with ``time_format`` (a strftime format) when given,
-    else with the first of the common formats that reads every value; unreadable or day/month-ambiguous
-    text is refused with the ``--time-format`` to pass.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> df, fmt = parse_time_column(pd.DataFrame({"t": ["02.01.2020", "03.01.2020"], "v": [1.0, 2.0]}), "t", None)
-    >>> fmt, df["t"].dt.day.tolist()
-    ('%d.%m.%Y', [2, 3])
-    """
-    import pandas as pd
-
-    col = df[time_col]
-    kind = getattr(col.dtype, "kind", "O")
-    if time_format is None and kind in "iufmM":
-        if kind in "iu" and len(col) and 10**7 <= col.min() and col.max() < 10**8 and \
-                _try_format(col.astype(str), "%Y%m%d") is not None:
-            # 19580329 sorts right as a number, but its steps are not regular: as dates, holes are found right
-            print(f"note: --time-col {time_col!r} holds integers that read as dates (e.g. {col.iloc[0]}); pass "
-                  "--time-format %Y%m%d to read them as dates")
-        return df, None
-    if col.isna().any():
-        row = int(np.flatnonzero(col.isna().to_numpy())[0])
-        raise DataValueError(f"--time-col {time_col!r} is empty in row {row} of the table (and maybe others).",
-                             "fill in or drop the rows without a time stamp.")
-    text = col.astype(str).str.strip()
-    example = "--time-format '%d/%m/%Y' (day first) or --time-format '%Y-%m-%d %H:%M:%S'"
-    if time_format is not None:
-        parsed = _try_format(text, time_format)
-        if parsed is None:
-            bad = _first_unread(text, time_format)
-            raise ParameterError(f"--time-format {time_format!r} does not read --time-col {time_col!r}: row {bad[0]} "
-                                 f"holds {bad[1]!r}.", f"pass the strftime format of the column, e.g. {example}.")
-        fmt = time_format
-    else:
-        fmt, parsed = None, None
-        for candidate in _TIME_FORMATS:
-            parsed = _try_format(text, candidate)
-            if parsed is not None:
-                fmt = candidate
-                break
-        if fmt is None:
-            for a, b in _AMBIGUOUS:
-                pa, pb = _try_format(text, a), _try_format(text, b)
-                if pa is not None and pb is not None and not pa.equals(pb):
-                    raise ParameterError(
-                        f"--time-col {time_col!r} holds dates such as {text.iloc[0]!r} that read both day first and "
-                        "month first; guessing would put the steps in a wrong order.",
-                        f"pass --time-format '{b}' (day first) or --time-format '{a}' (month first).")
-                if pa is not None or pb is not None:
-                    fmt, parsed = (a, pa) if pa is not None else (b, pb)
-                    break
-        if fmt is None:
-            bad = _first_unread(text, "ISO8601")
-            raise ParameterError(f"--time-col {time_col!r} holds text that is not a date/time in a known format "
-                                 f"(row {bad[0]}: {bad[1]!r}).",
-                                 f"pass --time-format with the column's strftime format, e.g. {example}; or "
-                                 f"--time-col none to keep the file order.")
-    df = df.copy()
-    df[time_col] = pd.Series(parsed).to_numpy()
-    return df, fmt
-
-
-def _first_unread(text, fmt: str) -> tuple[int, str]:
-    """Row and value of the first time stamp ``fmt`` does not read (for the message)."""
-    for i, v in enumerate(text.tolist()):
-        if _try_format([v], fmt) is None:
-            return i, v
-    return 0, str(text.iloc[0])
+def _covariate_columns(df: Any, args: Any) -> tuple[list[Any] | None, list[Any] | None]:
+    """--known-cols and --static-cols, checked; they build forecasting inputs, which need --target."""
+    known = _names(df, getattr(args, "known_cols", None), "--known-cols")
+    static = _names(df, getattr(args, "static_cols", None), "--static-cols")
+    if (known or static) and not args.target:
+        given = " and ".join(o for o, v in (("--known-cols", known), ("--static-cols", static)) if v)
+        raise ParameterError(f"{given} build forecasting inputs (past, future, static), whose targets are the "
+                             "next values of target columns, and no --target was given.",
+                             f"pass --target with the column(s) to forecast, or leave {given} out.")
+    return known, static
 
 
 def _table_columns(df: Any, args: Any) -> tuple[str | None, str | None, list[Any] | None, list[Any]]:
@@ -236,9 +158,9 @@ def _table_columns(df: Any, args: Any) -> tuple[str | None, str | None, list[Any
     with a message rather than read as a feature (which would window across series or feed clock values)."""
     id_col = _column(df, args.id_col, "--id-col")
     time_col = _column(df, args.time_col, "--time-col")
-    targets = None
-    if args.target:
-        targets = [_column(df, c.strip(), "--target") for c in args.target.split(",")]
+    targets = _names(df, args.target, "--target")
+    chosen = _names(df, getattr(args, "feature_cols", None), "--feature-cols")
+    known, static = _covariate_columns(df, args)
     lower = {str(c).lower(): c for c in df.columns}
     if args.id_col is None:
         guess = next((lower[n] for n in _ID_NAMES if n in lower), None)
@@ -246,7 +168,8 @@ def _table_columns(df: Any, args: Any) -> tuple[str | None, str | None, list[Any
             guess = next((c for c in df.columns if str(c).lower().endswith("id") and 1 < df[c].nunique() < len(df)),
                          None)
         if guess is None:  # a text column with repeated values is a series key too
-            guess = next((c for c in df.columns if df[c].dtype == object and 1 < df[c].nunique() < len(df)), None)
+            guess = next((c for c in df.columns if df[c].dtype == object and 1 < df[c].nunique() < len(df)
+                          and c not in (static or [])), None)
         if guess is not None:
             raise ParameterError(
                 f"the table has a column {guess!r} that looks like a series id ({df[guess].nunique()} distinct "
@@ -259,8 +182,10 @@ def _table_columns(df: Any, args: Any) -> tuple[str | None, str | None, list[Any
                 f"the table has a column {guess!r} that looks like a time index; read as a feature the model "
                 "would see clock values.",
                 f"pass --time-col {guess} to order the steps by it (or --time-col none to keep it as a feature).")
-    used = {c for c in (id_col, time_col) if c is not None} | set(targets or [])
+    used = {c for c in (id_col, time_col) if c is not None} | set(targets or []) | set(known or []) | set(static or [])
     numeric = df.select_dtypes("number")
+    if chosen is not None:
+        return id_col, time_col, targets, _chosen_features(df, chosen, id_col, time_col, numeric)
     features = [c for c in numeric.columns if c not in used]
     ignored = [c for c in df.columns if c not in used and c not in features]
     if ignored:
@@ -274,6 +199,21 @@ def _table_columns(df: Any, args: Any) -> tuple[str | None, str | None, list[Any
         raise DTypeError(f"the table has no numeric feature columns (columns: {list(df.columns)[:12]}).",
                          "convert the feature columns to numbers (dates go in --time-col, not the features).")
     return id_col, time_col, targets, features
+
+
+def _chosen_features(df: Any, chosen: list[Any], id_col: Any, time_col: Any, numeric: Any) -> list[Any]:
+    """--feature-cols as given (the target columns may be among them: the series' own past), each numeric and
+    none of them the id or time column."""
+    for c in chosen:
+        if c in (id_col, time_col):
+            option = "--id-col" if c == id_col else "--time-col"
+            raise ParameterError(f"--feature-cols names {c!r}, which is the {option} column.",
+                                 f"leave {c!r} out of --feature-cols.")
+        if c not in numeric.columns:
+            raise DTypeError(f"--feature-cols {c!r} is not numeric (dtype {df[c].dtype}); the model reads numbers.",
+                             f"convert {c!r} to numbers, or leave it out of --feature-cols (numeric columns: "
+                             f"{list(numeric.columns)[:12]}).")
+    return chosen
 
 
 def _from_table(df, args, stateful: bool):
@@ -291,12 +231,15 @@ def _from_table(df, args, stateful: bool):
     n_series = int(df[id_col].nunique()) if id_col else 1
     where = (f"{n_series} series (by {id_col!r})" if id_col else "1 series") + (
         f", ordered by {time_col!r}" if time_col else ", in file order")
+    known, static = _covariate_columns(df, args)
     print(f"table {args.file}: {len(df)} rows, {where}; features {features}"
-          + (f", target {targets}" if targets else ""))
+          + (f", target {targets}" if targets else "") + (f", known {known}" if known else "")
+          + (f", static {static}" if static else ""))
     if args.timesteps is None:
         return None
     common = dict(id_col=id_col, time_col=time_col, feature_cols=features, target_cols=targets, dtype=args.dtype,
                   gaps=args.gaps)
+    common.update({k: v for k, v in (("known_cols", known), ("static_cols", static)) if v})
     return _build(df, args, stateful, common, n_series, bool(targets))
 
 
@@ -312,6 +255,10 @@ def _from_data(data: Any, args: Any, stateful: bool) -> tuple | None:
 
     if args.time_format is not None:
         raise ParameterError("--time-format applies to a .csv/.parquet table's --time-col.", "leave --time-format out.")
+    for option in ("--feature-cols", "--known-cols", "--static-cols"):
+        if getattr(args, option[2:].replace("-", "_"), None) is not None:
+            raise ParameterError(f"{option} applies to a .csv/.parquet table: the input kind of {args.file} reads its "
+                                 "own columns.", f"leave {option} out, or pick the columns in that kind's to_series.")
     targets = [c.strip() for c in args.target.split(",")] if args.target else None
     kind = find_input(data)
     name = kind.name if kind else type(data).__name__
@@ -375,24 +322,33 @@ def _build(data: Any, args: Any, stateful: bool, common: dict, n_series: int, ha
         a = arrange_stateful(data, args.timesteps, args.batch_size, targets="next" if has_targets else None,
                              **common, **_lenient(arrange_stateful))
         args.built = a  # explain describes the arrangement itself (lanes, resets, padding), not a bare X
-        arrays = a.arrays()
+        X, y, sw, inputs = _model_arrays(a.arrays())
         # repr(a) is the arrangement's own summary, so the padding figure is the one Python shows for it
         print(f"built {a.n_series} series -> lanes with statebatch.arrange_stateful(timesteps={args.timesteps}, "
               f"batch_size={args.batch_size})" + (" (targets='next': each target column one step later)"
                                                   if has_targets else "") + f": {a!r}; this is statebatch's "
-              "arrangement of your table, not data you made")
-        return arrays[0], (arrays[1] if len(arrays) > 1 else None), (arrays[2] if len(arrays) > 2 else None), \
-            args.batch_size
+              "arrangement of your table, not data you made" + inputs)
+        return X, y, sw, args.batch_size
     from .results.windows import make_windows
 
-    w = make_windows(data, args.timesteps, stride=args.stride, **common, **_lenient(make_windows))
+    # forecasting inputs take NaN through missing=, not allow_nan: their builder refuses NaN/inf itself
+    lenient = {} if "known_cols" in common or "static_cols" in common else _lenient(make_windows)
+    w = make_windows(data, args.timesteps, stride=args.stride, **common, **lenient)
     args.built = w
-    got = w.arrays()
-    assert isinstance(got, tuple)  # the CLI asks for no forecasting inputs, so no mapping
-    arrays = got
-    print(f"built {len(arrays[0])} windows of {args.timesteps} steps (stride {args.stride}) from "
-          f"{n_series} series with statebatch.make_windows; windows never cross a series boundary")
-    return arrays[0], (arrays[1] if len(arrays) > 1 else None), None, args.batch_size
+    X, y, _, inputs = _model_arrays(w.arrays())
+    print(f"built {len(X)} windows of {args.timesteps} steps (stride {args.stride}) from "
+          f"{n_series} series with statebatch.make_windows; windows never cross a series boundary" + inputs)
+    return X, y, None, args.batch_size
+
+
+def _model_arrays(got: Any) -> tuple[Any, Any, Any, str]:
+    """X, y and sample weights of what was built, and the words for its inputs. With --known-cols/--static-cols
+    every batch is a mapping of inputs (past, future, static); ``past`` is checked as X (the known and static
+    values are checked finite where they are built)."""
+    if not isinstance(got, dict):
+        return got[0], (got[1] if len(got) > 1 else None), (got[2] if len(got) > 2 else None), ""
+    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in got.items())
+    return got["past"], got.get("y"), got.get("sample_weight"), f"; forecasting inputs: {shapes}"
 
 
 def _built_from_file(arrays: dict[str, Any], args: Any) -> tuple | None:
@@ -502,7 +458,14 @@ def _table_options(p) -> None:
     p.add_argument("--dtype", type=_dtype, default="float32",
                    help="table: dtype of the windows or lanes built (default float32, what Keras computes in)")
     p.add_argument("--target", default=None, help="table: target column(s), comma-separated (not used as "
-                   "features); a registered input kind must return targets for it, else it is refused")
+                   "features unless --feature-cols names them); a registered input kind must return targets for it, "
+                   "else it is refused")
+    p.add_argument("--feature-cols", default=None, help="table: the input columns, comma-separated (feature_cols=; "
+                   "default: every numeric column that is no id, time, target or covariate column)")
+    p.add_argument("--known-cols", default=None, help="table: columns known in advance at every step (known_cols=); "
+                   "with --target, each batch becomes forecasting inputs past/future/static")
+    p.add_argument("--static-cols", default=None, help="table: columns with one value per series (static_cols=); "
+                   "with --target, as --known-cols")
     p.add_argument("--timesteps", type=_positive, default=None, help="window a table / expected timesteps")
     p.add_argument("--stride", type=_positive, default=1, help="table, stateless: steps between windows")
 

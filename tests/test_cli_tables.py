@@ -180,3 +180,69 @@ def test_library_warnings_are_said_as_cli_lines_with_option_names(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "warning: padding is" in run.stderr and "--batch-size 2 or less" in run.stderr
     assert "StatebatchWarning" not in run.stderr and "cli.py" not in run.stderr
+
+
+def sales_table(tmp_path):
+    """Daily sales of three stores with a price known in advance, a temperature, and each store's region."""
+    rng = np.random.default_rng(3)
+    parts = [pd.DataFrame({"store": f"S{k}", "day": np.arange(n), "sales": rng.normal(size=n).round(3),
+                           "price": rng.normal(size=n).round(3), "temp": rng.normal(size=n).round(3),
+                           "region": ["north", "south"][k % 2]}) for k, n in enumerate([20, 15, 18])]
+    df = pd.concat(parts, ignore_index=True)
+    csv = tmp_path / "sales.csv"
+    df.to_csv(csv, index=False)
+    return df, csv
+
+
+def test_cli_feature_cols_chooses_the_input_columns_in_their_order(tmp_path, capsys):
+    df, csv = sales_table(tmp_path)
+    X = cli_windows(csv, "id_col", "store", "time_col", "day", "timesteps", 5, "feature_cols", "temp,sales")
+    # by hand: each store's (temp, sales) rows in day order, windows of 5; price is left out
+    expected = np.concatenate([np.stack([g[["temp", "sales"]].to_numpy()[i:i + 5] for i in range(len(g) - 4)])
+                               for _, g in df.groupby("store", sort=False)])
+    np.testing.assert_array_equal(X, expected)
+    rc = main(["check", str(csv), "--id-col", "store", "--time-col", "day", "--timesteps", "5", "--target", "sales",
+               "--feature-cols", "sales,temp"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "features ['sales', 'temp'], target ['sales']" in out and "features=2" in out
+
+
+@pytest.mark.parametrize("option, value, kind, needle", [
+    ("--feature-cols", "temp,sails", "ParameterError", "--feature-cols 'sails' is not a column"),
+    ("--feature-cols", "region", "DTypeError", "--feature-cols 'region' is not numeric"),
+    ("--feature-cols", "day", "ParameterError", "--feature-cols names 'day', which is the --time-col column"),
+    ("--known-cols", "prize", "ParameterError", "--known-cols 'prize' is not a column"),
+    ("--static-cols", "regio", "ParameterError", "--static-cols 'regio' is not a column"),
+    ("--known-cols", "price", "ParameterError", "no --target was given"),
+])
+def test_cli_bad_column_options_are_one_statebatch_error_naming_the_columns(tmp_path, capsys, option, value, kind,
+                                                                           needle):
+    _, csv = sales_table(tmp_path)
+    rc = main(["check", str(csv), "--id-col", "store", "--time-col", "day", "--timesteps", "5", option, value])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"error: {kind}: ") and needle in err, err
+    assert "Traceback" not in err and "please report" not in err
+    if "is not a column" in needle:  # the columns there are, to pick from
+        assert "['store', 'day', 'sales', 'price', 'temp', 'region']" in err
+
+
+def test_cli_known_and_static_cols_build_the_forecasting_inputs(tmp_path, capsys):
+    df, csv = sales_table(tmp_path)
+    args = ["--id-col", "store", "--time-col", "day", "--timesteps", "5", "--target", "sales", "--feature-cols",
+            "sales,temp", "--known-cols", "price", "--static-cols", "region"]
+    assert main(["check", str(csv)] + args) == 0
+    out = capsys.readouterr().out
+    # windows of 5 inputs and the next step as target: n - 5 windows per store, 15 + 10 + 13; past holds sales, temp and price,
+    # future the price of the target step, static one code per window (north/south)
+    assert "known ['price'], static ['region']" in out
+    assert "forecasting inputs: past (38, 5, 3), future (38, 1, 1), static (38, 1), y (38, 1, 1)" in out
+    X = cli_windows(csv, "id_col", "store", "time_col", "day", "timesteps", 5, "target", "sales", "feature_cols",
+                    "sales,temp", "known_cols", "price", "static_cols", "region")
+    first = df[df.store == "S0"][["sales", "temp", "price"]].to_numpy()[:5]
+    np.testing.assert_array_equal(X[0], first)  # past of the first window, by hand
+    # lanes: past, the known values of each step's target step, static codes; 2 lanes of 5 steps per batch
+    assert main(["check", str(csv), "--stateful", "--batch-size", "2"] + args) == 0
+    out = capsys.readouterr().out
+    n = int(re.search(r"Arranged\(X=\((\d+),", out).group(1))
+    assert f"forecasting inputs: past ({n}, 5, 2), future ({n}, 5, 1), static ({n}, 1), y ({n}, 5, 1), " \
+           f"sample_weight ({n}, 5)" in out

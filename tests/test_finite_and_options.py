@@ -58,3 +58,50 @@ def test_as_series_takes_input_options_or_the_same_keywords():
         as_series(df, options=sb.InputOptions(id_col="id"), id_col="t")
     with pytest.raises(ParameterError, match="only apply to a DataFrame"):
         as_series(np.zeros(4), options=sb.InputOptions(id_col="id"))
+
+
+def _message(exc) -> str:
+    return f"{exc.problem} Fix: {exc.fix}"
+
+
+def test_an_inf_only_message_speaks_of_inf_not_of_a_nan_loss():
+    # the series check, the array check (validate), forecasting windows, both pad values: each with inf only
+    from statebatch.checking.checks import check_finite
+
+    x = _series(nan=False, inf=True)
+    with pytest.raises(DataValueError) as series_err:
+        check_finite_series(as_series(x))
+    with pytest.raises(DataValueError) as array_err:
+        check_finite(x[None])
+    df = pd.DataFrame({"id": 0, "t": np.arange(10), "y": x[:, 0], "k": 1.0})
+    with pytest.raises(DataValueError) as forecast_err:
+        sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], known_cols=["k"])
+    for err in (series_err, array_err, forecast_err):
+        text = _message(err.value)
+        assert "1 inf value(s)" in text and "0 NaN" not in text and "NaN value" not in text, text
+        assert "into a NaN loss" not in text and "into an inf or NaN loss" in text, text
+        assert "missing='mask'" not in text or "by NaN for missing='mask'" in text, text  # mask does not take inf
+    from statebatch.sklearn import WindowTransformer
+
+    with pytest.raises(DataValueError) as sk_err:  # scikit-learn's own check, re-raised with a fix for inf
+        WindowTransformer(timesteps=3).fit_transform(x)
+    assert "infinit" in sk_err.value.fix and "NaN loss" not in sk_err.value.fix.replace("inf or NaN loss", "")
+    with pytest.raises(ParameterError, match=r"inf x 0 is NaN"):
+        sb.arrange_stateful(np.arange(10.0), 2, 2, pad_value=np.inf)
+    with pytest.raises(ParameterError, match=r"an inf input"):
+        sb.bucket_batches([np.zeros(3), np.zeros(5)], batch_size=2, pad_value=np.inf)
+
+
+def test_a_nan_only_message_still_says_nan_and_offers_the_nan_fixes():
+    from statebatch.checking.checks import check_finite
+
+    x = _series(nan=True, inf=False)
+    with pytest.raises(DataValueError) as array_err:
+        check_finite(x[None])
+    text = _message(array_err.value)
+    assert "1 NaN value(s)" in text and "inf" not in text and "a NaN loss" in text and "interpolate" in text
+    df = pd.DataFrame({"id": 0, "t": np.arange(10), "y": x[:, 1], "k": 1.0})
+    with pytest.raises(DataValueError) as forecast_err:
+        sb.make_windows(df, 3, id_col="id", time_col="t", target_cols=["y"], known_cols=["k"])
+    text = _message(forecast_err.value)
+    assert "1 NaN value(s)" in text and "missing='mask'" in text and "inf" not in text, text

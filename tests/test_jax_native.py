@@ -84,6 +84,74 @@ def test_flax_lanes_equal_each_series_alone_in_every_epoch(vowels, num_replicas)
         assert worst <= 1e-5, (epoch, worst)
 
 
+class CovariateNet(nnx.Module):
+    """``past`` and ``future`` (the known values of each step's target step) through an LSTM; ``static``
+    projected and added to every step before the head."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.rnn = nnx.RNN(nnx.LSTMCell(3, 8, rngs=rngs), return_carry=True)
+        self.static = nnx.Linear(2, 8, rngs=rngs)
+        self.head = nnx.Linear(8, 1, rngs=rngs)
+
+    def __call__(self, x, carry):
+        carry, h = self.rnn(jnp.concatenate([x["past"], x["future"]], axis=-1), initial_carry=carry)
+        return self.head(h + self.static(x["static"])[:, None, :]), carry
+
+
+def _covariate_frame(lengths, seed=0):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    return pd.concat([pd.DataFrame({"id": f"s{i}", "t": np.arange(n), "v": rng.normal(size=n), "price": rng.normal(
+        size=n), "promo": rng.integers(0, 2, size=n).astype(float), "shop": "xy"[i % 2], "size": float(i % 3 + 1)})
+        for i, n in enumerate(lengths)], ignore_index=True)
+
+
+@pytest.mark.parametrize("num_replicas", [1, 2])
+def test_flax_lanes_with_covariates_equal_each_series_alone(num_replicas):
+    df = _covariate_frame([23, 9, 31, 14, 18, 12])
+    net = CovariateNet(nnx.Rngs(3))
+    arranged = sb.arrange_stateful(df, 5, 4, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                                   static_cols=["shop", "size"], known_cols=["price", "promo"], shuffle=True, seed=4,
+                                   dtype="float32")
+    lanes = 4 // num_replicas
+    for epoch in (0, 1):
+        per_rank = []
+        for rank in range(num_replicas):
+            carry, outs = _zero_carry(lanes, 8), []
+            for step in lane_batches(arranged, epoch, num_replicas=num_replicas, rank=rank):
+                assert sorted(step.x) == ["future", "past", "static"]
+                carry = zero_rows(carry, step.reset)
+                out, carry = _forward(net, step.x, carry)
+                outs.append(np.asarray(out))
+            per_rank.append(outs)
+        full = [np.concatenate([per_rank[r][k] for r in range(num_replicas)]) for k in range(len(outs))]
+        per_series = arranged.unbatch(full, epoch=epoch)
+        for s, got in enumerate(per_series):  # the same weights on the series alone, from zero state
+            rows = df[df["id"] == arranged.series_ids[s]]
+            n = len(rows) - 1  # steps with a next-value target
+            x = {"past": rows[["v"]].to_numpy("float32")[None, :n],
+                 "future": rows[["price", "promo"]].to_numpy("float32")[None, 1:],  # each step's target step
+                 "static": np.array([["xy".index(rows["shop"].iloc[0]), rows["size"].iloc[0]]], np.float32)}
+            alone, _ = _forward(net, x, _zero_carry(1, 8))
+            np.testing.assert_allclose(got, np.asarray(alone)[0], atol=1e-5, err_msg=f"epoch {epoch}, series {s}")
+    source = BatchSource(arranged, epochs=1, num_replicas=2, rank=1)  # grain records: x by key, this block
+    want = arranged.batch(0, 0)
+    for key in ("past", "future", "static"):
+        np.testing.assert_array_equal(source[0]["x"][key], want[key][2:])
+    np.testing.assert_array_equal(source[0]["y"], want["y"][2:])
+
+
+def test_grain_records_of_forecasting_windows_hold_their_inputs_under_x():
+    w = sb.make_windows(_covariate_frame([20, 9]), 4, id_col="id", time_col="t", target_cols=["v"],
+                        feature_cols=["v"], static_cols=["size"], known_cols=["price"], batch_size=8)
+    record, want = BatchSource(w)[1], w.batch(1)
+    assert sorted(record["x"]) == ["future", "past", "static"]
+    for key in record["x"]:
+        np.testing.assert_array_equal(record["x"][key], want[key])
+    np.testing.assert_array_equal(record["y"], want["y"])
+
+
 def test_truncated_bptt_loss_equals_the_per_series_loss(vowels):
     net = Net(12, 8, nnx.Rngs(1))
     arranged = sb.arrange_stateful(vowels, timesteps=5, batch_size=6)

@@ -30,7 +30,7 @@ def test_arranged_lanes_are_exact_with_batch_size_and_resets():
     v = sb.detect_layout(a.X, 4)
     assert v.kind == "lanes" and v.exact and "arrange_stateful" in v.evidence
     resets = int(np.count_nonzero(a.resets[1:]))
-    assert resets > 0 and f"{resets} lane reset(s)" in v.evidence
+    assert resets > 0 and f"{resets} mid-epoch lane reset(s)" in v.evidence
     # the right layout, but with resets a plain model.fit would not do: a warning with the fix (no error)
     with pytest.warns(sb.StatebatchWarning, match="fit_stateful"):
         rep = sb.validate(a.X, batch_size=4, stateful=True, shuffle=False)

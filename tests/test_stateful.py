@@ -509,3 +509,24 @@ def test_bad_data_is_reported_before_bad_arguments():
         sb.arrange_stateful(series, 40, 2)  # no chunk fits either
     with pytest.raises(sb.errors.DataValueError, match="series 2 step 3"):
         sb.arrange_stateful(series, 4, 2, targets=[np.full(12, np.nan), np.zeros(15), np.zeros(9)])
+
+
+@given(lengths=st.lists(st.integers(12, 60), min_size=1, max_size=9), B=st.integers(1, 4))
+def test_repr_explain_and_layout_count_lane_resets_in_one_vocabulary(lengths, B):
+    # many series: each starts once per epoch in some lane, the first batch starts min(B, n) of them, the rest
+    # start mid-epoch, where a lane moves on to its next series; one series is cut into B lanes that all start
+    # at the first batch (counted from the lengths, not the plan)
+    rng = np.random.default_rng(len(lengths))
+    data = [rng.normal(size=n) for n in lengths] if len(lengths) > 1 else rng.normal(size=lengths[0])
+    a = sb.arrange_stateful(data, 4, B, targets=None)
+    n = len(lengths)
+    total, mid = (n, n - min(B, n)) if n > 1 else (B, 0)
+    assert f"resets={total} ({mid} mid-epoch)" in repr(a) and f"resets={total} ({mid} mid-epoch)" in repr(a.plan())
+    text = str(a.explain())
+    evidence = sb.detect_layout(a.X, B).evidence
+    if mid:
+        assert f"({mid} mid-epoch lane reset{'s' if mid > 1 else ''}, after the first batch)" in text
+        assert f"{mid} mid-epoch lane reset(s)" in evidence
+    else:
+        assert "mid-epoch" not in text and "reset(s)" not in evidence
+    assert "lane reset(s) where a new series starts" not in evidence  # the old wording, without "mid-epoch"

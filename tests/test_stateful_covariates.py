@@ -1,6 +1,7 @@
-"""arrange_stateful(static_cols=..., known_cols=...): every batch equals a plain-loop reference, a real
-stateful Keras model with two inputs (lanes + static) equals the same weights on each whole series, and
-bad covariates are refused with statebatch errors."""
+"""arrange_stateful(static_cols=..., known_cols=...): every batch (and the epoch of arrays(), fit_kwargs() and
+to_tf_dataset) equals a plain-loop reference, real stateful Keras models with two or three inputs (lanes +
+static, + known values) equal the same weights on each whole series, and bad covariates are refused with
+statebatch errors."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -206,13 +207,158 @@ def test_keras_feeds_check_the_model_inputs():
         StatefulDataset(sb.arrange_stateful(df, 3, 2, **kw), model=model)
 
 
-def test_to_tf_dataset_refuses_lanes_with_covariates():
-    from statebatch.keras import to_tf_dataset
+class _Named:  # a stand-in for a Keras model: only its named inputs are read
+    def __init__(self, *names):
+        self.input = [type("T", (), {"name": n})() for n in names]
 
-    a = sb.arrange_stateful(frame([12, 7]), 3, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
-                            static_cols=["size"])
-    with pytest.raises(ParameterError, match="lanes with covariates are mappings"):
-        to_tf_dataset(a)
+
+@pytest.mark.filterwarnings("ignore:padding is")
+def test_arrays_and_fit_kwargs_hand_out_the_epoch_mapping():
+    df = frame([20, 9, 14, 6, 11])
+    kw = dict(id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"], static_cols=["shop", "size"],
+              known_cols=["price", "promo"], shuffle=True, seed=3)
+    a = sb.arrange_stateful(df, 3, 2, **kw)
+    a.set_epoch(1)  # a shuffled epoch other than the first
+    epoch, plan = a.arrays(), a.plan()
+    assert list(epoch) == ["past", "future", "static", "y", "sample_weight"]
+    for k in range(plan.n_batches):  # batch k's rows of the epoch arrays are batch k, as the plain loop builds it
+        rows = slice(2 * k, 2 * k + 2)
+        assert_batch({key: v[rows] for key, v in epoch.items()}, reference(df, a, plan, k, 1))
+    np.testing.assert_array_equal(a.X, epoch["past"])  # X stays the lanes' own input
+    fit = a.fit_kwargs()
+    assert sorted(fit) == ["batch_size", "sample_weight", "shuffle", "x", "y"] and fit["shuffle"] is False
+    assert list(fit["x"]) == ["past", "future", "static"] and fit["batch_size"] == 2
+    for key in ("past", "future", "static"):
+        np.testing.assert_array_equal(fit["x"][key], epoch[key])
+    np.testing.assert_array_equal(fit["sample_weight"], epoch["sample_weight"])
+    x = a.fit_kwargs(model=_Named("static", "past"))["x"]  # a list-input model: its inputs, in its order
+    assert isinstance(x, list) and len(x) == 2
+    np.testing.assert_array_equal(x[0], epoch["static"])
+    with pytest.raises(ParameterError, match=r"model's inputs \['mask'\] are not keys"):
+        a.fit_kwargs(model=_Named("past", "mask"))
+    plain = sb.arrange_stateful(df, 3, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"])
+    assert isinstance(plain.arrays(), tuple)
+    with pytest.raises(ParameterError, match="these lanes have one input"):
+        plain.fit_kwargs(model=_Named("past"))
+    targetless = sb.arrange_stateful(df, 3, 2, id_col="id", time_col="t", targets=None, static_cols=["shop"])
+    assert list(targetless.arrays()) == ["past", "static"] and list(targetless.fit_kwargs()) == ["x", "batch_size",
+                                                                                                "shuffle"]
+
+
+@pytest.mark.filterwarnings("ignore:padding is")
+def test_to_tf_dataset_serves_lanes_with_covariates_as_dicts_of_tensors():
+    import tensorflow as tf
+
+    from statebatch.keras import StatefulDataset, to_tf_dataset
+
+    df = frame([20, 9, 14, 6, 11])
+    kw = dict(id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"], static_cols=["shop", "size"],
+              known_cols=["price", "promo"], shuffle=True, seed=3)
+    a = sb.arrange_stateful(df, 3, 2, **kw)
+    ds = to_tf_dataset(a)
+    x_spec, y_spec, w_spec = ds.element_spec
+    assert isinstance(x_spec, dict) and list(x_spec) == ["past", "future", "static"]
+    assert [tuple(x_spec[k].shape) for k in x_spec] == [(2, 3, 1), (2, 3, 2), (2, 2)]
+    assert (tuple(y_spec.shape), tuple(w_spec.shape)) == ((2, 3, 1), (2, 3))
+    for epoch in (0, 1):  # every pass is the next (repacked) epoch
+        plan = a.plan(epoch)
+        got = list(ds)
+        assert len(got) == plan.n_batches
+        for k, (x, y, w) in enumerate(got):
+            want = reference(df, a, plan, k, 1)
+            assert_batch({**{key: v.numpy() for key, v in x.items()}, "y": y.numpy(), "sample_weight": w.numpy()},
+                         want)
+    listed = to_tf_dataset(sb.arrange_stateful(df, 3, 2, **kw), model=_Named("static", "past"))
+    assert isinstance(listed.element_spec[0], tuple) and [tuple(s.shape) for s in listed.element_spec[0]] == [
+        (2, 2), (2, 3, 1)]
+    jittered = to_tf_dataset(sb.arrange_stateful(df, 3, 2, jitter=1, **kw))
+    assert [tuple(s.shape) for s in jittered.element_spec[0].values()] == [(2, None, 1), (2, None, 2), (2, 2)]
+    assert isinstance(next(iter(jittered))[0]["past"], tf.Tensor)
+    with pytest.raises(ParameterError, match="pass model= to the dataset"):
+        to_tf_dataset(StatefulDataset(a, resets_by="manual"), model=_Named("past"))
+    with pytest.raises(ParameterError, match="these batches have one input"):
+        to_tf_dataset(sb.arrange_stateful(df, 3, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"]),
+                      model=_Named("p"))
+
+
+def three_input_model(stateful, B, T, seed=0):
+    """``past`` and ``future`` (the known values of each step's target step) through a (stateful) LSTM, plus a
+    projection of ``static`` repeated over the steps; inputs as a dict, the form to_tf_dataset serves."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    shape = (lambda f: dict(batch_shape=(B, T, f))) if stateful else (lambda f: dict(shape=(T, f)))
+    past, future = keras.Input(name="past", **shape(1)), keras.Input(name="future", **shape(2))
+    static = keras.Input(batch_shape=(B, 2), name="static") if stateful else keras.Input((2,), name="static")
+    h = keras.layers.LSTM(4, return_sequences=True, stateful=stateful)(keras.layers.Concatenate()([past, future]))
+    s = keras.layers.RepeatVector(T)(keras.layers.Dense(4)(static))
+    out = keras.layers.Dense(1)(keras.layers.Concatenate()([h, s]))
+    return keras.Model({"past": past, "future": future, "static": static}, out)
+
+
+@pytest.mark.filterwarnings("ignore:padding is")
+def test_keras_fits_to_tf_dataset_of_covariate_lanes_and_they_equal_each_whole_series():
+    """A stateful three-input model trains on to_tf_dataset's dicts (and on fit_kwargs); run batch by batch over
+    the next pass, lanes reset where a series starts, it equals the same weights on each whole series with its
+    known values and static vector (the TensorFlow backend: to_tf_dataset needs TensorFlow)."""
+    from statebatch.keras import LaneResetCallback, reset_rows, to_tf_dataset
+
+    lengths = [23, 9, 31, 14, 18]
+    df = frame(lengths, seed=4)
+    B, T = 2, 5
+    kw = dict(id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"], static_cols=["shop", "size"],
+              known_cols=["price", "promo"], shuffle=True, seed=1)
+    a, twin = sb.arrange_stateful(df, T, B, **kw), sb.arrange_stateful(df, T, B, **kw)
+    model = three_input_model(True, B, T)
+    model.compile(optimizer="sgd", loss="mse")
+    ds = to_tf_dataset(a)
+    history = model.fit(ds, epochs=2, shuffle=False, callbacks=[LaneResetCallback(a)], verbose=0)
+    assert np.isfinite(history.history["loss"]).all() and a.epoch == 2
+    history = model.fit(**twin.fit_kwargs(), epochs=1, callbacks=[LaneResetCallback(twin)], verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    plan, outs = a.plan(2), []
+    for k, (x, _, _) in enumerate(ds):  # epoch 2, in order
+        reset_rows(model, None if k == 0 else plan.resets[k])
+        outs.append(np.asarray(model.predict_on_batch(x)))
+    assert len(outs) == plan.n_batches and plan.resets[1:].any()
+    per_series = twin.unbatch(outs, epoch=2)
+    shops = sorted(df["shop"].unique())
+    for s, out in enumerate(per_series):
+        rows = df[df["id"] == a.series_ids[s]].sort_values("t")
+        n = len(rows) - 1  # steps with a next-value target
+        whole = three_input_model(False, None, n)
+        whole.set_weights(model.get_weights())
+        inputs = {"past": rows[["v"]].to_numpy("float32")[None, :n],
+                  "future": rows[["price", "promo"]].to_numpy("float32")[None, 1:],  # each step's target step
+                  "static": np.array([[shops.index(rows["shop"].iloc[0]), rows["size"].iloc[0]]], dtype="float32")}
+        np.testing.assert_allclose(out, whole.predict(inputs, verbose=0)[0], atol=1e-5)
+
+
+def test_fit_stateful_feeds_covariate_lanes_with_a_static_batch_size_on_tensorflow():
+    """One lane: Keras' PyDataset adapter gives TensorFlow an unknown batch size, which a stateful LSTM with
+    batch size 1 rejects; fit_stateful feeds lanes with covariates through to_tf_dataset, as plain lanes."""
+    from statebatch.keras import fit_stateful
+
+    df = frame([12, 7, 9], seed=2)
+    a = sb.arrange_stateful(df, 4, 1, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                            static_cols=["shop", "size"], known_cols=["price", "promo"])
+    model = three_input_model(True, 1, 4)
+    model.compile(optimizer="sgd", loss="mse")
+    history = fit_stateful(model, a, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all() and len(history.history["loss"]) == 2
+
+
+def test_to_tf_dataset_of_forecasting_windows_serves_what_window_dataset_serves():
+    from statebatch.keras import WindowDataset, to_tf_dataset
+
+    w = sb.make_windows(frame([20, 9]), 4, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                        static_cols=["size"], known_cols=["price"], batch_size=8)
+    items = [WindowDataset(w)[k] for k in range(w.n_batches)]
+    for (x, y), (wx, wy) in zip(to_tf_dataset(w), items):
+        assert list(x) == list(wx)
+        for key in wx:
+            np.testing.assert_array_equal(x[key].numpy(), wx[key])
+        np.testing.assert_array_equal(y.numpy(), wy)
 
 
 @pytest.mark.parametrize("prefetch", [0, 2])
@@ -239,10 +385,28 @@ def test_torch_lane_loader_serves_the_covariates(prefetch):
             np.testing.assert_array_equal(b.reset.numpy(), twin.plan(epoch).resets[k] | (k == 0))
 
 
-def test_neutral_lane_feed_refuses_covariates():
-    from statebatch.results.feed import lane_steps
+@pytest.mark.filterwarnings("ignore:padding is")
+@pytest.mark.parametrize("num_replicas", [1, 2])
+def test_neutral_lane_feed_serves_the_covariates_by_key(num_replicas):
+    from statebatch.results.feed import lane_block, lane_steps, plan_resets
 
-    a = sb.arrange_stateful(frame([12, 7]), 3, 2, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
-                            static_cols=["size"])
-    with pytest.raises(ParameterError, match="lane_steps serves plain lanes"):
-        next(lane_steps(a))
+    df = frame([20, 9, 14, 6, 11])
+    a = sb.arrange_stateful(df, 3, 4, id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"],
+                            static_cols=["shop", "size"], known_cols=["price", "promo"], shuffle=True, seed=2)
+    for epoch in (0, 1):
+        plan, resets = a.plan(epoch), dict(plan_resets(a, epoch))
+        for rank in range(num_replicas):
+            block = lane_block(4, num_replicas, rank)
+            steps = list(lane_steps(a, epoch, num_replicas=num_replicas, rank=rank))
+            assert [s.batch for s in steps] == list(range(plan.n_batches))
+            for s in steps:  # this replica's lanes of the batch the plain loop builds
+                want = reference(df, a, plan, s.batch, 1)
+                assert list(s.x) == ["past", "future", "static"]
+                for key in s.x:
+                    np.testing.assert_allclose(s.x[key], want[key][block], rtol=1e-6, err_msg=key)
+                np.testing.assert_allclose(s.y, want["y"][block], rtol=1e-6)
+                np.testing.assert_array_equal(s.weight, want["sample_weight"][block])
+                np.testing.assert_array_equal(s.reset, resets[s.batch][block])
+    targetless = sb.arrange_stateful(df, 3, 2, id_col="id", time_col="t", targets=None, static_cols=["shop"])
+    step = next(lane_steps(targetless))
+    assert list(step.x) == ["past", "static"] and step.y is None and step.weight.shape == (2, 3)

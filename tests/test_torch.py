@@ -418,3 +418,51 @@ def test_carry_zeroes_exactly_the_reset_lanes_of_any_layout(lanes, stack, hidden
         moved_new, moved_old = new.movedim(dim, 0), old.movedim(dim, 0)
         assert torch.all(moved_new[torch.from_numpy(reset)] == 0)
         assert torch.equal(moved_new[torch.from_numpy(~reset)], moved_old[torch.from_numpy(~reset)])
+
+
+def test_window_dataset_checks_out_of_core_batches_for_nan_and_inf_as_the_windows_own_batches_do(tmp_path):
+    # out-of-core data is scanned batch by batch as it is read; the DataLoader's batches must be too (they are
+    # gathered by WindowDataset, not by windows.batch(k))
+    import dask.array as da
+    from torch.utils.data import DataLoader
+
+    from statebatch.dask import prepare
+
+    x = np.random.default_rng(3).normal(size=(600, 2)).astype("float32")
+    x[345, 1] = np.inf
+    store = prepare(da.from_array(x, chunks=200), tmp_path / "dirty", allow_inf=True)
+    w = sb.make_windows(store, 10, batch_size=64)
+    assert w._check_batches
+    with pytest.raises(sb.DataValueError, match="inf in X"):
+        for _ in w.batches():
+            pass
+    ds = sbt.WindowDataset(w)
+    with pytest.raises(sb.DataValueError, match="inf in X") as caught:
+        for _ in DataLoader(ds, batch_size=64, shuffle=True):
+            pass
+    assert "allow_inf=True" in str(caught.value) and "windows" in str(caught.value)
+    with pytest.raises(sb.DataValueError, match="inf in X"):
+        ds[340]  # one window holding the inf row
+    clean = sb.make_windows(x[:300], 10, batch_size=64)  # in memory: checked up front, gathered by its tables
+    got = torch.cat([b[0] for b in DataLoader(sbt.WindowDataset(clean), batch_size=64)])
+    assert torch.equal(got, torch.from_numpy(np.ascontiguousarray(clean.X)))
+
+
+@given(lengths=st.lists(st.integers(1, 30), min_size=1, max_size=6), T=st.integers(1, 6), stride=st.integers(1, 3),
+       n_ahead=st.integers(1, 3), seqs=st.booleans(), data=st.data())
+def test_window_dataset_batches_of_any_indices_equal_the_windows_arrays(lengths, T, stride, n_ahead, seqs, data):
+    # the DataLoader path gathers from tables made once (views + every window's start row); the reference is
+    # windows.X / windows.y, gathered from the row source by another path
+    rng = np.random.default_rng(len(lengths) * 7 + T)
+    series = [rng.normal(size=(n, 2)).astype(np.float32) for n in lengths]
+    kw = dict(return_sequences=True) if seqs else dict(n_ahead=n_ahead)
+    try:
+        w = sb.make_windows(series, T, stride=stride, targets=[s[:, :1] for s in series], **kw)
+    except sb.StatebatchError:  # no window fits (a ShapeError): nothing to serve
+        return
+    idx = data.draw(st.lists(st.integers(0, w.n_windows - 1), min_size=1, max_size=12))
+    ds = sbt.WindowDataset(w)
+    x, y = ds.__getitems__(idx).gathered
+    np.testing.assert_array_equal(x.numpy(), np.asarray(w.X)[idx])
+    np.testing.assert_array_equal(y.numpy(), np.asarray(w.y)[idx])
+    assert x.numpy().flags.writeable and not np.shares_memory(x.numpy(), series[0])

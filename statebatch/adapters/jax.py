@@ -35,6 +35,11 @@ from ..results.stateful import Arranged
 __all__ = ["BatchSource", "grain_loader", "lane_batches", "zero_rows", "LaneIterator"]
 
 
+def _rows(x: Any, block: slice | None) -> Any:
+    """This replica's lanes of ``x``: an array, or a dict of input arrays."""
+    return {k: v[block] for k, v in x.items()} if isinstance(x, dict) else x[block]
+
+
 def _process_shard() -> tuple[int, int]:
     return int(jax.process_count()), int(jax.process_index())
 
@@ -52,7 +57,9 @@ class BatchSource:
         process count and index). Windows and buckets are sharded by batch with the sampler instead.
 
     Records are dicts of numpy arrays: ``"x"``, and ``"y"``, ``"weight"`` where the result has them;
-    lanes add ``"reset"`` (bool ``(lanes,)``); every record has ``"epoch"`` and ``"batch"``.
+    lanes add ``"reset"`` (bool ``(lanes,)``); every record has ``"epoch"`` and ``"batch"``. Lanes with
+    covariates and forecasting windows: ``"x"`` is a dict of the input arrays (``past``, ``future``,
+    ``static``; windows also ``mask``), windows' other keys (``y``, ``scale``...) sit next to it.
 
     Examples
     --------
@@ -100,13 +107,20 @@ class BatchSource:
         epoch, k = self.locate(int(i))
         if self._lanes is not None:
             arrays = self._lanes.batch(k, epoch)
+            if isinstance(arrays, dict):  # covariates: x the inputs by key, then y and the weights
+                inputs = {key: arrays[key] for key in ("past", "future", "static") if key in arrays}
+                arrays = (inputs,) + ((arrays["y"], arrays["sample_weight"]) if "y" in arrays else ())
             weight = arrays[2] if len(arrays) > 1 else real_step_weights(self._lanes, k, epoch)
-            record = {"x": arrays[0][self.block], "weight": weight[self.block], "reset": self._resets(epoch)[k]}
+            record = {"x": _rows(arrays[0], self.block), "weight": weight[self.block], "reset": self._resets(epoch)[k]}
             if len(arrays) > 1:
                 record["y"] = arrays[1][self.block]
         else:
             arrays = self.result.batch(k, epoch)
-            record = dict(zip(("x", "y", "weight"), arrays))
+            if isinstance(arrays, dict):  # forecasting windows: x the model inputs, the other keys as they are
+                record = {"x": {key: arrays[key] for key in ("past", "future", "static", "mask") if key in arrays},
+                          **{key: v for key, v in arrays.items() if key not in ("past", "future", "static", "mask")}}
+            else:
+                record = dict(zip(("x", "y", "weight"), arrays))
         record["epoch"] = np.asarray(epoch)
         record["batch"] = np.asarray(k)
         return record
@@ -229,7 +243,8 @@ def lane_batches(arranged: Arranged, epoch: int | None = None, *, num_replicas: 
                  rank: int | None = None, reset_on_epoch_begin: bool = True) -> Iterator[LaneStep]:
     """One epoch of lanes for this process, as jax arrays: ``batch, x, y, weight, reset``.
 
-    Defaults shard the lanes over JAX's processes. Zero the carry rows of ``reset`` before each batch
+    Lanes with covariates (``arrange_stateful(static_cols=..., known_cols=...)``): ``x`` is a dict of
+    ``past``, ``future``, ``static`` (those present). Defaults shard the lanes over JAX's processes. Zero the carry rows of ``reset`` before each batch
     (:func:`zero_rows`); the loss is ``sum(weight * err) / sum(weight)`` over the real steps.
 
     Examples
@@ -243,5 +258,7 @@ def lane_batches(arranged: Arranged, epoch: int | None = None, *, num_replicas: 
     count, index = _process_shard()
     for step in lane_steps(arranged, epoch, num_replicas=count if num_replicas is None else num_replicas,
                            rank=index if rank is None else rank, reset_on_epoch_begin=reset_on_epoch_begin):
-        yield LaneStep(step.batch, jnp.asarray(step.x), None if step.y is None else jnp.asarray(step.y),
-                       jnp.asarray(step.weight), np.asarray(step.reset))
+        # x: an array, or (lanes with covariates) a dict of past/future/static arrays
+        yield LaneStep(step.batch, jax.tree_util.tree_map(jnp.asarray, step.x),
+                       None if step.y is None else jnp.asarray(step.y), jnp.asarray(step.weight),
+                       np.asarray(step.reset))

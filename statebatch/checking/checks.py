@@ -16,7 +16,7 @@ from . import layout
 from .._args import check_int, plural
 from ..errors import (BatchSizeError, DataValueError, DTypeError, LengthMismatchError, ModelMismatchError,
                      OverlappingWindowsError, ParameterError, ShapeError, ShuffleError, StatefulLayoutError)
-from ..sources.series import dtype_error
+from ..sources.series import dtype_error, non_finite_effect, non_finite_found
 
 
 def check_array(obj: Any, name: str = "X") -> np.ndarray:
@@ -114,14 +114,18 @@ def check_not_empty(X: np.ndarray) -> None:
 
 
 def check_finite(arr: np.ndarray, name: str = "X") -> None:
-    """No NaN or inf (the loss becomes NaN at the first batch that holds one).
+    """No NaN or inf (the loss becomes NaN, or inf, at the first batch that holds one).
 
     Examples
     --------
     >>> check_finite(np.array([[0.5, np.nan]]))
     Traceback (most recent call last):
         ...
-    statebatch.errors.DataValueError: X holds 1 NaN and 0 inf value(s) (first at index (0, 1)); ...
+    statebatch.errors.DataValueError: X holds 1 NaN value(s) (first at index (0, 1)); ...
+    >>> check_finite(np.array([[0.5, np.inf]]))
+    Traceback (most recent call last):
+        ...
+    statebatch.errors.DataValueError: X holds 1 inf value(s) (first at index (0, 1)); a recurrent network turns ...
     """
     if not np.issubdtype(arr.dtype, np.floating):
         return
@@ -131,12 +135,17 @@ def check_finite(arr: np.ndarray, name: str = "X") -> None:
     n_nan = int(np.isnan(arr).sum())
     n_inf = int(bad.sum()) - n_nan
     where = tuple(int(i) for i in np.argwhere(bad)[0])
+    fixes = []
+    if n_nan:
+        fixes.append("fill or interpolate missing values in the raw series before windowing (e.g. "
+                     "pd.Series.interpolate(), or mask them with a pad value and a Masking layer)")
+    if n_inf:
+        fixes.append("find where the infinities come from (a division by zero, a log of 0) and replace them (e.g. "
+                     "np.clip or np.nan_to_num)")
     raise DataValueError(
-        f"{name} holds {n_nan} NaN and {n_inf} inf value(s) (first at index {where}); the loss becomes NaN at "
-        "the first batch that contains one.",
-        "fill or interpolate missing values in the raw series before windowing (e.g. pd.Series.interpolate(), "
-        "or mask them with a pad value and a Masking layer), or drop those samples: "
-        "keep = np.isfinite(X).all(axis=(1, 2)).")
+        f"{name} holds {non_finite_found(n_nan, n_inf)} (first at index {where}); {non_finite_effect(n_nan, n_inf)} "
+        "at the first batch that contains one.",
+        "; ".join(fixes) + ", or drop those samples: keep = np.isfinite(X).all(axis=(1, 2)).")
 
 
 def check_timesteps(X: np.ndarray, expected: int | None, model_shape: tuple | None = None) -> None:

@@ -31,7 +31,7 @@ from .covariates import TIME_FEATURES, check_static_constant, static_table, time
 from .gather import _in_memory, strided_windows
 from .input_names import MODEL_INPUT_KEYS, _names, model_inputs, split_xy
 from .scaling import SCALE_EPS, SCALE_METHODS, SeriesScale, center_and_scale, fit_series_scale
-from ..sources.series import SeriesSet
+from ..sources.series import SeriesSet, non_finite_effect, non_finite_found
 
 __all__ = [
     "FORECAST_KEYS",
@@ -239,7 +239,15 @@ def _target_table(past_rows: np.ndarray, target: np.ndarray, positions: Sequence
     if not p or min(p) < 0 or p != list(range(p[0], p[0] + len(p))) or past_rows.dtype != target.dtype:
         return target
     view = past_rows[:, p[0]: p[0] + len(p)]
-    return view if _same_memory(view, target) or np.array_equal(view, target, equal_nan=True) else target
+    return view if _same_memory(view, target) or _equal_rows(view, target) else target
+
+
+def _equal_rows(a: np.ndarray, b: np.ndarray, chunk: int = 1 << 16) -> bool:
+    """``np.array_equal(a, b, equal_nan=True)`` of two arrays of rows, a chunk of rows at a time: its
+    temporaries (masks, compressed copies) stay small whatever the number of rows."""
+    if a.shape != b.shape:
+        return False
+    return all(np.array_equal(a[i: i + chunk], b[i: i + chunk], equal_nan=True) for i in range(0, len(a), chunk))
 
 
 def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
@@ -456,10 +464,15 @@ def _check_values(data: np.ndarray, target: np.ndarray, ss: SeriesSet, names: li
         for arr, what, nm in ((data[:, :n_features], "data", names), (target, "targets", tnames)):
             if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
                 where, count = _first_bad(arr, ss, nm)
-                raise DataValueError(f"{what} has {count} NaN/inf value(s), the first at {where}; a recurrent network "
-                                     "turns them into a NaN loss.",
-                                     "fill or drop them first, or pass missing='mask': NaN becomes fill_value with an "
-                                     "observed-value mask (past_observed, y_observed) in every batch.")
+                n_nan = int(np.isnan(arr).sum())
+                # missing='mask' masks NaN only (inf is refused there too), so it is the fix for NaN alone
+                fix = ("fill or drop them first, or pass missing='mask': NaN becomes fill_value with an observed-value "
+                       "mask (past_observed, y_observed) in every batch") if n_nan else ""
+                if count > n_nan:
+                    fix += ("; " if fix else "") + "replace the inf (a division by zero, a log of 0) by a value, or " \
+                        "by NaN for missing='mask' (df.replace([np.inf, -np.inf], np.nan))"
+                raise DataValueError(f"{what} has {non_finite_found(n_nan, count - n_nan)}, the first at {where}; "
+                                     f"{non_finite_effect(n_nan, count - n_nan)}.", fix + ".")
     else:
         for arr, what, nm in ((data[:, :n_features], "data", names), (target, "targets", tnames)):
             if arr.dtype.kind in "fc" and np.isinf(arr).any():

@@ -169,6 +169,69 @@ def gathered_batches(batch_size: int, n_batches: int,
             yield tuple(view[rows[lo: lo + batch_size]] for view, rows in tables)
 
 
+class WindowTables:
+    """Windows by index from in-memory arrays, with the strided views and every window's start row made
+    once, so that a batch of window indices costs one small index and one gather per table (the path of
+    batches that arrive as indices, e.g. from a ``DataLoader``'s sampler, and of shuffled epochs).
+
+    Parameters
+    ----------
+    rows : ndarray of int, shape ``(n_windows,)``
+        Start row of every window, natural order (int32 where the rows fit: half the memory).
+    tables : sequence of ``(view, offset)``
+        Per table (inputs, targets), a read-only view indexed by row (e.g. :func:`strided_windows` of
+        the inputs) and the offset of the row it is read at from the window's start row.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> base = np.arange(8)
+    >>> t = WindowTables(np.array([0, 2, 4]), [(strided_windows(base, 2), 0), (base * 10, 2)])
+    >>> [a.tolist() for a in t.take(np.array([2, 0]))]  # windows 2 and 0, each with the row 2 after its start
+    [[[4, 5], [0, 1]], [60, 20]]
+    >>> [[a.tolist() for a in b] for b in t.batches(np.array([1, 2, 0]), 2, 2)]
+    [[[[2, 3], [4, 5]], [40, 60]], [[[0, 1]], [20]]]
+    """
+
+    def __init__(self, rows: np.ndarray, tables: "list[tuple[np.ndarray, int]]"):
+        self.rows = rows
+        self.tables = tuple(tables)
+
+    def take(self, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Windows ``idx`` (valid window indices), one new array per table."""
+        r = self.rows[idx]
+        return tuple(view[r + off if off else r] for view, off in self.tables)
+
+    def batches(self, order: np.ndarray | None, batch_size: int, n_batches: int) -> Iterator[tuple[np.ndarray, ...]]:
+        """``n_batches`` batches of ``batch_size`` windows in ``order`` (None: natural order), as :meth:`take`."""
+        rows = self.rows if order is None else self.rows[order]
+        return gathered_batches(batch_size, n_batches, *((view, rows + off if off else rows) for view, off in self.tables))
+
+
+def window_tables(arr: np.ndarray, rows: np.ndarray, length: int, step: int,
+                  targets: "tuple[np.ndarray, int, int | None, int] | None" = None) -> WindowTables:
+    """:class:`WindowTables` of windows ``length`` rows ``step`` apart starting at ``rows`` of ``arr``, and
+    optionally targets ``(yarr, offset, ylength, ystep)``: row ``start + offset`` of ``yarr``, or the window
+    of ``ylength`` rows ``ystep`` apart starting there (``ylength`` None: one row).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = window_tables(np.arange(6.0), np.array([0, 3]), 2, 1, (np.arange(6) * 10, 2, None, 1))
+    >>> [a.tolist() for a in t.take(np.array([1]))]
+    [[[3.0, 4.0]], [50]]
+    """
+    tables = [(_strided(arr, length, step), 0)]
+    last = int(rows.max()) + (length - 1) * step if len(rows) else 0
+    if targets is not None:
+        yarr, offset, ylength, ystep = targets
+        tables.append((yarr if ylength is None else _strided(yarr, ylength, ystep), offset))
+        last = max(last, last + offset + (0 if ylength is None else (ylength - 1) * ystep))
+    if last < np.iinfo(np.int32).max:  # kept for the windows' lifetime: half the memory of int64
+        rows = rows.astype(np.int32)
+    return WindowTables(rows, tables)
+
+
 def gather_rows(source: RowSource, rows: np.ndarray) -> np.ndarray:
     """Rows by index (a new array).
 
@@ -311,15 +374,19 @@ def fill_lanes(source: ConcatSource, lanes: int, rows_per_lane: int, lane: np.nd
     total = lanes * rows_per_lane
     out = allocate("the epoch's lanes", (lanes, rows_per_lane) + row, source.dtype)
     flat = out.reshape((total,) + row)
-    keep = np.asarray(counts) > 0
-    first_row = np.asarray(first_row, dtype=np.int64)[keep]
-    pos = np.asarray(lane, dtype=np.int64)[keep] * rows_per_lane + first_row
-    order = np.argsort(pos, kind="stable")
-    pos, first_row = pos[order], first_row[order]
-    starts, counts = np.asarray(starts, dtype=np.int64)[keep][order], np.asarray(counts, dtype=np.int64)[keep][order]
-    before = np.concatenate([[0], pos + counts]).astype(np.int64)  # part j: padding from before[j], rows from pos[j]
-    gaps = pos - before[:-1]
-    tail = total - int(before[-1])
+    first_row = np.asarray(first_row, dtype=np.int64)
+    pos = np.asarray(lane, dtype=np.int64) * rows_per_lane + first_row
+    starts, counts = np.asarray(starts, dtype=np.int64), np.asarray(counts, dtype=np.int64)
+    keep = counts > 0
+    if not keep.all():
+        pos, first_row, starts, counts = pos[keep], first_row[keep], starts[keep], counts[keep]
+    if len(pos) > 1 and not (pos[1:] > pos[:-1]).all():  # callers list ranges lane by lane: in order already
+        order = np.argsort(pos, kind="stable")
+        pos, first_row, starts, counts = pos[order], first_row[order], starts[order], counts[order]
+    ends = pos + counts
+    gaps = pos.copy()  # part j: padding from the end of range j - 1, then rows from pos[j]
+    gaps[1:] -= ends[:-1]
+    tail = total - int(ends[-1]) if len(ends) else total
     if (gaps < 0).any() or tail < 0 or (first_row + counts > rows_per_lane).any():
         raise ParameterError("lane ranges overlap or overrun their lane (a statebatch bug: the plan and the "
                              "layout disagree).", "report this with the arguments that produced it.")
@@ -330,7 +397,7 @@ def fill_lanes(source: ConcatSource, lanes: int, rows_per_lane: int, lane: np.nd
     parts[1::2] = source_views(source, starts, counts)
     parts.append(pad[:tail])
     # Blocks of about _FILL_BLOCK_BYTES at part boundaries: parts[2 j0:2 j1] fill rows bounds[j0]:bounds[j1].
-    bounds = np.append(before, total)
+    bounds = np.concatenate([[0], ends, [total]])
     per_block = max(1, _FILL_BLOCK_BYTES // max(1, math.prod(row) * source.dtype.itemsize))
     cuts = np.unique(np.searchsorted(bounds, np.arange(per_block, total, per_block), side="right") - 1)
     finite, j0 = True, 0
@@ -361,9 +428,9 @@ def sums_finite(arr: np.ndarray) -> bool:
     (True, False)
     """
     flat = np.ascontiguousarray(arr).reshape(-1)
+    if flat.dtype in (np.float32, np.float64):  # BLAS sets no numpy floating-point warnings: no errstate needed
+        return bool(np.isfinite(np.dot(flat, flat)))
     with np.errstate(all="ignore"):
-        if flat.dtype in (np.float32, np.float64):
-            return bool(np.isfinite(np.dot(flat, flat)))
         return bool(np.isfinite(np.add.reduce(flat)))
 
 

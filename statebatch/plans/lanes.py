@@ -12,7 +12,6 @@ plan, and computing one changes nothing.
 
 from __future__ import annotations
 
-import heapq
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ import numpy.typing as npt
 from .._args import check_bool, check_choice, check_int, check_seed, check_size, percent, plural, rng_for
 from ..errors import ParameterError, RemainderError, ShapeError
 from .base import LeftOut, check_lengths
+from .lpt import lpt as _lpt
 
 REMAINDERS = ("pad", "drop", "error")
 
@@ -112,11 +112,25 @@ class LanePlan:
     def __repr__(self) -> str:
         return (f"LanePlan({self.n_batches} batches x {self.batch_size} lanes, timesteps={self.timesteps}"
                 f"{', varying' if self.batch_steps is not None else ''}, epoch={self.epoch}, "
-                f"resets={int(self.resets.sum())}, padding={percent(self.padding_fraction)}, "
+                f"{reset_counts(self.resets)}, padding={percent(self.padding_fraction)}, "
                 f"left_out={len(self.left_out)})")
 
 
 # --------------------------------------------------------------------------- packing
+def reset_counts(resets: np.ndarray) -> str:
+    """The lane resets of a plan in the one wording reprs and messages share: ``resets=`` counts every lane
+    that starts a series (the first batch's lanes too), ``mid-epoch`` those after the first batch, where a
+    lane moves on to its next series (what layout messages and ``explain`` count).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> reset_counts(np.array([[True, True], [False, True], [True, False]]))
+    'resets=4 (2 mid-epoch)'
+    """
+    return f"resets={int(np.count_nonzero(resets))} ({int(np.count_nonzero(resets[1:]))} mid-epoch)"
+
+
 def pack_lanes(chunks: npt.ArrayLike, batch_size: int) -> list[list[int]]:
     """Assign series (by chunk count) to lanes, longest first to the least-loaded lane (LPT).
 
@@ -140,29 +154,8 @@ def pack_lanes(chunks: npt.ArrayLike, batch_size: int) -> list[list[int]]:
     return [members[bounds[i]:bounds[i + 1]] for i in range(batch_size)]
 
 
-def _lpt(chunks: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`pack_lanes` as arrays: the series of lane 0 in running order, then lane 1's, ...; and the
-    number of series in each lane."""
-    order = np.argsort(-chunks, kind="stable")
-    order = order[chunks[order] > 0]
-    # The least-loaded lane (ties: the lowest) takes the next series. A heap of keys load * batch_size + lane
-    # orders lanes by (load, lane) with plain integers; one heapreplace per series, lanes collected afterwards.
-    # Empty lanes have load 0 and the lowest empty one is taken first, so the lanes used are always the first
-    # min(batch_size, series) ones: the heap needs no more (a huge batch_size costs no memory here).
-    heap = list(range(min(batch_size, len(order))))
-    keys: list[int] = []
-    take, replace = keys.append, heapq.heapreplace
-    for step in (chunks[order].astype(np.int64) * batch_size).tolist():
-        key = heap[0]
-        replace(heap, key + step)
-        take(key)
-    lane_of = np.asarray(keys, dtype=np.int64) % batch_size
-    by_lane = np.argsort(lane_of, kind="stable")  # keeps each lane's running order
-    return order[by_lane].astype(np.int64), np.bincount(lane_of, minlength=batch_size)
-
-
 def _flat(lanes: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Lanes as lists -> the arrays of :func:`_lpt`."""
+    """Lanes as lists -> the arrays of :func:`~statebatch.plans.lpt.lpt`."""
     sizes = np.array([len(lane) for lane in lanes], dtype=np.int64)
     return np.fromiter((s for lane in lanes for s in lane), dtype=np.int64, count=int(sizes.sum())), sizes
 
@@ -201,30 +194,39 @@ def _plan_from_lanes(members: np.ndarray, sizes: np.ndarray, usable: np.ndarray,
     """The plan arrays of series packed into lanes (each lane runs its series back to back): ``members``
     lists lane 0's series in running order, then lane 1's, ...; ``sizes`` counts each lane's series."""
     seq = np.asarray(members, dtype=np.int64)
-    lane_of = np.repeat(np.arange(batch_size), sizes)
+    n = len(seq)
     c = chunks[seq].astype(np.int64)
+    lane_of = np.repeat(np.arange(batch_size), sizes)
     loads = np.bincount(lane_of, weights=c, minlength=batch_size).astype(np.int64)
     nb = int(loads.max()) if len(loads) else 0
     if n_batches is not None:
         nb = max(nb, n_batches)
-    ends = np.cumsum(c)
-    starts = ends - c  # chunks before each series, over all lanes
-    lane_first = np.concatenate([[0], np.cumsum(loads)[:-1]]).astype(np.int64)  # chunks before each lane
-    start_batch = starts - lane_first[lane_of]  # the batch where each series starts in its lane
-    # Chunk g (over all lanes) is chunk j = g - starts[s] of its series s, at batch start_batch[s] + j.
-    g = np.arange(int(c.sum()), dtype=np.int64)
-    slot = np.repeat((start_batch - starts) * batch_size + lane_of, c) + g * batch_size  # flat (batch, lane)
-    first_step = (g - np.repeat(starts, c)) * timesteps
-    series = np.full(nb * batch_size, -1, dtype=np.int64)
-    step = np.zeros(nb * batch_size, dtype=np.int64)
-    valid = np.zeros(nb * batch_size, dtype=np.int64)
-    resets = np.zeros(nb * batch_size, dtype=bool)
-    series[slot] = np.repeat(seq, c)
-    step[slot] = first_step
-    valid[slot] = np.minimum(timesteps, np.repeat(usable[seq], c) - first_step)
-    resets[start_batch * batch_size + lane_of] = True
-    return series.reshape(nb, batch_size), step.reshape(nb, batch_size), valid.reshape(nb, batch_size), \
-        resets.reshape(nb, batch_size)
+    # Built lane by lane, (batch_size, nb), then transposed once: each lane is runs of slots, its series back to
+    # back and one idle run (series -1) to its end, so every array is a np.repeat of one value per run (no
+    # scatter of every chunk). Run j + lane_of[j] is series j; run sizes[:i+1].sum() + i is lane i's idle run.
+    at = np.arange(n) + lane_of
+    runs = np.empty(n + batch_size, dtype=np.int64)
+    runs[at] = c
+    runs[np.cumsum(sizes) + np.arange(batch_size)] = nb - loads
+    first = np.cumsum(runs) - runs  # each run's first slot (lane-major)
+    who = np.full(n + batch_size, -1, dtype=np.int64)
+    who[at] = seq
+    use = np.zeros(n + batch_size, dtype=np.int64)
+    use[at] = usable[seq]
+    step = np.arange(batch_size * nb, dtype=np.int64)
+    step -= np.repeat(first, runs)  # chunk j of its run
+    step *= timesteps
+    valid = np.repeat(use, runs)
+    valid -= step
+    np.clip(valid, 0, timesteps, out=valid)  # idle runs: 0 (a series' chunks hold at least one step each)
+    step[valid == 0] = 0  # idle slots start at step 0
+    resets = np.zeros(batch_size * nb, dtype=bool)
+    resets[first[at]] = True
+
+    def by_batch(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a.reshape(batch_size, nb).T)
+
+    return by_batch(np.repeat(who, runs)), by_batch(step), by_batch(valid), by_batch(resets)
 
 
 def _balanced(usable: int, timesteps: int, batch_size: int, chunks: int) -> "_PlanArrays":

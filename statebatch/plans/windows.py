@@ -79,7 +79,11 @@ class WindowPlan:
         return 0.0
 
     def _cum(self) -> np.ndarray:
-        return np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+        cum = self.__dict__.get("_cum_counts")
+        if cum is None:  # read on every batch (starts, series_of): computed once (the plan is immutable)
+            cum = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+            object.__setattr__(self, "_cum_counts", cum)
+        return cum
 
     def starts(self, idx: np.ndarray | slice | None = None) -> np.ndarray:
         """Absolute start rows (in the row source) of the windows ``idx`` (all windows when None)."""
@@ -87,19 +91,20 @@ class WindowPlan:
             idx = np.arange(self.n_windows, dtype=np.int64)
         elif isinstance(idx, slice):
             idx = np.arange(*idx.indices(self.n_windows), dtype=np.int64)
+        return self.locate(idx)[1]
+
+    def locate(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Series position and absolute start row of the windows ``idx`` (one search for both)."""
         idx = np.asarray(idx, dtype=np.int64)
         if len(self.counts) == 1:
-            return int(self.offsets[0]) + self.first + idx * self.stride
+            return np.zeros(idx.shape, dtype=np.int64), int(self.offsets[0]) + self.first + idx * self.stride
         cum = self._cum()
         s = np.searchsorted(cum, idx, side="right") - 1
-        return self.offsets[s] + self.first + (idx - cum[s]) * self.stride
+        return s, self.offsets[s] + self.first + (idx - cum[s]) * self.stride
 
     def series_of(self, idx: np.ndarray) -> np.ndarray:
         """Series position of each window ``idx``."""
-        idx = np.asarray(idx, dtype=np.int64)
-        if len(self.counts) == 1:
-            return np.zeros(idx.shape, dtype=np.int64)
-        return np.searchsorted(self._cum(), idx, side="right") - 1
+        return self.locate(idx)[0]
 
     def batch_indices(self, k: int) -> np.ndarray | slice:
         """Window indices of batch ``k`` (a slice in natural order)."""

@@ -132,7 +132,7 @@ class Batched:
         self._allow_nan, self._allow_inf, self._lazy, self._x_checked = allow_nan, allow_inf, lazy, checked
         self._check_batches = lazy and not (allow_nan and allow_inf)
 
-    def _finite(self, arrays: tuple, k: int) -> tuple:
+    def _finite(self, arrays: tuple, k: int | str) -> tuple:
         if self._check_batches:
             for name, a in zip(("X", "y"), arrays[:2]):
                 if name == "X" and self._x_checked:  # read from a store checked when it was written

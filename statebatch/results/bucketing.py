@@ -385,8 +385,10 @@ def _check_pad_value(pad_value: Any) -> None:
     if isinstance(pad_value, bool) or not isinstance(pad_value, (int, float, np.integer, np.floating)):
         raise ParameterError(f"pad_value must be a number, got {pad_value!r}.", "pass e.g. pad_value=0.0.")
     if not np.isfinite(pad_value):
-        raise ParameterError(f"pad_value={pad_value!r} is not finite: padded steps are masked, but a NaN or inf input "
-                             "still turns the layer's output (and the loss) into NaN.", "pass a finite pad_value, e.g. 0.0.")
+        kind = "a NaN" if np.isnan(pad_value) else "an inf"
+        raise ParameterError(f"pad_value={pad_value!r} is not finite: padded steps are masked, but {kind} input still "
+                             "turns the layer's output (and the loss) into NaN (inf x 0 and inf - inf are NaN).",
+                             "pass a finite pad_value, e.g. 0.0.")
 
 
 def _window_targets(w: Windows, opts: InputOptions, targets: Any, return_sequences: bool) -> tuple[Any, bool]:

@@ -32,14 +32,16 @@ class LaneStep(NamedTuple):
     ----------
     batch : int
         The batch index ``k`` within the epoch.
-    x : ndarray ``(lanes, timesteps, features)``
+    x : ndarray ``(lanes, timesteps, features)``; with covariates (``arrange_stateful(static_cols=...,
+        known_cols=...)``) a dict of the inputs by batch key: ``past`` (the lanes), ``future``
+        ``(lanes, timesteps, K)``, ``static`` ``(lanes, S)``, those present
     y : ndarray ``(lanes, timesteps, targets)`` (``(lanes, targets)`` many-to-one), or ``None``
     weight : float32 ndarray ``(lanes, timesteps)`` (``(lanes,)`` many-to-one): 1 on real steps, 0 on padding
     reset : bool ndarray ``(lanes,)``: lanes whose state must be zeroed before this batch
     """
 
     batch: int
-    x: np.ndarray
+    x: np.ndarray | dict[str, np.ndarray]
     y: np.ndarray | None
     weight: np.ndarray
     reset: np.ndarray
@@ -163,6 +165,8 @@ def lane_steps(arranged: Arranged, epoch: int | None = None, *, validation: bool
     >>> arranged = sb.arrange_stateful([np.arange(12.0), np.arange(7.0)], timesteps=3, batch_size=2)
     >>> [(s.batch, s.x.shape, s.reset.tolist()) for s in lane_steps(arranged)][:2]
     [(0, (2, 3, 1), [True, True]), (1, (2, 3, 1), [False, False])]
+
+    Lanes with covariates: ``x`` is a dict of ``past``, ``future``, ``static`` (those present).
     """
     if not isinstance(arranged, Arranged):
         raise ParameterError(f"lane_steps needs arranged lanes, got {type(arranged).__name__}.",
@@ -176,14 +180,15 @@ def lane_steps(arranged: Arranged, epoch: int | None = None, *, validation: bool
     if start > n:
         raise ParameterError(f"start={start} is past the {n} batches of epoch {epoch}.",
                              f"pass a batch index between 0 and {n}.")
-    if arranged.covariates is not None:  # LaneStep has no place for them: refused, never dropped silently
-        raise ParameterError("lane_steps serves plain lanes; these lanes have static/known covariates.",
-                             "read the mappings arranged.batch(k, epoch) (keys past, future, static, y, "
-                             "sample_weight) with statebatch.feed.plan_resets, or statebatch.torch.LaneLoader.")
     for k, reset in plan_resets(arranged, epoch, validation=validation, reset_on_epoch_begin=reset_on_epoch_begin):
         if k < start:
             continue
         arrays = arranged.batch(k, epoch)
+        if isinstance(arrays, dict):  # covariates: the inputs by key, as Keras and torch get them
+            x = {key: arrays[key][block] for key in ("past", "future", "static") if key in arrays}
+            w = arrays["sample_weight"] if "y" in arrays else real_step_weights(arranged, k, epoch)
+            yield LaneStep(k, x, arrays["y"][block] if "y" in arrays else None, w[block], reset[block])
+            continue
         if len(arrays) > 1:
             y, w = arrays[1][block], arrays[2][block]
         else:

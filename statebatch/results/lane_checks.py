@@ -129,7 +129,8 @@ def check_pad_value(pad_value: Any, dtype: np.dtype) -> Any:
       Fix: pass an integer pad_value, or convert the data with dtype='float32'.
     """
     if not np.isfinite(pad_value):
-        raise ParameterError(f"pad_value={pad_value!r} is not finite: padded steps carry sample weight 0, but NaN x 0 "
+        kind = "NaN" if np.isnan(pad_value) else "inf"  # inf x 0 is NaN too: the loss is NaN either way
+        raise ParameterError(f"pad_value={pad_value!r} is not finite: padded steps carry sample weight 0, but {kind} x 0 "
                              "is NaN, so the loss would be NaN.", "pass a finite pad_value, e.g. 0.0.")
     if np.issubdtype(dtype, np.integer) or dtype.kind == "b":
         if not np.isfinite(pad_value) or float(pad_value) != int(pad_value):

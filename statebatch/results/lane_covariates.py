@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 import sys
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -32,8 +32,10 @@ from ..sources.options import InputOptions
 from ..sources.series import SeriesSet, _is_pandas
 from .forecast_windows import _frame_features
 from ..materialise.forecast import _names
+from ..materialise.input_names import model_inputs
 
-__all__ = ["LANE_KEYS", "LaneCovariates", "build_lane_covariates", "covariate_options"]
+__all__ = ["LANE_KEYS", "LaneCovariates", "build_lane_covariates", "covariate_options", "lane_inputs",
+           "covariate_fit_kwargs"]
 
 #: Every key a stateful batch with covariates may hold, in this order: ``future`` only with ``known_cols``,
 #: ``static`` only with ``static_cols``, ``y`` and ``sample_weight`` only with targets.
@@ -196,3 +198,42 @@ def _known_rows(frame: Any, cols: list, ss: SeriesSet, fdt: np.dtype) -> np.ndar
                              f"{row - int(ss.offsets[s])}; known covariates must be known at every step.",
                              "fill them (they are known in advance), or pass the column as a feature instead.")
     return values.astype(fdt)
+
+
+def lane_inputs(batch: Mapping[str, Any], model: Any = None) -> Any:
+    """The model inputs of a lane batch (or epoch) with covariates: a dict of ``past``, ``future``, ``static``
+    (those present), or with ``model=`` exactly the model's inputs by name (a dict for a dict-input model, a
+    list in its input order, or the one array), as :func:`~statebatch.split_xy` cuts forecasting windows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> batch = {"past": np.zeros((2, 3, 1)), "static": np.ones((2, 1)), "y": np.zeros((2, 3, 1))}
+    >>> sorted(lane_inputs(batch))
+    ['past', 'static']
+    """
+    if model is None:
+        return {k: batch[k] for k in ("past", "future", "static") if k in batch}
+    names, form = model_inputs(model, [k for k in batch if k not in ("y", "sample_weight")])
+    if form == "dict":
+        return {k: batch[k] for k in names}
+    return [batch[k] for k in names] if form == "list" else batch[names[0]]
+
+
+def covariate_fit_kwargs(epoch: Mapping[str, Any], batch_size: int, model: Any = None) -> dict[str, Any]:
+    """``model.fit`` keywords of an epoch with covariates (:meth:`Arranged.arrays`): ``x`` the model inputs
+    (:func:`lane_inputs`), ``y`` and ``sample_weight`` when there are targets, the lanes' batch size, no shuffle.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> epoch = {"past": np.zeros((4, 3, 1)), "static": np.ones((4, 1)), "y": np.zeros((4, 3, 1)),
+    ...          "sample_weight": np.ones((4, 3))}
+    >>> kw = covariate_fit_kwargs(epoch, 2)
+    >>> sorted(kw["x"]), kw["batch_size"], kw["shuffle"], kw["sample_weight"].shape
+    (['past', 'static'], 2, False, (4, 3))
+    """
+    kw: dict[str, Any] = {"x": lane_inputs(epoch, model), "batch_size": batch_size, "shuffle": False}
+    if "y" in epoch:
+        kw.update(y=epoch["y"], sample_weight=epoch["sample_weight"])
+    return kw

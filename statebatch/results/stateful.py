@@ -22,10 +22,10 @@ from .provenance import LANES, Provenance, register_provenance
 from ..materialise.gather import LaneReader
 from ..materialise.lanes import HeadSeries, LaneEpochs, lane_outputs, packs_lanes
 from ..plans.base import LeftOut, named
-from ..plans.lanes import REMAINDERS, LanePlan, plan_lanes
+from ..plans.lanes import REMAINDERS, LanePlan, plan_lanes, reset_counts
 from .batched import Batched, Explanation, SizedResult
 from .lane_checks import check_pad_value, lane_targets, warn_padding
-from .lane_covariates import LaneCovariates, build_lane_covariates, covariate_options
+from .lane_covariates import LaneCovariates, build_lane_covariates, covariate_fit_kwargs, covariate_options
 from ..sources.options import InputOptions
 from ..sources.series import (SeriesSet, apply_gaps, as_series,
                               check_finite_series, checked_finite, in_memory)
@@ -47,7 +47,8 @@ class Arranged(SizedResult, Batched):
     Attributes
     ----------
     X : ndarray ``(n_batches * batch_size, timesteps, features)``
-        The current epoch in batch order (for ``model.fit(**arranged.fit_kwargs())``).
+        The current epoch in batch order (for ``model.fit(**arranged.fit_kwargs())``); with covariates the
+        lanes' own input, ``past`` (``arrays()`` holds every input).
     y : ndarray or None
         ``(n, timesteps, target_features)`` with ``return_sequences``, else ``(n, target_features)``.
     sample_weight : ndarray
@@ -266,9 +267,11 @@ class Arranged(SizedResult, Batched):
             return self._epoch_arrays()[2]
         return self._m.weights(self.plan())
 
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """The current epoch as ``(X, y, sample_weight)`` (``(X,)`` without targets), batch after batch."""
-        return self._epoch_arrays()
+    def arrays(self) -> tuple[np.ndarray, ...] | dict[str, np.ndarray]:
+        """The current epoch as ``(X, y, sample_weight)`` (``(X,)`` without targets), batch after batch; with
+        covariates the mapping of :meth:`batch` over the whole epoch (``past`` is ``X``), as forecasting windows."""
+        arrays = self._epoch_arrays()
+        return arrays if self.covariates is None else self.covariates.batch(arrays, self.plan(), slice(None))
 
     @property
     def batch_view(self) -> np.ndarray:
@@ -280,8 +283,15 @@ class Arranged(SizedResult, Batched):
             return register_provenance(view, self._provenance(plan))
         return self.X.reshape((plan.n_batches, plan.batch_size) + self.X.shape[1:])
 
-    def fit_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``model.fit`` / ``evaluate`` on the current epoch's arrays."""
+    def fit_kwargs(self, model: Any = None) -> dict[str, Any]:
+        """Keyword arguments for ``model.fit`` / ``evaluate`` on the current epoch's arrays; with covariates ``x``
+        is a dict of ``past``/``future``/``static`` (``model=``: exactly its inputs, by name)."""
+        if self.covariates is not None:
+            epoch = self.covariates.batch(self._epoch_arrays(), self.plan(), slice(None))  # = arrays()
+            return covariate_fit_kwargs(epoch, self.batch_size, model)
+        if model is not None:
+            raise ParameterError("fit_kwargs(model=) matches covariate inputs by name; these lanes have one input, X.",
+                                 "drop model=, or arrange with static_cols=/known_cols=.")
         kw: dict[str, Any] = {"x": self.X, "batch_size": self.batch_size, "shuffle": False}
         if self.has_targets:
             kw.update(y=self.y, sample_weight=self.sample_weight)
@@ -388,8 +398,8 @@ class Arranged(SizedResult, Batched):
         lines = [
             f"stateful=True with {plural(b, 'lane')}: row i of batch k+1 continues row i of batch k, so each lane "
             f"carries one state through the epoch; state is zeroed at the start of every epoch"
-            + (f" and where a lane moves on to a new series ({plural(resets_mid, 'time')} after the first batch)"
-               if resets_mid else "") + " (statebatch.keras.LaneResetCallback does both).",
+            + (f" and where a lane moves on to a new series ({plural(resets_mid, 'mid-epoch lane reset')}, after "
+               "the first batch)" if resets_mid else "") + " (statebatch.keras.LaneResetCallback does both).",
             f"{plural(p.n_batches, 'batch')} per epoch of {plural(b, 'lane')} x {tshape} timesteps x "
             f"{self.n_features} feature(s); model: keras.Input(batch_shape=({b}, {'None' if self.jitter else t}, "
             f"{self.n_features})), fit(..., shuffle=False).",
@@ -415,7 +425,7 @@ class Arranged(SizedResult, Batched):
     def __repr__(self) -> str:
         p = self.plan()
         return (f"Arranged(X={self.shape}, batches={p.n_batches}, lanes={self.batch_size}, series={self.n_series}, "
-                f"padding={percent(p.padding_fraction)}, resets={int(p.resets.sum())}, epoch={self.epoch}"
+                f"padding={percent(p.padding_fraction)}, {reset_counts(p.resets)}, epoch={self.epoch}"
                 f"{', shuffled' if self.shuffle else ''}{f', jitter={self.jitter}' if self.jitter else ''}, "
                 f"left_out_steps={sum(lo.steps for lo in self.left_out)})")
 

@@ -16,7 +16,8 @@ import numpy as np
 from .._args import check_bool, check_choice, check_int, check_size, plural, resolve_seed
 from ..errors import LengthMismatchError, ParameterError, ShapeError, StatebatchWarning
 from .provenance import NATURAL, SLIDING, Provenance, register_provenance
-from ..materialise.gather import _in_memory, _strided, gather_rows, gather_windows, gathered_batches, sliced_batches
+from ..materialise.gather import (WindowTables, _in_memory, _strided, gather_rows, gather_windows, sliced_batches,
+                                  window_tables)
 from ..materialise.gather import strided_windows
 from ..plans.windows import REMAINDERS, WindowPlan, plan_windows
 from .batched import Batched, Explanation, SizedResult, stack_outputs
@@ -52,6 +53,8 @@ class Windows(SizedResult, Batched):
 
     #: With ``lags``: steps after the user's ``start_index`` read as lag values only (see :attr:`left_out`).
     _lag_steps: int = 0
+    #: :meth:`_tables` once made (False: not yet asked for).
+    _window_tables: "WindowTables | None | bool" = False
 
     def __init__(self, ss: SeriesSet, *, timesteps: int, stride: int, sampling_rate: int, start_index: int,
                  end_index: int | None, ysource: RowSource | None, yoffset: int, ylength: int | None, ystep: int,
@@ -163,6 +166,9 @@ class Windows(SizedResult, Batched):
         """
         if self.forecast is not None:
             return self._forecast_take(self._window_indices(idx))
+        tables = self._tables()
+        if tables is not None:
+            return tables.take(self._window_indices(idx))
         rows = self._base.starts(self._window_indices(idx))
         xb = gather_windows(self._ss.source, rows, self.timesteps, self.sampling_rate)
         if self._ysource is None:
@@ -201,16 +207,26 @@ class Windows(SizedResult, Batched):
 
     def _gathered_batches(self, plan: WindowPlan) -> Iterator[tuple[np.ndarray, ...]] | None:
         """In memory, any order: rows found once, one gather a batch (``batch(k)``: +20 us each); else None."""
-        arr = None if self.forecast is not None or self._check_batches else _in_memory(self._ss.source)
-        yarr = None if arr is None or self._ysource is None else _in_memory(self._ysource)
-        if arr is None or (yarr is None and self._ysource is not None):
+        tables = self._tables()
+        if tables is None:
             return None
-        check_size("the windows", (self.batch_size, self.timesteps) + tuple(arr.shape[1:]), arr.dtype.itemsize)
-        rows = plan.starts(plan.order)  # every window's start row, in the epoch's order
-        tables = [(_strided(arr, self.timesteps, self.sampling_rate), rows)]
-        if yarr is not None:
-            tables.append((yarr if self._ylength is None else _strided(yarr, self._ylength, self._ystep), rows + self._yoffset))
-        return gathered_batches(self.batch_size, plan.n_batches, *tables)
+        x = self._ss.source
+        check_size("the windows", (self.batch_size, self.timesteps) + tuple(x.shape[1:]), x.dtype.itemsize)
+        return tables.batches(plan.order, self.batch_size, plan.n_batches)
+
+    def _tables(self) -> WindowTables | None:
+        """Plain in-memory windows: the strided views and every window's start row, made once (shared by
+        shuffled epochs, :meth:`take` and ``statebatch.torch.WindowDataset``); None for forecasting windows and
+        out-of-core data (gathered by :meth:`take`, NaN/inf checked per batch)."""
+        if self._window_tables is False:
+            arr = None if self.forecast is not None or self._check_batches else _in_memory(self._ss.source)
+            yarr = None if arr is None or self._ysource is None else _in_memory(self._ysource)
+            if arr is None or (yarr is None and self._ysource is not None):
+                self._window_tables = None
+            else:
+                targets = None if yarr is None else (yarr, self._yoffset, self._ylength, self._ystep)
+                self._window_tables = window_tables(arr, self._base.starts(), self.timesteps, self.sampling_rate, targets)
+        return self._window_tables if isinstance(self._window_tables, WindowTables) else None
 
     def arrays(self) -> tuple[np.ndarray, ...] | dict[str, np.ndarray]:
         """All windows in natural order: ``(X,)`` or ``(X, y)`` (for ``model.fit(X, y)``); with forecasting
@@ -278,9 +294,8 @@ class Windows(SizedResult, Batched):
     def _forecast_take(self, idx: np.ndarray) -> Any:
         """Windows ``idx`` (natural order) as a forecasting mapping: one gather per table (``Any``: returned
         where the protocol's batches are tuples; forecasting batches are mappings, as documented)."""
-        s = self._base.series_of(idx)
-        last = self._base.starts(idx) + self.timesteps - 1
-        return self.forecast.gather(s, np.asarray(last, dtype=np.int64).reshape(-1))
+        s, starts = self._base.locate(idx)
+        return self.forecast.gather(s, np.asarray(starts + (self.timesteps - 1), dtype=np.int64).reshape(-1))
 
     @property
     def left_out(self) -> list:

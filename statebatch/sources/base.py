@@ -175,7 +175,7 @@ class ConcatSource(RowSource):
         self.raw_pieces = pieces
         self._pieces: list | None = None
         self.offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
-        np.cumsum(list(map(len, pieces)), out=self.offsets[1:])
+        np.cumsum(np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)), out=self.offsets[1:])
         self.shape = (int(self.offsets[-1]),) + tail
         self.dtype = dtype
         self.in_memory = checked or all(isinstance(p, np.ndarray) for p in pieces)

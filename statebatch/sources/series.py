@@ -32,7 +32,8 @@ from .timeindex import find_gaps
 from .pandas_frames import _check_time_index, _frame_values, _is_pandas, _time_values
 
 __all__ = ["SeriesSet", "as_series", "apply_gaps", "check_finite_series", "aligned_targets", "dtype_error",
-           "in_memory", "checked_finite", "source_of", "GAPS", "INPUT_CHECKS_DOC", "INPUT_CHECKS_STUB"]
+           "in_memory", "checked_finite", "source_of", "GAPS", "INPUT_CHECKS_DOC", "INPUT_CHECKS_STUB",
+           "non_finite_found", "non_finite_effect"]
 
 _REEXPORTED = (ArraySource, RowSource, _array, _as_2d, _cast, _check_numeric, _check_time_index, _time_values)
 
@@ -173,13 +174,14 @@ def unknown_input(data: Any, what: str) -> DTypeError:
 #: The parameters ``allow_nan`` and ``gaps``, documented once for every function that takes them.
 # In the docstrings of make_windows, arrange_stateful and bucket_batches the short entry (what static
 # documentation tools read) is replaced at import by the full text.
-INPUT_CHECKS_STUB = ("    allow_nan, gaps\n"
-                     "        The input checks every entry point shares: NaN/inf refused unless ``allow_nan=True``; holes in\n"
-                     "        the time stamps refused, split or accepted (``gaps``).\n")
+INPUT_CHECKS_STUB = ("    allow_nan, allow_inf, gaps\n"
+                     "        The input checks every entry point shares: NaN refused unless ``allow_nan=True``, inf unless\n"
+                     "        ``allow_inf=True``; holes in the time stamps refused, split or accepted (``gaps``).\n")
 INPUT_CHECKS_DOC = """\
-    allow_nan : bool
-        NaN/inf in in-memory data or targets raise :class:`~statebatch.errors.DataValueError` by
-        default (they turn into a NaN loss); ``True`` accepts them (e.g. for a model that masks them).
+    allow_nan, allow_inf : bool
+        NaN and inf in in-memory data or targets raise :class:`~statebatch.errors.DataValueError` by
+        default (NaN turns into a NaN loss, inf into an inf or NaN loss); ``allow_nan=True`` accepts NaN
+        (e.g. for a model that masks them), ``allow_inf=True`` accepts inf; each lets only its own kind through.
     gaps : "error", "split" or "accept"
         Holes in the time stamps of a frame's time column or DatetimeIndex (a step missing from the
         regular frequency): refused by default, ``"split"`` cuts the series there (pieces get ids
@@ -352,9 +354,39 @@ def _sum_finite(flat: np.ndarray) -> bool:
         return math.isfinite(float(np.add.reduce(flat)))
 
 
+def non_finite_found(n_nan: int, n_inf: int) -> str:
+    """The non-finite values found, in words: only the kinds there are (NaN, inf or both).
+
+    Examples
+    --------
+    >>> non_finite_found(0, 3), non_finite_found(2, 1)
+    ('3 inf value(s)', '2 NaN value(s) and 1 inf value(s)')
+    """
+    return " and ".join(f"{n} {name} value(s)" for n, name in ((n_nan, "NaN"), (n_inf, "inf")) if n)
+
+
+def non_finite_effect(n_nan: int, n_inf: int) -> str:
+    """What such values do to a recurrent network's loss, said for the kinds found: an inf is not a NaN
+    (``allow_nan`` and ``allow_inf`` let each through separately), so its message speaks of inf.
+
+    Examples
+    --------
+    >>> non_finite_effect(1, 0)
+    'a recurrent network turns them into a NaN loss'
+    >>> non_finite_effect(0, 1)  # doctest: +ELLIPSIS
+    'a recurrent network turns them into an inf or NaN loss (inf times a weight is inf; ...'
+    """
+    if not n_inf:
+        return "a recurrent network turns them into a NaN loss"
+    if not n_nan:
+        return "a recurrent network turns them into an inf or NaN loss (inf times a weight is inf; inf - inf and " \
+               "0 x inf are NaN)"
+    return "a recurrent network turns them into a NaN (or inf) loss"
+
+
 def _non_finite_error(what: str, where: str, n_nan: int, n_inf: int) -> DataValueError:
     """The message names what was found (NaN, inf or both) and the fix for each."""
-    found = " and ".join(f"{n} {name} value(s)" for n, name in ((n_nan, "NaN"), (n_inf, "inf")) if n)
+    found = non_finite_found(n_nan, n_inf)
     fixes = []
     if n_nan:
         fixes.append("fill or drop the NaN first (e.g. df.interpolate() or df.dropna()), or pass allow_nan=True if "
@@ -362,8 +394,8 @@ def _non_finite_error(what: str, where: str, n_nan: int, n_inf: int) -> DataValu
     if n_inf:
         fixes.append("find where the infinities come from (a division by zero, a log of 0) and replace them (e.g. "
                      "np.clip or np.nan_to_num), or pass allow_inf=True if the model is meant to see them")
-    return DataValueError(f"{what} has {found}, the first at {where}; a recurrent network turns them into a NaN "
-                          "loss.", "; ".join(fixes) + ".")
+    return DataValueError(f"{what} has {found}, the first at {where}; {non_finite_effect(n_nan, n_inf)}.",
+                          "; ".join(fixes) + ".")
 
 
 def aligned_targets(targets: Any, ss: SeriesSet, what: str = "targets") -> list[np.ndarray]:

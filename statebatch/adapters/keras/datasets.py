@@ -24,7 +24,7 @@ from .backends import needs_static_batch_feed
 from .losses import STEP_WEIGHTS, epoch_mean_weights, epoch_steps_per_sequence
 from .loop_errors import _recorded
 
-__all__ = ["Dataset", "WindowDataset", "StatefulDataset", "BucketDataset", "ShardDataset"]
+__all__ = ["Dataset", "WindowDataset", "StatefulDataset", "BucketDataset", "ShardDataset", "keras_item"]
 
 
 def _batch_index(k: Any, n: int) -> int:
@@ -34,6 +34,33 @@ def _batch_index(k: Any, n: int) -> int:
         raise BatchIndexError(f"batch {k} is outside 0..{n - 1} ({n} batches per epoch).",
                               "ask for batches 0 .. len(dataset) - 1.")
     return k
+
+
+def keras_item(batch: Any, model: Any = None) -> Any:
+    """A batch as Keras takes it: plain ``(X, y[, sample_weight])`` as it is; a mapping (forecasting windows,
+    lanes with covariates) as ``(inputs, y[, sample_weight])``, ``(inputs,)`` without targets, the inputs by
+    the model's input names (:func:`~statebatch.split_xy`; ``model=None``: the input keys present).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x, y, w = keras_item({"past": np.zeros((2, 3, 1)), "static": np.ones((2, 1)), "y": np.zeros((2, 3, 1)),
+    ...                       "sample_weight": np.ones((2, 3))})
+    >>> sorted(x), y.shape, w.shape
+    (['past', 'static'], (2, 3, 1), (2, 3))
+    """
+    if not isinstance(batch, dict):
+        return batch
+    if "y" not in batch:  # lanes with static covariates only and no targets (predict)
+        from ...results.lane_covariates import lane_inputs
+
+        x = lane_inputs(batch, model)
+        return (tuple(x) if isinstance(x, list) else x,)
+    from ...materialise.forecast import split_xy
+
+    x, y = split_xy(batch, model=model)  # by the model's input names
+    x = tuple(x) if isinstance(x, list) else x  # tf.data's signatures take tuples, not lists
+    return (x, y, batch["sample_weight"]) if "sample_weight" in batch else (x, y)  # lanes: with weights
 
 
 class Dataset(keras.utils.PyDataset):
@@ -78,14 +105,7 @@ class Dataset(keras.utils.PyDataset):
             self._guard.check(i)
         k = i + self._start
         self._next = k + 1
-        batch = self.result.batch(k)
-        if isinstance(batch, dict):  # forecasting windows: Keras takes (inputs by name, y)
-            from ...materialise.forecast import split_xy
-
-            x, y = split_xy(batch, model=getattr(self, "_input_model", None))  # by the model's input names
-            x = tuple(x) if isinstance(x, list) else x  # tf.data's signatures take tuples, not lists
-            return (x, y, batch["sample_weight"]) if "sample_weight" in batch else (x, y)  # lanes: with weights
-        return batch
+        return keras_item(self.result.batch(k), getattr(self, "_input_model", None))
 
     # -- resuming (the torchdata StatefulDataLoader names, as statebatch.torch's loader)
     def state_dict(self) -> dict[str, Any]:

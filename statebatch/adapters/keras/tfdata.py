@@ -14,7 +14,7 @@ from ...results.bucketing import Bucketing
 from ...results.schedule import InOrderGuard
 from ...results.stateful import Arranged
 from ...results.windows import Windows
-from .datasets import Dataset
+from .datasets import Dataset, keras_item
 from .losses import epoch_mean_weights, epoch_steps_per_sequence
 from .loop_errors import _LAST_ERROR
 
@@ -24,22 +24,59 @@ _BLOCK_BYTES = 8 << 20      # to_tf_dataset: bytes of batches handed to tf.data 
 _MAX_BLOCK_BATCHES = 32
 
 
-def _blocks(items: Iterator[tuple], per_block: int) -> Iterator[tuple]:
-    """Stack runs of up to ``per_block`` consecutive batches of equal shapes: ``(m, *batch_shape)`` each."""
+def _blocks(items: Iterator[Any], per_block: int, nest: Any = None) -> Iterator[Any]:
+    """Stack runs of up to ``per_block`` consecutive batches of equal shapes: ``(m, *batch_shape)`` each. An item
+    is a tuple of arrays, or (with ``nest``, ``tf.nest``) any structure of them: ``(inputs by name, y, w)``."""
+    flat = (lambda item: tuple(item)) if nest is None else nest.flatten
     pending: list[tuple] = []
-    shapes = None
+    shapes = template = None
     for item in items:
-        item_shapes = tuple(a.shape for a in item)
+        leaves = flat(item)
+        item_shapes = tuple(a.shape for a in leaves)
         if pending and (item_shapes != shapes or len(pending) == per_block):
-            yield tuple(np.stack(parts) for parts in zip(*pending))
+            yield _stacked(pending, template, nest)
             pending = []
-        pending.append(item)
-        shapes = item_shapes
+        pending.append(leaves)
+        shapes, template = item_shapes, item
     if pending:
-        yield tuple(np.stack(parts) for parts in zip(*pending))
+        yield _stacked(pending, template, nest)
 
 
-def to_tf_dataset(data: Any) -> Any:
+def _stacked(pending: list[tuple], template: Any, nest: Any) -> Any:
+    stacked = tuple(np.stack(parts) for parts in zip(*pending))
+    return stacked if nest is None else nest.pack_sequence_as(template, list(stacked))
+
+
+def _signature(tf: Any, result: Any, first: Any) -> Any:
+    """The element spec of ``first`` (a batch as Keras takes it): sizes that vary from batch to batch ``None``."""
+    varying_batch = isinstance(result, (Windows, Bucketing)) and (
+        getattr(result, "remainder", "keep") == "keep" or getattr(result, "token_budget", None) is not None)
+    varying_time = isinstance(result, Bucketing) or (isinstance(result, Arranged) and bool(result.jitter))
+
+    def spec(path: str, a: np.ndarray) -> Any:
+        shape = list(a.shape)
+        if varying_batch:
+            shape[0] = None
+        # no time axis: a bucket's one target per sequence (y without return_sequences), a lane's static vector
+        timeless = path.endswith("static") or (isinstance(result, Bucketing) and path == "1"
+                                               and not result.return_sequences)
+        if a.ndim >= 2 and varying_time and not timeless:
+            shape[1] = None
+        return tf.TensorSpec(shape=tuple(shape), dtype=tf.as_dtype(a.dtype))
+
+    return _with_paths(spec, first, "")
+
+
+def _with_paths(fn: Any, item: Any, path: str) -> Any:
+    """``fn(path, array)`` over a batch's structure (tuples of arrays, dicts of inputs): path ``"0/static"``."""
+    if isinstance(item, dict):
+        return {k: _with_paths(fn, v, f"{path}/{k}".lstrip("/")) for k, v in item.items()}
+    if isinstance(item, (tuple, list)):
+        return tuple(_with_paths(fn, v, f"{path}/{j}".lstrip("/")) for j, v in enumerate(item))
+    return fn(path, item)
+
+
+def to_tf_dataset(data: Any, *, model: Any = None) -> Any:
     """A ``tf.data.Dataset`` of a result's batches: one epoch per iteration, in the result's order.
 
     Works for :class:`~statebatch.Windows`, :class:`~statebatch.Arranged` and
@@ -49,6 +86,10 @@ def to_tf_dataset(data: Any) -> Any:
     cardinality is known and batches are prefetched. With ``steps_per_epoch`` (windows and buckets),
     pass ``to_tf_dataset(result).repeat()``: every pass is a fresh epoch, so no epoch runs out of data.
     Bucketed per-step targets carry the weights of :class:`BucketDataset` (``step_weights="epoch_mean"``).
+    Lanes with covariates (``arrange_stateful(static_cols=..., known_cols=...)``) and forecasting windows
+    give ``(inputs, y, sample_weight)`` (windows: ``(inputs, y)``), ``inputs`` a dict of tensors by batch key
+    (``past``, ``future``, ``static``), or with ``model=`` exactly the model's inputs by name, as
+    :class:`StatefulDataset` (``model=``) and :class:`WindowDataset` serve them.
     Needs TensorFlow (a statebatch error says so where it is not installed).
 
     Examples
@@ -70,24 +111,18 @@ def to_tf_dataset(data: Any) -> Any:
     if not isinstance(result, Batched):
         raise ParameterError(f"to_tf_dataset needs a statebatch result or dataset, got {type(data).__name__}.",
                              "pass make_windows(...), arrange_stateful(...) or bucket_batches(...).")
-    first = result.batch(0)
-    if isinstance(first, dict) and isinstance(result, Arranged):
-        raise ParameterError("to_tf_dataset serves (X, y, sample_weight) lanes; lanes with covariates are mappings.",
-                             "feed Keras statebatch.keras.StatefulDataset(arranged, model=model), or fit_stateful.")
-    if isinstance(first, dict):
-        raise ParameterError("to_tf_dataset serves (X, y) batches; forecasting windows' batches are mappings.",
-                             "feed Keras statebatch.keras.WindowDataset(windows) (batches as (inputs by name, y)).")
-    static = [list(a.shape) for a in first]
-    plan = result.plan()
-    varying_batch = isinstance(result, (Windows, Bucketing)) and (
-        getattr(result, "remainder", "keep") == "keep" or getattr(result, "token_budget", None) is not None)
-    for j, a in enumerate(first):
-        if varying_batch:
-            static[j][0] = None
-        if a.ndim >= 2 and (isinstance(result, Bucketing) or (isinstance(result, Arranged) and result.jitter)):
-            if not (isinstance(result, Bucketing) and j == 1 and not result.return_sequences):
-                static[j][1] = None
-    signature = tuple(tf.TensorSpec(shape=tuple(s), dtype=tf.as_dtype(a.dtype)) for s, a in zip(static, first))
+    batch0 = result.batch(0)
+    mapping = isinstance(batch0, dict)
+    if model is not None and (isinstance(data, Dataset) or not mapping):
+        raise ParameterError("to_tf_dataset(model=) matches the inputs of mapping batches (lanes with covariates, "
+                             "forecasting windows) by name; " + ("a dataset matches them itself." if mapping else
+                                                                 "these batches have one input."),
+                             "pass model= to the dataset (StatefulDataset(arranged, model=model))." if mapping
+                             else "drop model=.")
+    input_model = getattr(data, "_input_model", None) if isinstance(data, Dataset) else model
+    first = keras_item(batch0, input_model)  # what every batch looks like, as Keras takes it
+    nest = tf.nest if mapping else None
+    signature = _signature(tf, result, first)
     dataset = data if isinstance(data, Dataset) else None
     guard = InOrderGuard() if dataset is None and isinstance(result, Arranged) else None
 
@@ -100,12 +135,13 @@ def to_tf_dataset(data: Any) -> Any:
 
     def _batches():
         if dataset is not None:  # the dataset serves (and guards) its batches, then moves to its next epoch
-            yield from _blocks((dataset[k] for k in range(len(dataset))), per_block)
+            yield from _blocks((dataset[k] for k in range(len(dataset))), per_block, nest)
             dataset.on_epoch_end()
             return
         epoch = result.epoch
         n = result.plan(epoch).n_batches
-        block = result._block(0, min(n, per_block), epoch) if isinstance(result, Arranged) and n else None
+        block = result._block(0, min(n, per_block), epoch) if isinstance(result, Arranged) and n and not mapping \
+            else None
         if block is not None:  # lanes in memory: each block is one gather (no per-batch work, no stacking)
             for k0 in range(0, n, per_block):
                 k1 = min(n, k0 + per_block)
@@ -121,10 +157,10 @@ def to_tf_dataset(data: Any) -> Any:
                 for k in range(n):
                     if guard is not None:
                         guard.check(k)
-                    item = result.batch(k, epoch)
+                    item = keras_item(result.batch(k, epoch), input_model)
                     yield item if per_step is None else item[:2] + (epoch_mean_weights(item[2], per_step),)
 
-            yield from _blocks(items(), per_block)
+            yield from _blocks(items(), per_block, nest)
         if guard is not None:
             guard.reset()
         result.set_epoch(epoch + 1)
@@ -132,9 +168,11 @@ def to_tf_dataset(data: Any) -> Any:
     # Batches travel in blocks of up to `per_block` consecutive same-shaped batches, stacked on a new
     # leading axis and split again by `unbatch` inside tf.data: one Python call per block instead of
     # one per batch (from_generator's per-element cost was ~0.5 ms, a few % of a small model's step).
-    batch_bytes = sum(a.nbytes for a in first)
+    batch_bytes = sum(a.nbytes for a in tf.nest.flatten(first))
     per_block = max(1, min(_MAX_BLOCK_BATCHES, _BLOCK_BYTES // max(1, batch_bytes)))
-    block_signature = tuple(tf.TensorSpec(shape=(None,) + tuple(s.shape), dtype=s.dtype) for s in signature)
+    block_signature = tf.nest.map_structure(lambda s: tf.TensorSpec(shape=(None,) + tuple(s.shape), dtype=s.dtype),
+                                            signature)
+    plan = result.plan()
     ds = tf.data.Dataset.from_generator(batches, output_signature=block_signature).unbatch()
     fixed = not (isinstance(result, Bucketing) and result.token_budget is not None) and not (
         isinstance(result, Arranged) and result.jitter)

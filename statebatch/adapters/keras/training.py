@@ -98,7 +98,7 @@ def _check_covariate_model(model: Any, arranged: Arranged) -> None:
                 f"{arranged.timesteps}.", f"arrange with timesteps={shape[1]} or build the input with "
                 f"keras.Input(batch_shape=({arranged.batch_size}, None, {arranged.n_features}), name='past').")
     if replicas(model) > 1:
-        raise ParameterError("lanes with covariates are fed through a PyDataset, one replica only.",
+        raise ParameterError("lanes with covariates are fed to one replica only.",
                              "train on one device, or drop static_cols/known_cols.")
     validate(first["past"], first.get("y"), batch_size=arranged.batch_size, stateful=True, shuffle=False,
              emit_warnings=False)
@@ -236,8 +236,11 @@ class _Fit:
                 ds.load_state_dict(data.state_dict())  # a resumed epoch keeps its position
             return ds
         covariates = (data.arranged if isinstance(data, StatefulDataset) else data).covariates is not None
-        if needs_static_batch_feed() and not covariates:  # batches with covariates are mappings: the PyDataset
-            return to_tf_dataset(data)
+        if covariates and isinstance(data, StatefulDataset) and getattr(data, "_input_model", None) is None:
+            data._input_model = self.model  # each model input gets the batch key of its name
+        if needs_static_batch_feed():  # a static batch size; lanes with covariates: dicts of tensors by input name
+            return to_tf_dataset(data, model=self.model if covariates and not isinstance(data, StatefulDataset)
+                                 else None)
         if isinstance(data, StatefulDataset):
             ds = data
         else:

@@ -127,9 +127,13 @@ class _SeriesInput:
             text = str(exc)
             if "could not convert" in text or "dtype" in text.lower() and "numeric" in text.lower():
                 raise DTypeError(text, "pass X as numbers (a numeric array or DataFrame); encode text first.") from None
-            if "NaN" in text or "infinity" in text:
+            if "NaN" in text:
                 raise DataValueError(text.split("\n")[0], "fill or drop the missing values first (e.g. "
                                      "df.interpolate()); a recurrent network turns them into a NaN loss.") from None
+            if "infinity" in text:  # scikit-learn names inf "infinity"; an inf is no missing value
+                raise DataValueError(text.split("\n")[0], "replace the infinities (a division by zero, a log of 0; e.g. "
+                                     "np.clip or np.nan_to_num); a recurrent network turns them into an inf or NaN "
+                                     "loss.") from None
             if "0 sample(s)" in text:
                 raise DataValueError(text, "pass at least one row.") from None
             raise ShapeError(text, "pass X as a 2-D array (steps, features) with the features it was fitted "

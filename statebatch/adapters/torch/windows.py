@@ -53,6 +53,9 @@ class WindowDataset(torch.utils.data.Dataset):
         self.windows = windows
         self._n = int(windows.n_windows)  # fixed for the windows' lifetime; read once per batch otherwise
         self._forecast = getattr(windows, "forecast", None) is not None  # batches are mappings, not (x, y)
+        # in memory: the strided views and every window's start row, made once, so that a batch of indices is
+        # one small index and one gather per table (out of core: take() reads, and NaN/inf are checked per batch)
+        self._tables = None if self._forecast else windows._tables()
 
     def __len__(self) -> int:
         return self._n
@@ -62,7 +65,7 @@ class WindowDataset(torch.utils.data.Dataset):
         idx = _positions([i], len(self), "window")
         if self._forecast:
             return ForecastBatch(*(None if t is None else t[0] for t in self._forecast_take(idx)))
-        return tuple(to_tensor(a[0]) for a in self.windows.take(idx))
+        return tuple(to_tensor(a[0]) for a in self._take(idx))
 
     def __getitems__(self, indices: Sequence[int]) -> list[Any]:
         """Windows ``indices`` with one gather (``DataLoader`` calls this with each batch of indices).
@@ -75,12 +78,24 @@ class WindowDataset(torch.utils.data.Dataset):
         idx = _positions(indices, self._n, "window")
         if self._forecast:
             return _GatheredForecast(self._forecast_take(idx))
-        return _GatheredWindows(tuple(to_tensor(a) for a in self.windows.take(idx)))
+        if self._tables is not None:  # new arrays: shared with the tensors, never with the user's data
+            arrays = self._tables.take(idx)
+            return _GatheredWindows(tuple(torch.from_numpy(a) for a in arrays), arrays)
+        return _GatheredWindows(tuple(to_tensor(a) for a in self._take(idx)))
+
+    def _take(self, idx: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Windows ``idx`` gathered by the windows, NaN/inf checked as their own batches are (out-of-core data)."""
+        return self.windows._finite(self.windows.take(idx), f"of windows {_shown(idx)}")
 
     def _forecast_take(self, idx: np.ndarray) -> ForecastBatch:
         """Forecasting windows ``idx`` as tensors: one gather per table (``take`` gives them a mapping)."""
         batch: Any = self.windows.take(idx)
         return forecast_batch(batch)
+
+
+def _shown(idx: np.ndarray) -> str:
+    """A few window indices for a message."""
+    return ", ".join(map(str, idx[:5].tolist())) + (", ..." if len(idx) > 5 else "")
 
 
 class _WindowItem(tuple):
@@ -96,16 +111,18 @@ class _GatheredWindows(_LazyItems):
     """The windows of one batch, gathered; ``gathered`` = the batch tensors ``(X, y)``. An item is made when it is
     read (``default_collate`` reads the first to pick its collate function, then uses ``gathered``)."""
 
-    def __init__(self, tensors: tuple[torch.Tensor, ...]):
+    def __init__(self, tensors: tuple[torch.Tensor, ...], arrays: tuple[np.ndarray, ...] | None = None):
         super().__init__()
         self.gathered = tensors
+        self._arrays = arrays  # the tensors' memory as numpy arrays, where the caller has them
         self._n = int(tensors[0].shape[0])
 
     def _item(self, j: int) -> "_WindowItem":
         # numpy views of the tensors' memory: a numpy index and torch.from_numpy are cheaper than indexing a
         # tensor (default_collate reads one item per batch, a custom collate every item)
+        arrays = self._arrays if self._arrays is not None else tuple(t.numpy() for t in self.gathered)
         return _WindowItem(torch.from_numpy(a[j]) if a.ndim > 1 else torch.from_numpy(a[j:j + 1]).view(())
-                           for a in (t.numpy() for t in self.gathered))
+                           for a in arrays)
 
     def _make_items(self):
         return (_WindowItem(a[j] for a in self.gathered) for j in range(self._n))

@@ -184,7 +184,7 @@ def _provenance_verdict(X: np.ndarray, b: int, prov: Provenance, rows: np.ndarra
     if prov.kind == LANES:
         lb = prov.batch_size
         if lb == b:
-            rs = f", {prov.resets} lane reset(s) where a new series starts" if prov.resets else ""
+            rs = f", {prov.resets} mid-epoch lane reset(s) (where a lane moves on to a new series)" if prov.resets else ""
             # a plain model.fit on these arrays neither resets those lanes nor weighs out their padding
             fix = ("feed them with statebatch.keras.fit_stateful(model, arranged) (or LaneResetCallback(arranged) "
                    "and the arrangement's sample weights), so that the lanes are reset where a new series starts "

@@ -466,3 +466,17 @@ def test_window_dataset_batches_of_any_indices_equal_the_windows_arrays(lengths,
     np.testing.assert_array_equal(x.numpy(), np.asarray(w.X)[idx])
     np.testing.assert_array_equal(y.numpy(), np.asarray(w.y)[idx])
     assert x.numpy().flags.writeable and not np.shares_memory(x.numpy(), series[0])
+
+
+def test_window_dataset_pickles_without_copying_every_window():
+    # a DataLoader worker receives the dataset pickled: its tables (strided views) are made again there
+    import pickle
+
+    series = np.random.default_rng(1).normal(size=(20_000, 4)).astype(np.float32)
+    w = sb.make_windows(series, 64, targets=series[:, :1], n_ahead=1, batch_size=256, shuffle=True, seed=0)
+    ds = sbt.WindowDataset(w)
+    x, y = ds.__getitems__([5, 0, 70]).gathered
+    blob = pickle.dumps(ds)
+    assert len(blob) < 3 * series.nbytes
+    x2, y2 = pickle.loads(blob).__getitems__([5, 0, 70]).gathered
+    assert torch.equal(x, x2) and torch.equal(y, y2)

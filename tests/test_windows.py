@@ -288,3 +288,27 @@ def test_windows_of_a_sorted_frame_are_gathered_from_row_major_rows():
     series = w.series[w.plan(0).batch_indices(0)]
     want = np.stack([df[df.id == s][["a", "b", "k"]].to_numpy()[st: st + 8] for s, st in zip(series, start)])
     np.testing.assert_array_equal(X, want)
+
+
+def test_windows_pickle_without_copying_every_window():
+    # the strided views statebatch keeps (X of one series, the batch tables, a forecast spec's views) are made
+    # again after unpickling: pickled, they would be copies of every window (a DataLoader worker, a cache)
+    import pickle
+
+    series = np.random.default_rng(0).normal(size=(20_000, 4)).astype(np.float32)
+    w = sb.make_windows(series, 64, targets=series[:, :1], n_ahead=1, batch_size=256, shuffle=True, seed=0)
+    want = [b[0].copy() for b in w.batches(0)]
+    assert w.X.shape == (w.n_windows, 64, 4) and not w.X.flags.owndata
+    blob = pickle.dumps(w)
+    assert len(blob) < 3 * series.nbytes  # every window would be 64x the series
+    back = pickle.loads(blob)
+    assert all(np.array_equal(a, b[0]) for a, b in zip(want, back.batches(0), strict=True))
+    np.testing.assert_array_equal(back.X, w.X)
+    df = pd.DataFrame({"id": np.repeat([0, 1], 10_000), "t": np.tile(np.arange(10_000), 2), "y": series[:, 0],
+                       "k": series[:, 1]})
+    f = sb.make_windows(df, 64, id_col="id", time_col="t", target_cols=["y"], known_cols=["k"], batch_size=256)
+    first = f.batch(0)
+    blob = pickle.dumps(f)
+    assert len(blob) < 3 * series.nbytes
+    again = pickle.loads(blob).batch(0)
+    assert all(np.array_equal(first[k], again[k]) for k in first)

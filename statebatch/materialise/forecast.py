@@ -135,6 +135,21 @@ class ForecastSpec:
         return tuple(k for k, width in (("future", self.future_rows.shape[1]), ("static", self.static.shape[1]))
                      if width == 0)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the strided views are made again on first use: pickled (e.g. for a DataLoader worker) they would be
+        # copies of every window
+        return {k: v for k, v in self.__dict__.items() if k != "_views"}
+
+    def _windows(self, table: str, first: np.ndarray, length: int) -> np.ndarray:
+        """:func:`_windows_of` one of the row tables, with its strided view made once per (table, length):
+        read on every batch, the view's set-up showed next to the gather itself."""
+        views = self.__dict__.setdefault("_views", {})  # the instance dict, not a field (the spec is frozen)
+        key = (table, length)
+        if key not in views:
+            rows = getattr(self, table)
+            views[key] = strided_windows(rows, length) if rows.shape[0] >= length else None
+        return _windows_of(getattr(self, table), first, length, views[key])
+
     def gather(self, series: np.ndarray, last_rows: np.ndarray) -> dict[str, np.ndarray]:
         """The windows whose last input row is ``last_rows`` (absolute rows), of series ``series``.
 
@@ -151,9 +166,9 @@ class ForecastSpec:
         # mask: rows before the series' first usable step are padding (they may hold another series'
         # rows or, before row 0, the first rows: read, then zeroed)
         valid = (first[:, None] + np.arange(T, dtype=np.int64)) >= self.floor[series][:, None]
-        past = _windows_of(self.past_rows, first, T)
+        past = self._windows("past_rows", first, T)
         frows = last_rows + self.horizon
-        y = _windows_of(self.target_rows, frows, self.n_ahead)
+        y = self._windows("target_rows", frows, self.n_ahead)
         out: dict[str, np.ndarray] = {}
         if self.missing == "mask":
             past_obs = ~np.isnan(past)
@@ -175,7 +190,7 @@ class ForecastSpec:
             past[~past_obs & valid[:, :, None]] = self.fill_value
             y[~y_obs] = self.fill_value
         out["past"] = past
-        out["future"] = _windows_of(self.future_rows, frows, self.n_ahead)
+        out["future"] = self._windows("future_rows", frows, self.n_ahead)
         out["static"] = self.static[series]
         out["y"] = y
         if self.variable_history:
@@ -215,7 +230,7 @@ class ForecastSpec:
             assert self.series_scale is not None  # fitted when the windows were planned
             return self.series_scale.values[series]
         # "window": the window's own input steps of the targets (real and observed ones only)
-        values = _windows_of(self.target_rows, first, self.timesteps).astype(np.float64)  # (N, T, targets)
+        values = self._windows("target_rows", first, self.timesteps).astype(np.float64)  # (N, T, targets)
         if self.variable_history:  # padded steps are no data
             values[~np.broadcast_to(valid[:, :, None], values.shape)] = np.nan
         return center_and_scale(values, axis=1, method=self.scale_method).astype(self.target_rows.dtype)
@@ -261,13 +276,15 @@ def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
         sa == sb for sa, sb, n in zip(a.strides, b.strides, a.shape) if n > 1)
 
 
-def _windows_of(table: np.ndarray, first: np.ndarray, length: int) -> np.ndarray:
+def _windows_of(table: np.ndarray, first: np.ndarray, length: int, view: np.ndarray | None = None) -> np.ndarray:
     """Rows ``first .. first + length - 1`` of ``table`` per window, ``(N, length, columns)``: one gather
-    from a strided view (as plain windows). Rows before row 0 (variable history of the first series)
-    read row 0; they are padding, zeroed or left out by the caller."""
+    from a strided view (as plain windows; ``view``: ``strided_windows(table, length)``, made by the caller).
+    Rows before row 0 (variable history of the first series) read row 0; they are padding, zeroed or left
+    out by the caller."""
     if table.shape[0] < length:  # fewer rows in all than one window (a short first series): gather directly
         return table[np.maximum(first[:, None] + np.arange(length, dtype=np.int64), 0)]
-    view = strided_windows(table, length)
+    if view is None:
+        view = strided_windows(table, length)
     if len(first) and first.min() < 0:
         out = view[np.maximum(first, 0)]
         for i in np.flatnonzero(first < 0):  # rare: at most the first few windows of the first series

@@ -8,7 +8,7 @@ gather per batch).
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 import warnings
 
 import numpy as np
@@ -202,17 +202,18 @@ class Windows(SizedResult, Batched):
         if plan.order is None and self.forecast is None and self._regular() and not self._copy:
             yield from sliced_batches(self.X, self.y, self.batch_size, plan.n_batches)  # one series, in order
             return
-        gathered = self._gathered_batches(plan)
-        yield from super().batches(epoch) if gathered is None else gathered
-
-    def _gathered_batches(self, plan: WindowPlan) -> Iterator[tuple[np.ndarray, ...]] | None:
-        """In memory, any order: rows found once, one gather a batch (``batch(k)``: +20 us each); else None."""
-        tables = self._tables()
+        tables = self._tables()  # in memory, any order: rows found once, one gather a batch
         if tables is None:
-            return None
+            yield from super().batches(epoch)
+            return
         x = self._ss.source
         check_size("the windows", (self.batch_size, self.timesteps) + tuple(x.shape[1:]), x.dtype.itemsize)
-        return tables.batches(plan.order, self.batch_size, plan.n_batches)
+        yield from tables.batches(plan.order, self.batch_size, plan.n_batches)
+
+    def __getstate__(self) -> dict[str, Any]:  # views are made again on first use; pickled, they would copy every window
+        d = self.__dict__
+        return {**d, "_window_tables": False, **{k: None for k in ("_X", "_y")
+                                                 if isinstance(d.get(k), np.ndarray) and not d[k].flags.owndata}}
 
     def _tables(self) -> WindowTables | None:
         """Plain in-memory windows: the strided views and every window's start row, made once (shared by
@@ -221,11 +222,9 @@ class Windows(SizedResult, Batched):
         if self._window_tables is False:
             arr = None if self.forecast is not None or self._check_batches else _in_memory(self._ss.source)
             yarr = None if arr is None or self._ysource is None else _in_memory(self._ysource)
-            if arr is None or (yarr is None and self._ysource is not None):
-                self._window_tables = None
-            else:
-                targets = None if yarr is None else (yarr, self._yoffset, self._ylength, self._ystep)
-                self._window_tables = window_tables(arr, self._base.starts(), self.timesteps, self.sampling_rate, targets)
+            targets = None if yarr is None else (yarr, self._yoffset, self._ylength, self._ystep)
+            self._window_tables = None if arr is None or (yarr is None and self._ysource is not None) else \
+                window_tables(arr, self._base.starts(), self.timesteps, self.sampling_rate, targets)
         return self._window_tables if isinstance(self._window_tables, WindowTables) else None
 
     def arrays(self) -> tuple[np.ndarray, ...] | dict[str, np.ndarray]:

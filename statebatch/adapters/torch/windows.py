@@ -60,6 +60,15 @@ class WindowDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self._n
 
+    def __getstate__(self) -> dict[str, Any]:  # the tables' views are made again in a worker, not copied there
+        return {**self.__dict__, "_tables": None, "_remake": self._tables is not None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        remake = state.pop("_remake", False)
+        self.__dict__.update(state)
+        if remake:
+            self._tables = self.windows._tables()
+
     def __getitem__(self, i: int) -> Any:
         i = check_int("window index", i)
         idx = _positions([i], len(self), "window")

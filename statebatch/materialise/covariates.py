@@ -26,10 +26,12 @@ TIME_FEATURES = {
     "weekofyear": (lambda t: t.isocalendar().week.to_numpy(), 1, 53),
 }
 
-def check_static_constant(values: np.ndarray, offsets: np.ndarray, ids: list, column: Any) -> np.ndarray:
+def check_static_constant(values: np.ndarray, offsets: np.ndarray, ids: list, column: Any,
+                          labels: Sequence[Any] | None = None) -> np.ndarray:
     """One value per series from a row-aligned column; refuse a column that varies within a series.
 
     NaN counts as a value: a column that is NaN in some rows of a series and not in others varies.
+    ``labels``: ``values`` are codes into them (a categorical's codes, -1 missing), named in the error.
 
     Examples
     --------
@@ -38,15 +40,24 @@ def check_static_constant(values: np.ndarray, offsets: np.ndarray, ids: list, co
     array([1, 7])
     """
     firsts = values[offsets[:-1]]
-    lengths = np.diff(offsets)
-    rep = np.repeat(firsts, lengths)
-    same = (values == rep) | (_isnan(values) & _isnan(rep))
-    if not same.all():
-        row = int(np.flatnonzero(~same)[0])
+    # neighbouring rows compared (no per-row copy of each series' first value): the first row that differs
+    # from the row before it, other than a series' first row, is the first that differs from its series' first
+    a, b = values[1:], values[:-1]
+    changed = a != b
+    if a.dtype.kind in "fcO":  # NaN next to NaN is no change
+        changed &= ~(_isnan(a) & _isnan(b))
+    rows = np.flatnonzero(changed) + 1
+    rows = rows[~np.isin(rows, offsets)]
+    if len(rows):
+        row = int(rows[0])
         k = int(np.searchsorted(offsets, row, side="right") - 1)
+
+        def shown(v: Any) -> Any:
+            return v if labels is None else (labels[v] if v >= 0 else np.nan)
         raise DataValueError(
             f"static column {column!r} varies within series {plain(ids[k])!r} (step {row - int(offsets[k])} holds "
-            f"{plain(values[row])!r}, its first step {plain(firsts[k])!r}); a static covariate has one value per series.",
+            f"{plain(shown(values[row]))!r}, its first step {plain(shown(firsts[k]))!r}); a static covariate has one "
+            "value per series.",
             "pass columns that vary over time as known_cols (known in advance) or feature_cols (observed), "
             "or fix the data so each series holds one value.")
     return firsts
@@ -94,15 +105,30 @@ def static_table(df: Any, cols: list, ss: SeriesSet, float_dtype: np.dtype,
     for c in cols:
         col = df[c]
         kind = getattr(col.dtype, "kind", "O")
-        is_cat = isinstance(col.dtype, pd.CategoricalDtype) or kind not in "iufb" or c in categorical
-        raw = col.to_numpy() if not is_cat else col.astype(object).to_numpy()
+        pd_cat = isinstance(col.dtype, pd.CategoricalDtype)
+        is_cat = pd_cat or kind not in "iufb" or c in categorical
+        # a pandas categorical is read as its codes (one small integer a row, no object per row)
+        raw = col.cat.codes.to_numpy() if pd_cat else col.to_numpy() if not is_cat else col.astype(object).to_numpy()
         if order is not None:
             raw = raw[order]
         if len(raw) != int(ss.offsets[-1]):
             raise ShapeError(f"static column {c!r} has {len(raw)} rows for {int(ss.offsets[-1])} data rows.",
                              "pass static columns of the same frame as the data.")
-        firsts = check_static_constant(raw, ss.offsets, ss.ids, c)
-        if is_cat:
+        firsts = check_static_constant(raw, ss.offsets, ss.ids, c, labels=col.cat.categories if pd_cat else None)
+        if pd_cat:
+            if (firsts < 0).any():
+                k = int(np.flatnonzero(firsts < 0)[0])
+                raise DataValueError(f"static column {c!r} is missing for series {plain(ss.ids[k])!r}.",
+                                     "fill it (e.g. with an 'unknown' category) or drop the series.")
+            if vocab_given is not None and str(c) in vocab_given:  # the training codes, from the labels
+                cats = list(vocab_given[str(c)])
+                codes = _codes_in(np.asarray(col.cat.categories, dtype=object)[firsts], cats, c, ss)
+            else:
+                cats, codes = list(col.cat.categories), firsts.astype(np.int64)  # the categories' own codes
+            vocab[str(c)] = cats
+            columns.append(codes.astype(np.int64))
+            numeric.append(False)
+        elif is_cat:
             if pd.isna(firsts).any():
                 k = int(np.flatnonzero(pd.isna(firsts))[0])
                 raise DataValueError(f"static column {c!r} is missing for series {plain(ss.ids[k])!r}.",
@@ -110,9 +136,6 @@ def static_table(df: Any, cols: list, ss: SeriesSet, float_dtype: np.dtype,
             if vocab_given is not None and str(c) in vocab_given:
                 cats = list(vocab_given[str(c)])
                 codes = _codes_in(firsts, cats, c, ss)
-            elif isinstance(col.dtype, pd.CategoricalDtype):
-                cats = list(col.cat.categories)
-                codes = pd.Categorical(firsts, categories=cats).codes.astype(np.int64)
             else:
                 codes, uniq = pd.factorize(firsts, sort=True)
                 cats = list(uniq)

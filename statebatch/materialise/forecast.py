@@ -256,7 +256,26 @@ def _target_table(past_rows: np.ndarray, target: np.ndarray, positions: Sequence
     if not p or min(p) < 0 or p != list(range(p[0], p[0] + len(p))) or past_rows.dtype != target.dtype:
         return target
     view = past_rows[:, p[0]: p[0] + len(p)]
-    return view if np.array_equal(view, target, equal_nan=True) else target
+    return view if _same_memory(view, target) or _equal_rows(view, target) else target
+
+
+def _equal_rows(a: np.ndarray, b: np.ndarray, chunk: int = 1 << 16) -> bool:
+    """``np.array_equal(a, b, equal_nan=True)`` of two arrays of rows, a chunk of rows at a time: its
+    temporaries (masks, compressed copies) stay small whatever the number of rows."""
+    if a.shape != b.shape:
+        return False
+    return all(np.array_equal(a[i: i + chunk], b[i: i + chunk], equal_nan=True) for i in range(0, len(a), chunk))
+
+
+def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` are the same elements of the same buffer (so equal, NaN included): a frame's
+    target column read twice is, and comparing it value by value would copy it a few times over."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.size == 0:
+        return True
+    return a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and all(
+        sa == sb for sa, sb, n in zip(a.strides, b.strides, a.shape) if n > 1)
 
 
 def _windows_of(table: np.ndarray, first: np.ndarray, length: int, view: np.ndarray | None = None) -> np.ndarray:

@@ -581,8 +581,10 @@ def _forecast_windows(ss: SeriesSet, spec: Any, *, timesteps: int, stride: int, 
                 ylength=n_ahead, ystep=1, target_steps=horizon + n_ahead - 1, max_starts=None,
                 forecast=spec, min_timesteps=min_timesteps, **batching)
     w._lag_steps = first - start_index
-    # the series scale reads the windows' input steps only (never a target after a series' last input)
-    w.forecast = spec.fit_series_scale(w.series, w.starts + (timesteps - 1))
+    # the series scale reads the windows' input steps only (never a target after a series' last input);
+    # every window's series and start row (three int64 arrays of n_windows) are built only for it
+    if spec.scale == "series" and spec.series_scale is None:
+        w.forecast = spec.fit_series_scale(w.series, w.starts + (timesteps - 1))
     _warn_short(w, "min_timesteps" if min_timesteps else "one window", " plus the target steps", stacklevel=4)
     return w
 

@@ -147,7 +147,11 @@ def _numeric_column(col: Any) -> bool:
 
 
 def _frame_values(df: Any, cols: list, what: str, dtype: Any) -> np.ndarray:
-    """The numeric values of some frame columns (extension dtypes included), one array."""
+    """The numeric values of some frame columns (extension dtypes included), one array: a read-only view
+    of the frame's memory where the columns allow it (:func:`_columns_view`), else a copy."""
+    view = _columns_view(df, cols)
+    if view is not None:
+        return _array(view, what, dtype)
     sub = df[cols]
     try:
         values = sub.to_numpy()
@@ -160,6 +164,51 @@ def _frame_values(df: Any, cols: list, what: str, dtype: Any) -> np.ndarray:
             raise DTypeError(f"{what} columns {cols} cannot be read as numbers ({exc}).",
                              "convert them to float first.") from None
     return _array(values, what, dtype)
+
+
+def _columns_view(df: Any, cols: list) -> np.ndarray | None:
+    """``(rows, len(cols))``, a read-only view of the frame's own memory when the columns are numpy numbers of
+    one dtype lying evenly spaced in one buffer (pandas keeps the columns of one dtype in one block, in
+    order): pandas 2 copies them all for ``df[cols].to_numpy()`` (pandas 3 gives such a view itself).
+    ``None`` otherwise. Nothing is read: the view is made from the columns' addresses and checked to lie
+    inside the buffer that holds them."""
+    arrs = []
+    if not cols or not df.columns.is_unique:
+        return None
+    for c in cols:
+        col = df[c]
+        if not _is_pandas(col, "Series") or not isinstance(col.dtype, np.dtype) or col.dtype.kind not in "iufb":
+            return None
+        arrs.append(col.to_numpy())  # a view of the frame's block for a numpy dtype
+    a0 = arrs[0]
+    if any(a.ndim != 1 or a.dtype != a0.dtype or a.strides != a0.strides or len(a) != len(a0) for a in arrs):
+        return None
+    roots = [_root(a) for a in arrs]
+    if any(r is not roots[0] for r in roots) or len(a0) == 0:
+        return None  # not one buffer (copies, or columns of separate blocks)
+    addr = [a.__array_interface__["data"][0] for a in arrs]
+    step = addr[1] - addr[0] if len(arrs) > 1 else a0.itemsize
+    if step == 0 or any(b - a != step for a, b in zip(addr, addr[1:])):
+        return None
+    view = np.lib.stride_tricks.as_strided(a0, shape=(len(a0), len(arrs)), strides=(a0.strides[0], step),
+                                           writeable=False)
+    lo, hi = _byte_bounds(view)
+    rlo, rhi = _byte_bounds(roots[0])
+    return view if rlo <= lo and hi <= rhi else None
+
+
+def _root(a: np.ndarray) -> np.ndarray:
+    """The array that owns ``a``'s memory (the end of its chain of ``base`` arrays)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _byte_bounds(a: np.ndarray) -> tuple[int, int]:
+    """First and one-past-last byte address an array may touch."""
+    start = a.__array_interface__["data"][0]
+    ends = [(n - 1) * st for n, st in zip(a.shape, a.strides)]  # a non-empty array (checked by the caller)
+    return start + sum(e for e in ends if e < 0), start + sum(e for e in ends if e > 0) + a.itemsize
 
 
 def _from_frame(df: Any, id_col: str | None, time_col: str | None, feature_cols: Sequence[str] | None,
@@ -219,9 +268,40 @@ def _one_frame_series(df: Any, time_col: str | None, cols: list, tcols: list | N
 def _long_frame_series(df: Any, id_col: str, time_col: str | None, cols: list, tcols: list | None,
                        names: list[str], tnames: list[str] | None, dtype: Any, what: str) -> SeriesSet:
     """A long frame: one series per id, grouped (one copy at most) and sorted by ``time_col`` in each."""
+    frame_index = df.index
+    grouped = None if time_col is None else _grouped_in_time(df, id_col, time_col, what)
+    if grouped is None:
+        uniques, counts, order = _series_order(df, id_col, time_col, what)
+        # rows already grouped by series (and in time order): no reordering copy
+        identity = bool((order[1:] > order[:-1]).all())  # a strictly increasing permutation is the identity
+    else:  # already grouped and in time order: no sort, no per-row codes (a lower peak over the data)
+        uniques, counts = grouped
+        order, identity = None, True
+    # the frame's values are read into one row-major array; ArraySource hands them out read-only
+    values = _frame_values(df, cols, what, dtype)
+    # row-major rows (one window = one run of memory): a frame's columns come back column-major, whose
+    # windows gather about 2x slower and not contiguous (a second copy for torch). The reordering copy of
+    # an unsorted frame is row-major already; a sorted one is copied once here.
+    values = values[order] if not identity else np.ascontiguousarray(values)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    targets = None
+    if tcols is not None:
+        tv = _frame_values(df, tcols, what, dtype)
+        targets = ArraySource(tv if identity else tv[order])
+    tindex = None
+    if time_col is not None:
+        tcol = df[time_col].to_numpy()
+        tindex = np.split(tcol if identity else tcol[order], offsets[1:-1])
+    return _checked(SeriesSet(ArraySource(values), offsets, list(uniques), feature_names=names, targets=targets,
+                              target_names=tnames, index=tindex, row_order=None if identity else order,
+                              frame_index=frame_index), what)
+
+
+def _series_order(df: Any, id_col: str, time_col: str | None, what: str) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The series ids (in order of appearance), rows per series and the row order that groups the rows by
+    series (then by ``time_col``; stable), with the checks on ids and time stamps."""
     import pandas as pd
 
-    frame_index = df.index
     try:
         codes, uniques = pd.factorize(df[id_col], sort=False)
     except TypeError as exc:  # unhashable ids (dicts, lists)
@@ -247,28 +327,54 @@ def _long_frame_series(df: Any, id_col: str, time_col: str | None, cols: list, t
                 if np.any((sc[1:] == sc[:-1]) & (idx[1:] <= idx[:-1])):
                     raise OrderError(f"{what}'s index is not increasing within each series.",
                                      f"pass time_col=... or sort by [{id_col!r}, time] first.")
-    # rows already grouped by series (and in time order): no reordering (the frame's values are read into
-    # one row-major array; ArraySource hands them out read-only)
-    identity = bool((order[1:] > order[:-1]).all())  # a strictly increasing permutation is the identity
-    values = _frame_values(df, cols, what, dtype)
-    # row-major rows (one window = one run of memory): a frame's columns come back column-major, whose
-    # windows gather about 2x slower and not contiguous (a second copy for torch). The reordering copy of
-    # an unsorted frame is row-major already; a sorted one is copied once here.
-    values = values[order] if not identity else np.ascontiguousarray(values)
-    counts = np.bincount(codes, minlength=len(uniques))
-    del codes
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    targets = None
-    if tcols is not None:
-        tv = _frame_values(df, tcols, what, dtype)
-        targets = ArraySource(tv if identity else tv[order])
-    tindex = None
-    if time_col is not None:
-        tcol = df[time_col].to_numpy()
-        tindex = np.split(tcol if identity else tcol[order], offsets[1:-1])
-    return _checked(SeriesSet(ArraySource(values), offsets, list(uniques), feature_names=names, targets=targets,
-                              target_names=tnames, index=tindex, row_order=None if identity else order,
-                              frame_index=frame_index), what)
+    return uniques, np.bincount(codes, minlength=len(uniques)), order
+
+
+#: Rows compared at a time by :func:`_grouped_in_time`: its temporaries stay small whatever the frame's size.
+_CHUNK = 1 << 16
+
+
+def _grouped_in_time(df: Any, id_col: str, time_col: str, what: str) -> tuple[Any, np.ndarray] | None:
+    """``(ids, rows per series)`` of a long frame whose rows are already grouped by series and in strictly
+    increasing time within each (the usual layout), found by comparing neighbouring rows a chunk at a
+    time: no sort and no per-row codes. ``None`` for any other frame (and for ids that are not plain
+    numbers or datetimes, or missing): :func:`_series_order` sorts it and names any problem."""
+    import pandas as pd
+
+    col = df[id_col]
+    dt = col.dtype
+    if isinstance(dt, pd.StringDtype):  # text (pyarrow or python storage): compared as stored, no objects made
+        stored = col.array
+
+        def ids(lo: int, hi: int) -> Any:
+            return stored[lo:hi]
+    elif isinstance(dt, np.dtype) and (dt.kind in "iufmMb" or dt.kind == "O" and
+                                       pd.api.types.infer_dtype(col, skipna=False) == "string"):
+        values = col.to_numpy()  # a view
+
+        def ids(lo: int, hi: int) -> Any:
+            return values[lo:hi]
+    else:
+        return None
+    n = len(col)
+    if n == 0:
+        return None
+    tvals = _time_values(df, time_col, what)
+    cuts = [np.zeros(1, dtype=np.int64)]
+    for lo in range(0, n - 1, _CHUNK):
+        hi = min(lo + _CHUNK, n - 1)  # pairs (i, i + 1) for lo <= i < hi
+        chunk = ids(lo, hi + 1)
+        new = chunk[1:] != chunk[:-1]
+        if not isinstance(new, np.ndarray):  # a pandas boolean array: a missing id starts a run of its own
+            new = new.to_numpy(dtype=bool, na_value=True)
+        if not (new | (tvals[lo + 1: hi + 1] > tvals[lo: hi])).all():
+            return None  # not in time order within a series (or a duplicate time stamp)
+        cuts.append(np.flatnonzero(new) + (lo + 1))
+    starts = np.concatenate(cuts)
+    codes, uniques = pd.factorize(col.iloc[starts], sort=False)  # as the whole column would give them
+    if len(uniques) != len(starts) or (codes < 0).any():
+        return None  # a series in more than one run of rows (not grouped), or missing ids (NaN, NaT)
+    return uniques, np.diff(np.append(starts, n))
 
 
 def _time_values(df: Any, time_col: str, what: str) -> np.ndarray:

@@ -95,10 +95,10 @@ def _one_series_layout(a: Arranged, plan: Any) -> _OneSeries | None:
     return _OneSeries(tuple(arrays), tuple(firsts), lane, (b, t) if a.return_sequences else (b,))
 
 
-# The one-series batches are copied this many bytes (inputs, targets, weights) at a time, so that serving a series
-# of any length takes a few MB besides the batches the caller keeps, and the first batch comes without copying
-# the whole epoch first; large enough that the per-block work is a small part of its batches'.
-_BLOCK_BYTES = 4 << 20
+# The one-series batches are copied about this many bytes (inputs, targets, weights) at a time, so that serving a
+# series of any length takes this much memory besides the batches the caller keeps, and the first batch comes
+# without copying the whole epoch first; large enough that the per-block work is a small part of its batches'.
+_BLOCK_BYTES = 8 << 20
 
 
 def _one_series_batches(lay: _OneSeries, plan: Any, resets: tuple, start: int, pin: bool) -> Iterator[LaneBatch]:
@@ -109,7 +109,8 @@ def _one_series_batches(lay: _OneSeries, plan: Any, resets: tuple, start: int, p
     n, b, t = plan.n_batches, plan.batch_size, plan.timesteps
     per_batch = 4 * int(np.prod(lay.weight_shape)) + sum(
         b * t * arr.dtype.itemsize * int(np.prod(arr.shape[1:])) for arr in lay.arrays)
-    size = max(1, _BLOCK_BYTES // per_batch)
+    blocks = -(-(n - start) * per_batch // _BLOCK_BYTES)  # of about equal sizes (no block of one batch at the end)
+    size = -(-(n - start) // blocks)
     no_y = itertools.repeat(None)
 
     def block(k0: int) -> Iterator[LaneBatch]:

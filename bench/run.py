@@ -504,17 +504,19 @@ def bench_torch_lanes(quick):
     The stream has ``20 * q * 35 + 1`` tokens so that both give 20 lanes of q batches: statebatch's lanes hold
     ``q * 35`` input steps each, batchify's ``q * 35 - 1`` (its last chunk is one step short). batchify
     copies the stream once per epoch (``.t().contiguous()``) and slices time-major views of it; the
-    LaneLoader makes the epoch's batch-first ``(lanes, steps, 1)`` inputs, targets and weights once per pass
-    and serves every batch as views of them, with its reset flags. Both are timed from the token array
-    (the arrangement, which needs the lengths only, is built once, as a training script does); medians of
-    interleaved rounds, so that load from other work on the machine falls on both alike.
+    LaneLoader copies the epoch's batch-first ``(lanes, steps, 1)`` inputs and targets and their weights a
+    block of batches at a time and serves every batch as views of them, with its reset flags. Both are timed
+    from the token array; the arrangement and the loader (which need the lengths only) are built once, as a
+    training script does, and each pass of the loader plans its epoch. Interleaved rounds, so that load from
+    other work on the machine falls on both alike: medians of wall time and of process CPU time, and the
+    spread of the per-round ratios (on a shared machine single rounds swing by tens of percent).
     """
     import torch
 
     from statebatch import torch as sbt
 
     B, T = 20, 35
-    q = 300 if quick else 1500  # batches per epoch: 210k / 1.05M tokens
+    q = 300 if quick else 6000  # batches per epoch: 210k / 4.2M tokens
     n = B * q * T + 1
     tokens = np.random.default_rng(0).integers(0, 10_000, n).astype(np.int64)
 
@@ -537,10 +539,11 @@ def bench_torch_lanes(quick):
         return steps, batches
 
     arranged = sb.arrange_stateful(tokens, T, B, tail="drop")
+    loader = sbt.LaneLoader(arranged)
 
     def statebatch_epoch():
         steps = batches = 0
-        for x, _y, _w, _reset in sbt.LaneLoader(arranged):
+        for x, _y, _w, _reset in loader:
             steps += x.shape[1]
             batches += 1
         return steps, batches
@@ -553,15 +556,52 @@ def bench_torch_lanes(quick):
 
     sb_steps, sb_batches = statebatch_epoch()
     peer_steps, peer_batches = peer_epoch()
-    t = median_times({"statebatch": statebatch_epoch, "peer": peer_epoch, "setup": statebatch_with_setup,
-                      "prefetch": statebatch_prefetch}, repeat=5 if quick else 9)
+    fns = {"statebatch": statebatch_epoch, "peer": peer_epoch, "setup": statebatch_with_setup,
+           "prefetch": statebatch_prefetch}
+    wall, cpu = {k: [] for k in fns}, {k: [] for k in fns}
+    for _ in range(21 if quick else 15):
+        for name, fn in fns.items():
+            gc.collect()
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            cpu[name].append(time.process_time() - c0)
+            wall[name].append(time.perf_counter() - t0)
+    t = {k: float(np.median(v)) for k, v in wall.items()}
+    c = {k: float(np.median(v)) for k, v in cpu.items()}
+    per_round = np.array(wall["peer"]) / np.array(wall["statebatch"])
+    big = {} if quick else _lanes_over_the_epoch_cap(sbt, batchify, get_batch, B, T)
     sb_s, peer_s = t["statebatch"], t["peer"]
     return record("laneloader_vs_batchify", sb_s, "pytorch/examples word_language_model batchify + get_batch (views)",
-                  peer_s, None, tokens=n, lanes=B, timesteps=T, batches_statebatch=sb_batches,
+                  peer_s, None, tokens=n, lanes=B, timesteps=T, rounds=len(per_round), batches_statebatch=sb_batches,
                   batches_batchify=peer_batches, steps_per_lane_statebatch=sb_steps, steps_per_lane_batchify=peer_steps,
+                  cpu_statebatch_s=c["statebatch"], cpu_peer_s=c["peer"], ratio_cpu=c["peer"] / c["statebatch"],
+                  ratio_best_round=min(wall["peer"]) / min(wall["statebatch"]),
+                  per_round_ratio_q25=float(np.quantile(per_round, 0.25)),
+                  per_round_ratio_q75=float(np.quantile(per_round, 0.75)),
                   statebatch_including_arrange_s=t["setup"], ratio_including_arrange=peer_s / t["setup"],
                   statebatch_prefetch4_s=t["prefetch"], us_per_batch_statebatch=1e6 * sb_s / sb_batches,
-                  us_per_batch_batchify=1e6 * peer_s / peer_batches, timing="median")
+                  us_per_batch_batchify=1e6 * peer_s / peer_batches, timing="median", **big)
+
+
+def _lanes_over_the_epoch_cap(sbt, batchify, get_batch, B, T, q=48_000, rounds=5):
+    """``bench_torch_lanes`` on a stream of 33.6M tokens (269 MB of int64, a wikitext-103-sized corpus), over the
+    256 MB up to which an epoch of several series is copied whole: one series is copied block by block at any
+    length. Medians of a few interleaved rounds (the arrangement and the loader built once)."""
+    import torch
+
+    tokens = np.random.default_rng(1).integers(0, 10_000, B * q * T + 1).astype(np.int64)
+    loader = sbt.LaneLoader(sb.arrange_stateful(tokens, T, B, tail="drop"))
+
+    def peer_epoch():
+        train_data = batchify(torch.from_numpy(tokens), B)
+        return sum(get_batch(train_data, i)[0].shape[0] for i in range(0, train_data.size(0) - 1, T))
+
+    def statebatch_epoch():
+        return sum(x.shape[1] for x, _y, _w, _reset in loader)
+
+    t = median_times({"statebatch": statebatch_epoch, "peer": peer_epoch}, repeat=rounds)
+    return {"tokens_over_cap": len(tokens), "statebatch_over_cap_s": t["statebatch"], "peer_over_cap_s": t["peer"],
+            "ratio_over_cap": t["peer"] / t["statebatch"]}
 
 
 def bench_torch_windows_dataloader(quick):

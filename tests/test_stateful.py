@@ -517,7 +517,8 @@ def test_repr_explain_and_layout_count_lane_resets_in_one_vocabulary(lengths, B)
     # start mid-epoch, where a lane moves on to its next series; one series is cut into B lanes that all start
     # at the first batch (counted from the lengths, not the plan)
     rng = np.random.default_rng(len(lengths))
-    data = [rng.normal(size=n) for n in lengths] if len(lengths) > 1 else rng.normal(size=lengths[0])
+    # (one series: at least 12 steps a lane, so that every lane holds data; a shorter series leaves lanes empty)
+    data = [rng.normal(size=n) for n in lengths] if len(lengths) > 1 else rng.normal(size=lengths[0] * B)
     a = sb.arrange_stateful(data, 4, B, targets=None)
     n = len(lengths)
     total, mid = (n, n - min(B, n)) if n > 1 else (B, 0)
@@ -530,3 +531,24 @@ def test_repr_explain_and_layout_count_lane_resets_in_one_vocabulary(lengths, B)
     else:
         assert "mid-epoch" not in text and "reset(s)" not in evidence
     assert "lane reset(s) where a new series starts" not in evidence  # the old wording, without "mid-epoch"
+
+
+@given(lengths=st.lists(st.integers(1, 60), min_size=1, max_size=5), T=st.integers(1, 7), B=st.integers(1, 4),
+       shuffle=st.booleans(), tail=st.sampled_from(["pad", "drop"]), epoch=st.integers(1, 5))
+def test_plans_of_arrangements_that_do_not_vary_are_reused_and_equal_a_fresh_plan(lengths, T, B, shuffle, tail, epoch):
+    # an arrangement whose plans do not vary (no jitter; one series, or not shuffled) plans once; every later
+    # epoch's plan must equal what plan_lanes gives for that epoch
+    from statebatch.plans.lanes import plan_lanes
+
+    series = [np.arange(n, dtype=np.float32)[:, None] for n in lengths]
+    try:
+        a = sb.arrange_stateful(series, T, B, shuffle=shuffle, seed=3, tail=tail)
+    except sb.StatebatchError:  # nothing to arrange (every series dropped)
+        return
+    a.plan(0)
+    got = a.plan(epoch)
+    want = plan_lanes(a.series_lengths, T, B, targets="next" if a.target_mode == "next" else None, tail=tail,
+                      shuffle=shuffle, seed=3, epoch=epoch)
+    assert got.epoch == epoch
+    for f in ("series", "step", "valid", "resets"):
+        np.testing.assert_array_equal(getattr(got, f), getattr(want, f))

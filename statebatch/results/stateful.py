@@ -4,13 +4,12 @@ A stateful Keras RNN keeps ``batch_size`` parallel states; the state of row ``i`
 batch ``k`` is the initial state of row ``i`` in batch ``k+1``. :func:`arrange_stateful` is "plan,
 then bind a row source": :func:`~statebatch.plans.lanes.plan_lanes` decides from the series lengths
 which series and steps sit in each lane at each batch and where lanes reset (per epoch, when
-shuffled or jittered); :class:`Arranged` binds that plan to the row source and hands out X, y and
-sample weights batch by batch, read (and cached) by :class:`~statebatch.materialise.lanes.LaneEpochs`.
-"""
+shuffled or jittered); :class:`Arranged` binds it to the row source and hands out X, y and sample
+weights batch by batch, read (and cached) by :class:`~statebatch.materialise.lanes.LaneEpochs`."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 import warnings
 from typing import Any, Sequence
 
@@ -103,6 +102,8 @@ class Arranged(SizedResult, Batched):
     def _make_plan(self, epoch: int) -> LanePlan:
         if self._fixed is not None:
             return self._fixed
+        if not self.varies and self.__dict__.get("_plans"):  # every epoch's plan is the same: planned once
+            return replace(next(iter(self.__dict__["_plans"].values())), epoch=epoch)
         return plan_lanes(self._ss.lengths, self.timesteps, self.batch_size,
                           targets="next" if self.target_mode == "next" else None, horizon=self.horizon,
                           tail=self.tail, shuffle=self.shuffle, seed=self.seed, epoch=epoch,

@@ -652,12 +652,17 @@ def bench_torch_windows_dataloader(quick):
     def loader_floor():  # the same DataLoader call over a dataset that does nothing: torch's whole part of it
         return sum(len(b) for b in DataLoader(_NoWork(len(ds)), batch_size=256, shuffle=True, collate_fn=_identity))
 
+    def sampler_floor():  # the batch-sampler form over a dataset that does nothing
+        return sum(len(b) for b in DataLoader(_NoWork(len(ds)), batch_sampler=sbt.WindowBatchSampler(w),
+                                              collate_fn=_identity))
+
     n = own()
-    assert natural() == batch_sampler() == per_window() == sampler_only() == loader_floor() == n
+    assert natural() == batch_sampler() == per_window() == sampler_only() == loader_floor() == sampler_floor() == n
     for (x, y), (X, Y) in zip(DataLoader(ds, batch_sampler=sbt.WindowBatchSampler(w)), w.batches(0)):
         assert torch.equal(x, torch.from_numpy(X)) and torch.equal(y, torch.from_numpy(Y))
     t = median_times({"own": own, "natural": natural, "batch_sampler": batch_sampler, "per_window": per_window,
-                      "sampler_only": sampler_only, "loader_floor": loader_floor}, repeat=3 if quick else 5, cpu=True)
+                      "sampler_only": sampler_only, "loader_floor": loader_floor,
+                      "sampler_floor": sampler_floor}, repeat=3 if quick else 5, cpu=True)
     return record("torch_windows_dataloader", t["natural"], "the same DataLoader stacking per-window tuples",
                   t["per_window"], None, series=n_series, windows=n, timesteps=48, batch=256,
                   own_batches_s=t["own"], batch_sampler_s=t["batch_sampler"], torch_sampler_only_s=t["sampler_only"],
@@ -669,6 +674,9 @@ def bench_torch_windows_dataloader(quick):
                   batch_sampler_vs_own_cpu=t["batch_sampler_cpu"] / t["own_cpu"],
                   torch_floor_vs_own_cpu=t["loader_floor_cpu"] / t["own_cpu"],
                   natural_beyond_torch_vs_own_cpu=(t["natural_cpu"] - t["loader_floor_cpu"]) / t["own_cpu"],
+                  torch_batch_sampler_floor_s=t["sampler_floor"],
+                  batch_sampler_beyond_torch_vs_own=(t["batch_sampler"] - t["sampler_floor"]) / t["own"],
+                  batch_sampler_beyond_torch_vs_own_cpu=(t["batch_sampler_cpu"] - t["sampler_floor_cpu"]) / t["own_cpu"],
                   timing="median")
 
 

@@ -69,7 +69,8 @@ def bench_torch_forecast_dataloader(quick: bool, n_series: int | None = None,
     >>> r = bench_torch_forecast_dataloader(True, n_series=3, repeat=1)
     >>> r["workload"], r["windows"], sorted(k for k in r if "_vs_own" in k)  # doctest: +NORMALIZE_WHITESPACE
     ('torch_forecast_dataloader', 1356,
-     ['batch_sampler_vs_own', 'batch_sampler_vs_own_cpu', 'natural_beyond_torch_vs_own',
+     ['batch_sampler_beyond_torch_vs_own', 'batch_sampler_beyond_torch_vs_own_cpu', 'batch_sampler_vs_own',
+      'batch_sampler_vs_own_cpu', 'natural_beyond_torch_vs_own',
       'natural_beyond_torch_vs_own_cpu', 'natural_vs_own', 'natural_vs_own_cpu', 'torch_floor_vs_own',
       'torch_floor_vs_own_cpu'])
     """
@@ -99,12 +100,17 @@ def bench_torch_forecast_dataloader(quick: bool, n_series: int | None = None,
     def loader_floor() -> int:  # the natural call over a dataset that does no work: torch's own part of it
         return sum(len(b) for b in DataLoader(_NoWork(len(ds)), batch_size=fp.B, shuffle=True, collate_fn=_identity))
 
+    def sampler_floor() -> int:  # the batch-sampler form over a dataset that does nothing
+        return sum(len(b) for b in DataLoader(_NoWork(len(ds)), batch_sampler=sbt.WindowBatchSampler(w),
+                                              collate_fn=_identity))
+
     n = own()
-    assert natural() == batch_sampler() == loader_floor() == n == w.n_windows
+    assert natural() == batch_sampler() == loader_floor() == sampler_floor() == n == w.n_windows
     for got, b in zip(DataLoader(ds, batch_sampler=sbt.WindowBatchSampler(w)), w.batches(0), strict=True):
         want = sbt.forecast_batch(b)  # the same windows, values and dtypes as statebatch's own batches
         assert all((x is None and y is None) or bool((x == y).all()) and x.dtype == y.dtype for x, y in zip(got, want))
-    t = _median_times({"own": own, "natural": natural, "batch_sampler": batch_sampler, "loader_floor": loader_floor},
+    t = _median_times({"own": own, "natural": natural, "batch_sampler": batch_sampler, "loader_floor": loader_floor,
+                       "sampler_floor": sampler_floor},
                       repeat or (3 if quick else 5))
     return {"workload": "torch_forecast_dataloader", "statebatch_s": t["natural"],
             "peer": "statebatch's own batches through forecast_batch", "peer_s": t["own"],
@@ -119,6 +125,9 @@ def bench_torch_forecast_dataloader(quick: bool, n_series: int | None = None,
             "torch_floor_vs_own_cpu": t["loader_floor_cpu"] / t["own_cpu"],
             "natural_beyond_torch_vs_own": (t["natural"] - t["loader_floor"]) / t["own"],
             "natural_beyond_torch_vs_own_cpu": (t["natural_cpu"] - t["loader_floor_cpu"]) / t["own_cpu"],
+            "torch_batch_sampler_floor_s": t["sampler_floor"],
+            "batch_sampler_beyond_torch_vs_own": (t["batch_sampler"] - t["sampler_floor"]) / t["own"],
+            "batch_sampler_beyond_torch_vs_own_cpu": (t["batch_sampler_cpu"] - t["sampler_floor_cpu"]) / t["own_cpu"],
             "timing": "median"}
 
 

@@ -181,8 +181,7 @@ class Arranged(SizedResult, Batched):
         ``lanes`` (a slice of lane indices, e.g. one replica's block from
         :func:`statebatch.feed.lane_block`): only those rows of the batch. Out-of-core data is then read
         only for those lanes, each block through its own read-ahead buffer, so a process that trains
-        one block of lanes never reads the others' rows.
-        """
+        one block of lanes never reads the others' rows."""
         arrays = self._arrays_of(k, epoch, lanes=lanes)
         if self.covariates is None:
             return arrays
@@ -312,8 +311,7 @@ class Arranged(SizedResult, Batched):
         For a val_loss that is a mean over the held-out targets, use ``statebatch.keras.fit_stateful`` (it
         makes the loss a mean over weighted steps) or compile with
         ``keras.losses.MeanSquaredError(reduction="mean_with_sample_weight")``: Keras' default reduction
-        also counts weight-0 steps.
-        """
+        also counts weight-0 steps."""
         validation = check_fraction("validation", validation)
         if self.weight_from is not None:
             raise ParameterError("this arrangement is already the validation part of a split.",

@@ -212,12 +212,17 @@ class _Named:  # a stand-in for a Keras model: only its named inputs are read
         self.input = [type("T", (), {"name": n})() for n in names]
 
 
-@pytest.mark.filterwarnings("ignore:padding is")
-def test_arrays_and_fit_kwargs_hand_out_the_epoch_mapping():
+def _shuffled_lanes():
+    """Five series in two shuffled lanes with static and known covariates: the frame, the options, the lanes."""
     df = frame([20, 9, 14, 6, 11])
     kw = dict(id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"], static_cols=["shop", "size"],
               known_cols=["price", "promo"], shuffle=True, seed=3)
-    a = sb.arrange_stateful(df, 3, 2, **kw)
+    return df, kw, sb.arrange_stateful(df, 3, 2, **kw)
+
+
+@pytest.mark.filterwarnings("ignore:padding is")
+def test_arrays_and_fit_kwargs_hand_out_the_epoch_mapping():
+    df, kw, a = _shuffled_lanes()
     a.set_epoch(1)  # a shuffled epoch other than the first
     epoch, plan = a.arrays(), a.plan()
     assert list(epoch) == ["past", "future", "static", "y", "sample_weight"]
@@ -251,10 +256,7 @@ def test_to_tf_dataset_serves_lanes_with_covariates_as_dicts_of_tensors():
 
     from statebatch.keras import StatefulDataset, to_tf_dataset
 
-    df = frame([20, 9, 14, 6, 11])
-    kw = dict(id_col="id", time_col="t", target_cols=["v"], feature_cols=["v"], static_cols=["shop", "size"],
-              known_cols=["price", "promo"], shuffle=True, seed=3)
-    a = sb.arrange_stateful(df, 3, 2, **kw)
+    df, kw, a = _shuffled_lanes()
     ds = to_tf_dataset(a)
     x_spec, y_spec, w_spec = ds.element_spec
     assert isinstance(x_spec, dict) and list(x_spec) == ["past", "future", "static"]

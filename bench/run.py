@@ -617,8 +617,10 @@ def bench_torch_windows_dataloader(quick):
     RandomSampler + BatchSampler alone (one Python int per window); ``torch_loader_floor_s`` the same
     DataLoader call over a dataset that does no work at all (sampler, batch sampler, fetch loop): the part of
     the natural call no dataset can change. ``natural_beyond_torch_vs_own`` = (natural - floor) / own is what
-    the dataset itself costs against statebatch's own batches. Medians of interleaved rounds, wall and
-    process CPU time (``*_cpu``).
+    the dataset itself costs against statebatch's own batches; ``dataset_loop_vs_own_cpu`` runs the batch-sampler
+    form's work without the DataLoader, and ``dataloader_beyond_dataset_vs_own_cpu`` is what the DataLoader adds
+    around it (of which ``record_function_vs_own_cpu``: see bench/torch_forecast.py). Medians of interleaved
+    rounds, wall and process CPU time (``*_cpu``).
     """
     import torch
     from torch.utils.data import DataLoader, default_collate
@@ -656,13 +658,24 @@ def bench_torch_windows_dataloader(quick):
         return sum(len(b) for b in DataLoader(_NoWork(len(ds)), batch_sampler=sbt.WindowBatchSampler(w),
                                               collate_fn=_identity))
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from torch_forecast import _dataloader_share, _recorded
+
+    def dataset_loop():  # the batch-sampler form's work without the DataLoader: what the dataset costs
+        return sum(len(default_collate(ds.__getitems__(i))[0]) for i in sbt.WindowBatchSampler(w))
+
+    def dataset_loop_rf():  # ... with the record_function that DataLoader.__next__ opens around every batch
+        return sum(_recorded(lambda i: len(default_collate(ds.__getitems__(i))[0]), i) for i in sbt.WindowBatchSampler(w))
+
     n = own()
     assert natural() == batch_sampler() == per_window() == sampler_only() == loader_floor() == sampler_floor() == n
+    assert dataset_loop() == dataset_loop_rf() == n
     for (x, y), (X, Y) in zip(DataLoader(ds, batch_sampler=sbt.WindowBatchSampler(w)), w.batches(0)):
         assert torch.equal(x, torch.from_numpy(X)) and torch.equal(y, torch.from_numpy(Y))
     t = median_times({"own": own, "natural": natural, "batch_sampler": batch_sampler, "per_window": per_window,
                       "sampler_only": sampler_only, "loader_floor": loader_floor,
-                      "sampler_floor": sampler_floor}, repeat=3 if quick else 5, cpu=True)
+                      "sampler_floor": sampler_floor, "dataset_loop": dataset_loop, "dataset_loop_rf": dataset_loop_rf},
+                     repeat=3 if quick else 5, cpu=True)
     return record("torch_windows_dataloader", t["natural"], "the same DataLoader stacking per-window tuples",
                   t["per_window"], None, series=n_series, windows=n, timesteps=48, batch=256,
                   own_batches_s=t["own"], batch_sampler_s=t["batch_sampler"], torch_sampler_only_s=t["sampler_only"],
@@ -677,7 +690,7 @@ def bench_torch_windows_dataloader(quick):
                   torch_batch_sampler_floor_s=t["sampler_floor"],
                   batch_sampler_beyond_torch_vs_own=(t["batch_sampler"] - t["sampler_floor"]) / t["own"],
                   batch_sampler_beyond_torch_vs_own_cpu=(t["batch_sampler_cpu"] - t["sampler_floor_cpu"]) / t["own_cpu"],
-                  timing="median")
+                  **_dataloader_share(t), timing="median")
 
 
 class _NoWork:

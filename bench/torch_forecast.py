@@ -62,7 +62,9 @@ def bench_torch_forecast_dataloader(quick: bool, n_series: int | None = None,
         (``ratio`` = own / natural: 1 is "as fast"), ``batch_sampler_s``, ``natural_vs_own`` and
         ``batch_sampler_vs_own`` (the issue asks for <= 1.3), ``torch_loader_floor_s`` (the natural call over a
         dataset that does no work: torch's sampler, batch sampler and fetch loop) with
-        ``natural_beyond_torch_vs_own`` = (natural - floor) / own, and the same in process CPU time (``*_cpu``).
+        ``natural_beyond_torch_vs_own`` = (natural - floor) / own, and the same in process CPU time (``*_cpu``);
+        ``dataset_loop_vs_own_cpu`` (the dataset's work without the DataLoader) and what the DataLoader adds
+        around it (``dataloader_beyond_dataset_vs_own_cpu``, of which ``record_function_vs_own_cpu``).
 
     Examples
     --------
@@ -70,11 +72,11 @@ def bench_torch_forecast_dataloader(quick: bool, n_series: int | None = None,
     >>> r["workload"], r["windows"], sorted(k for k in r if "_vs_own" in k)  # doctest: +NORMALIZE_WHITESPACE
     ('torch_forecast_dataloader', 1356,
      ['batch_sampler_beyond_torch_vs_own', 'batch_sampler_beyond_torch_vs_own_cpu', 'batch_sampler_vs_own',
-      'batch_sampler_vs_own_cpu', 'natural_beyond_torch_vs_own',
-      'natural_beyond_torch_vs_own_cpu', 'natural_vs_own', 'natural_vs_own_cpu', 'torch_floor_vs_own',
-      'torch_floor_vs_own_cpu'])
+      'batch_sampler_vs_own_cpu', 'dataloader_beyond_dataset_vs_own_cpu', 'dataset_loop_vs_own_cpu',
+      'natural_beyond_torch_vs_own', 'natural_beyond_torch_vs_own_cpu', 'natural_vs_own', 'natural_vs_own_cpu',
+      'record_function_vs_own_cpu', 'torch_floor_vs_own', 'torch_floor_vs_own_cpu'])
     """
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, default_collate
 
     from statebatch import make_windows
     from statebatch import torch as sbt
@@ -104,13 +106,20 @@ def bench_torch_forecast_dataloader(quick: bool, n_series: int | None = None,
         return sum(len(b) for b in DataLoader(_NoWork(len(ds)), batch_sampler=sbt.WindowBatchSampler(w),
                                               collate_fn=_identity))
 
+    def dataset_loop() -> int:  # the batch-sampler form's work without the DataLoader: what the dataset costs
+        return sum(len(default_collate(ds.__getitems__(i)).y) for i in sbt.WindowBatchSampler(w))
+
+    def dataset_loop_rf() -> int:  # ... with the record_function that DataLoader.__next__ opens around every batch
+        return sum(_recorded(lambda i: len(default_collate(ds.__getitems__(i)).y), i) for i in sbt.WindowBatchSampler(w))
+
     n = own()
     assert natural() == batch_sampler() == loader_floor() == sampler_floor() == n == w.n_windows
+    assert dataset_loop() == dataset_loop_rf() == n
     for got, b in zip(DataLoader(ds, batch_sampler=sbt.WindowBatchSampler(w)), w.batches(0), strict=True):
         want = sbt.forecast_batch(b)  # the same windows, values and dtypes as statebatch's own batches
         assert all((x is None and y is None) or bool((x == y).all()) and x.dtype == y.dtype for x, y in zip(got, want))
     t = _median_times({"own": own, "natural": natural, "batch_sampler": batch_sampler, "loader_floor": loader_floor,
-                       "sampler_floor": sampler_floor},
+                       "sampler_floor": sampler_floor, "dataset_loop": dataset_loop, "dataset_loop_rf": dataset_loop_rf},
                       repeat or (3 if quick else 5))
     return {"workload": "torch_forecast_dataloader", "statebatch_s": t["natural"],
             "peer": "statebatch's own batches through forecast_batch", "peer_s": t["own"],
@@ -128,7 +137,26 @@ def bench_torch_forecast_dataloader(quick: bool, n_series: int | None = None,
             "torch_batch_sampler_floor_s": t["sampler_floor"],
             "batch_sampler_beyond_torch_vs_own": (t["batch_sampler"] - t["sampler_floor"]) / t["own"],
             "batch_sampler_beyond_torch_vs_own_cpu": (t["batch_sampler_cpu"] - t["sampler_floor_cpu"]) / t["own_cpu"],
-            "timing": "median"}
+            **_dataloader_share(t), "timing": "median"}
+
+
+def _dataloader_share(t: dict[str, float]) -> dict[str, float]:
+    """What the dataset costs and what torch's DataLoader adds around it, against statebatch's own batches (CPU
+    time): ``dataset_loop`` runs the batch-sampler form's work (``__getitems__`` + ``default_collate`` per batch)
+    without the DataLoader; ``record_function_vs_own_cpu`` is what the ``record_function`` that
+    ``DataLoader.__next__`` opens around every batch adds to that loop; ``torch_batch_sampler_floor_s`` measures
+    it over a dataset that does nothing, where it stays in the cache."""
+    return {"dataset_loop_s": t["dataset_loop"], "dataset_loop_vs_own_cpu": t["dataset_loop_cpu"] / t["own_cpu"],
+            "record_function_vs_own_cpu": (t["dataset_loop_rf_cpu"] - t["dataset_loop_cpu"]) / t["own_cpu"],
+            "dataloader_beyond_dataset_vs_own_cpu": (t["batch_sampler_cpu"] - t["dataset_loop_cpu"]) / t["own_cpu"]}
+
+
+def _recorded(fn: Callable[[Any], int], arg: Any) -> int:
+    """``fn(arg)`` inside a ``record_function``, as ``DataLoader.__next__`` runs every batch."""
+    import torch
+
+    with torch.autograd.profiler.record_function("## statebatch bench ##"):
+        return fn(arg)
 
 
 class _NoWork:

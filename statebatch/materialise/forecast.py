@@ -167,7 +167,7 @@ class ForecastSpec:
         # rows or, before row 0, the first rows: read, then zeroed)
         # (without variable history every window starts at or after its series' floor: no arithmetic)
         valid = (first[:, None] + np.arange(T, dtype=np.int64)) >= self.floor[series][:, None] \
-            if self.variable_history else np.ones((len(first), T), dtype=bool)
+            if self.variable_history else None  # None: every step real (read only with variable history)
         past = self._windows("past_rows", first, T)
         frows = last_rows + self.horizon
         y = self._windows("target_rows", frows, self.n_ahead)
@@ -175,7 +175,8 @@ class ForecastSpec:
         if self.missing == "mask":
             past_obs = ~np.isnan(past)
             y_obs = ~np.isnan(y)
-            past_obs &= valid[:, :, None]
+            if valid is not None:
+                past_obs &= valid[:, :, None]
         if self.scale is not None:
             center_scale = self._scale_of(series, first, valid)  # (N, 2, targets)
             c, s = center_scale[:, 0][:, None, :], center_scale[:, 1][:, None, :]
@@ -184,18 +185,18 @@ class ForecastSpec:
                 pc, tc = self.past_target[:, 0], self.past_target[:, 1]
                 past[:, :, pc] = (past[:, :, pc] - c[:, :, tc]) / s[:, :, tc]
             out_scale = center_scale
-        if self.variable_history:
+        if valid is not None:  # variable history
             padded = np.flatnonzero(~valid[:, 0])  # only windows with padding (valid steps are a suffix)
             if len(padded):
                 past[padded] = np.where(valid[padded][:, :, None], past[padded], 0)  # not a product: NaN * 0 is NaN
         if self.missing == "mask":
-            past[~past_obs & valid[:, :, None]] = self.fill_value
+            past[~past_obs if valid is None else ~past_obs & valid[:, :, None]] = self.fill_value
             y[~y_obs] = self.fill_value
         out["past"] = past
         out["future"] = self._windows("future_rows", frows, self.n_ahead)
         out["static"] = self.static[series]
         out["y"] = y
-        if self.variable_history:
+        if valid is not None:
             out["mask"] = valid
         if self.scale is not None:
             out["scale"] = out_scale
@@ -227,13 +228,13 @@ class ForecastSpec:
                                   self.series_ids, self.target_names)
         return replace(self, series_scale=fitted)
 
-    def _scale_of(self, series: np.ndarray, first: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    def _scale_of(self, series: np.ndarray, first: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
         if self.scale == "series":
             assert self.series_scale is not None  # fitted when the windows were planned
             return self.series_scale.values[series]
         # "window": the window's own input steps of the targets (real and observed ones only)
         values = self._windows("target_rows", first, self.timesteps).astype(np.float64)  # (N, T, targets)
-        if self.variable_history:  # padded steps are no data
+        if valid is not None:  # variable history: padded steps are no data
             values[~np.broadcast_to(valid[:, :, None], values.shape)] = np.nan
         return center_and_scale(values, axis=1, method=self.scale_method).astype(self.target_rows.dtype)
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ...errors import BatchIndexError, DTypeError, ParameterError, StatebatchWarning
+from ...materialise.forecast import FORECAST_KEYS, ForecastBatch
 
 
 def to_tensor(a: Any) -> torch.Tensor:
@@ -77,15 +78,18 @@ def forecast_batch(batch: Mapping[str, Any]) -> Any:
     >>> tuple(b.past.shape), tuple(b.y.shape), b.mask is None
     ((2, 4, 3), (2, 1, 1), True)
     """
-    from ...materialise.forecast import FORECAST_KEYS, ForecastBatch
-
-    if not isinstance(batch, Mapping) or not {"past", "future", "static", "y"} <= set(batch):
+    if not isinstance(batch, Mapping) or not batch.keys() >= _NEEDED:
         raise ParameterError(f"forecast_batch needs a forecasting batch (a mapping with past/future/static/y), got "
                              f"{type(batch).__name__}.", "pass windows.batch(k) of make_windows(..., known_cols=..., ...).")
-    extra = [k for k in batch if k not in FORECAST_KEYS]
-    if extra:
+    if not batch.keys() <= _KNOWN:
+        extra = [k for k in batch if k not in _KNOWN]
         raise ParameterError(f"forecast_batch got unknown keys {extra}.", f"pass a batch with keys among {FORECAST_KEYS}.")
-    return ForecastBatch(**{k: to_tensor(v) for k, v in batch.items()})
+    # called once per batch on every torch path: one pass over the fields, no keyword arguments
+    return ForecastBatch._make([to_tensor(batch[k]) if k in batch else None for k in FORECAST_KEYS])
+
+
+_NEEDED = frozenset(("past", "future", "static", "y"))
+_KNOWN = frozenset(FORECAST_KEYS)
 
 
 def _pin_ok(pin_memory: bool) -> bool:

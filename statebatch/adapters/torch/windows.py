@@ -97,9 +97,8 @@ class WindowDataset(torch.utils.data.Dataset):
         return self.windows._finite(self.windows.take(idx), f"of windows {_shown(idx)}")
 
     def _forecast_take(self, idx: np.ndarray) -> ForecastBatch:
-        """Forecasting windows ``idx`` as tensors: one gather per table (``take`` gives them a mapping)."""
-        batch: Any = self.windows.take(idx)
-        return forecast_batch(batch)
+        """Forecasting windows ``idx`` (checked by ``_positions``) as tensors: one gather per table."""
+        return forecast_batch(self.windows._forecast_take(idx))
 
 
 def _shown(idx: np.ndarray) -> str:
@@ -155,13 +154,12 @@ class _GatheredForecast(_LazyItems):
     """The forecasting windows of one batch, gathered; ``gathered`` = the batch's ``ForecastBatch`` of tensors.
     An item (one window, a ``ForecastBatch`` without the batch axis) is made when it is read."""
 
-    def __init__(self, batch: ForecastBatch):
-        super().__init__()
+    def __init__(self, batch: ForecastBatch):  # an empty list until filled (list.__new__ made it)
         self.gathered = batch
-        self._n = int(batch.y.shape[0])
+        self._n = len(batch.y)
 
     def _item(self, j: int) -> ForecastBatch:
-        return ForecastBatch(*(None if t is None else t[j] for t in self.gathered))
+        return ForecastBatch._make([None if t is None else t[j] for t in self.gathered])
 
     def _make_items(self) -> Iterator[ForecastBatch]:
         return (self._item(j) for j in range(self._n))

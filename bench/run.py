@@ -218,9 +218,11 @@ def bench_pack_many_series(quick):
     block of batches (``to_tf_dataset``) and Keras epoch is served from it; the NaN/inf check runs on
     the packed lanes. ``arranged.X``, the same epoch in batch order ``(n_batches * lanes, T, F)`` for
     ``model.fit(x=...)``, is one more transposed copy of it and is reported on its own
-    (``with_X_s``), as are the packing without the NaN/inf check and the checks and plan alone
-    (``allow_nan=True, allow_inf=True``). Medians of interleaved runs (the machine is shared: interleaving keeps
-    drift out of the ratios), of wall and of process CPU time.
+    (``with_X_s``), as are the packing without the NaN/inf check, the checks and plan alone
+    (``allow_nan=True, allow_inf=True``) and one np.concatenate of the same arrays in the order the lanes
+    hold them (``concat_lane_order_s``: the copy the layout needs, without padding, plan or scan). Medians
+    of interleaved runs (the machine is shared: interleaving keeps drift out of the ratios), of wall and of
+    process CPU time.
     """
     n_series = 2_000 if quick else 10_000
     rng = np.random.default_rng(0)
@@ -248,12 +250,21 @@ def bench_pack_many_series(quick):
     def concat():
         return np.concatenate(series)
 
+    # Breakdown only (pack is timed as before): the same arrays concatenated in the order the lanes hold
+    # them, without padding, plan or scan; what the layout costs over the peer's memory order.
+    p = sb.arrange_stateful(series, T, B, targets=None, allow_nan=True, allow_inf=True).plan()
+    lane, batch = np.nonzero((p.resets & (p.series >= 0)).T)  # lane by lane, each lane's series in turn
+    lane_order = [series[i] for i in p.series[batch, lane].tolist()]
+
+    def concat_lane_order():
+        return np.concatenate(lane_order)
+
     def iterate_batches():  # the same epoch batch by batch (what a PyDataset serves without .X)
         a = sb.arrange_stateful(series, T, B, targets=None)
         return sum(xb.nbytes for (xb,) in a.batches())
 
-    t = median_times({"pack": pack, "concat": concat, "pack_and_x": pack_and_x, "pack_no_scan": pack_no_scan,
-                      "plan_only": plan_only}, repeat=7 if quick else 11, cpu=True)
+    t = median_times({"pack": pack, "concat": concat, "concat_lane_order": concat_lane_order, "pack_and_x": pack_and_x,
+                      "pack_no_scan": pack_no_scan, "plan_only": plan_only}, repeat=7 if quick else 11, cpu=True)
     iter_s, iter_bytes = timeit(iterate_batches, repeat=1)
     a = pack()
     assert [which for (_, which) in a._lanes] == ["x"], "the epoch was not packed when arranged"
@@ -266,6 +277,8 @@ def bench_pack_many_series(quick):
     return record("pack_many_series", t["pack"], "np.concatenate of all series (one copy)", floor_s, floor_s,
                   series=n_series, steps=int(lengths.sum()), timesteps=T, lanes=B, timing="median", plan_only_s=t["plan_only"],
                   pack_vs_concatenate=t["pack"] / floor_s, target_max_vs_concatenate=2.0,
+                  concat_lane_order_s=t["concat_lane_order"], concat_lane_order_vs_concatenate=t["concat_lane_order"] / floor_s,
+                  concat_lane_order_vs_concatenate_cpu=t["concat_lane_order_cpu"] / t["concat_cpu"],
                   pack_cpu_s=t["pack_cpu"], concat_cpu_s=t["concat_cpu"], pack_vs_concatenate_cpu=t["pack_cpu"] / t["concat_cpu"],
                   without_nan_scan_s=t["pack_no_scan"], without_nan_scan_vs_concatenate=t["pack_no_scan"] / floor_s,
                   with_X_s=t["pack_and_x"], with_X_vs_concatenate=t["pack_and_x"] / floor_s,

@@ -8,6 +8,7 @@ batch asks for its start rows.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,21 @@ class WindowPlan:
     def series_of(self, idx: np.ndarray) -> np.ndarray:
         """Series position of each window ``idx``."""
         return self.locate(idx)[0]
+
+    def at_epoch(self, epoch: int) -> "WindowPlan | None":
+        """This unshuffled plan for ``epoch``, as :func:`plan_windows` would make it, or None (plan anew).
+
+        Unshuffled epochs visit the same windows in the same batches, so only the epoch differs, except
+        for a ``remainder="drop"`` plan with a dropped batch: its left-out entries name their epoch.
+        Saves planning each epoch again (checks, counts, left-out steps: a tenth of a millisecond).
+        """
+        if self.order is not None:
+            return None
+        if epoch == self.epoch:
+            return self
+        if self.remainder == "drop" and self.n_windows % self.batch_size:
+            return None
+        return dataclasses.replace(self, epoch=epoch)
 
     def batch_indices(self, k: int) -> np.ndarray | slice:
         """Window indices of batch ``k`` (a slice in natural order)."""

@@ -9,20 +9,18 @@ gather per batch).
 from __future__ import annotations
 
 from typing import Any, Sequence
-import warnings
 
 import numpy as np
 
 from .._args import check_bool, check_choice, check_int, check_size, plural, resolve_seed
-from ..errors import LengthMismatchError, ParameterError, ShapeError, StatebatchWarning
+from ..errors import LengthMismatchError, ParameterError, ShapeError
 from .provenance import NATURAL, SLIDING, Provenance, register_provenance
 from ..materialise.gather import (WindowTables, _in_memory, _strided, gather_rows, gather_windows, sliced_batches,
-                                  window_tables)
-from ..materialise.gather import strided_windows
+                                  strided_windows, window_tables)
 from ..plans.windows import REMAINDERS, WindowPlan, plan_windows
 from .batched import Batched, Explanation, SizedResult, stack_outputs
 from .forecast_windows import check_forecast_only_args, forecast_inputs, wants_forecast
-from .window_targets import check_target_args, index_range, planning_only, window_targets
+from .window_targets import check_target_args, index_range, planning_only, warn_short, window_targets
 from ..sources.options import InputOptions
 from ..sources.series import (SeriesSet, apply_gaps, as_series, check_finite_series,
                               checked_finite, in_memory)
@@ -90,11 +88,14 @@ class Windows(SizedResult, Batched):
 
     # ---------------------------------------------------------------- plan
     def _make_plan(self, epoch: int, shuffle: bool | None = None) -> WindowPlan:
-        return plan_windows(self._ss.lengths,
+        shuffle = self.shuffle if shuffle is None else shuffle
+        base = None if shuffle else self.__dict__.get("_base")  # unshuffled epochs: the plan made at construction
+        plan = None if base is None else base.at_epoch(epoch)
+        return plan if plan is not None else plan_windows(self._ss.lengths,
                             self.timesteps, stride=self.stride, sampling_rate=self.sampling_rate,
                             start_index=self.start_index, end_index=self.end_index, target_steps=self._target_steps,
                             max_starts=self._max_starts, batch_size=self.batch_size,
-                            shuffle=self.shuffle if shuffle is None else shuffle, seed=self.seed, epoch=epoch,
+                            shuffle=shuffle, seed=self.seed, epoch=epoch,
                             remainder=self.remainder, min_timesteps=self.min_timesteps)
 
     # ---------------------------------------------------------------- sizes and provenance
@@ -567,7 +568,7 @@ def make_windows(
                 end_index=end_index, ysource=t.source, yoffset=t.offset, ylength=t.length, ystep=t.step,
                 target_steps=t.extra, max_starts=t.max_starts, **batching)
     w._allow(opts.allow_nan, opts.allow_inf, checked=checked_finite(ss.source), lazy=not in_memory(ss.source))
-    _warn_short(w, "one window", "")
+    warn_short(w, "one window", "")
     return w
 
 
@@ -585,14 +586,6 @@ def _forecast_windows(ss: SeriesSet, spec: Any, *, timesteps: int, stride: int, 
     # every window's series and start row (three int64 arrays of n_windows) are built only for it
     if spec.scale == "series" and spec.series_scale is None:
         w.forecast = spec.fit_series_scale(w.series, w.starts + (timesteps - 1))
-    _warn_short(w, "min_timesteps" if min_timesteps else "one window", " plus the target steps", stacklevel=4)
+    warn_short(w, "min_timesteps" if min_timesteps else "one window", " plus the target steps", stacklevel=4)
     return w
 
-
-def _warn_short(w: Windows, what: str, plus: str, stacklevel: int = 3) -> None:
-    """Warn about series shorter than ``what`` (one window, ``min_timesteps``) that give no window."""
-    short = [lo for lo in w.left_out if lo.reason.startswith("shorter")]
-    if short:
-        warnings.warn(f"{plural(len(short), 'series', 'series')} are shorter than {what}{plus} and give no window "
-                      f"(ids {[lo.series for lo in short[:5]]}{'...' if len(short) > 5 else ''}); see "
-                      "Windows.left_out.", StatebatchWarning, stacklevel=stacklevel)

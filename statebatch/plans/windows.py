@@ -122,6 +122,28 @@ class WindowPlan:
             return None
         return dataclasses.replace(self, epoch=epoch)
 
+    def window_indices(self, idx: Any) -> np.ndarray:
+        """Window indices (int64, natural order) of ``idx``: a slice, integer indices (negative ones count
+        from the end) or a boolean mask over the windows; anything else refused."""
+        n = self.n_windows
+        if isinstance(idx, slice):
+            return np.arange(*idx.indices(n), dtype=np.int64)
+        arr = np.asarray(idx)
+        if arr.dtype == bool:
+            if arr.shape != (n,):
+                raise ParameterError(f"a boolean window mask needs shape ({n},), got {arr.shape}.", "pass one flag per window.")
+            return np.flatnonzero(arr)
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise ParameterError(f"window indices must be integers, got dtype {arr.dtype}.", "pass integer indices.")
+        if arr.ndim > 1:
+            raise ParameterError(f"window indices must be 1-D, got shape {arr.shape}.", "pass a flat list of indices.")
+        arr = arr.astype(np.int64).reshape(-1)
+        if arr.size and (arr.min() < -n or arr.max() >= n):
+            bad = arr[(arr < -n) | (arr >= n)][:5].tolist()
+            raise ParameterError(f"window indices {bad} are outside 0..{n - 1} ({n} windows).",
+                                 "pass indices between 0 and n_windows - 1.")
+        return arr % n if arr.size else arr
+
     def batch_indices(self, k: int) -> np.ndarray | slice:
         """Window indices of batch ``k`` (a slice in natural order)."""
         lo, hi = k * self.batch_size, min((k + 1) * self.batch_size, self.n_windows)

@@ -8,7 +8,7 @@ gather per batch).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -139,26 +139,6 @@ class Windows(SizedResult, Batched):
         return {"series": self.series_ids[s], "steps": (st, st + span), "sampling_rate": self.sampling_rate}
 
     # ---------------------------------------------------------------- materialising
-    def _window_indices(self, idx: Any) -> np.ndarray:
-        n = self.n_windows
-        if isinstance(idx, slice):
-            return np.arange(*idx.indices(n), dtype=np.int64)
-        arr = np.asarray(idx)
-        if arr.dtype == bool:
-            if arr.shape != (n,):
-                raise ParameterError(f"a boolean window mask needs shape ({n},), got {arr.shape}.", "pass one flag per window.")
-            return np.flatnonzero(arr)
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            raise ParameterError(f"window indices must be integers, got dtype {arr.dtype}.", "pass integer indices.")
-        if arr.ndim > 1:
-            raise ParameterError(f"window indices must be 1-D, got shape {arr.shape}.", "pass a flat list of indices.")
-        arr = arr.astype(np.int64).reshape(-1)
-        if arr.size and (arr.min() < -n or arr.max() >= n):
-            bad = arr[(arr < -n) | (arr >= n)][:5].tolist()
-            raise ParameterError(f"window indices {bad} are outside 0..{n - 1} ({n} windows).",
-                                 "pass indices between 0 and n_windows - 1.")
-        return arr % n if arr.size else arr
-
     def take(self, idx: Any) -> tuple[np.ndarray, ...]:
         """Windows ``idx`` (natural order) as new contiguous arrays: ``(X,)`` or ``(X, y)``.
 
@@ -166,11 +146,11 @@ class Windows(SizedResult, Batched):
         boolean mask over the windows. One gather from the strided view; nothing else is copied.
         """
         if self.forecast is not None:
-            return self._forecast_take(self._window_indices(idx))
+            return self._forecast_take(self._base.window_indices(idx))
         tables = self._tables()
         if tables is not None:
-            return tables.take(self._window_indices(idx))
-        rows = self._base.starts(self._window_indices(idx))
+            return tables.take(self._base.window_indices(idx))
+        rows = self._base.starts(self._base.window_indices(idx))
         xb = gather_windows(self._ss.source, rows, self.timesteps, self.sampling_rate)
         if self._ysource is None:
             return (xb,)
@@ -189,7 +169,7 @@ class Windows(SizedResult, Batched):
         k = self._check_k(k, plan.n_batches)
         idx = plan.batch_indices(k)
         if self.forecast is not None:
-            return self._forecast_take(self._window_indices(idx))
+            return self._forecast_take(self._base.window_indices(idx))
         if isinstance(idx, slice) and self._regular() and not self._copy:
             # natural order, one in-memory series: a slice of the strided view, copied once
             xb, y = np.ascontiguousarray(self.X[idx]), self.y
@@ -200,8 +180,9 @@ class Windows(SizedResult, Batched):
         """Iterate over the batches of one epoch (default: the current one), as :meth:`batch` gives them."""
         epoch = self.epoch if epoch is None else check_int("epoch", epoch, 0)
         plan = self._serve(epoch)
-        if plan.order is None and self.forecast is None and self._regular() and not self._copy:
-            yield from sliced_batches(self.X, self.y, self.batch_size, plan.n_batches)  # one series, in order
+        sliced = self._sliced(plan)
+        if sliced is not None:
+            yield from sliced
             return
         tables = self._tables()  # in memory, any order: rows found once, one gather a batch
         if tables is None:
@@ -210,6 +191,19 @@ class Windows(SizedResult, Batched):
         x = self._ss.source
         check_size("the windows", (self.batch_size, self.timesteps) + tuple(x.shape[1:]), x.dtype.itemsize)
         yield from tables.batches(plan.order, self.batch_size, plan.n_batches)
+
+    def __iter__(self) -> Iterator[tuple]:
+        """The current epoch's batches, as :meth:`batches`; afterwards the result moves on to the next epoch."""
+        epoch = self.epoch
+        sliced = self._sliced(self._serve(epoch))  # in order: no generator in between (each costs per batch)
+        yield from self.batches(epoch) if sliced is None else sliced
+        self.epoch = epoch + 1
+
+    def _sliced(self, plan: WindowPlan) -> Iterator[tuple] | None:
+        """One in-memory series in natural order: the batches as slices of the strided view, each copied once."""
+        if plan.order is None and self.forecast is None and self._regular() and not self._copy:
+            return sliced_batches(self.X, self.y, self.batch_size, plan.n_batches)
+        return None
 
     def __getstate__(self) -> dict[str, Any]:  # views are made again on first use; pickled, they would copy every window
         d = self.__dict__
@@ -342,7 +336,7 @@ class Windows(SizedResult, Batched):
         """
         plan = self._outputs_plan(epoch)
         out = stack_outputs(outputs)
-        order = np.concatenate([self._window_indices(plan.batch_indices(k)) for k in range(plan.n_batches)] or
+        order = np.concatenate([self._base.window_indices(plan.batch_indices(k)) for k in range(plan.n_batches)] or
                                [np.empty(0, np.int64)])
         if len(out) != len(order):
             raise LengthMismatchError(

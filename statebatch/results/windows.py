@@ -91,7 +91,9 @@ class Windows(SizedResult, Batched):
         shuffle = self.shuffle if shuffle is None else shuffle
         base = None if shuffle else self.__dict__.get("_base")  # unshuffled epochs: the plan made at construction
         plan = None if base is None else base.at_epoch(epoch)
-        return plan if plan is not None else plan_windows(self._ss.lengths,
+        if plan is not None:
+            return plan
+        return plan_windows(self._ss.lengths,
                             self.timesteps, stride=self.stride, sampling_rate=self.sampling_rate,
                             start_index=self.start_index, end_index=self.end_index, target_steps=self._target_steps,
                             max_starts=self._max_starts, batch_size=self.batch_size,

@@ -127,9 +127,10 @@ def sliced_batches(X: np.ndarray, y: np.ndarray | None, batch_size: int,
                    n_batches: int) -> Iterator[tuple[np.ndarray, ...]]:
     """Batches of consecutive rows of ``X`` (and ``y``): ``(X[lo:lo+b],)`` or with ``y``, each a contiguous copy.
 
-    An iterator of builtins (``zip``/``map`` over slices), not a generator: each copy takes a few
-    microseconds, so even a Python loop's per-batch work (arithmetic, a frame resumed) showed against the
-    plainest numpy loop; here no Python code runs between copies (a slice past the end stops at it).
+    One bare loop per case: each copy takes a few microseconds, so even the loop's arithmetic and
+    branches showed against the plainest numpy loop (a slice past the end stops at it). A generator, not
+    ``zip(map(...))``: zip reuses its result tuple once the consumer drops it, and would keep the last batch
+    alive while the next is made.
 
     Examples
     --------
@@ -139,13 +140,12 @@ def sliced_batches(X: np.ndarray, y: np.ndarray | None, batch_size: int,
     """
     contiguous = np.ascontiguousarray
     stop = n_batches * batch_size
-
-    def slices() -> Iterator[slice]:  # slice(lo, lo + batch_size) for each batch
-        return map(slice, range(0, stop, batch_size), range(batch_size, stop + batch_size, batch_size))
-
-    if y is None:  # zip of one iterator: 1-tuples
-        return zip(map(contiguous, map(X.__getitem__, slices())))
-    return zip(map(contiguous, map(X.__getitem__, slices())), map(contiguous, map(y.__getitem__, slices())))
+    if y is None:
+        for lo in range(0, stop, batch_size):
+            yield (contiguous(X[lo: lo + batch_size]),)
+    else:
+        for lo in range(0, stop, batch_size):
+            yield contiguous(X[lo: lo + batch_size]), contiguous(y[lo: lo + batch_size])
 
 
 def gathered_batches(batch_size: int, n_batches: int,

@@ -104,15 +104,32 @@ def _windows_epoch(quick, shuffle):
     floor_s, n_floor = timeit(floor_epoch)
     peer_s, n_peer = timeit(keras_epoch, repeat=1)
     assert n_sb == n_floor == n_peer == floor_held_epoch(), (n_sb, n_floor, n_peer)
-    # The same three in interleaved rounds (medians): load from other work falls on all of them alike.
-    med = median_times({"statebatch": statebatch_epoch, "floor": floor_epoch, "floor_held": floor_held_epoch}, repeat=7)
+    # The same three in interleaved rounds (medians): load from other work falls on all of them alike. Process
+    # CPU time too (the *_cpu fields), which load from other processes moves less than wall time.
+    med = median_times({"statebatch": statebatch_epoch, "floor": floor_epoch, "floor_held": floor_held_epoch}, repeat=7,
+                       cpu=True)
+    # Breakdown (after the rounds above, which it leaves as they were): what statebatch does that the floor does not.
+    # make_windows alone (checks, plan, the NaN/inf scan), and the scan alone: statebatch refuses NaN/inf up
+    # front, one pass over the whole series (the floor checks nothing); the floor also drops each batch before
+    # making the next (one buffer reused while in cache), where statebatch's consumer holds it (floor_held).
+    from statebatch.sources.series import as_series, check_finite_series
+
+    parts = median_times({"build": lambda: sb.make_windows(data, T, batch_size=B, shuffle=shuffle, seed=1),
+                          "scan": lambda: check_finite_series(as_series(data))}, repeat=7, cpu=True)
     return record("windows_shuffled" if shuffle else "windows",
                   sb_s, f"keras.utils.timeseries_dataset_from_array(shuffle={shuffle})", peer_s, floor_s,
                   windows=n_sb, steps=steps, features=F, timesteps=T, batch_size=B,
                   epoch_only_s=epoch_only_s, epoch_only_vs_floor=epoch_only_s / floor_s,
                   median_statebatch_s=med["statebatch"], median_floor_s=med["floor"],
                   median_vs_floor=med["statebatch"] / med["floor"], median_floor_held_s=med["floor_held"],
-                  median_vs_floor_held=med["statebatch"] / med["floor_held"])
+                  median_vs_floor_held=med["statebatch"] / med["floor_held"],
+                  median_statebatch_cpu_s=med["statebatch_cpu"], median_floor_cpu_s=med["floor_cpu"],
+                  median_floor_held_cpu_s=med["floor_held_cpu"],
+                  median_vs_floor_cpu=med["statebatch_cpu"] / med["floor_cpu"],
+                  median_vs_floor_held_cpu=med["statebatch_cpu"] / med["floor_held_cpu"],
+                  floor_held_vs_floor=med["floor_held"] / med["floor"],
+                  build_s=parts["build"], build_cpu_s=parts["build_cpu"], scan_s=parts["scan"],
+                  scan_cpu_s=parts["scan_cpu"], scan_vs_floor=parts["scan"] / med["floor"])
 
 
 def bench_windows(quick):

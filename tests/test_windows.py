@@ -255,6 +255,42 @@ def test_batches_are_the_windows_of_their_plan(lengths, T, stride, sr, b, shuffl
             np.testing.assert_array_equal(a, e)
 
 
+@given(lengths=st.lists(st.integers(0, 30), min_size=1, max_size=3), T=st.integers(1, 5), stride=st.integers(1, 3),
+       b=st.integers(1, 9), drop=st.booleans(), targets=st.booleans(), epochs=st.integers(1, 3))
+@settings(max_examples=60, deadline=None)
+def test_unshuffled_epochs_are_planned_and_iterated_as_planned_anew(lengths, T, stride, b, drop, targets, epochs):
+    # later unshuffled epochs reuse the plan made at construction (WindowPlan.at_epoch) and `for batch in w`
+    # reads one series' in-order batches without batches() in between: each epoch's plan must equal
+    # plan_windows' for that epoch (left-out entries naming their epoch included), and its batches batches()'
+    from statebatch.plans.windows import plan_windows
+
+    data = [np.arange(n * 2, dtype=np.float32).reshape(n, 2) + 1000 * k for k, n in enumerate(lengths)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StatebatchWarning)
+        try:
+            w = sb.make_windows(data[0] if len(data) == 1 else data, T, stride=stride, batch_size=b,
+                                remainder="drop" if drop else "keep", targets="next" if targets else None)
+        except DataValueError:  # no window fits (or none left with remainder="drop")
+            return
+    for epoch in range(epochs + 1):
+        fresh = plan_windows([len(d) for d in data], T, stride=stride, target_steps=int(targets), batch_size=b,
+                             remainder="drop" if drop else "keep", epoch=epoch)
+        got = w.plan(epoch)
+        assert (got.epoch, got.first, got.stride, got.span, got.batch_size, got.order, got.remainder, got.lead) == \
+            (fresh.epoch, fresh.first, fresh.stride, fresh.span, fresh.batch_size, None, fresh.remainder, fresh.lead)
+        np.testing.assert_array_equal(got.offsets, fresh.offsets)
+        np.testing.assert_array_equal(got.counts, fresh.counts)
+        assert got.left_out == fresh.left_out
+        assert w.epoch == epoch
+        iterated, expected = list(w), list(w.batches(epoch))  # list(w): this epoch, then the next one
+        assert w.epoch == epoch + 1 and len(iterated) == len(expected) == fresh.n_batches
+        for a, e in zip(iterated, expected):
+            assert len(a) == len(e) == 1 + targets
+            for x, y in zip(a, e):
+                assert x.flags.c_contiguous and x.flags.writeable == y.flags.writeable
+                np.testing.assert_array_equal(x, y)
+
+
 @given(seed=st.integers(0, 10**6))
 @settings(max_examples=40, deadline=None)
 def test_targets_stay_aligned_under_any_row_order_of_a_long_frame(seed):

@@ -128,7 +128,9 @@ def sliced_batches(X: np.ndarray, y: np.ndarray | None, batch_size: int,
     """Batches of consecutive rows of ``X`` (and ``y``): ``(X[lo:lo+b],)`` or with ``y``, each a contiguous copy.
 
     One bare loop per case: each copy takes a few microseconds, so even the loop's arithmetic and
-    branches showed against the plainest numpy loop (a slice past the end stops at it).
+    branches showed against the plainest numpy loop (a slice past the end stops at it). A generator, not
+    ``zip(map(...))``: zip reuses its result tuple once the consumer drops it, and would keep the last batch
+    alive while the next is made.
 
     Examples
     --------

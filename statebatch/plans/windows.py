@@ -8,6 +8,7 @@ batch asks for its start rows.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,43 @@ class WindowPlan:
     def series_of(self, idx: np.ndarray) -> np.ndarray:
         """Series position of each window ``idx``."""
         return self.locate(idx)[0]
+
+    def at_epoch(self, epoch: int) -> "WindowPlan | None":
+        """This unshuffled plan for ``epoch``, as :func:`plan_windows` would make it, or None (plan anew).
+
+        Unshuffled epochs visit the same windows in the same batches, so only the epoch differs, except
+        for a ``remainder="drop"`` plan with a dropped batch: its left-out entries name their epoch.
+        Saves planning each epoch again (checks, counts, left-out steps: a tenth of a millisecond).
+        """
+        if self.order is not None:
+            return None
+        if epoch == self.epoch:
+            return self
+        if self.remainder == "drop" and self.n_windows % self.batch_size:
+            return None
+        return dataclasses.replace(self, epoch=epoch)
+
+    def window_indices(self, idx: Any) -> np.ndarray:
+        """Window indices (int64, natural order) of ``idx``: a slice, integer indices (negative ones count
+        from the end) or a boolean mask over the windows; anything else refused."""
+        n = self.n_windows
+        if isinstance(idx, slice):
+            return np.arange(*idx.indices(n), dtype=np.int64)
+        arr = np.asarray(idx)
+        if arr.dtype == bool:
+            if arr.shape != (n,):
+                raise ParameterError(f"a boolean window mask needs shape ({n},), got {arr.shape}.", "pass one flag per window.")
+            return np.flatnonzero(arr)
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise ParameterError(f"window indices must be integers, got dtype {arr.dtype}.", "pass integer indices.")
+        if arr.ndim > 1:
+            raise ParameterError(f"window indices must be 1-D, got shape {arr.shape}.", "pass a flat list of indices.")
+        arr = arr.astype(np.int64).reshape(-1)
+        if arr.size and (arr.min() < -n or arr.max() >= n):
+            bad = arr[(arr < -n) | (arr >= n)][:5].tolist()
+            raise ParameterError(f"window indices {bad} are outside 0..{n - 1} ({n} windows).",
+                                 "pass indices between 0 and n_windows - 1.")
+        return arr % n if arr.size else arr
 
     def batch_indices(self, k: int) -> np.ndarray | slice:
         """Window indices of batch ``k`` (a slice in natural order)."""

@@ -5,11 +5,12 @@ each window's target rows are read (the data's own next values, or arrays aligne
 from __future__ import annotations
 
 from typing import Any, NamedTuple
+import warnings
 
 import numpy as np
 
-from .._args import check_int
-from ..errors import LengthMismatchError, ParameterError
+from .._args import check_int, plural
+from ..errors import LengthMismatchError, ParameterError, StatebatchWarning
 from ..sources.base import RowSource
 from ..sources.options import InputOptions
 from ..sources.series import SeriesSet, aligned_targets, check_finite_series, source_of
@@ -141,3 +142,12 @@ def planning_only(ss: SeriesSet) -> SeriesSet:
     if ss.index is None and ss.row_order is None:
         return ss
     return dataclasses.replace(ss, index=None, row_order=None)
+
+
+def warn_short(w: Any, what: str, plus: str, stacklevel: int = 3) -> None:
+    """Warn about series shorter than ``what`` (one window, ``min_timesteps``) that give no window."""
+    short = [lo for lo in w.left_out if lo.reason.startswith("shorter")]
+    if short:
+        warnings.warn(f"{plural(len(short), 'series', 'series')} are shorter than {what}{plus} and give no window "
+                      f"(ids {[lo.series for lo in short[:5]]}{'...' if len(short) > 5 else ''}); see "
+                      "Windows.left_out.", StatebatchWarning, stacklevel=stacklevel)

@@ -8,21 +8,19 @@ gather per batch).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-import warnings
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from .._args import check_bool, check_choice, check_int, check_size, plural, resolve_seed
-from ..errors import LengthMismatchError, ParameterError, ShapeError, StatebatchWarning
+from ..errors import LengthMismatchError, ParameterError, ShapeError
 from .provenance import NATURAL, SLIDING, Provenance, register_provenance
 from ..materialise.gather import (WindowTables, _in_memory, _strided, gather_rows, gather_windows, sliced_batches,
-                                  window_tables)
-from ..materialise.gather import strided_windows
+                                  strided_windows, window_tables)
 from ..plans.windows import REMAINDERS, WindowPlan, plan_windows
 from .batched import Batched, Explanation, SizedResult, stack_outputs
 from .forecast_windows import check_forecast_only_args, forecast_inputs, wants_forecast
-from .window_targets import check_target_args, index_range, planning_only, window_targets
+from .window_targets import check_target_args, index_range, planning_only, warn_short, window_targets
 from ..sources.options import InputOptions
 from ..sources.series import (SeriesSet, apply_gaps, as_series, check_finite_series,
                               checked_finite, in_memory)
@@ -90,11 +88,16 @@ class Windows(SizedResult, Batched):
 
     # ---------------------------------------------------------------- plan
     def _make_plan(self, epoch: int, shuffle: bool | None = None) -> WindowPlan:
+        shuffle = self.shuffle if shuffle is None else shuffle
+        base = None if shuffle else self.__dict__.get("_base")  # unshuffled epochs: the plan made at construction
+        plan = None if base is None else base.at_epoch(epoch)
+        if plan is not None:
+            return plan
         return plan_windows(self._ss.lengths,
                             self.timesteps, stride=self.stride, sampling_rate=self.sampling_rate,
                             start_index=self.start_index, end_index=self.end_index, target_steps=self._target_steps,
                             max_starts=self._max_starts, batch_size=self.batch_size,
-                            shuffle=self.shuffle if shuffle is None else shuffle, seed=self.seed, epoch=epoch,
+                            shuffle=shuffle, seed=self.seed, epoch=epoch,
                             remainder=self.remainder, min_timesteps=self.min_timesteps)
 
     # ---------------------------------------------------------------- sizes and provenance
@@ -138,26 +141,6 @@ class Windows(SizedResult, Batched):
         return {"series": self.series_ids[s], "steps": (st, st + span), "sampling_rate": self.sampling_rate}
 
     # ---------------------------------------------------------------- materialising
-    def _window_indices(self, idx: Any) -> np.ndarray:
-        n = self.n_windows
-        if isinstance(idx, slice):
-            return np.arange(*idx.indices(n), dtype=np.int64)
-        arr = np.asarray(idx)
-        if arr.dtype == bool:
-            if arr.shape != (n,):
-                raise ParameterError(f"a boolean window mask needs shape ({n},), got {arr.shape}.", "pass one flag per window.")
-            return np.flatnonzero(arr)
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            raise ParameterError(f"window indices must be integers, got dtype {arr.dtype}.", "pass integer indices.")
-        if arr.ndim > 1:
-            raise ParameterError(f"window indices must be 1-D, got shape {arr.shape}.", "pass a flat list of indices.")
-        arr = arr.astype(np.int64).reshape(-1)
-        if arr.size and (arr.min() < -n or arr.max() >= n):
-            bad = arr[(arr < -n) | (arr >= n)][:5].tolist()
-            raise ParameterError(f"window indices {bad} are outside 0..{n - 1} ({n} windows).",
-                                 "pass indices between 0 and n_windows - 1.")
-        return arr % n if arr.size else arr
-
     def take(self, idx: Any) -> tuple[np.ndarray, ...]:
         """Windows ``idx`` (natural order) as new contiguous arrays: ``(X,)`` or ``(X, y)``.
 
@@ -165,11 +148,11 @@ class Windows(SizedResult, Batched):
         boolean mask over the windows. One gather from the strided view; nothing else is copied.
         """
         if self.forecast is not None:
-            return self._forecast_take(self._window_indices(idx))
+            return self._forecast_take(self._base.window_indices(idx))
         tables = self._tables()
         if tables is not None:
-            return tables.take(self._window_indices(idx))
-        rows = self._base.starts(self._window_indices(idx))
+            return tables.take(self._base.window_indices(idx))
+        rows = self._base.starts(self._base.window_indices(idx))
         xb = gather_windows(self._ss.source, rows, self.timesteps, self.sampling_rate)
         if self._ysource is None:
             return (xb,)
@@ -188,7 +171,7 @@ class Windows(SizedResult, Batched):
         k = self._check_k(k, plan.n_batches)
         idx = plan.batch_indices(k)
         if self.forecast is not None:
-            return self._forecast_take(self._window_indices(idx))
+            return self._forecast_take(self._base.window_indices(idx))
         if isinstance(idx, slice) and self._regular() and not self._copy:
             # natural order, one in-memory series: a slice of the strided view, copied once
             xb, y = np.ascontiguousarray(self.X[idx]), self.y
@@ -199,8 +182,9 @@ class Windows(SizedResult, Batched):
         """Iterate over the batches of one epoch (default: the current one), as :meth:`batch` gives them."""
         epoch = self.epoch if epoch is None else check_int("epoch", epoch, 0)
         plan = self._serve(epoch)
-        if plan.order is None and self.forecast is None and self._regular() and not self._copy:
-            yield from sliced_batches(self.X, self.y, self.batch_size, plan.n_batches)  # one series, in order
+        sliced = self._sliced(plan)
+        if sliced is not None:
+            yield from sliced
             return
         tables = self._tables()  # in memory, any order: rows found once, one gather a batch
         if tables is None:
@@ -209,6 +193,19 @@ class Windows(SizedResult, Batched):
         x = self._ss.source
         check_size("the windows", (self.batch_size, self.timesteps) + tuple(x.shape[1:]), x.dtype.itemsize)
         yield from tables.batches(plan.order, self.batch_size, plan.n_batches)
+
+    def __iter__(self) -> Iterator[tuple]:
+        """The current epoch's batches, as :meth:`batches`; afterwards the result moves on to the next epoch."""
+        epoch = self.epoch
+        sliced = self._sliced(self._serve(epoch))  # in order: no generator in between (each costs per batch)
+        yield from self.batches(epoch) if sliced is None else sliced
+        self.epoch = epoch + 1
+
+    def _sliced(self, plan: WindowPlan) -> Iterator[tuple] | None:
+        """One in-memory series in natural order: the batches as slices of the strided view, each copied once."""
+        if plan.order is None and self.forecast is None and self._regular() and not self._copy:
+            return sliced_batches(self.X, self.y, self.batch_size, plan.n_batches)
+        return None
 
     def __getstate__(self) -> dict[str, Any]:  # views are made again on first use; pickled, they would copy every window
         d = self.__dict__
@@ -341,7 +338,7 @@ class Windows(SizedResult, Batched):
         """
         plan = self._outputs_plan(epoch)
         out = stack_outputs(outputs)
-        order = np.concatenate([self._window_indices(plan.batch_indices(k)) for k in range(plan.n_batches)] or
+        order = np.concatenate([self._base.window_indices(plan.batch_indices(k)) for k in range(plan.n_batches)] or
                                [np.empty(0, np.int64)])
         if len(out) != len(order):
             raise LengthMismatchError(
@@ -567,7 +564,7 @@ def make_windows(
                 end_index=end_index, ysource=t.source, yoffset=t.offset, ylength=t.length, ystep=t.step,
                 target_steps=t.extra, max_starts=t.max_starts, **batching)
     w._allow(opts.allow_nan, opts.allow_inf, checked=checked_finite(ss.source), lazy=not in_memory(ss.source))
-    _warn_short(w, "one window", "")
+    warn_short(w, "one window", "")
     return w
 
 
@@ -585,14 +582,6 @@ def _forecast_windows(ss: SeriesSet, spec: Any, *, timesteps: int, stride: int, 
     # every window's series and start row (three int64 arrays of n_windows) are built only for it
     if spec.scale == "series" and spec.series_scale is None:
         w.forecast = spec.fit_series_scale(w.series, w.starts + (timesteps - 1))
-    _warn_short(w, "min_timesteps" if min_timesteps else "one window", " plus the target steps", stacklevel=4)
+    warn_short(w, "min_timesteps" if min_timesteps else "one window", " plus the target steps", stacklevel=4)
     return w
 
-
-def _warn_short(w: Windows, what: str, plus: str, stacklevel: int = 3) -> None:
-    """Warn about series shorter than ``what`` (one window, ``min_timesteps``) that give no window."""
-    short = [lo for lo in w.left_out if lo.reason.startswith("shorter")]
-    if short:
-        warnings.warn(f"{plural(len(short), 'series', 'series')} are shorter than {what}{plus} and give no window "
-                      f"(ids {[lo.series for lo in short[:5]]}{'...' if len(short) > 5 else ''}); see "
-                      "Windows.left_out.", StatebatchWarning, stacklevel=stacklevel)

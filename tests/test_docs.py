@@ -53,3 +53,21 @@ def test_readme_links_exist_and_readme_stays_short():
     assert not missing, f"README links to missing files: {missing}"
     assert text.splitlines()[2:6] and "make demo" in text.splitlines()[3] and "make test" in text.splitlines()[4]
     assert len(text.splitlines()) <= 120, "the README is the front page (about two screens); the manual is docs/"
+
+
+def test_make_test_runs_what_the_readme_says():
+    # README: `make test` sets up the three environments and runs, side by side, the TensorFlow suite and the
+    # backend suites on JAX and torch (CI calls it); a recipe that dropped a suite or ran them one by one fails
+    readme = (ROOT / "README.md").read_text()
+    assert "runs, side by side, the whole suite on" in readme
+    make = (ROOT / "Makefile").read_text()
+    rule = re.search(r"^test:(.*)\n((?:\t.*\n)+)", make, re.M)
+    assert rule, "the Makefile has no test rule"
+    prereqs, recipe = rule.group(1).split(), rule.group(2)
+    assert prereqs[:1] == ["lint"] and {"$(JAX_STAMP)", "$(TORCH_STAMP)"} <= set(prereqs)
+    assert re.search(r"\$\(MAKE\) -j3 \S* ?test-main test-jax test-torch", recipe), recipe
+    for suite, venv in (("test-main", "$(BIN)/python -m pytest"), ("test-jax", "KERAS_BACKEND=jax .venv-jax/"),
+                        ("test-torch", "KERAS_BACKEND=torch .venv-torch/")):
+        body = re.search(rf"^{suite}:.*\n((?:\t.*\n)+)", make, re.M)
+        assert body and venv in body.group(1), suite
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
